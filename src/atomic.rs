@@ -1,0 +1,327 @@
+//! Durable atomic replacement of a small file, and reads that never see half of one.
+//!
+//! Writers never modify the session file in place: they write a temp file in the same
+//! directory, `sync_all` it, rename it over the target and fsync the directory. A reader that
+//! opens the path gets either the old inode or the new one, complete. (Network and FUSE
+//! filesystems can still serve a torn read through their caches; the store re-reads.)
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::Error;
+
+/// A session file larger than this is not a session: refuse it instead of reading it all.
+pub(crate) const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// What a read found.
+#[derive(Debug)]
+pub(crate) struct FileContent {
+    pub(crate) bytes: Vec<u8>,
+    /// Permission bits other than the owner's that were set and have been cleared (unix).
+    pub(crate) tightened_from: Option<u32>,
+}
+
+/// Reads the file at `path`; `Ok(None)` if there is none.
+///
+/// Refuses symbolic links, non-regular files and files over [`MAX_FILE_BYTES`]. A file that
+/// group or others can read is tightened to 0600 (best effort: it may not be ours).
+pub(crate) fn read(path: &Path) -> Result<Option<FileContent>, Error> {
+    let file = match open_no_follow(path, false) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if is_symlink_error(&e) => {
+            return Err(Error::NotASessionFile {
+                path: path.to_path_buf(),
+                reason: "it is a symbolic link, which credlock does not follow".into(),
+            });
+        }
+        Err(e) => return Err(Error::io("open the session file", path)(e)),
+    };
+    let meta = file
+        .metadata()
+        .map_err(Error::io("inspect the session file", path))?;
+    if !meta.is_file() {
+        return Err(Error::NotASessionFile {
+            path: path.to_path_buf(),
+            reason: describe_file_type(&meta),
+        });
+    }
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_large(path));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0) + 1);
+    (&file)
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(Error::io("read the session file", path))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(path));
+    }
+    Ok(Some(FileContent {
+        bytes,
+        tightened_from: tighten(&file, &meta),
+    }))
+}
+
+fn too_large(path: &Path) -> Error {
+    Error::NotASessionFile {
+        path: path.to_path_buf(),
+        reason: format!("it is larger than {MAX_FILE_BYTES} bytes"),
+    }
+}
+
+/// Replaces `path` with `bytes`, durably: temp file (0600) in the same directory, write,
+/// `sync_all`, rename, fsync the directory. Creates a missing directory 0700. On any error the
+/// temp file is removed and the old file is untouched. Leftover temp files of killed writers
+/// are removed first.
+pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let (dir, name) = split(path)?;
+    ensure_dir(&dir)?;
+    refuse_non_regular_target(path)?;
+    remove_leftover_temp_files(&dir, &name);
+    let prefix = temp_prefix(&name);
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(TEMP_SUFFIX);
+    // 0600 whatever the umask. Windows has no mode bits: the file inherits the ACL of the
+    // directory (normally the user's profile).
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600));
+    let mut tmp = builder
+        .tempfile_in(&dir)
+        .map_err(Error::io("create a temp file in", &dir))?;
+    // The lock marks the temp file as in use, so a concurrent sweep leaves it alone.
+    let mut marker = fd_lock::RwLock::new(
+        tmp.as_file()
+            .try_clone()
+            .map_err(Error::io("create a temp file in", &dir))?,
+    );
+    let in_use = marker.try_write();
+    tmp.write_all(bytes)
+        .map_err(Error::io("write a temp file in", &dir))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(Error::io("sync a temp file in", &dir))?;
+    tmp.persist(path).map_err(|e| Error::Io {
+        action: "rename the new session file over",
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
+    drop(in_use);
+    sync_dir(&dir)
+}
+
+/// Removes `path`; `Ok(false)` if it was not there. Refuses to remove a symlink's target or
+/// a directory: only a regular file is removed.
+pub(crate) fn remove(path: &Path) -> Result<bool, Error> {
+    let (dir, _) = split(path)?;
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io("inspect the session file", path)(e)),
+        Ok(m) if !m.is_file() => {
+            return Err(Error::NotASessionFile {
+                path: path.to_path_buf(),
+                reason: describe_file_type(&m),
+            });
+        }
+        Ok(_) => {}
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io("delete the session file", path)(e)),
+    }
+    sync_dir(&dir)?;
+    Ok(true)
+}
+
+const TEMP_SUFFIX: &str = ".tmp";
+
+fn temp_prefix(name: &str) -> String {
+    format!(".{name}.")
+}
+
+fn split(path: &Path) -> Result<(PathBuf, String), Error> {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| Error::NotASessionFile {
+            path: path.to_path_buf(),
+            reason: "the path has no UTF-8 file name".into(),
+        })?
+        .to_owned();
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok((dir, name))
+}
+
+fn refuse_non_regular_target(path: &Path) -> Result<(), Error> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if !m.is_file() => Err(Error::NotASessionFile {
+            path: path.to_path_buf(),
+            reason: describe_file_type(&m),
+        }),
+        _ => Ok(()),
+    }
+}
+
+fn describe_file_type(m: &std::fs::Metadata) -> String {
+    if m.is_symlink() {
+        "it is a symbolic link, which credlock does not follow".into()
+    } else if m.is_dir() {
+        "it is a directory".into()
+    } else {
+        "it is not a regular file".into()
+    }
+}
+
+/// Creates the directory (and missing parents) with mode 0700.
+pub(crate) fn ensure_dir(dir: &Path) -> Result<(), Error> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .map_err(Error::io("create the directory", dir))
+}
+
+/// Removes temp files that a killed writer left behind. A temp file whose writer is alive is
+/// locked by it and kept. Best effort: a failure here must not fail the write.
+fn remove_leftover_temp_files(dir: &Path, name: &str) {
+    let prefix = temp_prefix(name);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(n) = file_name.to_str() else {
+            continue;
+        };
+        if !(n.starts_with(&prefix) && n.ends_with(TEMP_SUFFIX)) {
+            continue;
+        }
+        let p = entry.path();
+        let Ok(f) = open_no_follow(&p, true) else {
+            continue;
+        };
+        let mut lock = fd_lock::RwLock::new(f);
+        if let Ok(guard) = lock.try_write() {
+            let _removed = std::fs::remove_file(&p);
+            drop(guard);
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<(), Error> {
+    #[cfg(unix)]
+    {
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(Error::io("sync the directory", dir))
+    }
+    #[cfg(not(unix))]
+    {
+        // Windows cannot open a directory as a file; NTFS journals the rename itself.
+        let _ = dir;
+        Ok(())
+    }
+}
+
+fn open_no_follow(path: &Path, write: bool) -> std::io::Result<File> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.read(true).write(write);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut opts,
+        rustix::fs::OFlags::NOFOLLOW.bits() as i32,
+    );
+    opts.open(path)
+}
+
+fn is_symlink_error(e: &std::io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error())
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = e;
+        false
+    }
+}
+
+#[cfg(unix)]
+fn tighten(file: &File, meta: &std::fs::Metadata) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return None;
+    }
+    file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))
+        .ok()
+        .map(|()| mode)
+}
+
+#[cfg(not(unix))]
+fn tighten(_file: &File, _meta: &std::fs::Metadata) -> Option<u32> {
+    None
+}
+
+/// The permission bits of a file, where the platform has them.
+pub(crate) fn mode_of(path: &Path) -> Option<u32> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::symlink_metadata(path)
+            .ok()
+            .map(|m| m.permissions().mode() & 0o7777)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_leftover_temp_file_is_removed_by_the_next_write() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("session.json");
+        let leftover = dir.path().join(".session.json.abc123.tmp");
+        std::fs::write(&leftover, b"half").expect("write");
+        write(&path, b"{}").expect("write");
+        assert!(!leftover.exists());
+        assert_eq!(std::fs::read(&path).expect("read"), b"{}");
+    }
+
+    #[test]
+    fn a_locked_temp_file_of_a_live_writer_is_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("session.json");
+        let live = dir.path().join(".session.json.live00.tmp");
+        std::fs::write(&live, b"in progress").expect("write");
+        let mut lock = fd_lock::RwLock::new(open_no_follow(&live, true).expect("open"));
+        let _guard = lock.try_write().expect("lock");
+        write(&path, b"{}").expect("write");
+        assert!(live.exists());
+    }
+
+    #[test]
+    fn files_of_other_names_are_not_swept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let other = dir.path().join(".other.json.abc.tmp");
+        std::fs::write(&other, b"x").expect("write");
+        write(&dir.path().join("session.json"), b"{}").expect("write");
+        assert!(other.exists());
+    }
+}

@@ -1,0 +1,100 @@
+//! What the store tells an observer: waiting, refreshing, adopting, degrading.
+
+use std::path::PathBuf;
+
+/// Something worth telling a user or a log, reported to [`crate::Store::on_event`].
+///
+/// `Display` gives a one-line message without secrets, in the style of cargo's
+/// "Blocking waiting for file lock".
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// The lock is held by another process or thread; this one is waiting.
+    WaitingForLock {
+        /// The sidecar lock file.
+        lock_path: PathBuf,
+    },
+    /// A refresh request is being sent.
+    Refreshing {
+        /// The session file.
+        path: PathBuf,
+    },
+    /// The refreshed session was saved.
+    Refreshed {
+        /// The session file.
+        path: PathBuf,
+    },
+    /// Another process refreshed first; its session was used, without a request.
+    AdoptedNewerSession {
+        /// The session file.
+        path: PathBuf,
+    },
+    /// After `invalid_grant` and the polling window, the store still held the refresh token
+    /// that failed, so the dead session was deleted.
+    DeletedStaleSession {
+        /// The session file.
+        path: PathBuf,
+    },
+    /// The session file was readable by group or others; its mode was set to 0600.
+    PermissionsTightened {
+        /// The session file.
+        path: PathBuf,
+        /// The mode it had.
+        from_mode: u32,
+    },
+    /// A read did not parse and was retried (a torn read through a network cache, or a
+    /// corrupt file).
+    RetryingTornRead {
+        /// The session file.
+        path: PathBuf,
+    },
+    /// Locks do not work here: refreshes run without the lock, protected only by the
+    /// `invalid_grant` fallback. Reported once per store.
+    LocksUnavailable {
+        /// The sidecar lock file.
+        lock_path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for Event {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Event::WaitingForLock { lock_path } => {
+                write!(
+                    f,
+                    "Blocking waiting for file lock on {}",
+                    lock_path.display()
+                )
+            }
+            Event::Refreshing { path } => write!(f, "Refreshing the session in {}", path.display()),
+            Event::Refreshed { path } => {
+                write!(f, "Saved the refreshed session to {}", path.display())
+            }
+            Event::AdoptedNewerSession { path } => write!(
+                f,
+                "Another process refreshed the session in {} first; using its token",
+                path.display()
+            ),
+            Event::DeletedStaleSession { path } => write!(
+                f,
+                "The session in {} was refused by the server and is deleted",
+                path.display()
+            ),
+            Event::PermissionsTightened { path, from_mode } => write!(
+                f,
+                "{} had mode {from_mode:04o}; set it to 0600",
+                path.display()
+            ),
+            Event::RetryingTornRead { path } => {
+                write!(f, "{} did not parse; reading it again", path.display())
+            }
+            Event::LocksUnavailable { lock_path, reason } => write!(
+                f,
+                "warning: locks do not work for {} ({reason}); refreshing without the lock, protected only by the invalid_grant fallback",
+                lock_path.display()
+            ),
+        }
+    }
+}

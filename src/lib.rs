@@ -1,0 +1,107 @@
+//! # credlock
+//!
+//! One OAuth session on disk, and a valid access token for every process that shares it.
+//!
+//! A CLI, an IDE plugin and a few scripts often share one stored session: an access token and
+//! a **rotating** refresh token. When the access token expires they all refresh at once; the
+//! server rotates the refresh token for the first and answers `invalid_grant` to the others.
+//! Servers such as Auth0, Okta, Ory Hydra and node-oidc-provider treat the reuse of a rotated
+//! refresh token as theft and revoke the whole grant: one duplicate refresh logs everybody out.
+//!
+//! credlock prevents the duplicate instead of recovering from it:
+//!
+//! - **Lock first.** A refresh takes an exclusive advisory lock on a sidecar `<file>.lock`,
+//!   re-reads the store under the lock, and refreshes only if the session is still stale.
+//!   Processes that wait adopt the winner's session as soon as it is saved. With working locks
+//!   there is exactly one refresh request per expiry, however many processes ask.
+//! - **Atomic, durable writes.** Temp file (0600) in the same directory, write, `fsync`,
+//!   rename over the target, `fsync` the directory. Readers take no lock and never see a torn
+//!   file on a local disk; a read that does not parse is retried before it is called corrupt.
+//! - **A safe `invalid_grant` fallback** for filesystems where locks do not reach other
+//!   machines (NFS without a lock manager, SMB, FUSE): re-read the store for a sibling's newer
+//!   session before giving up, and delete nothing unless the store still holds the very
+//!   refresh token that failed (compare-and-delete).
+//!
+//! ## Example
+//! ```no_run
+//! use std::time::SystemTime;
+//! use credlock::{Client, ClientAuth, Secret, Session, Store, TokenResponse};
+//!
+//! let store = Store::new("/home/me/.config/my-cli/session.json");
+//!
+//! // After a login done elsewhere (device flow, browser redirect), store the session once:
+//! let client = Client::new(
+//!     "https://auth.example.com/oauth/token",
+//!     "my-cli",
+//!     ClientAuth::Basic { secret: Secret::new("client-secret") },
+//! )?;
+//! let response = TokenResponse::from_json(br#"{"access_token":"at-1","token_type":"Bearer",
+//!     "expires_in":3600,"refresh_token":"rt-1"}"#)?;
+//! store.save(&Session::from_token_response(client, response, SystemTime::now())?)?;
+//!
+//! // Before every API call, in any number of processes:
+//! let token = store.access_token()?;
+//! let header = format!("Authorization: Bearer {}", token.secret());
+//! # let _ = header;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! ## Errors
+//! Every fallible call returns [`Error`]. [`Error::needs_login`] means "ask the user to log in
+//! again"; [`Error::is_transient`] means "try again later". A network error, a 429 or a 5xx
+//! never deletes credentials; a corrupt file is reported and never deleted or overwritten.
+//!
+//! ## Security
+//! The session file and the lock file are created mode 0600 and their directory 0700.
+//! Tokens and secrets are [`Secret`]s: their `Debug` is redacted and they have no `Display`;
+//! no error, event or panic message contains one. Credentials are sent only over HTTPS, or
+//! plain HTTP to a loopback host. Symbolic links at the session path are refused.
+//!
+//! ## Platforms
+//! Linux is the tested platform. Platform code is behind `cfg(unix)`; macOS and Windows build
+//! (fd-lock and tempfile support both) but are not exercised by the test suite. On Windows the
+//! file's protection comes from the profile directory's ACL, not from mode bits, and the
+//! directory is not fsynced (not possible there).
+//!
+//! ## Limitations
+//! - Advisory locks on NFS without a lock manager (`nolock`, `local_lock=`), SMB and most
+//!   FUSE filesystems do not exclude other machines. There, the fallback keeps processes
+//!   working against servers that refuse only the reused token; against servers that revoke
+//!   the whole grant a duplicate refresh from two machines can still end the session.
+//! - A process killed after the server rotated the token but before the save loses that
+//!   rotation; the next refresh then uses a consumed token. A server-side reuse grace period
+//!   closes this window.
+//!
+//! The design, its invariants and a table of every failure are in `docs/design.md`.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod atomic;
+mod clock;
+mod error;
+mod event;
+mod fallback;
+mod http;
+mod lock;
+mod oauth;
+mod secret;
+mod session;
+mod store;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use clock::{Clock, SystemClock, rfc3339};
+pub use error::Error;
+pub use event::Event;
+pub use http::{HttpResponse, Transport, TransportError, UreqTransport};
+pub use lock::lock_path_for;
+pub use oauth::{
+    FormRequest, OAuthError, OAuthErrorCode, ResponseError, TokenResponse, base64,
+    describe_json_error, form_urldecode, form_urlencode,
+};
+pub use secret::Secret;
+pub use session::{Client, ClientAuth, SESSION_FORMAT_VERSION, Session};
+pub use store::{
+    AccessToken, DEFAULT_LOCK_TIMEOUT, DEFAULT_MARGIN, DEFAULT_POLL_SCHEDULE, LockMode, Store,
+};

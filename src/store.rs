@@ -1,0 +1,563 @@
+//! The store: one session file, lock-free reads, locked writes, and the refresh protocol.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, SystemTime};
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::Error;
+use crate::event::Event;
+use crate::fallback::{self, Retry};
+use crate::http::{Transport, TransportError, UreqTransport};
+use crate::lock::{self, LockFailure, Locked};
+use crate::oauth::{self, FormRequest, Outcome};
+use crate::secret::Secret;
+use crate::session::Session;
+
+/// Whether and how refreshes are serialised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum LockMode {
+    /// The advisory lock; if the filesystem refuses locks (`ENOLCK`, `EOPNOTSUPP`, …), run
+    /// without it, say so once ([`Event::LocksUnavailable`]), and rely on the fallback.
+    #[default]
+    Auto,
+    /// The advisory lock, required: a filesystem that refuses locks is an error.
+    Advisory,
+    /// No lock at all: concurrent refreshes are resolved only by the `invalid_grant` fallback.
+    /// For demonstrations and tests of that fallback.
+    Off,
+}
+
+impl LockMode {
+    /// The name used by the CLI and the environment (`auto`, `advisory`, `off`).
+    #[must_use]
+    pub fn name(self) -> &'static str {
+        match self {
+            LockMode::Auto => "auto",
+            LockMode::Advisory => "advisory",
+            LockMode::Off => "off",
+        }
+    }
+}
+
+impl std::str::FromStr for LockMode {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<LockMode, String> {
+        match s {
+            "auto" => Ok(LockMode::Auto),
+            "advisory" => Ok(LockMode::Advisory),
+            "off" => Ok(LockMode::Off),
+            other => Err(format!(
+                "unknown lock mode {other:?} (expected auto, advisory or off)"
+            )),
+        }
+    }
+}
+
+/// A valid access token, as [`Store::access_token`] hands it out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessToken {
+    token: Secret,
+    token_type: String,
+    expires_at: Option<SystemTime>,
+    refreshed: bool,
+}
+
+impl AccessToken {
+    pub(crate) fn from_session(session: &Session, refreshed: bool) -> AccessToken {
+        AccessToken {
+            token: session.access_token().clone(),
+            token_type: session.token_type().to_owned(),
+            expires_at: session.expires_at(),
+            refreshed,
+        }
+    }
+
+    /// The token, for an `Authorization: Bearer …` header.
+    #[must_use]
+    pub fn secret(&self) -> &str {
+        self.token.secret()
+    }
+
+    /// The token type, usually `Bearer`.
+    #[must_use]
+    pub fn token_type(&self) -> &str {
+        &self.token_type
+    }
+
+    /// When the token expires, if the server said.
+    #[must_use]
+    pub fn expires_at(&self) -> Option<SystemTime> {
+        self.expires_at
+    }
+
+    /// Whether this call sent the refresh request that produced the token.
+    #[must_use]
+    pub fn refreshed(&self) -> bool {
+        self.refreshed
+    }
+}
+
+type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// One session file shared by any number of processes and threads.
+///
+/// Reads take no lock. Writes ([`Store::save`], [`Store::delete`], and the save after a
+/// refresh) hold an exclusive advisory lock on the sidecar `<path>.lock` and replace the file
+/// atomically and durably. [`Store::access_token`] refreshes at most once per expiry however
+/// many processes ask at once: the first takes the lock, re-reads, refreshes and saves; the
+/// others find its session and use it.
+///
+/// A `Store` is cheap to create and `Send + Sync`. Threads exclude each other through the
+/// same OS lock as processes, so one handle per thread or one shared handle both work.
+///
+/// # Examples
+/// ```no_run
+/// let store = credlock::Store::new("/home/me/.config/my-cli/session.json");
+/// let token = store.access_token()?;
+/// println!("Authorization: Bearer {}", token.secret());
+/// # Ok::<(), credlock::Error>(())
+/// ```
+pub struct Store {
+    path: PathBuf,
+    lock_path: PathBuf,
+    margin: Duration,
+    lock_timeout: Duration,
+    lock_mode: LockMode,
+    poll_schedule: Vec<Duration>,
+    torn_read_retries: Vec<Duration>,
+    clock: Arc<dyn Clock>,
+    transport: OnceLock<Arc<dyn Transport>>,
+    observer: Option<Observer>,
+    told_locks_unavailable: AtomicBool,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("lock_mode", &self.lock_mode)
+            .field("margin", &self.margin)
+            .field("lock_timeout", &self.lock_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The default validity margin: a token expiring sooner than this is refreshed (as upstream).
+pub const DEFAULT_MARGIN: Duration = Duration::from_secs(30);
+/// The default wait for the lock.
+pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
+/// The default re-reads after `invalid_grant`: at 0, 25, 50 and 100 ms (delays before each).
+pub const DEFAULT_POLL_SCHEDULE: [Duration; 4] = [
+    Duration::ZERO,
+    Duration::from_millis(25),
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+];
+const DEFAULT_TORN_READ_RETRIES: [Duration; 4] = [
+    Duration::from_millis(10),
+    Duration::from_millis(25),
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+];
+
+impl Store {
+    /// A store for the session file at `path`, with the defaults: margin 30 s, lock timeout
+    /// 10 s, [`LockMode::Auto`], fallback polls at 0/25/50/100 ms, the system clock, ureq.
+    ///
+    /// Nothing is read or created until a method needs it.
+    #[must_use]
+    pub fn new(path: impl Into<PathBuf>) -> Store {
+        let path = path.into();
+        Store {
+            lock_path: lock::lock_path_for(&path),
+            path,
+            margin: DEFAULT_MARGIN,
+            lock_timeout: DEFAULT_LOCK_TIMEOUT,
+            lock_mode: LockMode::Auto,
+            poll_schedule: DEFAULT_POLL_SCHEDULE.to_vec(),
+            torn_read_retries: DEFAULT_TORN_READ_RETRIES.to_vec(),
+            clock: Arc::new(SystemClock),
+            transport: OnceLock::new(),
+            observer: None,
+            told_locks_unavailable: AtomicBool::new(false),
+        }
+    }
+
+    /// Refresh a token this long before it expires, capped at a quarter of the token's
+    /// lifetime. Defaults to 30 s.
+    #[must_use]
+    pub fn with_margin(mut self, margin: Duration) -> Store {
+        self.margin = margin;
+        self
+    }
+
+    /// How long to wait for the lock before [`Error::LockTimeout`]. Defaults to 10 s.
+    #[must_use]
+    pub fn with_lock_timeout(mut self, timeout: Duration) -> Store {
+        self.lock_timeout = timeout;
+        self
+    }
+
+    /// Whether and how to lock. Defaults to [`LockMode::Auto`].
+    #[must_use]
+    pub fn with_lock_mode(mut self, mode: LockMode) -> Store {
+        self.lock_mode = mode;
+        self
+    }
+
+    /// The pauses before each re-read of the store after `invalid_grant`. Defaults to
+    /// [`DEFAULT_POLL_SCHEDULE`]. Longer schedules suit network filesystems, whose caches
+    /// hold old data for seconds.
+    #[must_use]
+    pub fn with_poll_schedule(mut self, schedule: impl Into<Vec<Duration>>) -> Store {
+        self.poll_schedule = schedule.into();
+        self
+    }
+
+    /// The pauses before each re-read of a session file that did not parse, before it is
+    /// reported corrupt. Defaults to 10, 25, 50, 100 ms.
+    #[must_use]
+    pub fn with_torn_read_retries(mut self, retries: impl Into<Vec<Duration>>) -> Store {
+        self.torn_read_retries = retries.into();
+        self
+    }
+
+    /// The clock for expiry decisions and fallback pauses. Defaults to [`SystemClock`].
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Store {
+        self.clock = clock;
+        self
+    }
+
+    /// The HTTP transport. Defaults to [`UreqTransport`], created on the first refresh.
+    #[must_use]
+    pub fn with_transport(self, transport: Arc<dyn Transport>) -> Store {
+        let cell = OnceLock::new();
+        let _ = cell.set(transport);
+        Store {
+            transport: cell,
+            ..self
+        }
+    }
+
+    /// Calls `observer` for every [`Event`]: waiting for the lock, refreshing, adopting a
+    /// sibling's session, degrading. Its `Display` is a ready-made log line.
+    #[must_use]
+    pub fn on_event(mut self, observer: impl Fn(&Event) + Send + Sync + 'static) -> Store {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+
+    /// The session file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The sidecar lock file.
+    #[must_use]
+    pub fn lock_path(&self) -> &Path {
+        &self.lock_path
+    }
+
+    /// The lock mode.
+    #[must_use]
+    pub fn lock_mode(&self) -> LockMode {
+        self.lock_mode
+    }
+
+    /// The session file's permission bits (unix), `None` if there is no file or no mode bits.
+    #[must_use]
+    pub fn file_mode(&self) -> Option<u32> {
+        crate::atomic::mode_of(&self.path)
+    }
+
+    /// The validity margin.
+    #[must_use]
+    pub fn margin(&self) -> Duration {
+        self.margin
+    }
+
+    /// Reads the stored session, without taking any lock.
+    ///
+    /// A file that does not parse is read again after short pauses (a network or FUSE
+    /// filesystem can serve a torn read of a file that was replaced atomically) before it is
+    /// reported corrupt. A file readable by group or others is tightened to 0600.
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`], [`Error::UnsupportedVersion`], [`Error::NotASessionFile`] (a
+    /// symlink, a directory, an oversized file), [`Error::Io`]. None of them modifies the file.
+    pub fn load(&self) -> Result<Option<Session>, Error> {
+        let mut retries = self.torn_read_retries.iter();
+        loop {
+            let Some(content) = crate::atomic::read(&self.path)? else {
+                return Ok(None);
+            };
+            if let Some(from_mode) = content.tightened_from {
+                self.emit(Event::PermissionsTightened {
+                    path: self.path.clone(),
+                    from_mode,
+                });
+            }
+            match Session::from_json(&content.bytes, &self.path) {
+                Ok(session) => return Ok(Some(session)),
+                Err(e @ Error::Corrupt { .. }) => match retries.next() {
+                    Some(pause) => {
+                        self.emit(Event::RetryingTornRead {
+                            path: self.path.clone(),
+                        });
+                        self.clock.sleep(*pause);
+                    }
+                    None => return Err(e),
+                },
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Stores `session` (after a login done elsewhere), replacing any stored one, atomically
+    /// and durably, under the lock so that it cannot be overwritten by a refresh in flight.
+    ///
+    /// # Errors
+    /// [`Error::Io`] (the old file is then untouched and no temp file remains),
+    /// [`Error::NotASessionFile`], [`Error::LockTimeout`].
+    pub fn save(&self, session: &Session) -> Result<(), Error> {
+        let bytes = session.to_json();
+        self.locked(|| crate::atomic::write(&self.path, &bytes))
+    }
+
+    /// Deletes the stored session under the lock (logout). A refresh in flight elsewhere
+    /// re-reads under the lock, finds nothing, and does not write the session back.
+    /// Returns whether there was a session.
+    ///
+    /// # Errors
+    /// [`Error::Io`], [`Error::NotASessionFile`], [`Error::LockTimeout`].
+    pub fn delete(&self) -> Result<bool, Error> {
+        self.locked(|| crate::atomic::remove(&self.path))
+    }
+
+    /// A valid access token: the stored one if it is valid beyond the margin (no lock, no
+    /// request), else one refresh for all the processes that ask at once.
+    ///
+    /// When the stored token is stale: take the lock (while waiting, adopt a session another
+    /// process saves), re-read, and if it is still stale, refresh, save, release. After
+    /// `invalid_grant`, the fallback re-reads the store for a sibling's newer session before
+    /// giving up, and deletes the session only if it still holds the refresh token that failed.
+    ///
+    /// # Errors
+    /// - [`Error::NoSession`], [`Error::SessionExpired`], [`Error::Rejected`]: log in again
+    ///   ([`Error::needs_login`]).
+    /// - [`Error::Unavailable`], [`Error::LockTimeout`]: try again later
+    ///   ([`Error::is_transient`]); the session is kept.
+    /// - [`Error::NotSaved`]: the refresh worked but the save did not; the error carries the
+    ///   new session.
+    /// - [`Error::Corrupt`] and other file errors: the file is left untouched.
+    pub fn access_token(&self) -> Result<AccessToken, Error> {
+        let session = self.load()?.ok_or_else(|| self.no_session())?;
+        if self.is_fresh(&session) {
+            return Ok(AccessToken::from_session(&session, false));
+        }
+        if self.lock_mode == LockMode::Off {
+            return self.refresh_if_still_stale();
+        }
+        let waited = lock::with_lock(
+            &self.lock_path,
+            self.lock_timeout,
+            || self.fresh_session_saved_by_another(),
+            || {
+                self.emit(Event::WaitingForLock {
+                    lock_path: self.lock_path.clone(),
+                });
+            },
+            || self.refresh_if_still_stale(),
+        );
+        match waited {
+            Ok(Locked::Ran(result)) => result,
+            Ok(Locked::Resolved(session)) => Ok(AccessToken::from_session(&session, false)),
+            Err(failure) => {
+                self.without_lock(failure)?;
+                self.refresh_if_still_stale()
+            }
+        }
+    }
+
+    /// While waiting for the lock: a fresh session another process saved, if any.
+    fn fresh_session_saved_by_another(&self) -> Option<Session> {
+        self.load().ok().flatten().filter(|s| self.is_fresh(s))
+    }
+
+    /// Runs under the lock (or without one in [`LockMode::Off`]).
+    fn refresh_if_still_stale(&self) -> Result<AccessToken, Error> {
+        let session = self.load()?.ok_or_else(|| self.no_session())?;
+        if self.is_fresh(&session) {
+            return Ok(AccessToken::from_session(&session, false));
+        }
+        self.refresh_session(session, Retry::Allowed)
+    }
+
+    /// Sends one refresh for `session` and handles its outcome; `retry` says whether the
+    /// `invalid_grant` fallback may still refresh once with a newer session it finds.
+    pub(crate) fn refresh_session(
+        &self,
+        session: Session,
+        retry: Retry,
+    ) -> Result<AccessToken, Error> {
+        let request = FormRequest::refresh(&session);
+        oauth::require_secure_endpoint(&request.url)?;
+        self.emit(Event::Refreshing {
+            path: self.path.clone(),
+        });
+        let response = self.transport().post_form(&request).map_err(|e| match e {
+            TransportError::TooLarge(_) => Error::InvalidResponse {
+                path: self.path.clone(),
+                reason: e.to_string(),
+            },
+            other => Error::Unavailable {
+                path: self.path.clone(),
+                reason: other.to_string(),
+                retry_after: None,
+            },
+        })?;
+        let outcome = oauth::classify(
+            response.status,
+            response.retry_after,
+            &response.body,
+            &request.secret_values(),
+        );
+        match outcome {
+            Outcome::Refreshed(token_response) => {
+                let refreshed = session.refreshed(token_response, self.clock.now());
+                self.save_refreshed(refreshed)
+            }
+            Outcome::InvalidGrant => fallback::recover(self, &session, retry),
+            Outcome::Rejected { status, oauth } => Err(Error::Rejected {
+                path: self.path.clone(),
+                status,
+                oauth,
+            }),
+            Outcome::Unavailable {
+                status,
+                retry_after,
+            } => Err(Error::Unavailable {
+                path: self.path.clone(),
+                reason: if status == 429 {
+                    "HTTP 429, rate limited".to_owned()
+                } else {
+                    format!("HTTP {status} from the token endpoint")
+                },
+                retry_after,
+            }),
+            Outcome::Unusable(reason) => Err(Error::InvalidResponse {
+                path: self.path.clone(),
+                reason,
+            }),
+        }
+    }
+
+    fn save_refreshed(&self, session: Session) -> Result<AccessToken, Error> {
+        match crate::atomic::write(&self.path, &session.to_json()) {
+            Ok(()) => {
+                self.emit(Event::Refreshed {
+                    path: self.path.clone(),
+                });
+                Ok(AccessToken::from_session(&session, true))
+            }
+            Err(e) => Err(Error::NotSaved {
+                session: Box::new(session),
+                source: Box::new(e),
+            }),
+        }
+    }
+
+    /// Runs `f` under the lock; for writes that need no early exit.
+    fn locked<T>(&self, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
+        if self.lock_mode == LockMode::Off {
+            return f();
+        }
+        let mut f = Some(f);
+        let waited = lock::with_lock(
+            &self.lock_path,
+            self.lock_timeout,
+            || None::<()>,
+            || {
+                self.emit(Event::WaitingForLock {
+                    lock_path: self.lock_path.clone(),
+                });
+            },
+            || f.take().map(|f| f()),
+        );
+        match waited {
+            Ok(Locked::Ran(Some(result))) => result,
+            Ok(Locked::Ran(None) | Locked::Resolved(())) => {
+                unreachable!("the critical section runs once and the wait never resolves early")
+            }
+            Err(failure) => {
+                self.without_lock(failure)?;
+                match f.take() {
+                    Some(f) => f(),
+                    None => unreachable!("a failed lock never ran the critical section"),
+                }
+            }
+        }
+    }
+
+    /// Decides what a failure to lock means: an error, or (in [`LockMode::Auto`], when the
+    /// filesystem has no locks) carrying on without the lock, said once.
+    fn without_lock(&self, failure: LockFailure) -> Result<(), Error> {
+        match failure {
+            LockFailure::Timeout(waited) => Err(Error::LockTimeout {
+                lock_path: self.lock_path.clone(),
+                waited,
+            }),
+            LockFailure::Io(e) => Err(e),
+            LockFailure::Unsupported(e) if self.lock_mode == LockMode::Auto => {
+                if !self.told_locks_unavailable.swap(true, Ordering::Relaxed) {
+                    self.emit(Event::LocksUnavailable {
+                        lock_path: self.lock_path.clone(),
+                        reason: e.to_string(),
+                    });
+                }
+                Ok(())
+            }
+            LockFailure::Unsupported(e) => Err(Error::Io {
+                action: "lock",
+                path: self.lock_path.clone(),
+                source: e,
+            }),
+        }
+    }
+
+    pub(crate) fn is_fresh(&self, session: &Session) -> bool {
+        session.is_fresh(self.clock.now(), self.margin)
+    }
+
+    pub(crate) fn poll_schedule(&self) -> &[Duration] {
+        &self.poll_schedule
+    }
+
+    pub(crate) fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
+    }
+
+    pub(crate) fn emit(&self, event: Event) {
+        if let Some(observer) = &self.observer {
+            observer(&event);
+        }
+    }
+
+    fn transport(&self) -> &dyn Transport {
+        self.transport
+            .get_or_init(|| Arc::new(UreqTransport::new()))
+            .as_ref()
+    }
+
+    fn no_session(&self) -> Error {
+        Error::NoSession {
+            path: self.path.clone(),
+        }
+    }
+}

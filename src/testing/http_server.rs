@@ -1,0 +1,157 @@
+//! The fake token server over real HTTP on 127.0.0.1.
+
+use std::io::Read;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crate::http::HttpResponse;
+use crate::oauth::form_urldecode;
+
+use super::server::FakeServer;
+
+/// A [`FakeServer`] listening on `127.0.0.1` on a free port, one thread per request.
+/// Dropping it stops the listener.
+///
+/// Routes: `POST /token`, `POST /revoke` (RFC 7009), and `GET /introspect?token=…`, which
+/// answers `{"active":true|false}` for a refresh token.
+#[must_use = "dropping the server stops it"]
+pub struct HttpServer {
+    server: Arc<tiny_http::Server>,
+    port: u16,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for HttpServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpServer")
+            .field("port", &self.port)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpServer {
+    /// Starts serving `fake` on a free loopback port.
+    ///
+    /// # Errors
+    /// The bind error, if the loopback interface cannot be bound.
+    pub fn start(fake: Arc<FakeServer>) -> std::io::Result<HttpServer> {
+        let server = tiny_http::Server::http("127.0.0.1:0").map_err(std::io::Error::other)?;
+        let port = server
+            .server_addr()
+            .to_ip()
+            .map(|a| a.port())
+            .ok_or_else(|| std::io::Error::other("not an IP listener"))?;
+        let server = Arc::new(server);
+        let listener = Arc::clone(&server);
+        let thread = std::thread::spawn(move || {
+            for request in listener.incoming_requests() {
+                let fake = Arc::clone(&fake);
+                std::thread::spawn(move || serve(&fake, request));
+            }
+        });
+        Ok(HttpServer {
+            server,
+            port,
+            thread: Some(thread),
+        })
+    }
+
+    /// The port.
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `http://127.0.0.1:PORT/token`.
+    #[must_use]
+    pub fn token_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}/token", self.port)
+    }
+
+    /// `http://127.0.0.1:PORT/revoke`.
+    #[must_use]
+    pub fn revocation_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}/revoke", self.port)
+    }
+}
+
+impl Drop for HttpServer {
+    fn drop(&mut self) {
+        self.server.unblock();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+const MAX_REQUEST_BODY: u64 = 64 * 1024;
+
+fn serve(fake: &FakeServer, mut request: tiny_http::Request) {
+    let mut body = Vec::new();
+    let read = request
+        .as_reader()
+        .take(MAX_REQUEST_BODY)
+        .read_to_end(&mut body);
+    let url = request.url().to_owned();
+    let authorization = request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Authorization"))
+        .map(|h| h.value.as_str().to_owned());
+    let form = parse_form(&String::from_utf8_lossy(&body));
+    let response = match (request.method(), url.split('?').next().unwrap_or("")) {
+        _ if read.is_err() => plain(400, "unreadable body"),
+        (tiny_http::Method::Post, "/token") => {
+            if fake.pop_transport_failure().is_some() {
+                // No response at all: drop the connection, as a crashed proxy would.
+                return;
+            }
+            fake.handle_token(&form, authorization.as_deref())
+        }
+        (tiny_http::Method::Post, "/revoke") => fake.handle_revoke(&form, authorization.as_deref()),
+        (tiny_http::Method::Get, "/introspect") => {
+            let query = parse_form(url.split_once('?').map_or("", |(_, q)| q));
+            let token = query
+                .iter()
+                .find(|(k, _)| k == "token")
+                .map(|(_, v)| v.as_str());
+            let active = token.is_some_and(|t| fake.is_live(t));
+            HttpResponse {
+                status: 200,
+                retry_after: None,
+                body: format!("{{\"active\":{active}}}").into_bytes(),
+            }
+        }
+        _ => plain(404, "not found"),
+    };
+    if !fake.latency().is_zero() {
+        std::thread::sleep(fake.latency());
+    }
+    let mut reply = tiny_http::Response::from_data(response.body).with_status_code(response.status);
+    if let Ok(h) = tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]) {
+        reply.add_header(h);
+    }
+    if let Some(ra) = response.retry_after
+        && let Ok(h) = tiny_http::Header::from_bytes(&b"Retry-After"[..], ra.as_bytes()) {
+            reply.add_header(h);
+        }
+    let _ = request.respond(reply);
+}
+
+fn plain(status: u16, text: &str) -> HttpResponse {
+    HttpResponse {
+        status,
+        retry_after: None,
+        body: text.as_bytes().to_vec(),
+    }
+}
+
+fn parse_form(s: &str) -> Vec<(String, String)> {
+    s.split('&')
+        .filter(|p| !p.is_empty())
+        .filter_map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            Some((form_urldecode(k)?, form_urldecode(v)?))
+        })
+        .collect()
+}

@@ -1,0 +1,40 @@
+//! A test kit for code built on credlock (feature `testing`).
+//!
+//! - [`ManualClock`]: time that moves only when told, so expiry needs no sleeping.
+//! - [`FakeServer`]: a token server that rotates refresh tokens and applies a [`ReusePolicy`]
+//!   to a reused one, with scripted failures, latency and counters.
+//! - [`FakeTransport`]: the fake server in memory, as a [`crate::Transport`].
+//! - [`HttpServer`]: the same fake server over real HTTP on 127.0.0.1, for several processes.
+//!
+//! credlock's own tests use this kit.
+//!
+//! # Examples
+//! ```
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use credlock::testing::{FakeServer, FakeTransport, ManualClock, ReusePolicy};
+//!
+//! let clock = ManualClock::starting_now();
+//! let server = FakeServer::builder().policy(ReusePolicy::RevokeGrant).clock(clock.clone()).build();
+//! let dir = tempfile::tempdir()?;
+//! let store = credlock::Store::new(dir.path().join("session.json"))
+//!     .with_clock(clock.clone())
+//!     .with_transport(Arc::new(FakeTransport::new(server.clone())));
+//! store.save(&server.seed_session("http://127.0.0.1/token")?)?;
+//!
+//! clock.advance(Duration::from_secs(3600));          // the access token expires
+//! let token = store.access_token()?;
+//! assert!(token.refreshed());
+//! assert_eq!(server.counters().refreshes_ok, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod clock;
+mod http_server;
+mod server;
+
+pub use clock::ManualClock;
+pub use http_server::HttpServer;
+pub use server::{
+    Counters, Failure, FakeServer, FakeServerBuilder, FakeTransport, ReusePolicy, TEST_CLIENT_ID,
+};

@@ -1,0 +1,574 @@
+//! A fake token server that behaves like the real ones on refresh-token reuse.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::Error;
+use crate::http::{HttpResponse, Transport, TransportError};
+use crate::oauth::{FormRequest, TokenResponse, form_urldecode};
+use crate::secret::Secret;
+use crate::session::{Client, ClientAuth, Session};
+
+/// The client id the fake server knows.
+pub const TEST_CLIENT_ID: &str = "credlock-test";
+
+/// What the server does when a refresh token that was already rotated is used again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ReusePolicy {
+    /// Revoke the whole grant, every token of it, and answer `invalid_grant` (Auth0, Okta,
+    /// Ory Hydra, node-oidc-provider).
+    RevokeGrant,
+    /// Refuse the reused token with `invalid_grant`; the grant survives (Clerk-like).
+    RejectOnly,
+    /// The old token stays usable for this long after rotation (a "reuse interval", as Auth0,
+    /// Okta, Dex and Cognito offer); after that, reuse revokes the grant.
+    Grace(Duration),
+}
+
+impl ReusePolicy {
+    /// The name the CLI uses: `revoke-grant`, `reject-only`, `grace:MS`.
+    #[must_use]
+    pub fn name(&self) -> String {
+        match self {
+            ReusePolicy::RevokeGrant => "revoke-grant".into(),
+            ReusePolicy::RejectOnly => "reject-only".into(),
+            ReusePolicy::Grace(d) => format!("grace:{}", d.as_millis()),
+        }
+    }
+}
+
+impl std::str::FromStr for ReusePolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<ReusePolicy, String> {
+        match s {
+            "revoke-grant" => Ok(ReusePolicy::RevokeGrant),
+            "reject-only" => Ok(ReusePolicy::RejectOnly),
+            other => other
+                .strip_prefix("grace:")
+                .and_then(|ms| ms.parse::<u64>().ok())
+                .map(|ms| ReusePolicy::Grace(Duration::from_millis(ms)))
+                .ok_or_else(|| {
+                    format!("unknown server policy {other:?} (expected revoke-grant, reject-only or grace:MS)")
+                }),
+        }
+    }
+}
+
+/// A scripted answer for the next refresh request, instead of the normal behaviour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Failure {
+    /// Answer with this status, body and optional `Retry-After`.
+    Status {
+        /// The status code.
+        status: u16,
+        /// The body.
+        body: String,
+        /// The `Retry-After` header.
+        retry_after: Option<String>,
+    },
+    /// Fail in the transport (no response): only [`FakeTransport`] can do this; over HTTP the
+    /// server closes the connection instead.
+    Transport(TransportError),
+}
+
+/// What the server has seen.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Refresh requests received (every POST to the token endpoint).
+    pub refresh_requests: u64,
+    /// Refreshes answered with new tokens.
+    pub refreshes_ok: u64,
+    /// Answers of `invalid_grant`.
+    pub invalid_grant: u64,
+    /// Uses of a refresh token that had already been rotated.
+    pub reuse_detected: u64,
+    /// Answers of `invalid_client`.
+    pub invalid_client: u64,
+    /// Scripted failures served.
+    pub scripted_failures: u64,
+    /// Grants revoked (by reuse detection, revocation requests or the test).
+    pub grants_revoked: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RefreshState {
+    Live,
+    Rotated { at: SystemTime },
+}
+
+#[derive(Debug)]
+struct RefreshRecord {
+    grant: u64,
+    state: RefreshState,
+}
+
+#[derive(Debug, Default)]
+struct Grant {
+    revoked: bool,
+    live_refresh: Option<String>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    next_id: u64,
+    grants: HashMap<u64, Grant>,
+    refresh_tokens: HashMap<String, RefreshRecord>,
+    access_tokens: HashMap<String, (u64, SystemTime)>,
+    scripted: VecDeque<Failure>,
+    counters: Counters,
+}
+
+type RefreshHook = Box<dyn Fn(&str) + Send + Sync>;
+
+/// An in-memory OAuth token server: rotates the refresh token on every refresh, applies a
+/// [`ReusePolicy`] to reused ones, checks client authentication, counts everything.
+pub struct FakeServer {
+    policy: ReusePolicy,
+    access_ttl: Duration,
+    latency: Duration,
+    auth: ClientAuth,
+    clock: Arc<dyn Clock>,
+    nonce: u64,
+    state: Mutex<State>,
+    on_refresh: Mutex<Option<Arc<RefreshHook>>>,
+}
+
+impl std::fmt::Debug for FakeServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FakeServer")
+            .field("policy", &self.policy)
+            .field("access_ttl", &self.access_ttl)
+            .field("latency", &self.latency)
+            .field("counters", &self.counters())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`FakeServer`].
+#[derive(Debug)]
+pub struct FakeServerBuilder {
+    policy: ReusePolicy,
+    access_ttl: Duration,
+    latency: Duration,
+    auth: ClientAuth,
+    clock: Arc<dyn Clock>,
+}
+
+impl FakeServerBuilder {
+    /// The reuse policy. Defaults to [`ReusePolicy::RevokeGrant`].
+    #[must_use]
+    pub fn policy(mut self, policy: ReusePolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// The lifetime of access tokens. Defaults to 1 hour.
+    #[must_use]
+    pub fn access_ttl(mut self, ttl: Duration) -> Self {
+        self.access_ttl = ttl;
+        self
+    }
+
+    /// A delay before every answer, after the server has acted (so a rotation is already
+    /// done while the answer is in flight). Defaults to none.
+    #[must_use]
+    pub fn latency(mut self, latency: Duration) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    /// The client authentication the server requires of [`TEST_CLIENT_ID`]. Defaults to
+    /// [`ClientAuth::None`].
+    #[must_use]
+    pub fn client_auth(mut self, auth: ClientAuth) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    /// The clock for token expiry. Defaults to the system clock.
+    #[must_use]
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The server.
+    #[must_use]
+    pub fn build(self) -> Arc<FakeServer> {
+        let nonce = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+            ^ u64::from(std::process::id());
+        Arc::new(FakeServer {
+            policy: self.policy,
+            access_ttl: self.access_ttl,
+            latency: self.latency,
+            auth: self.auth,
+            clock: self.clock,
+            nonce,
+            state: Mutex::new(State::default()),
+            on_refresh: Mutex::new(None),
+        })
+    }
+}
+
+impl FakeServer {
+    /// A builder with the defaults (revoke-grant, 1 h access tokens, no latency, public client).
+    #[must_use]
+    pub fn builder() -> FakeServerBuilder {
+        FakeServerBuilder {
+            policy: ReusePolicy::RevokeGrant,
+            access_ttl: Duration::from_secs(3600),
+            latency: Duration::ZERO,
+            auth: ClientAuth::None,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// The reuse policy.
+    #[must_use]
+    pub fn policy(&self) -> ReusePolicy {
+        self.policy
+    }
+
+    /// The answer delay.
+    #[must_use]
+    pub fn latency(&self) -> Duration {
+        self.latency
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Starts a new grant, as a login would, and returns its token response.
+    #[must_use]
+    pub fn seed(&self) -> TokenResponse {
+        let mut st = self.state();
+        st.next_id += 1;
+        let grant = st.next_id;
+        st.grants.insert(grant, Grant::default());
+        let body = self.issue(&mut st, grant, None);
+        TokenResponse::from_json(&body).expect("the fake server's own response parses")
+    }
+
+    /// A new grant as a [`Session`] for [`TEST_CLIENT_ID`] at `token_endpoint`, with the
+    /// client authentication the server requires.
+    ///
+    /// # Errors
+    /// [`Error::InsecureEndpoint`] for a non-loopback `http://` endpoint.
+    pub fn seed_session(&self, token_endpoint: &str) -> Result<Session, Error> {
+        let client = Client::new(token_endpoint, TEST_CLIENT_ID, self.auth.clone())?;
+        Session::from_token_response(client, self.seed(), self.clock.now())
+    }
+
+    /// Pops a scripted [`Failure::Transport`] if it is next; it counts as a request.
+    pub(super) fn pop_transport_failure(&self) -> Option<TransportError> {
+        let mut st = self.state();
+        let Some(Failure::Transport(e)) = st.scripted.front().cloned() else {
+            return None;
+        };
+        st.scripted.pop_front();
+        st.counters.refresh_requests += 1;
+        st.counters.scripted_failures += 1;
+        Some(e)
+    }
+
+    /// Makes the next refresh requests fail as scripted, in order.
+    pub fn push_failure(&self, failure: Failure) {
+        self.state().scripted.push_back(failure);
+    }
+
+    /// Runs `hook` with the refresh token of every refresh request, before the server acts on
+    /// it. Tests use it to make "another process" save a session mid-refresh.
+    pub fn on_refresh(&self, hook: impl Fn(&str) + Send + Sync + 'static) {
+        *self
+            .on_refresh
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Arc::new(Box::new(hook)));
+    }
+
+    /// What the server has seen so far.
+    #[must_use]
+    pub fn counters(&self) -> Counters {
+        self.state().counters
+    }
+
+    /// Whether `refresh_token` would be accepted now (not rotated, grant not revoked).
+    #[must_use]
+    pub fn is_live(&self, refresh_token: &str) -> bool {
+        let st = self.state();
+        st.refresh_tokens.get(refresh_token).is_some_and(|r| {
+            r.state == RefreshState::Live && st.grants.get(&r.grant).is_some_and(|g| !g.revoked)
+        })
+    }
+
+    /// Whether `access_token` was issued by this server, has not expired and belongs to a
+    /// grant that was not revoked.
+    #[must_use]
+    pub fn is_access_token_valid(&self, access_token: &str) -> bool {
+        let now = self.clock.now();
+        let st = self.state();
+        st.access_tokens
+            .get(access_token)
+            .is_some_and(|(grant, exp)| {
+                *exp > now && st.grants.get(grant).is_some_and(|g| !g.revoked)
+            })
+    }
+
+    /// Revokes the grant `refresh_token` belongs to, as an administrator or an RFC 7009
+    /// revocation would. Returns whether the token was known.
+    pub fn revoke_grant_of(&self, refresh_token: &str) -> bool {
+        let mut st = self.state();
+        let Some(grant) = st.refresh_tokens.get(refresh_token).map(|r| r.grant) else {
+            return false;
+        };
+        Self::revoke(&mut st, grant);
+        true
+    }
+
+    fn revoke(st: &mut State, grant: u64) {
+        if let Some(g) = st.grants.get_mut(&grant)
+            && !g.revoked {
+                g.revoked = true;
+                g.live_refresh = None;
+                st.counters.grants_revoked += 1;
+            }
+    }
+
+    fn issue(&self, st: &mut State, grant: u64, keep_refresh: Option<String>) -> Vec<u8> {
+        st.next_id += 1;
+        let n = st.next_id;
+        let access = format!("at-{:x}-{n}", self.nonce);
+        let refresh = keep_refresh.unwrap_or_else(|| {
+            let r = format!("rt-{:x}-{n}", self.nonce);
+            st.refresh_tokens.insert(
+                r.clone(),
+                RefreshRecord {
+                    grant,
+                    state: RefreshState::Live,
+                },
+            );
+            r
+        });
+        st.access_tokens
+            .insert(access.clone(), (grant, self.clock.now() + self.access_ttl));
+        if let Some(g) = st.grants.get_mut(&grant) {
+            g.live_refresh = Some(refresh.clone());
+        }
+        serde_json::json!({
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": self.access_ttl.as_secs(),
+            "refresh_token": refresh,
+            "scope": "openid offline_access",
+            "id_token": format!("idt-{:x}-{n}", self.nonce),
+        })
+        .to_string()
+        .into_bytes()
+    }
+
+    /// Answers a token request: `form` holds the decoded fields, `authorization` the header.
+    #[must_use]
+    pub fn handle_token(
+        &self,
+        form: &[(String, String)],
+        authorization: Option<&str>,
+    ) -> HttpResponse {
+        let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        if let Some(rt) = field("refresh_token") {
+            let hook = self
+                .on_refresh
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone();
+            if let Some(hook) = hook {
+                hook(rt);
+            }
+        }
+        let mut st = self.state();
+        st.counters.refresh_requests += 1;
+        if let Some(Failure::Status {
+            status,
+            body,
+            retry_after,
+        }) = st.scripted.front().cloned()
+        {
+            st.scripted.pop_front();
+            st.counters.scripted_failures += 1;
+            return HttpResponse {
+                status,
+                retry_after,
+                body: body.into_bytes(),
+            };
+        }
+        if !self.client_authenticated(form, authorization) {
+            st.counters.invalid_client += 1;
+            return error(401, "invalid_client", "client authentication failed");
+        }
+        if field("grant_type") != Some("refresh_token") {
+            return error(
+                400,
+                "unsupported_grant_type",
+                "only refresh_token is supported",
+            );
+        }
+        let Some(rt) = field("refresh_token") else {
+            return error(400, "invalid_request", "refresh_token is missing");
+        };
+        let Some((grant, state)) = st.refresh_tokens.get(rt).map(|r| (r.grant, r.state)) else {
+            st.counters.invalid_grant += 1;
+            return invalid_grant();
+        };
+        if st.grants.get(&grant).is_none_or(|g| g.revoked) {
+            st.counters.invalid_grant += 1;
+            return invalid_grant();
+        }
+        let now = self.clock.now();
+        match state {
+            RefreshState::Live => {
+                if let Some(r) = st.refresh_tokens.get_mut(rt) {
+                    r.state = RefreshState::Rotated { at: now };
+                }
+                st.counters.refreshes_ok += 1;
+                ok(self.issue(&mut st, grant, None))
+            }
+            RefreshState::Rotated { at } => {
+                st.counters.reuse_detected += 1;
+                let within_grace = match self.policy {
+                    ReusePolicy::Grace(d) => now.duration_since(at).unwrap_or_default() <= d,
+                    _ => false,
+                };
+                if within_grace {
+                    let live = st.grants.get(&grant).and_then(|g| g.live_refresh.clone());
+                    st.counters.refreshes_ok += 1;
+                    return ok(self.issue(&mut st, grant, live));
+                }
+                if self.policy != ReusePolicy::RejectOnly {
+                    Self::revoke(&mut st, grant);
+                }
+                st.counters.invalid_grant += 1;
+                invalid_grant()
+            }
+        }
+    }
+
+    /// Answers an RFC 7009 revocation request: revokes the grant of the token, answers 200.
+    #[must_use]
+    pub fn handle_revoke(
+        &self,
+        form: &[(String, String)],
+        authorization: Option<&str>,
+    ) -> HttpResponse {
+        if !self.client_authenticated(form, authorization) {
+            return error(401, "invalid_client", "client authentication failed");
+        }
+        if let Some((_, token)) = form.iter().find(|(k, _)| k == "token") {
+            self.revoke_grant_of(token);
+        }
+        ok(Vec::new())
+    }
+
+    fn client_authenticated(&self, form: &[(String, String)], authorization: Option<&str>) -> bool {
+        let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        match &self.auth {
+            ClientAuth::None => field("client_id") == Some(TEST_CLIENT_ID),
+            ClientAuth::Post { secret } => {
+                field("client_id") == Some(TEST_CLIENT_ID)
+                    && field("client_secret") == Some(secret.secret())
+            }
+            ClientAuth::Basic { secret } => authorization
+                .and_then(|h| h.strip_prefix("Basic "))
+                .and_then(decode_basic)
+                .is_some_and(|(id, s)| id == TEST_CLIENT_ID && s == secret.secret()),
+        }
+    }
+}
+
+fn decode_basic(b64: &str) -> Option<(String, String)> {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut bits = 0u32;
+    let mut n = 0;
+    let mut out = Vec::new();
+    for c in b64.trim_end_matches('=').bytes() {
+        let v = u32::try_from(ALPHABET.iter().position(|a| *a == c)?).ok()?;
+        bits = (bits << 6) | v;
+        n += 6;
+        if n >= 8 {
+            n -= 8;
+            out.push(u8::try_from((bits >> n) & 0xff).ok()?);
+        }
+    }
+    let pair = String::from_utf8(out).ok()?;
+    let (id, secret) = pair.split_once(':')?;
+    // RFC 6749 §2.3.1: both parts were form-urlencoded before base64.
+    Some((form_urldecode(id)?, form_urldecode(secret)?))
+}
+
+fn ok(body: Vec<u8>) -> HttpResponse {
+    HttpResponse {
+        status: 200,
+        retry_after: None,
+        body,
+    }
+}
+
+fn error(status: u16, code: &str, description: &str) -> HttpResponse {
+    HttpResponse {
+        status,
+        retry_after: None,
+        body: serde_json::json!({"error": code, "error_description": description})
+            .to_string()
+            .into_bytes(),
+    }
+}
+
+fn invalid_grant() -> HttpResponse {
+    // node-oidc-provider's exact answer to unknown, expired and reused refresh tokens alike.
+    error(400, "invalid_grant", "grant request is invalid")
+}
+
+/// The fake server as an in-memory [`Transport`]: no sockets, no threads.
+#[derive(Debug, Clone)]
+pub struct FakeTransport {
+    server: Arc<FakeServer>,
+}
+
+impl FakeTransport {
+    /// A transport whose every request goes to `server`.
+    #[must_use]
+    pub fn new(server: Arc<FakeServer>) -> FakeTransport {
+        FakeTransport { server }
+    }
+}
+
+impl Transport for FakeTransport {
+    fn post_form(&self, request: &FormRequest) -> Result<HttpResponse, TransportError> {
+        if let Some(e) = self.server.pop_transport_failure() {
+            return Err(e);
+        }
+        let form: Vec<(String, String)> = request
+            .form
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.secret().to_owned()))
+            .collect();
+        let auth = request.authorization.as_ref().map(Secret::secret);
+        let response = if request.url.ends_with("/revoke") {
+            self.server.handle_revoke(&form, auth)
+        } else {
+            self.server.handle_token(&form, auth)
+        };
+        if !self.server.latency.is_zero() {
+            std::thread::sleep(self.server.latency);
+        }
+        Ok(response)
+    }
+}

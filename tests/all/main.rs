@@ -1,0 +1,10 @@
+//! One integration binary (linking once is what costs on two cores), a module per behaviour.
+
+mod common;
+
+mod fallback;
+mod files;
+mod locking;
+mod processes;
+mod refresh;
+mod secrets;

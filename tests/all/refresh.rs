@@ -1,0 +1,279 @@
+//! The refresh protocol, one process: upstream's cases, adapted, and error classification.
+
+use std::time::Duration;
+
+use credlock::Clock as _;
+use credlock::testing::{Failure, ReusePolicy};
+use credlock::{Client, ClientAuth, Error, Secret, Session, TokenResponse};
+
+use crate::common::{Bed, TOKEN_ENDPOINT};
+
+#[test]
+fn an_empty_store_has_no_session_and_asks_for_a_login() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    assert!(bed.store().load().expect("load").is_none());
+    let err = bed.store().access_token().unwrap_err();
+    assert!(matches!(err, Error::NoSession { .. }), "{err:?}");
+    assert!(err.needs_login());
+    assert!(err.to_string().contains("session.json"));
+}
+
+#[test]
+fn a_saved_session_round_trips_with_the_fields_it_does_not_model() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    let saved = bed.seed();
+    let loaded = bed.stored().expect("a session");
+    assert_eq!(loaded, saved);
+    assert!(loaded.extra().contains_key("id_token"), "id_token survives");
+    let json: serde_json::Value = serde_json::from_slice(&bed.bytes()).expect("json");
+    assert_eq!(json["version"], 1);
+}
+
+#[test]
+fn a_valid_session_is_returned_without_a_refresh() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    let saved = bed.seed();
+    let token = bed.store().access_token().expect("token");
+    assert_eq!(token.secret(), saved.access_token().secret());
+    assert!(!token.refreshed());
+    assert_eq!(bed.server.counters().refresh_requests, 0);
+}
+
+#[test]
+fn an_expired_session_is_refreshed_with_the_old_token_and_the_rotated_one_is_stored() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    let old = bed.seed_expired();
+    let token = bed.store().access_token().expect("token");
+    assert!(token.refreshed());
+    let stored = bed.stored().expect("stored");
+    assert_eq!(stored.access_token().secret(), token.secret());
+    assert_ne!(stored.refresh_token(), old.refresh_token(), "rotated");
+    assert!(bed.server.is_live(stored.refresh_token().secret()));
+    assert!(!bed.server.is_live(old.refresh_token().secret()));
+    assert_eq!(bed.server.counters().refreshes_ok, 1);
+    // The next call finds it fresh: no second request.
+    bed.store().access_token().expect("token");
+    assert_eq!(bed.server.counters().refresh_requests, 1);
+}
+
+#[test]
+fn a_session_within_the_margin_is_refreshed_early() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    bed.seed();
+    bed.clock.advance(Duration::from_secs(3600 - 20));
+    let token = bed.store().access_token().expect("token");
+    assert!(token.refreshed(), "20 s left is inside the 30 s margin");
+}
+
+#[test]
+fn a_short_lived_token_is_not_refreshed_on_every_call() {
+    let bed = Bed::from_parts(
+        credlock::testing::ManualClock::starting_now(),
+        credlock::testing::FakeServer::builder()
+            .access_ttl(Duration::from_secs(4))
+            .build(),
+    );
+    // The server runs on the system clock here; the store's manual clock starts at the same
+    // instant, so a 4 s token is fresh for 3 s (margin capped at a quarter of the lifetime).
+    bed.seed();
+    let store = bed.store();
+    for _ in 0..5 {
+        assert!(!store.access_token().expect("token").refreshed());
+    }
+    assert_eq!(bed.server.counters().refresh_requests, 0);
+    bed.clock.advance(Duration::from_millis(3_050));
+    assert!(store.access_token().expect("token").refreshed());
+}
+
+#[test]
+fn a_rate_limit_is_transient_and_keeps_the_session_byte_for_byte() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    bed.seed_expired();
+    let before = bed.bytes();
+    bed.server.push_failure(Failure::Status {
+        status: 429,
+        body: String::new(),
+        retry_after: Some("7".into()),
+    });
+    let err = bed.store().access_token().unwrap_err();
+    assert!(err.is_transient() && !err.needs_login(), "{err:?}");
+    assert!(matches!(&err, Error::Unavailable { retry_after: Some(r), .. } if r == "7"));
+    assert_eq!(bed.bytes(), before);
+}
+
+#[test]
+fn server_errors_and_network_failures_are_transient_and_keep_the_session() {
+    for failure in [
+        Failure::Status {
+            status: 500,
+            body: "oops".into(),
+            retry_after: None,
+        },
+        Failure::Status {
+            status: 503,
+            body: String::new(),
+            retry_after: Some("120".into()),
+        },
+        Failure::Transport(credlock::TransportError::Connect(
+            "connection refused".into(),
+        )),
+        Failure::Transport(credlock::TransportError::Timeout("global".into())),
+    ] {
+        let bed = Bed::new(ReusePolicy::RevokeGrant);
+        bed.seed_expired();
+        let before = bed.bytes();
+        bed.server.push_failure(failure.clone());
+        let err = bed.store().access_token().unwrap_err();
+        assert!(err.is_transient(), "{failure:?} gave {err:?}");
+        assert_eq!(bed.bytes(), before, "{failure:?} changed the store");
+    }
+}
+
+#[test]
+fn invalid_client_asks_for_a_login_and_keeps_the_session() {
+    let clock = credlock::testing::ManualClock::starting_now();
+    let server = credlock::testing::FakeServer::builder()
+        .client_auth(ClientAuth::Basic {
+            secret: Secret::new("right"),
+        })
+        .clock(clock.clone())
+        .build();
+    let bed = Bed::from_parts(clock, server);
+    let client = Client::new(
+        TOKEN_ENDPOINT,
+        credlock::testing::TEST_CLIENT_ID,
+        ClientAuth::Basic {
+            secret: Secret::new("wrong"),
+        },
+    )
+    .expect("client");
+    let session =
+        Session::from_token_response(client, bed.server.seed(), bed.clock.now()).expect("session");
+    bed.store().save(&session).expect("save");
+    bed.clock.advance(Duration::from_secs(3600));
+    let before = bed.bytes();
+    let err = bed.store().access_token().unwrap_err();
+    assert!(
+        matches!(&err, Error::Rejected { status: 401, oauth: Some(o), .. } if o.code == credlock::OAuthErrorCode::InvalidClient),
+        "{err:?}"
+    );
+    assert!(err.needs_login());
+    assert_eq!(bed.bytes(), before);
+}
+
+#[test]
+fn basic_and_post_client_authentication_both_refresh() {
+    for auth in [
+        ClientAuth::Basic {
+            secret: Secret::new("p@ss:w/rd+%&=?"),
+        },
+        ClientAuth::Post {
+            secret: Secret::new("p@ss:w/rd+%&=?"),
+        },
+        ClientAuth::None,
+    ] {
+        let clock = credlock::testing::ManualClock::starting_now();
+        let server = credlock::testing::FakeServer::builder()
+            .client_auth(auth.clone())
+            .clock(clock.clone())
+            .build();
+        let bed = Bed::from_parts(clock, server);
+        bed.seed_expired();
+        let token = bed.store().access_token();
+        assert!(token.is_ok_and(|t| t.refreshed()), "{}", auth.method_name());
+    }
+}
+
+#[test]
+fn a_token_response_without_refresh_token_cannot_start_a_session() {
+    let client = Client::new(TOKEN_ENDPOINT, "cli", ClientAuth::None).expect("client");
+    let response =
+        TokenResponse::from_json(br#"{"access_token":"a","token_type":"Bearer","expires_in":60}"#)
+            .expect("parses");
+    let err =
+        Session::from_token_response(client, response, std::time::SystemTime::now()).unwrap_err();
+    assert!(matches!(err, Error::MissingRefreshToken));
+    assert!(err.needs_login());
+}
+
+#[test]
+fn unusable_success_responses_store_nothing() {
+    for body in [
+        "<html>hello</html>",
+        r#"{"token_type":"Bearer"}"#,
+        r#"{"access_token":"a"}"#,
+        r#"{"access_token":5,"token_type":"Bearer"}"#,
+        r#"{"access_token":"a","token_type":"Bearer","expires_in":"soon"}"#,
+    ] {
+        let bed = Bed::new(ReusePolicy::RevokeGrant);
+        bed.seed_expired();
+        let before = bed.bytes();
+        bed.server.push_failure(Failure::Status {
+            status: 200,
+            body: body.into(),
+            retry_after: None,
+        });
+        let err = bed.store().access_token().unwrap_err();
+        assert!(
+            matches!(err, Error::InvalidResponse { .. }),
+            "{body}: {err:?}"
+        );
+        assert!(!err.needs_login());
+        assert_eq!(bed.bytes(), before, "{body}");
+    }
+}
+
+#[test]
+fn a_redirect_is_not_followed_and_keeps_the_session() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    bed.seed_expired();
+    let before = bed.bytes();
+    bed.server.push_failure(Failure::Status {
+        status: 302,
+        body: String::new(),
+        retry_after: None,
+    });
+    let err = bed.store().access_token().unwrap_err();
+    assert!(matches!(err, Error::InvalidResponse { .. }), "{err:?}");
+    assert_eq!(bed.bytes(), before);
+}
+
+#[test]
+fn a_plain_http_endpoint_that_is_not_loopback_gets_no_request() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    bed.seed_expired();
+    let edited = String::from_utf8(bed.bytes())
+        .expect("utf8")
+        .replace(TOKEN_ENDPOINT, "http://auth.example.com/token");
+    std::fs::write(&bed.path, edited).expect("edit");
+    let err = bed.store().access_token().unwrap_err();
+    assert!(matches!(err, Error::InsecureEndpoint { .. }), "{err:?}");
+    assert_eq!(bed.server.counters().refresh_requests, 0);
+}
+
+#[test]
+fn a_refresh_that_cannot_be_saved_hands_back_the_new_session() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    bed.seed_expired();
+    let path = bed.path.clone();
+    bed.server.on_refresh(move |_| {
+        // Something replaces the file with a directory while the request is in flight: the
+        // save must refuse to replace it, and the caller still gets the new token.
+        std::fs::remove_file(&path).expect("rm");
+        std::fs::create_dir(&path).expect("mkdir");
+    });
+    let err = bed.store().access_token().unwrap_err();
+    let Error::NotSaved { session, source } = err else {
+        panic!("expected NotSaved, got {err:?}");
+    };
+    assert!(
+        matches!(*source, Error::NotASessionFile { .. }),
+        "{source:?}"
+    );
+    assert!(
+        bed.server
+            .is_access_token_valid(session.access_token().secret())
+    );
+    assert!(bed.path.is_dir(), "the directory was not replaced");
+    assert!(bed.stray_files().is_empty(), "{:?}", bed.stray_files());
+}
