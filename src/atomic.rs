@@ -80,23 +80,7 @@ pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     ensure_dir(&dir)?;
     refuse_non_regular_target(path)?;
     remove_leftover_temp_files(&dir, &name);
-    let prefix = temp_prefix(&name);
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix(TEMP_SUFFIX);
-    // 0600 whatever the umask. Windows has no mode bits: the file inherits the ACL of the
-    // directory (normally the user's profile).
-    #[cfg(unix)]
-    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600));
-    let mut tmp = builder
-        .tempfile_in(&dir)
-        .map_err(Error::io("create a temp file in", &dir))?;
-    // The lock marks the temp file as in use, so a concurrent sweep leaves it alone.
-    let mut marker = fd_lock::RwLock::new(
-        tmp.as_file()
-            .try_clone()
-            .map_err(Error::io("create a temp file in", &dir))?,
-    );
-    let in_use = marker.try_write();
+    let mut tmp = create_marked_temp_file(&dir, &name)?;
     tmp.write_all(bytes)
         .map_err(Error::io("write a temp file in", &dir))?;
     tmp.as_file()
@@ -107,8 +91,58 @@ pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
         path: path.to_path_buf(),
         source: e.error,
     })?;
-    drop(in_use);
     sync_dir(&dir)
+}
+
+/// Creates the temp file and marks it in use (an `flock` held until it is closed), so that
+/// another writer's sweep leaves it alone. A sweep can still win in the instant between
+/// creation and marking; then the file we hold is no longer linked at its path, and we start
+/// over with a new one.
+fn create_marked_temp_file(dir: &Path, name: &str) -> Result<tempfile::NamedTempFile, Error> {
+    let prefix = temp_prefix(name);
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(TEMP_SUFFIX);
+    // 0600 whatever the umask. Windows has no mode bits: the file inherits the ACL of the
+    // directory (normally the user's profile).
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600));
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let tmp = builder
+            .tempfile_in(dir)
+            .map_err(Error::io("create a temp file in", dir))?;
+        if crate::lock::try_hold_until_closed(tmp.as_file()) && still_linked(&tmp) {
+            return Ok(tmp);
+        }
+        if attempts >= 5 {
+            return Err(Error::Io {
+                action: "keep a temp file (another process keeps removing it) in",
+                path: dir.to_path_buf(),
+                source: std::io::Error::other("temp file swept by a concurrent writer"),
+            });
+        }
+    }
+}
+
+/// Whether the temp file's path still names the file we hold.
+fn still_linked(tmp: &tempfile::NamedTempFile) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (
+            tmp.as_file().metadata(),
+            std::fs::symlink_metadata(tmp.path()),
+        ) {
+            (Ok(held), Ok(named)) => held.dev() == named.dev() && held.ino() == named.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tmp;
+        true
+    }
 }
 
 /// Removes `path`; `Ok(false)` if it was not there. Refuses to remove a symlink's target or
@@ -210,11 +244,12 @@ fn remove_leftover_temp_files(dir: &Path, name: &str) {
         let Ok(f) = open_no_follow(&p, true) else {
             continue;
         };
-        let mut lock = fd_lock::RwLock::new(f);
-        if let Ok(guard) = lock.try_write() {
+        // Holding the lock while unlinking: a writer that marks its file after this sees it
+        // unlinked and starts over (see `create_marked_temp_file`).
+        if crate::lock::try_hold_until_closed(&f) {
             let _removed = std::fs::remove_file(&p);
-            drop(guard);
         }
+        drop(f);
     }
 }
 

@@ -48,8 +48,9 @@ pub enum Event {
         /// The session file.
         path: PathBuf,
     },
-    /// Locks do not work here: refreshes run without the lock, protected only by the
-    /// `invalid_grant` fallback. Reported once per store.
+    /// Protection is degraded: the filesystem refuses locks, or its locks may not reach
+    /// other machines, so the `invalid_grant` fallback is the last guard. Reported once per
+    /// store.
     LocksUnavailable {
         /// The sidecar lock file.
         lock_path: PathBuf,
@@ -92,7 +93,7 @@ impl std::fmt::Display for Event {
             }
             Event::LocksUnavailable { lock_path, reason } => write!(
                 f,
-                "warning: locks do not work for {} ({reason}); refreshing without the lock, protected only by the invalid_grant fallback",
+                "warning: the lock {} may not exclude every process sharing the session: {reason}",
                 lock_path.display()
             ),
         }

@@ -28,7 +28,7 @@ pub(crate) enum Retry {
 /// cannot interleave with a local writer.
 pub(crate) fn recover(store: &Store, failed: &Session, retry: Retry) -> Result<AccessToken, Error> {
     for delay in store.poll_schedule() {
-        store.clock().sleep(*delay);
+        store.clock().sleep(delay);
         match store.load()? {
             None => return Err(expired(store, false)),
             Some(current) if current.refresh_token() != failed.refresh_token() => {

@@ -81,9 +81,11 @@ mod clock;
 mod error;
 mod event;
 mod fallback;
+pub mod filesystem;
 mod http;
 mod lock;
 mod oauth;
+mod plan;
 mod secret;
 mod session;
 mod store;
@@ -100,6 +102,7 @@ pub use oauth::{
     FormRequest, OAuthError, OAuthErrorCode, ResponseError, TokenResponse, base64,
     describe_json_error, form_urldecode, form_urlencode,
 };
+pub use plan::{LockPlan, NETWORK_POLL_SCHEDULE};
 pub use secret::Secret;
 pub use session::{Client, ClientAuth, SESSION_FORMAT_VERSION, Session};
 pub use store::{

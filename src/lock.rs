@@ -92,6 +92,24 @@ pub(crate) fn with_lock<T, R>(
     }
 }
 
+/// Takes an exclusive lock on `file` without blocking and keeps it until every descriptor of
+/// that open file is closed; `false` if another holder has it. Marks temp files as in use.
+pub(crate) fn try_hold_until_closed(file: &File) -> bool {
+    let Ok(clone) = file.try_clone() else {
+        return false;
+    };
+    let mut lock = fd_lock::RwLock::new(clone);
+    match lock.try_write() {
+        Ok(guard) => {
+            // flock belongs to the open file description: forgetting the guard keeps the lock
+            // until the last descriptor (the caller's `file`) closes.
+            std::mem::forget(guard);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 /// Opens (creating if needed) the lock file: read-write, mode 0600, directory 0700.
 fn open_lock_file(lock_path: &Path) -> Result<File, Error> {
     if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {

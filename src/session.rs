@@ -350,13 +350,14 @@ impl Session {
                     version: u64,
                 }
                 if let Ok(v) = serde_json::from_slice::<VersionOnly>(bytes)
-                    && v.version > u64::from(SESSION_FORMAT_VERSION) {
-                        return Err(Error::UnsupportedVersion {
-                            path: path.to_path_buf(),
-                            found: v.version,
-                            supported: SESSION_FORMAT_VERSION,
-                        });
-                    }
+                    && v.version > u64::from(SESSION_FORMAT_VERSION)
+                {
+                    return Err(Error::UnsupportedVersion {
+                        path: path.to_path_buf(),
+                        found: v.version,
+                        supported: SESSION_FORMAT_VERSION,
+                    });
+                }
                 Err(Error::Corrupt {
                     path: path.to_path_buf(),
                     reason: crate::oauth::describe_json_error(&e),

@@ -12,6 +12,7 @@ use crate::fallback::{self, Retry};
 use crate::http::{Transport, TransportError, UreqTransport};
 use crate::lock::{self, LockFailure, Locked};
 use crate::oauth::{self, FormRequest, Outcome};
+use crate::plan::LockPlan;
 use crate::secret::Secret;
 use crate::session::Session;
 
@@ -127,7 +128,8 @@ pub struct Store {
     margin: Duration,
     lock_timeout: Duration,
     lock_mode: LockMode,
-    poll_schedule: Vec<Duration>,
+    poll_schedule: Option<Vec<Duration>>,
+    plan: OnceLock<LockPlan>,
     torn_read_retries: Vec<Duration>,
     clock: Arc<dyn Clock>,
     transport: OnceLock<Arc<dyn Transport>>,
@@ -178,7 +180,8 @@ impl Store {
             margin: DEFAULT_MARGIN,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
             lock_mode: LockMode::Auto,
-            poll_schedule: DEFAULT_POLL_SCHEDULE.to_vec(),
+            poll_schedule: None,
+            plan: OnceLock::new(),
             torn_read_retries: DEFAULT_TORN_READ_RETRIES.to_vec(),
             clock: Arc::new(SystemClock),
             transport: OnceLock::new(),
@@ -210,11 +213,11 @@ impl Store {
     }
 
     /// The pauses before each re-read of the store after `invalid_grant`. Defaults to
-    /// [`DEFAULT_POLL_SCHEDULE`]. Longer schedules suit network filesystems, whose caches
-    /// hold old data for seconds.
+    /// [`DEFAULT_POLL_SCHEDULE`] on a local filesystem and [`crate::NETWORK_POLL_SCHEDULE`]
+    /// on a network one, whose caches hold old data for seconds.
     #[must_use]
     pub fn with_poll_schedule(mut self, schedule: impl Into<Vec<Duration>>) -> Store {
-        self.poll_schedule = schedule.into();
+        self.poll_schedule = Some(schedule.into());
         self
     }
 
@@ -361,7 +364,17 @@ impl Store {
         if self.is_fresh(&session) {
             return Ok(AccessToken::from_session(&session, false));
         }
-        if self.lock_mode == LockMode::Off {
+        let plan = self.lock_plan();
+        if plan.degraded
+            && plan.requested != LockMode::Off
+            && !self.told_locks_unavailable.swap(true, Ordering::Relaxed)
+        {
+            self.emit(Event::LocksUnavailable {
+                lock_path: self.lock_path.clone(),
+                reason: plan.reason.clone(),
+            });
+        }
+        if !plan.advisory {
             return self.refresh_if_still_stale();
         }
         let waited = lock::with_lock(
@@ -473,6 +486,34 @@ impl Store {
         }
     }
 
+    /// Takes and releases the lock once, to check that it can be taken (`credlock doctor`).
+    ///
+    /// # Errors
+    /// [`Error::LockTimeout`] if another process holds it past the timeout; [`Error::Io`] if
+    /// the lock file cannot be opened, or the filesystem refuses locks.
+    pub fn probe_lock(&self) -> Result<(), Error> {
+        let waited = lock::with_lock(
+            &self.lock_path,
+            self.lock_timeout,
+            || None::<()>,
+            || (),
+            || (),
+        );
+        match waited {
+            Ok(_) => Ok(()),
+            Err(LockFailure::Timeout(waited)) => Err(Error::LockTimeout {
+                lock_path: self.lock_path.clone(),
+                waited,
+            }),
+            Err(LockFailure::Io(e)) => Err(e),
+            Err(LockFailure::Unsupported(source)) => Err(Error::Io {
+                action: "lock",
+                path: self.lock_path.clone(),
+                source,
+            }),
+        }
+    }
+
     /// Runs `f` under the lock; for writes that need no early exit.
     fn locked<T>(&self, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
         if self.lock_mode == LockMode::Off {
@@ -531,12 +572,22 @@ impl Store {
         }
     }
 
-    pub(crate) fn is_fresh(&self, session: &Session) -> bool {
+    /// Whether `session` is valid beyond this store's margin now.
+    #[must_use]
+    pub fn is_fresh(&self, session: &Session) -> bool {
         session.is_fresh(self.clock.now(), self.margin)
     }
 
-    pub(crate) fn poll_schedule(&self) -> &[Duration] {
-        &self.poll_schedule
+    pub(crate) fn poll_schedule(&self) -> Vec<Duration> {
+        self.poll_schedule
+            .clone()
+            .unwrap_or_else(|| self.lock_plan().default_poll_schedule())
+    }
+
+    /// The protection in effect: decided once per store, on first need, from the lock mode
+    /// and the filesystem that holds the file (see [`LockPlan`]).
+    pub fn lock_plan(&self) -> &LockPlan {
+        self.plan.get_or_init(|| LockPlan::for_store(self))
     }
 
     pub(crate) fn clock(&self) -> &dyn Clock {

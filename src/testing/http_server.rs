@@ -132,9 +132,10 @@ fn serve(fake: &FakeServer, mut request: tiny_http::Request) {
         reply.add_header(h);
     }
     if let Some(ra) = response.retry_after
-        && let Ok(h) = tiny_http::Header::from_bytes(&b"Retry-After"[..], ra.as_bytes()) {
-            reply.add_header(h);
-        }
+        && let Ok(h) = tiny_http::Header::from_bytes(&b"Retry-After"[..], ra.as_bytes())
+    {
+        reply.add_header(h);
+    }
     let _ = request.respond(reply);
 }
 

@@ -337,11 +337,12 @@ impl FakeServer {
 
     fn revoke(st: &mut State, grant: u64) {
         if let Some(g) = st.grants.get_mut(&grant)
-            && !g.revoked {
-                g.revoked = true;
-                g.live_refresh = None;
-                st.counters.grants_revoked += 1;
-            }
+            && !g.revoked
+        {
+            g.revoked = true;
+            g.live_refresh = None;
+            st.counters.grants_revoked += 1;
+        }
     }
 
     fn issue(&self, st: &mut State, grant: u64, keep_refresh: Option<String>) -> Vec<u8> {

@@ -2,6 +2,8 @@
 
 mod common;
 
+#[cfg(feature = "cli")]
+mod cli;
 mod fallback;
 mod files;
 mod locking;

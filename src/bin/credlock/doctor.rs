@@ -1,0 +1,129 @@
+//! `credlock doctor`: checks a user can act on, one line each.
+
+use std::time::Duration;
+
+use credlock::{Error, LockMode, LockPlan};
+use serde_json::json;
+
+use crate::{Global, Outcome};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Level {
+    Ok,
+    Warn,
+    Fail,
+}
+
+impl Level {
+    fn name(self) -> &'static str {
+        match self {
+            Level::Ok => "ok",
+            Level::Warn => "warn",
+            Level::Fail => "fail",
+        }
+    }
+}
+
+/// `credlock doctor`: exits 1 if any check fails.
+pub fn run(g: &Global) -> Outcome {
+    let store = g.store();
+    let mut checks: Vec<(&str, Level, String)> = Vec::new();
+
+    match store.load() {
+        Ok(Some(s)) if store.is_fresh(&s) => checks.push((
+            "store",
+            Level::Ok,
+            format!("{} holds a valid session", store.path().display()),
+        )),
+        Ok(Some(_)) => checks.push((
+            "store",
+            Level::Ok,
+            format!(
+                "{} holds a session that will be refreshed on next use",
+                store.path().display()
+            ),
+        )),
+        Ok(None) => checks.push((
+            "store",
+            Level::Warn,
+            format!(
+                "no session at {}: log in, then `credlock import`",
+                store.path().display()
+            ),
+        )),
+        Err(e) => checks.push(("store", Level::Fail, e.to_string())),
+    }
+
+    match store.file_mode() {
+        Some(m) if m & 0o077 == 0 => {
+            checks.push(("permissions", Level::Ok, format!("mode {m:04o}")))
+        }
+        Some(m) => checks.push((
+            "permissions",
+            Level::Warn,
+            format!(
+                "mode {m:04o}: readable by others; credlock tightens it to 0600 on the next read"
+            ),
+        )),
+        None => checks.push((
+            "permissions",
+            Level::Ok,
+            "no file yet; it will be created 0600".into(),
+        )),
+    }
+
+    if g.lock == LockMode::Off {
+        checks.push((
+            "lock",
+            Level::Warn,
+            "locks are off (--lock off): concurrent refreshes rely on the invalid_grant fallback"
+                .into(),
+        ));
+    } else {
+        let probe = g.store().with_lock_timeout(Duration::from_secs(2));
+        match probe.probe_lock() {
+            Ok(()) => checks.push((
+                "lock",
+                Level::Ok,
+                format!("{} can be locked", store.lock_path().display()),
+            )),
+            Err(e @ Error::LockTimeout { .. }) => checks.push((
+                "lock",
+                Level::Warn,
+                format!("{e} (a refresh may be in progress)"),
+            )),
+            Err(e) => checks.push(("lock", Level::Fail, e.to_string())),
+        }
+    }
+
+    let plan = LockPlan::for_store(&store);
+    let fs_line = format!(
+        "{} ({}); {}",
+        plan.filesystem.kind.name(),
+        plan.filesystem.evidence,
+        plan.summary()
+    );
+    checks.push((
+        "filesystem",
+        if plan.degraded {
+            Level::Warn
+        } else {
+            Level::Ok
+        },
+        fs_line,
+    ));
+
+    let worst = checks.iter().map(|c| c.1).max().unwrap_or(Level::Ok);
+    if g.json {
+        let list: Vec<_> = checks
+            .iter()
+            .map(|(name, level, detail)| json!({"check": name, "level": level.name(), "detail": detail}))
+            .collect();
+        println!("{}", json!({"checks": list, "worst": worst.name()}));
+    } else {
+        for (name, level, detail) in &checks {
+            println!("{:<5} {:<12} {detail}", level.name(), name);
+        }
+    }
+    Ok(u8::from(worst == Level::Fail))
+}

@@ -1,0 +1,192 @@
+//! `credlock`: a valid access token for any process, from one shared session file.
+//!
+//! Exit codes: 0 success; 2 usage; 3 login required; 4 transient (network, 5xx, 429, lock
+//! timeout); 1 anything else.
+#![forbid(unsafe_code)]
+
+mod bench;
+mod commands;
+mod doctor;
+mod race;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use credlock::{Error, LockMode, Store};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "credlock",
+    version,
+    about = "One OAuth session on disk, a valid access token for every process."
+)]
+struct Cli {
+    /// The session file [default: $XDG_CONFIG_HOME/credlock/session.json].
+    #[arg(long, global = true, env = "CREDLOCK_STORE")]
+    store: Option<PathBuf>,
+    /// How refreshes are serialised: auto, advisory or off.
+    #[arg(long, global = true, env = "CREDLOCK_LOCK", default_value = "auto")]
+    lock: LockMode,
+    /// Refresh a token this many seconds before it expires (capped at a quarter of its lifetime).
+    #[arg(long, global = true, env = "CREDLOCK_MARGIN", default_value_t = 30)]
+    margin: u64,
+    /// Structured output.
+    #[arg(long, global = true)]
+    json: bool,
+    /// Report every step (waiting, refreshing, adopting) on stderr.
+    #[arg(short, long, global = true)]
+    verbose: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print a valid access token (refreshing it if needed) and a newline.
+    Token,
+    /// Describe the stored session without printing any secret.
+    Status,
+    /// Store an RFC 6749 token response read from stdin as the session (after a login).
+    Import(commands::ImportArgs),
+    /// Delete the session (under the lock); with --revoke, revoke the refresh token first.
+    Logout {
+        /// Revoke the refresh token at the session's revocation endpoint (RFC 7009) first.
+        #[arg(long)]
+        revoke: bool,
+    },
+    /// Check the store, its permissions, the lock and the filesystem.
+    Doctor,
+    /// The demo: many processes, one expiring session, one embedded token server.
+    Race(race::RaceArgs),
+    /// Measure the hot path, durable saves, race scaling and memory.
+    Bench(bench::BenchArgs),
+    /// One racing process (spawned by `race`).
+    #[command(hide = true)]
+    RaceChild,
+}
+
+/// Options shared by the subcommands.
+#[derive(Debug, Clone)]
+struct Global {
+    store: PathBuf,
+    lock: LockMode,
+    margin: Duration,
+    json: bool,
+    verbose: bool,
+}
+
+impl Global {
+    /// A store with these options; events that matter to a user go to stderr.
+    fn store(&self) -> Store {
+        let verbose = self.verbose;
+        Store::new(&self.store)
+            .with_lock_mode(self.lock)
+            .with_margin(self.margin)
+            .on_event(move |e| {
+                let important = matches!(
+                    e,
+                    credlock::Event::WaitingForLock { .. }
+                        | credlock::Event::LocksUnavailable { .. }
+                        | credlock::Event::PermissionsTightened { .. }
+                        | credlock::Event::DeletedStaleSession { .. }
+                );
+                if verbose || important {
+                    eprintln!("credlock: {e}");
+                }
+            })
+    }
+}
+
+fn default_store() -> PathBuf {
+    let config = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
+        .unwrap_or_else(|| PathBuf::from("."));
+    config.join("credlock").join("session.json")
+}
+
+/// What a failed command exits with.
+fn exit_code_for(e: &Error) -> u8 {
+    if e.needs_login() {
+        3
+    } else if e.is_transient() {
+        4
+    } else {
+        1
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let global = Global {
+        store: cli.store.unwrap_or_else(default_store),
+        lock: cli.lock,
+        margin: Duration::from_secs(cli.margin),
+        json: cli.json,
+        verbose: cli.verbose,
+    };
+    let result = match cli.command {
+        Command::Token => commands::token(&global),
+        Command::Status => commands::status(&global),
+        Command::Import(args) => commands::import(&global, &args),
+        Command::Logout { revoke } => commands::logout(&global, revoke),
+        Command::Doctor => doctor::run(&global),
+        Command::Race(args) => race::run(&global, &args),
+        Command::Bench(args) => bench::run(&global, &args),
+        Command::RaceChild => race::child(&global),
+    };
+    peak_rss_report();
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(Failure::Credlock(e)) => {
+            eprintln!("credlock: error: {e}");
+            ExitCode::from(exit_code_for(&e))
+        }
+        Err(Failure::Other(message)) => {
+            eprintln!("credlock: error: {message}");
+            ExitCode::from(1)
+        }
+        Err(Failure::Usage(message)) => {
+            eprintln!("credlock: error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Why a command failed.
+#[derive(Debug)]
+enum Failure {
+    Credlock(Error),
+    Usage(String),
+    Other(String),
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Failure {
+        Failure::Credlock(e)
+    }
+}
+
+type Outcome = Result<u8, Failure>;
+
+/// With `CREDLOCK_PEAK_RSS=1`, print the process's peak resident set size (Linux `VmHWM`)
+/// on stderr at exit: how `credlock bench` measures the memory of `credlock token`.
+fn peak_rss_report() {
+    if std::env::var_os("CREDLOCK_PEAK_RSS").is_none() {
+        return;
+    }
+    if let Some(line) = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .map(str::to_owned)
+        })
+    {
+        let kib = line.split_whitespace().nth(1).unwrap_or("0");
+        eprintln!("credlock: peak RSS {kib} KiB");
+    }
+}

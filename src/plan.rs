@@ -1,0 +1,87 @@
+//! Which protection is in effect for a store, and why: decided once from the requested
+//! [`LockMode`] and the filesystem.
+
+use std::time::Duration;
+
+use crate::filesystem::{self, Detected};
+use crate::store::{LockMode, Store};
+
+/// The re-reads after `invalid_grant` on a network filesystem: attribute caches hold old data
+/// for seconds (NFS `actimeo` defaults to 3 s), so the local 175 ms window is too short.
+pub const NETWORK_POLL_SCHEDULE: [Duration; 7] = [
+    Duration::ZERO,
+    Duration::from_millis(50),
+    Duration::from_millis(100),
+    Duration::from_millis(250),
+    Duration::from_millis(500),
+    Duration::from_millis(1000),
+    Duration::from_millis(2000),
+];
+
+/// The protection in effect for a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockPlan {
+    /// The mode asked for.
+    pub requested: LockMode,
+    /// What the filesystem is, and how that was found.
+    pub filesystem: Detected,
+    /// Whether the advisory lock is taken.
+    pub advisory: bool,
+    /// Whether protection is weaker than a lock that reaches every process sharing the file:
+    /// the `invalid_grant` fallback is the only guard against other machines.
+    pub degraded: bool,
+    /// Why, in a sentence.
+    pub reason: String,
+}
+
+impl LockPlan {
+    /// The plan for `store`: its lock mode and the filesystem that holds its file.
+    #[must_use]
+    pub fn for_store(store: &Store) -> LockPlan {
+        LockPlan::decide(store.lock_mode(), filesystem::detect(store.path()))
+    }
+
+    /// The plan for `mode` on a filesystem of kind `filesystem`.
+    #[must_use]
+    pub fn decide(mode: LockMode, filesystem: Detected) -> LockPlan {
+        let fs = filesystem.kind.name();
+        let reliable = filesystem.kind.locks_are_reliable();
+        let (advisory, degraded, reason) = match mode {
+            LockMode::Off => (false, true, "locks are off: concurrent refreshes are resolved only by the invalid_grant fallback".to_owned()),
+            LockMode::Advisory if reliable => (true, false, format!("advisory lock on a {fs} filesystem")),
+            LockMode::Advisory => (true, true, format!("advisory lock forced on a {fs} filesystem, whose locks may not reach other machines")),
+            LockMode::Auto if reliable => (true, false, format!("advisory lock: the {fs} filesystem's locks are reliable")),
+            LockMode::Auto => (true, true, format!("advisory lock plus the invalid_grant fallback with longer polling: locks on a {fs} filesystem may not reach other machines")),
+        };
+        LockPlan {
+            requested: mode,
+            filesystem,
+            advisory,
+            degraded,
+            reason,
+        }
+    }
+
+    /// One line: `auto: advisory lock (…)`.
+    #[must_use]
+    pub fn summary(&self) -> String {
+        format!(
+            "{}: {}{}",
+            self.requested.name(),
+            self.reason,
+            if self.degraded { " [degraded]" } else { "" }
+        )
+    }
+
+    /// The default fallback schedule for this plan: longer where caches may be stale.
+    #[must_use]
+    pub fn default_poll_schedule(&self) -> Vec<Duration> {
+        if self.filesystem.kind.is_networked()
+            && self.filesystem.kind != crate::filesystem::FsKind::Unknown
+        {
+            NETWORK_POLL_SCHEDULE.to_vec()
+        } else {
+            crate::store::DEFAULT_POLL_SCHEDULE.to_vec()
+        }
+    }
+}
