@@ -83,6 +83,7 @@ mod event;
 mod fallback;
 pub mod filesystem;
 mod http;
+mod lease;
 mod lock;
 mod oauth;
 mod plan;
@@ -97,6 +98,7 @@ pub use clock::{Clock, SystemClock, rfc3339};
 pub use error::Error;
 pub use event::Event;
 pub use http::{HttpResponse, Transport, TransportError, UreqTransport};
+pub use lease::{Holder, LeaseRecord, lease_path_for};
 pub use lock::lock_path_for;
 pub use oauth::{
     FormRequest, OAuthError, OAuthErrorCode, ResponseError, TokenResponse, base64,
@@ -106,5 +108,6 @@ pub use plan::{LockPlan, NETWORK_POLL_SCHEDULE};
 pub use secret::Secret;
 pub use session::{Client, ClientAuth, SESSION_FORMAT_VERSION, Session};
 pub use store::{
-    AccessToken, DEFAULT_LOCK_TIMEOUT, DEFAULT_MARGIN, DEFAULT_POLL_SCHEDULE, LockMode, Store,
+    AccessToken, DEFAULT_LEASE_TTL, DEFAULT_LOCK_TIMEOUT, DEFAULT_MARGIN, DEFAULT_POLL_SCHEDULE,
+    LockMode, Store,
 };

@@ -27,6 +27,8 @@ pub struct LockPlan {
     pub filesystem: Detected,
     /// Whether the advisory lock is taken.
     pub advisory: bool,
+    /// Whether the lease file is taken (after the advisory lock, if both).
+    pub lease: bool,
     /// Whether protection is weaker than a lock that reaches every process sharing the file:
     /// the `invalid_grant` fallback is the only guard against other machines.
     pub degraded: bool,
@@ -46,17 +48,19 @@ impl LockPlan {
     pub fn decide(mode: LockMode, filesystem: Detected) -> LockPlan {
         let fs = filesystem.kind.name();
         let reliable = filesystem.kind.locks_are_reliable();
-        let (advisory, degraded, reason) = match mode {
-            LockMode::Off => (false, true, "locks are off: concurrent refreshes are resolved only by the invalid_grant fallback".to_owned()),
-            LockMode::Advisory if reliable => (true, false, format!("advisory lock on a {fs} filesystem")),
-            LockMode::Advisory => (true, true, format!("advisory lock forced on a {fs} filesystem, whose locks may not reach other machines")),
-            LockMode::Auto if reliable => (true, false, format!("advisory lock: the {fs} filesystem's locks are reliable")),
-            LockMode::Auto => (true, true, format!("advisory lock plus the invalid_grant fallback with longer polling: locks on a {fs} filesystem may not reach other machines")),
+        let (advisory, lease, degraded, reason) = match mode {
+            LockMode::Off => (false, false, true, "locks are off: concurrent refreshes are resolved only by the invalid_grant fallback".to_owned()),
+            LockMode::Lease => (false, true, !reliable, format!("lease file on a {fs} filesystem, plus the invalid_grant fallback")),
+            LockMode::Advisory if reliable => (true, false, false, format!("advisory lock on a {fs} filesystem")),
+            LockMode::Advisory => (true, false, true, format!("advisory lock forced on a {fs} filesystem, whose locks may not reach other machines")),
+            LockMode::Auto if reliable => (true, false, false, format!("advisory lock: the {fs} filesystem's locks are reliable")),
+            LockMode::Auto => (true, true, true, format!("locks on a {fs} filesystem may not reach other machines: advisory lock, then a lease file, plus the invalid_grant fallback with longer polling")),
         };
         LockPlan {
             requested: mode,
             filesystem,
             advisory,
+            lease,
             degraded,
             reason,
         }
@@ -69,7 +73,11 @@ impl LockPlan {
             "{}: {}{}",
             self.requested.name(),
             self.reason,
-            if self.degraded { " [degraded]" } else { "" }
+            if self.degraded {
+                " [degraded: other machines are not excluded by the OS lock]"
+            } else {
+                ""
+            }
         )
     }
 

@@ -10,6 +10,7 @@ use crate::error::Error;
 use crate::event::Event;
 use crate::fallback::{self, Retry};
 use crate::http::{Transport, TransportError, UreqTransport};
+use crate::lease::{self, LeaseFailure};
 use crate::lock::{self, LockFailure, Locked};
 use crate::oauth::{self, FormRequest, Outcome};
 use crate::plan::LockPlan;
@@ -26,18 +27,22 @@ pub enum LockMode {
     Auto,
     /// The advisory lock, required: a filesystem that refuses locks is an error.
     Advisory,
+    /// The lease file only (see `docs/filesystems.md`): works across machines where locks do
+    /// not, at the price of a few file operations per refresh.
+    Lease,
     /// No lock at all: concurrent refreshes are resolved only by the `invalid_grant` fallback.
     /// For demonstrations and tests of that fallback.
     Off,
 }
 
 impl LockMode {
-    /// The name used by the CLI and the environment (`auto`, `advisory`, `off`).
+    /// The name used by the CLI and the environment (`auto`, `advisory`, `lease`, `off`).
     #[must_use]
     pub fn name(self) -> &'static str {
         match self {
             LockMode::Auto => "auto",
             LockMode::Advisory => "advisory",
+            LockMode::Lease => "lease",
             LockMode::Off => "off",
         }
     }
@@ -50,9 +55,10 @@ impl std::str::FromStr for LockMode {
         match s {
             "auto" => Ok(LockMode::Auto),
             "advisory" => Ok(LockMode::Advisory),
+            "lease" => Ok(LockMode::Lease),
             "off" => Ok(LockMode::Off),
             other => Err(format!(
-                "unknown lock mode {other:?} (expected auto, advisory or off)"
+                "unknown lock mode {other:?} (expected auto, advisory, lease or off)"
             )),
         }
     }
@@ -125,6 +131,8 @@ type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
 pub struct Store {
     path: PathBuf,
     lock_path: PathBuf,
+    lease_path: PathBuf,
+    lease_ttl: Duration,
     margin: Duration,
     lock_timeout: Duration,
     lock_mode: LockMode,
@@ -150,6 +158,8 @@ impl std::fmt::Debug for Store {
 
 /// The default validity margin: a token expiring sooner than this is refreshed (as upstream).
 pub const DEFAULT_MARGIN: Duration = Duration::from_secs(30);
+/// The default time-to-live of a lease: far longer than a refresh takes.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
 /// The default wait for the lock.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default re-reads after `invalid_grant`: at 0, 25, 50 and 100 ms (delays before each).
@@ -176,6 +186,8 @@ impl Store {
         let path = path.into();
         Store {
             lock_path: lock::lock_path_for(&path),
+            lease_path: lease::lease_path_for(&path),
+            lease_ttl: DEFAULT_LEASE_TTL,
             path,
             margin: DEFAULT_MARGIN,
             lock_timeout: DEFAULT_LOCK_TIMEOUT,
@@ -202,6 +214,15 @@ impl Store {
     #[must_use]
     pub fn with_lock_timeout(mut self, timeout: Duration) -> Store {
         self.lock_timeout = timeout;
+        self
+    }
+
+    /// How long a lease protects its holder before others may break it (lease modes only).
+    /// Defaults to 30 s: far longer than a refresh, short enough that a crashed holder on
+    /// another machine delays the others by at most that.
+    #[must_use]
+    pub fn with_lease_ttl(mut self, ttl: Duration) -> Store {
+        self.lease_ttl = ttl;
         self
     }
 
@@ -265,6 +286,12 @@ impl Store {
     #[must_use]
     pub fn lock_path(&self) -> &Path {
         &self.lock_path
+    }
+
+    /// The lease file (used on filesystems whose locks do not reach other machines).
+    #[must_use]
+    pub fn lease_path(&self) -> &Path {
+        &self.lease_path
     }
 
     /// The lock mode.
@@ -364,37 +391,10 @@ impl Store {
         if self.is_fresh(&session) {
             return Ok(AccessToken::from_session(&session, false));
         }
-        let plan = self.lock_plan();
-        if plan.degraded
-            && plan.requested != LockMode::Off
-            && !self.told_locks_unavailable.swap(true, Ordering::Relaxed)
-        {
-            self.emit(Event::LocksUnavailable {
-                lock_path: self.lock_path.clone(),
-                reason: plan.reason.clone(),
-            });
-        }
-        if !plan.advisory {
-            return self.refresh_if_still_stale();
-        }
-        let waited = lock::with_lock(
-            &self.lock_path,
-            self.lock_timeout,
-            || self.fresh_session_saved_by_another(),
-            || {
-                self.emit(Event::WaitingForLock {
-                    lock_path: self.lock_path.clone(),
-                });
-            },
-            || self.refresh_if_still_stale(),
-        );
-        match waited {
-            Ok(Locked::Ran(result)) => result,
-            Ok(Locked::Resolved(session)) => Ok(AccessToken::from_session(&session, false)),
-            Err(failure) => {
-                self.without_lock(failure)?;
-                self.refresh_if_still_stale()
-            }
+        let adopt = || self.fresh_session_saved_by_another();
+        match self.guarded(&adopt, || self.refresh_if_still_stale())? {
+            Locked::Ran(result) => result,
+            Locked::Resolved(session) => Ok(AccessToken::from_session(&session, false)),
         }
     }
 
@@ -514,61 +514,103 @@ impl Store {
         }
     }
 
-    /// Runs `f` under the lock; for writes that need no early exit.
+    /// Runs `f` under the guards; for writes, which never end their wait early.
     fn locked<T>(&self, f: impl FnOnce() -> Result<T, Error>) -> Result<T, Error> {
-        if self.lock_mode == LockMode::Off {
-            return f();
+        match self.guarded(&|| None::<std::convert::Infallible>, f)? {
+            Locked::Ran(result) => result,
+            Locked::Resolved(never) => match never {},
         }
-        let mut f = Some(f);
+    }
+
+    /// Runs `critical` under every guard the [`LockPlan`] calls for: the advisory lock (which
+    /// orders the processes of one machine cheaply), then the lease (which reaches other
+    /// machines where locks do not). While waiting for either, `adopt` may end the wait with
+    /// what another process saved.
+    fn guarded<T, R>(
+        &self,
+        adopt: &dyn Fn() -> Option<R>,
+        critical: impl FnOnce() -> T,
+    ) -> Result<Locked<T, R>, Error> {
+        let plan = self.lock_plan();
+        if plan.degraded {
+            self.say_once(&plan.reason);
+        }
+        if !plan.advisory {
+            return self.leased(plan.lease, adopt, critical);
+        }
+        let mut critical = Some(critical);
         let waited = lock::with_lock(
             &self.lock_path,
             self.lock_timeout,
-            || None::<()>,
+            adopt,
             || {
                 self.emit(Event::WaitingForLock {
                     lock_path: self.lock_path.clone(),
                 });
             },
-            || f.take().map(|f| f()),
+            || match critical.take() {
+                Some(f) => self.leased(plan.lease, adopt, f),
+                None => unreachable!("the critical section runs once"),
+            },
         );
         match waited {
-            Ok(Locked::Ran(Some(result))) => result,
-            Ok(Locked::Ran(None) | Locked::Resolved(())) => {
-                unreachable!("the critical section runs once and the wait never resolves early")
-            }
-            Err(failure) => {
-                self.without_lock(failure)?;
-                match f.take() {
-                    Some(f) => f(),
-                    None => unreachable!("a failed lock never ran the critical section"),
-                }
-            }
-        }
-    }
-
-    /// Decides what a failure to lock means: an error, or (in [`LockMode::Auto`], when the
-    /// filesystem has no locks) carrying on without the lock, said once.
-    fn without_lock(&self, failure: LockFailure) -> Result<(), Error> {
-        match failure {
-            LockFailure::Timeout(waited) => Err(Error::LockTimeout {
+            Ok(Locked::Ran(inner)) => inner,
+            Ok(Locked::Resolved(r)) => Ok(Locked::Resolved(r)),
+            Err(LockFailure::Timeout(waited)) => Err(Error::LockTimeout {
                 lock_path: self.lock_path.clone(),
                 waited,
             }),
-            LockFailure::Io(e) => Err(e),
-            LockFailure::Unsupported(e) if self.lock_mode == LockMode::Auto => {
-                if !self.told_locks_unavailable.swap(true, Ordering::Relaxed) {
-                    self.emit(Event::LocksUnavailable {
-                        lock_path: self.lock_path.clone(),
-                        reason: e.to_string(),
-                    });
+            Err(LockFailure::Io(e)) => Err(e),
+            // The filesystem refuses locks: in auto mode, the lease takes over.
+            Err(LockFailure::Unsupported(e)) if plan.requested == LockMode::Auto => {
+                self.say_once(&format!(
+                    "the filesystem refuses locks ({e}); using the lease file instead"
+                ));
+                match critical.take() {
+                    Some(f) => self.leased(true, adopt, f),
+                    None => unreachable!("a failed lock never ran the critical section"),
                 }
-                Ok(())
             }
-            LockFailure::Unsupported(e) => Err(Error::Io {
+            Err(LockFailure::Unsupported(source)) => Err(Error::Io {
                 action: "lock",
                 path: self.lock_path.clone(),
-                source: e,
+                source,
             }),
+        }
+    }
+
+    fn leased<T, R>(
+        &self,
+        use_lease: bool,
+        adopt: &dyn Fn() -> Option<R>,
+        critical: impl FnOnce() -> T,
+    ) -> Result<Locked<T, R>, Error> {
+        if !use_lease {
+            return Ok(Locked::Ran(critical()));
+        }
+        lease::with_lease(
+            &self.lease_path,
+            self.lease_ttl,
+            self.lock_timeout,
+            adopt,
+            critical,
+        )
+        .map_err(|failure| match failure {
+            LeaseFailure::Timeout(waited) => Error::LockTimeout {
+                lock_path: self.lease_path.clone(),
+                waited,
+            },
+            LeaseFailure::Io(e) => e,
+        })
+    }
+
+    /// Reports a degraded protection once per store.
+    fn say_once(&self, reason: &str) {
+        if !self.told_locks_unavailable.swap(true, Ordering::Relaxed) {
+            self.emit(Event::LocksUnavailable {
+                lock_path: self.lock_path.clone(),
+                reason: reason.to_owned(),
+            });
         }
     }
 

@@ -10,7 +10,12 @@ use credlock::testing::{FakeServer, HttpServer, ReusePolicy};
 fn credlock(store: &std::path::Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_credlock"));
     c.arg("--store").arg(store).args(args);
-    for var in ["CREDLOCK_STORE", "CREDLOCK_LOCK", "CREDLOCK_MARGIN", "CREDLOCK_FS_KIND"] {
+    for var in [
+        "CREDLOCK_STORE",
+        "CREDLOCK_LOCK",
+        "CREDLOCK_MARGIN",
+        "CREDLOCK_FS_KIND",
+    ] {
         c.env_remove(var);
     }
     c
@@ -27,7 +32,12 @@ fn run_with_stdin(mut cmd: Command, stdin: &[u8]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn credlock");
-    child.stdin.take().expect("stdin").write_all(stdin).expect("write stdin");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin)
+        .expect("write stdin");
     let (tx, rx) = std::sync::mpsc::channel();
     let pid = child.id();
     std::thread::spawn(move || {
@@ -44,15 +54,26 @@ fn run_with_stdin(mut cmd: Command, stdin: &[u8]) -> Output {
 
 fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("not JSON ({e}): {}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))
+        panic!(
+            "not JSON ({e}): {}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
     })
 }
 
 #[test]
 fn the_race_demo_with_the_lock_sends_one_refresh_and_keeps_the_session_alive() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = run(credlock(&dir.path().join("unused.json"), &["race", "--processes", "8", "--rounds", "2", "--json"]));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = run(credlock(
+        &dir.path().join("unused.json"),
+        &["race", "--processes", "8", "--rounds", "2", "--json"],
+    ));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let r = json(&out);
     assert_eq!(r["refresh_requests"], 2, "{r}");
     assert_eq!(r["invalid_grant_responses"], 0, "{r}");
@@ -73,16 +94,33 @@ fn without_the_lock_a_rejecting_server_is_survived_by_the_fallback() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = run(credlock(
         &dir.path().join("unused.json"),
-        &["race", "--compare", "--server", "reject-only", "--processes", "8", "--latency-ms", "50", "--json"],
+        &[
+            "race",
+            "--compare",
+            "--server",
+            "reject-only",
+            "--processes",
+            "8",
+            "--latency-ms",
+            "50",
+            "--json",
+        ],
     ));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let rows = json(&out);
     let off = &rows[1];
     assert_eq!(off["lock_mode"], "off", "{rows}");
     assert_eq!(off["processes_failed"], 0, "{off}");
     assert_eq!(off["session_alive"], true, "{off}");
     assert_eq!(off["store_parses"], true, "{off}");
-    assert!(off["refresh_requests"].as_u64().expect("n") > 1, "the processes did race: {off}");
+    assert!(
+        off["refresh_requests"].as_u64().expect("n") > 1,
+        "the processes did race: {off}"
+    );
 }
 
 #[test]
@@ -90,7 +128,14 @@ fn without_the_lock_a_grant_revoking_server_logs_everybody_out_and_the_demo_says
     let dir = tempfile::tempdir().expect("tempdir");
     let out = run(credlock(
         &dir.path().join("unused.json"),
-        &["race", "--compare", "--processes", "8", "--latency-ms", "100"],
+        &[
+            "race",
+            "--compare",
+            "--processes",
+            "8",
+            "--latency-ms",
+            "100",
+        ],
     ));
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "the auto row holds: {text}");
@@ -100,7 +145,9 @@ fn without_the_lock_a_grant_revoking_server_logs_everybody_out_and_the_demo_says
 
 #[test]
 fn import_token_status_logout_round_trip_with_exit_codes_and_no_secrets() {
-    let fake = FakeServer::builder().policy(ReusePolicy::RevokeGrant).build();
+    let fake = FakeServer::builder()
+        .policy(ReusePolicy::RevokeGrant)
+        .build();
     let http = HttpServer::start(fake.clone()).expect("server");
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("nested").join("session.json");
@@ -115,16 +162,32 @@ fn import_token_status_logout_round_trip_with_exit_codes_and_no_secrets() {
     let token_endpoint = http.token_endpoint();
     let revocation_endpoint = http.revocation_endpoint();
     let out = run_with_stdin(
-        credlock(&store, &[
-            "import", "--token-endpoint", &token_endpoint, "--client-id", credlock::testing::TEST_CLIENT_ID,
-            "--revocation-endpoint", &revocation_endpoint,
-        ]),
+        credlock(
+            &store,
+            &[
+                "import",
+                "--token-endpoint",
+                &token_endpoint,
+                "--client-id",
+                credlock::testing::TEST_CLIENT_ID,
+                "--revocation-endpoint",
+                &revocation_endpoint,
+            ],
+        ),
         response.to_string().as_bytes(),
     );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
     let out = run(credlock(&store, &["token", "--json"]));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let t = json(&out);
     assert_eq!(t["refreshed"], true);
     assert_eq!(t["token_type"], "Bearer");
@@ -133,17 +196,41 @@ fn import_token_status_logout_round_trip_with_exit_codes_and_no_secrets() {
     assert!(fake.is_access_token_valid(&access));
 
     let out = run(credlock(&store, &["token"]));
-    assert_eq!(String::from_utf8_lossy(&out.stdout), format!("{access}\n"), "plain output is the token and a newline");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{access}\n"),
+        "plain output is the token and a newline"
+    );
     assert_eq!(fake.counters().refresh_requests, 1);
 
     let stored = Store::new(&store).load().expect("load").expect("session");
-    let secrets = [access.clone(), stored.refresh_token().secret().to_owned(), login.refresh_token().expect("rt").secret().to_owned()];
-    for args in [&["status"][..], &["status", "--json"], &["doctor"], &["doctor", "--json"]] {
+    let secrets = [
+        access.clone(),
+        stored.refresh_token().secret().to_owned(),
+        login.refresh_token().expect("rt").secret().to_owned(),
+    ];
+    for args in [
+        &["status"][..],
+        &["status", "--json"],
+        &["doctor"],
+        &["doctor", "--json"],
+    ] {
         let out = run(credlock(&store, args));
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
         for s in &secrets {
-            assert!(!all.contains(s.as_str()), "{args:?} printed a secret: {all}");
+            assert!(
+                !all.contains(s.as_str()),
+                "{args:?} printed a secret: {all}"
+            );
         }
     }
     let status = json(&run(credlock(&store, &["status", "--json"])));
@@ -152,17 +239,34 @@ fn import_token_status_logout_round_trip_with_exit_codes_and_no_secrets() {
     assert_eq!(status["client_id"], credlock::testing::TEST_CLIENT_ID);
     assert_eq!(status["token_endpoint"], token_endpoint.as_str());
     assert_eq!(status["has_refresh_token"], true);
-    assert!(status["lock_mode"].as_str().expect("lock").starts_with("auto"));
+    assert!(
+        status["lock_mode"]
+            .as_str()
+            .expect("lock")
+            .starts_with("auto")
+    );
     let doctor = json(&run(credlock(&store, &["doctor", "--json"])));
-    let names: Vec<&str> = doctor["checks"].as_array().expect("checks").iter().map(|c| c["check"].as_str().expect("name")).collect();
+    let names: Vec<&str> = doctor["checks"]
+        .as_array()
+        .expect("checks")
+        .iter()
+        .map(|c| c["check"].as_str().expect("name"))
+        .collect();
     assert_eq!(names, ["store", "permissions", "lock", "filesystem"]);
 
     let out = run(credlock(&store, &["logout", "--revoke", "--json"]));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let l = json(&out);
     assert_eq!(l["deleted"], true);
     assert_eq!(l["revocation"], "revoked");
-    assert!(!fake.is_live(stored.refresh_token().secret()), "revoked at the server");
+    assert!(
+        !fake.is_live(stored.refresh_token().secret()),
+        "revoked at the server"
+    );
     assert_eq!(run(credlock(&store, &["token"])).status.code(), Some(3));
 }
 
@@ -172,7 +276,11 @@ fn a_server_that_cannot_be_reached_is_exit_code_4_and_keeps_the_session() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("session.json");
     // A port nobody listens on: bind one, note it, close it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
     let session = fake
         .seed_session(&format!("http://127.0.0.1:{port}/token"))
         .expect("seed")
@@ -180,7 +288,12 @@ fn a_server_that_cannot_be_reached_is_exit_code_4_and_keeps_the_session() {
     Store::new(&store).save(&session).expect("save");
     let before = std::fs::read(&store).expect("read");
     let out = run(credlock(&store, &["token"]));
-    assert_eq!(out.status.code(), Some(4), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(4),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     assert!(stderr.contains("session.json"), "{stderr}");
@@ -191,8 +304,77 @@ fn a_server_that_cannot_be_reached_is_exit_code_4_and_keeps_the_session() {
 fn usage_errors_are_exit_code_2() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("s.json");
-    assert_eq!(run(credlock(&store, &["--lock", "sideways", "token"])).status.code(), Some(2));
-    assert_eq!(run(credlock(&store, &["frobnicate"])).status.code(), Some(2));
-    let out = run(credlock(&store, &["import", "--token-endpoint", "https://as.example/t", "--client-id", "c", "--auth", "basic"]));
-    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        run(credlock(&store, &["--lock", "sideways", "token"]))
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(
+        run(credlock(&store, &["frobnicate"])).status.code(),
+        Some(2)
+    );
+    let out = run(credlock(
+        &store,
+        &[
+            "import",
+            "--token-endpoint",
+            "https://as.example/t",
+            "--client-id",
+            "c",
+            "--auth",
+            "basic",
+        ],
+    ));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn on_a_filesystem_whose_locks_do_not_cross_machines_auto_adds_the_lease_and_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("session.json");
+    let mut status = credlock(&store, &["status", "--json"]);
+    status.env("CREDLOCK_FS_KIND", "nfs-nolock");
+    let s = json(&run(status));
+    assert_eq!(s["filesystem"], "nfs-nolock");
+    let lock = s["lock_mode"].as_str().expect("lock");
+    assert!(
+        lock.starts_with("auto") && lock.contains("lease") && lock.contains("degraded"),
+        "{lock}"
+    );
+
+    let mut race = credlock(&store, &["race", "--processes", "8", "--json"]);
+    race.env("CREDLOCK_FS_KIND", "nfs-nolock");
+    let r = json(&run(race));
+    assert_eq!(
+        (
+            r["refresh_requests"].as_u64(),
+            r["invalid_grant_responses"].as_u64()
+        ),
+        (Some(1), Some(0)),
+        "{r}"
+    );
+    assert_eq!(r["processes_failed"], 0, "{r}");
+    assert_eq!(r["session_alive"], true, "{r}");
+
+    let mut race = credlock(
+        &store,
+        &["--lock", "lease", "race", "--processes", "8", "--json"],
+    );
+    race.env("CREDLOCK_FS_KIND", "local");
+    let r = json(&run(race));
+    assert_eq!(r["lock_mode"], "lease");
+    assert_eq!(
+        (
+            r["refresh_requests"].as_u64(),
+            r["processes_failed"].as_u64()
+        ),
+        (Some(1), Some(0)),
+        "{r}"
+    );
 }

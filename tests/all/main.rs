@@ -6,6 +6,7 @@ mod common;
 mod cli;
 mod fallback;
 mod files;
+mod lease;
 mod locking;
 mod processes;
 mod refresh;
