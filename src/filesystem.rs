@@ -49,11 +49,11 @@ impl FsKind {
         matches!(self, FsKind::Local | FsKind::Nfs { local_locks: false })
     }
 
-    /// Whether the directory is shared over a network (so attribute caches may serve old
-    /// data for seconds).
+    /// Whether the directory is known to be shared over a network or FUSE (so attribute
+    /// caches may serve old data for seconds). `false` for local and unknown filesystems.
     #[must_use]
     pub fn is_networked(&self) -> bool {
-        !matches!(self, FsKind::Local)
+        !matches!(self, FsKind::Local | FsKind::Unknown)
     }
 
     /// A short name: `local`, `nfs`, `nfs-nolock`, `smb`, `fuse`, `fuse.sshfs`, `ceph`, …

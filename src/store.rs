@@ -138,7 +138,7 @@ pub struct Store {
     lock_mode: LockMode,
     poll_schedule: Option<Vec<Duration>>,
     plan: OnceLock<LockPlan>,
-    torn_read_retries: Vec<Duration>,
+    torn_read_retries: Option<Vec<Duration>>,
     clock: Arc<dyn Clock>,
     transport: OnceLock<Arc<dyn Transport>>,
     observer: Option<Observer>,
@@ -194,7 +194,7 @@ impl Store {
             lock_mode: LockMode::Auto,
             poll_schedule: None,
             plan: OnceLock::new(),
-            torn_read_retries: DEFAULT_TORN_READ_RETRIES.to_vec(),
+            torn_read_retries: None,
             clock: Arc::new(SystemClock),
             transport: OnceLock::new(),
             observer: None,
@@ -243,10 +243,12 @@ impl Store {
     }
 
     /// The pauses before each re-read of a session file that did not parse, before it is
-    /// reported corrupt. Defaults to 10, 25, 50, 100 ms.
+    /// reported corrupt. Defaults to 10, 25, 50, 100 ms on a local filesystem, and to the
+    /// longer [`crate::NETWORK_POLL_SCHEDULE`] on a network one (a cache can serve the new
+    /// file cut at the old size for seconds).
     #[must_use]
     pub fn with_torn_read_retries(mut self, retries: impl Into<Vec<Duration>>) -> Store {
-        self.torn_read_retries = retries.into();
+        self.torn_read_retries = Some(retries.into());
         self
     }
 
@@ -322,7 +324,8 @@ impl Store {
     /// [`Error::Corrupt`], [`Error::UnsupportedVersion`], [`Error::NotASessionFile`] (a
     /// symlink, a directory, an oversized file), [`Error::Io`]. None of them modifies the file.
     pub fn load(&self) -> Result<Option<Session>, Error> {
-        let mut retries = self.torn_read_retries.iter();
+        // Decided on the first failure only: a good read never pays for filesystem detection.
+        let mut retries: Option<std::vec::IntoIter<Duration>> = None;
         loop {
             let Some(content) = crate::atomic::read(&self.path)? else {
                 return Ok(None);
@@ -335,15 +338,18 @@ impl Store {
             }
             match Session::from_json(&content.bytes, &self.path) {
                 Ok(session) => return Ok(Some(session)),
-                Err(e @ Error::Corrupt { .. }) => match retries.next() {
-                    Some(pause) => {
-                        self.emit(Event::RetryingTornRead {
-                            path: self.path.clone(),
-                        });
-                        self.clock.sleep(*pause);
+                Err(e @ Error::Corrupt { .. }) => {
+                    let pauses = retries.get_or_insert_with(|| self.torn_read_schedule().into_iter());
+                    match pauses.next() {
+                        Some(pause) => {
+                            self.emit(Event::RetryingTornRead {
+                                path: self.path.clone(),
+                            });
+                            self.clock.sleep(pause);
+                        }
+                        None => return Err(e),
                     }
-                    None => return Err(e),
-                },
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -618,6 +624,16 @@ impl Store {
     #[must_use]
     pub fn is_fresh(&self, session: &Session) -> bool {
         session.is_fresh(self.clock.now(), self.margin)
+    }
+
+    fn torn_read_schedule(&self) -> Vec<Duration> {
+        self.torn_read_retries.clone().unwrap_or_else(|| {
+            if self.lock_plan().filesystem.kind.is_networked() {
+                crate::plan::NETWORK_POLL_SCHEDULE[1..].to_vec()
+            } else {
+                DEFAULT_TORN_READ_RETRIES.to_vec()
+            }
+        })
     }
 
     pub(crate) fn poll_schedule(&self) -> Vec<Duration> {

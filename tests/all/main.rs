@@ -8,6 +8,10 @@ mod fallback;
 mod files;
 mod lease;
 mod locking;
+#[cfg(feature = "cli")]
+mod oidc;
 mod processes;
 mod refresh;
 mod secrets;
+#[cfg(feature = "cli")]
+mod twin_mount;

@@ -1,0 +1,280 @@
+//! Two FUSE mounts of one directory whose locks do not see each other: the nearest thing to
+//! two NFS clients on one machine (`bindfs`, see docs/filesystems.md). Eight processes go
+//! through each mount at once.
+//!
+//! Ignored by a plain `cargo test`: they need root, `/dev/fuse` and `bindfs` (`.ci/run`
+//! installs it). Each test re-runs itself inside a private mount and PID namespace
+//! (`unshare`), so its mounts and FUSE daemons vanish with it even if it is killed.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use credlock::Store;
+use credlock::testing::{Counters, FakeServer, HttpServer, ReusePolicy};
+
+const INNER: &str = "CREDLOCK_TWIN_MOUNT_INNER";
+
+/// Re-runs test `name` inside `unshare`; returns `true` when already inside (run the body).
+fn inside_private_namespace(name: &str) -> bool {
+    if std::env::var_os(INNER).is_some() {
+        return true;
+    }
+    for tool in ["unshare", "bindfs", "fusermount3"] {
+        assert!(
+            Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success()),
+            "prerequisite missing: {tool} (apt-get install -y fuse3 bindfs; run as root)"
+        );
+    }
+    let mut child = Command::new("unshare")
+        .args(["--mount", "--pid", "--fork", "--kill-child", "--mount-proc", "--propagation", "private"])
+        .arg(std::env::current_exe().expect("test binary"))
+        .args(["--exact", name, "--ignored", "--nocapture", "--test-threads=1"])
+        .env(INNER, "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("unshare");
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{name} hung inside its namespace");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stderr}");
+    assert!(out.status.success() && stdout.contains("1 passed"), "{name} failed inside its namespace:\n{stdout}\n{stderr}");
+    false
+}
+
+/// A backing directory mounted twice; unmounted on drop.
+struct TwinMount {
+    _root: tempfile::TempDir,
+    a: PathBuf,
+    b: PathBuf,
+}
+
+impl TwinMount {
+    fn new(cache_seconds: u32) -> TwinMount {
+        let root = tempfile::tempdir().expect("tempdir");
+        let backing = root.path().join("backing");
+        let (a, b) = (root.path().join("a"), root.path().join("b"));
+        for d in [&backing, &a, &b] {
+            std::fs::create_dir(d).expect("mkdir");
+        }
+        for m in [&a, &b] {
+            let status = Command::new("bindfs")
+                .arg("-o")
+                .arg(format!("subtype=bindfs,attr_timeout={cache_seconds},entry_timeout={cache_seconds}"))
+                .arg(&backing)
+                .arg(m)
+                .status()
+                .expect("bindfs");
+            assert!(status.success(), "bindfs mount of {}", m.display());
+        }
+        TwinMount { _root: root, a, b }
+    }
+}
+
+impl Drop for TwinMount {
+    fn drop(&mut self) {
+        for m in [&self.a, &self.b] {
+            let _ = Command::new("fusermount3").arg("-uz").arg(m).status();
+        }
+    }
+}
+
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+struct Outcome {
+    ok: usize,
+    failed: Vec<String>,
+    distinct_tokens: usize,
+    counters: Counters,
+    store_parses: bool,
+    session_alive: bool,
+}
+
+/// Eight `credlock race-child` processes through each mount, released at once.
+fn race_through_both(twin: &TwinMount, lock: &str, policy: ReusePolicy) -> Outcome {
+    let fake = FakeServer::builder().policy(policy).latency(Duration::from_millis(20)).build();
+    let http = HttpServer::start(Arc::clone(&fake)).expect("server");
+    let (via_a, via_b) = (twin.a.join("session.json"), twin.b.join("session.json"));
+    let seeded = fake
+        .seed_session(&http.token_endpoint())
+        .expect("seed")
+        .with_expires_at(std::time::SystemTime::now());
+    Store::new(&via_a).save(&seeded).expect("save");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut children = Vec::new();
+    for path in [&via_a, &via_b] {
+        for _ in 0..8 {
+            let mut c = Command::new(env!("CARGO_BIN_EXE_credlock"))
+                .arg("--store")
+                .arg(path)
+                .args(["--lock", lock, "race-child"])
+                .env_remove("CREDLOCK_FS_KIND")
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn");
+            let stdout = c.stdout.take().expect("stdout");
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                    let _ = tx.send(line);
+                }
+            });
+            children.push(Reaped(c));
+        }
+    }
+    drop(tx);
+    let n = children.len();
+    let mut ready = 0;
+    while ready < n {
+        let line = rx.recv_timeout(Duration::from_secs(30)).expect("children start");
+        ready += usize::from(line == "ready");
+    }
+    for c in &mut children {
+        let stdin = c.0.stdin.as_mut().expect("stdin");
+        let _ = stdin.write_all(b"go\n");
+        let _ = stdin.flush();
+    }
+    let (mut ok, mut failed, mut tokens) = (0, Vec::new(), std::collections::HashSet::new());
+    for _ in 0..n {
+        let line = rx.recv_timeout(Duration::from_secs(60)).expect("children answer");
+        let v: serde_json::Value = serde_json::from_str(&line).expect("json line");
+        match v["token"].as_str() {
+            Some(t) if fake.is_access_token_valid(t) => {
+                ok += 1;
+                tokens.insert(t.to_owned());
+            }
+            Some(_) => failed.push("a token the server has since revoked".to_owned()),
+            None => failed.push(v["error"].as_str().unwrap_or("?").to_owned()),
+        }
+    }
+    let stored = Store::new(&via_b).load();
+    Outcome {
+        ok,
+        failed,
+        distinct_tokens: tokens.len(),
+        counters: fake.counters(),
+        store_parses: stored.is_ok(),
+        session_alive: matches!(&stored, Ok(Some(s)) if fake.is_live(s.refresh_token().secret())),
+    }
+}
+
+fn assert_locks_do_not_meet(twin: &TwinMount) {
+    let lock = |p: &Path| {
+        let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(p).expect("open");
+        fd_lock::RwLock::new(f)
+    };
+    let mut la = lock(&twin.a.join("probe.lock"));
+    let mut lb = lock(&twin.b.join("probe.lock"));
+    let _ga = la.try_write().expect("lock via a");
+    assert!(lb.try_write().is_ok(), "the bed is wrong: locks through the two mounts conflict");
+}
+
+fn check_auto_with_grant_revoking_server(cache_seconds: u32) {
+    let twin = TwinMount::new(cache_seconds);
+    assert_locks_do_not_meet(&twin);
+    assert_eq!(credlock::filesystem::detect(&twin.a).kind.name(), "fuse.bindfs", "detected for real");
+    let o = race_through_both(&twin, "auto", ReusePolicy::RevokeGrant);
+    eprintln!(
+        "twin mount, cache {cache_seconds} s, lock auto, revoke-grant: {} ok, {} failed, {:?}",
+        o.ok,
+        o.failed.len(),
+        o.counters
+    );
+    assert_eq!(o.counters.refresh_requests, 1, "{:?} {:?}", o.counters, o.failed);
+    assert_eq!(o.counters.invalid_grant, 0);
+    assert_eq!((o.ok, o.distinct_tokens), (16, 1), "{:?}", o.failed);
+    assert!(o.store_parses && o.session_alive);
+}
+
+#[test]
+#[ignore = "needs root and bindfs; .ci/run runs it"]
+fn auto_on_two_mounts_whose_locks_do_not_meet_refreshes_exactly_once() {
+    if inside_private_namespace("twin_mount::auto_on_two_mounts_whose_locks_do_not_meet_refreshes_exactly_once") {
+        check_auto_with_grant_revoking_server(0);
+    }
+}
+
+#[test]
+#[ignore = "needs root and bindfs; .ci/run runs it"]
+fn auto_on_two_mounts_with_three_second_attribute_caches_refreshes_exactly_once() {
+    if inside_private_namespace("twin_mount::auto_on_two_mounts_with_three_second_attribute_caches_refreshes_exactly_once") {
+        check_auto_with_grant_revoking_server(3);
+    }
+}
+
+fn check_fallback_with_rejecting_server(cache_seconds: u32) {
+    let twin = TwinMount::new(cache_seconds);
+    assert_locks_do_not_meet(&twin);
+    // Forced advisory: what credlock did before the lease, and what any flock-based tool does.
+    let o = race_through_both(&twin, "advisory", ReusePolicy::RejectOnly);
+    eprintln!(
+        "twin mount, cache {cache_seconds} s, lock advisory, reject-only: {} ok, failed {:?}, {:?}",
+        o.ok, o.failed, o.counters
+    );
+    assert_eq!(o.ok, 16, "the fallback kept every process working: {:?}", o.failed);
+    assert!(o.store_parses, "the store always parses");
+    assert!(o.session_alive, "nothing was deleted and the stored token is live");
+}
+
+#[test]
+#[ignore = "needs root and bindfs; .ci/run runs it"]
+fn without_a_lease_the_fallback_keeps_every_process_working_against_a_rejecting_server() {
+    if inside_private_namespace("twin_mount::without_a_lease_the_fallback_keeps_every_process_working_against_a_rejecting_server") {
+        check_fallback_with_rejecting_server(0);
+    }
+}
+
+#[test]
+#[ignore = "needs root and bindfs; .ci/run runs it"]
+fn without_a_lease_the_fallback_survives_three_second_attribute_caches() {
+    if inside_private_namespace("twin_mount::without_a_lease_the_fallback_survives_three_second_attribute_caches") {
+        check_fallback_with_rejecting_server(3);
+    }
+}
+
+#[test]
+#[ignore = "needs root and bindfs; .ci/run runs it"]
+fn without_a_lease_a_grant_revoking_server_loses_the_session_and_the_damage_is_recorded() {
+    if inside_private_namespace("twin_mount::without_a_lease_a_grant_revoking_server_loses_the_session_and_the_damage_is_recorded") {
+        let twin = TwinMount::new(0);
+        let mut lost = 0;
+        let rounds = 5;
+        for mode in ["advisory", "off"] {
+            for _ in 0..rounds {
+                let o = race_through_both(&twin, mode, ReusePolicy::RevokeGrant);
+                assert!(o.store_parses, "the store always parses");
+                eprintln!(
+                    "twin mount, lock {mode}, revoke-grant: {} ok, {} failed, refreshes {}, invalid_grant {}, session {}",
+                    o.ok,
+                    o.failed.len(),
+                    o.counters.refresh_requests,
+                    o.counters.invalid_grant,
+                    if o.session_alive { "alive" } else { "DEAD" }
+                );
+                lost += usize::from(!o.session_alive);
+            }
+        }
+        eprintln!("sessions lost without a lease: {lost} of {}", 2 * rounds);
+        assert!(lost > 0, "16 processes on two machines without a shared lock should race at least once in {} tries", 2 * rounds);
+    }
+}
