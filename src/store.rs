@@ -339,7 +339,8 @@ impl Store {
             match Session::from_json(&content.bytes, &self.path) {
                 Ok(session) => return Ok(Some(session)),
                 Err(e @ Error::Corrupt { .. }) => {
-                    let pauses = retries.get_or_insert_with(|| self.torn_read_schedule().into_iter());
+                    let pauses =
+                        retries.get_or_insert_with(|| self.torn_read_schedule().into_iter());
                     match pauses.next() {
                         Some(pause) => {
                             self.emit(Event::RetryingTornRead {

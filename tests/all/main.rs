@@ -5,7 +5,10 @@ mod common;
 #[cfg(feature = "cli")]
 mod cli;
 mod fallback;
+#[cfg(feature = "cli")]
+mod faults;
 mod files;
+mod hostile;
 mod lease;
 mod locking;
 #[cfg(feature = "cli")]

@@ -53,9 +53,15 @@ impl OidcServer {
             let _ = BufReader::new(stdout).read_line(&mut line);
             let _ = tx.send(line);
         });
-        let mut server = OidcServer { child, base: String::new() };
-        let line = rx.recv_timeout(Duration::from_secs(30)).expect("the server printed its ready line");
-        let ready: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad ready line {line:?}: {e}"));
+        let mut server = OidcServer {
+            child,
+            base: String::new(),
+        };
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the server printed its ready line");
+        let ready: Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad ready line {line:?}: {e}"));
         server.base = ready["issuer"].as_str().expect("issuer").to_owned();
         server
     }
@@ -74,7 +80,11 @@ impl OidcServer {
         let mut resp = if method == "GET" {
             agent.get(&url).call().expect("GET")
         } else {
-            agent.post(&url).header("Content-Type", "application/json").send(body.to_string()).expect("POST")
+            agent
+                .post(&url)
+                .header("Content-Type", "application/json")
+                .send(body.to_string())
+                .expect("POST")
         };
         assert_eq!(resp.status().as_u16(), 200, "{route}");
         serde_json::from_slice(&resp.body_mut().read_to_vec().expect("body")).expect("json")
@@ -92,7 +102,12 @@ impl OidcServer {
 fn credlock(store: &Path) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_credlock"));
     c.arg("--store").arg(store);
-    for var in ["CREDLOCK_STORE", "CREDLOCK_LOCK", "CREDLOCK_MARGIN", "CREDLOCK_FS_KIND"] {
+    for var in [
+        "CREDLOCK_STORE",
+        "CREDLOCK_LOCK",
+        "CREDLOCK_MARGIN",
+        "CREDLOCK_FS_KIND",
+    ] {
         c.env_remove(var);
     }
     c
@@ -111,22 +126,61 @@ fn finish(mut child: Child, limit: Duration) -> Output {
 }
 
 /// Seeds a session for `client_id` and imports it with `auth`; the access token is expired.
-fn login(server: &OidcServer, store: &Path, client_id: &str, auth: &str, secret: Option<&str>) -> Value {
-    let response = server.call("POST", "/test/seed", json!({"client_id": client_id, "expired_access": true}));
+fn login(
+    server: &OidcServer,
+    store: &Path,
+    client_id: &str,
+    auth: &str,
+    secret: Option<&str>,
+) -> Value {
+    let response = server.call(
+        "POST",
+        "/test/seed",
+        json!({"client_id": client_id, "expired_access": true}),
+    );
     let mut cmd = credlock(store);
-    cmd.args(["import", "--token-endpoint", &server.token_endpoint(), "--client-id", client_id, "--auth", auth]);
+    cmd.args([
+        "import",
+        "--token-endpoint",
+        &server.token_endpoint(),
+        "--client-id",
+        client_id,
+        "--auth",
+        auth,
+    ]);
     if let Some(secret) = secret {
-        cmd.args(["--client-secret-env", "E2E_CLIENT_SECRET"]).env("E2E_CLIENT_SECRET", secret);
+        cmd.args(["--client-secret-env", "E2E_CLIENT_SECRET"])
+            .env("E2E_CLIENT_SECRET", secret);
     }
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("import");
-    child.stdin.take().expect("stdin").write_all(response.to_string().as_bytes()).expect("write");
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("import");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(response.to_string().as_bytes())
+        .expect("write");
     let out = finish(child, Duration::from_secs(30));
-    assert!(out.status.success(), "import: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     response
 }
 
 fn stored_refresh_token(store: &Path) -> String {
-    Store::new(store).load().expect("load").expect("a session").refresh_token().secret().to_owned()
+    Store::new(store)
+        .load()
+        .expect("load")
+        .expect("a session")
+        .refresh_token()
+        .secret()
+        .to_owned()
 }
 
 #[test]
@@ -137,13 +191,24 @@ fn sixteen_processes_refresh_once_against_node_oidc_provider() {
     let store = dir.path().join("session.json");
     login(&server, &store, "cli-public", "none", None);
     let children: Vec<Child> = (0..16)
-        .map(|_| credlock(&store).arg("token").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn"))
+        .map(|_| {
+            credlock(&store)
+                .arg("token")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
         .collect();
     let tokens: Vec<String> = children
         .into_iter()
         .map(|c| {
             let out = finish(c, Duration::from_secs(60));
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             String::from_utf8_lossy(&out.stdout).trim().to_owned()
         })
         .collect();
@@ -151,7 +216,10 @@ fn sixteen_processes_refresh_once_against_node_oidc_provider() {
     let stats = server.stats();
     assert_eq!(stats["refresh_ok"], 1, "{stats}");
     assert_eq!(stats["refresh_invalid_grant"], 0, "{stats}");
-    assert!(server.is_live(&stored_refresh_token(&store)), "the stored refresh token is live");
+    assert!(
+        server.is_live(&stored_refresh_token(&store)),
+        "the stored refresh token is live"
+    );
 }
 
 #[test]
@@ -168,9 +236,18 @@ fn a_thirty_second_soak_refreshes_once_per_lifetime_not_once_per_call() {
             std::thread::spawn(move || {
                 let mut calls = 0u32;
                 while Instant::now() < end {
-                    let child = credlock(&store).arg("token").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+                    let child = credlock(&store)
+                        .arg("token")
+                        .stdout(Stdio::piped())
+                        .stderr(Stdio::piped())
+                        .spawn()
+                        .expect("spawn");
                     let out = finish(child, Duration::from_secs(30));
-                    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+                    assert!(
+                        out.status.success(),
+                        "{}",
+                        String::from_utf8_lossy(&out.stderr)
+                    );
                     calls += 1;
                 }
                 calls
@@ -184,9 +261,18 @@ fn a_thirty_second_soak_refreshes_once_per_lifetime_not_once_per_call() {
     assert_eq!(stats["refresh_invalid_grant"], 0, "{stats}");
     // A 2 s token with the margin capped at a quarter of its lifetime is refreshed every
     // ~1.5 s: about 20 times in 30 s. One per call would be hundreds.
-    assert!((10..=32).contains(&refreshes), "{refreshes} refreshes in 30 s");
-    assert!(u64::from(calls) > 3 * refreshes, "{calls} calls, {refreshes} refreshes");
-    assert!(server.is_live(&stored_refresh_token(&store)), "the session is alive at the end");
+    assert!(
+        (10..=32).contains(&refreshes),
+        "{refreshes} refreshes in 30 s"
+    );
+    assert!(
+        u64::from(calls) > 3 * refreshes,
+        "{calls} calls, {refreshes} refreshes"
+    );
+    assert!(
+        server.is_live(&stored_refresh_token(&store)),
+        "the session is alive at the end"
+    );
 }
 
 #[test]
@@ -201,13 +287,28 @@ fn every_client_authentication_method_refreshes_including_a_secret_that_needs_en
         let dir = tempfile::tempdir().expect("tempdir");
         let store = dir.path().join("session.json");
         login(&server, &store, client, auth, secret);
-        let out = finish(credlock(&store).args(["token", "--json"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn"), Duration::from_secs(30));
-        assert!(out.status.success(), "{client}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = finish(
+            credlock(&store)
+                .args(["token", "--json"])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn"),
+            Duration::from_secs(30),
+        );
+        assert!(
+            out.status.success(),
+            "{client}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let t: Value = serde_json::from_slice(&out.stdout).expect("json");
         assert_eq!(t["refreshed"], true, "{client}");
         assert!(server.is_live(&stored_refresh_token(&store)), "{client}");
         let session = Store::new(&store).load().expect("load").expect("session");
-        assert!(session.extra().contains_key("id_token"), "{client}: the id_token survives the round trip");
+        assert!(
+            session.extra().contains_key("id_token"),
+            "{client}: the id_token survives the round trip"
+        );
     }
     assert_eq!(server.stats()["refresh_ok"], 3);
 }
@@ -219,11 +320,31 @@ fn a_grant_revoked_on_the_server_is_exit_code_3_and_the_dead_session_is_deleted(
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("session.json");
     let response = login(&server, &store, "cli-public", "none", None);
-    server.call("POST", "/test/revoke-grant", json!({"token": response["refresh_token"]}));
-    let out = finish(credlock(&store).arg("token").stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn"), Duration::from_secs(30));
-    assert_eq!(out.status.code(), Some(3), "{}", String::from_utf8_lossy(&out.stderr));
+    server.call(
+        "POST",
+        "/test/revoke-grant",
+        json!({"token": response["refresh_token"]}),
+    );
+    let out = finish(
+        credlock(&store)
+            .arg("token")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+        Duration::from_secs(30),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid_grant"));
-    assert!(!store.exists(), "compare-and-delete removed the session that held the refused token");
+    assert!(
+        !store.exists(),
+        "compare-and-delete removed the session that held the refused token"
+    );
     assert_eq!(server.stats()["refresh_invalid_grant"], 1);
 }
 
@@ -235,14 +356,27 @@ fn with_locks_off_a_real_server_revokes_the_grant_which_is_what_the_lock_prevent
     let store = dir.path().join("session.json");
     login(&server, &store, "cli-public", "none", None);
     let children: Vec<Child> = (0..8)
-        .map(|_| credlock(&store).args(["--lock", "off", "token"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("spawn"))
+        .map(|_| {
+            credlock(&store)
+                .args(["--lock", "off", "token"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn")
+        })
         .collect();
     for c in children {
         finish(c, Duration::from_secs(60));
     }
     let stats = server.stats();
     eprintln!("locks off against node-oidc-provider: {stats}");
-    assert!(stats["reuse_detected"].as_u64().expect("n") >= 1, "the processes raced: {stats}");
-    let alive = Store::new(&store).load().expect("parses").is_some_and(|s| server.is_live(s.refresh_token().secret()));
+    assert!(
+        stats["reuse_detected"].as_u64().expect("n") >= 1,
+        "the processes raced: {stats}"
+    );
+    let alive = Store::new(&store)
+        .load()
+        .expect("parses")
+        .is_some_and(|s| server.is_live(s.refresh_token().secret()));
     assert!(!alive, "reuse revoked the whole grant: {stats}");
 }

@@ -24,14 +24,32 @@ fn inside_private_namespace(name: &str) -> bool {
     }
     for tool in ["unshare", "bindfs", "fusermount3"] {
         assert!(
-            Command::new("sh").args(["-c", &format!("command -v {tool}")]).stdout(Stdio::null()).status().is_ok_and(|s| s.success()),
+            Command::new("sh")
+                .args(["-c", &format!("command -v {tool}")])
+                .stdout(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success()),
             "prerequisite missing: {tool} (apt-get install -y fuse3 bindfs; run as root)"
         );
     }
     let mut child = Command::new("unshare")
-        .args(["--mount", "--pid", "--fork", "--kill-child", "--mount-proc", "--propagation", "private"])
+        .args([
+            "--mount",
+            "--pid",
+            "--fork",
+            "--kill-child",
+            "--mount-proc",
+            "--propagation",
+            "private",
+        ])
         .arg(std::env::current_exe().expect("test binary"))
-        .args(["--exact", name, "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            name,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(INNER, "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -49,7 +67,10 @@ fn inside_private_namespace(name: &str) -> bool {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     eprintln!("{stderr}");
-    assert!(out.status.success() && stdout.contains("1 passed"), "{name} failed inside its namespace:\n{stdout}\n{stderr}");
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{name} failed inside its namespace:\n{stdout}\n{stderr}"
+    );
     false
 }
 
@@ -71,7 +92,9 @@ impl TwinMount {
         for m in [&a, &b] {
             let status = Command::new("bindfs")
                 .arg("-o")
-                .arg(format!("subtype=bindfs,attr_timeout={cache_seconds},entry_timeout={cache_seconds}"))
+                .arg(format!(
+                    "subtype=bindfs,attr_timeout={cache_seconds},entry_timeout={cache_seconds}"
+                ))
                 .arg(&backing)
                 .arg(m)
                 .status()
@@ -110,7 +133,10 @@ struct Outcome {
 
 /// Eight `credlock race-child` processes through each mount, released at once.
 fn race_through_both(twin: &TwinMount, lock: &str, policy: ReusePolicy) -> Outcome {
-    let fake = FakeServer::builder().policy(policy).latency(Duration::from_millis(20)).build();
+    let fake = FakeServer::builder()
+        .policy(policy)
+        .latency(Duration::from_millis(20))
+        .build();
     let http = HttpServer::start(Arc::clone(&fake)).expect("server");
     let (via_a, via_b) = (twin.a.join("session.json"), twin.b.join("session.json"));
     let seeded = fake
@@ -146,7 +172,9 @@ fn race_through_both(twin: &TwinMount, lock: &str, policy: ReusePolicy) -> Outco
     let n = children.len();
     let mut ready = 0;
     while ready < n {
-        let line = rx.recv_timeout(Duration::from_secs(30)).expect("children start");
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("children start");
         ready += usize::from(line == "ready");
     }
     for c in &mut children {
@@ -156,7 +184,9 @@ fn race_through_both(twin: &TwinMount, lock: &str, policy: ReusePolicy) -> Outco
     }
     let (mut ok, mut failed, mut tokens) = (0, Vec::new(), std::collections::HashSet::new());
     for _ in 0..n {
-        let line = rx.recv_timeout(Duration::from_secs(60)).expect("children answer");
+        let line = rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("children answer");
         let v: serde_json::Value = serde_json::from_str(&line).expect("json line");
         match v["token"].as_str() {
             Some(t) if fake.is_access_token_valid(t) => {
@@ -180,19 +210,32 @@ fn race_through_both(twin: &TwinMount, lock: &str, policy: ReusePolicy) -> Outco
 
 fn assert_locks_do_not_meet(twin: &TwinMount) {
     let lock = |p: &Path| {
-        let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(p).expect("open");
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(p)
+            .expect("open");
         fd_lock::RwLock::new(f)
     };
     let mut la = lock(&twin.a.join("probe.lock"));
     let mut lb = lock(&twin.b.join("probe.lock"));
     let _ga = la.try_write().expect("lock via a");
-    assert!(lb.try_write().is_ok(), "the bed is wrong: locks through the two mounts conflict");
+    assert!(
+        lb.try_write().is_ok(),
+        "the bed is wrong: locks through the two mounts conflict"
+    );
 }
 
 fn check_auto_with_grant_revoking_server(cache_seconds: u32) {
     let twin = TwinMount::new(cache_seconds);
     assert_locks_do_not_meet(&twin);
-    assert_eq!(credlock::filesystem::detect(&twin.a).kind.name(), "fuse.bindfs", "detected for real");
+    assert_eq!(
+        credlock::filesystem::detect(&twin.a).kind.name(),
+        "fuse.bindfs",
+        "detected for real"
+    );
     let o = race_through_both(&twin, "auto", ReusePolicy::RevokeGrant);
     eprintln!(
         "twin mount, cache {cache_seconds} s, lock auto, revoke-grant: {} ok, {} failed, {:?}",
@@ -200,7 +243,11 @@ fn check_auto_with_grant_revoking_server(cache_seconds: u32) {
         o.failed.len(),
         o.counters
     );
-    assert_eq!(o.counters.refresh_requests, 1, "{:?} {:?}", o.counters, o.failed);
+    assert_eq!(
+        o.counters.refresh_requests, 1,
+        "{:?} {:?}",
+        o.counters, o.failed
+    );
     assert_eq!(o.counters.invalid_grant, 0);
     assert_eq!((o.ok, o.distinct_tokens), (16, 1), "{:?}", o.failed);
     assert!(o.store_parses && o.session_alive);
@@ -209,7 +256,9 @@ fn check_auto_with_grant_revoking_server(cache_seconds: u32) {
 #[test]
 #[ignore = "needs root and bindfs; .ci/run runs it"]
 fn auto_on_two_mounts_whose_locks_do_not_meet_refreshes_exactly_once() {
-    if inside_private_namespace("twin_mount::auto_on_two_mounts_whose_locks_do_not_meet_refreshes_exactly_once") {
+    if inside_private_namespace(
+        "twin_mount::auto_on_two_mounts_whose_locks_do_not_meet_refreshes_exactly_once",
+    ) {
         check_auto_with_grant_revoking_server(0);
     }
 }
@@ -217,7 +266,9 @@ fn auto_on_two_mounts_whose_locks_do_not_meet_refreshes_exactly_once() {
 #[test]
 #[ignore = "needs root and bindfs; .ci/run runs it"]
 fn auto_on_two_mounts_with_three_second_attribute_caches_refreshes_exactly_once() {
-    if inside_private_namespace("twin_mount::auto_on_two_mounts_with_three_second_attribute_caches_refreshes_exactly_once") {
+    if inside_private_namespace(
+        "twin_mount::auto_on_two_mounts_with_three_second_attribute_caches_refreshes_exactly_once",
+    ) {
         check_auto_with_grant_revoking_server(3);
     }
 }
@@ -231,15 +282,24 @@ fn check_fallback_with_rejecting_server(cache_seconds: u32) {
         "twin mount, cache {cache_seconds} s, lock advisory, reject-only: {} ok, failed {:?}, {:?}",
         o.ok, o.failed, o.counters
     );
-    assert_eq!(o.ok, 16, "the fallback kept every process working: {:?}", o.failed);
+    assert_eq!(
+        o.ok, 16,
+        "the fallback kept every process working: {:?}",
+        o.failed
+    );
     assert!(o.store_parses, "the store always parses");
-    assert!(o.session_alive, "nothing was deleted and the stored token is live");
+    assert!(
+        o.session_alive,
+        "nothing was deleted and the stored token is live"
+    );
 }
 
 #[test]
 #[ignore = "needs root and bindfs; .ci/run runs it"]
 fn without_a_lease_the_fallback_keeps_every_process_working_against_a_rejecting_server() {
-    if inside_private_namespace("twin_mount::without_a_lease_the_fallback_keeps_every_process_working_against_a_rejecting_server") {
+    if inside_private_namespace(
+        "twin_mount::without_a_lease_the_fallback_keeps_every_process_working_against_a_rejecting_server",
+    ) {
         check_fallback_with_rejecting_server(0);
     }
 }
@@ -247,7 +307,9 @@ fn without_a_lease_the_fallback_keeps_every_process_working_against_a_rejecting_
 #[test]
 #[ignore = "needs root and bindfs; .ci/run runs it"]
 fn without_a_lease_the_fallback_survives_three_second_attribute_caches() {
-    if inside_private_namespace("twin_mount::without_a_lease_the_fallback_survives_three_second_attribute_caches") {
+    if inside_private_namespace(
+        "twin_mount::without_a_lease_the_fallback_survives_three_second_attribute_caches",
+    ) {
         check_fallback_with_rejecting_server(3);
     }
 }
@@ -255,7 +317,9 @@ fn without_a_lease_the_fallback_survives_three_second_attribute_caches() {
 #[test]
 #[ignore = "needs root and bindfs; .ci/run runs it"]
 fn without_a_lease_a_grant_revoking_server_loses_the_session_and_the_damage_is_recorded() {
-    if inside_private_namespace("twin_mount::without_a_lease_a_grant_revoking_server_loses_the_session_and_the_damage_is_recorded") {
+    if inside_private_namespace(
+        "twin_mount::without_a_lease_a_grant_revoking_server_loses_the_session_and_the_damage_is_recorded",
+    ) {
         let twin = TwinMount::new(0);
         let mut lost = 0;
         let rounds = 5;
@@ -275,6 +339,10 @@ fn without_a_lease_a_grant_revoking_server_loses_the_session_and_the_damage_is_r
             }
         }
         eprintln!("sessions lost without a lease: {lost} of {}", 2 * rounds);
-        assert!(lost > 0, "16 processes on two machines without a shared lock should race at least once in {} tries", 2 * rounds);
+        assert!(
+            lost > 0,
+            "16 processes on two machines without a shared lock should race at least once in {} tries",
+            2 * rounds
+        );
     }
 }

@@ -12,8 +12,21 @@ use serde_json::json;
 use crate::{Failure, Global, Outcome};
 
 /// `credlock token`
+///
+/// A refresh that worked but could not be saved still prints the new token (it is valid
+/// now), then reports the error and exits non-zero so automation notices.
 pub fn token(g: &Global) -> Outcome {
-    let token = g.store().access_token()?;
+    let token = match g.store().access_token() {
+        Ok(token) => token,
+        Err(credlock::Error::NotSaved { session, source }) => {
+            println!("{}", session.access_token().secret());
+            return Err(Failure::Credlock(credlock::Error::NotSaved {
+                session,
+                source,
+            }));
+        }
+        Err(e) => return Err(e.into()),
+    };
     if g.json {
         println!(
             "{}",
