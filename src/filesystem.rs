@@ -244,21 +244,26 @@ pub fn mount_of(table: &str, path: &Path) -> Option<MountInfo> {
         .max_by_key(|m| m.mount_point.len())
 }
 
+/// Decodes mountinfo's octal escapes (`\040` for a space); other bytes pass through.
 fn unescape(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal.and_then(|d| {
+            u8::try_from(d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'))).ok()
+        }) {
+            Some(v) => {
+                out.push(v);
+                i += 4;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
         }
     }
     String::from_utf8(out).ok()
@@ -280,6 +285,11 @@ mod tests {
             .expect("parses");
         assert_eq!(escaped.mount_point, "/mnt/my drive");
         assert_eq!(MountInfo::parse("garbage"), None);
+        let odd = MountInfo::parse("1 2 0:3 / /mnt/\\777\\04 rw - ext4 /d rw").expect("parses");
+        assert_eq!(
+            odd.mount_point, "/mnt/\\777\\04",
+            "escapes out of range or cut short pass through"
+        );
     }
 
     #[test]

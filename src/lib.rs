@@ -97,6 +97,7 @@ pub mod testing;
 pub use clock::{Clock, SystemClock, rfc3339};
 pub use error::Error;
 pub use event::Event;
+pub use filesystem::FsKind;
 pub use http::{HttpResponse, Transport, TransportError, UreqTransport};
 pub use lease::{Holder, LeaseRecord, lease_path_for};
 pub use lock::lock_path_for;

@@ -37,10 +37,18 @@ pub struct LockPlan {
 }
 
 impl LockPlan {
-    /// The plan for `store`: its lock mode and the filesystem that holds its file.
+    /// The plan for `store`: its lock mode and the filesystem that holds its file (or the
+    /// kind forced by [`Store::with_filesystem_kind`]).
     #[must_use]
     pub fn for_store(store: &Store) -> LockPlan {
-        LockPlan::decide(store.lock_mode(), filesystem::detect(store.path()))
+        let detected = match store.filesystem_kind() {
+            Some(kind) => filesystem::Detected {
+                kind: kind.clone(),
+                evidence: "forced by Store::with_filesystem_kind".to_owned(),
+            },
+            None => filesystem::detect(store.path()),
+        };
+        LockPlan::decide(store.lock_mode(), detected)
     }
 
     /// The plan for `mode` on a filesystem of kind `filesystem`.

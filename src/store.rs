@@ -9,6 +9,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
 use crate::event::Event;
 use crate::fallback::{self, Retry};
+use crate::filesystem::FsKind;
 use crate::http::{Transport, TransportError, UreqTransport};
 use crate::lease::{self, LeaseFailure};
 use crate::lock::{self, LockFailure, Locked};
@@ -138,6 +139,7 @@ pub struct Store {
     lock_mode: LockMode,
     poll_schedule: Option<Vec<Duration>>,
     plan: OnceLock<LockPlan>,
+    filesystem_kind: Option<FsKind>,
     torn_read_retries: Option<Vec<Duration>>,
     clock: Arc<dyn Clock>,
     transport: OnceLock<Arc<dyn Transport>>,
@@ -194,6 +196,7 @@ impl Store {
             lock_mode: LockMode::Auto,
             poll_schedule: None,
             plan: OnceLock::new(),
+            filesystem_kind: None,
             torn_read_retries: None,
             clock: Arc::new(SystemClock),
             transport: OnceLock::new(),
@@ -224,6 +227,21 @@ impl Store {
     pub fn with_lease_ttl(mut self, ttl: Duration) -> Store {
         self.lease_ttl = ttl;
         self
+    }
+
+    /// Treats the session file as living on a filesystem of `kind` instead of detecting it
+    /// (as `CREDLOCK_FS_KIND` does for the CLI): for tests, and for users who know better
+    /// than `statfs` (an NFS mount with a working lock manager, say).
+    #[must_use]
+    pub fn with_filesystem_kind(mut self, kind: FsKind) -> Store {
+        self.filesystem_kind = Some(kind);
+        self
+    }
+
+    /// The forced filesystem kind, if [`Store::with_filesystem_kind`] set one.
+    #[must_use]
+    pub fn filesystem_kind(&self) -> Option<&FsKind> {
+        self.filesystem_kind.as_ref()
     }
 
     /// Whether and how to lock. Defaults to [`LockMode::Auto`].

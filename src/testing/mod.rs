@@ -5,6 +5,10 @@
 //!   to a reused one, with scripted failures, latency and counters.
 //! - [`FakeTransport`]: the fake server in memory, as a [`crate::Transport`].
 //! - [`HttpServer`]: the same fake server over real HTTP on 127.0.0.1, for several processes.
+//! - `strategies` (feature `proptest`): proptest strategies for sessions and token responses,
+//!   hostile ones included, and an example of a consumer's property test.
+//! - The lock mode and the filesystem kind are forced on the store itself:
+//!   [`crate::Store::with_lock_mode`], [`crate::Store::with_filesystem_kind`].
 //!
 //! credlock's own tests use this kit.
 //!
@@ -32,6 +36,8 @@
 mod clock;
 mod http_server;
 mod server;
+#[cfg(feature = "proptest")]
+pub mod strategies;
 
 pub use clock::ManualClock;
 pub use http_server::HttpServer;

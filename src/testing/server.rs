@@ -121,6 +121,7 @@ struct State {
     access_tokens: HashMap<String, (u64, SystemTime)>,
     scripted: VecDeque<Failure>,
     counters: Counters,
+    refused: std::collections::HashSet<String>,
 }
 
 type RefreshHook = Box<dyn Fn(&str) + Send + Sync>;
@@ -311,6 +312,28 @@ impl FakeServer {
         })
     }
 
+    /// When `access_token` expires, if this server issued it (whether or not its grant has
+    /// since been revoked).
+    #[must_use]
+    pub fn access_token_expires_at(&self, access_token: &str) -> Option<SystemTime> {
+        self.state()
+            .access_tokens
+            .get(access_token)
+            .map(|(_, exp)| *exp)
+    }
+
+    /// Whether this server ever issued `refresh_token`.
+    #[must_use]
+    pub fn issued(&self, refresh_token: &str) -> bool {
+        self.state().refresh_tokens.contains_key(refresh_token)
+    }
+
+    /// Whether this server ever answered `invalid_grant` to `refresh_token`.
+    #[must_use]
+    pub fn refused(&self, refresh_token: &str) -> bool {
+        self.state().refused.contains(refresh_token)
+    }
+
     /// Whether `access_token` was issued by this server, has not expired and belongs to a
     /// grant that was not revoked.
     #[must_use]
@@ -427,10 +450,12 @@ impl FakeServer {
         };
         let Some((grant, state)) = st.refresh_tokens.get(rt).map(|r| (r.grant, r.state)) else {
             st.counters.invalid_grant += 1;
+            st.refused.insert(rt.to_owned());
             return invalid_grant();
         };
         if st.grants.get(&grant).is_none_or(|g| g.revoked) {
             st.counters.invalid_grant += 1;
+            st.refused.insert(rt.to_owned());
             return invalid_grant();
         }
         let now = self.clock.now();
@@ -457,6 +482,7 @@ impl FakeServer {
                     Self::revoke(&mut st, grant);
                 }
                 st.counters.invalid_grant += 1;
+                st.refused.insert(rt.to_owned());
                 invalid_grant()
             }
         }

@@ -11,6 +11,8 @@ mod files;
 mod hostile;
 mod lease;
 mod locking;
+#[cfg(feature = "proptest")]
+mod model;
 #[cfg(feature = "cli")]
 mod oidc;
 mod processes;

@@ -45,8 +45,7 @@ fn eight_processes_on_one_expired_session_send_exactly_one_refresh() {
                 Command::new(&exe)
                     .args([
                         "--exact",
-                        "processes::child_process",
-                        "--ignored",
+                        "processes::eight_processes_on_one_expired_session_send_exactly_one_refresh",
                         "--nocapture",
                         "--test-threads=1",
                     ])
