@@ -169,6 +169,50 @@ pub(crate) fn remove(path: &Path) -> Result<bool, Error> {
     Ok(true)
 }
 
+/// Removes `path` only if its content still satisfies `still_the_one` when removed: the file
+/// is renamed aside first (one atomic step that no writer can interleave with), checked, and
+/// deleted, or put back with `link` (which will not replace a newer file saved meanwhile).
+/// Returns whether it was removed. Between the rename and the put-back, a reader finds no
+/// file; that happens only when a writer raced the delete.
+pub(crate) fn remove_if(path: &Path, still_the_one: impl Fn(&[u8]) -> bool) -> Result<bool, Error> {
+    let (dir, name) = split(path)?;
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io("inspect the session file", path)(e)),
+        Ok(m) if !m.is_file() => {
+            return Err(Error::NotASessionFile {
+                path: path.to_path_buf(),
+                reason: describe_file_type(&m),
+            });
+        }
+        Ok(_) => {}
+    }
+    // Named like a temp file, so that a process killed right here leaves something the
+    // next write sweeps.
+    let aside = dir.join(format!(
+        "{}{}-{}-deleting{TEMP_SUFFIX}",
+        temp_prefix(&name),
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    match std::fs::rename(path, &aside) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io("delete the session file", path)(e)),
+    }
+    let matches = std::fs::read(&aside).is_ok_and(|bytes| still_the_one(&bytes));
+    if !matches {
+        // A writer got in first: put its session back, unless an even newer one is there.
+        let _ = std::fs::hard_link(&aside, path);
+    }
+    let _ = std::fs::remove_file(&aside);
+    sync_dir(&dir)?;
+    Ok(matches)
+}
+
 const TEMP_SUFFIX: &str = ".tmp";
 
 fn temp_prefix(name: &str) -> String {
@@ -268,13 +312,15 @@ fn sync_dir(dir: &Path) -> Result<(), Error> {
     }
 }
 
+/// Opens without following a symlink, and without blocking on a FIFO (which is then refused
+/// as not a regular file).
 fn open_no_follow(path: &Path, write: bool) -> std::io::Result<File> {
     let mut opts = std::fs::OpenOptions::new();
     opts.read(true).write(write);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::custom_flags(
         &mut opts,
-        rustix::fs::OFlags::NOFOLLOW.bits() as i32,
+        (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
     );
     opts.open(path)
 }
@@ -349,6 +395,26 @@ mod tests {
         let _guard = lock.try_write().expect("lock");
         write(&path, b"{}").expect("write");
         assert!(live.exists());
+    }
+
+    #[test]
+    fn remove_if_deletes_only_what_still_matches_and_puts_the_rest_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("session.json");
+        std::fs::write(&path, b"newer").expect("write");
+        assert!(!remove_if(&path, |b| b == b"failed").expect("io"));
+        assert_eq!(std::fs::read(&path).expect("kept"), b"newer");
+        assert!(remove_if(&path, |b| b == b"newer").expect("io"));
+        assert!(!path.exists());
+        assert!(
+            !remove_if(&path, |_| true).expect("io"),
+            "nothing to remove"
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path()).expect("ls").count(),
+            0,
+            "nothing left aside"
+        );
     }
 
     #[test]

@@ -38,8 +38,16 @@ pub(crate) fn unix_ms(t: SystemTime) -> u64 {
 }
 
 /// The time `ms` milliseconds after the Unix epoch.
+/// Saturates where the platform's `SystemTime` ends (Windows panics on overflow otherwise): a
+/// hostile `expires_in` must not be a panic.
 pub(crate) fn from_unix_ms(ms: u64) -> SystemTime {
-    SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
+    let mut ms = ms;
+    loop {
+        if let Some(t) = SystemTime::UNIX_EPOCH.checked_add(Duration::from_millis(ms)) {
+            return t;
+        }
+        ms /= 2;
+    }
 }
 
 /// RFC 3339 in UTC with millisecond precision, e.g. `2026-11-27T13:14:15.123Z`.

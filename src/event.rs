@@ -49,8 +49,8 @@ pub enum Event {
         path: PathBuf,
     },
     /// Protection is degraded: the filesystem refuses locks, or its locks may not reach
-    /// other machines, so the `invalid_grant` fallback is the last guard. Reported once per
-    /// store.
+    /// other machines (the lease then guards them, where the plan has one), or locks are off.
+    /// Reported once per store; `reason` says which.
     LocksUnavailable {
         /// The sidecar lock file.
         lock_path: PathBuf,

@@ -49,24 +49,32 @@ pub(crate) fn recover(store: &Store, failed: &Session, retry: Retry) -> Result<A
 }
 
 fn compare_and_delete(store: &Store, failed: &Session, retry: Retry) -> Result<AccessToken, Error> {
+    let holds_the_failed_token = |bytes: &[u8]| {
+        Session::from_json(bytes, store.path())
+            .is_ok_and(|s| s.refresh_token() == failed.refresh_token())
+    };
+    // The compare and the delete are one step (`remove_if` renames the file aside, checks,
+    // then deletes or puts back), so a winner's save that lands between them survives even
+    // where nothing serialises writers (locks off, or not reaching another machine).
+    if crate::atomic::remove_if(store.path(), holds_the_failed_token)? {
+        store.emit(Event::DeletedStaleSession {
+            path: store.path().to_path_buf(),
+        });
+        return Err(expired(store, true));
+    }
     match store.load()? {
         None => Err(expired(store, false)),
-        Some(current) if current.refresh_token() == failed.refresh_token() => {
-            let deleted = crate::atomic::remove(store.path())?;
-            if deleted {
-                store.emit(Event::DeletedStaleSession {
-                    path: store.path().to_path_buf(),
-                });
-            }
-            Err(expired(store, deleted))
-        }
         Some(current) if store.is_fresh(&current) => {
             store.emit(Event::AdoptedNewerSession {
                 path: store.path().to_path_buf(),
             });
             Ok(AccessToken::from_session(&current, false))
         }
-        Some(current) if retry == Retry::Allowed => store.refresh_session(current, Retry::Spent),
+        Some(current)
+            if retry == Retry::Allowed && current.refresh_token() != failed.refresh_token() =>
+        {
+            store.refresh_session(current, Retry::Spent)
+        }
         // A newer session that is stale, and our one retry is spent: leave it for the next
         // caller rather than delete a session this process did not see fail.
         Some(_) => Err(expired(store, false)),

@@ -40,13 +40,18 @@ pub enum FsKind {
 }
 
 impl FsKind {
-    /// Whether an advisory lock taken here is known to exclude processes on other machines
+    /// Whether an advisory lock taken here is trusted to exclude processes on other machines
     /// that share the directory. `false` for NFS with local locks, SMB, FUSE and other network
-    /// filesystems (a lock manager may exist, but credlock cannot tell), `true` for local
-    /// disks and NFS with a lock manager, `false` for unknown (assume the worst).
+    /// filesystems (a lock manager may exist, but credlock cannot tell); `true` for local
+    /// disks and NFS with a lock manager; `true` for unknown (not Linux, or `statfs` failed):
+    /// most such directories are local, and a lease on every refresh there would cost every
+    /// user for the sake of a few (force the kind for those).
     #[must_use]
     pub fn locks_are_reliable(&self) -> bool {
-        matches!(self, FsKind::Local | FsKind::Nfs { local_locks: false })
+        matches!(
+            self,
+            FsKind::Local | FsKind::Nfs { local_locks: false } | FsKind::Unknown
+        )
     }
 
     /// Whether the directory is known to be shared over a network or FUSE (so attribute

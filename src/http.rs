@@ -5,7 +5,9 @@ use std::time::Duration;
 use crate::oauth::FormRequest;
 
 /// An HTTP response from a token or revocation endpoint, as far as OAuth needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// `Debug` shows the status and the body's length only: a token response's body holds tokens.
+#[derive(Clone, PartialEq, Eq)]
 pub struct HttpResponse {
     /// The status code.
     pub status: u16,
@@ -13,6 +15,16 @@ pub struct HttpResponse {
     pub retry_after: Option<String>,
     /// The body, bounded by the transport.
     pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for HttpResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpResponse")
+            .field("status", &self.status)
+            .field("retry_after", &self.retry_after)
+            .field("body_len", &self.body.len())
+            .finish()
+    }
 }
 
 /// Why no HTTP response was obtained. The text names no secret.

@@ -202,10 +202,12 @@ impl HeldLease {
 impl Drop for HeldLease {
     fn drop(&mut self) {
         // Only our own lease: if we were paused past the TTL, another process may have
-        // broken it and taken a new one, which must stay.
-        if read_record(&self.path).is_some_and(|r| r.nonce == self.nonce) {
-            let _ = std::fs::remove_file(&self.path);
-        }
+        // broken it and taken a new one, which must stay. Renaming first makes the check and
+        // the removal one step as far as other processes can see.
+        let nonce = self.nonce.clone();
+        break_aside(&self.path, move |aside| {
+            read_record(aside).is_some_and(|r| r.nonce == nonce)
+        });
     }
 }
 
@@ -232,38 +234,51 @@ pub(crate) fn try_acquire(
             }));
         }
         match read_record(lease_path) {
-            Some(existing) if existing.is_stale(SystemTime::now(), here) => {
-                break_stale(lease_path, &existing);
+            // An NFS retransmission can report EEXIST for a link that went through.
+            Some(existing) if existing.nonce == record.nonce => {
+                return Ok(Some(HeldLease {
+                    path: lease_path.to_path_buf(),
+                    nonce: record.nonce,
+                }));
             }
-            // A lease we cannot read yet (just removed, or unparseable on a torn read):
-            // try again on the next round rather than judge it.
-            _ => return Ok(None),
+            Some(existing) if existing.is_stale(SystemTime::now(), here) => {
+                break_aside(lease_path, |aside| {
+                    read_record(aside).is_some_and(|r| r.nonce == existing.nonce)
+                });
+            }
+            Some(_) => return Ok(None),
+            // Unreadable: just removed (try again), or left empty or torn by a writer that
+            // died. The content cannot date it, so its modification time does, by our clock;
+            // a lease being written this instant is seconds younger than any TTL.
+            None => {
+                let abandoned = std::fs::symlink_metadata(lease_path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| SystemTime::now().duration_since(t).ok())
+                    .is_some_and(|age| age > ttl);
+                if !abandoned {
+                    return Ok(None);
+                }
+                break_aside(lease_path, |aside| read_record(aside).is_none());
+            }
         }
     }
     Ok(None)
 }
 
 /// Breaks a stale lease safely when several waiters try at once: rename it to a unique name
-/// (only one rename of the name can succeed), then check that what was renamed is the lease
-/// judged stale. If a new live lease was renamed instead, put it back.
-fn break_stale(lease_path: &Path, stale: &LeaseRecord) {
+/// (only one rename of the name can succeed), then check that what was renamed is what was
+/// judged stale. If a new live lease was renamed instead, put it back with `link`, which
+/// fails rather than replace an even newer one (then the renamed one is simply dropped).
+fn break_aside(lease_path: &Path, is_what_we_judged: impl Fn(&Path) -> bool) {
     let aside = sibling_name(lease_path, &format!("broken.{}", nonce()));
     if std::fs::rename(lease_path, &aside).is_err() {
         return; // someone else broke it first
     }
-    match read_record(&aside) {
-        Some(r) if r.nonce == stale.nonce => {
-            let _ = std::fs::remove_file(&aside);
-        }
-        _ => {
-            // Not the stale lease: restore it unless a newer one already took the name.
-            if std::fs::hard_link(&aside, lease_path).is_ok() {
-                let _ = std::fs::remove_file(&aside);
-            } else {
-                let _ = std::fs::rename(&aside, lease_path);
-            }
-        }
+    if !is_what_we_judged(&aside) {
+        let _ = std::fs::hard_link(&aside, lease_path);
     }
+    let _ = std::fs::remove_file(&aside);
 }
 
 /// Creates the lease file with its full content, failing (`Ok(false)`) if it exists.
@@ -279,6 +294,8 @@ fn create_exclusive(lease_path: &Path, record: &LeaseRecord) -> Result<bool, Err
     opts.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    // Synced before the link makes it visible: NFS may report a full disk or quota only at
+    // close, which Rust does not check, and an empty lease must not be published.
     let written = opts.open(&staging).and_then(|mut f| {
         f.write_all(&bytes)?;
         f.sync_all()
@@ -303,12 +320,14 @@ fn create_new_then_write(lease_path: &Path, bytes: &[u8]) -> Result<bool, Error>
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
     match opts.open(lease_path) {
-        Ok(mut f) => {
-            f.write_all(bytes)
-                .and_then(|()| f.sync_all())
-                .map_err(Error::io("write the lease file", lease_path))?;
-            Ok(true)
-        }
+        Ok(mut f) => match f.write_all(bytes).and_then(|()| f.sync_all()) {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                // Never leave an empty lease behind.
+                let _ = std::fs::remove_file(lease_path);
+                Err(Error::io("write the lease file", lease_path)(e))
+            }
+        },
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(e) => Err(Error::io("create the lease file", lease_path)(e)),
     }
@@ -389,6 +408,59 @@ mod tests {
             held.is_some(),
             "the expired lease was broken and a new one taken"
         );
+    }
+
+    #[test]
+    fn an_unreadable_lease_blocks_only_until_it_is_older_than_the_ttl() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.json.lease");
+        std::fs::write(&path, b"").expect("an empty lease, as a killed writer leaves it");
+        assert!(
+            try_acquire(&path, Duration::from_secs(30), &here())
+                .expect("io")
+                .is_none(),
+            "young: wait"
+        );
+        std::thread::sleep(Duration::from_millis(120));
+        let held = try_acquire(&path, Duration::from_millis(100), &here()).expect("io");
+        assert!(held.is_some(), "older than the TTL: broken and taken");
+    }
+
+    #[test]
+    fn releasing_a_lease_that_was_broken_and_retaken_leaves_the_new_holders_lease() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.json.lease");
+        let ours = try_acquire(&path, Duration::from_secs(30), &here())
+            .expect("io")
+            .expect("taken");
+        // We were paused past the TTL: another process broke our lease and took its own.
+        std::fs::remove_file(&path).expect("broken");
+        let theirs = LeaseRecord {
+            nonce: "theirs".into(),
+            ..read_record_or_default()
+        };
+        std::fs::write(&path, theirs.to_json()).expect("retaken");
+        drop(ours);
+        assert_eq!(
+            read_record(&path).map(|r| r.nonce).as_deref(),
+            Some("theirs")
+        );
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("ls")
+            .map(|e| e.expect("e").file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "nothing else left behind: {names:?}");
+    }
+
+    fn read_record_or_default() -> LeaseRecord {
+        LeaseRecord {
+            host: "another-host".into(),
+            pid: 7,
+            boot_id: String::new(),
+            created_ms: unix_ms(SystemTime::now()),
+            ttl_ms: 30_000,
+            nonce: String::new(),
+        }
     }
 
     #[test]

@@ -63,11 +63,16 @@
 //! file's protection comes from the profile directory's ACL, not from mode bits, and the
 //! directory is not fsynced (not possible there).
 //!
+//! ## Network filesystems
+//! Advisory locks on NFS without a lock manager (`nolock`, `local_lock=`), SMB and most FUSE
+//! filesystems do not exclude other machines. credlock detects those ([`filesystem`]) and, in
+//! the default [`LockMode::Auto`], adds a lease file that works across machines
+//! ([`LockPlan`], `docs/filesystems.md`), and says so once ([`Event::LocksUnavailable`]).
+//!
 //! ## Limitations
-//! - Advisory locks on NFS without a lock manager (`nolock`, `local_lock=`), SMB and most
-//!   FUSE filesystems do not exclude other machines. There, the fallback keeps processes
-//!   working against servers that refuse only the reused token; against servers that revoke
-//!   the whole grant a duplicate refresh from two machines can still end the session.
+//! - The lease relies on clocks agreeing within its time-to-live (30 s by default) and on a
+//!   holder not being paused longer than that. Network filesystems that `statfs` does not
+//!   reveal (all of them on macOS and Windows) get the advisory lock alone unless forced.
 //! - A process killed after the server rotated the token but before the save loses that
 //!   rotation; the next refresh then uses a consumed token. A server-side reuse grace period
 //!   closes this window.

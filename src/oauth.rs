@@ -211,22 +211,35 @@ impl OAuthError {
         let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
             return None;
         };
-        let code = map.get("error")?.as_str()?;
+        let code = printable(map.get("error")?.as_str()?);
+        // Checked after control characters are gone (a server could split an echoed secret
+        // with them) and before shortening (a cut could leave half a secret).
+        let echoes = |text: &str| {
+            secrets_sent
+                .iter()
+                .any(|s| !s.is_empty() && text.contains(s))
+        };
         let description = map
             .get("error_description")
             .and_then(Value::as_str)
-            .filter(|d| !secrets_sent.iter().any(|s| !s.is_empty() && d.contains(s)))
-            .map(|d| {
-                d.chars()
-                    .filter(|c| !c.is_control())
-                    .take(200)
-                    .collect::<String>()
-            });
+            .map(printable)
+            .filter(|d| !echoes(d))
+            .map(|d| d.chars().take(200).collect::<String>());
+        let code = if echoes(&code) {
+            "[redacted]".to_owned()
+        } else {
+            code
+        };
         Some(OAuthError {
-            code: OAuthErrorCode::parse(code),
+            code: OAuthErrorCode::parse(&code),
             description,
         })
     }
+}
+
+/// The text without control characters (no terminal escapes into a user's stderr).
+fn printable(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).collect()
 }
 
 /// A form POST to an OAuth endpoint, ready for a [`crate::Transport`].
@@ -241,6 +254,8 @@ pub struct FormRequest {
     pub authorization: Option<Secret>,
     /// The form fields, in order. Values may be secrets.
     pub form: Vec<(&'static str, Secret)>,
+    /// Secrets sent in encoded form (the Basic client secret), to recognise an echo.
+    echo_guard: Vec<Secret>,
 }
 
 impl std::fmt::Debug for FormRequest {
@@ -275,9 +290,20 @@ impl FormRequest {
         Secret::new(out)
     }
 
-    /// The secret values this request carries, to recognise them if a server echoes one.
+    /// The secret values this request carries (token, refresh token, client secret, the
+    /// Basic credentials), to recognise them if a server echoes one.
     pub(crate) fn secret_values(&self) -> Vec<&str> {
-        self.form.iter().map(|(_, v)| v.secret()).collect()
+        let mut values: Vec<&str> = self
+            .form
+            .iter()
+            .filter(|(k, _)| matches!(*k, "refresh_token" | "client_secret" | "token"))
+            .map(|(_, v)| v.secret())
+            .collect();
+        values.extend(self.echo_guard.iter().map(Secret::secret));
+        if let Some(a) = &self.authorization {
+            values.push(a.secret().trim_start_matches("Basic "));
+        }
+        values
     }
 
     /// The refresh request for `session` (RFC 6749 §6), with its client authentication.
@@ -291,22 +317,32 @@ impl FormRequest {
         req
     }
 
-    /// The RFC 7009 revocation request for the session's refresh token, if the session names
-    /// a revocation endpoint.
-    #[must_use]
-    pub fn revoke(session: &Session) -> Option<FormRequest> {
-        let url = session.client().revocation_endpoint()?;
+    /// The RFC 7009 revocation request for the session's refresh token; `Ok(None)` if the
+    /// session names no revocation endpoint.
+    ///
+    /// # Errors
+    /// [`Error::InsecureEndpoint`] if the endpoint (as read from the file) is plain http to a
+    /// host that is not loopback: the refresh token and client secret are not sent there.
+    pub fn revoke(session: &Session) -> Result<Option<FormRequest>, Error> {
+        let Some(url) = session.client().revocation_endpoint() else {
+            return Ok(None);
+        };
+        require_secure_endpoint(url)?;
         let mut req = FormRequest::authenticated(session, url);
         req.form
             .insert(0, ("token", session.refresh_token().clone()));
         req.form
             .insert(1, ("token_type_hint", Secret::new("refresh_token")));
-        Some(req)
+        Ok(Some(req))
     }
 
     fn authenticated(session: &Session, url: &str) -> FormRequest {
         let client = session.client();
         let id = client.client_id();
+        let echo_guard = match client.auth() {
+            ClientAuth::Basic { secret } => vec![secret.clone()],
+            _ => Vec::new(),
+        };
         let (authorization, form) = match client.auth() {
             ClientAuth::Basic { secret } => {
                 // RFC 6749 §2.3.1: both parts are form-urlencoded before base64.
@@ -329,6 +365,7 @@ impl FormRequest {
             url: url.to_owned(),
             authorization,
             form,
+            echo_guard,
         }
     }
 }
@@ -594,6 +631,13 @@ mod tests {
         let body = br#"{"error":"invalid_grant","error_description":"token rt-123 is bad"}"#;
         let e = OAuthError::from_json(body, &["rt-123"]).expect("parses");
         assert_eq!(e.description, None);
+        // Found by fuzzing: control characters splitting the echo.
+        let body = r#"{"error":"x","error_description":"rt-1\u007f23"}"#;
+        let e = OAuthError::from_json(body.as_bytes(), &["rt-123"]).expect("parses");
+        assert_eq!(e.description, None);
+        let body = r#"{"error":"rt-123\u001b[31m"}"#;
+        let e = OAuthError::from_json(body.as_bytes(), &["rt-123"]).expect("parses");
+        assert_eq!(e.code.as_str(), "[redacted]");
     }
 
     #[test]

@@ -29,8 +29,9 @@ pub struct LockPlan {
     pub advisory: bool,
     /// Whether the lease file is taken (after the advisory lock, if both).
     pub lease: bool,
-    /// Whether protection is weaker than a lock that reaches every process sharing the file:
-    /// the `invalid_grant` fallback is the only guard against other machines.
+    /// Whether the OS lock does not (or may not) reach every process sharing the file, so that
+    /// other machines are guarded only by the lease (if [`LockPlan::lease`]) and the
+    /// `invalid_grant` fallback.
     pub degraded: bool,
     /// Why, in a sentence.
     pub reason: String,

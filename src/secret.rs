@@ -11,6 +11,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// Equality compares the values; it is what the refresh protocol uses to tell a rotated refresh
 /// token from the one that failed.
 ///
+/// `Secret` implements `Serialize` (the session file needs the value): a struct of yours that
+/// holds one and is serialised, to a log for instance, carries the value. The memory is not
+/// zeroed on drop.
+///
 /// # Examples
 /// ```
 /// let token = credlock::Secret::new("s3cr3t");
@@ -22,6 +26,7 @@ pub struct Secret(String);
 
 impl Secret {
     /// Wraps a secret value.
+    #[must_use]
     pub fn new(value: impl Into<String>) -> Secret {
         Secret(value.into())
     }

@@ -22,8 +22,10 @@ use crate::session::Session;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum LockMode {
-    /// The advisory lock; if the filesystem refuses locks (`ENOLCK`, `EOPNOTSUPP`, …), run
-    /// without it, say so once ([`Event::LocksUnavailable`]), and rely on the fallback.
+    /// The advisory lock on a local filesystem. Where locks do not reach other machines
+    /// (NFS without a lock manager, SMB, FUSE, …) or the filesystem refuses them, the lease
+    /// file as well (or instead), said once ([`Event::LocksUnavailable`]). The
+    /// `invalid_grant` fallback is always the last line. See [`LockPlan`].
     #[default]
     Auto,
     /// The advisory lock, required: a filesystem that refuses locks is an error.
@@ -160,8 +162,10 @@ impl std::fmt::Debug for Store {
 
 /// The default validity margin: a token expiring sooner than this is refreshed (as upstream).
 pub const DEFAULT_MARGIN: Duration = Duration::from_secs(30);
-/// The default time-to-live of a lease: far longer than a refresh takes.
-pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(30);
+/// The default time-to-live of a lease: longer than the worst-case critical section (a
+/// refresh that times out at 30 s, the network poll schedule, and the fallback's one retry),
+/// so that a slow but live holder is never broken.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(120);
 /// The default wait for the lock.
 pub const DEFAULT_LOCK_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default re-reads after `invalid_grant`: at 0, 25, 50 and 100 ms (delays before each).
@@ -221,8 +225,9 @@ impl Store {
     }
 
     /// How long a lease protects its holder before others may break it (lease modes only).
-    /// Defaults to 30 s: far longer than a refresh, short enough that a crashed holder on
-    /// another machine delays the others by at most that.
+    /// Defaults to 120 s: longer than the worst-case refresh (two 30 s transport timeouts
+    /// plus polling). A crashed holder on another machine delays the others by at most that
+    /// (they get [`Error::LockTimeout`] meanwhile); a dead holder on this machine, not at all.
     #[must_use]
     pub fn with_lease_ttl(mut self, ttl: Duration) -> Store {
         self.lease_ttl = ttl;
@@ -235,6 +240,7 @@ impl Store {
     #[must_use]
     pub fn with_filesystem_kind(mut self, kind: FsKind) -> Store {
         self.filesystem_kind = Some(kind);
+        self.plan = OnceLock::new();
         self
     }
 
@@ -248,6 +254,7 @@ impl Store {
     #[must_use]
     pub fn with_lock_mode(mut self, mode: LockMode) -> Store {
         self.lock_mode = mode;
+        self.plan = OnceLock::new();
         self
     }
 
@@ -336,11 +343,13 @@ impl Store {
     ///
     /// A file that does not parse is read again after short pauses (a network or FUSE
     /// filesystem can serve a torn read of a file that was replaced atomically) before it is
-    /// reported corrupt. A file readable by group or others is tightened to 0600.
+    /// reported corrupt. A file readable by group or others is tightened to 0600 (its only
+    /// change to the file).
     ///
     /// # Errors
     /// [`Error::Corrupt`], [`Error::UnsupportedVersion`], [`Error::NotASessionFile`] (a
-    /// symlink, a directory, an oversized file), [`Error::Io`]. None of them modifies the file.
+    /// symlink, a directory, a FIFO, an oversized file), [`Error::Io`]. None of them modifies
+    /// the file.
     pub fn load(&self) -> Result<Option<Session>, Error> {
         // Decided on the first failure only: a good read never pays for filesystem detection.
         let mut retries: Option<std::vec::IntoIter<Duration>> = None;
@@ -410,7 +419,14 @@ impl Store {
     ///   ([`Error::is_transient`]); the session is kept.
     /// - [`Error::NotSaved`]: the refresh worked but the save did not; the error carries the
     ///   new session.
-    /// - [`Error::Corrupt`] and other file errors: the file is left untouched.
+    /// - [`Error::InvalidResponse`]: the server answered something unusable; session kept.
+    /// - [`Error::InsecureEndpoint`]: the stored endpoint is plain http to a remote host; no
+    ///   request was sent.
+    /// - [`Error::Corrupt`], [`Error::UnsupportedVersion`], [`Error::NotASessionFile`],
+    ///   [`Error::Io`]: the file is left untouched.
+    ///
+    /// Waiting is bounded by the lock timeout for the advisory lock, and again for the lease
+    /// where one is used.
     pub fn access_token(&self) -> Result<AccessToken, Error> {
         let session = self.load()?.ok_or_else(|| self.no_session())?;
         if self.is_fresh(&session) {
@@ -418,6 +434,37 @@ impl Store {
         }
         let adopt = || self.fresh_session_saved_by_another();
         match self.guarded(&adopt, || self.refresh_if_still_stale())? {
+            Locked::Ran(result) => result,
+            Locked::Resolved(session) => Ok(AccessToken::from_session(&session, false)),
+        }
+    }
+
+    /// A new access token after an API rejected `rejected` (HTTP 401): the server revoked it
+    /// early, or the session has no expiry to go by. Refreshes under the same guards as
+    /// [`Store::access_token`], and only if the store still holds the rejected token, so that
+    /// any number of callers reporting the same rejection cause one refresh.
+    ///
+    /// # Errors
+    /// As [`Store::access_token`].
+    pub fn access_token_after_rejection(
+        &self,
+        rejected: &AccessToken,
+    ) -> Result<AccessToken, Error> {
+        let replaced =
+            |s: &Session| s.access_token().secret() != rejected.secret() && self.is_fresh(s);
+        let session = self.load()?.ok_or_else(|| self.no_session())?;
+        if replaced(&session) {
+            return Ok(AccessToken::from_session(&session, false));
+        }
+        let adopt = || self.load().ok().flatten().filter(|s| replaced(s));
+        let refresh = || {
+            let session = self.load()?.ok_or_else(|| self.no_session())?;
+            if replaced(&session) {
+                return Ok(AccessToken::from_session(&session, false));
+            }
+            self.refresh_session(session, Retry::Allowed)
+        };
+        match self.guarded(&adopt, refresh)? {
             Locked::Ran(result) => result,
             Locked::Resolved(session) => Ok(AccessToken::from_session(&session, false)),
         }
@@ -663,6 +710,7 @@ impl Store {
 
     /// The protection in effect: decided once per store, on first need, from the lock mode
     /// and the filesystem that holds the file (see [`LockPlan`]).
+    #[must_use]
     pub fn lock_plan(&self) -> &LockPlan {
         self.plan.get_or_init(|| LockPlan::for_store(self))
     }

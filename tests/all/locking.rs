@@ -171,3 +171,49 @@ fn fd_lock_holder(path: &std::path::Path) -> fd_lock::RwLock<std::fs::File> {
         .expect("open lock file");
     fd_lock::RwLock::new(f)
 }
+
+#[test]
+fn many_callers_reporting_one_rejected_token_cause_one_refresh() {
+    let bed = Arc::new(Bed::with_latency(
+        ReusePolicy::RevokeGrant,
+        Duration::from_millis(20),
+    ));
+    bed.seed();
+    let rejected = bed.store().access_token().expect("a valid token");
+    // The API said 401: the server revoked that access token early (the session itself is
+    // fresh by its expiry, so a plain access_token() would hand it out again).
+    let barrier = Arc::new(Barrier::new(8));
+    let handles: Vec<_> = (0..8)
+        .map(|_| {
+            let (bed, barrier, rejected) =
+                (Arc::clone(&bed), Arc::clone(&barrier), rejected.clone());
+            std::thread::spawn(move || {
+                let store = bed.store();
+                barrier.wait();
+                store
+                    .access_token_after_rejection(&rejected)
+                    .map(|t| t.secret().to_owned())
+            })
+        })
+        .collect();
+    let tokens: Vec<String> = within(Duration::from_secs(60), move || {
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("join").expect("a new token"))
+            .collect()
+    });
+    assert!(
+        tokens
+            .iter()
+            .all(|t| *t == tokens[0] && t.as_str() != rejected.secret()),
+        "{tokens:?}"
+    );
+    assert_eq!(bed.server.counters().refresh_requests, 1);
+    // Reporting the old rejection again changes nothing.
+    let again = bed
+        .store()
+        .access_token_after_rejection(&rejected)
+        .expect("token");
+    assert_eq!(again.secret(), tokens[0]);
+    assert_eq!(bed.server.counters().refresh_requests, 1);
+}

@@ -114,6 +114,10 @@ pub fn run(g: &Global, args: &BenchArgs) -> Outcome {
         },
     );
 
+    // The lease's extra cost on a refresh: the same refresh (in-memory server, no latency)
+    // under the advisory lock, the lease alone, and both (auto on a network filesystem).
+    let lease = lease_cost(args.batches.max(10) * 3)?;
+
     // Race scaling.
     let mut curve = Vec::new();
     for &n in &args.race_sizes {
@@ -140,6 +144,11 @@ pub fn run(g: &Global, args: &BenchArgs) -> Outcome {
             "ratio": (save_ns / nosync_ns * 10.0).round() / 10.0,
         },
         "peak_rss_kib": { "token_valid_session": rss_hot, "token_with_refresh": rss_refresh },
+        "refresh_guard_us": {
+            "advisory": (lease[0] / 1000.0).round(),
+            "lease": (lease[1] / 1000.0).round(),
+            "advisory_and_lease": (lease[2] / 1000.0).round(),
+        },
         "race": curve.iter().map(race::Report::to_json).collect::<Vec<_>>(),
     });
     if g.json {
@@ -179,6 +188,23 @@ pub fn run(g: &Global, args: &BenchArgs) -> Outcome {
     println!();
     println!("memory     peak RSS of `credlock token`, valid session {rss_hot:>7} KiB");
     println!("           peak RSS of `credlock token`, with refresh  {rss_refresh:>7} KiB");
+    println!();
+    println!(
+        "refresh    with the advisory lock (local filesystem)   {:>9.1} us",
+        lease[0] / 1000.0
+    );
+    println!(
+        "           with the lease only (--lock lease)          {:>9.1} us",
+        lease[1] / 1000.0
+    );
+    println!(
+        "           advisory + lease (auto on NFS/SMB/FUSE)     {:>9.1} us",
+        lease[2] / 1000.0
+    );
+    println!(
+        "           extra cost of the lease                     {:>9.1} us",
+        (lease[2] - lease[0]) / 1000.0
+    );
     println!();
     println!(
         "race       (lock auto, server revoke-grant, latency {} ms, {} rounds each)",
@@ -224,4 +250,56 @@ fn peak_rss_of_token(store: &std::path::Path) -> Result<u64, Failure> {
         .find_map(|l| l.strip_prefix("credlock: peak RSS "))
         .and_then(|rest| rest.trim_end_matches(" KiB").parse().ok())
         .ok_or_else(|| Failure::Other("`credlock token` reported no peak RSS".into()))
+}
+
+/// Median time (ns) of one refresh under each guard: advisory, lease, advisory + lease.
+/// The three alternate iteration by iteration; the expiry is reset untimed between refreshes.
+fn lease_cost(iterations: usize) -> Result<[f64; 3], Failure> {
+    use credlock::FsKind;
+    use credlock::testing::FakeTransport;
+    let fake = FakeServer::builder().build();
+    let dir = tempfile::tempdir().map_err(other)?;
+    let setups = [
+        (LockMode::Advisory, FsKind::Local),
+        (LockMode::Lease, FsKind::Local),
+        (LockMode::Auto, FsKind::Nfs { local_locks: true }),
+    ];
+    let mut stores = Vec::new();
+    for (i, (mode, fs)) in setups.into_iter().enumerate() {
+        let path = dir.path().join(format!("session-{i}.json"));
+        let store = Store::new(&path)
+            .with_lock_mode(mode)
+            .with_filesystem_kind(fs)
+            .with_transport(std::sync::Arc::new(FakeTransport::new(fake.clone())));
+        store
+            .save(&fake.seed_session("http://127.0.0.1/token").map_err(other)?)
+            .map_err(other)?;
+        stores.push(store);
+    }
+    let mut samples = [Vec::new(), Vec::new(), Vec::new()];
+    for _ in 0..iterations {
+        for (store, out) in stores.iter().zip(samples.iter_mut()) {
+            let current = store
+                .load()
+                .map_err(other)?
+                .ok_or_else(|| other("session vanished"))?;
+            store
+                .save(
+                    &current.with_expires_at(SystemTime::now() - std::time::Duration::from_secs(1)),
+                )
+                .map_err(other)?;
+            let t = Instant::now();
+            let token = store.access_token().map_err(other)?;
+            out.push(t.elapsed().as_nanos() as f64);
+            if !token.refreshed() {
+                return Err(other("the benchmark refresh did not refresh"));
+            }
+        }
+    }
+    let mut medians = [0.0; 3];
+    for (m, s) in medians.iter_mut().zip(samples.iter_mut()) {
+        s.sort_by(f64::total_cmp);
+        *m = percentile(s, 0.5);
+    }
+    Ok(medians)
 }

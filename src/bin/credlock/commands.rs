@@ -191,8 +191,9 @@ pub fn logout(g: &Global, revoke: bool) -> Outcome {
         match store.load()? {
             None => "no session".to_owned(),
             Some(session) => match FormRequest::revoke(&session) {
-                None => "no revocation endpoint in the session".to_owned(),
-                Some(request) => match UreqTransport::new().post_form(&request) {
+                Err(e) => format!("not sent ({e})"),
+                Ok(None) => "no revocation endpoint in the session".to_owned(),
+                Ok(Some(request)) => match UreqTransport::new().post_form(&request) {
                     Ok(r) if r.status == 200 => "revoked".to_owned(),
                     Ok(r) => format!("the server answered HTTP {}", r.status),
                     Err(e) => format!("the server could not be reached ({e})"),

@@ -26,7 +26,7 @@ struct Cli {
     /// The session file [default: $XDG_CONFIG_HOME/credlock/session.json].
     #[arg(long, global = true, env = "CREDLOCK_STORE")]
     store: Option<PathBuf>,
-    /// How refreshes are serialised: auto, advisory or off.
+    /// How refreshes are serialised: auto, advisory, lease or off.
     #[arg(long, global = true, env = "CREDLOCK_LOCK", default_value = "auto")]
     lock: LockMode,
     /// Refresh a token this many seconds before it expires (capped at a quarter of its lifetime).
