@@ -149,16 +149,8 @@ fn still_linked(tmp: &tempfile::NamedTempFile) -> bool {
 /// a directory: only a regular file is removed.
 pub(crate) fn remove(path: &Path) -> Result<bool, Error> {
     let (dir, _) = split(path)?;
-    match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(Error::io("inspect the session file", path)(e)),
-        Ok(m) if !m.is_file() => {
-            return Err(Error::NotASessionFile {
-                path: path.to_path_buf(),
-                reason: describe_file_type(&m),
-            });
-        }
-        Ok(_) => {}
+    if !regular_file_exists(path)? {
+        return Ok(false);
     }
     match std::fs::remove_file(path) {
         Ok(()) => {}
@@ -169,6 +161,20 @@ pub(crate) fn remove(path: &Path) -> Result<bool, Error> {
     Ok(true)
 }
 
+/// `Ok(false)` if nothing is at `path`, `Ok(true)` for a regular file, an error for anything
+/// else (a symlink is not followed, a directory is not removed).
+fn regular_file_exists(path: &Path) -> Result<bool, Error> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io("inspect the session file", path)(e)),
+        Ok(m) if !m.is_file() => Err(Error::NotASessionFile {
+            path: path.to_path_buf(),
+            reason: describe_file_type(&m),
+        }),
+        Ok(_) => Ok(true),
+    }
+}
+
 /// Removes `path` only if its content still satisfies `still_the_one` when removed: the file
 /// is renamed aside first (one atomic step that no writer can interleave with), checked, and
 /// deleted, or put back with `link` (which will not replace a newer file saved meanwhile).
@@ -176,16 +182,8 @@ pub(crate) fn remove(path: &Path) -> Result<bool, Error> {
 /// file; that happens only when a writer raced the delete.
 pub(crate) fn remove_if(path: &Path, still_the_one: impl Fn(&[u8]) -> bool) -> Result<bool, Error> {
     let (dir, name) = split(path)?;
-    match std::fs::symlink_metadata(path) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(Error::io("inspect the session file", path)(e)),
-        Ok(m) if !m.is_file() => {
-            return Err(Error::NotASessionFile {
-                path: path.to_path_buf(),
-                reason: describe_file_type(&m),
-            });
-        }
-        Ok(_) => {}
+    if !regular_file_exists(path)? {
+        return Ok(false);
     }
     // Named like a temp file, so that a process killed right here leaves something the
     // next write sweeps.

@@ -7,19 +7,7 @@ use std::time::Duration;
 use credlock::Store;
 use credlock::testing::{FakeServer, HttpServer, ReusePolicy};
 
-fn credlock(store: &std::path::Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_credlock"));
-    c.arg("--store").arg(store).args(args);
-    for var in [
-        "CREDLOCK_STORE",
-        "CREDLOCK_LOCK",
-        "CREDLOCK_MARGIN",
-        "CREDLOCK_FS_KIND",
-    ] {
-        c.env_remove(var);
-    }
-    c
-}
+use crate::common::{credlock, finish};
 
 fn run(cmd: Command) -> Output {
     run_with_stdin(cmd, b"")
@@ -38,18 +26,7 @@ fn run_with_stdin(mut cmd: Command, stdin: &[u8]) -> Output {
         .expect("stdin")
         .write_all(stdin)
         .expect("write stdin");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let pid = child.id();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(Duration::from_secs(120)) {
-        Ok(out) => out.expect("output"),
-        Err(_) => {
-            let _ = Command::new("kill").arg("-9").arg(pid.to_string()).status();
-            panic!("credlock hung");
-        }
-    }
+    finish(child, Duration::from_secs(120))
 }
 
 fn json(out: &Output) -> serde_json::Value {

@@ -91,3 +91,117 @@ pub fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send +
     rx.recv_timeout(limit)
         .unwrap_or_else(|_| panic!("timed out after {limit:?}"))
 }
+
+/// The `credlock` binary on `store`, with credlock's own environment variables cleared so the
+/// caller's shell cannot change what a test sees.
+#[cfg(feature = "cli")]
+pub fn credlock(store: &std::path::Path, args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_credlock"));
+    c.arg("--store").arg(store).args(args);
+    for var in [
+        "CREDLOCK_STORE",
+        "CREDLOCK_LOCK",
+        "CREDLOCK_MARGIN",
+        "CREDLOCK_FS_KIND",
+    ] {
+        c.env_remove(var);
+    }
+    c
+}
+
+/// A child process killed (by PID) when dropped, so a failing test leaves none behind.
+pub struct Reaped(pub std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Collects `child`'s output, killing it and failing the test after `limit`.
+pub fn finish(child: std::process::Child, limit: Duration) -> std::process::Output {
+    let pid = child.id();
+    within_or_kill(limit, pid, move || {
+        child.wait_with_output().expect("output")
+    })
+}
+
+fn within_or_kill<T: Send + 'static>(
+    limit: Duration,
+    pid: u32,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(limit).unwrap_or_else(|_| {
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &pid.to_string()])
+            .status();
+        panic!("process {pid} hung for {limit:?} and was killed");
+    })
+}
+
+/// Re-runs the ignored test `name` of this binary inside `wrapper` (`unshare …`, `setpriv …`)
+/// with `marker` set in its environment. Returns `true` when already inside: the caller then
+/// runs the test's body; `false` after the inner run passed.
+pub fn rerun_inside(wrapper: &[&str], name: &str, marker: &str) -> bool {
+    if std::env::var_os(marker).is_some() {
+        return true;
+    }
+    let child = std::process::Command::new(wrapper[0])
+        .args(&wrapper[1..])
+        .arg(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            name,
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(marker, "1")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("prerequisite missing: cannot run {} ({e})", wrapper[0]));
+    let out = finish(child, Duration::from_secs(240));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    eprintln!("{stderr}");
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{name} failed inside {}:\n{stdout}\n{stderr}",
+        wrapper[0]
+    );
+    false
+}
+
+/// `n` threads, each with the store `make` returns, ask for a token at the same instant.
+pub fn tokens_from_threads(
+    n: usize,
+    make: impl Fn() -> credlock::Store + Send + Sync + 'static,
+) -> Vec<Result<String, credlock::Error>> {
+    let make = std::sync::Arc::new(make);
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(n));
+    let handles: Vec<_> = (0..n)
+        .map(|_| {
+            let (make, barrier) = (
+                std::sync::Arc::clone(&make),
+                std::sync::Arc::clone(&barrier),
+            );
+            std::thread::spawn(move || {
+                let store = make();
+                barrier.wait();
+                store.access_token().map(|t| t.secret().to_owned())
+            })
+        })
+        .collect();
+    within(Duration::from_secs(60), move || {
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a thread panicked"))
+            .collect()
+    })
+}

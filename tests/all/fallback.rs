@@ -9,7 +9,7 @@ use credlock::Clock as _;
 use credlock::testing::{FakeServer, FakeTransport, ReusePolicy};
 use credlock::{Error, LockMode, Store, SystemClock};
 
-use crate::common::{Bed, TOKEN_ENDPOINT, within};
+use crate::common::{Bed, TOKEN_ENDPOINT, tokens_from_threads, within};
 
 /// A store for "a process on another machine": same file, its lock invisible to ours.
 fn sibling(bed: &Bed) -> Store {
@@ -234,25 +234,14 @@ fn with_locks_off_and_a_rejecting_server_every_thread_adopts_the_winner() {
         .expect("seed")
         .with_expires_at(std::time::SystemTime::now());
     Store::new(&path).save(&seeded).expect("save");
-    let barrier = Arc::new(std::sync::Barrier::new(8));
-    let handles: Vec<_> = (0..8)
-        .map(|_| {
-            let (server, path, barrier) = (server.clone(), path.clone(), Arc::clone(&barrier));
-            std::thread::spawn(move || {
-                let store = Store::new(&path)
-                    .with_lock_mode(LockMode::Off)
-                    .with_transport(Arc::new(FakeTransport::new(server)));
-                barrier.wait();
-                store.access_token().map(|t| t.secret().to_owned())
-            })
+    let tokens = {
+        let (server, path) = (server.clone(), path.clone());
+        tokens_from_threads(8, move || {
+            Store::new(&path)
+                .with_lock_mode(LockMode::Off)
+                .with_transport(Arc::new(FakeTransport::new(server.clone())))
         })
-        .collect();
-    let tokens: Vec<_> = within(Duration::from_secs(30), move || {
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("join"))
-            .collect::<Vec<_>>()
-    });
+    };
     let ok: Vec<&String> = tokens
         .iter()
         .map(|t| t.as_ref().expect("every thread gets a token"))

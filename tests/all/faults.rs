@@ -10,19 +10,7 @@ use std::time::Duration;
 use credlock::Store;
 use credlock::testing::{FakeServer, HttpServer, ReusePolicy};
 
-fn credlock(store: &Path, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_credlock"));
-    c.arg("--store").arg(store).args(args);
-    for var in [
-        "CREDLOCK_STORE",
-        "CREDLOCK_LOCK",
-        "CREDLOCK_MARGIN",
-        "CREDLOCK_FS_KIND",
-    ] {
-        c.env_remove(var);
-    }
-    c
-}
+use crate::common::{credlock, rerun_inside};
 
 fn temp_files(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
@@ -162,33 +150,15 @@ fn a_server_reuse_grace_period_closes_the_client_side_kill_window() {
 
 /// Runs the test `name` again inside a private mount namespace, as root (for `mount`).
 fn in_mount_namespace(name: &str) -> bool {
-    if std::env::var_os("CREDLOCK_FAULTS_INNER").is_some() {
-        return true;
-    }
     assert!(
         rustix::process::geteuid().is_root(),
         "prerequisite missing: this test mounts filesystems and needs root"
     );
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private"])
-        .arg(std::env::current_exe().expect("exe"))
-        .args([
-            "--exact",
-            name,
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("CREDLOCK_FAULTS_INNER", "1")
-        .output()
-        .expect("unshare");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{name}:\n{stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    false
+    rerun_inside(
+        &["unshare", "--mount", "--propagation", "private"],
+        name,
+        "CREDLOCK_FAULTS_INNER",
+    )
 }
 
 fn mount_tmpfs(dir: &Path, size: &str) {

@@ -1,12 +1,12 @@
 //! The lease: one refresh across "machines" whose locks do not meet, stale leases broken.
 
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use credlock::testing::ReusePolicy;
 use credlock::{LeaseRecord, LockMode};
 
-use crate::common::{Bed, within};
+use crate::common::{Bed, tokens_from_threads};
 
 #[test]
 fn sixteen_threads_with_only_the_lease_send_exactly_one_refresh() {
@@ -15,23 +15,13 @@ fn sixteen_threads_with_only_the_lease_send_exactly_one_refresh() {
         Duration::from_millis(20),
     ));
     bed.seed_expired();
-    let barrier = Arc::new(Barrier::new(16));
-    let handles: Vec<_> = (0..16)
-        .map(|_| {
-            let (bed, barrier) = (Arc::clone(&bed), Arc::clone(&barrier));
-            std::thread::spawn(move || {
-                let store = bed.store().with_lock_mode(LockMode::Lease);
-                barrier.wait();
-                store.access_token().map(|t| t.secret().to_owned())
-            })
-        })
-        .collect();
-    let tokens: Vec<String> = within(Duration::from_secs(60), move || {
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("join").expect("a token"))
-            .collect()
-    });
+    let tokens: Vec<String> = {
+        let bed = Arc::clone(&bed);
+        tokens_from_threads(16, move || bed.store().with_lock_mode(LockMode::Lease))
+    }
+    .into_iter()
+    .map(|t| t.expect("a token"))
+    .collect();
     assert!(tokens.iter().all(|t| *t == tokens[0]), "{tokens:?}");
     let c = bed.server.counters();
     assert_eq!((c.refresh_requests, c.invalid_grant), (1, 0), "{c:?}");

@@ -6,7 +6,7 @@ use std::time::Duration;
 use credlock::testing::ReusePolicy;
 use credlock::{Error, LockMode};
 
-use crate::common::{Bed, within};
+use crate::common::{Bed, tokens_from_threads, within};
 
 #[test]
 fn sixteen_threads_on_one_expired_session_send_exactly_one_refresh() {
@@ -15,27 +15,13 @@ fn sixteen_threads_on_one_expired_session_send_exactly_one_refresh() {
         Duration::from_millis(20),
     ));
     bed.seed_expired();
-    let barrier = Arc::new(Barrier::new(16));
-    let handles: Vec<_> = (0..16)
-        .map(|_| {
-            let (bed, barrier) = (Arc::clone(&bed), Arc::clone(&barrier));
-            std::thread::spawn(move || {
-                let store = bed.store(); // a separate handle per thread
-                barrier.wait();
-                store.access_token().map(|t| t.secret().to_owned())
-            })
-        })
-        .collect();
-    let tokens = within(Duration::from_secs(60), move || {
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("join"))
-            .collect::<Vec<_>>()
-    });
-    let tokens: Vec<String> = tokens
-        .into_iter()
-        .map(|t| t.expect("every thread gets a token"))
-        .collect();
+    let tokens: Vec<String> = {
+        let bed = Arc::clone(&bed);
+        tokens_from_threads(16, move || bed.store()) // a separate handle per thread
+    }
+    .into_iter()
+    .map(|t| t.expect("every thread gets a token"))
+    .collect();
     assert!(tokens.iter().all(|t| *t == tokens[0]), "{tokens:?}");
     let c = bed.server.counters();
     assert_eq!(c.refresh_requests, 1, "{c:?}");

@@ -6,11 +6,13 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use credlock::Store;
 use serde_json::{Value, json};
+
+use crate::common::{credlock, finish};
 
 /// The server process, killed by PID on drop.
 struct OidcServer {
@@ -99,32 +101,6 @@ impl OidcServer {
     }
 }
 
-fn credlock(store: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_credlock"));
-    c.arg("--store").arg(store);
-    for var in [
-        "CREDLOCK_STORE",
-        "CREDLOCK_LOCK",
-        "CREDLOCK_MARGIN",
-        "CREDLOCK_FS_KIND",
-    ] {
-        c.env_remove(var);
-    }
-    c
-}
-
-fn finish(mut child: Child, limit: Duration) -> Output {
-    let deadline = Instant::now() + limit;
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("credlock hung");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    child.wait_with_output().expect("output")
-}
-
 /// Seeds a session for `client_id` and imports it with `auth`; the access token is expired.
 fn login(
     server: &OidcServer,
@@ -138,7 +114,7 @@ fn login(
         "/test/seed",
         json!({"client_id": client_id, "expired_access": true}),
     );
-    let mut cmd = credlock(store);
+    let mut cmd = credlock(store, &[]);
     cmd.args([
         "import",
         "--token-endpoint",
@@ -192,7 +168,7 @@ fn sixteen_processes_refresh_once_against_node_oidc_provider() {
     login(&server, &store, "cli-public", "none", None);
     let children: Vec<Child> = (0..16)
         .map(|_| {
-            credlock(&store)
+            credlock(&store, &[])
                 .arg("token")
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -236,7 +212,7 @@ fn a_thirty_second_soak_refreshes_once_per_lifetime_not_once_per_call() {
             std::thread::spawn(move || {
                 let mut calls = 0u32;
                 while Instant::now() < end {
-                    let child = credlock(&store)
+                    let child = credlock(&store, &[])
                         .arg("token")
                         .stdout(Stdio::piped())
                         .stderr(Stdio::piped())
@@ -288,7 +264,7 @@ fn every_client_authentication_method_refreshes_including_a_secret_that_needs_en
         let store = dir.path().join("session.json");
         login(&server, &store, client, auth, secret);
         let out = finish(
-            credlock(&store)
+            credlock(&store, &[])
                 .args(["token", "--json"])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
@@ -326,7 +302,7 @@ fn a_grant_revoked_on_the_server_is_exit_code_3_and_the_dead_session_is_deleted(
         json!({"token": response["refresh_token"]}),
     );
     let out = finish(
-        credlock(&store)
+        credlock(&store, &[])
             .arg("token")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -357,7 +333,7 @@ fn with_locks_off_a_real_server_revokes_the_grant_which_is_what_the_lock_prevent
     login(&server, &store, "cli-public", "none", None);
     let children: Vec<Child> = (0..8)
         .map(|_| {
-            credlock(&store)
+            credlock(&store, &[])
                 .args(["--lock", "off", "token"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
@@ -379,4 +355,40 @@ fn with_locks_off_a_real_server_revokes_the_grant_which_is_what_the_lock_prevent
         .expect("parses")
         .is_some_and(|s| server.is_live(s.refresh_token().secret()));
     assert!(!alive, "reuse revoked the whole grant: {stats}");
+}
+
+#[test]
+#[ignore = "needs Node.js and `npm ci` in tests/e2e/oidc-server; .ci/run runs it"]
+fn a_server_too_slow_to_detect_reuse_forks_the_grant_without_the_lock_and_not_with_it() {
+    // With 1 ms per storage call, node-oidc-provider misses concurrent reuse: two uncoordinated
+    // refreshes both succeed and the grant forks into two live refresh tokens (a second real
+    // server behaviour). With the lock there is only ever one refresh to fork from.
+    for (lock, forks) in [("off", true), ("auto", false)] {
+        let server = OidcServer::start(&["--slow-storage-ms", "1"]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = dir.path().join("session.json");
+        login(&server, &store, "cli-public", "none", None);
+        let children: Vec<Child> = (0..8)
+            .map(|_| {
+                credlock(&store, &["--lock", lock, "token"])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .expect("spawn")
+            })
+            .collect();
+        for c in children {
+            finish(c, Duration::from_secs(60));
+        }
+        let stats = server.stats();
+        eprintln!("slow storage, lock {lock}: {stats}");
+        let ok = stats["refresh_ok"].as_u64().expect("n");
+        if forks {
+            assert!(ok > 1, "the grant forked: {stats}");
+        } else {
+            assert_eq!(ok, 1, "{stats}");
+            assert_eq!(stats["refresh_invalid_grant"], 0, "{stats}");
+            assert!(server.is_live(&stored_refresh_token(&store)));
+        }
+    }
 }

@@ -1,23 +1,15 @@
 //! Real processes, real HTTP (ureq), real locks: exactly one refresh for eight processes.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use credlock::Store;
+
+use crate::common::Reaped;
 use credlock::testing::{FakeServer, HttpServer, ReusePolicy};
 
 const CHILD_ENV: &str = "CREDLOCK_TEST_CHILD_STORE";
 const GO_ENV: &str = "CREDLOCK_TEST_CHILD_GO";
-
-/// Kills the child on drop, so a failing test leaves no process behind.
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[test]
 fn eight_processes_on_one_expired_session_send_exactly_one_refresh() {

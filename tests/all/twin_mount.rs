@@ -8,32 +8,34 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use credlock::Store;
 use credlock::testing::{Counters, FakeServer, HttpServer, ReusePolicy};
 
+use crate::common::{Reaped, rerun_inside};
+
 const INNER: &str = "CREDLOCK_TWIN_MOUNT_INNER";
 
-/// Re-runs test `name` inside `unshare`; returns `true` when already inside (run the body).
+/// Re-runs test `name` inside a private mount and PID namespace; `true` when already inside.
 fn inside_private_namespace(name: &str) -> bool {
-    if std::env::var_os(INNER).is_some() {
-        return true;
+    if std::env::var_os(INNER).is_none() {
+        for tool in ["unshare", "bindfs", "fusermount3"] {
+            assert!(
+                Command::new("sh")
+                    .args(["-c", &format!("command -v {tool}")])
+                    .stdout(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success()),
+                "prerequisite missing: {tool} (apt-get install -y fuse3 bindfs; run as root)"
+            );
+        }
     }
-    for tool in ["unshare", "bindfs", "fusermount3"] {
-        assert!(
-            Command::new("sh")
-                .args(["-c", &format!("command -v {tool}")])
-                .stdout(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success()),
-            "prerequisite missing: {tool} (apt-get install -y fuse3 bindfs; run as root)"
-        );
-    }
-    let mut child = Command::new("unshare")
-        .args([
+    rerun_inside(
+        &[
+            "unshare",
             "--mount",
             "--pid",
             "--fork",
@@ -41,37 +43,10 @@ fn inside_private_namespace(name: &str) -> bool {
             "--mount-proc",
             "--propagation",
             "private",
-        ])
-        .arg(std::env::current_exe().expect("test binary"))
-        .args([
-            "--exact",
-            name,
-            "--ignored",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(INNER, "1")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("unshare");
-    let deadline = Instant::now() + Duration::from_secs(240);
-    while child.try_wait().expect("wait").is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("{name} hung inside its namespace");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    let out = child.wait_with_output().expect("output");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("{stderr}");
-    assert!(
-        out.status.success() && stdout.contains("1 passed"),
-        "{name} failed inside its namespace:\n{stdout}\n{stderr}"
-    );
-    false
+        ],
+        name,
+        INNER,
+    )
 }
 
 /// A backing directory mounted twice; unmounted on drop.
@@ -110,15 +85,6 @@ impl Drop for TwinMount {
         for m in [&self.a, &self.b] {
             let _ = Command::new("fusermount3").arg("-uz").arg(m).status();
         }
-    }
-}
-
-struct Reaped(Child);
-
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
