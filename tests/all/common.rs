@@ -205,3 +205,53 @@ pub fn tokens_from_threads(
             .collect()
     })
 }
+
+/// Starts one `credlock race-child` per `(store, lock mode)`, waits until all are up, then
+/// releases them at the same instant; returns each one's JSON answer (`token` or `error`).
+/// This is how tests make processes really meet, which spawning them one by one does not.
+#[cfg(feature = "cli")]
+pub fn released_together(racers: &[(&std::path::Path, &str)]) -> Vec<serde_json::Value> {
+    use std::io::{BufRead, Write};
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut children = Vec::new();
+    for (store, lock) in racers {
+        let mut c = credlock(store, &["--lock", lock, "race-child"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn credlock race-child");
+        let stdout = c.stdout.take().expect("stdout");
+        let tx = tx.clone();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                let _ = tx.send(line);
+            }
+        });
+        children.push(Reaped(c));
+    }
+    drop(tx);
+    let mut ready = 0;
+    while ready < children.len() {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the racers start");
+        ready += usize::from(line == "ready");
+    }
+    for c in &mut children {
+        let stdin = c.0.stdin.as_mut().expect("stdin");
+        let _ = stdin.write_all(b"go\n");
+        let _ = stdin.flush();
+    }
+    (0..children.len())
+        .map(|_| {
+            let line = rx
+                .recv_timeout(Duration::from_secs(90))
+                .expect("the racers answer");
+            serde_json::from_str(&line).expect("a JSON line")
+        })
+        .collect()
+}

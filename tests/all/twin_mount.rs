@@ -6,7 +6,6 @@
 //! installs it). Each test re-runs itself inside a private mount and PID namespace
 //! (`unshare`), so its mounts and FUSE daemons vanish with it even if it is killed.
 
-use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -15,7 +14,7 @@ use std::time::Duration;
 use credlock::Store;
 use credlock::testing::{Counters, FakeServer, HttpServer, ReusePolicy};
 
-use crate::common::{Reaped, rerun_inside};
+use crate::common::{released_together, rerun_inside};
 
 const INNER: &str = "CREDLOCK_TWIN_MOUNT_INNER";
 
@@ -110,50 +109,21 @@ fn race_through_both(twin: &TwinMount, lock: &str, policy: ReusePolicy) -> Outco
         .expect("seed")
         .with_expires_at(std::time::SystemTime::now());
     Store::new(&via_a).save(&seeded).expect("save");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let mut children = Vec::new();
-    for path in [&via_a, &via_b] {
-        for _ in 0..8 {
-            let mut c = Command::new(env!("CARGO_BIN_EXE_credlock"))
-                .arg("--store")
-                .arg(path)
-                .args(["--lock", lock, "race-child"])
-                .env_remove("CREDLOCK_FS_KIND")
-                .stdin(Stdio::piped())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("spawn");
-            let stdout = c.stdout.take().expect("stdout");
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                    let _ = tx.send(line);
-                }
-            });
-            children.push(Reaped(c));
-        }
-    }
-    drop(tx);
-    let n = children.len();
-    let mut ready = 0;
-    while ready < n {
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("children start");
-        ready += usize::from(line == "ready");
-    }
-    for c in &mut children {
-        let stdin = c.0.stdin.as_mut().expect("stdin");
-        let _ = stdin.write_all(b"go\n");
-        let _ = stdin.flush();
-    }
+    let racers: Vec<(&Path, &str)> = (0..16)
+        .map(|i| {
+            (
+                if i < 8 {
+                    via_a.as_path()
+                } else {
+                    via_b.as_path()
+                },
+                lock,
+            )
+        })
+        .collect();
+    let answers = released_together(&racers);
     let (mut ok, mut failed, mut tokens) = (0, Vec::new(), std::collections::HashSet::new());
-    for _ in 0..n {
-        let line = rx
-            .recv_timeout(Duration::from_secs(60))
-            .expect("children answer");
-        let v: serde_json::Value = serde_json::from_str(&line).expect("json line");
+    for v in answers {
         match v["token"].as_str() {
             Some(t) if fake.is_access_token_valid(t) => {
                 ok += 1;
