@@ -193,11 +193,49 @@ fn detect_os(path: &Path) -> Detected {
     }
 }
 
-#[cfg(not(any(target_os = "linux", target_os = "android")))]
+/// Classifies a BSD/macOS `statfs` `f_fstypename`.
+#[must_use]
+pub fn classify_fstypename(name: &str) -> FsKind {
+    match name {
+        // macOS does not report NFS lock options through statfs: assume locks stay local.
+        "nfs" => FsKind::Nfs { local_locks: true },
+        "smbfs" | "cifs" => FsKind::Smb,
+        "afpfs" | "webdav" | "ftp" => FsKind::Network {
+            name: name.to_owned(),
+        },
+        n if n.contains("fuse") => FsKind::Fuse { subtype: None },
+        _ => FsKind::Local,
+    }
+}
+
+// Written against libc's `statfs` for Apple targets; this crate's CI builds Linux only.
+#[cfg(target_os = "macos")]
+fn detect_os(path: &Path) -> Detected {
+    match rustix::fs::statfs(path) {
+        Ok(st) => {
+            let name: String = st
+                .f_fstypename
+                .iter()
+                .take_while(|c| **c != 0)
+                .map(|c| char::from(*c as u8))
+                .collect();
+            Detected {
+                kind: classify_fstypename(&name),
+                evidence: format!("statfs f_fstypename {name}"),
+            }
+        }
+        Err(e) => Detected {
+            kind: FsKind::Unknown,
+            evidence: format!("statfs failed: {e}"),
+        },
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "macos")))]
 fn detect_os(_path: &Path) -> Detected {
     Detected {
         kind: FsKind::Unknown,
-        evidence: "filesystem detection is implemented for Linux only".into(),
+        evidence: "filesystem detection is implemented for Linux and macOS only".into(),
     }
 }
 
@@ -318,6 +356,18 @@ mod tests {
         assert_eq!(classify_f_type(0x00C3_6400, None).name(), "ceph");
         assert!(!FsKind::Smb.locks_are_reliable());
         assert!(FsKind::Local.locks_are_reliable());
+    }
+
+    #[test]
+    fn macos_type_names_are_classified() {
+        assert_eq!(classify_fstypename("apfs"), FsKind::Local);
+        assert_eq!(
+            classify_fstypename("nfs"),
+            FsKind::Nfs { local_locks: true }
+        );
+        assert_eq!(classify_fstypename("smbfs"), FsKind::Smb);
+        assert_eq!(classify_fstypename("webdav").name(), "webdav");
+        assert_eq!(classify_fstypename("macfuse").name(), "fuse");
     }
 
     #[test]

@@ -58,10 +58,10 @@
 //! plain HTTP to a loopback host. Symbolic links at the session path are refused.
 //!
 //! ## Platforms
-//! Linux is the tested platform. Platform code is behind `cfg(unix)`; macOS and Windows build
-//! (fd-lock and tempfile support both) but are not exercised by the test suite. On Windows the
-//! file's protection comes from the profile directory's ACL, not from mode bits, and the
-//! directory is not fsynced (not possible there).
+//! Linux is the only platform built and tested here. Platform code is behind `cfg` so that
+//! macOS and Windows should build (fd-lock, tempfile and rustix support both), but no macOS or
+//! Windows build is run. On Windows the file's protection comes from the profile directory's
+//! ACL, not from mode bits, and the directory is not fsynced (not possible there).
 //!
 //! ## Network filesystems
 //! Advisory locks on NFS without a lock manager (`nolock`, `local_lock=`), SMB and most FUSE
@@ -70,9 +70,9 @@
 //! ([`LockPlan`], `docs/filesystems.md`), and says so once ([`Event::LocksUnavailable`]).
 //!
 //! ## Limitations
-//! - The lease relies on clocks agreeing within its time-to-live (30 s by default) and on a
+//! - The lease relies on clocks agreeing within its time-to-live (120 s by default) and on a
 //!   holder not being paused longer than that. Network filesystems that `statfs` does not
-//!   reveal (all of them on macOS and Windows) get the advisory lock alone unless forced.
+//!   reveal (all of them on Windows) get the advisory lock alone unless forced.
 //! - A process killed after the server rotated the token but before the save loses that
 //!   rotation; the next refresh then uses a consumed token. A server-side reuse grace period
 //!   closes this window.
