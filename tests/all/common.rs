@@ -144,6 +144,7 @@ fn within_or_kill<T: Send + 'static>(
     })
 }
 
+#[cfg(unix)]
 /// Re-runs the ignored test `name` of this binary inside `wrapper` (`unshare …`, `setpriv …`)
 /// with `marker` set in its environment. Returns `true` when already inside: the caller then
 /// runs the test's body; `false` after the inner run passed.

@@ -3,8 +3,10 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use credlock::Error;
+#[cfg(unix)]
+use credlock::Store;
 use credlock::testing::ReusePolicy;
-use credlock::{Error, Store};
 
 use crate::common::Bed;
 

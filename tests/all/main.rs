@@ -5,7 +5,7 @@ mod common;
 #[cfg(feature = "cli")]
 mod cli;
 mod fallback;
-#[cfg(feature = "cli")]
+#[cfg(all(unix, feature = "cli"))]
 mod faults;
 mod files;
 mod hostile;
@@ -18,5 +18,5 @@ mod oidc;
 mod processes;
 mod refresh;
 mod secrets;
-#[cfg(feature = "cli")]
+#[cfg(all(unix, feature = "cli"))]
 mod twin_mount;
