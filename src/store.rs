@@ -439,19 +439,15 @@ impl Store {
         }
     }
 
-    /// A new access token after an API rejected `rejected` (HTTP 401): the server revoked it
-    /// early, or the session has no expiry to go by. Refreshes under the same guards as
+    /// A new access token after an API rejected the access token `rejected` (HTTP 401): the
+    /// server revoked it early, or the session has no expiry to go by. Refreshes under the same guards as
     /// [`Store::access_token`], and only if the store still holds the rejected token, so that
     /// any number of callers reporting the same rejection cause one refresh.
     ///
     /// # Errors
     /// As [`Store::access_token`].
-    pub fn access_token_after_rejection(
-        &self,
-        rejected: &AccessToken,
-    ) -> Result<AccessToken, Error> {
-        let replaced =
-            |s: &Session| s.access_token().secret() != rejected.secret() && self.is_fresh(s);
+    pub fn access_token_after_rejection(&self, rejected: &str) -> Result<AccessToken, Error> {
+        let replaced = |s: &Session| s.access_token().secret() != rejected && self.is_fresh(s);
         let session = self.load()?.ok_or_else(|| self.no_session())?;
         if replaced(&session) {
             return Ok(AccessToken::from_session(&session, false));

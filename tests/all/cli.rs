@@ -180,6 +180,33 @@ fn import_token_status_logout_round_trip_with_exit_codes_and_no_secrets() {
     );
     assert_eq!(fake.counters().refresh_requests, 1);
 
+    // An API answered 401 to that token: report it; twice, as two processes would.
+    let mut fresh = Vec::new();
+    for _ in 0..2 {
+        let out = run_with_stdin(
+            credlock(&store, &["token", "--rejected-on-stdin"]),
+            format!("{access}\n").as_bytes(),
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        fresh.push(String::from_utf8_lossy(&out.stdout).trim().to_owned());
+    }
+    assert_ne!(fresh[0], access, "a new token after the rejection");
+    assert_eq!(
+        fresh[0], fresh[1],
+        "the second report found it already replaced"
+    );
+    assert!(fake.is_access_token_valid(&fresh[0]));
+    assert_eq!(
+        fake.counters().refresh_requests,
+        2,
+        "one refresh for both reports"
+    );
+    let access = fresh[0].clone();
+
     let stored = Store::new(&store).load().expect("load").expect("session");
     let secrets = [
         access.clone(),

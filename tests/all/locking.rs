@@ -177,7 +177,7 @@ fn many_callers_reporting_one_rejected_token_cause_one_refresh() {
                 let store = bed.store();
                 barrier.wait();
                 store
-                    .access_token_after_rejection(&rejected)
+                    .access_token_after_rejection(rejected.secret())
                     .map(|t| t.secret().to_owned())
             })
         })
@@ -198,7 +198,7 @@ fn many_callers_reporting_one_rejected_token_cause_one_refresh() {
     // Reporting the old rejection again changes nothing.
     let again = bed
         .store()
-        .access_token_after_rejection(&rejected)
+        .access_token_after_rejection(rejected.secret())
         .expect("token");
     assert_eq!(again.secret(), tokens[0]);
     assert_eq!(bed.server.counters().refresh_requests, 1);

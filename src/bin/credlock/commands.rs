@@ -15,8 +15,27 @@ use crate::{Failure, Global, Outcome};
 ///
 /// A refresh that worked but could not be saved still prints the new token (it is valid
 /// now), then reports the error and exits non-zero so automation notices.
-pub fn token(g: &Global) -> Outcome {
-    let token = match g.store().access_token() {
+pub fn token(g: &Global, rejected_on_stdin: bool) -> Outcome {
+    let store = g.store();
+    let result = if rejected_on_stdin {
+        let mut rejected = String::new();
+        std::io::stdin()
+            .take(64 * 1024)
+            .read_to_string(&mut rejected)
+            .map_err(|e| {
+                Failure::Other(format!("could not read the rejected token on stdin: {e}"))
+            })?;
+        let rejected = rejected.trim();
+        if rejected.is_empty() {
+            return Err(Failure::Usage(
+                "--rejected-on-stdin needs the rejected token on stdin".into(),
+            ));
+        }
+        store.access_token_after_rejection(rejected)
+    } else {
+        store.access_token()
+    };
+    let token = match result {
         Ok(token) => token,
         Err(credlock::Error::NotSaved { session, source }) => {
             println!("{}", session.access_token().secret());

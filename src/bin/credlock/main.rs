@@ -45,7 +45,12 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Print a valid access token (refreshing it if needed) and a newline.
-    Token,
+    Token {
+        /// An API rejected the current token (HTTP 401): read that token on stdin and refresh
+        /// unless another process already has (N callers reporting it cause one refresh).
+        #[arg(long)]
+        rejected_on_stdin: bool,
+    },
     /// Describe the stored session without printing any secret.
     Status,
     /// Store an RFC 6749 token response read from stdin as the session (after a login).
@@ -129,7 +134,7 @@ fn main() -> ExitCode {
         verbose: cli.verbose,
     };
     let result = match cli.command {
-        Command::Token => commands::token(&global),
+        Command::Token { rejected_on_stdin } => commands::token(&global, rejected_on_stdin),
         Command::Status => commands::status(&global),
         Command::Import(args) => commands::import(&global, &args),
         Command::Logout { revoke } => commands::logout(&global, revoke),
