@@ -394,14 +394,7 @@ mod tests {
     fn an_expired_lease_is_broken() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("s.json.lease");
-        let old = LeaseRecord {
-            host: "another-host".into(),
-            pid: 1,
-            boot_id: String::new(),
-            created_ms: unix_ms(SystemTime::now()) - 60_000,
-            ttl_ms: 30_000,
-            nonce: "old".into(),
-        };
+        let old = foreign(unix_ms(SystemTime::now()) - 60_000, 30_000, "old");
         std::fs::write(&path, old.to_json()).expect("write");
         let held = try_acquire(&path, Duration::from_secs(30), &here()).expect("io");
         assert!(
@@ -435,10 +428,7 @@ mod tests {
             .expect("taken");
         // We were paused past the TTL: another process broke our lease and took its own.
         std::fs::remove_file(&path).expect("broken");
-        let theirs = LeaseRecord {
-            nonce: "theirs".into(),
-            ..read_record_or_default()
-        };
+        let theirs = foreign(unix_ms(SystemTime::now()), 30_000, "theirs");
         std::fs::write(&path, theirs.to_json()).expect("retaken");
         drop(ours);
         assert_eq!(
@@ -452,27 +442,21 @@ mod tests {
         assert_eq!(names.len(), 1, "nothing else left behind: {names:?}");
     }
 
-    fn read_record_or_default() -> LeaseRecord {
+    /// A lease of a process on another machine.
+    fn foreign(created_ms: u64, ttl_ms: u64, nonce: &str) -> LeaseRecord {
         LeaseRecord {
             host: "another-host".into(),
             pid: 7,
             boot_id: String::new(),
-            created_ms: unix_ms(SystemTime::now()),
-            ttl_ms: 30_000,
-            nonce: String::new(),
+            created_ms,
+            ttl_ms,
+            nonce: nonce.into(),
         }
     }
 
     #[test]
     fn a_live_lease_of_another_host_is_respected_until_its_ttl() {
-        let record = LeaseRecord {
-            host: "another-host".into(),
-            pid: 999_999,
-            boot_id: "x".into(),
-            created_ms: unix_ms(SystemTime::now()),
-            ttl_ms: 30_000,
-            nonce: "n".into(),
-        };
+        let record = foreign(unix_ms(SystemTime::now()), 30_000, "n");
         assert!(!record.is_stale(SystemTime::now(), &here()));
         assert!(record.is_stale(SystemTime::now() + Duration::from_secs(31), &here()));
     }
@@ -512,14 +496,7 @@ mod tests {
         for _ in 0..50 {
             let dir = tempfile::tempdir().expect("tempdir");
             let path = dir.path().join("s.json.lease");
-            let old = LeaseRecord {
-                host: "another-host".into(),
-                pid: 1,
-                boot_id: String::new(),
-                created_ms: 0,
-                ttl_ms: 1,
-                nonce: "old".into(),
-            };
+            let old = foreign(0, 1, "old");
             std::fs::write(&path, old.to_json()).expect("write");
             let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
             let handles: Vec<_> = (0..2)

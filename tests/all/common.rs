@@ -256,3 +256,24 @@ pub fn released_together(racers: &[(&std::path::Path, &str)]) -> Vec<serde_json:
         })
         .collect()
 }
+
+/// Sixteen threads, each with its own store handle in `mode`, ask for a token on one expired
+/// session at the same instant (server latency 20 ms, grant revoked on reuse). Returns the bed
+/// and the tokens they got.
+pub fn sixteen_threads_on_an_expired_session(
+    mode: credlock::LockMode,
+) -> (std::sync::Arc<Bed>, Vec<String>) {
+    let bed = std::sync::Arc::new(Bed::with_latency(
+        ReusePolicy::RevokeGrant,
+        Duration::from_millis(20),
+    ));
+    bed.seed_expired();
+    let tokens = {
+        let bed = std::sync::Arc::clone(&bed);
+        tokens_from_threads(16, move || bed.store().with_lock_mode(mode))
+    }
+    .into_iter()
+    .map(|t| t.expect("every thread gets a token"))
+    .collect();
+    (bed, tokens)
+}

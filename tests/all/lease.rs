@@ -1,27 +1,15 @@
 //! The lease: one refresh across "machines" whose locks do not meet, stale leases broken.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use credlock::testing::ReusePolicy;
 use credlock::{LeaseRecord, LockMode};
 
-use crate::common::{Bed, tokens_from_threads};
+use crate::common::{Bed, sixteen_threads_on_an_expired_session};
 
 #[test]
 fn sixteen_threads_with_only_the_lease_send_exactly_one_refresh() {
-    let bed = Arc::new(Bed::with_latency(
-        ReusePolicy::RevokeGrant,
-        Duration::from_millis(20),
-    ));
-    bed.seed_expired();
-    let tokens: Vec<String> = {
-        let bed = Arc::clone(&bed);
-        tokens_from_threads(16, move || bed.store().with_lock_mode(LockMode::Lease))
-    }
-    .into_iter()
-    .map(|t| t.expect("a token"))
-    .collect();
+    let (bed, tokens) = sixteen_threads_on_an_expired_session(LockMode::Lease);
     assert!(tokens.iter().all(|t| *t == tokens[0]), "{tokens:?}");
     let c = bed.server.counters();
     assert_eq!((c.refresh_requests, c.invalid_grant), (1, 0), "{c:?}");
@@ -68,15 +56,7 @@ fn a_lease_left_by_a_killed_holder_on_this_machine_is_broken_at_once() {
 fn a_lease_of_another_machine_is_respected_until_its_ttl_then_broken() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);
     bed.seed_expired();
-    let record = LeaseRecord {
-        host: "some-other-machine".into(),
-        pid: 4242,
-        boot_id: String::new(),
-        created_ms: now_ms(),
-        ttl_ms: 400,
-        nonce: "remote".into(),
-    };
-    std::fs::write(credlock::lease_path_for(&bed.path), record.to_json()).expect("lease");
+    leave_remote_lease(&bed, 400);
     let start = Instant::now();
     let token = bed
         .store()
@@ -96,15 +76,7 @@ fn a_lease_of_another_machine_is_respected_until_its_ttl_then_broken() {
 fn a_lease_held_past_the_timeout_is_a_transient_error_naming_it() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);
     bed.seed_expired();
-    let record = LeaseRecord {
-        host: "some-other-machine".into(),
-        pid: 4242,
-        boot_id: String::new(),
-        created_ms: now_ms(),
-        ttl_ms: 60_000,
-        nonce: "remote".into(),
-    };
-    std::fs::write(credlock::lease_path_for(&bed.path), record.to_json()).expect("lease");
+    leave_remote_lease(&bed, 60_000);
     let err = bed
         .store()
         .with_lock_mode(LockMode::Lease)
@@ -114,6 +86,19 @@ fn a_lease_held_past_the_timeout_is_a_transient_error_naming_it() {
     assert!(err.is_transient(), "{err:?}");
     assert!(err.to_string().contains("session.json.lease"), "{err}");
     assert_eq!(bed.server.counters().refresh_requests, 0);
+}
+
+/// A live lease of a process on another machine, taken just now, for `ttl_ms`.
+fn leave_remote_lease(bed: &Bed, ttl_ms: u64) {
+    let record = LeaseRecord {
+        host: "some-other-machine".into(),
+        pid: 4242,
+        boot_id: String::new(),
+        created_ms: now_ms(),
+        ttl_ms,
+        nonce: "remote".into(),
+    };
+    std::fs::write(credlock::lease_path_for(&bed.path), record.to_json()).expect("lease");
 }
 
 fn now_ms() -> u64 {

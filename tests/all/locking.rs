@@ -6,22 +6,11 @@ use std::time::Duration;
 use credlock::testing::ReusePolicy;
 use credlock::{Error, LockMode};
 
-use crate::common::{Bed, tokens_from_threads, within};
+use crate::common::{Bed, sixteen_threads_on_an_expired_session, within};
 
 #[test]
 fn sixteen_threads_on_one_expired_session_send_exactly_one_refresh() {
-    let bed = Arc::new(Bed::with_latency(
-        ReusePolicy::RevokeGrant,
-        Duration::from_millis(20),
-    ));
-    bed.seed_expired();
-    let tokens: Vec<String> = {
-        let bed = Arc::clone(&bed);
-        tokens_from_threads(16, move || bed.store()) // a separate handle per thread
-    }
-    .into_iter()
-    .map(|t| t.expect("every thread gets a token"))
-    .collect();
+    let (bed, tokens) = sixteen_threads_on_an_expired_session(LockMode::Auto);
     assert!(tokens.iter().all(|t| *t == tokens[0]), "{tokens:?}");
     let c = bed.server.counters();
     assert_eq!(c.refresh_requests, 1, "{c:?}");
