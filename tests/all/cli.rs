@@ -1,32 +1,14 @@
 //! The `credlock` binary as a user drives it: exit codes, output, no secrets, the race demo.
 
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::process::{Command, Output};
 
 use credlock::Store;
 use credlock::testing::{FakeServer, HttpServer, ReusePolicy};
 
-use crate::common::{credlock, finish};
+use crate::common::{credlock, run_with_stdin};
 
 fn run(cmd: Command) -> Output {
     run_with_stdin(cmd, b"")
-}
-
-fn run_with_stdin(mut cmd: Command, stdin: &[u8]) -> Output {
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn credlock");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(stdin)
-        .expect("write stdin");
-    finish(child, Duration::from_secs(120))
 }
 
 fn json(out: &Output) -> serde_json::Value {

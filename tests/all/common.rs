@@ -127,6 +127,26 @@ pub fn finish(child: std::process::Child, limit: Duration) -> std::process::Outp
     })
 }
 
+/// Runs `cmd` with `stdin` as its standard input and collects its output, failing the test
+/// after two minutes.
+pub fn run_with_stdin(mut cmd: std::process::Command, stdin: &[u8]) -> std::process::Output {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin)
+        .expect("write stdin");
+    finish(child, Duration::from_secs(120))
+}
+
 fn within_or_kill<T: Send + 'static>(
     limit: Duration,
     pid: u32,

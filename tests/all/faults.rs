@@ -10,7 +10,7 @@ use std::time::Duration;
 use credlock::Store;
 use credlock::testing::{FakeServer, HttpServer, ReusePolicy};
 
-use crate::common::{credlock, rerun_inside};
+use crate::common::{credlock, rerun_inside, run_with_stdin};
 
 fn temp_files(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
@@ -177,28 +177,14 @@ fn mount_tmpfs(dir: &Path, size: &str) {
 }
 
 fn import(path: &Path, endpoint: &str, response: &[u8]) -> std::process::Output {
-    let mut child = credlock(
-        path,
-        &[
-            "import",
-            "--token-endpoint",
-            endpoint,
-            "--client-id",
-            credlock::testing::TEST_CLIENT_ID,
-        ],
-    )
-    .stdin(Stdio::piped())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped())
-    .spawn()
-    .expect("spawn");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(response)
-        .expect("write");
-    child.wait_with_output().expect("output")
+    let args = [
+        "import",
+        "--token-endpoint",
+        endpoint,
+        "--client-id",
+        credlock::testing::TEST_CLIENT_ID,
+    ];
+    run_with_stdin(credlock(path, &args), response)
 }
 
 #[test]

@@ -4,7 +4,7 @@
 //! Ignored by a plain `cargo test`: they need Node.js and `npm ci` in the server's folder.
 //! `.ci/run` installs both and runs them with `--ignored`; a missing prerequisite fails loudly.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use credlock::Store;
 use serde_json::{Value, json};
 
-use crate::common::{credlock, finish, released_together};
+use crate::common::{credlock, finish, released_together, run_with_stdin};
 
 /// The server process, killed by PID on drop.
 struct OidcServer {
@@ -128,19 +128,7 @@ fn login(
         cmd.args(["--client-secret-env", "E2E_CLIENT_SECRET"])
             .env("E2E_CLIENT_SECRET", secret);
     }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("import");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(response.to_string().as_bytes())
-        .expect("write");
-    let out = finish(child, Duration::from_secs(30));
+    let out = run_with_stdin(cmd, response.to_string().as_bytes());
     assert!(
         out.status.success(),
         "import: {}",
