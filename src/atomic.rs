@@ -188,7 +188,7 @@ pub(crate) fn remove_if(path: &Path, still_the_one: impl Fn(&[u8]) -> bool) -> R
     // Named like a temp file, so that a process killed right here leaves something the
     // next write sweeps.
     let aside = dir.join(format!(
-        "{}{}-{}-deleting{TEMP_SUFFIX}",
+        "{}{}-{}{DELETING_MARK}{TEMP_SUFFIX}",
         temp_prefix(&name),
         std::process::id(),
         std::time::SystemTime::now()
@@ -212,6 +212,8 @@ pub(crate) fn remove_if(path: &Path, still_the_one: impl Fn(&[u8]) -> bool) -> R
 }
 
 const TEMP_SUFFIX: &str = ".tmp";
+/// Marks the temp-like name of a file that [`remove_if`] renamed aside.
+const DELETING_MARK: &str = "-deleting";
 
 fn temp_prefix(name: &str) -> String {
     format!(".{name}.")
@@ -350,6 +352,29 @@ fn tighten(file: &File, meta: &std::fs::Metadata) -> Option<u32> {
 #[cfg(not(unix))]
 fn tighten(_file: &File, _meta: &std::fs::Metadata) -> Option<u32> {
     None
+}
+
+/// Whether a regular file is at `path` (a symbolic link or a directory there is an error),
+/// without opening or creating anything.
+pub(crate) fn exists(path: &Path) -> Result<bool, Error> {
+    regular_file_exists(path)
+}
+
+/// Whether a compare-and-delete ([`remove_if`]) of `path` may be under way: the file it
+/// renames aside is there. A reader that finds no file then must not conclude "no session"
+/// yet: the file may be put back in a moment.
+pub(crate) fn delete_in_progress(path: &Path) -> bool {
+    let Ok((dir, name)) = split(path) else {
+        return false;
+    };
+    let prefix = temp_prefix(&name);
+    std::fs::read_dir(dir).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            e.file_name().to_str().is_some_and(|n| {
+                n.starts_with(&prefix) && n.ends_with(&format!("{DELETING_MARK}{TEMP_SUFFIX}"))
+            })
+        })
+    })
 }
 
 /// The permission bits of a file, where the platform has them.

@@ -133,6 +133,35 @@ pub enum Error {
     )]
     MissingRefreshToken,
 
+    /// A logout was asked to revoke the refresh token, but the session names no revocation
+    /// endpoint. The session was kept; log out locally to delete it anyway.
+    #[error("the session in {} names no revocation endpoint, so its refresh token cannot be revoked; the session was kept (log out without revoking to delete the local copy only)", path.display())]
+    NoRevocationEndpoint {
+        /// The session file.
+        path: PathBuf,
+    },
+
+    /// The revocation endpoint could not be reached or is overloaded. The session was kept,
+    /// and its refresh token is still live at the server; try again later.
+    #[error("could not revoke the refresh token of {}: {reason}; the session was kept, try again later", path.display())]
+    RevocationUnavailable {
+        /// The session file.
+        path: PathBuf,
+        /// What happened.
+        reason: String,
+    },
+
+    /// The revocation endpoint refused the request. The session was kept.
+    #[error("the revocation endpoint refused to revoke the refresh token of {} with HTTP {status}{}; the session was kept", path.display(), oauth.as_ref().map(|o| format!(" {o}")).unwrap_or_default())]
+    RevocationRefused {
+        /// The session file.
+        path: PathBuf,
+        /// The HTTP status.
+        status: u16,
+        /// The RFC 6749 §5.2 error, if the body held one.
+        oauth: Option<OAuthError>,
+    },
+
     /// The refresh succeeded but the new session could not be saved. The old file is
     /// untouched; the new session is here, so the caller can still use its access token.
     /// The server has already rotated the refresh token, so the stored one is now stale.
@@ -164,7 +193,36 @@ impl Error {
     /// held the lock too long.
     #[must_use]
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Unavailable { .. } | Error::LockTimeout { .. })
+        matches!(
+            self,
+            Error::Unavailable { .. }
+                | Error::LockTimeout { .. }
+                | Error::RevocationUnavailable { .. }
+        )
+    }
+
+    /// A stable, machine-readable name for the kind of error, in snake case
+    /// (`"session_expired"`, `"unavailable"`, …): for scripts and JSON output.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::NoSession { .. } => "no_session",
+            Error::Corrupt { .. } => "corrupt",
+            Error::UnsupportedVersion { .. } => "unsupported_version",
+            Error::NotASessionFile { .. } => "not_a_session_file",
+            Error::Io { .. } => "io",
+            Error::LockTimeout { .. } => "lock_timeout",
+            Error::SessionExpired { .. } => "session_expired",
+            Error::Rejected { .. } => "rejected",
+            Error::Unavailable { .. } => "unavailable",
+            Error::InvalidResponse { .. } => "invalid_response",
+            Error::InsecureEndpoint { .. } => "insecure_endpoint",
+            Error::MissingRefreshToken => "missing_refresh_token",
+            Error::NoRevocationEndpoint { .. } => "no_revocation_endpoint",
+            Error::RevocationUnavailable { .. } => "revocation_unavailable",
+            Error::RevocationRefused { .. } => "revocation_refused",
+            Error::NotSaved { .. } => "not_saved",
+        }
     }
 
     pub(crate) fn io(

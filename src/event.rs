@@ -48,6 +48,15 @@ pub enum Event {
         /// The session file.
         path: PathBuf,
     },
+    /// A refresh failed for a reason that may pass (network, 5xx, 429, lock timeout), but the
+    /// stored access token has not expired yet (only the refresh margin has passed), so it was
+    /// handed out. `reason` is the failure, without secrets.
+    UsingUnexpiredToken {
+        /// The session file.
+        path: PathBuf,
+        /// Why the refresh failed.
+        reason: String,
+    },
     /// Protection is degraded: the filesystem refuses locks, or its locks may not reach
     /// other machines (the lease then guards them, where the plan has one), or locks are off.
     /// Reported once per store; `reason` says which.
@@ -91,6 +100,11 @@ impl std::fmt::Display for Event {
             Event::RetryingTornRead { path } => {
                 write!(f, "{} did not parse; reading it again", path.display())
             }
+            Event::UsingUnexpiredToken { path, reason } => write!(
+                f,
+                "warning: {reason}; the access token in {} has not expired yet, so it is used until the next try",
+                path.display()
+            ),
             Event::LocksUnavailable { lock_path, reason } => write!(
                 f,
                 "warning: the lock {} may not exclude every process sharing the session: {reason}",

@@ -118,5 +118,5 @@ pub use secret::Secret;
 pub use session::{Client, ClientAuth, SESSION_FORMAT_VERSION, Session};
 pub use store::{
     AccessToken, DEFAULT_LEASE_TTL, DEFAULT_LOCK_TIMEOUT, DEFAULT_MARGIN, DEFAULT_POLL_SCHEDULE,
-    LockMode, Store,
+    LockMode, LoggedOut, Revocation, Store,
 };

@@ -111,6 +111,30 @@ impl AccessToken {
     }
 }
 
+/// Whether [`Store::logout`] revokes the refresh token at the server before deleting it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Revocation {
+    /// Revoke at the session's revocation endpoint first; if that fails, keep the session.
+    Required,
+    /// Delete the local copy only: the refresh token stays valid at the server until it
+    /// expires or is revoked there.
+    LocalOnly,
+}
+
+/// What [`Store::logout`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum LoggedOut {
+    /// No session was stored; nothing was sent or changed.
+    NothingStored,
+    /// The session was deleted, after its refresh token was revoked if `revoked`.
+    Deleted {
+        /// Whether the server confirmed the revocation.
+        revoked: bool,
+    },
+}
+
 type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// One session file shared by any number of processes and threads.
@@ -353,8 +377,19 @@ impl Store {
     pub fn load(&self) -> Result<Option<Session>, Error> {
         // Decided on the first failure only: a good read never pays for filesystem detection.
         let mut retries: Option<std::vec::IntoIter<Duration>> = None;
+        let mut absent_retries: Option<std::vec::IntoIter<Duration>> = None;
         loop {
             let Some(content) = crate::atomic::read(&self.path)? else {
+                // A compare-and-delete renames the file aside for a moment, and puts it back
+                // if a newer session had been saved: "no session" only once it is over.
+                if crate::atomic::delete_in_progress(&self.path) {
+                    let pauses =
+                        absent_retries.get_or_insert_with(|| self.torn_read_schedule().into_iter());
+                    if let Some(pause) = pauses.next() {
+                        self.clock.sleep(pause);
+                        continue;
+                    }
+                }
                 return Ok(None);
             };
             if let Some(from_mode) = content.tightened_from {
@@ -404,6 +439,92 @@ impl Store {
         self.locked(|| crate::atomic::remove(&self.path))
     }
 
+    /// Logs out: under the guards, reads the session, revokes its refresh token at the
+    /// session's revocation endpoint (RFC 7009) if `revocation` asks for it, and deletes the
+    /// session, all in one critical section, so a refresh in another process can neither
+    /// slip a newer refresh token past the revocation nor write the session back.
+    ///
+    /// With [`Revocation::Required`], a revocation that fails keeps the session: the refresh
+    /// token is still live at the server, and the user can try again (or log out locally with
+    /// [`Revocation::LocalOnly`], which deletes without a request). With no session stored,
+    /// nothing is created, locked or sent.
+    ///
+    /// # Errors
+    /// - [`Error::NoRevocationEndpoint`]: revocation required, but the session names no
+    ///   revocation endpoint; the session was kept.
+    /// - [`Error::RevocationUnavailable`] (transient) and [`Error::RevocationRefused`]: the
+    ///   revocation did not succeed; the session was kept.
+    /// - [`Error::InsecureEndpoint`]: the revocation endpoint is plain http to a remote host;
+    ///   nothing was sent and the session was kept.
+    /// - [`Error::Corrupt`] and the other read errors, with [`Revocation::Required`] (a
+    ///   corrupt file has no token to revoke; [`Revocation::LocalOnly`] deletes it).
+    /// - [`Error::LockTimeout`], [`Error::Io`], [`Error::NotASessionFile`].
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use credlock::{LoggedOut, Revocation, Store};
+    /// let store = Store::new("/home/me/.config/my-cli/session.json");
+    /// match store.logout(Revocation::Required)? {
+    ///     LoggedOut::Deleted { revoked } => println!("logged out (revoked: {revoked})"),
+    ///     LoggedOut::NothingStored => println!("no session was stored"),
+    /// }
+    /// # Ok::<(), credlock::Error>(())
+    /// ```
+    pub fn logout(&self, revocation: Revocation) -> Result<LoggedOut, Error> {
+        // A cheap look first, so that logging out with nothing stored creates no directory,
+        // no lock file and no lease.
+        if !crate::atomic::exists(&self.path)? {
+            return Ok(LoggedOut::NothingStored);
+        }
+        self.locked(|| {
+            let revoked = match revocation {
+                Revocation::LocalOnly => false,
+                Revocation::Required => match self.load()? {
+                    None => return Ok(LoggedOut::NothingStored),
+                    Some(session) => {
+                        self.revoke(&session)?;
+                        true
+                    }
+                },
+            };
+            if crate::atomic::remove(&self.path)? {
+                Ok(LoggedOut::Deleted { revoked })
+            } else {
+                Ok(LoggedOut::NothingStored)
+            }
+        })
+    }
+
+    /// Sends the RFC 7009 revocation of `session`'s refresh token; `Ok` only on HTTP 200.
+    fn revoke(&self, session: &Session) -> Result<(), Error> {
+        let request = FormRequest::revoke(session)?.ok_or_else(|| Error::NoRevocationEndpoint {
+            path: self.path.clone(),
+        })?;
+        let unavailable = |reason: String| Error::RevocationUnavailable {
+            path: self.path.clone(),
+            reason,
+        };
+        let response = self
+            .transport()
+            .post_form(&request)
+            .map_err(|e| unavailable(e.to_string()))?;
+        match response.status {
+            200 => Ok(()),
+            429 | 500..=599 => Err(unavailable(format!(
+                "HTTP {} from the revocation endpoint",
+                response.status
+            ))),
+            status => Err(Error::RevocationRefused {
+                path: self.path.clone(),
+                status,
+                oauth: crate::oauth::OAuthError::from_json(
+                    &response.body,
+                    &request.secret_values(),
+                ),
+            }),
+        }
+    }
+
     /// A valid access token: the stored one if it is valid beyond the margin (no lock, no
     /// request), else one refresh for all the processes that ask at once.
     ///
@@ -433,10 +554,41 @@ impl Store {
             return Ok(AccessToken::from_session(&session, false));
         }
         let adopt = || self.fresh_session_saved_by_another();
-        match self.guarded(&adopt, || self.refresh_if_still_stale())? {
-            Locked::Ran(result) => result,
-            Locked::Resolved(session) => Ok(AccessToken::from_session(&session, false)),
+        let result = match self.guarded(&adopt, || self.refresh_if_still_stale()) {
+            Ok(Locked::Ran(result)) => result,
+            Ok(Locked::Resolved(session)) => Ok(self.adopted(&session)),
+            Err(e) => Err(e),
+        };
+        match result {
+            Err(e) if e.is_transient() => self.unexpired_despite(e),
+            other => other,
         }
+    }
+
+    /// After a transient failure to refresh: the stored access token if it has not actually
+    /// expired (only the margin has passed), since a valid token is still a valid token. The
+    /// store is read again, so a logout meanwhile is honoured and a sibling's newer session
+    /// is preferred.
+    fn unexpired_despite(&self, error: Error) -> Result<AccessToken, Error> {
+        let Ok(Some(session)) = self.load() else {
+            return Err(error);
+        };
+        if !session.is_fresh(self.clock.now(), Duration::ZERO) {
+            return Err(error);
+        }
+        self.emit(Event::UsingUnexpiredToken {
+            path: self.path.clone(),
+            reason: error.to_string(),
+        });
+        Ok(AccessToken::from_session(&session, false))
+    }
+
+    /// A session another process saved, handed out without a request.
+    fn adopted(&self, session: &Session) -> AccessToken {
+        self.emit(Event::AdoptedNewerSession {
+            path: self.path.clone(),
+        });
+        AccessToken::from_session(session, false)
     }
 
     /// A new access token after an API rejected the access token `rejected` (HTTP 401): the
@@ -456,13 +608,13 @@ impl Store {
         let refresh = || {
             let session = self.load()?.ok_or_else(|| self.no_session())?;
             if replaced(&session) {
-                return Ok(AccessToken::from_session(&session, false));
+                return Ok(self.adopted(&session));
             }
             self.refresh_session(session, Retry::Allowed)
         };
         match self.guarded(&adopt, refresh)? {
             Locked::Ran(result) => result,
-            Locked::Resolved(session) => Ok(AccessToken::from_session(&session, false)),
+            Locked::Resolved(session) => Ok(self.adopted(&session)),
         }
     }
 
@@ -475,7 +627,8 @@ impl Store {
     fn refresh_if_still_stale(&self) -> Result<AccessToken, Error> {
         let session = self.load()?.ok_or_else(|| self.no_session())?;
         if self.is_fresh(&session) {
-            return Ok(AccessToken::from_session(&session, false));
+            // Another process refreshed while this one waited for the guards.
+            return Ok(self.adopted(&session));
         }
         self.refresh_session(session, Retry::Allowed)
     }
@@ -555,11 +708,16 @@ impl Store {
     }
 
     /// Takes and releases the lock once, to check that it can be taken (`credlock doctor`).
+    /// Returns `Ok(false)`, having created nothing, when there is no lock file yet (no
+    /// refresh or save has happened): a check must not leave files behind.
     ///
     /// # Errors
     /// [`Error::LockTimeout`] if another process holds it past the timeout; [`Error::Io`] if
     /// the lock file cannot be opened, or the filesystem refuses locks.
-    pub fn probe_lock(&self) -> Result<(), Error> {
+    pub fn probe_lock(&self) -> Result<bool, Error> {
+        if std::fs::symlink_metadata(&self.lock_path).is_err() {
+            return Ok(false);
+        }
         let waited = lock::with_lock(
             &self.lock_path,
             self.lock_timeout,
@@ -568,7 +726,7 @@ impl Store {
             || (),
         );
         match waited {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(true),
             Err(LockFailure::Timeout(waited)) => Err(Error::LockTimeout {
                 lock_path: self.lock_path.clone(),
                 waited,

@@ -312,6 +312,13 @@ impl FakeServer {
         })
     }
 
+    /// How many grants are still alive (not revoked): sessions a stolen refresh token could
+    /// still use.
+    #[must_use]
+    pub fn live_grants(&self) -> usize {
+        self.state().grants.values().filter(|g| !g.revoked).count()
+    }
+
     /// When `access_token` expires, if this server issued it (whether or not its grant has
     /// since been revoked).
     #[must_use]
@@ -488,7 +495,9 @@ impl FakeServer {
         }
     }
 
-    /// Answers an RFC 7009 revocation request: revokes the grant of the token, answers 200.
+    /// Answers an RFC 7009 revocation request: revokes the grant of a live refresh token,
+    /// answers 200. A token that is no longer valid (rotated, unknown) changes nothing and
+    /// is answered 200 as well (RFC 7009 §2.2): revoking a stale copy does not end a session.
     #[must_use]
     pub fn handle_revoke(
         &self,
@@ -498,7 +507,9 @@ impl FakeServer {
         if !self.client_authenticated(form, authorization) {
             return error(401, "invalid_client", "client authentication failed");
         }
-        if let Some((_, token)) = form.iter().find(|(k, _)| k == "token") {
+        if let Some((_, token)) = form.iter().find(|(k, _)| k == "token")
+            && self.is_live(token)
+        {
             self.revoke_grant_of(token);
         }
         ok(Vec::new())

@@ -4,6 +4,8 @@ mod common;
 
 #[cfg(feature = "cli")]
 mod cli;
+#[cfg(all(unix, feature = "cli"))]
+mod cli_unix_tool;
 mod fallback;
 #[cfg(all(unix, feature = "cli"))]
 mod faults;
@@ -11,12 +13,15 @@ mod files;
 mod hostile;
 mod lease;
 mod locking;
+mod logout;
 #[cfg(feature = "proptest")]
 mod model;
 #[cfg(feature = "cli")]
 mod oidc;
 mod processes;
+mod readers;
 mod refresh;
 mod secrets;
 #[cfg(all(unix, feature = "cli"))]
 mod twin_mount;
+mod unexpired;

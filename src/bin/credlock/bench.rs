@@ -152,70 +152,77 @@ pub fn run(g: &Global, args: &BenchArgs) -> Outcome {
         "race": curve.iter().map(race::Report::to_json).collect::<Vec<_>>(),
     });
     if g.json {
-        println!("{report}");
+        outln!("{report}")?;
         return Ok(0);
     }
-    println!(
+    outln!(
         "credlock bench ({} batches; medians of per-operation times)",
         args.batches
-    );
-    println!();
-    println!(
+    )?;
+    outln!()?;
+    outln!(
         "hot path   Store::access_token() on a valid session   {:>9.1} us",
         hot_ns / 1000.0
-    );
-    println!(
+    )?;
+    outln!(
         "           std::fs::read + serde_json parse           {:>9.1} us",
         bare_ns / 1000.0
-    );
-    println!(
+    )?;
+    outln!(
         "           ratio                                      {:>9.2} x",
         hot_ns / bare_ns
-    );
-    println!();
-    println!(
+    )?;
+    outln!()?;
+    outln!(
         "save       Store::save (lock, fsync file and dir)     {:>9.1} us",
         save_ns / 1000.0
-    );
-    println!(
+    )?;
+    outln!(
         "           write + rename, no fsync                   {:>9.1} us",
         nosync_ns / 1000.0
-    );
-    println!(
+    )?;
+    outln!(
         "           ratio                                      {:>9.1} x",
         save_ns / nosync_ns
-    );
-    println!();
-    println!("memory     peak RSS of `credlock token`, valid session {rss_hot:>7} KiB");
-    println!("           peak RSS of `credlock token`, with refresh  {rss_refresh:>7} KiB");
-    println!();
-    println!(
+    )?;
+    outln!()?;
+    outln!("memory     peak RSS of `credlock token`, valid session {rss_hot:>7} KiB")?;
+    outln!("           peak RSS of `credlock token`, with refresh  {rss_refresh:>7} KiB")?;
+    outln!()?;
+    outln!(
         "refresh    with the advisory lock (local filesystem)   {:>9.1} us",
         lease[0] / 1000.0
-    );
-    println!(
+    )?;
+    outln!(
         "           with the lease only (--lock lease)          {:>9.1} us",
         lease[1] / 1000.0
-    );
-    println!(
+    )?;
+    outln!(
         "           advisory + lease (auto on NFS/SMB/FUSE)     {:>9.1} us",
         lease[2] / 1000.0
-    );
-    println!(
+    )?;
+    outln!(
         "           extra cost of the lease                     {:>9.1} us",
         (lease[2] - lease[0]) / 1000.0
-    );
-    println!();
-    println!(
+    )?;
+    outln!()?;
+    outln!(
         "race       (lock auto, server revoke-grant, latency {} ms, {} rounds each)",
-        args.latency_ms, args.race_rounds
-    );
-    println!(
+        args.latency_ms,
+        args.race_rounds
+    )?;
+    outln!(
         "           {:>9} {:>10} {:>13} {:>9} {:>8} {:>8} {:>8}",
-        "processes", "refreshes", "invalid_grant", "ok/fail", "wall ms", "p50 ms", "p99 ms"
-    );
+        "processes",
+        "refreshes",
+        "invalid_grant",
+        "ok/fail",
+        "wall ms",
+        "p50 ms",
+        "p99 ms"
+    )?;
     for r in &curve {
-        println!(
+        outln!(
             "           {:>9} {:>10} {:>13} {:>9} {:>8.1} {:>8.1} {:>8.1}",
             r.processes,
             r.refresh_requests,
@@ -224,7 +231,7 @@ pub fn run(g: &Global, args: &BenchArgs) -> Outcome {
             r.wall_ms,
             r.p50_ms,
             r.p99_ms
-        );
+        )?;
     }
     Ok(0)
 }

@@ -4,8 +4,7 @@ use std::io::Read;
 use std::time::SystemTime;
 
 use credlock::{
-    Client, ClientAuth, FormRequest, Secret, Session, TokenResponse, Transport, UreqTransport,
-    rfc3339,
+    Client, ClientAuth, LoggedOut, Revocation, Secret, Session, TokenResponse, rfc3339,
 };
 use serde_json::json;
 
@@ -38,7 +37,7 @@ pub fn token(g: &Global, rejected_on_stdin: bool) -> Outcome {
     let token = match result {
         Ok(token) => token,
         Err(credlock::Error::NotSaved { session, source }) => {
-            println!("{}", session.access_token().secret());
+            outln!("{}", session.access_token().secret())?;
             return Err(Failure::Credlock(credlock::Error::NotSaved {
                 session,
                 source,
@@ -47,7 +46,7 @@ pub fn token(g: &Global, rejected_on_stdin: bool) -> Outcome {
         Err(e) => return Err(e.into()),
     };
     if g.json {
-        println!(
+        outln!(
             "{}",
             json!({
                 "access_token": token.secret(),
@@ -55,35 +54,42 @@ pub fn token(g: &Global, rejected_on_stdin: bool) -> Outcome {
                 "expires_at": token.expires_at().map(rfc3339),
                 "refreshed": token.refreshed(),
             })
-        );
+        )?;
     } else {
-        println!("{}", token.secret());
+        outln!("{}", token.secret())?;
     }
     Ok(0)
 }
 
-/// `credlock status`
+/// `credlock status`: exits 3 when no session is stored (as `token` would), so scripts can
+/// test for a login with it.
 pub fn status(g: &Global) -> Outcome {
     let store = g.store();
     let session = store.load()?;
     let lock = credlock::LockPlan::for_store(&store);
     let now = SystemTime::now();
     let mode = store.file_mode().map(|m| format!("{m:04o}"));
-    let report = match &session {
-        None => json!({
-            "present": false,
-            "store": store.path(),
-            "lock_mode": lock.summary(),
-            "filesystem": lock.filesystem.kind.name(),
-        }),
-        Some(s) => json!({
-            "present": true,
-            "store": store.path(),
-            "expires_at": s.expires_at().map(rfc3339),
-            "seconds_left": s.expires_at().map(|e| match e.duration_since(now) {
+    let seconds_left =
+        session
+            .as_ref()
+            .and_then(Session::expires_at)
+            .map(|e| match e.duration_since(now) {
                 Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
                 Err(past) => -i64::try_from(past.duration().as_secs()).unwrap_or(i64::MAX),
-            }),
+            });
+    let mut report = json!({
+        "present": session.is_some(),
+        "store": store.path(),
+        "lock_mode": lock.requested.name(),
+        "lock_reason": lock.reason,
+        "lock_degraded": lock.degraded,
+        "filesystem": lock.filesystem.kind.name(),
+    });
+    if let Some(s) = &session {
+        let details = json!({
+            "expires_at": s.expires_at().map(rfc3339),
+            "seconds_left": seconds_left,
+            "expired": seconds_left.is_some_and(|left| left <= 0),
             "fresh": store.is_fresh(s),
             "has_refresh_token": !s.refresh_token().secret().is_empty(),
             "token_endpoint": s.client().token_endpoint(),
@@ -91,49 +97,60 @@ pub fn status(g: &Global) -> Outcome {
             "client_auth": s.client().auth().method_name(),
             "scope": s.scope(),
             "file_mode": mode,
-            "lock_mode": lock.summary(),
-            "filesystem": lock.filesystem.kind.name(),
-        }),
-    };
-    if g.json {
-        println!("{report}");
-        return Ok(0);
+        });
+        if let (Some(all), Some(more)) = (report.as_object_mut(), details.as_object()) {
+            all.extend(more.clone());
+        }
     }
-    println!("store:          {}", store.path().display());
+    let code = if session.is_some() { 0 } else { 3 };
+    if g.json {
+        outln!("{report}")?;
+        return Ok(code);
+    }
+    outln!("store:          {}", store.path().display())?;
     match &session {
-        None => println!("session:        none (log in, then `credlock import`)"),
+        None => outln!("session:        none (log in, then `credlock import`)")?,
         Some(s) => {
-            println!("session:        present");
-            match s.expires_at() {
-                Some(e) => println!(
-                    "expires at:     {} ({} s left{})",
+            outln!("session:        present")?;
+            match (s.expires_at(), seconds_left) {
+                (Some(e), Some(left)) => outln!(
+                    "expires at:     {} ({}{})",
                     rfc3339(e),
-                    report["seconds_left"],
+                    describe_time_left(left),
                     if store.is_fresh(s) {
                         ""
                     } else {
                         ", will refresh on next use"
                     }
-                ),
-                None => println!("expires at:     unknown (the server gave no expires_in)"),
+                )?,
+                _ => outln!("expires at:     unknown (the server gave no expires_in)")?,
             }
-            println!("refresh token:  present");
-            println!("token endpoint: {}", s.client().token_endpoint());
-            println!(
+            outln!("refresh token:  present")?;
+            outln!("token endpoint: {}", s.client().token_endpoint())?;
+            outln!(
                 "client id:      {} ({})",
                 s.client().client_id(),
                 s.client().auth().method_name()
-            );
-            println!("file mode:      {}", mode.as_deref().unwrap_or("n/a"));
+            )?;
+            outln!("file mode:      {}", mode.as_deref().unwrap_or("n/a"))?;
         }
     }
-    println!("lock:           {}", lock.summary());
-    println!(
+    outln!("lock:           {}", lock.summary())?;
+    outln!(
         "filesystem:     {} ({})",
         lock.filesystem.kind.name(),
         lock.filesystem.evidence
-    );
-    Ok(0)
+    )?;
+    Ok(code)
+}
+
+/// "42 s left", or "expired 12 s ago" (never "-12 s left").
+fn describe_time_left(seconds_left: i64) -> String {
+    if seconds_left > 0 {
+        format!("{seconds_left} s left")
+    } else {
+        format!("expired {} s ago", seconds_left.unsigned_abs())
+    }
 }
 
 /// Arguments of `credlock import`.
@@ -189,55 +206,52 @@ pub fn import(g: &Global, args: &ImportArgs) -> Outcome {
     let store = g.store();
     store.save(&session)?;
     if g.json {
-        println!(
+        outln!(
             "{}",
             json!({"stored": true, "store": store.path(), "client_id": args.client_id})
-        );
+        )?;
     } else {
-        println!(
+        outln!(
             "Stored the session for client {} in {}",
             args.client_id,
             store.path().display()
-        );
+        )?;
     }
     Ok(0)
 }
 
-/// `credlock logout [--revoke]`
+/// `credlock logout [--revoke]`: `--revoke` revokes the refresh token first and keeps the
+/// session if that fails (exit 4 when the server may answer later, 1 otherwise); without it,
+/// only the local copy is deleted.
 pub fn logout(g: &Global, revoke: bool) -> Outcome {
     let store = g.store();
-    let revoked = if revoke {
-        match store.load()? {
-            None => "no session".to_owned(),
-            Some(session) => match FormRequest::revoke(&session) {
-                Err(e) => format!("not sent ({e})"),
-                Ok(None) => "no revocation endpoint in the session".to_owned(),
-                Ok(Some(request)) => match UreqTransport::new().post_form(&request) {
-                    Ok(r) if r.status == 200 => "revoked".to_owned(),
-                    Ok(r) => format!("the server answered HTTP {}", r.status),
-                    Err(e) => format!("the server could not be reached ({e})"),
-                },
-            },
-        }
+    let revocation = if revoke {
+        Revocation::Required
     } else {
-        "not requested".to_owned()
+        Revocation::LocalOnly
     };
-    let deleted = store.delete()?;
+    let outcome = store.logout(revocation)?;
+    let (deleted, revoked) = match outcome {
+        LoggedOut::NothingStored => (false, false),
+        LoggedOut::Deleted { revoked } => (true, revoked),
+    };
     if g.json {
-        println!(
+        outln!(
             "{}",
-            json!({"deleted": deleted, "revocation": revoked, "store": store.path()})
-        );
-    } else {
-        println!(
-            "{} ({}); revocation: {revoked}",
-            if deleted {
-                "Logged out"
-            } else {
-                "No session was stored"
-            },
+            json!({"deleted": deleted, "revoked": revoked, "store": store.path()})
+        )?;
+    } else if !deleted {
+        outln!("No session was stored ({})", store.path().display())?;
+    } else if revoked {
+        outln!(
+            "Logged out: revoked the refresh token and deleted {}",
             store.path().display()
-        );
+        )?;
+    } else {
+        outln!(
+            "Logged out locally: deleted {} (the refresh token was not revoked at the server; use --revoke for that)",
+            store.path().display()
+        )?;
     }
     Ok(0)
 }

@@ -82,10 +82,18 @@ pub fn run(g: &Global) -> Outcome {
     } else {
         let probe = g.store().with_lock_timeout(Duration::from_secs(2));
         match probe.probe_lock() {
-            Ok(()) => checks.push((
+            Ok(true) => checks.push((
                 "lock",
                 Level::Ok,
                 format!("{} can be locked", store.lock_path().display()),
+            )),
+            Ok(false) => checks.push((
+                "lock",
+                Level::Ok,
+                format!(
+                    "{} does not exist yet; the first refresh or save creates it 0600",
+                    store.lock_path().display()
+                ),
             )),
             Err(e @ Error::LockTimeout { .. }) => checks.push((
                 "lock",
@@ -119,10 +127,10 @@ pub fn run(g: &Global) -> Outcome {
             .iter()
             .map(|(name, level, detail)| json!({"check": name, "level": level.name(), "detail": detail}))
             .collect();
-        println!("{}", json!({"checks": list, "worst": worst.name()}));
+        outln!("{}", json!({"checks": list, "worst": worst.name()}))?;
     } else {
         for (name, level, detail) in &checks {
-            println!("{:<5} {:<12} {detail}", level.name(), name);
+            outln!("{:<5} {:<12} {detail}", level.name(), name)?;
         }
     }
     Ok(u8::from(worst == Level::Fail))

@@ -4,6 +4,17 @@
 //! timeout); 1 anything else.
 #![forbid(unsafe_code)]
 
+/// `println!` that hands a closed or full standard output back as a [`Failure`] instead of
+/// panicking (`credlock token > /dev/full`, `credlock status | head -1`).
+macro_rules! outln {
+    () => {
+        $crate::write_stdout(format_args!(""))
+    };
+    ($($arg:tt)*) => {
+        $crate::write_stdout(format_args!($($arg)*))
+    };
+}
+
 mod bench;
 mod commands;
 mod doctor;
@@ -15,6 +26,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use credlock::{Error, LockMode, Store};
+use serde_json::json;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -55,9 +67,13 @@ enum Command {
     Status,
     /// Store an RFC 6749 token response read from stdin as the session (after a login).
     Import(commands::ImportArgs),
-    /// Delete the session (under the lock); with --revoke, revoke the refresh token first.
+    /// Delete the session (under the lock). Without --revoke only the local copy goes; the
+    /// refresh token stays valid at the server until it expires.
     Logout {
-        /// Revoke the refresh token at the session's revocation endpoint (RFC 7009) first.
+        /// Revoke the refresh token at the session's revocation endpoint (RFC 7009) first, in
+        /// the same critical section as the delete. If the revocation fails, the session is
+        /// kept (exit 4 if the server may answer later, 1 otherwise); run `logout` without
+        /// --revoke to delete the local copy anyway.
         #[arg(long)]
         revoke: bool,
     },
@@ -96,6 +112,7 @@ impl Global {
                         | credlock::Event::LocksUnavailable { .. }
                         | credlock::Event::PermissionsTightened { .. }
                         | credlock::Event::DeletedStaleSession { .. }
+                        | credlock::Event::UsingUnexpiredToken { .. }
                 );
                 if verbose || important {
                     eprintln!("credlock: {e}");
@@ -126,6 +143,7 @@ fn exit_code_for(e: &Error) -> u8 {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json_output = cli.json;
     let global = Global {
         store: cli.store.unwrap_or_else(default_store),
         lock: cli.lock,
@@ -144,21 +162,42 @@ fn main() -> ExitCode {
         Command::RaceChild => race::child(&global),
     };
     peak_rss_report();
-    match result {
-        Ok(code) => ExitCode::from(code),
-        Err(Failure::Credlock(e)) => {
-            eprintln!("credlock: error: {e}");
-            ExitCode::from(exit_code_for(&e))
-        }
-        Err(Failure::Other(message)) => {
-            eprintln!("credlock: error: {message}");
-            ExitCode::from(1)
-        }
-        Err(Failure::Usage(message)) => {
-            eprintln!("credlock: error: {message}");
-            ExitCode::from(2)
-        }
+    let failure = match result {
+        Ok(code) => return ExitCode::from(code),
+        Err(failure) => failure,
+    };
+    let (code, kind, message, error) = match failure {
+        // The reader went away: nothing to tell it, and other tools exit quietly here too.
+        Failure::StdoutClosed => return ExitCode::from(1),
+        Failure::Credlock(e) => (exit_code_for(&e), e.kind(), e.to_string(), Some(e)),
+        Failure::Other(message) => (1, "other", message, None),
+        Failure::Usage(message) => (2, "usage", message, None),
+    };
+    eprintln!("credlock: error: {message}");
+    if json_output {
+        let object = json!({"error": {
+            "kind": kind,
+            "message": message,
+            "exit_code": code,
+            "needs_login": error.as_ref().is_some_and(Error::needs_login),
+            "transient": error.as_ref().is_some_and(Error::is_transient),
+        }});
+        // Stdout may be the very thing that failed; the stderr line above already told.
+        let _ = write_stdout(format_args!("{object}"));
     }
+    ExitCode::from(code)
+}
+
+/// Writes one line to standard output and flushes it.
+fn write_stdout(line: std::fmt::Arguments<'_>) -> Result<(), Failure> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{line}")
+        .and_then(|()| out.flush())
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::BrokenPipe => Failure::StdoutClosed,
+            _ => Failure::Other(format!("could not write to standard output: {e}")),
+        })
 }
 
 /// Why a command failed.
@@ -167,6 +206,8 @@ enum Failure {
     Credlock(Error),
     Usage(String),
     Other(String),
+    /// Standard output was closed by its reader (EPIPE).
+    StdoutClosed,
 }
 
 impl From<Error> for Failure {

@@ -113,15 +113,15 @@ pub fn run(g: &Global, args: &RaceArgs) -> Outcome {
     }
     if g.json {
         if reports.len() == 1 {
-            println!("{}", reports[0].to_json());
+            outln!("{}", reports[0].to_json())?;
         } else {
-            println!(
+            outln!(
                 "{}",
                 serde_json::Value::Array(reports.iter().map(Report::to_json).collect())
-            );
+            )?;
         }
     } else {
-        print_table(args, &reports);
+        print_table(args, &reports)?;
     }
     let broken = reports
         .iter()
@@ -129,16 +129,16 @@ pub fn run(g: &Global, args: &RaceArgs) -> Outcome {
     Ok(u8::from(broken))
 }
 
-fn print_table(args: &RaceArgs, reports: &[Report]) {
-    println!(
+fn print_table(args: &RaceArgs, reports: &[Report]) -> Result<(), Failure> {
+    outln!(
         "credlock race: {} processes, server policy {}, latency {} ms, {} round(s); one expired session",
         args.processes,
         args.server.name(),
         args.latency_ms,
         args.rounds
-    );
-    println!();
-    println!(
+    )?;
+    outln!()?;
+    outln!(
         "{:<6} {:>9} {:>13} {:>9} {:>7} {:>8} {:>6} {:>9} {:>8} {:>8}",
         "lock",
         "refreshes",
@@ -150,9 +150,9 @@ fn print_table(args: &RaceArgs, reports: &[Report]) {
         "wall ms",
         "p50 ms",
         "p99 ms"
-    );
+    )?;
     for r in reports {
-        println!(
+        outln!(
             "{:<6} {:>9} {:>13} {:>9} {:>7} {:>8} {:>6} {:>9.1} {:>8.1} {:>8.1}",
             r.lock_mode.name(),
             r.refresh_requests,
@@ -164,28 +164,29 @@ fn print_table(args: &RaceArgs, reports: &[Report]) {
             r.wall_ms,
             r.p50_ms,
             r.p99_ms
-        );
+        )?;
     }
-    println!();
+    outln!()?;
     for r in reports {
         let name = r.lock_mode.name();
         if r.lock_mode != LockMode::Off {
             if r.meets_the_lock_guarantee() {
-                println!(
+                outln!(
                     "{name}: {} refresh request(s) for {} round(s), no invalid_grant, every process got the same token per round, the session is alive.",
-                    r.refresh_requests, r.rounds
-                );
+                    r.refresh_requests,
+                    r.rounds
+                )?;
             } else {
-                println!(
+                outln!(
                     "{name}: UNEXPECTED: the lock guarantee (one refresh per round, no invalid_grant, every process served, session alive) does not hold{}.",
                     r.first_error
                         .as_deref()
                         .map(|e| format!("; first error: {e}"))
                         .unwrap_or_default()
-                );
+                )?;
             }
         } else if !r.session_alive {
-            println!(
+            outln!(
                 "{name}: without the lock the processes refreshed at once, the server saw a reused refresh token and {}: {} of {} processes ended without a usable token, and the session is dead. This is why the lock exists.",
                 if args.server == ReusePolicy::RevokeGrant {
                     "revoked the whole grant"
@@ -194,9 +195,9 @@ fn print_table(args: &RaceArgs, reports: &[Report]) {
                 },
                 r.processes_failed,
                 r.processes * r.rounds
-            );
+            )?;
         } else if r.processes_failed == 0 && r.invalid_grant_responses == 0 {
-            println!(
+            outln!(
                 "{name}: without the lock, {} refresh requests instead of {}; the server's reuse grace period absorbed the duplicates (a server without one would have {}).",
                 r.refresh_requests,
                 r.rounds,
@@ -205,14 +206,15 @@ fn print_table(args: &RaceArgs, reports: &[Report]) {
                 } else {
                     "revoked the grant"
                 }
-            );
+            )?;
         } else if r.processes_failed == 0 {
-            println!(
+            outln!(
                 "{name}: without the lock, {} refresh requests met {} invalid_grant answers; the invalid_grant fallback kept every process working and deleted nothing.",
-                r.refresh_requests, r.invalid_grant_responses
-            );
+                r.refresh_requests,
+                r.invalid_grant_responses
+            )?;
         } else {
-            println!(
+            outln!(
                 "{name}: without the lock, {} of {} processes ended without a usable token{}.",
                 r.processes_failed,
                 r.processes * r.rounds,
@@ -220,9 +222,10 @@ fn print_table(args: &RaceArgs, reports: &[Report]) {
                     .as_deref()
                     .map(|e| format!(" (first error: {e})"))
                     .unwrap_or_default()
-            );
+            )?;
         }
     }
+    Ok(())
 }
 
 /// Kills the child on drop, so an early return leaves no process behind.
@@ -427,7 +430,7 @@ pub fn child(g: &Global) -> Outcome {
     let store = Store::new(&g.store)
         .with_lock_mode(g.lock)
         .with_margin(g.margin);
-    println!("ready");
+    outln!("ready")?;
     std::io::stdout()
         .flush()
         .map_err(|e| Failure::Other(e.to_string()))?;
@@ -446,7 +449,7 @@ pub fn child(g: &Global) -> Outcome {
             json!({"elapsed_us": elapsed_us, "error": e.to_string(), "exit": crate::exit_code_for(e)})
         }
     };
-    println!("{line}");
+    outln!("{line}")?;
     Ok(match result {
         Ok(_) => 0,
         Err(e) => crate::exit_code_for(&e),

@@ -1,0 +1,161 @@
+//! Logging out: revoke and delete in one critical section, keep the session when revocation
+//! fails, and touch nothing when nothing is stored.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use credlock::testing::{Failure, FakeServer, FakeTransport, ReusePolicy};
+use credlock::{Client, Error, LoggedOut, Revocation, Session, Store, TransportError};
+
+use crate::common::{Bed, TOKEN_ENDPOINT};
+
+const REVOCATION_ENDPOINT: &str = "http://127.0.0.1:9/revoke";
+
+/// A stored session whose client names a revocation endpoint.
+fn seed_revocable(bed: &Bed) -> Session {
+    let response = bed.server.seed();
+    let client = Client::new(
+        TOKEN_ENDPOINT,
+        credlock::testing::TEST_CLIENT_ID,
+        credlock::ClientAuth::None,
+    )
+    .and_then(|c| c.with_revocation_endpoint(REVOCATION_ENDPOINT))
+    .expect("client");
+    let session = Session::from_token_response(client, response, credlock::Clock::now(&*bed.clock))
+        .expect("session");
+    bed.store().save(&session).expect("save");
+    session
+}
+
+#[test]
+fn logout_with_revocation_revokes_the_stored_refresh_token_then_deletes() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    let session = seed_revocable(&bed);
+    let outcome = bed.store().logout(Revocation::Required).expect("logout");
+    assert_eq!(outcome, LoggedOut::Deleted { revoked: true });
+    assert!(!bed.path.exists());
+    assert!(!bed.server.is_live(session.refresh_token().secret()));
+    assert_eq!(bed.server.live_grants(), 0);
+}
+
+#[test]
+fn a_revocation_that_cannot_reach_the_server_keeps_the_session_and_is_transient() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    let session = seed_revocable(&bed);
+    let before = bed.bytes();
+    bed.server
+        .push_failure(Failure::Transport(TransportError::Connect(
+            "refused".into(),
+        )));
+    let err = bed.store().logout(Revocation::Required).unwrap_err();
+    assert!(
+        matches!(err, Error::RevocationUnavailable { .. }),
+        "{err:?}"
+    );
+    assert!(err.is_transient() && !err.needs_login(), "{err:?}");
+    assert_eq!(bed.bytes(), before, "the session is kept byte for byte");
+    assert!(bed.server.is_live(session.refresh_token().secret()));
+}
+
+#[test]
+fn revocation_without_an_endpoint_keeps_the_session_and_local_logout_deletes_it() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    let session = bed.seed();
+    let before = bed.bytes();
+    let err = bed.store().logout(Revocation::Required).unwrap_err();
+    assert!(matches!(err, Error::NoRevocationEndpoint { .. }), "{err:?}");
+    assert!(!err.is_transient() && !err.needs_login(), "{err:?}");
+    assert!(err.to_string().contains("without revoking"), "{err}");
+    assert_eq!(bed.bytes(), before);
+
+    let outcome = bed.store().logout(Revocation::LocalOnly).expect("logout");
+    assert_eq!(outcome, LoggedOut::Deleted { revoked: false });
+    assert!(!bed.path.exists());
+    assert!(
+        bed.server.is_live(session.refresh_token().secret()),
+        "a local logout sends nothing"
+    );
+    assert_eq!(bed.server.counters().refresh_requests, 0);
+}
+
+#[test]
+fn logout_with_nothing_stored_creates_no_directory_and_no_lock_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("not-yet").join("session.json");
+    for revocation in [Revocation::Required, Revocation::LocalOnly] {
+        let outcome = Store::new(&path).logout(revocation).expect("logout");
+        assert_eq!(outcome, LoggedOut::NothingStored);
+    }
+    assert!(!dir.path().join("not-yet").exists());
+
+    let path = dir.path().join("session.json");
+    assert_eq!(
+        Store::new(&path)
+            .logout(Revocation::Required)
+            .expect("logout"),
+        LoggedOut::NothingStored
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("read_dir")
+        .map(|e| e.expect("entry").file_name())
+        .filter(|n| n != "not-yet")
+        .collect();
+    assert!(left.is_empty(), "no lock file, no lease: {left:?}");
+}
+
+/// The review's race: a refresh is in flight (the server has rotated the token, its answer
+/// is on the way) when the user logs out. Revoking what was on disk before the refresh
+/// revokes a token that is already dead, and the deletion then throws away the only copy of
+/// the live one: the grant outlives the logout. Under the guards, the logout waits for the
+/// refresh's save and revokes the newest token.
+#[test]
+fn a_logout_racing_a_refresh_revokes_the_newest_refresh_token() {
+    let server = FakeServer::builder()
+        .policy(ReusePolicy::RevokeGrant)
+        .latency(Duration::from_millis(400))
+        .build();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("session.json");
+    let store = || Store::new(&path).with_transport(Arc::new(FakeTransport::new(server.clone())));
+    let client = Client::new(
+        TOKEN_ENDPOINT,
+        credlock::testing::TEST_CLIENT_ID,
+        credlock::ClientAuth::None,
+    )
+    .and_then(|c| c.with_revocation_endpoint(REVOCATION_ENDPOINT))
+    .expect("client");
+    let session = Session::from_token_response(client, server.seed(), std::time::SystemTime::now())
+        .expect("session")
+        .with_expires_at(std::time::SystemTime::now());
+    store().save(&session).expect("save");
+
+    let refreshing = {
+        let store = store();
+        std::thread::spawn(move || store.access_token())
+    };
+    // Log out once the server has rotated the token and while its answer is on the way.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while server.counters().refreshes_ok == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the refresh never started"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let outcome = crate::common::within(Duration::from_secs(30), {
+        let store = store();
+        move || store.logout(Revocation::Required)
+    });
+    let refreshed = refreshing.join().expect("thread");
+    assert!(refreshed.is_ok(), "{refreshed:?}");
+    assert_eq!(
+        outcome.expect("logout"),
+        LoggedOut::Deleted { revoked: true }
+    );
+    assert!(!path.exists());
+    assert_eq!(
+        server.live_grants(),
+        0,
+        "the grant must not outlive the logout"
+    );
+}

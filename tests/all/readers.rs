@@ -1,0 +1,51 @@
+//! Lock-free readers never conclude "no session" while a compare-and-delete has the file
+//! renamed aside for a moment.
+
+use std::time::Duration;
+
+use credlock::Store;
+use credlock::testing::ReusePolicy;
+
+use crate::common::Bed;
+
+#[test]
+fn a_reader_waits_out_a_compare_and_delete_that_puts_the_file_back() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    let saved = bed.seed();
+    // What `remove_if` does when a newer session turns out to be in the file: rename it
+    // aside, look, and put it back. The reader runs in between.
+    let aside = bed.dir.path().join(format!(
+        ".session.json.{}-1-deleting.tmp",
+        std::process::id()
+    ));
+    std::fs::rename(&bed.path, &aside).expect("rename aside");
+    let put_back = {
+        let (aside, path) = (aside.clone(), bed.path.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(40));
+            std::fs::rename(&aside, &path).expect("put back");
+        })
+    };
+    // The system clock: the reader's pauses are real, as the other thread's are.
+    let loaded = crate::common::within(Duration::from_secs(10), {
+        let path = bed.path.clone();
+        move || Store::new(&path).load()
+    });
+    put_back.join().expect("thread");
+    assert_eq!(loaded.expect("load"), Some(saved), "not 'no session'");
+}
+
+#[test]
+fn without_a_delete_in_progress_a_missing_file_is_no_session_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("session.json");
+    let started = std::time::Instant::now();
+    assert!(Store::new(&path).load().expect("load").is_none());
+    // No retries when there is nothing aside: a generous bound that the retry schedule
+    // (10 + 25 + 50 + 100 ms) would exceed only together with a very slow machine.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+}
