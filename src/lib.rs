@@ -84,6 +84,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "tokio")]
+mod async_store;
 mod atomic;
 mod clock;
 mod error;
@@ -102,6 +104,8 @@ mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+#[cfg(feature = "tokio")]
+pub use async_store::AsyncStore;
 pub use clock::{Clock, SystemClock, rfc3339};
 pub use error::Error;
 pub use event::Event;

@@ -2,6 +2,9 @@
 
 mod common;
 
+#[cfg(feature = "tokio")]
+mod async_store;
+
 #[cfg(feature = "cli")]
 mod cli;
 #[cfg(all(unix, feature = "cli"))]
