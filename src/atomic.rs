@@ -361,19 +361,46 @@ pub(crate) fn exists(path: &Path) -> Result<bool, Error> {
 }
 
 /// Whether a compare-and-delete ([`remove_if`]) of `path` may be under way: the file it
-/// renames aside is there. A reader that finds no file then must not conclude "no session"
-/// yet: the file may be put back in a moment.
+/// renames aside is there, and was renamed recently (one left by a killed process is swept
+/// by the next write, and must not slow every "no session" answer until then). A reader that
+/// finds no file then must not conclude "no session" yet: the file may be put back in a
+/// moment.
 pub(crate) fn delete_in_progress(path: &Path) -> bool {
     let Ok((dir, name)) = split(path) else {
         return false;
     };
     let prefix = temp_prefix(&name);
+    let suffix = format!("{DELETING_MARK}{TEMP_SUFFIX}");
     std::fs::read_dir(dir).is_ok_and(|entries| {
         entries.flatten().any(|e| {
-            e.file_name().to_str().is_some_and(|n| {
-                n.starts_with(&prefix) && n.ends_with(&format!("{DELETING_MARK}{TEMP_SUFFIX}"))
-            })
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(&suffix))
+                && e.metadata().is_ok_and(|m| renamed_recently(&m))
         })
+    })
+}
+
+/// A delete in progress holds the file aside for milliseconds; ten seconds covers a paused
+/// process and a slow network filesystem.
+const ASIDE_IS_RECENT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether the file's inode changed (a rename counts, on Unix) within [`ASIDE_IS_RECENT`].
+fn renamed_recently(meta: &std::fs::Metadata) -> bool {
+    #[cfg(unix)]
+    let changed = {
+        use std::os::unix::fs::MetadataExt;
+        u64::try_from(meta.ctime())
+            .ok()
+            .map(|secs| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
+    };
+    // Windows keeps the modification time across a rename: the best available sign.
+    #[cfg(not(unix))]
+    let changed = meta.modified().ok();
+    changed.is_some_and(|t| {
+        std::time::SystemTime::now()
+            .duration_since(t)
+            .map_or(true, |age| age < ASIDE_IS_RECENT)
     })
 }
 

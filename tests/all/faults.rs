@@ -206,6 +206,13 @@ fn a_full_disk_fails_cleanly_and_a_refresh_still_hands_out_its_token() {
         .with_expires_at(std::time::SystemTime::now());
     Store::new(&path).save(&session).expect("save");
     let before = std::fs::read(&path).expect("read");
+    // A second store on the same disk, for the `--json` form of the same failure.
+    let json_path = mnt.path().join("other.json");
+    let other = fake
+        .seed_session(&http.token_endpoint())
+        .expect("seed")
+        .with_expires_at(std::time::SystemTime::now());
+    Store::new(&json_path).save(&other).expect("save");
     // Fill the filesystem.
     let mut filler = std::fs::File::create(mnt.path().join("filler")).expect("filler");
     let block = vec![0u8; 4096];
@@ -246,6 +253,18 @@ fn a_full_disk_fails_cleanly_and_a_refresh_still_hands_out_its_token() {
     );
     assert_eq!(std::fs::read(&path).expect("read"), before, "byte for byte");
     assert!(temp_files(mnt.path()).is_empty(), "no temp file left");
+
+    // With --json: one object on stdout, the usable token and the error together.
+    let out = credlock(&json_path, &["token", "--json"])
+        .output()
+        .expect("token");
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(stdout.lines().count(), 1, "one object: {stdout}");
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(v["saved"], false, "{v}");
+    assert_eq!(v["error"]["kind"], "not_saved", "{v}");
+    assert!(fake.is_access_token_valid(v["access_token"].as_str().expect("token")));
     drop(filler);
     let _ = Command::new("umount").arg(mnt.path()).status();
 }

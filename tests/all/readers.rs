@@ -49,3 +49,30 @@ fn without_a_delete_in_progress_a_missing_file_is_no_session_at_once() {
         started.elapsed()
     );
 }
+
+#[test]
+#[ignore = "waits 11 s for an aside file to age (the full suite runs it)"]
+fn an_old_aside_file_left_by_a_killed_delete_does_not_delay_no_session() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("session.json");
+    let aside = dir.path().join(".session.json.999-1-deleting.tmp");
+    std::fs::write(&aside, b"{}").expect("write");
+    // A reader with a long retry schedule: while it takes the file for a delete in progress,
+    // it waits for it.
+    let store = Store::new(&path).with_torn_read_retries(vec![Duration::from_secs(2)]);
+    let started = std::time::Instant::now();
+    assert!(store.load().expect("load").is_none());
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "a fresh aside file is waited for"
+    );
+    // Its inode change time (set by the write above) ages past ten seconds: a leftover.
+    std::thread::sleep(Duration::from_secs(11));
+    let started = std::time::Instant::now();
+    assert!(store.load().expect("load").is_none());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "a leftover aside file is not waited for: {:?}",
+        started.elapsed()
+    );
+}

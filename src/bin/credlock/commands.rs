@@ -36,12 +36,27 @@ pub fn token(g: &Global, rejected_on_stdin: bool) -> Outcome {
     };
     let token = match result {
         Ok(token) => token,
-        Err(credlock::Error::NotSaved { session, source }) => {
+        Err(e @ credlock::Error::NotSaved { .. }) => {
+            let credlock::Error::NotSaved { session, .. } = &e else {
+                unreachable!("matched above")
+            };
+            if g.json {
+                // One object: the usable token and the error that it was not saved.
+                outln!(
+                    "{}",
+                    json!({
+                        "access_token": session.access_token().secret(),
+                        "token_type": session.token_type(),
+                        "expires_at": session.expires_at().map(rfc3339),
+                        "refreshed": true,
+                        "saved": false,
+                        "error": crate::error_json(&e),
+                    })
+                )?;
+                return Err(Failure::Reported(e));
+            }
             outln!("{}", session.access_token().secret())?;
-            return Err(Failure::Credlock(credlock::Error::NotSaved {
-                session,
-                source,
-            }));
+            return Err(Failure::Credlock(e));
         }
         Err(e) => return Err(e.into()),
     };
@@ -53,6 +68,7 @@ pub fn token(g: &Global, rejected_on_stdin: bool) -> Outcome {
                 "token_type": token.token_type(),
                 "expires_at": token.expires_at().map(rfc3339),
                 "refreshed": token.refreshed(),
+                "saved": true,
             })
         )?;
     } else {

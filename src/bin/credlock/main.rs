@@ -166,26 +166,48 @@ fn main() -> ExitCode {
         Ok(code) => return ExitCode::from(code),
         Err(failure) => failure,
     };
-    let (code, kind, message, error) = match failure {
+    let (code, object) = match &failure {
         // The reader went away: nothing to tell it, and other tools exit quietly here too.
         Failure::StdoutClosed => return ExitCode::from(1),
-        Failure::Credlock(e) => (exit_code_for(&e), e.kind(), e.to_string(), Some(e)),
-        Failure::Other(message) => (1, "other", message, None),
-        Failure::Usage(message) => (2, "usage", message, None),
+        Failure::Reported(e) => {
+            eprintln!("credlock: error: {e}");
+            return ExitCode::from(exit_code_for(e));
+        }
+        Failure::Credlock(e) => (exit_code_for(e), error_json(e)),
+        Failure::Other(message) => (1, plain_error_json("other", message, 1)),
+        Failure::Usage(message) => (2, plain_error_json("usage", message, 2)),
     };
-    eprintln!("credlock: error: {message}");
+    eprintln!(
+        "credlock: error: {}",
+        object["message"].as_str().unwrap_or_default()
+    );
     if json_output {
-        let object = json!({"error": {
-            "kind": kind,
-            "message": message,
-            "exit_code": code,
-            "needs_login": error.as_ref().is_some_and(Error::needs_login),
-            "transient": error.as_ref().is_some_and(Error::is_transient),
-        }});
         // Stdout may be the very thing that failed; the stderr line above already told.
-        let _ = write_stdout(format_args!("{object}"));
+        let _ = write_stdout(format_args!("{}", json!({ "error": object })));
     }
     ExitCode::from(code)
+}
+
+/// The `error` object of `--json` output: kind, message (no secrets: it is the error's
+/// `Display`), exit code and the two predicates.
+fn error_json(e: &Error) -> serde_json::Value {
+    json!({
+        "kind": e.kind(),
+        "message": e.to_string(),
+        "exit_code": exit_code_for(e),
+        "needs_login": e.needs_login(),
+        "transient": e.is_transient(),
+    })
+}
+
+fn plain_error_json(kind: &str, message: &str, code: u8) -> serde_json::Value {
+    json!({
+        "kind": kind,
+        "message": message,
+        "exit_code": code,
+        "needs_login": false,
+        "transient": false,
+    })
 }
 
 /// Writes one line to standard output and flushes it.
@@ -208,6 +230,8 @@ enum Failure {
     Other(String),
     /// Standard output was closed by its reader (EPIPE).
     StdoutClosed,
+    /// Already reported on stdout (in a `--json` object); stderr still gets its line.
+    Reported(Error),
 }
 
 impl From<Error> for Failure {
