@@ -7,7 +7,7 @@ use std::time::Duration;
 use credlock::Store;
 use credlock::testing::{FakeServer, HttpServer, ReusePolicy};
 
-use crate::common::{Reaped, credlock, finish, run_with_stdin};
+use crate::common::{credlock, finish, run_with_stdin};
 
 fn run(cmd: Command) -> Output {
     run_with_stdin(cmd, b"")
@@ -59,25 +59,17 @@ fn a_closed_standard_output_exits_without_a_panic() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("session.json");
     seed(&fake, &http, &store);
-    // A reader that is gone before credlock writes: the write meets EPIPE.
+    // A reader that is gone before credlock starts: its first write meets EPIPE. (The read
+    // end is closed before the spawn, so no child of this process can hold it open.)
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
     let mut cmd = credlock(&store, &["status"]);
-    cmd.stdout(Stdio::piped())
+    cmd.stdout(writer)
         .stderr(Stdio::piped())
         .stdin(Stdio::null());
-    let mut child = Reaped(cmd.spawn().expect("spawn"));
-    drop(child.0.stdout.take());
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.0.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(std::time::Instant::now() < deadline, "credlock hung");
-        std::thread::sleep(Duration::from_millis(10));
-    };
-    let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.0.stderr.take().expect("stderr"), &mut err)
-        .expect("stderr");
-    assert_eq!(status.code(), Some(1), "{err}");
+    let out = finish(cmd.spawn().expect("spawn"), Duration::from_secs(60));
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(!err.contains("panicked"), "{err}");
 }
 
