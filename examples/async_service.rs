@@ -46,7 +46,7 @@ async fn call(
         return Ok(status);
     }
     let token = store.access_token_after_rejection(token.secret()).await?;
-    Ok(get(url, &token).await?)
+    get(url, &token).await
 }
 
 /// GETs `url` with a bearer token; statuses are answers, not errors.
