@@ -4,6 +4,8 @@ mod common;
 
 #[cfg(feature = "cli")]
 mod cli;
+#[cfg(feature = "cli")]
+mod config_errors;
 mod fallback;
 #[cfg(all(unix, feature = "cli"))]
 mod faults;
@@ -16,6 +18,8 @@ mod model;
 #[cfg(feature = "cli")]
 mod oidc;
 mod processes;
+#[cfg(feature = "cli")]
+mod proxy;
 mod refresh;
 mod secrets;
 #[cfg(all(unix, feature = "cli"))]
