@@ -337,3 +337,78 @@ fn a_corrupt_session_file_names_the_missing_or_mistyped_field_and_no_value() {
         assert!(!text.contains(&rt), "{field}: {text}");
     }
 }
+
+#[test]
+fn an_unreadable_expires_in_counts_as_five_minutes_and_a_missing_one_as_no_expiry() {
+    for (value, lifetime) in [
+        (serde_json::json!("soon"), Some(300)),
+        (serde_json::json!(-1), Some(300)),
+        (serde_json::json!(1e300), Some(300)),
+        (serde_json::json!("3600.0"), Some(3600)),
+        (serde_json::Value::Null, None),
+    ] {
+        let bed = Bed::new(ReusePolicy::RevokeGrant);
+        bed.seed_expired();
+        let v = value.clone();
+        bed.server.reshape_next_success(move |mut m| {
+            m.insert("expires_in".into(), v);
+            serde_json::to_vec(&m).expect("json")
+        });
+        let token = bed.store().access_token().expect("refreshed");
+        let ms = |t: Option<std::time::SystemTime>| {
+            t.map(|t| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .expect("after 1970")
+                    .as_millis()
+            })
+        };
+        let expected = ms(lifetime.map(|s| bed.clock.now() + Duration::from_secs(s)));
+        assert_eq!(ms(token.expires_at()), expected, "{value}");
+        assert_eq!(
+            ms(bed.stored().expect("stored").expires_at()),
+            expected,
+            "{value}"
+        );
+        if lifetime == Some(300) {
+            // Refreshed again once the five minutes (less the capped margin) are up.
+            bed.clock.advance(Duration::from_secs(299));
+            assert!(
+                bed.store().access_token().expect("token").refreshed(),
+                "{value}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_success_with_a_new_refresh_token_but_no_access_token_saves_the_refresh_token_first() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    let old = bed.seed_expired();
+    bed.server.reshape_next_success(|mut m| {
+        m.remove("access_token");
+        serde_json::to_vec(&m).expect("json")
+    });
+    let err = bed.store().access_token().expect_err("no access token");
+    assert!(
+        matches!(
+            &err,
+            Error::IncompleteRefresh {
+                save_error: None,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_transient() && !err.needs_login() && !err.is_configuration());
+    assert!(err.to_string().contains("saved"), "{err}");
+    let stored = bed.stored().expect("kept");
+    assert_ne!(stored.refresh_token(), old.refresh_token());
+    assert!(bed.server.is_live(stored.refresh_token().secret()));
+    assert!(
+        !bed.store().is_fresh(&stored),
+        "the access token is marked expired"
+    );
+    let token = bed.store().access_token().expect("the next call refreshes");
+    assert!(token.refreshed());
+    assert_eq!(bed.server.counters().grants_revoked, 0);
+}
