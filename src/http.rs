@@ -6,7 +6,8 @@ use crate::oauth::FormRequest;
 
 /// An HTTP response from a token or revocation endpoint, as far as OAuth needs it.
 ///
-/// `Debug` shows the status and the body's length only: a token response's body holds tokens.
+/// `Debug` shows the status, the body's length, and `Retry-After` only if it is a number of
+/// seconds: a token response's body holds tokens, and a server may echo one anywhere.
 #[derive(Clone, PartialEq, Eq)]
 pub struct HttpResponse {
     /// The status code.
@@ -21,7 +22,16 @@ impl std::fmt::Debug for HttpResponse {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("HttpResponse")
             .field("status", &self.status)
-            .field("retry_after", &self.retry_after)
+            .field(
+                "retry_after",
+                &self.retry_after.as_deref().map(|r| {
+                    if r.bytes().all(|b| b.is_ascii_digit()) {
+                        r
+                    } else {
+                        "[not shown]"
+                    }
+                }),
+            )
             .field("body_len", &self.body.len())
             .finish()
     }
@@ -320,6 +330,22 @@ fn map_error(e: ureq::Error) -> TransportError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_shows_no_header_text_but_seconds() {
+        let r = HttpResponse {
+            status: 503,
+            retry_after: Some("rt-secret-value".into()),
+            body: b"{\"access_token\":\"at-secret\"}".to_vec(),
+        };
+        let dbg = format!("{r:?}");
+        assert!(!dbg.contains("secret"), "{dbg}");
+        let r = HttpResponse {
+            retry_after: Some("120".into()),
+            ..r
+        };
+        assert!(format!("{r:?}").contains("120"));
+    }
 
     #[test]
     fn retry_after_is_read_as_seconds_or_an_http_date() {

@@ -78,3 +78,62 @@ fn a_loopback_endpoint_never_goes_through_a_proxy_from_the_environment() {
         assert_eq!(fake.counters().refreshes_ok, 1, "{host}");
     }
 }
+
+/// `credlock token` for a session at `endpoint`, with every proxy variable pointing at a
+/// tripwire and `no_proxy` set to `no_proxy` (or unset); whether the tripwire was touched.
+fn proxied(endpoint: &str, no_proxy: Option<&str>) -> bool {
+    let proxy = tripwire();
+    let fake = FakeServer::builder().build();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("session.json");
+    let session = fake
+        .seed_session(endpoint)
+        .expect("seed")
+        .with_expires_at(std::time::SystemTime::now());
+    Store::new(&path).save(&session).expect("save");
+    let proxy_url = format!("http://127.0.0.1:{}", proxy.port);
+    let mut cmd = credlock(&path, &["token"]);
+    for var in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        cmd.env(var, &proxy_url);
+    }
+    cmd.env_remove("NO_PROXY").env_remove("no_proxy");
+    if let Some(list) = no_proxy {
+        cmd.env("NO_PROXY", list);
+    }
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let out = finish(child, Duration::from_secs(60));
+    assert!(!out.status.success(), "nothing answers at {endpoint}");
+    proxy.touched.load(Ordering::SeqCst)
+}
+
+#[test]
+fn a_remote_endpoint_goes_through_the_proxy_unless_no_proxy_names_it() {
+    let endpoint = "https://credlock-proxy-test.invalid/token";
+    assert!(
+        proxied(endpoint, None),
+        "the proxy is used (the tripwire works)"
+    );
+    assert!(
+        proxied(endpoint, Some("other.example")),
+        "a list without the host"
+    );
+    for list in [
+        "example.org, .invalid:443",
+        "credlock-proxy-test.invalid",
+        "*.INVALID",
+        "*",
+    ] {
+        assert!(!proxied(endpoint, Some(list)), "NO_PROXY={list}");
+    }
+}
