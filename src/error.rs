@@ -85,8 +85,10 @@ pub enum Error {
     },
 
     /// The token endpoint rejected the request for another reason (another OAuth error, or
-    /// another 4xx). The stored session was kept: the cause may be a misconfiguration.
-    #[error("the token endpoint rejected the refresh of {} with HTTP {status}{}; log in again (the stored session was kept)", path.display(), oauth.as_ref().map(|o| format!(" {o}")).unwrap_or_default())]
+    /// another 4xx). The stored session was kept. A rejected client (`invalid_client`,
+    /// `unauthorized_client`, `unsupported_grant_type`, or any HTTP 401) is a configuration
+    /// error ([`Error::is_configuration`]); anything else asks for a new login.
+    #[error("the token endpoint rejected the refresh of {} with HTTP {status}{}; {} (the stored session was kept)", path.display(), oauth.as_ref().map(|o| format!(" {o}")).unwrap_or_default(), if rejects_client(*status, oauth.as_ref()) { "check the client's configuration (client id, secret, authentication method)" } else { "log in again" })]
     Rejected {
         /// The session file.
         path: PathBuf,
@@ -98,14 +100,15 @@ pub enum Error {
 
     /// The token endpoint could not be reached or is overloaded (network error, timeout, 429,
     /// 5xx). The stored session was kept; try again later.
-    #[error("could not refresh {}: {reason}; try again later (the stored session was kept)", path.display())]
+    #[error("could not refresh {}: {reason}; try again {} (the stored session was kept)", path.display(), retry_after.map_or_else(|| "later".to_owned(), |d| format!("in {} s", d.as_secs())))]
     Unavailable {
         /// The session file.
         path: PathBuf,
         /// What happened.
         reason: String,
-        /// The `Retry-After` header, if the server sent one.
-        retry_after: Option<String>,
+        /// How long the server asked to wait (`Retry-After`, in seconds or as an HTTP date),
+        /// if it said.
+        retry_after: Option<Duration>,
     },
 
     /// The token endpoint answered with something that is neither a token nor an OAuth
@@ -118,13 +121,37 @@ pub enum Error {
         reason: String,
     },
 
+    /// The token endpoint answered 2xx with a new refresh token but no usable access token.
+    /// The server has rotated the refresh token, so the new one was saved at once, with the
+    /// access token marked expired: the next call refreshes with it. Transient, unless the
+    /// save failed (`save_error`), in which case the rotation is lost.
+    #[error("the token endpoint sent a new refresh token for {} but no usable access token ({reason}); {}", path.display(), match save_error { None => "the new refresh token was saved, try again".to_owned(), Some(e) => format!("and the new refresh token could not be saved: {e}") })]
+    IncompleteRefresh {
+        /// The session file.
+        path: PathBuf,
+        /// What is wrong with the response, without quoting it.
+        reason: String,
+        /// Why the new refresh token could not be saved, if it could not.
+        save_error: Option<Box<Error>>,
+    },
+
     /// The endpoint is plain HTTP to a host that is not loopback.
     #[error(
         "refusing to send credentials to {url}: the endpoint must use https (plain http is allowed for loopback hosts only)"
     )]
     InsecureEndpoint {
-        /// The endpoint.
+        /// The endpoint (without any user information).
         url: String,
+    },
+
+    /// The endpoint is not a usable URL: it does not parse, is not absolute, has no host, or
+    /// carries user information.
+    #[error("the endpoint {url:?} is {reason}")]
+    InvalidEndpoint {
+        /// The endpoint as given (without any user information), at most 200 characters.
+        url: String,
+        /// What is wrong with it.
+        reason: String,
     },
 
     /// A token response without a refresh token cannot start a session.
@@ -176,21 +203,36 @@ pub enum Error {
 }
 
 impl Error {
-    /// Whether the user must log in again: no session, the grant is gone, or the server
-    /// rejected the client. Retrying will not help.
+    /// Whether the user must log in again: no session, or the grant is gone (or the server
+    /// refused the refresh for a reason a new grant may fix). Retrying will not help.
+    /// Configuration errors are not in this class: see [`Error::is_configuration`].
     #[must_use]
     pub fn needs_login(&self) -> bool {
-        matches!(
-            self,
-            Error::NoSession { .. }
-                | Error::SessionExpired { .. }
-                | Error::Rejected { .. }
-                | Error::MissingRefreshToken
-        )
+        match self {
+            Error::NoSession { .. } | Error::SessionExpired { .. } => true,
+            Error::Rejected { status, oauth, .. } => !rejects_client(*status, oauth.as_ref()),
+            _ => false,
+        }
     }
 
-    /// Whether trying again later may succeed: the server is unavailable, or another process
-    /// held the lock too long.
+    /// Whether the client's configuration is wrong, so that neither a new login nor a retry
+    /// will help: the server rejects the client (`invalid_client`, `unauthorized_client`,
+    /// `unsupported_grant_type`, HTTP 401), a token response carries no refresh token, or an
+    /// endpoint is insecure or malformed.
+    #[must_use]
+    pub fn is_configuration(&self) -> bool {
+        match self {
+            Error::MissingRefreshToken
+            | Error::InsecureEndpoint { .. }
+            | Error::InvalidEndpoint { .. } => true,
+            Error::Rejected { status, oauth, .. } => rejects_client(*status, oauth.as_ref()),
+            _ => false,
+        }
+    }
+
+    /// Whether trying again later may succeed: the server is unavailable, another process
+    /// held the lock too long, or a refresh came back incomplete and its new refresh token
+    /// was saved.
     #[must_use]
     pub fn is_transient(&self) -> bool {
         matches!(
@@ -198,6 +240,10 @@ impl Error {
             Error::Unavailable { .. }
                 | Error::LockTimeout { .. }
                 | Error::RevocationUnavailable { .. }
+                | Error::IncompleteRefresh {
+                    save_error: None,
+                    ..
+                }
         )
     }
 
@@ -216,7 +262,9 @@ impl Error {
             Error::Rejected { .. } => "rejected",
             Error::Unavailable { .. } => "unavailable",
             Error::InvalidResponse { .. } => "invalid_response",
+            Error::IncompleteRefresh { .. } => "incomplete_refresh",
             Error::InsecureEndpoint { .. } => "insecure_endpoint",
+            Error::InvalidEndpoint { .. } => "invalid_endpoint",
             Error::MissingRefreshToken => "missing_refresh_token",
             Error::NoRevocationEndpoint { .. } => "no_revocation_endpoint",
             Error::RevocationUnavailable { .. } => "revocation_unavailable",
@@ -301,7 +349,20 @@ impl Clone for Error {
                 path: path.clone(),
                 reason: reason.clone(),
             },
+            Error::IncompleteRefresh {
+                path,
+                reason,
+                save_error,
+            } => Error::IncompleteRefresh {
+                path: path.clone(),
+                reason: reason.clone(),
+                save_error: save_error.clone(),
+            },
             Error::InsecureEndpoint { url } => Error::InsecureEndpoint { url: url.clone() },
+            Error::InvalidEndpoint { url, reason } => Error::InvalidEndpoint {
+                url: url.clone(),
+                reason: reason.clone(),
+            },
             Error::MissingRefreshToken => Error::MissingRefreshToken,
             Error::NoRevocationEndpoint { path } => {
                 Error::NoRevocationEndpoint { path: path.clone() }
@@ -332,4 +393,19 @@ fn copy_io_error(e: &std::io::Error) -> std::io::Error {
         Some(code) => std::io::Error::from_raw_os_error(code),
         None => std::io::Error::new(e.kind(), e.to_string()),
     }
+}
+
+/// Whether a rejection is about the client rather than the grant. RFC 6749 §5.2 answers 401
+/// only for a client that failed to authenticate.
+fn rejects_client(status: u16, oauth: Option<&OAuthError>) -> bool {
+    use crate::oauth::OAuthErrorCode;
+    status == 401
+        || oauth.is_some_and(|o| {
+            matches!(
+                o.code,
+                OAuthErrorCode::InvalidClient
+                    | OAuthErrorCode::UnauthorizedClient
+                    | OAuthErrorCode::UnsupportedGrantType
+            )
+        })
 }

@@ -3,13 +3,25 @@
 use serde_json::{Map, Value};
 
 use crate::error::Error;
-use crate::secret::Secret;
+use crate::http::{HttpResponse, parse_retry_after};
+use crate::secret::{EchoGuard, Secret};
 use crate::session::{ClientAuth, Session};
+
+/// How long an access token is taken to live when the server sent an `expires_in` that cannot
+/// be used (negative, absurd, not a number): the server meant it to expire, so "never"
+/// would hand out a dead token until an API says 401; five minutes bounds that to a few
+/// minutes at the cost of at most twelve refreshes an hour.
+pub(crate) const UNKNOWN_EXPIRES_IN_SECS: u64 = 300;
+
+/// An `expires_in` above this (ten years) is taken as unusable rather than trusted.
+const MAX_EXPIRES_IN_SECS: u64 = 10 * 365 * 24 * 3600;
 
 /// A successful token response (RFC 6749 §5.1).
 ///
-/// Parsing ignores nothing silently: fields credlock does not model (`id_token`, vendor fields)
-/// are kept in `extra` and stored with the session.
+/// Parsing is lenient in the ways real servers are sloppy, because a 2xx answer to a refresh
+/// has already consumed the refresh token that was sent: refusing it would lose the session.
+/// Fields credlock does not model (`id_token`, vendor fields) are kept in `extra` and stored
+/// with the session.
 #[derive(Clone, PartialEq)]
 pub struct TokenResponse {
     pub(crate) access_token: Secret,
@@ -38,53 +50,100 @@ impl std::fmt::Debug for TokenResponse {
 #[error("{0}")]
 pub struct ResponseError(String);
 
+/// A 2xx body without a usable access token, and the refresh token it carried, if any: a
+/// rotated refresh token must be stored even when the rest of the body is unusable.
+#[derive(Debug)]
+pub(crate) struct Unusable {
+    pub(crate) refresh_token: Option<Secret>,
+    pub(crate) error: ResponseError,
+}
+
 impl TokenResponse {
-    /// Parses a token response body.
+    /// Parses a token response body, leniently:
     ///
-    /// `access_token` and `token_type` are required strings; `expires_in` may be a number or a
-    /// numeric string (some servers send one); `refresh_token` and `scope` are optional.
+    /// - `access_token` is required: a non-empty string.
+    /// - `token_type` defaults to `Bearer` when missing or not a string; its case is kept
+    ///   (compare it with [`TokenResponse::is_bearer`]). Other types (`mac`, `DPoP`) are kept
+    ///   as sent: credlock stores and returns such a token, proving possession is the caller's.
+    /// - `scope` may be a string or an array of strings (joined with spaces); anything else is
+    ///   ignored, and a refresh then keeps the previous scope.
+    /// - `expires_in` may be an integer, a float or a numeric string (`"3600"`, `"3600.0"`);
+    ///   fractions are dropped; `0` means already expired. A value that cannot be used
+    ///   (negative, over ten years, not a number) means "expiry unknown" and is read as 300 seconds, so the token is
+    ///   refreshed after five minutes. A missing or null `expires_in` stays `None`: the server
+    ///   said nothing, and the token is used until an API rejects it.
+    /// - A leading byte-order mark and anything after the JSON object are ignored.
+    /// - Other fields are kept.
     ///
     /// # Errors
-    /// [`ResponseError`] naming the field that is missing or of the wrong type, or saying the
-    /// body is not a JSON object. It never quotes the body.
+    /// [`ResponseError`] when the body is not a JSON object, or has no usable `access_token`.
+    /// It never quotes the body.
     pub fn from_json(body: &[u8]) -> Result<TokenResponse, ResponseError> {
-        let mut map = match serde_json::from_slice::<Value>(body) {
-            Ok(Value::Object(map)) => map,
-            Ok(_) => return Err(ResponseError("the body is JSON but not an object".into())),
-            Err(e) => {
-                return Err(ResponseError(format!(
-                    "the body is not JSON ({})",
-                    describe_json_error(&e)
-                )));
+        TokenResponse::parse(body).map_err(|u| u.error)
+    }
+
+    /// [`TokenResponse::from_json`], keeping the refresh token of a body it refuses.
+    pub(crate) fn parse(body: &[u8]) -> Result<TokenResponse, Unusable> {
+        let body = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
+        let unusable = |refresh_token, reason: String| Unusable {
+            refresh_token,
+            error: ResponseError(reason),
+        };
+        let mut map = match serde_json::Deserializer::from_slice(body)
+            .into_iter::<Value>()
+            .next()
+        {
+            Some(Ok(Value::Object(map))) => map,
+            Some(Ok(_)) => return Err(unusable(None, "the body is JSON but not an object".into())),
+            Some(Err(e)) => {
+                return Err(unusable(
+                    None,
+                    format!("the body is not JSON ({})", describe_json_error(&e)),
+                ));
+            }
+            None => return Err(unusable(None, "the body is empty".into())),
+        };
+        let refresh_token = match map.remove("refresh_token") {
+            Some(Value::String(s)) if !s.is_empty() => Some(Secret::new(s)),
+            _ => None,
+        };
+        let access_token = match map.remove("access_token") {
+            Some(Value::String(s)) if !s.is_empty() => Secret::new(s),
+            Some(Value::String(_)) => {
+                return Err(unusable(refresh_token, "access_token is empty".into()));
+            }
+            None | Some(Value::Null) => {
+                return Err(unusable(refresh_token, "no access_token".into()));
+            }
+            Some(_) => {
+                return Err(unusable(
+                    refresh_token,
+                    "access_token is not a string".into(),
+                ));
             }
         };
-        let access_token = take_string(&mut map, "access_token")?
-            .ok_or_else(|| ResponseError("no access_token".into()))?;
-        let token_type = take_string(&mut map, "token_type")?
-            .ok_or_else(|| ResponseError("no token_type".into()))?;
-        if access_token.is_empty() {
-            return Err(ResponseError("access_token is empty".into()));
-        }
-        let expires_in =
-            match map.remove("expires_in") {
-                None | Some(Value::Null) => None,
-                Some(Value::Number(n)) => Some(
-                    n.as_u64()
-                        .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64))
-                        .ok_or_else(|| ResponseError("expires_in is negative".into()))?,
-                ),
-                Some(Value::String(s)) => Some(s.trim().parse::<u64>().map_err(|_| {
-                    ResponseError("expires_in is a string but not a number".into())
-                })?),
-                Some(_) => return Err(ResponseError("expires_in is not a number".into())),
-            };
-        let refresh_token = take_string(&mut map, "refresh_token")?.filter(|s| !s.is_empty());
-        let scope = take_string(&mut map, "scope")?;
+        let token_type = match map.remove("token_type") {
+            Some(Value::String(s)) if !s.trim().is_empty() => s,
+            _ => "Bearer".to_owned(),
+        };
+        let scope = match map.remove("scope") {
+            Some(Value::String(s)) => Some(s),
+            Some(Value::Array(items)) => items
+                .iter()
+                .map(Value::as_str)
+                .collect::<Option<Vec<&str>>>()
+                .map(|parts| parts.join(" ")),
+            _ => None,
+        };
+        let expires_in = match map.remove("expires_in") {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(expires_in_seconds(&v).unwrap_or(UNKNOWN_EXPIRES_IN_SECS)),
+        };
         Ok(TokenResponse {
-            access_token: Secret::new(access_token),
+            access_token,
             token_type,
             expires_in,
-            refresh_token: refresh_token.map(Secret::new),
+            refresh_token,
             scope,
             extra: map,
         })
@@ -102,10 +161,22 @@ impl TokenResponse {
         self.refresh_token.as_ref()
     }
 
-    /// `expires_in`, in seconds.
+    /// `expires_in`, in seconds (300 when the server sent a value that cannot be used).
     #[must_use]
     pub fn expires_in(&self) -> Option<u64> {
         self.expires_in
+    }
+
+    /// The token type as sent (`Bearer` when the server sent none).
+    #[must_use]
+    pub fn token_type(&self) -> &str {
+        &self.token_type
+    }
+
+    /// Whether the token type is `Bearer`, compared case-insensitively (RFC 6749 §5.1).
+    #[must_use]
+    pub fn is_bearer(&self) -> bool {
+        self.token_type.eq_ignore_ascii_case("bearer")
     }
 
     /// The response as JSON (the inverse of [`TokenResponse::from_json`]).
@@ -127,12 +198,26 @@ impl TokenResponse {
     }
 }
 
-fn take_string(map: &mut Map<String, Value>, key: &str) -> Result<Option<String>, ResponseError> {
-    match map.remove(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(ResponseError(format!("{key} is not a string"))),
-    }
+/// `expires_in` as whole seconds, if it is usable: a number of seconds from zero (already
+/// expired) to ten years, sent as an integer, a float or a numeric string.
+fn expires_in_seconds(v: &Value) -> Option<u64> {
+    let seconds = match v {
+        Value::Number(n) => n.as_u64().map(|s| s as f64).or_else(|| n.as_f64())?,
+        Value::String(s) => {
+            let s = s.trim();
+            match s.parse::<u64>() {
+                Ok(n) => n as f64,
+                Err(_) => s.parse::<f64>().ok()?,
+            }
+        }
+        _ => return None,
+    };
+    let whole = if seconds.is_finite() && seconds >= 0.0 {
+        seconds.floor() as u64
+    } else {
+        return None;
+    };
+    (whole <= MAX_EXPIRES_IN_SECS).then_some(whole)
 }
 
 /// The error codes of RFC 6749 §5.2.
@@ -164,7 +249,7 @@ impl OAuthErrorCode {
             "unauthorized_client" => OAuthErrorCode::UnauthorizedClient,
             "unsupported_grant_type" => OAuthErrorCode::UnsupportedGrantType,
             "invalid_scope" => OAuthErrorCode::InvalidScope,
-            other => OAuthErrorCode::Extension(other.chars().take(64).collect()),
+            other => OAuthErrorCode::Extension(other.to_owned()),
         }
     }
 
@@ -205,27 +290,26 @@ impl std::fmt::Display for OAuthError {
 impl OAuthError {
     /// Parses an error body; `None` if it is not a JSON object with a string `error`.
     /// The content type is not trusted: some servers send JSON as `text/plain`.
-    /// A description that contains any of `secrets_sent` is dropped.
+    ///
+    /// The description is shortened to 200 characters, and dropped if what is left echoes
+    /// any of `secrets_sent` in any encoding (any run of eight characters of one, decoded
+    /// from percent, base64, hex, JSON or HTML escapes, case-folded); an echoing code becomes
+    /// `[redacted]`. `error_uri` and other fields are never shown.
     #[must_use]
     pub fn from_json(body: &[u8], secrets_sent: &[&str]) -> Option<OAuthError> {
         let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
             return None;
         };
-        let code = printable(map.get("error")?.as_str()?);
-        // Checked after control characters are gone (a server could split an echoed secret
-        // with them) and before shortening (a cut could leave half a secret).
-        let echoes = |text: &str| {
-            secrets_sent
-                .iter()
-                .any(|s| !s.is_empty() && text.contains(s))
-        };
+        let code = printable(map.get("error")?.as_str()?, 64);
+        let guard = EchoGuard::new(secrets_sent);
+        // Shortened first: only what is shown can leak, and checking it bounds the work.
+        // Control characters are gone by then (a server could split an echo with them).
         let description = map
             .get("error_description")
             .and_then(Value::as_str)
-            .map(printable)
-            .filter(|d| !echoes(d))
-            .map(|d| d.chars().take(200).collect::<String>());
-        let code = if echoes(&code) {
+            .map(|d| printable(d, 200))
+            .filter(|d| !guard.echoes(d));
+        let code = if guard.echoes(&code) {
             "[redacted]".to_owned()
         } else {
             code
@@ -237,9 +321,10 @@ impl OAuthError {
     }
 }
 
-/// The text without control characters (no terminal escapes into a user's stderr).
-fn printable(s: &str) -> String {
-    s.chars().filter(|c| !c.is_control()).collect()
+/// The text without control characters (no terminal escapes into a user's stderr), at most
+/// `max` characters of it.
+fn printable(s: &str, max: usize) -> String {
+    s.chars().filter(|c| !c.is_control()).take(max).collect()
 }
 
 /// A form POST to an OAuth endpoint, ready for a [`crate::Transport`].
@@ -437,34 +522,70 @@ pub fn base64(input: &[u8]) -> String {
     out
 }
 
-/// Refuses to send credentials over plain HTTP, except to a loopback host.
+/// Checks an endpoint before any credential is sent to it: an absolute `http` or `https` URL
+/// with a host and no user information, and plain `http` only to a loopback host
+/// (`localhost`, `127.0.0.0/8`, `[::1]`).
+///
+/// # Errors
+/// [`Error::InvalidEndpoint`] for a URL that does not parse or is not usable as an endpoint;
+/// [`Error::InsecureEndpoint`] for plain http to another host.
 pub(crate) fn require_secure_endpoint(url: &str) -> Result<(), Error> {
-    let insecure = || Error::InsecureEndpoint {
-        url: url.chars().take(200).collect(),
+    let invalid = |reason: &str| Error::InvalidEndpoint {
+        url: display_url(url),
+        reason: reason.to_owned(),
     };
-    let lower = url.to_ascii_lowercase();
-    if let Some(rest) = lower.strip_prefix("https://") {
-        return if rest.is_empty() {
-            Err(insecure())
-        } else {
-            Ok(())
-        };
+    let uri = url
+        .parse::<ureq::http::Uri>()
+        .map_err(|e| invalid(&format!("not a valid URL ({e})")))?;
+    let authority = uri
+        .authority()
+        .ok_or_else(|| invalid("not a valid URL (not absolute)"))?;
+    if authority.as_str().contains('@') {
+        return Err(invalid(
+            "credentials in the URL are not supported (configure the client secret instead)",
+        ));
     }
-    let rest = lower.strip_prefix("http://").ok_or_else(insecure)?;
-    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
-    if authority.contains('@') {
-        return Err(insecure());
+    let host = authority
+        .host()
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    if host.is_empty() {
+        return Err(invalid("not a valid URL (no host)"));
     }
-    let host = if let Some(v6) = authority.strip_prefix('[') {
-        v6.split(']').next().unwrap_or("")
-    } else {
-        authority.split(':').next().unwrap_or("")
+    if authority.as_str().contains(':') && !host.contains(':') && uri.port_u16().is_none() {
+        return Err(invalid("not a valid URL (bad port)"));
+    }
+    match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
+        Some("https") => Ok(()),
+        Some("http") => {
+            let loopback = host.eq_ignore_ascii_case("localhost")
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if loopback {
+                Ok(())
+            } else {
+                Err(Error::InsecureEndpoint {
+                    url: display_url(url),
+                })
+            }
+        }
+        _ => Err(invalid(
+            "not a valid URL for a token endpoint (the scheme must be https)",
+        )),
+    }
+}
+
+/// An endpoint as shown in an error: at most 200 characters, without user information (which
+/// may hold a password).
+pub(crate) fn display_url(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let shown = match rest[..authority_end].rfind('@') {
+        Some(at) => format!("{scheme}://[redacted]@{}", &rest[at + 1..]),
+        None => url.to_owned(),
     };
-    let loopback = host == "localhost"
-        || host
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback());
-    if loopback { Ok(()) } else { Err(insecure()) }
+    shown.chars().take(200).collect()
 }
 
 /// A serde_json error described without quoting the input: serde's own messages can contain
@@ -484,8 +605,14 @@ pub fn describe_json_error(e: &serde_json::Error) -> String {
 #[derive(Debug)]
 pub(crate) enum Outcome {
     Refreshed(TokenResponse),
+    /// A 2xx that rotated the refresh token but carries no usable access token: the new
+    /// refresh token must still be stored.
+    RotatedOnly {
+        refresh_token: Secret,
+        reason: String,
+    },
     InvalidGrant,
-    /// Log in again; keep the stored session (other OAuth errors, other 4xx).
+    /// The server refused the request for another reason (other OAuth errors, other 4xx).
     Rejected {
         status: u16,
         oauth: Option<OAuthError>,
@@ -493,33 +620,44 @@ pub(crate) enum Outcome {
     /// Try again later (429, 5xx).
     Unavailable {
         status: u16,
-        retry_after: Option<String>,
+        retry_after: Option<std::time::Duration>,
     },
     /// A response that is neither a token nor an error (redirect, HTML, malformed JSON).
     Unusable(String),
 }
 
-/// Classifies a token endpoint response (RFC 6749 §5.1, §5.2).
+/// Classifies a token endpoint response (RFC 6749 §5.1, §5.2) received at `now` (for a
+/// `Retry-After` date).
 pub(crate) fn classify(
-    status: u16,
-    retry_after: Option<String>,
-    body: &[u8],
+    response: &HttpResponse,
+    now: std::time::SystemTime,
     secrets_sent: &[&str],
 ) -> Outcome {
+    let status = response.status;
     match status {
-        200..=299 => match TokenResponse::from_json(body) {
+        200..=299 => match TokenResponse::parse(&response.body) {
             Ok(r) => Outcome::Refreshed(r),
-            Err(e) => Outcome::Unusable(format!("HTTP {status} but {e}")),
+            Err(Unusable {
+                refresh_token: Some(refresh_token),
+                error,
+            }) => Outcome::RotatedOnly {
+                refresh_token,
+                reason: format!("HTTP {status} with a new refresh token but {error}"),
+            },
+            Err(Unusable { error, .. }) => Outcome::Unusable(format!("HTTP {status} but {error}")),
         },
         429 | 500..=599 => Outcome::Unavailable {
             status,
-            retry_after,
+            retry_after: response
+                .retry_after
+                .as_deref()
+                .and_then(|v| parse_retry_after(v, now)),
         },
         300..=399 => Outcome::Unusable(format!(
             "HTTP {status}: a redirect, which a token endpoint must not send (not followed)"
         )),
         400..=499 => {
-            let oauth = OAuthError::from_json(body, secrets_sent);
+            let oauth = OAuthError::from_json(&response.body, secrets_sent);
             match oauth {
                 Some(OAuthError {
                     code: OAuthErrorCode::InvalidGrant,
@@ -535,6 +673,18 @@ pub(crate) fn classify(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn resp(status: u16, retry_after: Option<&str>, body: &[u8]) -> HttpResponse {
+        HttpResponse {
+            status,
+            retry_after: retry_after.map(str::to_owned),
+            body: body.to_vec(),
+        }
+    }
+
+    fn now() -> std::time::SystemTime {
+        std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000)
+    }
 
     #[test]
     fn base64_matches_rfc4648_vectors() {
@@ -581,47 +731,61 @@ mod tests {
             "ftp://x",
             "https://",
             "http://10.0.0.1/t",
+            "https://auth example.com/token",
+            "https:///token",
+            "auth.example.com/token",
+            "https://u:pw@as.example/t",
+            "https://as.example:port/t",
+            "",
         ] {
             assert!(require_secure_endpoint(bad).is_err(), "{bad}");
         }
+        let e = require_secure_endpoint("https://").unwrap_err();
+        assert!(matches!(e, Error::InvalidEndpoint { .. }), "{e}");
+        assert!(!e.to_string().contains("must use https"), "{e}");
+        let e = require_secure_endpoint("http://u:pw@127.0.0.1/t").unwrap_err();
+        assert!(!e.to_string().contains("pw"), "{e}");
     }
 
     #[test]
     fn classification_follows_rfc6749() {
         let ig = br#"{"error":"invalid_grant","error_description":"grant request is invalid"}"#;
         assert!(matches!(
-            classify(400, None, ig, &[]),
+            classify(&resp(400, None, ig), now(), &[]),
             Outcome::InvalidGrant
         ));
         let ic = br#"{"error":"invalid_client"}"#;
         assert!(matches!(
-            classify(401, None, ic, &[]),
+            classify(&resp(401, None, ic), now(), &[]),
             Outcome::Rejected {
                 status: 401,
                 oauth: Some(_)
             }
         ));
         assert!(matches!(
-            classify(403, None, b"<html>", &[]),
+            classify(&resp(403, None, b"<html>"), now(), &[]),
             Outcome::Rejected {
                 status: 403,
                 oauth: None
             }
         ));
         assert!(matches!(
-            classify(429, None, b"", &[]),
+            classify(&resp(429, None, b""), now(), &[]),
             Outcome::Unavailable { status: 429, .. }
         ));
         assert!(matches!(
-            classify(503, Some("5".into()), b"", &[]),
-            Outcome::Unavailable { status: 503, .. }
+            classify(&resp(503, Some("5"), b""), now(), &[]),
+            Outcome::Unavailable {
+                status: 503,
+                retry_after: Some(d)
+            } if d == std::time::Duration::from_secs(5)
         ));
         assert!(matches!(
-            classify(302, None, b"", &[]),
+            classify(&resp(302, None, b""), now(), &[]),
             Outcome::Unusable(_)
         ));
         assert!(matches!(
-            classify(200, None, b"<html>", &[]),
+            classify(&resp(200, None, b"<html>"), now(), &[]),
             Outcome::Unusable(_)
         ));
     }
@@ -645,8 +809,68 @@ mod tests {
         let e = TokenResponse::from_json(br#"{"access_token":12345678,"token_type":"Bearer"}"#)
             .unwrap_err();
         assert_eq!(e.to_string(), "access_token is not a string");
-        let e = TokenResponse::from_json(br#"{"access_token":"sekrit","token_type":["sekrit"]}"#)
+        let e = TokenResponse::from_json(br#"{"access_token":["sekrit"],"token_type":"x"}"#)
             .unwrap_err();
         assert!(!e.to_string().contains("sekrit"));
+    }
+
+    #[test]
+    fn success_bodies_are_read_the_way_real_servers_send_them() {
+        let parse = |body: &str| TokenResponse::from_json(body.as_bytes()).expect(body);
+        let r = parse(r#"{"access_token":"a","token_type":["x"]}"#);
+        assert_eq!(r.token_type(), "Bearer");
+        let r = parse(r#"{"access_token":"a","token_type":"bearer","x-vendor":1}"#);
+        assert_eq!(r.token_type(), "bearer", "case kept for display");
+        assert!(r.is_bearer());
+        assert!(r.extra.contains_key("x-vendor"));
+        assert!(!parse(r#"{"access_token":"a","token_type":"DPoP"}"#).is_bearer());
+        let r = parse(r#"{"access_token":"a","scope":["openid","email"]}"#);
+        assert_eq!(r.scope.as_deref(), Some("openid email"));
+        assert_eq!(parse(r#"{"access_token":"a","scope":[1]}"#).scope, None);
+        for (v, want) in [
+            ("3600", Some(3600)),
+            ("\"3600\"", Some(3600)),
+            ("\" 3600.0 \"", Some(3600)),
+            ("3599.9", Some(3599)),
+            ("null", None),
+            ("-5", Some(UNKNOWN_EXPIRES_IN_SECS)),
+            ("0", Some(0)),
+            ("0.5", Some(0)),
+            ("1e300", Some(UNKNOWN_EXPIRES_IN_SECS)),
+            ("18446744073709551615", Some(UNKNOWN_EXPIRES_IN_SECS)),
+            ("\"NaN\"", Some(UNKNOWN_EXPIRES_IN_SECS)),
+            ("\"inf\"", Some(UNKNOWN_EXPIRES_IN_SECS)),
+            ("\"soon\"", Some(UNKNOWN_EXPIRES_IN_SECS)),
+            ("true", Some(UNKNOWN_EXPIRES_IN_SECS)),
+            ("[1]", Some(UNKNOWN_EXPIRES_IN_SECS)),
+        ] {
+            let r = parse(&format!(r#"{{"access_token":"a","expires_in":{v}}}"#));
+            assert_eq!(r.expires_in(), want, "expires_in {v}");
+        }
+        assert!(TokenResponse::from_json(b"\xEF\xBB\xBF{\"access_token\":\"a\"} trailing").is_ok());
+    }
+
+    #[test]
+    fn a_refused_success_body_still_yields_its_refresh_token() {
+        for body in [
+            r#"{"refresh_token":"r2"}"#,
+            r#"{"refresh_token":"r2","access_token":""}"#,
+            r#"{"refresh_token":"r2","access_token":{"v":1}}"#,
+        ] {
+            let u = TokenResponse::parse(body.as_bytes()).expect_err(body);
+            assert_eq!(
+                u.refresh_token.as_ref().map(Secret::secret),
+                Some("r2"),
+                "{body}"
+            );
+        }
+        for body in [&b"<html>"[..], b"[]", b"", br#"{"refresh_token":""}"#] {
+            assert!(
+                TokenResponse::parse(body)
+                    .expect_err("refused")
+                    .refresh_token
+                    .is_none()
+            );
+        }
     }
 }

@@ -65,8 +65,9 @@ impl Client {
     /// A client that refreshes at `token_endpoint` as `client_id`, authenticating with `auth`.
     ///
     /// # Errors
-    /// [`Error::InsecureEndpoint`] when the endpoint is not `https://`, unless its host is a
-    /// loopback address (`localhost`, `127.0.0.0/8`, `[::1]`).
+    /// [`Error::InvalidEndpoint`] when the endpoint is not an absolute URL with a host (or
+    /// carries user information); [`Error::InsecureEndpoint`] when it is not `https://`,
+    /// unless its host is a loopback address (`localhost`, `127.0.0.0/8`, `[::1]`).
     ///
     /// # Examples
     /// ```
@@ -94,7 +95,8 @@ impl Client {
     /// The same client with an RFC 7009 revocation endpoint, used by `logout --revoke`.
     ///
     /// # Errors
-    /// [`Error::InsecureEndpoint`] under the same rule as the token endpoint.
+    /// [`Error::InvalidEndpoint`], [`Error::InsecureEndpoint`] under the same rules as the
+    /// token endpoint.
     pub fn with_revocation_endpoint(mut self, url: impl Into<String>) -> Result<Client, Error> {
         let url = url.into();
         crate::oauth::require_secure_endpoint(&url)?;
@@ -224,6 +226,22 @@ impl Session {
         }
     }
 
+    /// The session after a 2xx refresh response that carried a new refresh token but no
+    /// usable access token: the new refresh token, and the old access token marked expired at
+    /// `now`, so that the next use refreshes with the new refresh token.
+    #[must_use]
+    pub(crate) fn with_rotated_refresh_token(
+        &self,
+        refresh_token: Secret,
+        now: SystemTime,
+    ) -> Session {
+        let mut session = self.clone();
+        session.refresh_token = refresh_token;
+        session.obtained_at_ms = unix_ms(now);
+        session.expires_at_ms = Some(unix_ms(now));
+        session
+    }
+
     /// The same session with another expiry. Useful to tests and demos that need a session
     /// that expired without waiting for it.
     #[must_use]
@@ -269,7 +287,9 @@ impl Session {
     }
 
     /// When the access token expires; `None` when the server gave no `expires_in`, in which
-    /// case credlock treats the token as valid until the server says otherwise.
+    /// case credlock treats the token as valid until the server says otherwise (an API's 401,
+    /// reported through [`crate::Store::access_token_after_rejection`]). An `expires_in` that
+    /// could not be read counts as 300 seconds (see [`TokenResponse::from_json`]).
     #[must_use]
     pub fn expires_at(&self) -> Option<SystemTime> {
         self.expires_at_ms.map(from_unix_ms)
@@ -358,13 +378,106 @@ impl Session {
                         supported: SESSION_FORMAT_VERSION,
                     });
                 }
+                let reason = serde_json::from_slice::<Value>(bytes)
+                    .ok()
+                    .and_then(|v| misshapen_field(&v))
+                    .unwrap_or_else(|| crate::oauth::describe_json_error(&e));
                 Err(Error::Corrupt {
                     path: path.to_path_buf(),
-                    reason: crate::oauth::describe_json_error(&e),
+                    reason,
                 })
             }
         }
     }
+}
+
+/// The first field of a session file that is missing or of the wrong type, named (field names
+/// are not secrets, values may be): what serde's own message would quote.
+fn misshapen_field(v: &Value) -> Option<String> {
+    #[derive(Clone, Copy)]
+    enum Kind {
+        Str,
+        Uint,
+        Object,
+    }
+    let check = |parent: &Value, prefix: &str, fields: &[(&str, Kind, bool)]| -> Option<String> {
+        let Value::Object(map) = parent else {
+            return Some(if prefix.is_empty() {
+                "the file is not a JSON object".to_owned()
+            } else {
+                format!("field `{}` is not an object", prefix.trim_end_matches('.'))
+            });
+        };
+        for (name, kind, required) in fields {
+            let ok = match (map.get(*name), kind) {
+                (None | Some(Value::Null), _) => !required,
+                (Some(Value::String(_)), Kind::Str) => true,
+                (Some(Value::Number(n)), Kind::Uint) => n.is_u64(),
+                (Some(Value::Object(_)), Kind::Object) => true,
+                _ => false,
+            };
+            if !ok {
+                let what = match (map.get(*name), kind) {
+                    (None | Some(Value::Null), _) => "is missing",
+                    (_, Kind::Str) => "is not a string",
+                    (_, Kind::Uint) => "is not an unsigned integer",
+                    (_, Kind::Object) => "is not an object",
+                };
+                return Some(format!("field `{prefix}{name}` {what}"));
+            }
+        }
+        None
+    };
+    use Kind::{Object, Str, Uint};
+    check(
+        v,
+        "",
+        &[
+            ("version", Uint, true),
+            ("client", Object, true),
+            ("access_token", Str, true),
+            ("token_type", Str, true),
+            ("refresh_token", Str, true),
+            ("obtained_at_ms", Uint, true),
+            ("expires_at_ms", Uint, false),
+            ("scope", Str, false),
+            ("extra", Object, false),
+        ],
+    )
+    .or_else(|| {
+        check(
+            &v["client"],
+            "client.",
+            &[
+                ("token_endpoint", Str, true),
+                ("client_id", Str, true),
+                ("auth", Object, true),
+                ("revocation_endpoint", Str, false),
+            ],
+        )
+    })
+    .or_else(|| {
+        let auth = &v["client"]["auth"];
+        if let Some(e) = check(auth, "client.auth.", &[("method", Str, true)]) {
+            return Some(e);
+        }
+        let needs_secret = match auth["method"].as_str() {
+            Some("basic" | "post") => true,
+            Some("none") => false,
+            _ => {
+                return Some(
+                    "field `client.auth.method` is not one of basic, post, none".to_owned(),
+                );
+            }
+        };
+        check(auth, "client.auth.", &[("secret", Str, needs_secret)])
+    })
+    .or_else(|| {
+        v["version"]
+            .as_u64()
+            .filter(|v| u32::try_from(*v).is_err())
+            .map(|_| "field `version` is out of range".to_owned())
+    })
 }
 
 impl std::fmt::Debug for Session {

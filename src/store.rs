@@ -645,27 +645,47 @@ impl Store {
         self.emit(Event::Refreshing {
             path: self.path.clone(),
         });
-        let response = self.transport().post_form(&request).map_err(|e| match e {
-            TransportError::TooLarge(_) => Error::InvalidResponse {
-                path: self.path.clone(),
-                reason: e.to_string(),
-            },
-            other => Error::Unavailable {
-                path: self.path.clone(),
-                reason: other.to_string(),
-                retry_after: None,
-            },
+        let secrets_sent = request.secret_values();
+        let response = self.transport().post_form(&request).map_err(|e| {
+            // Transport errors can quote what the server sent (a malformed header, say).
+            let reason = if crate::secret::EchoGuard::new(&secrets_sent).echoes(&e.to_string()) {
+                "the response could not be read (details withheld: they quote a secret)".to_owned()
+            } else {
+                e.to_string()
+            };
+            match e {
+                TransportError::TooLarge(_) => Error::InvalidResponse {
+                    path: self.path.clone(),
+                    reason,
+                },
+                _ => Error::Unavailable {
+                    path: self.path.clone(),
+                    reason,
+                    retry_after: None,
+                },
+            }
         })?;
-        let outcome = oauth::classify(
-            response.status,
-            response.retry_after,
-            &response.body,
-            &request.secret_values(),
-        );
-        match outcome {
+        let now = self.clock.now();
+        match oauth::classify(&response, now, &secrets_sent) {
             Outcome::Refreshed(token_response) => {
-                let refreshed = session.refreshed(token_response, self.clock.now());
+                let refreshed = session.refreshed(token_response, now);
                 self.save_refreshed(refreshed)
+            }
+            Outcome::RotatedOnly {
+                refresh_token,
+                reason,
+            } => {
+                // The server consumed the refresh token we sent: its replacement reaches the
+                // disk before anything else, or the session is lost on the next call.
+                let kept = session.with_rotated_refresh_token(refresh_token, now);
+                let save_error = crate::atomic::write(&self.path, &kept.to_json())
+                    .err()
+                    .map(Box::new);
+                Err(Error::IncompleteRefresh {
+                    path: self.path.clone(),
+                    reason,
+                    save_error,
+                })
             }
             Outcome::InvalidGrant => fallback::recover(self, &session, retry),
             Outcome::Rejected { status, oauth } => Err(Error::Rejected {

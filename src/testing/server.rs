@@ -4,6 +4,8 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
+use serde_json::{Map, Value};
+
 use crate::clock::{Clock, SystemClock};
 use crate::error::Error;
 use crate::http::{HttpResponse, Transport, TransportError};
@@ -126,6 +128,10 @@ struct State {
 
 type RefreshHook = Box<dyn Fn(&str) + Send + Sync>;
 
+/// Rewrites the body of one successful refresh: it gets the response the server would send
+/// (already issued: the old refresh token is rotated) and returns the bytes to send instead.
+type Reshape = Box<dyn FnOnce(Map<String, Value>) -> Vec<u8> + Send>;
+
 /// An in-memory OAuth token server: rotates the refresh token on every refresh, applies a
 /// [`ReusePolicy`] to reused ones, checks client authentication, counts everything.
 pub struct FakeServer {
@@ -137,6 +143,7 @@ pub struct FakeServer {
     nonce: u64,
     state: Mutex<State>,
     on_refresh: Mutex<Option<Arc<RefreshHook>>>,
+    reshapes: Mutex<VecDeque<Reshape>>,
 }
 
 impl std::fmt::Debug for FakeServer {
@@ -215,6 +222,7 @@ impl FakeServerBuilder {
             nonce,
             state: Mutex::new(State::default()),
             on_refresh: Mutex::new(None),
+            reshapes: Mutex::new(VecDeque::new()),
         })
     }
 }
@@ -286,6 +294,20 @@ impl FakeServer {
     /// Makes the next refresh requests fail as scripted, in order.
     pub fn push_failure(&self, failure: Failure) {
         self.state().scripted.push_back(failure);
+    }
+
+    /// Makes the next successful refresh send another body: the server rotates the refresh
+    /// token as usual, then `reshape` turns the response it would send (a JSON object) into
+    /// the bytes actually sent. Tests use it for the quirks of real servers (`expires_in` as a
+    /// string, `scope` as an array, no `token_type`…) and for broken ones. Queued in order.
+    pub fn reshape_next_success(
+        &self,
+        reshape: impl FnOnce(Map<String, Value>) -> Vec<u8> + Send + 'static,
+    ) {
+        self.reshapes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push_back(Box::new(reshape));
     }
 
     /// Runs `hook` with the refresh token of every refresh request, before the server acts on
@@ -472,7 +494,9 @@ impl FakeServer {
                     r.state = RefreshState::Rotated { at: now };
                 }
                 st.counters.refreshes_ok += 1;
-                ok(self.issue(&mut st, grant, None))
+                let body = self.issue(&mut st, grant, None);
+                drop(st);
+                ok(self.reshaped(body))
             }
             RefreshState::Rotated { at } => {
                 st.counters.reuse_detected += 1;
@@ -492,6 +516,18 @@ impl FakeServer {
                 st.refused.insert(rt.to_owned());
                 invalid_grant()
             }
+        }
+    }
+
+    fn reshaped(&self, body: Vec<u8>) -> Vec<u8> {
+        let reshape = self
+            .reshapes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop_front();
+        match (reshape, serde_json::from_slice::<Value>(&body)) {
+            (Some(reshape), Ok(Value::Object(map))) => reshape(map),
+            _ => body,
         }
     }
 

@@ -198,8 +198,12 @@ pub fn failure() -> impl Strategy<Value = Option<Failure>> {
             retry_after: None,
         })),
         1 => hostile_body()
+            // A scripted answer rotates nothing, so it must not carry a refresh token: a real
+            // 2xx with one has rotated, and credlock stores it.
             .prop_filter("neither a token nor an error", |b| {
-                !b.windows(5).any(|w| w == b"error") && TokenResponse::from_json(b).is_err()
+                !b.windows(5).any(|w| w == b"error")
+                    && !b.windows(13).any(|w| w == b"refresh_token")
+                    && TokenResponse::from_json(b).is_err()
             })
             .prop_map(|b| Some(Failure::Status {
                 status: 200,

@@ -132,13 +132,34 @@ fn server_errors_and_rate_limits_are_transient() {
         );
         if status.starts_with("503") {
             assert!(
-                matches!(&o.error, Error::Unavailable { retry_after: Some(r), .. } if r == "120"),
+                matches!(&o.error, Error::Unavailable { retry_after: Some(r), .. } if *r == Duration::from_secs(120)),
                 "{:?}",
                 o.error
             );
         }
         assert_kept(&o, status);
     }
+}
+
+#[test]
+fn retry_after_as_an_http_date_is_a_wait_from_now() {
+    let at = httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(90));
+    let header = format!("Retry-After: {at}");
+    let server = serve(respond("429 Too Many Requests", &[header.as_str()], b""));
+    let o = refresh_against(server.port);
+    let Error::Unavailable {
+        retry_after: Some(wait),
+        ..
+    } = &o.error
+    else {
+        panic!("{:?}", o.error);
+    };
+    assert!(
+        (Duration::from_secs(80)..=Duration::from_secs(90)).contains(wait),
+        "{wait:?}"
+    );
+    assert!(o.error.to_string().contains("try again in"), "{}", o.error);
+    assert_kept(&o, "429 with a date");
 }
 
 #[test]
@@ -167,7 +188,7 @@ fn unusable_success_bodies_and_redirects_are_invalid_responses() {
         (
             "200 OK",
             vec!["Content-Type: application/json"],
-            br#"{"access_token":"x","token_type":"Bearer","expires_in":[1]}"#.to_vec(),
+            br#"{"error":"invalid_grant"}"#.to_vec(),
         ),
         (
             "302 Found",
@@ -241,7 +262,7 @@ fn a_refused_connection_is_transient() {
 }
 
 #[test]
-fn invalid_client_asks_for_a_login_and_keeps_the_session() {
+fn invalid_client_is_a_configuration_error_and_keeps_the_session() {
     let server = serve(respond(
         "401 Unauthorized",
         &[
@@ -252,7 +273,9 @@ fn invalid_client_asks_for_a_login_and_keeps_the_session() {
     ));
     let o = refresh_against(server.port);
     assert!(
-        matches!(o.error, Error::Rejected { status: 401, .. }) && o.error.needs_login(),
+        matches!(o.error, Error::Rejected { status: 401, .. })
+            && o.error.is_configuration()
+            && !o.error.needs_login(),
         "{:?}",
         o.error
     );
@@ -276,4 +299,138 @@ fn invalid_grant_sent_as_text_plain_is_still_invalid_grant_and_the_only_deletion
         !o.exists,
         "compare-and-delete removed the session whose token was refused"
     );
+}
+
+/// A body the server sends instead of its normal answer, after it has rotated the token.
+type Quirk = fn(serde_json::Map<String, serde_json::Value>) -> Vec<u8>;
+
+fn with(
+    mut map: serde_json::Map<String, serde_json::Value>,
+    edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>),
+) -> Vec<u8> {
+    edit(&mut map);
+    serde_json::to_vec(&map).expect("json")
+}
+
+/// The 2xx bodies real servers send that a strict parser refuses. Every one of them has
+/// already consumed the refresh token that was sent.
+fn quirks() -> Vec<(&'static str, Quirk)> {
+    vec![
+        ("no token_type", |m| {
+            with(m, |m| drop(m.remove("token_type")))
+        }),
+        ("token_type lowercase", |m| {
+            with(m, |m| drop(m.insert("token_type".into(), "bearer".into())))
+        }),
+        ("token_type a number", |m| {
+            with(m, |m| drop(m.insert("token_type".into(), 1.into())))
+        }),
+        ("scope as an array", |m| {
+            with(m, |m| {
+                drop(m.insert(
+                    "scope".into(),
+                    serde_json::json!(["openid", "offline_access"]),
+                ))
+            })
+        }),
+        ("scope an object", |m| {
+            with(m, |m| {
+                drop(m.insert("scope".into(), serde_json::json!({"a": 1})))
+            })
+        }),
+        ("expires_in \"3600\"", |m| {
+            with(m, |m| drop(m.insert("expires_in".into(), "3600".into())))
+        }),
+        ("expires_in \"3600.0\"", |m| {
+            with(m, |m| drop(m.insert("expires_in".into(), "3600.0".into())))
+        }),
+        ("expires_in 3599.7", |m| {
+            with(m, |m| drop(m.insert("expires_in".into(), 3599.7.into())))
+        }),
+        ("expires_in negative", |m| {
+            with(m, |m| drop(m.insert("expires_in".into(), (-5).into())))
+        }),
+        ("expires_in absurd", |m| {
+            with(m, |m| drop(m.insert("expires_in".into(), 1e300.into())))
+        }),
+        ("expires_in \"soon\"", |m| {
+            with(m, |m| drop(m.insert("expires_in".into(), "soon".into())))
+        }),
+        ("expires_in an array", |m| {
+            with(m, |m| {
+                drop(m.insert("expires_in".into(), serde_json::json!([1])))
+            })
+        }),
+        ("expires_in null", |m| {
+            with(m, |m| {
+                drop(m.insert("expires_in".into(), serde_json::Value::Null))
+            })
+        }),
+        ("a byte-order mark first", |m| {
+            let mut b = "\u{feff}".as_bytes().to_vec();
+            b.extend(with(m, |_| ()));
+            b
+        }),
+        ("no access_token", |m| {
+            with(m, |m| drop(m.remove("access_token")))
+        }),
+        ("access_token empty", |m| {
+            with(m, |m| drop(m.insert("access_token".into(), "".into())))
+        }),
+        ("access_token an object", |m| {
+            with(m, |m| {
+                drop(m.insert("access_token".into(), serde_json::json!({"v": 1})))
+            })
+        }),
+        ("only a refresh_token", |m| {
+            let rt = m.get("refresh_token").cloned().expect("rt");
+            serde_json::to_vec(&serde_json::json!({"refresh_token": rt})).expect("json")
+        }),
+    ]
+}
+
+#[test]
+fn a_quirky_success_never_loses_the_rotated_refresh_token() {
+    use credlock::testing::{HttpServer, ReusePolicy};
+    for (what, quirk) in quirks() {
+        let fake = FakeServer::builder()
+            .policy(ReusePolicy::RevokeGrant)
+            .build();
+        let http = HttpServer::start(Arc::clone(&fake)).expect("server");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("session.json");
+        let seeded = fake
+            .seed_session(&http.token_endpoint())
+            .expect("seed")
+            .with_expires_at(std::time::SystemTime::now());
+        let store = Store::new(&path).with_transport(Arc::new(UreqTransport::with_timeouts(
+            Duration::from_secs(2),
+            Duration::from_secs(4),
+        )));
+        store.save(&seeded).expect("save");
+        fake.reshape_next_success(quirk);
+
+        let first = store.access_token();
+        if let Err(e) = &first {
+            assert!(
+                !e.needs_login() && !matches!(e, Error::SessionExpired { .. }),
+                "{what}: {e:?}"
+            );
+        }
+        let stored = store.load().expect("load").expect("the session is kept");
+        assert!(
+            fake.is_live(stored.refresh_token().secret()),
+            "{what}: the stored refresh token must be the rotated one ({first:?})"
+        );
+
+        // The next call must refresh with the rotated token and the grant must live on.
+        store
+            .save(&stored.with_expires_at(std::time::SystemTime::now()))
+            .expect("expire");
+        let next = store.access_token();
+        assert!(next.is_ok(), "{what}: the next call failed: {next:?}");
+        assert_eq!(fake.counters().grants_revoked, 0, "{what}");
+        assert_eq!(fake.counters().reuse_detected, 0, "{what}");
+        assert_eq!(fake.counters().refreshes_ok, 2, "{what}");
+    }
 }

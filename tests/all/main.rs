@@ -9,6 +9,8 @@ mod async_store;
 mod cli;
 #[cfg(all(unix, feature = "cli"))]
 mod cli_unix_tool;
+#[cfg(feature = "cli")]
+mod config_errors;
 mod fallback;
 #[cfg(all(unix, feature = "cli"))]
 mod faults;
@@ -22,6 +24,8 @@ mod model;
 #[cfg(feature = "cli")]
 mod oidc;
 mod processes;
+#[cfg(feature = "cli")]
+mod proxy;
 mod readers;
 mod refresh;
 mod secrets;

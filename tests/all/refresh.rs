@@ -97,7 +97,9 @@ fn a_rate_limit_is_transient_and_keeps_the_session_byte_for_byte() {
     });
     let err = bed.store().access_token().unwrap_err();
     assert!(err.is_transient() && !err.needs_login(), "{err:?}");
-    assert!(matches!(&err, Error::Unavailable { retry_after: Some(r), .. } if r == "7"));
+    assert!(
+        matches!(&err, Error::Unavailable { retry_after: Some(r), .. } if *r == Duration::from_secs(7))
+    );
     assert_eq!(bed.bytes(), before);
 }
 
@@ -130,7 +132,7 @@ fn server_errors_and_network_failures_are_transient_and_keep_the_session() {
 }
 
 #[test]
-fn invalid_client_asks_for_a_login_and_keeps_the_session() {
+fn invalid_client_is_a_configuration_error_and_keeps_the_session() {
     let clock = credlock::testing::ManualClock::starting_now();
     let server = credlock::testing::FakeServer::builder()
         .client_auth(ClientAuth::Basic {
@@ -157,7 +159,11 @@ fn invalid_client_asks_for_a_login_and_keeps_the_session() {
         matches!(&err, Error::Rejected { status: 401, oauth: Some(o), .. } if o.code == credlock::OAuthErrorCode::InvalidClient),
         "{err:?}"
     );
-    assert!(err.needs_login());
+    assert!(err.is_configuration() && !err.needs_login() && !err.is_transient());
+    assert!(
+        err.to_string().contains("check the client's configuration"),
+        "{err}"
+    );
     assert_eq!(bed.bytes(), before);
 }
 
@@ -193,7 +199,7 @@ fn a_token_response_without_refresh_token_cannot_start_a_session() {
     let err =
         Session::from_token_response(client, response, std::time::SystemTime::now()).unwrap_err();
     assert!(matches!(err, Error::MissingRefreshToken));
-    assert!(err.needs_login());
+    assert!(err.is_configuration() && !err.needs_login());
 }
 
 #[test]
@@ -201,9 +207,10 @@ fn unusable_success_responses_store_nothing() {
     for body in [
         "<html>hello</html>",
         r#"{"token_type":"Bearer"}"#,
-        r#"{"access_token":"a"}"#,
+        r#"{"access_token":""}"#,
         r#"{"access_token":5,"token_type":"Bearer"}"#,
-        r#"{"access_token":"a","token_type":"Bearer","expires_in":"soon"}"#,
+        r#"[{"access_token":"a"}]"#,
+        r#"{"error":"invalid_grant"}"#,
     ] {
         let bed = Bed::new(ReusePolicy::RevokeGrant);
         bed.seed_expired();
@@ -276,4 +283,132 @@ fn a_refresh_that_cannot_be_saved_hands_back_the_new_session() {
     );
     assert!(bed.path.is_dir(), "the directory was not replaced");
     assert!(bed.stray_files().is_empty(), "{:?}", bed.stray_files());
+}
+
+/// A change to a session file's JSON.
+type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+
+#[test]
+fn a_corrupt_session_file_names_the_missing_or_mistyped_field_and_no_value() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    let session = bed.seed();
+    let good: serde_json::Value = serde_json::from_slice(&bed.bytes()).expect("json");
+    let rt = session.refresh_token().secret().to_owned();
+    let cases: Vec<(&str, Edit)> = vec![
+        (
+            "refresh_token",
+            Box::new(|v| drop(v.as_object_mut().expect("obj").remove("refresh_token"))),
+        ),
+        (
+            "obtained_at_ms",
+            Box::new(|v| v["obtained_at_ms"] = "soon".into()),
+        ),
+        (
+            "client.token_endpoint",
+            Box::new(|v| {
+                drop(
+                    v["client"]
+                        .as_object_mut()
+                        .expect("obj")
+                        .remove("token_endpoint"),
+                )
+            }),
+        ),
+        (
+            "client.auth.method",
+            Box::new(|v| v["client"]["auth"]["method"] = "kerberos".into()),
+        ),
+        (
+            "token_type",
+            Box::new({
+                let rt = rt.clone();
+                move |v| v["token_type"] = serde_json::json!([rt.clone()])
+            }),
+        ),
+    ];
+    for (field, edit) in cases {
+        let mut v = good.clone();
+        edit(&mut v);
+        std::fs::write(&bed.path, serde_json::to_vec(&v).expect("json")).expect("write");
+        let err = bed.store().load().expect_err("corrupt");
+        assert!(matches!(err, Error::Corrupt { .. }), "{field}: {err:?}");
+        let text = format!("{err} {err:?}");
+        assert!(text.contains(field), "{field} is not named: {text}");
+        assert!(!text.contains(&rt), "{field}: {text}");
+    }
+}
+
+#[test]
+fn an_unreadable_expires_in_counts_as_five_minutes_and_a_missing_one_as_no_expiry() {
+    for (value, lifetime) in [
+        (serde_json::json!("soon"), Some(300)),
+        (serde_json::json!(-1), Some(300)),
+        (serde_json::json!(1e300), Some(300)),
+        (serde_json::json!("3600.0"), Some(3600)),
+        (serde_json::Value::Null, None),
+    ] {
+        let bed = Bed::new(ReusePolicy::RevokeGrant);
+        bed.seed_expired();
+        let v = value.clone();
+        bed.server.reshape_next_success(move |mut m| {
+            m.insert("expires_in".into(), v);
+            serde_json::to_vec(&m).expect("json")
+        });
+        let token = bed.store().access_token().expect("refreshed");
+        let ms = |t: Option<std::time::SystemTime>| {
+            t.map(|t| {
+                t.duration_since(std::time::UNIX_EPOCH)
+                    .expect("after 1970")
+                    .as_millis()
+            })
+        };
+        let expected = ms(lifetime.map(|s| bed.clock.now() + Duration::from_secs(s)));
+        assert_eq!(ms(token.expires_at()), expected, "{value}");
+        assert_eq!(
+            ms(bed.stored().expect("stored").expires_at()),
+            expected,
+            "{value}"
+        );
+        if lifetime == Some(300) {
+            // Refreshed again once the five minutes (less the capped margin) are up.
+            bed.clock.advance(Duration::from_secs(299));
+            assert!(
+                bed.store().access_token().expect("token").refreshed(),
+                "{value}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_success_with_a_new_refresh_token_but_no_access_token_saves_the_refresh_token_first() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    let old = bed.seed_expired();
+    bed.server.reshape_next_success(|mut m| {
+        m.remove("access_token");
+        serde_json::to_vec(&m).expect("json")
+    });
+    let err = bed.store().access_token().expect_err("no access token");
+    assert!(
+        matches!(
+            &err,
+            Error::IncompleteRefresh {
+                save_error: None,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.is_transient() && !err.needs_login() && !err.is_configuration());
+    assert!(err.to_string().contains("saved"), "{err}");
+    let stored = bed.stored().expect("kept");
+    assert_ne!(stored.refresh_token(), old.refresh_token());
+    assert!(bed.server.is_live(stored.refresh_token().secret()));
+    assert!(
+        !bed.store().is_fresh(&stored),
+        "the access token is marked expired"
+    );
+    let token = bed.store().access_token().expect("the next call refreshes");
+    assert!(token.refreshed());
+    assert_eq!(bed.server.counters().grants_revoked, 0);
 }

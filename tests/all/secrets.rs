@@ -133,3 +133,135 @@ fn no_token_or_secret_appears_in_any_text_credlock_produces() {
         }
     }
 }
+
+/// Every run of `min` characters of `secret`, lowercased.
+fn runs(secret: &str, min: usize) -> Vec<String> {
+    let chars: Vec<char> = secret.to_lowercase().chars().collect();
+    if chars.len() < min {
+        return vec![chars.into_iter().collect()];
+    }
+    chars
+        .windows(min)
+        .map(|w| w.iter().collect::<String>())
+        .collect()
+}
+
+/// One way a server may quote a secret.
+type Encode = Box<dyn Fn(&str) -> String>;
+
+#[test]
+fn a_secret_echoed_in_any_encoding_never_reaches_an_error() {
+    use credlock::{base64, form_urlencode};
+    const SECRET: &str = "cs+/0==Zq;x y@K9~ab";
+    let clock = ManualClock::starting_now();
+    let server = FakeServer::builder()
+        .client_auth(ClientAuth::Basic {
+            secret: Secret::new(SECRET),
+        })
+        .clock(clock.clone())
+        .build();
+    let bed = Bed::from_parts(clock, server);
+    let pair = format!(
+        "{}:{}",
+        credlock::testing::TEST_CLIENT_ID,
+        form_urlencode(SECRET)
+    );
+    let basic = base64(pair.as_bytes());
+    let b64url = |s: &str| {
+        base64(s.as_bytes())
+            .replace('+', "-")
+            .replace('/', "_")
+            .trim_end_matches('=')
+            .to_owned()
+    };
+    let hex = |s: &str| s.bytes().map(|b| format!("{b:02x}")).collect::<String>();
+    let html = |s: &str| {
+        s.chars()
+            .map(|c| format!("&#{};", u32::from(c)))
+            .collect::<String>()
+    };
+    let json_u = |s: &str| {
+        s.chars()
+            .map(|c| format!("\\u{:04x}", u32::from(c)))
+            .collect::<String>()
+    };
+    let encodings: Vec<(&str, Encode)> = vec![
+        ("raw", Box::new(|s| s.to_owned())),
+        ("form-encoded", Box::new(form_urlencode)),
+        (
+            "form-encoded, lowercase escapes",
+            Box::new(|s| form_urlencode(s).to_lowercase()),
+        ),
+        (
+            "percent-encoded, %20",
+            Box::new(|s| form_urlencode(s).replace('+', "%20")),
+        ),
+        (
+            "percent-decoded from form",
+            Box::new(|s| form_urlencode(s).replace("%2B", "+")),
+        ),
+        (
+            "double percent-encoded",
+            Box::new(|s| form_urlencode(&form_urlencode(s))),
+        ),
+        ("base64", Box::new(|s| base64(s.as_bytes()))),
+        (
+            "base64 after one byte",
+            Box::new(|s| base64(format!("x{s}").as_bytes())),
+        ),
+        ("base64url", Box::new(b64url)),
+        ("hex", Box::new(hex)),
+        ("html entities", Box::new(html)),
+        ("literal \\u escapes", Box::new(json_u)),
+        ("uppercased", Box::new(|s| s.to_uppercase())),
+        (
+            "cut short",
+            Box::new(|s| s.chars().skip(2).take(9).collect()),
+        ),
+        (
+            "the first eight characters",
+            Box::new(|s| s.chars().take(8).collect()),
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, encode) in &encodings {
+        for target in ["refresh token", "client secret", "basic header"] {
+            for (field, in_code) in [("error_description", false), ("error", true)] {
+                let session = bed.seed_expired();
+                let rt = session.refresh_token().secret().to_owned();
+                let mut watched = runs(&rt, 8);
+                watched.extend(runs(SECRET, 8));
+                watched.extend(runs(&form_urlencode(SECRET), 8));
+                watched.extend(runs(&basic, 8));
+                let echoed = match target {
+                    "refresh token" => encode(&rt),
+                    "client secret" => encode(SECRET),
+                    _ => encode(&format!("Basic {basic}")),
+                };
+                let echo = format!("bad {echoed}.");
+                let body = if in_code {
+                    serde_json::json!({"error": echo}).to_string()
+                } else {
+                    serde_json::json!({
+                        "error": "invalid_request",
+                        "error_description": echo,
+                        "error_uri": echo,
+                    })
+                    .to_string()
+                };
+                bed.server.push_failure(Failure::Status {
+                    status: 400,
+                    body,
+                    retry_after: None,
+                });
+                let err = bed.store().access_token().expect_err("rejected");
+                let text = format!("{err} {err:?}").to_lowercase();
+                if let Some(run) = watched.iter().find(|r| text.contains(r.as_str())) {
+                    failures.push(format!("{what} {target} in {field}: {run:?} leaked"));
+                }
+                std::fs::remove_file(&bed.path).expect("rm");
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}

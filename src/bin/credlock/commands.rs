@@ -207,9 +207,19 @@ pub fn import(g: &Global, args: &ImportArgs) -> Outcome {
         "post" => ClientAuth::Post { secret: secret()? },
         _ => ClientAuth::None,
     };
-    let mut client = Client::new(&args.token_endpoint, &args.client_id, auth)?;
+    // A bad endpoint is a usage error here, where it is typed, not at every refresh later.
+    let endpoint_usage = |e: credlock::Error| match e {
+        credlock::Error::InvalidEndpoint { .. } | credlock::Error::InsecureEndpoint { .. } => {
+            Failure::Usage(e.to_string())
+        }
+        other => Failure::Credlock(other),
+    };
+    let mut client =
+        Client::new(&args.token_endpoint, &args.client_id, auth).map_err(endpoint_usage)?;
     if let Some(url) = &args.revocation_endpoint {
-        client = client.with_revocation_endpoint(url)?;
+        client = client
+            .with_revocation_endpoint(url)
+            .map_err(endpoint_usage)?;
     }
     let mut body = Vec::new();
     std::io::stdin()

@@ -1,7 +1,8 @@
 //! `credlock`: a valid access token for any process, from one shared session file.
 //!
 //! Exit codes: 0 success; 2 usage; 3 login required; 4 transient (network, 5xx, 429, lock
-//! timeout); 1 anything else.
+//! timeout); 5 configuration (client rejected, no refresh token issued, bad endpoint); 1
+//! anything else.
 #![forbid(unsafe_code)]
 
 /// `println!` that hands a closed or full standard output back as a [`Failure`] instead of
@@ -32,7 +33,8 @@ use serde_json::json;
 #[command(
     name = "credlock",
     version,
-    about = "One OAuth session on disk, a valid access token for every process."
+    about = "One OAuth session on disk, a valid access token for every process.",
+    after_help = EXIT_CODES
 )]
 struct Cli {
     /// The session file [default: $XDG_CONFIG_HOME/credlock/session.json].
@@ -130,9 +132,20 @@ fn default_store() -> PathBuf {
     config.join("credlock").join("session.json")
 }
 
+const EXIT_CODES: &str = "Exit codes:
+  0  success
+  1  any other error
+  2  usage error (bad arguments; at import, a malformed or insecure endpoint)
+  3  log in again (no session; the grant expired or was revoked)
+  4  try again later (network, HTTP 429 or 5xx, lock timeout, an incomplete refresh)
+  5  configuration error (the server rejects the client, no refresh token was issued, or the
+     stored endpoint is malformed or insecure)";
+
 /// What a failed command exits with.
 fn exit_code_for(e: &Error) -> u8 {
-    if e.needs_login() {
+    if e.is_configuration() {
+        5
+    } else if e.needs_login() {
         3
     } else if e.is_transient() {
         4
