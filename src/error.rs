@@ -343,7 +343,7 @@ impl Clone for Error {
             } => Error::Unavailable {
                 path: path.clone(),
                 reason: reason.clone(),
-                retry_after: retry_after.clone(),
+                retry_after: *retry_after,
             },
             Error::InvalidResponse { path, reason } => Error::InvalidResponse {
                 path: path.clone(),

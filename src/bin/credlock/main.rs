@@ -210,6 +210,7 @@ fn error_json(e: &Error) -> serde_json::Value {
         "exit_code": exit_code_for(e),
         "needs_login": e.needs_login(),
         "transient": e.is_transient(),
+        "configuration": e.is_configuration(),
     })
 }
 
@@ -220,6 +221,7 @@ fn plain_error_json(kind: &str, message: &str, code: u8) -> serde_json::Value {
         "exit_code": code,
         "needs_login": false,
         "transient": false,
+        "configuration": false,
     })
 }
 
