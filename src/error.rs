@@ -144,6 +144,17 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+
+    /// This process held the lease for a refresh and lost it before it was done: it was
+    /// paused or slowed past the lease's time-to-live, and another process may have broken
+    /// the lease and taken over the refresh. Nothing was sent (nor, inside
+    /// [`Error::NotSaved`], saved) after the loss was seen, so the two never overlap; the
+    /// stored session was kept. Trying again adopts the other process's session.
+    #[error("lost the lease {} before the refresh was done (this process was paused or slowed past the lease's time-to-live, and another process may have taken over): nothing further was sent or saved; try again", lease_path.display())]
+    LeaseLost {
+        /// The lease file.
+        lease_path: PathBuf,
+    },
 }
 
 impl Error {
@@ -161,10 +172,13 @@ impl Error {
     }
 
     /// Whether trying again later may succeed: the server is unavailable, or another process
-    /// held the lock too long.
+    /// held the lock too long, or took the lease over.
     #[must_use]
     pub fn is_transient(&self) -> bool {
-        matches!(self, Error::Unavailable { .. } | Error::LockTimeout { .. })
+        matches!(
+            self,
+            Error::Unavailable { .. } | Error::LockTimeout { .. } | Error::LeaseLost { .. }
+        )
     }
 
     pub(crate) fn io(
