@@ -208,12 +208,13 @@ fn remote_record(nonce: &str, ttl_ms: u64) -> LeaseRecord {
 /// A lease record of process `pid` of this machine, boot and PID namespace, taken now;
 /// `change` edits its JSON first.
 fn local_record(pid: u32, ttl_ms: u64, change: impl FnOnce(&mut serde_json::Value)) -> LeaseRecord {
+    let here = credlock::Holder::this_process();
     let mut v = serde_json::json!({
-        "host": rustix::system::uname().nodename().to_string_lossy(),
+        "host": here.host,
         "pid": pid,
-        "boot_id": std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim(),
-        "machine_id": std::fs::read_to_string("/etc/machine-id").unwrap_or_default().trim(),
-        "pid_ns": std::fs::read_link("/proc/self/ns/pid").map(|p| p.display().to_string()).unwrap_or_default(),
+        "boot_id": here.boot_id,
+        "machine_id": here.machine_id,
+        "pid_ns": here.pid_ns,
         "created_ms": now_ms(),
         "ttl_ms": ttl_ms,
         "nonce": format!("local-{pid}"),
@@ -222,15 +223,18 @@ fn local_record(pid: u32, ttl_ms: u64, change: impl FnOnce(&mut serde_json::Valu
     record(v)
 }
 
+#[cfg(target_os = "linux")]
 type EditJson = fn(&mut serde_json::Value);
 
 /// Puts something at a path.
+#[cfg(unix)]
 type Plant = fn(&std::path::Path);
 
 fn record(v: serde_json::Value) -> LeaseRecord {
     LeaseRecord::from_json(v.to_string().as_bytes()).expect("a lease record")
 }
 
+#[cfg(unix)]
 fn dead_pid() -> u32 {
     let mut child = std::process::Command::new("true").spawn().expect("spawn");
     let pid = child.id();
