@@ -478,3 +478,56 @@ fn a_fifo_a_symlink_or_a_directory_at_the_lease_is_refused_at_once() {
         );
     }
 }
+
+/// The same race between processes: one stale lease, six `credlock race-child --lock lease`
+/// released at once against a grant-revoking server over loopback HTTP, each round.
+/// `CREDLOCK_BREAK_PROCESS_ROUNDS` sets the rounds (default 200).
+#[cfg(feature = "cli")]
+#[test]
+fn two_hundred_rounds_of_one_stale_lease_and_six_processes_refresh_once_per_round() {
+    use credlock::testing::{FakeServer, HttpServer};
+    let rounds: usize = std::env::var("CREDLOCK_BREAK_PROCESS_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(200);
+    let started = Instant::now();
+    for round in 0..rounds {
+        let fake = FakeServer::builder()
+            .policy(ReusePolicy::RevokeGrant)
+            .latency(Duration::from_millis(5))
+            .build();
+        let http = HttpServer::start(Arc::clone(&fake)).expect("server");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("session.json");
+        let seeded = fake
+            .seed_session(&http.token_endpoint())
+            .expect("seed")
+            .with_expires_at(std::time::SystemTime::now());
+        credlock::Store::new(&path).save(&seeded).expect("save");
+        let stale = LeaseRecord {
+            created_ms: 0,
+            ttl_ms: 1,
+            ..remote_record("stale", 1)
+        };
+        std::fs::write(credlock::lease_path_for(&path), stale.to_json()).expect("lease");
+        let answers = crate::common::released_together(&[(path.as_path(), "lease"); 6]);
+        let c = fake.counters();
+        let stored = credlock::Store::new(&path)
+            .load()
+            .expect("load")
+            .expect("a session");
+        assert!(
+            c.refresh_requests == 1
+                && c.invalid_grant == 0
+                && fake.is_live(stored.refresh_token().secret())
+                && answers
+                    .iter()
+                    .all(|a| a["token"].as_str() == Some(stored.access_token().secret())),
+            "round {round}: {c:?}, answers {answers:?}"
+        );
+    }
+    eprintln!(
+        "stale-lease break: {rounds} rounds x 6 processes, one refresh each, {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
