@@ -24,29 +24,13 @@ pub(crate) struct FileContent {
 
 /// Reads the file at `path`; `Ok(None)` if there is none.
 ///
-/// Refuses symbolic links, non-regular files and files over [`MAX_FILE_BYTES`]. A file that
-/// group or others can read is tightened to 0600 (best effort: it may not be ours).
+/// Refuses symbolic links, non-regular files, files over [`MAX_FILE_BYTES`], a file owned by
+/// another user and a directory writable by others without the sticky bit (see
+/// [`open_checked`]). A file that group or others can read is tightened to 0600.
 pub(crate) fn read(path: &Path) -> Result<Option<FileContent>, Error> {
-    let file = match open_no_follow(path, false) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if is_symlink_error(&e) => {
-            return Err(Error::NotASessionFile {
-                path: path.to_path_buf(),
-                reason: "it is a symbolic link, which credlock does not follow".into(),
-            });
-        }
-        Err(e) => return Err(Error::io("open the session file", path)(e)),
+    let Some((file, meta)) = open_checked(path)? else {
+        return Ok(None);
     };
-    let meta = file
-        .metadata()
-        .map_err(Error::io("inspect the session file", path))?;
-    if !meta.is_file() {
-        return Err(Error::NotASessionFile {
-            path: path.to_path_buf(),
-            reason: describe_file_type(&meta),
-        });
-    }
     if meta.len() > MAX_FILE_BYTES {
         return Err(too_large(path));
     }
@@ -64,6 +48,126 @@ pub(crate) fn read(path: &Path) -> Result<Option<FileContent>, Error> {
     }))
 }
 
+/// Opens an existing file of credlock's (the session file, a lease) for reading, and checks what was opened, on the descriptor (no race with a rename): the
+/// directory is not writable by others without the sticky bit, the path is not a symbolic
+/// link (not followed), a FIFO does not block the open and is refused like any non-regular
+/// file, and the file is owned by the current user or root. `Ok(None)` if there is no file.
+pub(crate) fn open_checked(path: &Path) -> Result<Option<(File, std::fs::Metadata)>, Error> {
+    check_dir_of(path)?;
+    let file = match open_no_follow(path, false) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(open_error(path, e)),
+    };
+    let meta = file.metadata().map_err(Error::io("inspect", path))?;
+    check_regular_and_owned(&meta, path)?;
+    Ok(Some((file, meta)))
+}
+
+/// The error for a failed no-follow open: a symbolic link (`ELOOP`) or a socket (`ENXIO`) is
+/// "not a usable file", anything else an I/O error.
+pub(crate) fn open_error(path: &Path, e: std::io::Error) -> Error {
+    if is_symlink_error(&e) {
+        return Error::NotASessionFile {
+            path: path.to_path_buf(),
+            reason: "it is a symbolic link, which credlock does not follow".into(),
+        };
+    }
+    #[cfg(unix)]
+    if e.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error()) {
+        return Error::NotASessionFile {
+            path: path.to_path_buf(),
+            reason: "it is not a regular file (a socket or a device)".into(),
+        };
+    }
+    Error::Io {
+        action: "open",
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
+
+/// Refuses what was opened unless it is a regular file owned by the current user (or root).
+pub(crate) fn check_regular_and_owned(meta: &std::fs::Metadata, path: &Path) -> Result<(), Error> {
+    if !meta.is_file() {
+        return Err(Error::NotASessionFile {
+            path: path.to_path_buf(),
+            reason: describe_file_type(meta),
+        });
+    }
+    check_owner(meta, path)
+}
+
+/// A file owned by another user could have been planted by them (a session pointing at their
+/// token endpoint, a lock file that another user holds, a lease that never expires): refused.
+/// Root-owned files are accepted (root can do anything anyway). Root itself is held to the same
+/// rule: as root, a file owned by another user is refused too, because the refreshed session
+/// would be written back owned by root and the user would lose it (run as the file's owner).
+#[cfg(unix)]
+pub(crate) fn check_owner(meta: &std::fs::Metadata, path: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::MetadataExt;
+    let owner = meta.uid();
+    let me = rustix::process::geteuid().as_raw();
+    if owner == me || owner == 0 {
+        return Ok(());
+    }
+    Err(Error::NotASessionFile {
+        path: path.to_path_buf(),
+        reason: if me == 0 {
+            format!(
+                "it is owned by uid {owner}, not by root: run credlock as that user (as root it would write the session back owned by root), or chown the file if it is really root's"
+            )
+        } else {
+            format!(
+                "it is owned by uid {owner}, not by the current user (uid {me}): another user could have planted it, so credlock does not use it (remove it, or chown it if it is really yours)"
+            )
+        },
+    })
+}
+
+#[cfg(not(unix))]
+pub(crate) fn check_owner(_meta: &std::fs::Metadata, _path: &Path) -> Result<(), Error> {
+    Ok(())
+}
+
+/// Refuses the directory of `path` if every user may write to it and it has no sticky bit:
+/// anyone could then rename their own file over the session, the lock or the lease. A missing
+/// directory passes (it is created 0700).
+pub(crate) fn check_dir_of(path: &Path) -> Result<(), Error> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    check_dir(dir)
+}
+
+#[cfg(unix)]
+fn check_dir(dir: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(dir) else {
+        return Ok(());
+    };
+    let mode = meta.permissions().mode() & 0o7777;
+    if meta.is_dir() && mode & 0o002 != 0 && mode & 0o1000 == 0 {
+        return Err(Error::Io {
+            action: "use the directory",
+            path: dir.to_path_buf(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!(
+                    "it is writable by every user and has no sticky bit (mode {mode:04o}), so any user could replace the session file; `chmod o-w` (or `chmod +t`) it"
+                ),
+            ),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn check_dir(_dir: &Path) -> Result<(), Error> {
+    Ok(())
+}
+
 fn too_large(path: &Path) -> Error {
     Error::NotASessionFile {
         path: path.to_path_buf(),
@@ -78,6 +182,7 @@ fn too_large(path: &Path) -> Error {
 pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let (dir, name) = split(path)?;
     ensure_dir(&dir)?;
+    check_dir(&dir)?;
     refuse_non_regular_target(path)?;
     remove_leftover_temp_files(&dir, &name);
     let mut tmp = create_marked_temp_file(&dir, &name)?;
@@ -145,8 +250,8 @@ fn still_linked(tmp: &tempfile::NamedTempFile) -> bool {
     }
 }
 
-/// Removes `path`; `Ok(false)` if it was not there. Refuses to remove a symlink's target or
-/// a directory: only a regular file is removed.
+/// Removes `path`; `Ok(false)` if it was not there. Refuses to remove a symlink's target, a
+/// directory or another user's file: only a regular file of ours is removed.
 pub(crate) fn remove(path: &Path) -> Result<bool, Error> {
     let (dir, _) = split(path)?;
     if !regular_file_exists(path)? {
@@ -164,56 +269,272 @@ pub(crate) fn remove(path: &Path) -> Result<bool, Error> {
 /// `Ok(false)` if nothing is at `path`, `Ok(true)` for a regular file, an error for anything
 /// else (a symlink is not followed, a directory is not removed).
 fn regular_file_exists(path: &Path) -> Result<bool, Error> {
+    check_dir_of(path)?;
     match std::fs::symlink_metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(Error::io("inspect the session file", path)(e)),
-        Ok(m) if !m.is_file() => Err(Error::NotASessionFile {
-            path: path.to_path_buf(),
-            reason: describe_file_type(&m),
-        }),
-        Ok(_) => Ok(true),
+        Ok(m) => check_regular_and_owned(&m, path).map(|()| true),
     }
 }
 
 /// Removes `path` only if its content still satisfies `still_the_one` when removed: the file
 /// is renamed aside first (one atomic step that no writer can interleave with), checked, and
-/// deleted, or put back with `link` (which will not replace a newer file saved meanwhile).
-/// Returns whether it was removed. Between the rename and the put-back, a reader finds no
-/// file; that happens only when a writer raced the delete.
+/// deleted, or put back (see [`put_back`]) without ever replacing a newer file saved
+/// meanwhile. Returns whether it was removed.
+///
+/// A file that did not match is never unlinked: if it cannot be put back (a newer file took
+/// the name, or the filesystem refuses every way of putting it back), it is left at its aside
+/// name and the error names that path, so that the user can recover it.
+///
+/// The aside name is `.<name>.aside-<pid>-<nanos>-<n>` in the same directory ([`ASIDE_INFIX`]),
+/// which the temp-file sweep never removes; while the compare-and-delete runs, its process
+/// holds an `flock` on it ([`set_aside_files`] tells in-progress from left-over ones). Between
+/// the rename and the put-back, a reader finds no file at the path; that happens only when a
+/// writer raced the delete.
 pub(crate) fn remove_if(path: &Path, still_the_one: impl Fn(&[u8]) -> bool) -> Result<bool, Error> {
+    remove_if_with(path, still_the_one, &PutBackMethod::ALL)
+}
+
+fn remove_if_with(
+    path: &Path,
+    still_the_one: impl Fn(&[u8]) -> bool,
+    methods: &[PutBackMethod],
+) -> Result<bool, Error> {
     let (dir, name) = split(path)?;
     if !regular_file_exists(path)? {
         return Ok(false);
     }
-    // Named like a temp file, so that a process killed right here leaves something the
-    // next write sweeps.
-    let aside = dir.join(format!(
-        "{}{}-{}{DELETING_MARK}{TEMP_SUFFIX}",
-        temp_prefix(&name),
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0)
-    ));
+    let aside = dir.join(aside_name(&name));
     match std::fs::rename(path, &aside) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(Error::io("delete the session file", path)(e)),
     }
-    let matches = std::fs::read(&aside).is_ok_and(|bytes| still_the_one(&bytes));
-    if !matches {
-        // A writer got in first: put its session back, unless an even newer one is there.
-        let _ = std::fs::hard_link(&aside, path);
+    // Marked in progress for as long as this runs (the descriptor closes at the end).
+    let held = open_no_follow(&aside, false).ok();
+    if let Some(f) = &held {
+        let _ = crate::lock::try_hold_until_closed(f);
     }
-    let _ = std::fs::remove_file(&aside);
-    sync_dir(&dir)?;
-    Ok(matches)
+    let matches = held.as_ref().is_some_and(|f| {
+        f.metadata()
+            .is_ok_and(|m| check_regular_and_owned(&m, &aside).is_ok() && m.len() <= MAX_FILE_BYTES)
+            && {
+                let mut bytes = Vec::new();
+                f.take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes).is_ok() && still_the_one(&bytes)
+            }
+    });
+    if matches {
+        std::fs::remove_file(&aside).map_err(Error::io("delete the session file", &aside))?;
+        sync_dir(&dir)?;
+        return Ok(true);
+    }
+    // A writer got in first: put its session back, unless an even newer one is there.
+    match put_back_with(&aside, path, methods) {
+        Ok(()) => {
+            sync_dir(&dir)?;
+            Ok(false)
+        }
+        Err(e) => Err(left_aside(&aside, path, e)),
+    }
+}
+
+/// The error for a file left at its aside name: it names the aside path.
+pub(crate) fn left_aside(aside: &Path, path: &Path, e: std::io::Error) -> Error {
+    let why = if e.kind() == std::io::ErrorKind::AlreadyExists {
+        format!(
+            "{} was taken by a newer file meanwhile; the set-aside file was kept: if the one at {} is missing or older, move it back by hand",
+            path.display(),
+            path.display()
+        )
+    } else {
+        format!(
+            "{e}; the set-aside file was kept: move it back to {} by hand",
+            path.display()
+        )
+    };
+    Error::Io {
+        action: "put back the file set aside at",
+        path: aside.to_path_buf(),
+        source: std::io::Error::new(e.kind(), why),
+    }
+}
+
+/// What every aside name of a session file contains after `.<name>.`.
+pub(crate) const ASIDE_INFIX: &str = "aside-";
+
+fn aside_name(name: &str) -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "{}{ASIDE_INFIX}{}-{}-{}",
+        temp_prefix(name),
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The files that a compare-and-delete of `path` has set aside, each with whether its
+/// compare-and-delete is still in progress (its process holds an `flock` on it). One in
+/// progress means the session may reappear at `path` in a moment; one that is not was left by
+/// a process that died between the rename and the put-back, or could not be put back (see
+/// [`remove_if`]): it holds a session that was never judged deletable. Where `flock` does not
+/// reach other machines, another machine's compare-and-delete looks "not in progress".
+pub(crate) fn set_aside_files(path: &Path) -> Vec<(PathBuf, bool)> {
+    let Ok((dir, name)) = split(path) else {
+        return Vec::new();
+    };
+    let prefix = format!("{}{ASIDE_INFIX}", temp_prefix(&name));
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(&prefix))
+        })
+        .map(|e| {
+            let p = e.path();
+            let in_progress = open_no_follow(&p, false).is_ok_and(|f| {
+                let mut lock = fd_lock::RwLock::new(f);
+                lock.try_write().is_err()
+            });
+            (p, in_progress)
+        })
+        .collect()
+}
+
+/// The ways of putting a set-aside file back, in the order [`put_back`] tries them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PutBackMethod {
+    /// `renameat2(RENAME_NOREPLACE)` (Linux), `renameatx_np(RENAME_EXCL)` (macOS): atomic,
+    /// fails with `EEXIST` rather than replace. Not every filesystem supports it (NFS, many
+    /// FUSE filesystems answer `EINVAL`).
+    NoReplaceRename,
+    /// `link` then unlink the aside name: atomic, fails with `EEXIST`. Not on vfat, exfat and
+    /// many FUSE filesystems (rclone, s3fs, davfs).
+    Link,
+    /// Create the name with `O_CREAT|O_EXCL` (fails with `EEXIST`), write the content, sync,
+    /// then unlink the aside name. Works everywhere; a reader may meet the new file half
+    /// written for an instant (`load` re-reads a file that does not parse). A writer that
+    /// renames its newer file over it meanwhile wins: we write through our descriptor, never
+    /// through the name.
+    ExclusiveCopy,
+}
+
+impl PutBackMethod {
+    pub(crate) const ALL: [PutBackMethod; 3] = [
+        PutBackMethod::NoReplaceRename,
+        PutBackMethod::Link,
+        PutBackMethod::ExclusiveCopy,
+    ];
+}
+
+/// Moves `aside` back to `path` without ever replacing a file at `path`: each method in turn
+/// until one works; `AlreadyExists` as soon as one finds `path` taken (then `aside` is left
+/// where it is, untouched). On error, `aside` still exists.
+pub(crate) fn put_back(aside: &Path, path: &Path) -> std::io::Result<()> {
+    put_back_with(aside, path, &PutBackMethod::ALL)
+}
+
+pub(crate) fn put_back_with(
+    aside: &Path,
+    path: &Path,
+    methods: &[PutBackMethod],
+) -> std::io::Result<()> {
+    let mut last = std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "no way of putting a file back was tried",
+    );
+    for method in methods {
+        let tried = match method {
+            PutBackMethod::NoReplaceRename => rename_no_replace(aside, path),
+            PutBackMethod::Link => std::fs::hard_link(aside, path).map(|()| {
+                let _ = std::fs::remove_file(aside);
+            }),
+            PutBackMethod::ExclusiveCopy => copy_exclusive(aside, path),
+        };
+        match tried {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(e),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
+#[cfg(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "ios"
+))]
+fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
+    use rustix::fs::{CWD, RenameFlags, renameat_with};
+    renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE).map_err(std::io::Error::from)
+}
+
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "macos",
+    target_os = "ios"
+)))]
+fn rename_no_replace(_from: &Path, _to: &Path) -> std::io::Result<()> {
+    Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "no no-replace rename on this platform",
+    ))
+}
+
+fn copy_exclusive(from: &Path, to: &Path) -> std::io::Result<()> {
+    let mut bytes = Vec::new();
+    open_no_follow(from, false)?
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)?;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let mut file = opts.open(to)?;
+    if let Err(e) = file.write_all(&bytes).and_then(|()| file.sync_all()) {
+        // Remove our half-written file, unless a writer has replaced it meanwhile.
+        if same_file(&file, to) {
+            let _ = std::fs::remove_file(to);
+        }
+        return Err(e);
+    }
+    std::fs::remove_file(from).or_else(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    })
+}
+
+fn same_file(file: &File, path: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (file.metadata(), std::fs::symlink_metadata(path)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = (file, path);
+        true
+    }
 }
 
 const TEMP_SUFFIX: &str = ".tmp";
-/// Marks the temp-like name of a file that [`remove_if`] renamed aside.
-const DELETING_MARK: &str = "-deleting";
 
 fn temp_prefix(name: &str) -> String {
     format!(".{name}.")
@@ -235,22 +556,35 @@ fn split(path: &Path) -> Result<(PathBuf, String), Error> {
     Ok((dir, name))
 }
 
+/// A file already at the path must be a regular file of ours: a save does not replace another
+/// user's file any more than a read uses it.
 fn refuse_non_regular_target(path: &Path) -> Result<(), Error> {
     match std::fs::symlink_metadata(path) {
-        Ok(m) if !m.is_file() => Err(Error::NotASessionFile {
-            path: path.to_path_buf(),
-            reason: describe_file_type(&m),
-        }),
+        Ok(m) => check_regular_and_owned(&m, path),
         _ => Ok(()),
     }
 }
 
-fn describe_file_type(m: &std::fs::Metadata) -> String {
+pub(crate) fn describe_file_type(m: &std::fs::Metadata) -> String {
     if m.is_symlink() {
         "it is a symbolic link, which credlock does not follow".into()
     } else if m.is_dir() {
         "it is a directory".into()
     } else {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileTypeExt;
+            let t = m.file_type();
+            if t.is_fifo() {
+                return "it is a named pipe (FIFO), not a regular file".into();
+            }
+            if t.is_socket() {
+                return "it is a socket, not a regular file".into();
+            }
+            if t.is_block_device() || t.is_char_device() {
+                return "it is a device, not a regular file".into();
+            }
+        }
         "it is not a regular file".into()
     }
 }
@@ -314,7 +648,7 @@ fn sync_dir(dir: &Path) -> Result<(), Error> {
 
 /// Opens without following a symlink, and without blocking on a FIFO (which is then refused
 /// as not a regular file).
-fn open_no_follow(path: &Path, write: bool) -> std::io::Result<File> {
+pub(crate) fn open_no_follow(path: &Path, write: bool) -> std::io::Result<File> {
     let mut opts = std::fs::OpenOptions::new();
     opts.read(true).write(write);
     #[cfg(unix)]
@@ -360,48 +694,14 @@ pub(crate) fn exists(path: &Path) -> Result<bool, Error> {
     regular_file_exists(path)
 }
 
-/// Whether a compare-and-delete ([`remove_if`]) of `path` may be under way: the file it
-/// renames aside is there, and was renamed recently (one left by a killed process is swept
-/// by the next write, and must not slow every "no session" answer until then). A reader that
-/// finds no file then must not conclude "no session" yet: the file may be put back in a
-/// moment.
+/// Whether a compare-and-delete ([`remove_if`]) of `path` is under way: a set-aside file
+/// whose process still holds its `flock` (one left by a killed process is not, and must not
+/// slow every "no session" answer). A reader that finds no file then must not conclude "no
+/// session" yet: the file may be put back in a moment.
 pub(crate) fn delete_in_progress(path: &Path) -> bool {
-    let Ok((dir, name)) = split(path) else {
-        return false;
-    };
-    let prefix = temp_prefix(&name);
-    let suffix = format!("{DELETING_MARK}{TEMP_SUFFIX}");
-    std::fs::read_dir(dir).is_ok_and(|entries| {
-        entries.flatten().any(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(&suffix))
-                && e.metadata().is_ok_and(|m| renamed_recently(&m))
-        })
-    })
-}
-
-/// A delete in progress holds the file aside for milliseconds; ten seconds covers a paused
-/// process and a slow network filesystem.
-const ASIDE_IS_RECENT: std::time::Duration = std::time::Duration::from_secs(10);
-
-/// Whether the file's inode changed (a rename counts, on Unix) within [`ASIDE_IS_RECENT`].
-fn renamed_recently(meta: &std::fs::Metadata) -> bool {
-    #[cfg(unix)]
-    let changed = {
-        use std::os::unix::fs::MetadataExt;
-        u64::try_from(meta.ctime())
-            .ok()
-            .map(|secs| std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs))
-    };
-    // Windows keeps the modification time across a rename: the best available sign.
-    #[cfg(not(unix))]
-    let changed = meta.modified().ok();
-    changed.is_some_and(|t| {
-        std::time::SystemTime::now()
-            .duration_since(t)
-            .map_or(true, |age| age < ASIDE_IS_RECENT)
-    })
+    set_aside_files(path)
+        .iter()
+        .any(|(_, in_progress)| *in_progress)
 }
 
 /// The permission bits of a file, where the platform has them.
@@ -465,6 +765,116 @@ mod tests {
             0,
             "nothing left aside"
         );
+    }
+
+    /// Where `link` fails (vfat, exfat, rclone, s3fs, davfs; here ext4 refusing a 65001st link
+    /// with `EMLINK`), the file that did not match must still be put back, never unlinked.
+    #[test]
+    fn a_file_that_did_not_match_is_put_back_even_where_link_fails() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("session.json");
+        std::fs::write(&path, b"newer").expect("write");
+        let links = dir.path().join("links");
+        std::fs::create_dir(&links).expect("mkdir");
+        let link_failed = std::sync::atomic::AtomicBool::new(false);
+        let removed = remove_if(&path, |bytes| {
+            // Between the rename and the put-back: make `link` of the set-aside file fail.
+            let aside = std::fs::read_dir(dir.path())
+                .expect("ls")
+                .map(|e| e.expect("e").path())
+                .find(|p| p.is_file() && p != &path)
+                .expect("the set-aside file");
+            for i in 0..70_000 {
+                match std::fs::hard_link(&aside, links.join(i.to_string())) {
+                    Ok(()) => {}
+                    Err(e) => {
+                        link_failed.store(true, std::sync::atomic::Ordering::SeqCst);
+                        eprintln!("link fails after {i} links: {e}");
+                        break;
+                    }
+                }
+            }
+            bytes == b"failed"
+        })
+        .expect("io");
+        if !link_failed.load(std::sync::atomic::Ordering::SeqCst) {
+            eprintln!("skipped the link failure: this filesystem has no link limit");
+        }
+        assert!(!removed);
+        assert_eq!(std::fs::read(&path).expect("kept"), b"newer", "put back");
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("ls")
+            .map(|e| e.expect("e").file_name())
+            .filter(|n| n != "links" && n != "session.json")
+            .collect();
+        assert!(left.is_empty(), "{left:?}");
+    }
+
+    #[test]
+    fn without_rename_or_link_a_file_is_put_back_by_exclusive_copy_and_never_over_another() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (aside, path) = (dir.path().join("aside"), dir.path().join("session.json"));
+        std::fs::write(&aside, b"winner").expect("write");
+        put_back_with(&aside, &path, &[PutBackMethod::ExclusiveCopy]).expect("copied");
+        assert_eq!(std::fs::read(&path).expect("read"), b"winner");
+        assert!(!aside.exists());
+        std::fs::write(&aside, b"older").expect("write");
+        for methods in [
+            &PutBackMethod::ALL[..],
+            &[PutBackMethod::Link],
+            &[PutBackMethod::ExclusiveCopy],
+        ] {
+            let e = put_back_with(&aside, &path, methods).unwrap_err();
+            assert_eq!(e.kind(), std::io::ErrorKind::AlreadyExists, "{methods:?}");
+            assert_eq!(
+                std::fs::read(&path).expect("read"),
+                b"winner",
+                "{methods:?}"
+            );
+            assert_eq!(
+                std::fs::read(&aside).expect("kept"),
+                b"older",
+                "{methods:?}"
+            );
+        }
+        assert!(put_back_with(&aside, &path, &[]).is_err(), "no way at all");
+        assert!(aside.exists());
+    }
+
+    #[test]
+    fn a_file_that_cannot_be_put_back_is_left_aside_and_the_error_names_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("session.json");
+        std::fs::write(&path, b"newer").expect("write");
+        let seen_in_progress = std::sync::Mutex::new(Vec::new());
+        let err = remove_if(&path, |_| {
+            *seen_in_progress.lock().expect("lock") = set_aside_files(&path);
+            // A writer saves the newest session while the newer one is set aside.
+            std::fs::write(&path, b"newest").expect("write");
+            false
+        })
+        .unwrap_err();
+        let in_progress = seen_in_progress.into_inner().expect("lock");
+        assert_eq!(in_progress.len(), 1, "{in_progress:?}");
+        assert!(in_progress[0].1, "marked in progress while it runs");
+        let aside = &in_progress[0].0;
+        let name = aside.file_name().and_then(|n| n.to_str()).expect("name");
+        assert!(name.starts_with(".session.json.aside-"), "{name}");
+        assert!(
+            matches!(&err, Error::Io { path: p, .. } if p == aside),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("move it back"), "{err}");
+        assert_eq!(std::fs::read(aside).expect("kept"), b"newer");
+        assert_eq!(std::fs::read(&path).expect("read"), b"newest");
+        assert_eq!(
+            set_aside_files(&path),
+            vec![(aside.clone(), false)],
+            "left over"
+        );
+        // The temp-file sweep of the next write leaves it alone.
+        write(&path, b"after").expect("write");
+        assert!(aside.exists());
     }
 
     #[test]

@@ -200,6 +200,17 @@ pub enum Error {
         #[source]
         source: Box<Error>,
     },
+
+    /// This process held the lease for a refresh and lost it before it was done: it was
+    /// paused or slowed past the lease's time-to-live, and another process may have broken
+    /// the lease and taken over the refresh. Nothing was sent (nor, inside
+    /// [`Error::NotSaved`], saved) after the loss was seen, so the two never overlap; the
+    /// stored session was kept. Trying again adopts the other process's session.
+    #[error("lost the lease {} before the refresh was done (this process was paused or slowed past the lease's time-to-live, and another process may have taken over): nothing further was sent or saved; try again", lease_path.display())]
+    LeaseLost {
+        /// The lease file.
+        lease_path: PathBuf,
+    },
 }
 
 impl Error {
@@ -240,6 +251,7 @@ impl Error {
             Error::Unavailable { .. }
                 | Error::LockTimeout { .. }
                 | Error::RevocationUnavailable { .. }
+                | Error::LeaseLost { .. }
                 | Error::IncompleteRefresh {
                     save_error: None,
                     ..
@@ -270,6 +282,7 @@ impl Error {
             Error::RevocationUnavailable { .. } => "revocation_unavailable",
             Error::RevocationRefused { .. } => "revocation_refused",
             Error::NotSaved { .. } => "not_saved",
+            Error::LeaseLost { .. } => "lease_lost",
         }
     }
 
@@ -383,6 +396,9 @@ impl Clone for Error {
             Error::NotSaved { session, source } => Error::NotSaved {
                 session: session.clone(),
                 source: source.clone(),
+            },
+            Error::LeaseLost { lease_path } => Error::LeaseLost {
+                lease_path: lease_path.clone(),
             },
         }
     }

@@ -111,20 +111,43 @@ pub(crate) fn try_hold_until_closed(file: &File) -> bool {
 }
 
 /// Opens (creating if needed) the lock file: read-write, mode 0600, directory 0700.
-fn open_lock_file(lock_path: &Path) -> Result<File, Error> {
+///
+/// Like the session file, it is opened without following a symbolic link and without blocking
+/// (a FIFO planted at the name would otherwise hang the open), and what was opened is checked
+/// on the descriptor: a regular file, owned by the current user or root, in a directory that
+/// is not writable by others without the sticky bit. Anything else is refused at once with
+/// [`Error::NotASessionFile`] naming the lock file (or [`Error::Io`] for the directory).
+pub(crate) fn open_lock_file(lock_path: &Path) -> Result<File, Error> {
     if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
         crate::atomic::ensure_dir(dir)?;
     }
+    crate::atomic::check_dir_of(lock_path)?;
     let mut opts = std::fs::OpenOptions::new();
     opts.read(true).write(true).create(true).truncate(false);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600)
-            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32);
+        opts.mode(0o600).custom_flags(
+            (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
+        );
     }
-    opts.open(lock_path)
-        .map_err(Error::io("open the lock file", lock_path))
+    let file = match opts.open(lock_path) {
+        Ok(f) => f,
+        // Opening a directory for writing fails with EISDIR: say what it is.
+        Err(e) if std::fs::symlink_metadata(lock_path).is_ok_and(|m| m.is_dir()) => {
+            let _ = e;
+            return Err(Error::NotASessionFile {
+                path: lock_path.to_path_buf(),
+                reason: "it is a directory, not credlock's lock file".into(),
+            });
+        }
+        Err(e) => return Err(crate::atomic::open_error(lock_path, e)),
+    };
+    let meta = file
+        .metadata()
+        .map_err(Error::io("inspect the lock file", lock_path))?;
+    crate::atomic::check_regular_and_owned(&meta, lock_path)?;
+    Ok(file)
 }
 
 /// Whether a lock call's error means "this filesystem has no working locks" rather than a

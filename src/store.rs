@@ -642,6 +642,8 @@ impl Store {
     ) -> Result<AccessToken, Error> {
         let request = FormRequest::refresh(&session);
         oauth::require_secure_endpoint(&request.url)?;
+        // Under a lease: never send once another process may have taken it over.
+        lease::Fence::current(&self.lease_path).still_held()?;
         self.emit(Event::Refreshing {
             path: self.path.clone(),
         });
@@ -713,7 +715,10 @@ impl Store {
     }
 
     fn save_refreshed(&self, session: Session) -> Result<AccessToken, Error> {
-        match crate::atomic::write(&self.path, &session.to_json()) {
+        // Under a lease that another process may have taken over (and maybe a logout or a
+        // login saved since), the new session goes to the caller only.
+        let fenced = lease::Fence::current(&self.lease_path).still_held();
+        match fenced.and_then(|()| crate::atomic::write(&self.path, &session.to_json())) {
             Ok(()) => {
                 self.emit(Event::Refreshed {
                     path: self.path.clone(),

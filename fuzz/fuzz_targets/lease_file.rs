@@ -9,7 +9,13 @@ fuzz_target!(|data: &[u8]| {
         Ok(r) => {
             let again = credlock::LeaseRecord::from_json(&r.to_json()).expect("a serialised lease parses");
             assert_eq!(again, r);
-            let here = credlock::Holder { host: "fuzz-host".into(), boot_id: "fuzz-boot".into() };
+            let here = credlock::Holder {
+                host: "fuzz-host".into(),
+                boot_id: "fuzz-boot".into(),
+                machine_id: "fuzz-machine".into(),
+                pid_ns: "pid:[1]".into(),
+                boot_started_ms: 1,
+            };
             let _ = r.is_stale(std::time::SystemTime::now(), &here);
         }
         Err(e) => {

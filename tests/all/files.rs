@@ -254,3 +254,151 @@ fn a_failed_write_leaves_the_old_file_and_no_temp_file() {
         "the child ran the test: {stdout}"
     );
 }
+
+/// A session file, lock file or lease owned by another user is refused, on every path, and
+/// left as it is. Root is held to the same rule (it would otherwise write the user's refreshed
+/// session back owned by root). Needs root to give a file away; skipped otherwise.
+#[cfg(unix)]
+#[test]
+fn a_session_lock_or_lease_owned_by_another_user_is_refused_and_left_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: giving a file to another user (uid 65534) needs root");
+        return;
+    }
+    let give_away = |p: &std::path::Path| {
+        std::os::unix::fs::chown(p, Some(65534), Some(65534)).expect("chown");
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    };
+    // The session file, planted 0644 by another user.
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    bed.seed_expired();
+    give_away(&bed.path);
+    let before = bed.bytes();
+    let refused = |r: Result<(), Error>, path: &std::path::Path, what: &str| {
+        let err = r.unwrap_err();
+        assert!(
+            matches!(&err, Error::NotASessionFile { path: p, .. } if p == path),
+            "{what}: {err:?}"
+        );
+        assert!(
+            err.to_string().contains("owned by uid 65534"),
+            "{what}: {err}"
+        );
+    };
+    refused(bed.store().load().map(drop), &bed.path, "load");
+    refused(bed.store().access_token().map(drop), &bed.path, "token");
+    refused(bed.store().delete().map(drop), &bed.path, "delete");
+    let login = bed
+        .server
+        .seed_session(crate::common::TOKEN_ENDPOINT)
+        .expect("seed");
+    refused(bed.store().save(&login), &bed.path, "save");
+    assert_eq!(bed.bytes(), before, "untouched");
+    assert_eq!(bed.server.counters().refresh_requests, 0);
+
+    // The lock file.
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    bed.seed_expired();
+    let lock = credlock::lock_path_for(&bed.path);
+    give_away(&lock);
+    refused(bed.store().access_token().map(drop), &lock, "lock");
+    assert_eq!(bed.server.counters().refresh_requests, 0);
+
+    // The lease.
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    bed.seed_expired();
+    let lease = credlock::lease_path_for(&bed.path);
+    std::fs::write(&lease, b"{}").expect("plant");
+    give_away(&lease);
+    refused(
+        bed.store()
+            .with_lock_mode(credlock::LockMode::Lease)
+            .access_token()
+            .map(drop),
+        &lease,
+        "lease",
+    );
+    assert_eq!(bed.server.counters().refresh_requests, 0);
+    assert_eq!(std::fs::read(&lease).expect("left"), b"{}");
+}
+
+/// Any user may rename a file over the session in a directory that every user may write to
+/// (unless the sticky bit forbids replacing others' files): refused, naming the directory.
+#[cfg(unix)]
+#[test]
+fn a_directory_writable_by_every_user_without_the_sticky_bit_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    bed.seed_expired();
+    let chmod = |mode| {
+        std::fs::set_permissions(bed.dir.path(), std::fs::Permissions::from_mode(mode))
+            .expect("chmod");
+    };
+    chmod(0o777);
+    for (what, r) in [
+        ("load", bed.store().load().map(drop)),
+        ("token", bed.store().access_token().map(drop)),
+        ("delete", bed.store().delete().map(drop)),
+    ] {
+        let err = r.unwrap_err();
+        assert!(
+            matches!(&err, Error::Io { path, source, .. }
+                if path == bed.dir.path() && source.kind() == std::io::ErrorKind::PermissionDenied),
+            "{what}: {err:?}"
+        );
+        assert!(
+            err.to_string().contains("writable by every user"),
+            "{what}: {err}"
+        );
+    }
+    assert_eq!(bed.server.counters().refresh_requests, 0);
+    chmod(0o1777);
+    assert!(
+        bed.store().access_token().is_ok(),
+        "with the sticky bit (as /tmp), nobody can replace our files"
+    );
+    chmod(0o700);
+}
+
+/// `credlock doctor` says what the store would refuse.
+#[cfg(all(unix, feature = "cli"))]
+#[test]
+fn doctor_reports_a_directory_anyone_may_write_and_a_file_of_another_user() {
+    use std::os::unix::fs::PermissionsExt;
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    bed.seed();
+    std::fs::set_permissions(bed.dir.path(), std::fs::Permissions::from_mode(0o777))
+        .expect("chmod");
+    let is_root = rustix::process::geteuid().is_root();
+    if is_root {
+        std::os::unix::fs::chown(&bed.path, Some(65534), Some(65534)).expect("chown");
+    }
+    let out = crate::common::credlock(&bed.path, &["doctor"])
+        .output()
+        .expect("doctor");
+    std::fs::set_permissions(bed.dir.path(), std::fs::Permissions::from_mode(0o700))
+        .expect("chmod");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    let ownership: Vec<_> = stdout
+        .lines()
+        .filter(|l| l.starts_with("fail  permissions"))
+        .collect();
+    assert!(
+        ownership
+            .iter()
+            .any(|l| l.contains("writable by every user")),
+        "{stdout}"
+    );
+    if is_root {
+        assert!(
+            ownership
+                .iter()
+                .any(|l| l.contains("session.json is owned by uid 65534")),
+            "{stdout}"
+        );
+    } else {
+        eprintln!("skipped the foreign-owner half: chown needs root");
+    }
+}

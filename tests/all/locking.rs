@@ -192,3 +192,59 @@ fn many_callers_reporting_one_rejected_token_cause_one_refresh() {
     assert_eq!(again.secret(), tokens[0]);
     assert_eq!(bed.server.counters().refresh_requests, 1);
 }
+
+/// Puts something at a path.
+#[cfg(unix)]
+type Plant = fn(&std::path::Path);
+
+/// A FIFO (which would hang a blocking open, or be "locked" as if it were the lock file), a
+/// symbolic link (not followed) or a directory at `<store>.lock`: refused at once with an error
+/// naming the lock file and what is there, and left in place.
+#[cfg(unix)]
+#[test]
+fn a_fifo_a_symlink_or_a_directory_at_the_lock_file_is_refused_at_once() {
+    let cases: [(&str, Plant); 3] = [
+        ("named pipe", |p| {
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                p,
+                rustix::fs::FileType::Fifo,
+                rustix::fs::Mode::from_raw_mode(0o600),
+                0,
+            )
+            .expect("mkfifo");
+        }),
+        ("symbolic link", |p| {
+            let target = p.with_extension("elsewhere");
+            std::fs::write(&target, b"").expect("target");
+            std::os::unix::fs::symlink(&target, p).expect("symlink");
+        }),
+        ("directory", |p| std::fs::create_dir(p).expect("mkdir")),
+    ];
+    for (what, plant) in cases {
+        let bed = Arc::new(Bed::new(ReusePolicy::RevokeGrant));
+        bed.seed_expired();
+        let lock = credlock::lock_path_for(&bed.path);
+        std::fs::remove_file(&lock).expect("rm the lock file the seed created");
+        plant(&lock);
+        let started = std::time::Instant::now();
+        let err = within(Duration::from_secs(10), {
+            let bed = Arc::clone(&bed);
+            move || {
+                bed.store()
+                    .with_lock_mode(LockMode::Advisory)
+                    .with_lock_timeout(Duration::from_secs(2))
+                    .access_token()
+            }
+        })
+        .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(2), "{what}");
+        assert!(
+            matches!(&err, Error::NotASessionFile { path, .. } if *path == lock),
+            "{what}: {err:?}"
+        );
+        assert!(err.to_string().contains(what), "{what}: {err}");
+        assert_eq!(bed.server.counters().refresh_requests, 0, "{what}");
+        assert!(std::fs::symlink_metadata(&lock).is_ok(), "{what}: left");
+    }
+}

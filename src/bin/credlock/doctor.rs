@@ -54,7 +54,13 @@ pub fn run(g: &Global) -> Outcome {
         Err(e) => checks.push(("store", Level::Fail, e.to_string())),
     }
 
+    // Files another user controls, or a directory anyone may write to: the store refuses them.
+    let problems = credlock::filesystem::ownership_problems(store.path());
+    for problem in &problems {
+        checks.push(("permissions", Level::Fail, problem.clone()));
+    }
     match store.file_mode() {
+        _ if !problems.is_empty() => {}
         Some(m) if m & 0o077 == 0 => {
             checks.push(("permissions", Level::Ok, format!("mode {m:04o}")))
         }
