@@ -111,7 +111,7 @@ fn git_credential_fill_answers_the_access_token_and_its_expiry() {
 #[test]
 fn six_concurrent_git_ls_remotes_on_an_expired_session_refresh_once_and_a_clone_works() {
     require("git", "git");
-    let b = Backend::expired();
+    let b = Backend::expired_slow(Duration::from_millis(500));
     let repo = bare_repo(b.dir.path());
     let stub = Stub::start(b.dir.path(), "git", true, Some(&repo));
     stub.refuse(&b.access_token());

@@ -76,7 +76,7 @@ fn kubectl_authenticates_with_the_token_from_the_exec_plugin_in_v1_and_v1beta1()
 #[test]
 fn eight_concurrent_kubectl_calls_on_an_expired_session_cause_one_refresh() {
     require("kubectl", "kubectl (from the Kubernetes apt repository)");
-    let b = Backend::expired();
+    let b = Backend::expired_slow(Duration::from_millis(500));
     let stub = Stub::start(b.dir.path(), "bearer", true, None);
     stub.refuse(&b.access_token());
     let config = kubeconfig(b.dir.path(), stub.port, &b.store, "v1");

@@ -33,10 +33,20 @@ impl Backend {
         Backend::seeded(true)
     }
 
+    /// An expired session on a token server that takes `latency` to answer, so that callers
+    /// arriving one after another still meet during the refresh.
+    pub fn expired_slow(latency: Duration) -> Backend {
+        Backend::with_server(FakeServer::builder().latency(latency).build(), true)
+    }
+
     fn seeded(expired: bool) -> Backend {
+        Backend::with_server(FakeServer::builder().build(), expired)
+    }
+
+    fn with_server(fake: Arc<FakeServer>, expired: bool) -> Backend {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = dir.path().join("session.json");
-        let (fake, http, session) = seed_at(&store, expired);
+        let (http, session) = seed_on(&fake, &store, expired);
         Backend {
             dir,
             store,
@@ -63,7 +73,12 @@ impl Backend {
 /// Starts a token server and saves a session on it at `store`.
 pub fn seed_at(store: &Path, expired: bool) -> (Arc<FakeServer>, HttpServer, Session) {
     let fake = FakeServer::builder().build();
-    let http = HttpServer::start(fake.clone()).expect("token server");
+    let (http, session) = seed_on(&fake, store, expired);
+    (fake, http, session)
+}
+
+fn seed_on(fake: &Arc<FakeServer>, store: &Path, expired: bool) -> (HttpServer, Session) {
+    let http = HttpServer::start(Arc::clone(fake)).expect("token server");
     let mut session = fake
         .seed_session(&http.token_endpoint())
         .expect("seed session");
@@ -71,7 +86,7 @@ pub fn seed_at(store: &Path, expired: bool) -> (Arc<FakeServer>, HttpServer, Ses
         session = session.with_expires_at(SystemTime::now());
     }
     Store::new(store).save(&session).expect("save session");
-    (fake, http, session)
+    (http, session)
 }
 
 pub fn stored_token(store: &Path) -> String {
