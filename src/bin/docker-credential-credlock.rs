@@ -3,7 +3,8 @@
 //! registries that accept an OAuth access token as the password.
 //!
 //! Configuration, all from the environment (docker passes its own to the helper):
-//! `CREDLOCK_STORE` or `CREDLOCK_PROFILE` select the session as for `credlock`;
+//! `CREDLOCK_STORE` or `CREDLOCK_PROFILE` select the session, and `CREDLOCK_LOCK` and
+//! `CREDLOCK_MARGIN` tune it, as for `credlock`;
 //! `CREDLOCK_ACCESS_TOKEN` overrides it; `CREDLOCK_DOCKER_USERNAME` is the username to answer
 //! (default `oauth2accesstoken`, what Google's registries expect); `CREDLOCK_DOCKER_REGISTRIES`,
 //! a comma-separated list of registry hosts, restricts the token to those and is what `list`
@@ -128,6 +129,12 @@ fn store() -> Result<credlock::Store, String> {
     let mut store = credlock::Store::new(path);
     if let Ok(mode) = std::env::var("CREDLOCK_LOCK") {
         store = store.with_lock_mode(mode.parse().map_err(|e| format!("credlock: {e}"))?);
+    }
+    if let Ok(margin) = std::env::var("CREDLOCK_MARGIN") {
+        let seconds: u64 = margin.parse().map_err(|_| {
+            format!("credlock: CREDLOCK_MARGIN={margin:?} is not a number of seconds")
+        })?;
+        store = store.with_margin(std::time::Duration::from_secs(seconds));
     }
     Ok(store.on_event(|e| {
         if matches!(

@@ -111,8 +111,38 @@ fn a_profile_name_that_could_leave_the_directory_is_a_usage_error_and_creates_no
         b"",
     );
     assert_eq!(out.status.code(), Some(2), "--profile with --store");
+    let mut both_in_env = credlock_in(home.path(), &["token"]);
+    both_in_env
+        .env("CREDLOCK_PROFILE", "x")
+        .env("CREDLOCK_STORE", "/tmp/s.json");
+    let out = run_with_stdin(both_in_env, b"");
+    assert_eq!(out.status.code(), Some(2), "both in the environment");
     assert!(!home.path().join("config").exists());
     assert!(!home.path().join("escape").exists());
+}
+
+#[test]
+fn the_command_line_beats_the_environment_between_store_and_profile() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let (_f, _h, session) = seed_at(&profile_path(home.path(), Some("ci")), false);
+    let token = session.access_token().secret().to_owned();
+    let elsewhere = home.path().join("elsewhere.json");
+
+    let mut profile_wins = credlock_in(home.path(), &["--profile", "ci", "token"]);
+    profile_wins.env("CREDLOCK_STORE", &elsewhere);
+    let out = run_with_stdin(profile_wins, b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), token);
+
+    let mut store_wins = credlock_in(home.path(), &["--store"]);
+    store_wins
+        .arg(profile_path(home.path(), Some("ci")))
+        .arg("token")
+        .env("CREDLOCK_PROFILE", "other");
+    let out = run_with_stdin(store_wins, b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout).trim(), token);
+    assert!(!elsewhere.exists());
 }
 
 #[test]

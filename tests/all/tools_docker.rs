@@ -120,7 +120,7 @@ fn the_ci_override_is_handed_to_docker_without_a_store() {
 
 #[test]
 fn the_docker_cli_pulls_a_manifest_with_the_token_through_the_helper() {
-    require("docker", "docker.io (the CLI; no daemon is needed)");
+    require("docker", "docker.io (only the CLI is used; no daemon)");
     let b = Backend::fresh();
     let stub = Stub::start(b.dir.path(), "registry", true, None);
     let registry = format!("127.0.0.1:{}", stub.port);

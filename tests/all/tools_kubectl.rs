@@ -57,7 +57,7 @@ fn kubectl(dir: &Path, kubeconfig: &Path) -> Command {
 
 #[test]
 fn kubectl_authenticates_with_the_token_from_the_exec_plugin_in_v1_and_v1beta1() {
-    require("kubectl", "kubectl (from the Kubernetes apt repository)");
+    require("kubectl", "kubectl (Google Cloud SDK apt repository)");
     let b = Backend::fresh();
     let stub = Stub::start(b.dir.path(), "bearer", true, None);
     for version in ["v1", "v1beta1"] {
@@ -75,7 +75,7 @@ fn kubectl_authenticates_with_the_token_from_the_exec_plugin_in_v1_and_v1beta1()
 
 #[test]
 fn eight_concurrent_kubectl_calls_on_an_expired_session_cause_one_refresh() {
-    require("kubectl", "kubectl (from the Kubernetes apt repository)");
+    require("kubectl", "kubectl (Google Cloud SDK apt repository)");
     let b = Backend::expired_slow(Duration::from_millis(500));
     let stub = Stub::start(b.dir.path(), "bearer", true, None);
     stub.refuse(&b.access_token());

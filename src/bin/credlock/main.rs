@@ -30,7 +30,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use credlock::{Error, LockMode, Store};
 use serde_json::json;
 
@@ -47,7 +47,9 @@ struct Cli {
     store: Option<PathBuf>,
     /// A named session (its own file, lock and lease) under the default directory. Nothing
     /// remembers a current profile: name it on every call (or in the environment).
-    #[arg(long, global = true, env = "CREDLOCK_PROFILE", conflicts_with = "store", value_parser = profiles::parse_profile)]
+    /// A --store on the command line wins over CREDLOCK_PROFILE and --profile over
+    /// CREDLOCK_STORE; both from the same place is an error.
+    #[arg(long, global = true, env = "CREDLOCK_PROFILE", value_parser = profiles::parse_profile)]
     profile: Option<String>,
     /// How refreshes are serialised: auto, advisory, lease or off.
     #[arg(long, global = true, env = "CREDLOCK_LOCK", default_value = "auto")]
@@ -154,13 +156,13 @@ fn exit_code_for(e: &Error) -> u8 {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let (store, profile) = profiles::select(&matches, cli.store, cli.profile);
     let json_output = cli.json;
     let global = Global {
-        store: cli
-            .store
-            .unwrap_or_else(|| profiles::store_path(cli.profile.as_deref())),
-        profile: cli.profile,
+        store,
+        profile,
         lock: cli.lock,
         margin: Duration::from_secs(cli.margin),
         json: cli.json,

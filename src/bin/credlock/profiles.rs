@@ -32,6 +32,41 @@ pub fn store_path(profile: Option<&str>) -> PathBuf {
         .unwrap_or_else(|_| base.join(APP).join("session.json"))
 }
 
+/// The session file and profile from `--store`/`CREDLOCK_STORE` and
+/// `--profile`/`CREDLOCK_PROFILE`: the command line beats the environment (so a child given
+/// `--store` ignores an inherited `CREDLOCK_PROFILE`); both from the same place is a usage
+/// error (exit 2), since either choice could be the wrong session.
+pub fn select(
+    matches: &clap::ArgMatches,
+    store: Option<PathBuf>,
+    profile: Option<String>,
+) -> (PathBuf, Option<String>) {
+    use clap::parser::ValueSource;
+    let from_command_line = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+    match (store, profile) {
+        (Some(store), Some(profile)) => {
+            match (from_command_line("store"), from_command_line("profile")) {
+                (true, false) => (store, None),
+                (false, true) => {
+                    let path = store_path(Some(&profile));
+                    (path, Some(profile))
+                }
+                _ => {
+                    use clap::CommandFactory;
+                    crate::Cli::command()
+                        .error(
+                            clap::error::ErrorKind::ArgumentConflict,
+                            "a store and a profile are both given; name one of them",
+                        )
+                        .exit()
+                }
+            }
+        }
+        (Some(store), None) => (store, None),
+        (None, profile) => (store_path(profile.as_deref()), profile),
+    }
+}
+
 /// One row of `credlock profiles`.
 struct Row {
     profile: String,
