@@ -14,7 +14,7 @@
 //! Exit codes: 0 success; 1 failure (message on stdout, where docker reads it); 2 usage.
 #![forbid(unsafe_code)]
 
-use std::io::Read;
+use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -41,16 +41,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match result {
-        Ok(out) if out.is_empty() => ExitCode::SUCCESS,
-        Ok(out) => {
-            println!("{out}");
-            ExitCode::SUCCESS
-        }
-        Err(message) => {
-            println!("{message}");
-            ExitCode::from(1)
-        }
+    let (text, code) = match result {
+        Ok(out) => (out, ExitCode::SUCCESS),
+        Err(message) => (message, ExitCode::from(1)),
+    };
+    if text.is_empty() {
+        return code;
+    }
+    // A closed stdout (docker gone) is a failure to report, not a panic.
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Ok(()) => code,
+        Err(_) => ExitCode::from(1),
     }
 }
 
