@@ -94,6 +94,7 @@ mod fallback;
 pub mod filesystem;
 mod http;
 mod lease;
+mod location;
 mod lock;
 mod oauth;
 mod plan;
@@ -112,6 +113,10 @@ pub use event::Event;
 pub use filesystem::FsKind;
 pub use http::{HttpResponse, Transport, TransportError, UreqTransport};
 pub use lease::{Holder, LeaseRecord, lease_path_for};
+pub use location::{
+    DEFAULT_PROFILE, LocationError, MAX_PROFILE_NAME_LEN, config_dir, default_session_path,
+    session_path_in, validate_profile_name,
+};
 pub use lock::lock_path_for;
 pub use oauth::{
     FormRequest, OAuthError, OAuthErrorCode, ResponseError, TokenResponse, base64,

@@ -24,11 +24,23 @@ mod model;
 #[cfg(feature = "cli")]
 mod oidc;
 mod processes;
+#[cfg(all(unix, feature = "cli"))]
+mod profiles;
 #[cfg(feature = "cli")]
 mod proxy;
 mod readers;
 mod refresh;
 mod secrets;
+#[cfg(all(unix, feature = "cli"))]
+mod tools_docker;
+#[cfg(all(unix, feature = "cli"))]
+mod tools_exec;
+#[cfg(all(unix, feature = "cli"))]
+mod tools_git;
+#[cfg(all(unix, feature = "cli"))]
+mod tools_kubectl;
+#[cfg(all(unix, feature = "cli"))]
+mod tools_support;
 #[cfg(all(unix, feature = "cli"))]
 mod twin_mount;
 mod unexpired;

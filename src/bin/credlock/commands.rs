@@ -100,6 +100,7 @@ pub fn status(g: &Global) -> Outcome {
         "lock_reason": lock.reason,
         "lock_degraded": lock.degraded,
         "filesystem": lock.filesystem.kind.name(),
+        "access_token_override": crate::obtain::override_active(),
     });
     if let Some(s) = &session {
         let details = json!({
@@ -124,6 +125,12 @@ pub fn status(g: &Global) -> Outcome {
         return Ok(code);
     }
     outln!("store:          {}", store.path().display())?;
+    if crate::obtain::override_active() {
+        outln!(
+            "override:       {} is set: `token` prints it and uses no session",
+            crate::obtain::OVERRIDE_VAR
+        )?;
+    }
     match &session {
         None => outln!("session:        none (log in, then `credlock import`)")?,
         Some(s) => {

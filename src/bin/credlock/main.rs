@@ -19,13 +19,19 @@ macro_rules! outln {
 mod bench;
 mod commands;
 mod doctor;
+mod exec;
+mod formats;
+mod git_credential;
+mod obtain;
+mod profiles;
 mod race;
+mod token_file;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use credlock::{Error, LockMode, Store};
 use serde_json::json;
 
@@ -37,9 +43,16 @@ use serde_json::json;
     after_help = EXIT_CODES
 )]
 struct Cli {
-    /// The session file [default: $XDG_CONFIG_HOME/credlock/session.json].
+    /// The session file [default: $XDG_CONFIG_HOME/credlock/session.json, or
+    /// profiles/PROFILE/session.json there with --profile].
     #[arg(long, global = true, env = "CREDLOCK_STORE")]
     store: Option<PathBuf>,
+    /// A named session (its own file, lock and lease) under the default directory. Nothing
+    /// remembers a current profile: name it on every call (or in the environment).
+    /// A --store on the command line wins over CREDLOCK_PROFILE and --profile over
+    /// CREDLOCK_STORE; both from the same place is an error.
+    #[arg(long, global = true, env = "CREDLOCK_PROFILE", value_parser = profiles::parse_profile)]
+    profile: Option<String>,
     /// How refreshes are serialised: auto, advisory, lease or off.
     #[arg(long, global = true, env = "CREDLOCK_LOCK", default_value = "auto")]
     lock: LockMode,
@@ -64,6 +77,8 @@ enum Command {
         /// unless another process already has (N callers reporting it cause one refresh).
         #[arg(long)]
         rejected_on_stdin: bool,
+        #[command(flatten)]
+        tools: formats::TokenArgs,
     },
     /// Describe the stored session without printing any secret.
     Status,
@@ -81,6 +96,12 @@ enum Command {
     },
     /// Check the store, its permissions, the lock and the filesystem.
     Doctor,
+    /// List the profiles and the state of their sessions (no secrets).
+    Profiles,
+    /// A git credential helper: `credential.helper = !credlock --profile X git-credential`.
+    GitCredential(git_credential::GitCredentialArgs),
+    /// Run a command with a valid access token in its environment; exits with its status.
+    Exec(exec::ExecArgs),
     /// The demo: many processes, one expiring session, one embedded token server.
     Race(race::RaceArgs),
     /// Measure the hot path, durable saves, race scaling and memory.
@@ -94,6 +115,8 @@ enum Command {
 #[derive(Debug, Clone)]
 struct Global {
     store: PathBuf,
+    /// The profile named with --profile, if any.
+    profile: Option<String>,
     lock: LockMode,
     margin: Duration,
     json: bool,
@@ -123,15 +146,6 @@ impl Global {
     }
 }
 
-fn default_store() -> PathBuf {
-    let config = std::env::var_os("XDG_CONFIG_HOME")
-        .map(PathBuf::from)
-        .filter(|p| p.is_absolute())
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".config")))
-        .unwrap_or_else(|| PathBuf::from("."));
-    config.join("credlock").join("session.json")
-}
-
 const EXIT_CODES: &str = "Exit codes:
   0  success
   1  any other error
@@ -155,21 +169,34 @@ fn exit_code_for(e: &Error) -> u8 {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let (store, profile) = profiles::select(&matches, cli.store, cli.profile);
     let json_output = cli.json;
     let global = Global {
-        store: cli.store.unwrap_or_else(default_store),
+        store,
+        profile,
         lock: cli.lock,
         margin: Duration::from_secs(cli.margin),
         json: cli.json,
         verbose: cli.verbose,
     };
     let result = match cli.command {
-        Command::Token { rejected_on_stdin } => commands::token(&global, rejected_on_stdin),
+        Command::Token {
+            rejected_on_stdin,
+            tools,
+        } if tools.is_plain() => commands::token(&global, rejected_on_stdin),
+        Command::Token {
+            rejected_on_stdin,
+            tools,
+        } => formats::token(&global, rejected_on_stdin, &tools),
         Command::Status => commands::status(&global),
         Command::Import(args) => commands::import(&global, &args),
         Command::Logout { revoke } => commands::logout(&global, revoke),
         Command::Doctor => doctor::run(&global),
+        Command::Profiles => profiles::list(&global),
+        Command::GitCredential(args) => git_credential::run(&global, &args),
+        Command::Exec(args) => exec::run(&global, &args),
         Command::Race(args) => race::run(&global, &args),
         Command::Bench(args) => bench::run(&global, &args),
         Command::RaceChild => race::child(&global),

@@ -1,0 +1,135 @@
+//! `credlock token --format plain|header|exec-credential`, `--out FILE` and `--min-valid`:
+//! the token in the shape a tool expects, and nowhere else.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use credlock::rfc3339;
+use serde_json::json;
+
+use crate::obtain::{self, Obtained};
+use crate::{Failure, Global, Outcome};
+
+/// How `credlock token` prints the token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    /// The token and a newline (`--json`: an object with its expiry).
+    #[default]
+    Plain,
+    /// `Authorization: Bearer <token>`, for `curl -H @-`.
+    Header,
+    /// A Kubernetes `ExecCredential` (client.authentication.k8s.io v1 or v1beta1, as asked
+    /// for in `KUBERNETES_EXEC_INFO`), for a kubeconfig `exec` plugin.
+    ExecCredential,
+}
+
+/// The options of `credlock token` for tools.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TokenArgs {
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Plain)]
+    pub format: Format,
+    /// Write the token to FILE instead of stdout: atomically, mode 0600, only when it
+    /// changed. Without FILE: $XDG_RUNTIME_DIR/bt_u<uid> (the WLCG bearer token discovery
+    /// location; /tmp/bt_u<uid> when XDG_RUNTIME_DIR is unset), with `-<profile>` appended
+    /// for a named profile.
+    #[arg(long, value_name = "FILE", num_args = 0..=1)]
+    pub out: Option<Option<PathBuf>>,
+    /// Refresh when the token has less than this many seconds left (not capped like
+    /// --margin).
+    #[arg(long, value_name = "SECONDS")]
+    pub min_valid: Option<u64>,
+}
+
+impl TokenArgs {
+    /// Whether the plain `credlock token` of `commands::token` is what was asked for.
+    pub fn is_plain(&self) -> bool {
+        self.format == Format::Plain
+            && self.out.is_none()
+            && self.min_valid.is_none()
+            && !obtain::override_active()
+    }
+}
+
+/// `credlock token` with a tool format, a token file, `--min-valid` or the override.
+pub fn token(g: &Global, rejected_on_stdin: bool, args: &TokenArgs) -> Outcome {
+    // Checked before any store access, so that a misconfigured kubeconfig costs no refresh.
+    let api_version = match args.format {
+        Format::ExecCredential => Some(exec_credential_api_version()?),
+        _ => None,
+    };
+    let min_valid = args.min_valid.map(Duration::from_secs);
+    let got = if rejected_on_stdin && !obtain::override_active() {
+        let rejected = obtain::read_stdin("the rejected token")?;
+        let rejected = rejected.trim();
+        if rejected.is_empty() {
+            return Err(Failure::Usage(
+                "--rejected-on-stdin needs the rejected token on stdin".into(),
+            ));
+        }
+        let t = g.store().access_token_after_rejection(rejected)?;
+        Obtained {
+            token: credlock::Secret::new(t.secret()),
+            expires_at: t.expires_at(),
+        }
+    } else {
+        obtain::token(g, min_valid)?
+    };
+    if let Some(out) = &args.out {
+        let path = match out {
+            Some(path) => path.clone(),
+            None => crate::token_file::default_path(g.profile.as_deref()),
+        };
+        let written = crate::token_file::write_if_changed(&path, got.token.secret())?;
+        if g.verbose {
+            let what = if written { "wrote" } else { "unchanged:" };
+            eprintln!("credlock: {what} {}", path.display());
+        }
+        if g.json {
+            outln!(
+                "{}",
+                json!({"out": path, "written": written, "expires_at": got.expires_at.map(rfc3339)})
+            )?;
+        }
+        return Ok(0);
+    }
+    match (args.format, api_version) {
+        (Format::ExecCredential, Some(api_version)) => {
+            let mut status = json!({ "token": got.token.secret() });
+            if let Some(e) = got.expires_at {
+                status["expirationTimestamp"] = json!(rfc3339(e));
+            }
+            outln!(
+                "{}",
+                json!({"apiVersion": api_version, "kind": "ExecCredential", "status": status})
+            )?;
+        }
+        (Format::Header, _) => outln!("Authorization: Bearer {}", got.token.secret())?,
+        _ if g.json => outln!(
+            "{}",
+            json!({"access_token": got.token.secret(), "expires_at": got.expires_at.map(rfc3339)})
+        )?,
+        _ => outln!("{}", got.token.secret())?,
+    }
+    Ok(0)
+}
+
+const EXEC_API_GROUP: &str = "client.authentication.k8s.io/";
+const EXEC_API_VERSIONS: [&str; 2] = ["v1", "v1beta1"];
+
+/// The `ExecCredential` API version kubectl asked for in `KUBERNETES_EXEC_INFO` (v1 when
+/// the variable is unset, as when run by hand).
+fn exec_credential_api_version() -> Result<String, Failure> {
+    let Some(info) = std::env::var_os("KUBERNETES_EXEC_INFO") else {
+        return Ok(format!("{EXEC_API_GROUP}v1"));
+    };
+    let info: serde_json::Value = serde_json::from_slice(info.as_encoded_bytes())
+        .map_err(|e| Failure::Usage(format!("KUBERNETES_EXEC_INFO is not JSON: {e}")))?;
+    let requested = info["apiVersion"].as_str().unwrap_or_default();
+    match requested.strip_prefix(EXEC_API_GROUP) {
+        Some(v) if EXEC_API_VERSIONS.contains(&v) => Ok(requested.to_owned()),
+        _ => Err(Failure::Usage(format!(
+            "KUBERNETES_EXEC_INFO asks for ExecCredential {requested:?}; credlock speaks {EXEC_API_GROUP}v1 and v1beta1"
+        ))),
+    }
+}

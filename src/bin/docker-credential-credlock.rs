@@ -1,0 +1,149 @@
+//! `docker-credential-credlock`: a docker credential helper (the get/store/erase/list
+//! protocol of docker-credential-helpers) that answers credlock's access token, for
+//! registries that accept an OAuth access token as the password.
+//!
+//! Configuration, all from the environment (docker passes its own to the helper):
+//! `CREDLOCK_STORE` or `CREDLOCK_PROFILE` select the session, and `CREDLOCK_LOCK` and
+//! `CREDLOCK_MARGIN` tune it, as for `credlock`;
+//! `CREDLOCK_ACCESS_TOKEN` overrides it; `CREDLOCK_DOCKER_USERNAME` is the username to answer
+//! (default `oauth2accesstoken`, what Google's registries expect); `CREDLOCK_DOCKER_REGISTRIES`,
+//! a comma-separated list of registry hosts, restricts the token to those and is what `list`
+//! reports (without it `list` reports none and `get` answers any registry docker asks about:
+//! scope it with `credHelpers` in docker's config.json).
+//!
+//! Exit codes: 0 success; 1 failure (message on stdout, where docker reads it); 2 usage.
+#![forbid(unsafe_code)]
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde_json::json;
+
+/// What docker-credential-helpers' client recognises as "no credentials for this server".
+const NOT_FOUND: &str = "credentials not found in native keychain";
+
+fn main() -> ExitCode {
+    let verb = std::env::args().nth(1).unwrap_or_default();
+    let result = match verb.as_str() {
+        "get" => read_stdin().and_then(|input| get(input.trim())),
+        // The session is credlock's: docker login/logout do not change it.
+        "store" | "erase" => read_stdin().map(|_| String::new()),
+        "list" => Ok(list()),
+        "version" => Ok(format!(
+            "docker-credential-credlock {}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        other => {
+            eprintln!(
+                "usage: docker-credential-credlock get|store|erase|list|version (got {other:?})"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    let (text, code) = match result {
+        Ok(out) => (out, ExitCode::SUCCESS),
+        Err(message) => (message, ExitCode::from(1)),
+    };
+    if text.is_empty() {
+        return code;
+    }
+    // A closed stdout (docker gone) is a failure to report, not a panic.
+    let mut stdout = std::io::stdout().lock();
+    match writeln!(stdout, "{text}").and_then(|()| stdout.flush()) {
+        Ok(()) => code,
+        Err(_) => ExitCode::from(1),
+    }
+}
+
+fn read_stdin() -> Result<String, String> {
+    let mut text = String::new();
+    std::io::stdin()
+        .take(64 * 1024)
+        .read_to_string(&mut text)
+        .map_err(|e| format!("credlock: could not read stdin: {e}"))?;
+    Ok(text)
+}
+
+fn username() -> String {
+    std::env::var("CREDLOCK_DOCKER_USERNAME")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "oauth2accesstoken".to_owned())
+}
+
+/// `registry.example.com:5000` from `https://registry.example.com:5000/v1/` and the like.
+fn host_of(server_url: &str) -> &str {
+    let rest = server_url
+        .split_once("://")
+        .map_or(server_url, |(_, rest)| rest);
+    rest.split('/').next().unwrap_or(rest)
+}
+
+fn registries() -> Option<Vec<String>> {
+    let list = std::env::var("CREDLOCK_DOCKER_REGISTRIES").ok()?;
+    Some(
+        list.split(',')
+            .map(|r| host_of(r.trim()).to_owned())
+            .filter(|r| !r.is_empty())
+            .collect(),
+    )
+}
+
+fn list() -> String {
+    let user = username();
+    let map: serde_json::Map<String, serde_json::Value> = registries()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|r| (r, json!(user)))
+        .collect();
+    serde_json::Value::Object(map).to_string()
+}
+
+fn get(server_url: &str) -> Result<String, String> {
+    if let Some(allowed) = registries()
+        && !allowed.iter().any(|r| r == host_of(server_url))
+    {
+        return Err(NOT_FOUND.to_owned());
+    }
+    let token = match std::env::var("CREDLOCK_ACCESS_TOKEN") {
+        Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
+        _ => store()?
+            .access_token()
+            .map_err(|e| format!("credlock: {e}"))?
+            .secret()
+            .to_owned(),
+    };
+    Ok(json!({"ServerURL": server_url, "Username": username(), "Secret": token}).to_string())
+}
+
+fn store() -> Result<credlock::Store, String> {
+    let path = match std::env::var_os("CREDLOCK_STORE").filter(|s| !s.is_empty()) {
+        Some(p) => PathBuf::from(p),
+        None => {
+            let profile = std::env::var("CREDLOCK_PROFILE")
+                .ok()
+                .filter(|p| !p.is_empty());
+            credlock::default_session_path("credlock", profile.as_deref())
+                .map_err(|e| format!("credlock: {e}"))?
+        }
+    };
+    let mut store = credlock::Store::new(path);
+    if let Ok(mode) = std::env::var("CREDLOCK_LOCK") {
+        store = store.with_lock_mode(mode.parse().map_err(|e| format!("credlock: {e}"))?);
+    }
+    if let Ok(margin) = std::env::var("CREDLOCK_MARGIN") {
+        let seconds: u64 = margin.parse().map_err(|_| {
+            format!("credlock: CREDLOCK_MARGIN={margin:?} is not a number of seconds")
+        })?;
+        store = store.with_margin(std::time::Duration::from_secs(seconds));
+    }
+    Ok(store.on_event(|e| {
+        if matches!(
+            e,
+            credlock::Event::WaitingForLock { .. } | credlock::Event::LocksUnavailable { .. }
+        ) {
+            eprintln!("credlock: {e}");
+        }
+    }))
+}

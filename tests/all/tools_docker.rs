@@ -1,0 +1,156 @@
+//! docker: `docker-credential-credlock`, the credential-helper protocol (get, store, erase,
+//! list) spoken directly, and the real docker CLI calling it (`docker manifest inspect`
+//! needs no daemon) against a stub registry that requires the token.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::common::run_with_stdin;
+use crate::tools_support::{Backend, Stub, require, text};
+
+const HELPER: &str = env!("CARGO_BIN_EXE_docker-credential-credlock");
+
+fn helper(store: &Path, verb: &str) -> Command {
+    let mut c = Command::new(HELPER);
+    c.arg(verb).env("CREDLOCK_STORE", store);
+    for var in [
+        "CREDLOCK_PROFILE",
+        "CREDLOCK_ACCESS_TOKEN",
+        "CREDLOCK_DOCKER_REGISTRIES",
+        "CREDLOCK_DOCKER_USERNAME",
+    ] {
+        c.env_remove(var);
+    }
+    c
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out.stdout)))
+}
+
+#[test]
+fn get_answers_the_access_token_as_the_secret_for_the_server_asked_about() {
+    let b = Backend::fresh();
+    let out = run_with_stdin(helper(&b.store, "get"), b"registry.example.com\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v = json(&out);
+    assert_eq!(v["ServerURL"], "registry.example.com");
+    assert_eq!(v["Username"], "oauth2accesstoken");
+    assert_eq!(v["Secret"], b.access_token().as_str());
+
+    let mut named = helper(&b.store, "get");
+    named.env("CREDLOCK_DOCKER_USERNAME", "robot");
+    let out = run_with_stdin(named, b"registry.example.com");
+    assert_eq!(json(&out)["Username"], "robot");
+}
+
+#[test]
+fn store_and_erase_change_nothing_and_list_names_the_configured_registries() {
+    let b = Backend::fresh();
+    let before = std::fs::read(&b.store).expect("read");
+    let out = run_with_stdin(
+        helper(&b.store, "store"),
+        br#"{"ServerURL":"r.example.com","Username":"u","Secret":"other"}"#,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run_with_stdin(helper(&b.store, "erase"), b"r.example.com\n");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(&b.store).expect("read"), before);
+    assert_eq!(b.refreshes(), 0);
+
+    let out = run_with_stdin(helper(&b.store, "list"), b"");
+    assert!(out.status.success());
+    assert_eq!(json(&out), serde_json::json!({}));
+    let mut listed = helper(&b.store, "list");
+    listed.env(
+        "CREDLOCK_DOCKER_REGISTRIES",
+        "a.example.com, b.example.com:5000",
+    );
+    let out = run_with_stdin(listed, b"");
+    assert_eq!(
+        json(&out),
+        serde_json::json!({"a.example.com": "oauth2accesstoken", "b.example.com:5000": "oauth2accesstoken"})
+    );
+}
+
+#[test]
+fn a_registry_outside_the_configured_list_gets_no_token() {
+    let b = Backend::fresh();
+    let mut get = helper(&b.store, "get");
+    get.env("CREDLOCK_DOCKER_REGISTRIES", "a.example.com");
+    let out = run_with_stdin(get, b"https://evil.example.com");
+    assert_eq!(out.status.code(), Some(1));
+    // The message docker recognises as "no credentials" (docker-credential-helpers).
+    assert_eq!(
+        text(&out.stdout).trim(),
+        "credentials not found in native keychain"
+    );
+    assert!(!text(&out.stdout).contains(&b.access_token()));
+    assert!(!text(&out.stderr).contains(&b.access_token()));
+}
+
+#[test]
+fn without_a_session_get_fails_on_stderr_and_unknown_verbs_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("none.json");
+    let out = run_with_stdin(helper(&missing, "get"), b"registry.example.com");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains("credlock"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!missing.exists());
+    let out = run_with_stdin(helper(&missing, "frobnicate"), b"");
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn the_ci_override_is_handed_to_docker_without_a_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("none.json");
+    let mut get = helper(&missing, "get");
+    get.env("CREDLOCK_ACCESS_TOKEN", "ci-token");
+    let out = run_with_stdin(get, b"registry.example.com");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(json(&out)["Secret"], "ci-token");
+    assert!(!missing.exists());
+}
+
+#[test]
+fn the_docker_cli_pulls_a_manifest_with_the_token_through_the_helper() {
+    require("docker", "docker.io (only the CLI is used; no daemon)");
+    let b = Backend::fresh();
+    let stub = Stub::start(b.dir.path(), "registry", true, None);
+    let registry = format!("127.0.0.1:{}", stub.port);
+    let config = b.dir.path().join("docker");
+    std::fs::create_dir_all(&config).expect("mkdir");
+    std::fs::write(
+        config.join("config.json"),
+        serde_json::json!({"credHelpers": {registry.clone(): "credlock"}}).to_string(),
+    )
+    .expect("docker config");
+    let helper_dir = Path::new(HELPER).parent().expect("helper dir");
+    let path = format!(
+        "{}:{}",
+        helper_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut docker = Command::new("docker");
+    docker
+        .args(["manifest", "inspect", "--insecure"])
+        .arg(format!("{registry}/team/app:1.0"))
+        .env("DOCKER_CONFIG", &config)
+        .env("PATH", path)
+        .env("CREDLOCK_STORE", &b.store)
+        .env_remove("CREDLOCK_ACCESS_TOKEN")
+        .env_remove("CREDLOCK_PROFILE")
+        .env_remove("DOCKER_HOST");
+    let out = run_with_stdin(docker, b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("schemaVersion"));
+    let tokens = stub.tokens();
+    assert!(!tokens.is_empty(), "docker sent no credentials");
+    assert!(tokens.iter().all(|t| *t == b.access_token()), "{tokens:?}");
+}

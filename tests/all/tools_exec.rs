@@ -1,0 +1,230 @@
+//! `credlock exec`, `token --format header`, the `CREDLOCK_ACCESS_TOKEN` override and the
+//! node-local token file (`token --out`).
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, SystemTime};
+
+use crate::common::{credlock, run_with_stdin};
+use crate::tools_support::{Backend, run_together, text};
+
+fn run(mut cmd: Command) -> Output {
+    cmd.env_remove("CREDLOCK_ACCESS_TOKEN");
+    run_with_stdin(cmd, b"")
+}
+
+fn with_override(mut cmd: Command, token: &str) -> Output {
+    cmd.env("CREDLOCK_ACCESS_TOKEN", token);
+    run_with_stdin(cmd, b"")
+}
+
+#[test]
+fn exec_hands_the_token_to_the_command_and_passes_its_exit_code_through() {
+    let b = Backend::expired();
+    let seen = b.dir.path().join("seen");
+    let script = format!("printf %s \"$BEARER_TOKEN\" > '{}'; exit 7", seen.display());
+    let out = run(credlock(&b.store, &["exec", "--", "sh", "-c", &script]));
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    assert_eq!(b.refreshes(), 1);
+    assert_eq!(
+        std::fs::read_to_string(&seen).expect("seen"),
+        b.stored_token()
+    );
+
+    let script = format!("printf %s \"$API_TOKEN\" > '{}'", seen.display());
+    let out = run(credlock(
+        &b.store,
+        &["exec", "--env", "API_TOKEN", "--", "sh", "-c", &script],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(&seen).expect("seen"),
+        b.stored_token()
+    );
+    assert!(!text(&out.stdout).contains(&b.stored_token()));
+    assert!(!text(&out.stderr).contains(&b.stored_token()));
+}
+
+#[test]
+fn exec_runs_nothing_without_a_session_and_reports_a_missing_command() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = dir.path().join("ran");
+    let script = format!("touch '{}'", marker.display());
+    let out = run(credlock(
+        &dir.path().join("none.json"),
+        &["exec", "--", "sh", "-c", &script],
+    ));
+    assert_eq!(out.status.code(), Some(3), "login required");
+    assert!(!marker.exists(), "the command ran without a token");
+
+    let b = Backend::fresh();
+    let out = run(credlock(
+        &b.store,
+        &["exec", "--", "/nonexistent/credlock-test-command"],
+    ));
+    assert_eq!(out.status.code(), Some(127));
+    assert!(text(&out.stderr).contains("/nonexistent/credlock-test-command"));
+    assert!(!text(&out.stderr).contains(&b.access_token()));
+
+    let out = run(credlock(&b.store, &["exec", "--env", "A=B", "--", "true"]));
+    assert_eq!(out.status.code(), Some(2), "not a variable name");
+}
+
+#[test]
+fn the_header_format_is_ready_for_curl() {
+    let b = Backend::fresh();
+    let out = run(credlock(&b.store, &["token", "--format", "header"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("Authorization: Bearer {}\n", b.access_token())
+    );
+}
+
+#[test]
+fn the_override_is_printed_without_touching_any_store_and_status_says_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("sub").join("session.json");
+    let out = with_override(credlock(&store, &["token"]), "ci-token-1");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "ci-token-1\n");
+    let out = with_override(
+        credlock(&store, &["token", "--format", "header"]),
+        "ci-token-1",
+    );
+    assert_eq!(text(&out.stdout), "Authorization: Bearer ci-token-1\n");
+    let out = with_override(
+        credlock(&store, &["token", "--format", "exec-credential"]),
+        "ci-token-1",
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["status"]["token"], "ci-token-1");
+    assert!(v["status"].get("expirationTimestamp").is_none());
+    assert!(!dir.path().join("sub").exists(), "the store was touched");
+
+    let b = Backend::fresh();
+    let out = with_override(credlock(&b.store, &["status"]), "ci-token-1");
+    assert!(
+        text(&out.stdout).contains("CREDLOCK_ACCESS_TOKEN"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!text(&out.stdout).contains("ci-token-1"));
+    let out = with_override(credlock(&b.store, &["status", "--json"]), "ci-token-1");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["access_token_override"], true);
+    assert!(!text(&out.stdout).contains("ci-token-1"));
+    assert_eq!(b.refreshes(), 0);
+}
+
+fn token_file_state(path: &Path) -> (String, u64, SystemTime) {
+    let m = std::fs::metadata(path).expect("token file");
+    assert_eq!(m.mode() & 0o777, 0o600, "token file mode");
+    (
+        std::fs::read_to_string(path).expect("read"),
+        m.ino(),
+        m.modified().expect("mtime"),
+    )
+}
+
+#[test]
+fn the_token_file_is_written_atomically_once_per_token_and_rewritten_after_a_refresh() {
+    let b = Backend::fresh();
+    let file = b.dir.path().join("bt");
+    let out = run(credlock(
+        &b.store,
+        &["token", "--out", file.to_str().expect("utf-8")],
+    ));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(out.stdout.is_empty(), "the token went to stdout too");
+    let first = token_file_state(&file);
+    assert_eq!(first.0, format!("{}\n", b.access_token()));
+
+    std::thread::sleep(Duration::from_millis(20));
+    let out = run(credlock(
+        &b.store,
+        &["token", "--out", file.to_str().expect("utf-8")],
+    ));
+    assert!(out.status.success());
+    assert_eq!(
+        token_file_state(&file),
+        first,
+        "an unchanged token rewrote the file"
+    );
+
+    // The session expires: the next call refreshes and replaces the file by a rename.
+    let expired = b.session.clone().with_expires_at(SystemTime::now());
+    credlock::Store::new(&b.store).save(&expired).expect("save");
+    let out = run(credlock(
+        &b.store,
+        &["token", "--out", file.to_str().expect("utf-8")],
+    ));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let second = token_file_state(&file);
+    assert_eq!(second.0, format!("{}\n", b.stored_token()));
+    assert_ne!(second.1, first.1, "not replaced by a rename");
+    assert_eq!(b.refreshes(), 1);
+    let strays: Vec<_> = std::fs::read_dir(b.dir.path())
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name())
+        .filter(|n| n.to_string_lossy().starts_with(".bt"))
+        .collect();
+    assert!(strays.is_empty(), "temp files left: {strays:?}");
+}
+
+#[test]
+fn min_valid_refreshes_once_for_many_jobs_only_when_less_is_left() {
+    let b = Backend::fresh();
+    // Ten minutes left.
+    let short = b
+        .session
+        .clone()
+        .with_expires_at(SystemTime::now() + Duration::from_secs(600));
+    credlock::Store::new(&b.store).save(&short).expect("save");
+    let file = b.dir.path().join("bt");
+    let out_arg = file.to_str().expect("utf-8");
+    let out = run(credlock(
+        &b.store,
+        &["token", "--out", out_arg, "--min-valid", "300"],
+    ));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(b.refreshes(), 0, "ten minutes left is more than five");
+
+    let jobs = (0..6)
+        .map(|_| {
+            let mut c = credlock(&b.store, &["token", "--out", out_arg, "--min-valid", "900"]);
+            c.env_remove("CREDLOCK_ACCESS_TOKEN");
+            c
+        })
+        .collect();
+    for out in run_together(jobs, Duration::from_secs(60)) {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    assert_eq!(
+        b.refreshes(),
+        1,
+        "six jobs wanting fifteen minutes: one refresh"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("read"),
+        format!("{}\n", b.stored_token())
+    );
+}
+
+#[test]
+fn the_default_token_file_follows_the_bearer_token_discovery_convention() {
+    let b = Backend::fresh();
+    let runtime = b.dir.path().join("run");
+    std::fs::create_dir(&runtime).expect("mkdir");
+    let mut cmd = credlock(&b.store, &["token", "--out"]);
+    cmd.env("XDG_RUNTIME_DIR", &runtime);
+    let out = run(cmd);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let uid = std::fs::metadata(b.dir.path()).expect("dir").uid();
+    let expected = runtime.join(format!("bt_u{uid}"));
+    assert_eq!(
+        std::fs::read_to_string(&expected).expect("default token file"),
+        format!("{}\n", b.access_token())
+    );
+}

@@ -1,0 +1,241 @@
+//! git: `credlock git-credential` as a credential helper, with the real git (`credential
+//! fill|approve|reject`, `ls-remote`, `clone`) against an HTTPS stub that requires the token.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common::run_with_stdin;
+use crate::tools_support::{Backend, Stub, require, run_together, text};
+
+/// git with only credlock as its credential helper and nothing from the user's configuration.
+fn git(dir: &Path, store: &Path, args: &[&str]) -> Command {
+    let helper = format!(
+        "!'{}' --store '{}' git-credential",
+        env!("CARGO_BIN_EXE_credlock"),
+        store.display()
+    );
+    let mut c = Command::new("git");
+    c.args(["-c", "credential.helper=", "-c"])
+        .arg(format!("credential.helper={helper}"))
+        .args(["-c", "http.sslVerify=false", "-c", "protocol.version=0"])
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", dir)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .env("GIT_TERMINAL_PROMPT", "0");
+    for var in [
+        "GIT_ASKPASS",
+        "SSH_ASKPASS",
+        "CREDLOCK_STORE",
+        "CREDLOCK_PROFILE",
+        "CREDLOCK_ACCESS_TOKEN",
+    ] {
+        c.env_remove(var);
+    }
+    c
+}
+
+/// A bare repository with one commit on `main`.
+fn bare_repo(dir: &Path) -> PathBuf {
+    let work = dir.join("work");
+    let bare = dir.join("served.git");
+    let run = |args: &[&str], cwd: &Path| {
+        let out = Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .args(args)
+            .current_dir(cwd)
+            .env("GIT_CONFIG_NOSYSTEM", "1")
+            .env("GIT_CONFIG_GLOBAL", "/dev/null")
+            .output()
+            .expect("git");
+        assert!(out.status.success(), "git {args:?}: {}", text(&out.stderr));
+    };
+    std::fs::create_dir_all(&work).expect("mkdir");
+    run(&["init", "-q", "-b", "main"], &work);
+    run(&["commit", "-q", "--allow-empty", "-m", "first"], &work);
+    run(
+        &["clone", "-q", "--bare", ".", bare.to_str().expect("utf-8")],
+        &work,
+    );
+    bare
+}
+
+fn fields(out: &[u8]) -> Vec<(String, String)> {
+    text(out)
+        .lines()
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+}
+
+fn field(out: &[u8], key: &str) -> Option<String> {
+    fields(out)
+        .into_iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v)
+}
+
+#[test]
+fn git_credential_fill_answers_the_access_token_and_its_expiry() {
+    require("git", "git");
+    let b = Backend::fresh();
+    let out = run_with_stdin(
+        git(b.dir.path(), &b.store, &["credential", "fill"]),
+        b"protocol=https\nhost=git.example.com\n\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(field(&out.stdout, "password"), Some(b.access_token()));
+    assert_eq!(field(&out.stdout, "username").as_deref(), Some("oauth2"));
+    let expiry = b
+        .session
+        .expires_at()
+        .expect("expiry")
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("after 1970")
+        .as_secs();
+    assert_eq!(
+        field(&out.stdout, "password_expiry_utc"),
+        Some(expiry.to_string())
+    );
+
+    let out = run_with_stdin(
+        git(b.dir.path(), &b.store, &["credential", "fill"]),
+        b"protocol=https\nhost=git.example.com\nusername=alice\n\n",
+    );
+    assert_eq!(field(&out.stdout, "username").as_deref(), Some("alice"));
+    assert!(!text(&out.stderr).contains(&b.access_token()));
+}
+
+#[test]
+fn six_concurrent_git_ls_remotes_on_an_expired_session_refresh_once_and_a_clone_works() {
+    require("git", "git");
+    let b = Backend::expired_slow(Duration::from_millis(500));
+    let repo = bare_repo(b.dir.path());
+    let stub = Stub::start(b.dir.path(), "git", true, Some(&repo));
+    stub.refuse(&b.access_token());
+    let url = format!("https://127.0.0.1:{}/served.git", stub.port);
+    let outs = run_together(
+        (0..6)
+            .map(|_| git(b.dir.path(), &b.store, &["ls-remote", &url]))
+            .collect(),
+        Duration::from_secs(120),
+    );
+    for out in &outs {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        assert!(text(&out.stdout).contains("refs/heads/main"));
+    }
+    assert_eq!(b.refreshes(), 1, "one refresh for six git processes");
+    let fresh = b.stored_token();
+    assert!(b.fake.is_access_token_valid(&fresh));
+    assert_eq!(stub.tokens(), vec![fresh.clone(); 6]);
+
+    let out = run_with_stdin(
+        git(b.dir.path(), &b.store, &["clone", "-q", &url, "cloned"]),
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(b.dir.path().join("cloned/.git").is_dir());
+    assert!(stub.tokens().iter().all(|t| *t == fresh));
+}
+
+#[test]
+fn git_without_a_session_is_refused_by_the_server_and_no_token_leaks() {
+    require("git", "git");
+    let b = Backend::fresh();
+    let repo = bare_repo(b.dir.path());
+    let stub = Stub::start(b.dir.path(), "git", true, Some(&repo));
+    let url = format!("https://127.0.0.1:{}/served.git", stub.port);
+    let missing = b.dir.path().join("none.json");
+    let out = run_with_stdin(git(b.dir.path(), &missing, &["ls-remote", &url]), b"");
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("credlock"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert!(stub.tokens().is_empty());
+    assert!(!missing.exists(), "a read creates no session file");
+}
+
+#[test]
+fn a_rejected_token_reported_by_six_git_processes_causes_one_refresh() {
+    require("git", "git");
+    let b = Backend::fresh();
+    let rejected = format!(
+        "protocol=https\nhost=git.example.com\nusername=oauth2\npassword={}\n\n",
+        b.access_token()
+    );
+    let outs = run_together(
+        (0..6)
+            .map(|_| {
+                let reject = git(b.dir.path(), &b.store, &["credential", "reject"]);
+                with_stdin_file(reject, b.dir.path(), &rejected)
+            })
+            .collect(),
+        Duration::from_secs(120),
+    );
+    for out in &outs {
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    assert_eq!(b.refreshes(), 1);
+    let out = run_with_stdin(
+        git(b.dir.path(), &b.store, &["credential", "fill"]),
+        b"protocol=https\nhost=git.example.com\n\n",
+    );
+    let fresh = field(&out.stdout, "password").expect("password");
+    assert_ne!(fresh, b.access_token());
+    assert_eq!(fresh, b.stored_token());
+
+    // A token that is not the stored one (another helper's) refreshes nothing.
+    let foreign = "protocol=https\nhost=git.example.com\npassword=someone-elses\n\n";
+    let out = run_with_stdin(
+        git(b.dir.path(), &b.store, &["credential", "reject"]),
+        foreign.as_bytes(),
+    );
+    assert!(out.status.success());
+    assert_eq!(b.refreshes(), 1);
+}
+
+/// `cmd` reading `input` from a file on stdin (so that [`run_together`] can start it).
+fn with_stdin_file(cmd: Command, dir: &Path, input: &str) -> Command {
+    let path = dir.join(format!("stdin-{}", rand_suffix()));
+    std::fs::write(&path, input).expect("write stdin file");
+    let mut w = Command::new("sh");
+    w.arg("-c")
+        .arg("exec \"$@\" < \"$STDIN_FILE\"")
+        .arg("sh")
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .env("STDIN_FILE", &path);
+    if let Some(cwd) = cmd.get_current_dir() {
+        w.current_dir(cwd);
+    }
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => w.env(k, v),
+            None => w.env_remove(k),
+        };
+    }
+    w
+}
+
+fn rand_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+#[test]
+fn git_credential_approve_stores_nothing() {
+    require("git", "git");
+    let b = Backend::fresh();
+    let before = std::fs::read(&b.store).expect("read");
+    let out = run_with_stdin(
+        git(b.dir.path(), &b.store, &["credential", "approve"]),
+        b"protocol=https\nhost=git.example.com\nusername=u\npassword=other\n\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(std::fs::read(&b.store).expect("read"), before);
+}
