@@ -5,9 +5,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use tokio::sync::watch;
 
+use crate::access_token::AccessToken;
 use crate::error::Error;
 use crate::session::Session;
-use crate::store::{AccessToken, LoggedOut, Revocation, Store};
+use crate::store::{LoggedOut, Revocation, Store};
 
 /// The outcome of one refresh, shared by every task that waited for it.
 type Shared = Arc<Result<AccessToken, Error>>;

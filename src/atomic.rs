@@ -10,6 +10,10 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
+use crate::files::{
+    check_dir, check_dir_of, check_regular_and_owned, ensure_dir, open_checked, open_no_follow,
+    split, sync_dir, unique_token,
+};
 
 /// A session file larger than this is not a session: refuse it instead of reading it all.
 pub(crate) const MAX_FILE_BYTES: u64 = 1024 * 1024;
@@ -48,126 +52,6 @@ pub(crate) fn read(path: &Path) -> Result<Option<FileContent>, Error> {
     }))
 }
 
-/// Opens an existing file of credlock's (the session file, a lease) for reading, and checks what was opened, on the descriptor (no race with a rename): the
-/// directory is not writable by others without the sticky bit, the path is not a symbolic
-/// link (not followed), a FIFO does not block the open and is refused like any non-regular
-/// file, and the file is owned by the current user or root. `Ok(None)` if there is no file.
-pub(crate) fn open_checked(path: &Path) -> Result<Option<(File, std::fs::Metadata)>, Error> {
-    check_dir_of(path)?;
-    let file = match open_no_follow(path, false) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(open_error(path, e)),
-    };
-    let meta = file.metadata().map_err(Error::io("inspect", path))?;
-    check_regular_and_owned(&meta, path)?;
-    Ok(Some((file, meta)))
-}
-
-/// The error for a failed no-follow open: a symbolic link (`ELOOP`) or a socket (`ENXIO`) is
-/// "not a usable file", anything else an I/O error.
-pub(crate) fn open_error(path: &Path, e: std::io::Error) -> Error {
-    if is_symlink_error(&e) {
-        return Error::NotASessionFile {
-            path: path.to_path_buf(),
-            reason: "it is a symbolic link, which credlock does not follow".into(),
-        };
-    }
-    #[cfg(unix)]
-    if e.raw_os_error() == Some(rustix::io::Errno::NXIO.raw_os_error()) {
-        return Error::NotASessionFile {
-            path: path.to_path_buf(),
-            reason: "it is not a regular file (a socket or a device)".into(),
-        };
-    }
-    Error::Io {
-        action: "open",
-        path: path.to_path_buf(),
-        source: e,
-    }
-}
-
-/// Refuses what was opened unless it is a regular file owned by the current user (or root).
-pub(crate) fn check_regular_and_owned(meta: &std::fs::Metadata, path: &Path) -> Result<(), Error> {
-    if !meta.is_file() {
-        return Err(Error::NotASessionFile {
-            path: path.to_path_buf(),
-            reason: describe_file_type(meta),
-        });
-    }
-    check_owner(meta, path)
-}
-
-/// A file owned by another user could have been planted by them (a session pointing at their
-/// token endpoint, a lock file that another user holds, a lease that never expires): refused.
-/// Root-owned files are accepted (root can do anything anyway). Root itself is held to the same
-/// rule: as root, a file owned by another user is refused too, because the refreshed session
-/// would be written back owned by root and the user would lose it (run as the file's owner).
-#[cfg(unix)]
-pub(crate) fn check_owner(meta: &std::fs::Metadata, path: &Path) -> Result<(), Error> {
-    use std::os::unix::fs::MetadataExt;
-    let owner = meta.uid();
-    let me = rustix::process::geteuid().as_raw();
-    if owner == me || owner == 0 {
-        return Ok(());
-    }
-    Err(Error::NotASessionFile {
-        path: path.to_path_buf(),
-        reason: if me == 0 {
-            format!(
-                "it is owned by uid {owner}, not by root: run credlock as that user (as root it would write the session back owned by root), or chown the file if it is really root's"
-            )
-        } else {
-            format!(
-                "it is owned by uid {owner}, not by the current user (uid {me}): another user could have planted it, so credlock does not use it (remove it, or chown it if it is really yours)"
-            )
-        },
-    })
-}
-
-#[cfg(not(unix))]
-pub(crate) fn check_owner(_meta: &std::fs::Metadata, _path: &Path) -> Result<(), Error> {
-    Ok(())
-}
-
-/// Refuses the directory of `path` if every user may write to it and it has no sticky bit:
-/// anyone could then rename their own file over the session, the lock or the lease. A missing
-/// directory passes (it is created 0700).
-pub(crate) fn check_dir_of(path: &Path) -> Result<(), Error> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    check_dir(dir)
-}
-
-#[cfg(unix)]
-fn check_dir(dir: &Path) -> Result<(), Error> {
-    use std::os::unix::fs::PermissionsExt;
-    let Ok(meta) = std::fs::metadata(dir) else {
-        return Ok(());
-    };
-    let mode = meta.permissions().mode() & 0o7777;
-    if meta.is_dir() && mode & 0o002 != 0 && mode & 0o1000 == 0 {
-        return Err(Error::Io {
-            action: "use the directory",
-            path: dir.to_path_buf(),
-            source: std::io::Error::new(
-                std::io::ErrorKind::PermissionDenied,
-                format!(
-                    "it is writable by every user and has no sticky bit (mode {mode:04o}), so any user could replace the session file; `chmod o-w` (or `chmod +t`) it"
-                ),
-            ),
-        });
-    }
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn check_dir(_dir: &Path) -> Result<(), Error> {
-    Ok(())
-}
-
 fn too_large(path: &Path) -> Error {
     Error::NotASessionFile {
         path: path.to_path_buf(),
@@ -191,7 +75,12 @@ pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     tmp.as_file()
         .sync_all()
         .map_err(Error::io("sync a temp file in", &dir))?;
-    tmp.persist(path).map_err(|e| Error::Io {
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the one rename over the session file"
+    )]
+    let persisted = tmp.persist(path);
+    persisted.map_err(|e| Error::Io {
         action: "rename the new session file over",
         path: path.to_path_buf(),
         source: e.error,
@@ -217,7 +106,7 @@ fn create_marked_temp_file(dir: &Path, name: &str) -> Result<tempfile::NamedTemp
         let tmp = builder
             .tempfile_in(dir)
             .map_err(Error::io("create a temp file in", dir))?;
-        if crate::lock::try_hold_until_closed(tmp.as_file()) && still_linked(&tmp) {
+        if crate::lock::hold_until_closed(tmp.as_file()) && still_linked(&tmp) {
             return Ok(tmp);
         }
         if attempts >= 5 {
@@ -305,7 +194,7 @@ fn remove_if_with(
         return Ok(false);
     }
     let aside = dir.join(aside_name(&name));
-    match std::fs::rename(path, &aside) {
+    match rename(path, &aside) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(Error::io("delete the session file", path)(e)),
@@ -313,7 +202,7 @@ fn remove_if_with(
     // Marked in progress for as long as this runs (the descriptor closes at the end).
     let held = open_no_follow(&aside, false).ok();
     if let Some(f) = &held {
-        let _ = crate::lock::try_hold_until_closed(f);
+        let _ = crate::lock::hold_until_closed(f);
     }
     let matches = held.as_ref().is_some_and(|f| {
         f.metadata()
@@ -363,18 +252,7 @@ pub(crate) fn left_aside(aside: &Path, path: &Path, e: std::io::Error) -> Error 
 pub(crate) const ASIDE_INFIX: &str = "aside-";
 
 fn aside_name(name: &str) -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!(
-        "{}{ASIDE_INFIX}{}-{}-{}",
-        temp_prefix(name),
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
+    format!("{}{ASIDE_INFIX}{}", temp_prefix(name), unique_token())
 }
 
 /// The files that a compare-and-delete of `path` has set aside, each with whether its
@@ -400,10 +278,8 @@ pub(crate) fn set_aside_files(path: &Path) -> Vec<(PathBuf, bool)> {
         })
         .map(|e| {
             let p = e.path();
-            let in_progress = open_no_follow(&p, false).is_ok_and(|f| {
-                let mut lock = fd_lock::RwLock::new(f);
-                lock.try_write().is_err()
-            });
+            let in_progress =
+                open_no_follow(&p, false).is_ok_and(|f| crate::lock::is_held_elsewhere(&f));
             (p, in_progress)
         })
         .collect()
@@ -438,6 +314,16 @@ impl PutBackMethod {
 /// Moves `aside` back to `path` without ever replacing a file at `path`: each method in turn
 /// until one works; `AlreadyExists` as soon as one finds `path` taken (then `aside` is left
 /// where it is, untouched). On error, `aside` still exists.
+/// Renames `from` to `to`, replacing nothing that a rename would not: the one place outside
+/// [`write`] where credlock renames a file of its own (the lease sets a stale lease aside).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the atomic module owns every rename"
+)]
+pub(crate) fn rename(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::rename(from, to)
+}
+
 pub(crate) fn put_back(aside: &Path, path: &Path) -> std::io::Result<()> {
     put_back_with(aside, path, &PutBackMethod::ALL)
 }
@@ -540,22 +426,6 @@ fn temp_prefix(name: &str) -> String {
     format!(".{name}.")
 }
 
-fn split(path: &Path) -> Result<(PathBuf, String), Error> {
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| Error::NotASessionFile {
-            path: path.to_path_buf(),
-            reason: "the path has no UTF-8 file name".into(),
-        })?
-        .to_owned();
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    Ok((dir, name))
-}
-
 /// A file already at the path must be a regular file of ours: a save does not replace another
 /// user's file any more than a read uses it.
 fn refuse_non_regular_target(path: &Path) -> Result<(), Error> {
@@ -563,44 +433,6 @@ fn refuse_non_regular_target(path: &Path) -> Result<(), Error> {
         Ok(m) => check_regular_and_owned(&m, path),
         _ => Ok(()),
     }
-}
-
-pub(crate) fn describe_file_type(m: &std::fs::Metadata) -> String {
-    if m.is_symlink() {
-        "it is a symbolic link, which credlock does not follow".into()
-    } else if m.is_dir() {
-        "it is a directory".into()
-    } else {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::FileTypeExt;
-            let t = m.file_type();
-            if t.is_fifo() {
-                return "it is a named pipe (FIFO), not a regular file".into();
-            }
-            if t.is_socket() {
-                return "it is a socket, not a regular file".into();
-            }
-            if t.is_block_device() || t.is_char_device() {
-                return "it is a device, not a regular file".into();
-            }
-        }
-        "it is not a regular file".into()
-    }
-}
-
-/// Creates the directory (and missing parents) with mode 0700.
-pub(crate) fn ensure_dir(dir: &Path) -> Result<(), Error> {
-    if dir.is_dir() {
-        return Ok(());
-    }
-    let mut builder = std::fs::DirBuilder::new();
-    builder.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
-    builder
-        .create(dir)
-        .map_err(Error::io("create the directory", dir))
 }
 
 /// Removes temp files that a killed writer left behind. A temp file whose writer is alive is
@@ -624,50 +456,10 @@ fn remove_leftover_temp_files(dir: &Path, name: &str) {
         };
         // Holding the lock while unlinking: a writer that marks its file after this sees it
         // unlinked and starts over (see `create_marked_temp_file`).
-        if crate::lock::try_hold_until_closed(&f) {
+        if crate::lock::hold_until_closed(&f) {
             let _removed = std::fs::remove_file(&p);
         }
         drop(f);
-    }
-}
-
-fn sync_dir(dir: &Path) -> Result<(), Error> {
-    #[cfg(unix)]
-    {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(Error::io("sync the directory", dir))
-    }
-    #[cfg(not(unix))]
-    {
-        // Windows cannot open a directory as a file; NTFS journals the rename itself.
-        let _ = dir;
-        Ok(())
-    }
-}
-
-/// Opens without following a symlink, and without blocking on a FIFO (which is then refused
-/// as not a regular file).
-pub(crate) fn open_no_follow(path: &Path, write: bool) -> std::io::Result<File> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.read(true).write(write);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(
-        &mut opts,
-        (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
-    );
-    opts.open(path)
-}
-
-fn is_symlink_error(e: &std::io::Error) -> bool {
-    #[cfg(unix)]
-    {
-        e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error())
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = e;
-        false
     }
 }
 
@@ -704,22 +496,6 @@ pub(crate) fn delete_in_progress(path: &Path) -> bool {
         .any(|(_, in_progress)| *in_progress)
 }
 
-/// The permission bits of a file, where the platform has them.
-pub(crate) fn mode_of(path: &Path) -> Option<u32> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::symlink_metadata(path)
-            .ok()
-            .map(|m| m.permissions().mode() & 0o7777)
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = path;
-        None
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -741,8 +517,8 @@ mod tests {
         let path = dir.path().join("session.json");
         let live = dir.path().join(".session.json.live00.tmp");
         std::fs::write(&live, b"in progress").expect("write");
-        let mut lock = fd_lock::RwLock::new(open_no_follow(&live, true).expect("open"));
-        let _guard = lock.try_write().expect("lock");
+        let held = open_no_follow(&live, true).expect("open");
+        assert!(crate::lock::hold_until_closed(&held), "locked");
         write(&path, b"{}").expect("write");
         assert!(live.exists());
     }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::oauth::OAuthError;
+use crate::oauth_error::OAuthError;
 use crate::session::Session;
 
 /// An error from the store or the refresh protocol.
@@ -414,7 +414,7 @@ fn copy_io_error(e: &std::io::Error) -> std::io::Error {
 /// Whether a rejection is about the client rather than the grant. RFC 6749 §5.2 answers 401
 /// only for a client that failed to authenticate.
 fn rejects_client(status: u16, oauth: Option<&OAuthError>) -> bool {
-    use crate::oauth::OAuthErrorCode;
+    use crate::oauth_error::OAuthErrorCode;
     status == 401
         || oauth.is_some_and(|o| {
             matches!(

@@ -66,7 +66,19 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// Releasing the lock failed (the OS refused the unlock). Closing the lock file releases
+    /// it anyway, so nothing stays locked; reported because it points at a filesystem whose
+    /// locks misbehave.
+    UnlockFailed {
+        /// The sidecar lock file.
+        lock_path: PathBuf,
+        /// The OS error.
+        reason: String,
+    },
 }
+
+/// Whoever is told about [`Event`]s: the observer of [`crate::Store::on_event`].
+pub(crate) type Observer = std::sync::Arc<dyn Fn(&Event) + Send + Sync>;
 
 impl std::fmt::Display for Event {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -108,6 +120,11 @@ impl std::fmt::Display for Event {
             Event::LocksUnavailable { lock_path, reason } => write!(
                 f,
                 "warning: the lock {} may not exclude every process sharing the session: {reason}",
+                lock_path.display()
+            ),
+            Event::UnlockFailed { lock_path, reason } => write!(
+                f,
+                "warning: could not release the lock {} ({reason}); it is released when the file is closed",
                 lock_path.display()
             ),
         }

@@ -265,11 +265,11 @@ pub fn ownership_problems(session_path: &Path) -> Vec<String> {
                 ));
             }
         }
-        let lease = crate::lease::lease_path_for(session_path);
+        let lease = crate::files::lease_path_for(session_path);
         let files = [
             session_path.to_path_buf(),
-            crate::lock::lock_path_for(session_path),
-            crate::lease::break_path_for(&lease),
+            crate::files::lock_path_for(session_path),
+            crate::files::break_path_for(&lease),
             lease,
         ];
         for f in files {

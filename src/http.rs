@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::oauth::FormRequest;
+use crate::form::FormRequest;
 
 /// An HTTP response from a token or revocation endpoint, as far as OAuth needs it.
 ///

@@ -84,48 +84,70 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+// The modules, from the leaves up: each imports only modules above it in this list.
+mod clock;
+mod encoding;
+mod event;
+mod secret;
+mod wait;
+
+mod oauth_error;
+mod token_response;
+
+mod session;
+
+mod error;
+
+mod endpoint;
+mod session_file;
+
+mod atomic;
+mod files;
+pub mod filesystem;
+mod lease;
+mod lock;
+
+mod options;
+mod plan;
+
+mod classify;
+mod form;
+mod http;
+
+mod access_token;
+mod fallback;
+mod store;
+
 #[cfg(feature = "tokio")]
 mod async_store;
-mod atomic;
-mod clock;
-mod error;
-mod event;
-mod fallback;
-pub mod filesystem;
-mod http;
-mod lease;
 mod location;
-mod lock;
-mod oauth;
-mod plan;
-mod secret;
-mod session;
-mod store;
 
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use access_token::AccessToken;
 #[cfg(feature = "tokio")]
 pub use async_store::AsyncStore;
 pub use clock::{Clock, SystemClock, rfc3339};
+pub use encoding::{base64, describe_json_error, form_urldecode, form_urlencode};
 pub use error::Error;
 pub use event::Event;
+pub use files::{lease_path_for, lock_path_for};
 pub use filesystem::FsKind;
+pub use form::FormRequest;
 pub use http::{HttpResponse, Transport, TransportError, UreqTransport};
-pub use lease::{Holder, LeaseRecord, lease_path_for};
+pub use lease::{Holder, LeaseRecord};
 pub use location::{
     DEFAULT_PROFILE, LocationError, MAX_PROFILE_NAME_LEN, config_dir, default_session_path,
     session_path_in, validate_profile_name,
 };
-pub use lock::lock_path_for;
-pub use oauth::{
-    FormRequest, OAuthError, OAuthErrorCode, ResponseError, TokenResponse, base64,
-    describe_json_error, form_urldecode, form_urlencode,
+pub use oauth_error::{OAuthError, OAuthErrorCode};
+pub use options::{
+    DEFAULT_LEASE_TTL, DEFAULT_LOCK_TIMEOUT, DEFAULT_MARGIN, DEFAULT_POLL_SCHEDULE, LockMode,
+    NETWORK_POLL_SCHEDULE,
 };
-pub use plan::{LockPlan, NETWORK_POLL_SCHEDULE};
+pub use plan::{Guards, LockPlan};
 pub use secret::Secret;
 pub use session::{Client, ClientAuth, SESSION_FORMAT_VERSION, Session};
-pub use store::{
-    AccessToken, DEFAULT_LEASE_TTL, DEFAULT_LOCK_TIMEOUT, DEFAULT_MARGIN, DEFAULT_POLL_SCHEDULE,
-    LockMode, LoggedOut, Revocation, Store,
-};
+pub use store::{LoggedOut, Revocation, Store};
+pub use token_response::{ResponseError, TokenResponse};

@@ -6,29 +6,19 @@
 //! opened read-write (an exclusive lock on NFS needs a writable descriptor), created 0600,
 //! never deleted, and holds no data.
 
+//!
+//! It is also the only module that touches `fd_lock` (clippy's `disallowed-methods` holds
+//! the rest of the crate to that): the atomic writer marks its temp and set-aside files
+//! through [`hold_until_closed`] and [`is_held_elsewhere`].
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
-
-/// The sidecar lock file of a session file: `<path>.lock`.
-#[must_use]
-pub fn lock_path_for(path: &Path) -> PathBuf {
-    let mut os = path.as_os_str().to_owned();
-    os.push(".lock");
-    PathBuf::from(os)
-}
-
-/// How waiting for the lock ended.
-#[derive(Debug)]
-pub(crate) enum Locked<T, R> {
-    /// The lock was taken, the critical section ran, the lock was released.
-    Ran(T),
-    /// While waiting, the caller's check found what it was waiting for (another process's
-    /// fresh session) and waiting stopped without taking the lock.
-    Resolved(R),
-}
+use crate::event::{Event, Observer};
+use crate::files::{check_dir_of, check_regular_and_owned, ensure_dir, open_error};
+use crate::wait::{Acquired, Backoff};
 
 /// Why the lock was not taken.
 #[derive(Debug)]
@@ -41,35 +31,82 @@ pub(crate) enum LockFailure {
     Io(Error),
 }
 
-/// Takes the lock at `lock_path`, runs `critical` while holding it, releases it.
+/// The advisory lock, held. Dropping it releases the lock; an unlock the OS refuses is
+/// reported as [`Event::UnlockFailed`] (closing the file, which follows, releases it anyway),
+/// as cargo's `flock.rs` logs it rather than swallow it.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub(crate) struct LockGuard {
+    file: File,
+    path: PathBuf,
+    report: Option<Observer>,
+    unlock: fn(&File) -> std::io::Result<()>,
+}
+
+impl std::fmt::Debug for LockGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LockGuard")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        if let Err(e) = (self.unlock)(&self.file)
+            && let Some(report) = &self.report
+        {
+            report(&Event::UnlockFailed {
+                lock_path: self.path.clone(),
+                reason: e.to_string(),
+            });
+        }
+    }
+}
+
+#[cfg(unix)]
+fn unlock(file: &File) -> std::io::Result<()> {
+    rustix::fs::flock(file, rustix::fs::FlockOperation::Unlock).map_err(std::io::Error::from)
+}
+
+#[cfg(not(unix))]
+fn unlock(_file: &File) -> std::io::Result<()> {
+    // Windows releases a handle's locks when it is closed, which the drop does next.
+    Ok(())
+}
+
+/// Takes the lock at `lock_path`, or stops waiting when `while_waiting` finds what the caller
+/// waits for.
 ///
 /// Waiting is try-lock with jittered exponential backoff (1 ms growing to 20 ms) until
 /// `timeout`. `on_blocked` runs once, the first time the lock is found busy, so the caller
 /// can say it is waiting. Between attempts `while_waiting` runs; if it returns `Some`, the
 /// wait ends without the lock: the refresh protocol uses this to adopt a session another
-/// process just saved instead of queueing for a lock it no longer needs.
-pub(crate) fn with_lock<T, R>(
+/// process just saved instead of queueing for a lock it no longer needs. `report` hears of a
+/// failed unlock when the guard is dropped.
+pub(crate) fn acquire<R>(
     lock_path: &Path,
     timeout: Duration,
-    mut while_waiting: impl FnMut() -> Option<R>,
+    report: Option<Observer>,
     on_blocked: impl FnOnce(),
-    critical: impl FnOnce() -> T,
-) -> Result<Locked<T, R>, LockFailure> {
-    let file = open_lock_file(lock_path).map_err(LockFailure::Io)?;
-    let mut lock = fd_lock::RwLock::new(file);
+    while_waiting: &dyn Fn() -> Option<R>,
+) -> Result<Acquired<LockGuard, R>, LockFailure> {
+    let mut file = open_lock_file(lock_path).map_err(LockFailure::Io)?;
     let start = Instant::now();
     let mut backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(20));
     let mut on_blocked = Some(on_blocked);
     loop {
-        match lock.try_write() {
-            Ok(guard) => {
-                let out = critical();
-                drop(guard);
-                return Ok(Locked::Ran(out));
+        match try_lock(file) {
+            (Ok(true), locked) => {
+                return Ok(Acquired::Held(LockGuard {
+                    file: locked,
+                    path: lock_path.to_path_buf(),
+                    report,
+                    unlock,
+                }));
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
-            Err(e) if means_locks_unsupported(&e) => return Err(LockFailure::Unsupported(e)),
-            Err(e) => {
+            (Ok(false), back) => file = back,
+            (Err(e), _) if means_locks_unsupported(&e) => return Err(LockFailure::Unsupported(e)),
+            (Err(e), _) => {
                 return Err(LockFailure::Io(Error::Io {
                     action: "lock",
                     path: lock_path.to_path_buf(),
@@ -81,7 +118,7 @@ pub(crate) fn with_lock<T, R>(
             notify();
         }
         if let Some(resolved) = while_waiting() {
-            return Ok(Locked::Resolved(resolved));
+            return Ok(Acquired::Resolved(resolved));
         }
         let waited = start.elapsed();
         if waited >= timeout {
@@ -92,22 +129,39 @@ pub(crate) fn with_lock<T, R>(
     }
 }
 
+/// One non-blocking attempt at an exclusive lock on `file`: `Ok(true)` if taken, `Ok(false)`
+/// if another holder has it. The file comes back either way; a lock taken stays until
+/// [`unlock`] or the file's last descriptor closes.
+fn try_lock(file: File) -> (std::io::Result<bool>, File) {
+    let mut lock = fd_lock::RwLock::new(file);
+    let outcome = match lock.try_write() {
+        Ok(guard) => {
+            // flock belongs to the open file description: forgetting the guard keeps the lock
+            // until the `LockGuard` unlocks it, or the file closes.
+            std::mem::forget(guard);
+            Ok(true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
+        Err(e) => Err(e),
+    };
+    (outcome, lock.into_inner())
+}
+
 /// Takes an exclusive lock on `file` without blocking and keeps it until every descriptor of
 /// that open file is closed; `false` if another holder has it. Marks temp files as in use.
-pub(crate) fn try_hold_until_closed(file: &File) -> bool {
+pub(crate) fn hold_until_closed(file: &File) -> bool {
+    file.try_clone()
+        .is_ok_and(|clone| matches!(try_lock(clone).0, Ok(true)))
+}
+
+/// Whether another open file holds an exclusive lock on `file`'s file (a set-aside file whose
+/// compare-and-delete is still running). Takes no lock that outlives the call.
+pub(crate) fn is_held_elsewhere(file: &File) -> bool {
     let Ok(clone) = file.try_clone() else {
         return false;
     };
     let mut lock = fd_lock::RwLock::new(clone);
-    match lock.try_write() {
-        Ok(guard) => {
-            // flock belongs to the open file description: forgetting the guard keeps the lock
-            // until the last descriptor (the caller's `file`) closes.
-            std::mem::forget(guard);
-            true
-        }
-        Err(_) => false,
-    }
+    lock.try_write().is_err()
 }
 
 /// Opens (creating if needed) the lock file: read-write, mode 0600, directory 0700.
@@ -119,9 +173,9 @@ pub(crate) fn try_hold_until_closed(file: &File) -> bool {
 /// [`Error::NotASessionFile`] naming the lock file (or [`Error::Io`] for the directory).
 pub(crate) fn open_lock_file(lock_path: &Path) -> Result<File, Error> {
     if let Some(dir) = lock_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        crate::atomic::ensure_dir(dir)?;
+        ensure_dir(dir)?;
     }
-    crate::atomic::check_dir_of(lock_path)?;
+    check_dir_of(lock_path)?;
     let mut opts = std::fs::OpenOptions::new();
     opts.read(true).write(true).create(true).truncate(false);
     #[cfg(unix)]
@@ -141,12 +195,12 @@ pub(crate) fn open_lock_file(lock_path: &Path) -> Result<File, Error> {
                 reason: "it is a directory, not credlock's lock file".into(),
             });
         }
-        Err(e) => return Err(crate::atomic::open_error(lock_path, e)),
+        Err(e) => return Err(open_error(lock_path, e)),
     };
     let meta = file
         .metadata()
         .map_err(Error::io("inspect the lock file", lock_path))?;
-    crate::atomic::check_regular_and_owned(&meta, lock_path)?;
+    check_regular_and_owned(&meta, lock_path)?;
     Ok(file)
 }
 
@@ -167,81 +221,28 @@ pub(crate) fn means_locks_unsupported(e: &std::io::Error) -> bool {
     }
 }
 
-/// Jittered exponential backoff: each pause is drawn from [d/2, d], d growing 1.5× per step
-/// up to `max`. An iterator, so it can be tested without sleeping.
-#[derive(Debug, Clone)]
-pub(crate) struct Backoff {
-    next: Duration,
-    max: Duration,
-    rng: u64,
-}
-
-impl Backoff {
-    pub(crate) fn new(first: Duration, max: Duration) -> Backoff {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0)
-            ^ (u64::from(std::process::id()) << 32);
-        Backoff {
-            next: first,
-            max,
-            rng: seed | 1,
-        }
-    }
-
-    fn random_unit(&mut self) -> f64 {
-        // xorshift64*: plenty for spreading waiters apart, and no dependency.
-        self.rng ^= self.rng >> 12;
-        self.rng ^= self.rng << 25;
-        self.rng ^= self.rng >> 27;
-        let r = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        (r >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
-
-impl Iterator for Backoff {
-    type Item = Duration;
-
-    fn next(&mut self) -> Option<Duration> {
-        let d = self.next;
-        self.next = self.next.mul_f64(1.5).min(self.max);
-        Some(d.mul_f64(0.5 + 0.5 * self.random_unit()))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn backoff_grows_to_its_cap_and_stays_jittered_within_bounds() {
-        let max = Duration::from_millis(20);
-        let pauses: Vec<_> = Backoff::new(Duration::from_millis(1), max)
-            .take(50)
-            .collect();
-        assert!(
-            pauses
-                .iter()
-                .all(|p| *p <= max && *p >= Duration::from_micros(500))
-        );
-        assert!(pauses[40..].iter().all(|p| *p >= max / 2));
-        assert!(pauses[0] <= Duration::from_millis(1));
+    fn held_by_another(path: &Path) -> File {
+        let holder = open_lock_file(path).expect("open");
+        assert!(hold_until_closed(&holder), "locked");
+        holder
     }
 
     #[test]
     fn a_held_lock_times_out_with_the_time_waited() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("s.json.lock");
-        let mut holder = fd_lock::RwLock::new(open_lock_file(&path).expect("open"));
-        let _held = holder.write().expect("lock");
+        let _held = held_by_another(&path);
         let mut blocked = 0;
-        let r = with_lock(
+        let r = acquire(
             &path,
             Duration::from_millis(30),
-            || None::<()>,
+            None,
             || blocked += 1,
-            || (),
+            &|| None::<()>,
         );
         assert!(matches!(r, Err(LockFailure::Timeout(w)) if w >= Duration::from_millis(30)));
         assert_eq!(blocked, 1);
@@ -251,20 +252,55 @@ mod tests {
     fn waiting_ends_when_the_caller_finds_what_it_waited_for() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("s.json.lock");
-        let mut holder = fd_lock::RwLock::new(open_lock_file(&path).expect("open"));
-        let _held = holder.write().expect("lock");
-        let mut polls = 0;
-        let r = with_lock(
-            &path,
-            Duration::from_secs(10),
-            || {
-                polls += 1;
-                (polls == 3).then_some("adopted")
-            },
-            || (),
-            || "ran",
+        let _held = held_by_another(&path);
+        let polls = std::cell::Cell::new(0);
+        let r = acquire(&path, Duration::from_secs(10), None, || (), &|| {
+            polls.set(polls.get() + 1);
+            (polls.get() == 3).then_some("adopted")
+        });
+        assert!(matches!(r, Ok(Acquired::Resolved("adopted"))));
+    }
+
+    #[test]
+    fn the_lock_is_held_until_the_guard_is_dropped() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.json.lock");
+        let Ok(Acquired::Held(guard)) =
+            acquire(&path, Duration::from_secs(1), None, || (), &|| None::<()>)
+        else {
+            panic!("taken");
+        };
+        let other = open_lock_file(&path).expect("open");
+        assert!(is_held_elsewhere(&other), "held while the guard lives");
+        drop(guard);
+        assert!(!is_held_elsewhere(&other), "released on drop");
+    }
+
+    #[test]
+    fn a_failed_unlock_is_reported_as_an_event() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.json.lock");
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = std::sync::Arc::clone(&seen);
+        let report: Observer = std::sync::Arc::new(move |e: &Event| {
+            sink.lock().expect("lock").push(e.clone());
+        });
+        let Ok(Acquired::Held(mut guard)) =
+            acquire(&path, Duration::from_secs(1), Some(report), || (), &|| {
+                None::<()>
+            })
+        else {
+            panic!("taken");
+        };
+        guard.unlock = |_| Err(std::io::Error::from_raw_os_error(37));
+        drop(guard);
+        let seen = seen.lock().expect("lock");
+        assert!(
+            matches!(&seen[..], [Event::UnlockFailed { lock_path, .. }] if *lock_path == path),
+            "{seen:?}"
         );
-        assert!(matches!(r, Ok(Locked::Resolved("adopted"))));
+        let other = open_lock_file(&path).expect("open");
+        assert!(!is_held_elsewhere(&other), "closing released it anyway");
     }
 
     #[cfg(unix)]

@@ -1,36 +1,53 @@
-//! Which protection is in effect for a store, and why: decided once from the requested
-//! [`LockMode`] and the filesystem.
+//! Which guards protect a refresh, and why: decided once per store from the requested
+//! [`LockMode`] and the filesystem that holds the session file.
 
+use std::path::Path;
 use std::time::Duration;
 
-use crate::filesystem::{self, Detected};
-use crate::store::{LockMode, Store};
+use crate::filesystem::{self, Detected, FsKind};
+use crate::options::{DEFAULT_POLL_SCHEDULE, LockMode, NETWORK_POLL_SCHEDULE};
 
-/// The re-reads after `invalid_grant` on a network filesystem: attribute caches hold old data
-/// for seconds (NFS `actimeo` defaults to 3 s), so the local 175 ms window is too short.
-pub const NETWORK_POLL_SCHEDULE: [Duration; 7] = [
-    Duration::ZERO,
-    Duration::from_millis(50),
-    Duration::from_millis(100),
-    Duration::from_millis(250),
-    Duration::from_millis(500),
-    Duration::from_millis(1000),
-    Duration::from_millis(2000),
-];
+/// The guards a refresh (and every write) is taken under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Guards {
+    /// The advisory lock on the sidecar `<file>.lock`.
+    Advisory,
+    /// The advisory lock (which orders the processes of one machine cheaply), then the lease
+    /// file (which reaches other machines where locks do not).
+    AdvisoryThenLease,
+    /// The lease file only.
+    LeaseOnly,
+    /// Nothing: concurrent refreshes are resolved only by the `invalid_grant` fallback.
+    None,
+}
 
-/// The protection in effect for a store.
+impl Guards {
+    /// Whether the advisory lock is taken.
+    #[must_use]
+    pub fn advisory(self) -> bool {
+        matches!(self, Guards::Advisory | Guards::AdvisoryThenLease)
+    }
+
+    /// Whether the lease file is taken (after the advisory lock, if both).
+    #[must_use]
+    pub fn lease(self) -> bool {
+        matches!(self, Guards::AdvisoryThenLease | Guards::LeaseOnly)
+    }
+}
+
+/// The protection in effect for a store: the guards, and the reason for them beside them.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct LockPlan {
     /// The mode asked for.
     pub requested: LockMode,
     /// What the filesystem is, and how that was found.
     pub filesystem: Detected,
-    /// Whether the advisory lock is taken.
-    pub advisory: bool,
-    /// Whether the lease file is taken (after the advisory lock, if both).
-    pub lease: bool,
+    /// The guards taken.
+    pub guards: Guards,
     /// Whether the OS lock does not (or may not) reach every process sharing the file, so that
-    /// other machines are guarded only by the lease (if [`LockPlan::lease`]) and the
+    /// other machines are guarded only by the lease (if [`Guards::lease`]) and the
     /// `invalid_grant` fallback.
     pub degraded: bool,
     /// Why, in a sentence.
@@ -38,18 +55,18 @@ pub struct LockPlan {
 }
 
 impl LockPlan {
-    /// The plan for `store`: its lock mode and the filesystem that holds its file (or the
-    /// kind forced by [`Store::with_filesystem_kind`]).
+    /// The plan for `mode` and the session file at `path`: its filesystem is detected, unless
+    /// `forced` names it (as [`crate::Store::with_filesystem_kind`] does).
     #[must_use]
-    pub fn for_store(store: &Store) -> LockPlan {
-        let detected = match store.filesystem_kind() {
-            Some(kind) => filesystem::Detected {
+    pub(crate) fn for_path(mode: LockMode, forced: Option<&FsKind>, path: &Path) -> LockPlan {
+        let detected = match forced {
+            Some(kind) => Detected {
                 kind: kind.clone(),
                 evidence: "forced by Store::with_filesystem_kind".to_owned(),
             },
-            None => filesystem::detect(store.path()),
+            None => filesystem::detect(path),
         };
-        LockPlan::decide(store.lock_mode(), detected)
+        LockPlan::decide(mode, detected)
     }
 
     /// The plan for `mode` on a filesystem of kind `filesystem`.
@@ -57,19 +74,18 @@ impl LockPlan {
     pub fn decide(mode: LockMode, filesystem: Detected) -> LockPlan {
         let fs = filesystem.kind.name();
         let reliable = filesystem.kind.locks_are_reliable();
-        let (advisory, lease, degraded, reason) = match mode {
-            LockMode::Off => (false, false, true, "locks are off: concurrent refreshes are resolved only by the invalid_grant fallback".to_owned()),
-            LockMode::Lease => (false, true, !reliable, format!("lease file on a {fs} filesystem, plus the invalid_grant fallback")),
-            LockMode::Advisory if reliable => (true, false, false, format!("advisory lock on a {fs} filesystem")),
-            LockMode::Advisory => (true, false, true, format!("advisory lock forced on a {fs} filesystem, whose locks may not reach other machines")),
-            LockMode::Auto if reliable => (true, false, false, format!("advisory lock: the {fs} filesystem's locks are reliable")),
-            LockMode::Auto => (true, true, true, format!("locks on a {fs} filesystem may not reach other machines: advisory lock, then a lease file, plus the invalid_grant fallback with longer polling")),
+        let (guards, degraded, reason) = match mode {
+            LockMode::Off => (Guards::None, true, "locks are off: concurrent refreshes are resolved only by the invalid_grant fallback".to_owned()),
+            LockMode::Lease => (Guards::LeaseOnly, !reliable, format!("lease file on a {fs} filesystem, plus the invalid_grant fallback")),
+            LockMode::Advisory if reliable => (Guards::Advisory, false, format!("advisory lock on a {fs} filesystem")),
+            LockMode::Advisory => (Guards::Advisory, true, format!("advisory lock forced on a {fs} filesystem, whose locks may not reach other machines")),
+            LockMode::Auto if reliable => (Guards::Advisory, false, format!("advisory lock: the {fs} filesystem's locks are reliable")),
+            LockMode::Auto => (Guards::AdvisoryThenLease, true, format!("locks on a {fs} filesystem may not reach other machines: advisory lock, then a lease file, plus the invalid_grant fallback with longer polling")),
         };
         LockPlan {
             requested: mode,
             filesystem,
-            advisory,
-            lease,
+            guards,
             degraded,
             reason,
         }
@@ -93,12 +109,43 @@ impl LockPlan {
     /// The default fallback schedule for this plan: longer where caches may be stale.
     #[must_use]
     pub fn default_poll_schedule(&self) -> Vec<Duration> {
-        if self.filesystem.kind.is_networked()
-            && self.filesystem.kind != crate::filesystem::FsKind::Unknown
-        {
+        if self.filesystem.kind.is_networked() && self.filesystem.kind != FsKind::Unknown {
             NETWORK_POLL_SCHEDULE.to_vec()
         } else {
-            crate::store::DEFAULT_POLL_SCHEDULE.to_vec()
+            DEFAULT_POLL_SCHEDULE.to_vec()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn on(kind: FsKind) -> Detected {
+        Detected {
+            kind,
+            evidence: "test".to_owned(),
+        }
+    }
+
+    #[test]
+    fn each_mode_and_filesystem_gets_its_guards() {
+        let cases = [
+            (LockMode::Auto, FsKind::Local, Guards::Advisory, false),
+            (LockMode::Auto, FsKind::Smb, Guards::AdvisoryThenLease, true),
+            (LockMode::Advisory, FsKind::Local, Guards::Advisory, false),
+            (LockMode::Advisory, FsKind::Smb, Guards::Advisory, true),
+            (LockMode::Lease, FsKind::Local, Guards::LeaseOnly, false),
+            (LockMode::Lease, FsKind::Smb, Guards::LeaseOnly, true),
+            (LockMode::Off, FsKind::Local, Guards::None, true),
+        ];
+        for (mode, kind, guards, degraded) in cases {
+            let plan = LockPlan::decide(mode, on(kind.clone()));
+            assert_eq!(
+                (plan.guards, plan.degraded),
+                (guards, degraded),
+                "{mode:?} on {kind:?}"
+            );
         }
     }
 }

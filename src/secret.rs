@@ -130,8 +130,8 @@ impl EchoGuard {
 
 /// The forms a secret may take on the wire or in a server's echo of it.
 fn encodings(secret: &str) -> Vec<String> {
-    let form = crate::oauth::form_urlencode(secret);
-    let b64 = crate::oauth::base64(secret.as_bytes());
+    let form = crate::encoding::form_urlencode(secret);
+    let b64 = crate::encoding::base64(secret.as_bytes());
     vec![
         secret.to_owned(),
         form.replace('+', "%20"),

@@ -4,8 +4,8 @@ use std::io::Read;
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
+use crate::encoding::form_urldecode;
 use crate::http::HttpResponse;
-use crate::oauth::form_urldecode;
 
 use super::server::FakeServer;
 

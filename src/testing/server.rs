@@ -7,11 +7,13 @@ use std::time::{Duration, SystemTime};
 use serde_json::{Map, Value};
 
 use crate::clock::{Clock, SystemClock};
+use crate::encoding::form_urldecode;
 use crate::error::Error;
+use crate::form::FormRequest;
 use crate::http::{HttpResponse, Transport, TransportError};
-use crate::oauth::{FormRequest, TokenResponse, form_urldecode};
 use crate::secret::Secret;
 use crate::session::{Client, ClientAuth, Session};
+use crate::token_response::TokenResponse;
 
 /// The client id the fake server knows.
 pub const TEST_CLIENT_ID: &str = "credlock-test";

@@ -51,9 +51,9 @@ use serde_json::{Map, Value, json};
 
 use super::server::Failure;
 use crate::http::TransportError;
-use crate::oauth::TokenResponse;
 use crate::secret::Secret;
 use crate::session::{Client, ClientAuth, Session};
+use crate::token_response::TokenResponse;
 
 /// Secrets: printable ASCII, including every character that needs form-urlencoding.
 pub fn secret() -> impl Strategy<Value = Secret> {

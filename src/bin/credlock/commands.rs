@@ -82,7 +82,7 @@ pub fn token(g: &Global, rejected_on_stdin: bool) -> Outcome {
 pub fn status(g: &Global) -> Outcome {
     let store = g.store();
     let session = store.load()?;
-    let lock = credlock::LockPlan::for_store(&store);
+    let lock = store.lock_plan();
     let now = SystemTime::now();
     let mode = store.file_mode().map(|m| format!("{m:04o}"));
     let seconds_left =

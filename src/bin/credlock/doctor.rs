@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use credlock::{Error, LockMode, LockPlan};
+use credlock::{Error, LockMode};
 use serde_json::json;
 
 use crate::{Global, Outcome};
@@ -110,7 +110,7 @@ pub fn run(g: &Global) -> Outcome {
         }
     }
 
-    let plan = LockPlan::for_store(&store);
+    let plan = store.lock_plan();
     let fs_line = format!(
         "{} ({}); {}",
         plan.filesystem.kind.name(),

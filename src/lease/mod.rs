@@ -1,0 +1,180 @@
+//! A lock that works across machines without a lock manager: the lease file.
+//!
+//! On NFS without a lock manager, SMB or FUSE, `flock` does not reach other machines, but
+//! atomic name operations do: creating a link that already exists fails with `EEXIST`
+//! everywhere, and a rename is atomic. So a refresh first creates `<session file>.lease`,
+//! holding who took it and when. Others wait by re-reading it (and the session: once the
+//! holder's new session is visible they use it and stop waiting).
+//!
+//! A lease is stale once its time-to-live has passed, or at once when its holder is provably
+//! gone: a process of this boot of this machine, in this PID namespace, that no longer
+//! exists, or a lease taken before this machine last booted. "This machine" is its machine id
+//! (`/etc/machine-id`), never its host name, which clones and containers share.
+//!
+//! The lease file appears with its content in one step: it is written to a temp file first
+//! and hard-linked to the lease name (atomic, and fails with `EEXIST` if taken), so a waiter
+//! never reads a half-written lease. Filesystems without hard links fall back to
+//! `O_CREAT|O_EXCL` and then write.
+//!
+//! Removing a lease, to break a stale one or to release one's own, is serialised by a second,
+//! short-lived lease, the breaker lock `<session file>.lease.break`: while it is held the lease
+//! name can change only by creation (which cannot replace a lease), so what was judged under
+//! it is what gets removed. The holder is fenced: right before it sends a refresh and right
+//! before it saves, it checks that the lease still holds its nonce ([`Fence`]).
+//!
+//! - `record.rs`: what a lease holds, and who we are (machine id, boot, PID namespace);
+//! - `file.rs`: creating and reading the lease file;
+//! - `breaker.rs`: breaking a stale lease under the breaker lock;
+//! - `fence.rs`: the fence a holder checks before it sends or saves.
+
+mod breaker;
+mod fence;
+mod file;
+mod record;
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::wait::{Acquired, Backoff};
+use breaker::{BreakLock, break_stale, break_ttl, is_breakable, set_aside_if};
+pub(crate) use fence::Fence;
+use fence::FenceInstalled;
+use file::{Seen, create_exclusive, inspect};
+pub use record::{Holder, LeaseRecord};
+
+/// Why a lease was not taken.
+#[derive(Debug)]
+pub(crate) enum LeaseFailure {
+    Timeout(Duration),
+    Io(Error),
+}
+
+/// The lease, held: the lease file is ours and, on this thread, [`Fence::current`] returns
+/// its fence. Dropping it removes the fence, then the lease file if it is still ours (on every
+/// path, panics included).
+#[must_use = "the lease is released as soon as this is dropped"]
+#[derive(Debug)]
+pub(crate) struct HeldLease {
+    // Declared first, dropped first: the fence goes before the file it guards.
+    _fence: FenceInstalled,
+    _lease: OwnLease,
+}
+
+/// Takes the lease at `lease_path`, or stops waiting when `while_waiting` finds what the
+/// caller waits for (as [`crate::lock::acquire`] does), within `timeout`.
+pub(crate) fn acquire<R>(
+    lease_path: &Path,
+    ttl: Duration,
+    timeout: Duration,
+    while_waiting: &dyn Fn() -> Option<R>,
+) -> Result<Acquired<HeldLease, R>, LeaseFailure> {
+    let here = Holder::this_process();
+    let start = Instant::now();
+    let mut backoff = Backoff::new(Duration::from_millis(2), Duration::from_millis(50));
+    loop {
+        match try_acquire(lease_path, ttl, &here) {
+            Ok(Some(lease)) => {
+                let expires_ms = lease
+                    .created_ms
+                    .saturating_add(u64::try_from(lease.ttl.as_millis()).unwrap_or(u64::MAX));
+                return Ok(Acquired::Held(HeldLease {
+                    _fence: FenceInstalled::new(&lease.path, &lease.nonce, expires_ms),
+                    _lease: lease,
+                }));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(LeaseFailure::Io(e)),
+        }
+        if let Some(resolved) = while_waiting() {
+            return Ok(Acquired::Resolved(resolved));
+        }
+        let waited = start.elapsed();
+        if waited >= timeout {
+            return Err(LeaseFailure::Timeout(waited));
+        }
+        std::thread::sleep(
+            backoff
+                .next()
+                .unwrap_or(Duration::from_millis(50))
+                .min(timeout - waited),
+        );
+    }
+}
+
+/// The lease file this process created. Dropping it removes the file if it is still ours.
+#[must_use = "the lease is released when this is dropped"]
+#[derive(Debug)]
+pub(crate) struct OwnLease {
+    path: PathBuf,
+    nonce: String,
+    created_ms: u64,
+    ttl: Duration,
+}
+
+impl Drop for OwnLease {
+    fn drop(&mut self) {
+        // Only our own lease: if we were paused past the TTL, another process may have
+        // broken it and taken a new one, which must stay. Under the breaker lock nobody else
+        // removes the lease, so what we read is what we remove.
+        let here = Holder::this_process();
+        let ttl = break_ttl(self.ttl);
+        let deadline = Instant::now() + ttl + Duration::from_secs(1);
+        let mut backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(20));
+        loop {
+            match BreakLock::take(&self.path, ttl, &here) {
+                Ok(Some(_breaking)) => {
+                    let nonce = &self.nonce;
+                    let ours = |seen: &Seen| matches!(seen, Seen::Record(r) if r.nonce == *nonce);
+                    if inspect(&self.path).is_ok_and(|seen| ours(&seen)) {
+                        let _ = set_aside_if(&self.path, ours);
+                    }
+                    return;
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(backoff.next().unwrap_or(Duration::from_millis(20)));
+                }
+                // An I/O error, or a breaker holding on past its TTL: leave the lease, which
+                // its TTL ends (or, on this machine, our exit).
+                _ => return,
+            }
+        }
+    }
+}
+
+/// One attempt: `Some` if we now hold the lease; `None` if a live lease is in the way (a
+/// stale one is broken first, and the attempt repeated once).
+pub(crate) fn try_acquire(
+    lease_path: &Path,
+    ttl: Duration,
+    here: &Holder,
+) -> Result<Option<OwnLease>, Error> {
+    for _ in 0..2 {
+        let record = here.record(ttl);
+        if create_exclusive(lease_path, &record)? {
+            return Ok(Some(held(lease_path, &record, ttl)));
+        }
+        match inspect(lease_path)? {
+            // Just released: try again.
+            Seen::Absent => {}
+            // An NFS retransmission can report EEXIST for a link that went through.
+            Seen::Record(existing) if existing.nonce == record.nonce => {
+                return Ok(Some(held(lease_path, &record, ttl)));
+            }
+            seen if is_breakable(&seen, ttl, here) => break_stale(lease_path, ttl, here)?,
+            _ => return Ok(None),
+        }
+    }
+    Ok(None)
+}
+
+fn held(lease_path: &Path, record: &LeaseRecord, ttl: Duration) -> OwnLease {
+    OwnLease {
+        path: lease_path.to_path_buf(),
+        nonce: record.nonce.clone(),
+        created_ms: record.created_ms,
+        ttl,
+    }
+}

@@ -1,0 +1,154 @@
+//! Taking the guards the [`LockPlan`](crate::LockPlan) calls for: the advisory lock (which
+//! orders the processes of one machine cheaply), then the lease (which reaches other machines
+//! where locks do not). Each is a guard, released when dropped; while waiting for either, the
+//! caller's check may end the wait with what another process saved.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+
+use super::Store;
+use crate::error::Error;
+use crate::event::Event;
+use crate::lease::{self, HeldLease, LeaseFailure};
+use crate::lock::{self, LockFailure, LockGuard};
+use crate::options::LockMode;
+use crate::wait::Acquired;
+
+/// The guards, held. Dropping it releases the lease first (its fence, then its file), then
+/// the advisory lock: the reverse of the order they were taken in.
+#[must_use = "the guards are released as soon as this is dropped"]
+#[derive(Debug)]
+pub(super) struct Held {
+    _lease: Option<HeldLease>,
+    _lock: Option<LockGuard>,
+}
+
+impl Store {
+    /// Takes every guard of the plan, for a write that never ends its wait early.
+    pub(super) fn hold(&self) -> Result<Held, Error> {
+        match self.take_guards(&|| None::<Infallible>)? {
+            Acquired::Held(held) => Ok(held),
+            Acquired::Resolved(never) => match never {},
+        }
+    }
+
+    /// Takes every guard of the plan, unless `adopt`, asked while waiting, finds what the
+    /// caller waits for.
+    pub(super) fn take_guards<R>(
+        &self,
+        adopt: &dyn Fn() -> Option<R>,
+    ) -> Result<Acquired<Held, R>, Error> {
+        let plan = self.lock_plan();
+        if plan.degraded {
+            self.say_once(&plan.reason);
+        }
+        let mut use_lease = plan.guards.lease();
+        let lock = if plan.guards.advisory() {
+            let waiting = || {
+                self.emit(Event::WaitingForLock {
+                    lock_path: self.lock_path.clone(),
+                });
+            };
+            match lock::acquire(
+                &self.lock_path,
+                self.options.lock_timeout,
+                self.observer.clone(),
+                waiting,
+                adopt,
+            ) {
+                Ok(Acquired::Held(guard)) => Some(guard),
+                Ok(Acquired::Resolved(r)) => return Ok(Acquired::Resolved(r)),
+                // The filesystem refuses locks: in auto mode, the lease takes over.
+                Err(LockFailure::Unsupported(e)) if plan.requested == LockMode::Auto => {
+                    self.say_once(&format!(
+                        "the filesystem refuses locks ({e}); using the lease file instead"
+                    ));
+                    use_lease = true;
+                    None
+                }
+                Err(failure) => return Err(self.lock_error(failure)),
+            }
+        } else {
+            None
+        };
+        let lease = if use_lease {
+            let lease_acquired = lease::acquire(
+                &self.lease_path,
+                self.options.lease_ttl,
+                self.options.lock_timeout,
+                adopt,
+            );
+            match lease_acquired {
+                Ok(Acquired::Held(lease)) => Some(lease),
+                Ok(Acquired::Resolved(r)) => return Ok(Acquired::Resolved(r)),
+                Err(LeaseFailure::Timeout(waited)) => {
+                    return Err(Error::LockTimeout {
+                        lock_path: self.lease_path.clone(),
+                        waited,
+                    });
+                }
+                Err(LeaseFailure::Io(e)) => return Err(e),
+            }
+        } else {
+            None
+        };
+        Ok(Acquired::Held(Held {
+            _lease: lease,
+            _lock: lock,
+        }))
+    }
+
+    /// The error for a lock that was not taken.
+    fn lock_error(&self, failure: LockFailure) -> Error {
+        match failure {
+            LockFailure::Timeout(waited) => Error::LockTimeout {
+                lock_path: self.lock_path.clone(),
+                waited,
+            },
+            LockFailure::Io(e) => e,
+            LockFailure::Unsupported(source) => Error::Io {
+                action: "lock",
+                path: self.lock_path.clone(),
+                source,
+            },
+        }
+    }
+
+    /// Takes and releases the lock once, to check that it can be taken (`credlock doctor`).
+    /// Returns `Ok(false)`, having created nothing, when there is no lock file yet (no
+    /// refresh or save has happened): a check must not leave files behind.
+    ///
+    /// # Errors
+    /// [`Error::LockTimeout`] if another process holds it past the timeout; [`Error::Io`] if
+    /// the lock file cannot be opened, or the filesystem refuses locks.
+    pub fn probe_lock(&self) -> Result<bool, Error> {
+        if std::fs::symlink_metadata(&self.lock_path).is_err() {
+            return Ok(false);
+        }
+        let taken = lock::acquire(
+            &self.lock_path,
+            self.options.lock_timeout,
+            self.observer.clone(),
+            || (),
+            &|| None::<Infallible>,
+        );
+        match taken {
+            Ok(Acquired::Held(guard)) => {
+                drop(guard);
+                Ok(true)
+            }
+            Ok(Acquired::Resolved(never)) => match never {},
+            Err(failure) => Err(self.lock_error(failure)),
+        }
+    }
+
+    /// Reports a degraded protection once per store.
+    fn say_once(&self, reason: &str) {
+        if !self.told_locks_unavailable.swap(true, Ordering::Relaxed) {
+            self.emit(Event::LocksUnavailable {
+                lock_path: self.lock_path.clone(),
+                reason: reason.to_owned(),
+            });
+        }
+    }
+}

@@ -1,0 +1,140 @@
+//! Writes other than a refresh's save, each under the guards: save, delete, and logout with
+//! its RFC 7009 revocation.
+
+use super::Store;
+use crate::atomic;
+use crate::error::Error;
+use crate::form::FormRequest;
+use crate::oauth_error::OAuthError;
+use crate::session::Session;
+
+/// Whether [`Store::logout`] revokes the refresh token at the server before deleting it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Revocation {
+    /// Revoke at the session's revocation endpoint first; if that fails, keep the session.
+    Required,
+    /// Delete the local copy only: the refresh token stays valid at the server until it
+    /// expires or is revoked there.
+    LocalOnly,
+}
+
+/// What [`Store::logout`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum LoggedOut {
+    /// No session was stored; nothing was sent or changed.
+    NothingStored,
+    /// The session was deleted, after its refresh token was revoked if `revoked`.
+    Deleted {
+        /// Whether the server confirmed the revocation.
+        revoked: bool,
+    },
+}
+
+impl Store {
+    /// Stores `session` (after a login done elsewhere), replacing any stored one, atomically
+    /// and durably, under the lock so that it cannot be overwritten by a refresh in flight.
+    ///
+    /// # Errors
+    /// [`Error::Io`] (the old file is then untouched and no temp file remains),
+    /// [`Error::NotASessionFile`], [`Error::LockTimeout`].
+    pub fn save(&self, session: &Session) -> Result<(), Error> {
+        let bytes = session.to_json();
+        let _held = self.hold()?;
+        atomic::write(&self.path, &bytes)
+    }
+
+    /// Deletes the stored session under the lock (logout). A refresh in flight elsewhere
+    /// re-reads under the lock, finds nothing, and does not write the session back.
+    /// Returns whether there was a session.
+    ///
+    /// # Errors
+    /// [`Error::Io`], [`Error::NotASessionFile`], [`Error::LockTimeout`].
+    pub fn delete(&self) -> Result<bool, Error> {
+        let _held = self.hold()?;
+        atomic::remove(&self.path)
+    }
+
+    /// Logs out: under the guards, reads the session, revokes its refresh token at the
+    /// session's revocation endpoint (RFC 7009) if `revocation` asks for it, and deletes the
+    /// session, all in one critical section, so a refresh in another process can neither
+    /// slip a newer refresh token past the revocation nor write the session back.
+    ///
+    /// With [`Revocation::Required`], a revocation that fails keeps the session: the refresh
+    /// token is still live at the server, and the user can try again (or log out locally with
+    /// [`Revocation::LocalOnly`], which deletes without a request). With no session stored,
+    /// nothing is created, locked or sent.
+    ///
+    /// # Errors
+    /// - [`Error::NoRevocationEndpoint`]: revocation required, but the session names no
+    ///   revocation endpoint; the session was kept.
+    /// - [`Error::RevocationUnavailable`] (transient) and [`Error::RevocationRefused`]: the
+    ///   revocation did not succeed; the session was kept.
+    /// - [`Error::InsecureEndpoint`]: the revocation endpoint is plain http to a remote host;
+    ///   nothing was sent and the session was kept.
+    /// - [`Error::Corrupt`] and the other read errors, with [`Revocation::Required`] (a
+    ///   corrupt file has no token to revoke; [`Revocation::LocalOnly`] deletes it).
+    /// - [`Error::LockTimeout`], [`Error::Io`], [`Error::NotASessionFile`].
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use credlock::{LoggedOut, Revocation, Store};
+    /// let store = Store::new("/home/me/.config/my-cli/session.json");
+    /// match store.logout(Revocation::Required)? {
+    ///     LoggedOut::Deleted { revoked } => println!("logged out (revoked: {revoked})"),
+    ///     LoggedOut::NothingStored => println!("no session was stored"),
+    /// }
+    /// # Ok::<(), credlock::Error>(())
+    /// ```
+    pub fn logout(&self, revocation: Revocation) -> Result<LoggedOut, Error> {
+        // A cheap look first, so that logging out with nothing stored creates no directory,
+        // no lock file and no lease.
+        if !atomic::exists(&self.path)? {
+            return Ok(LoggedOut::NothingStored);
+        }
+        let _held = self.hold()?;
+        let revoked = match revocation {
+            Revocation::LocalOnly => false,
+            Revocation::Required => match self.load()? {
+                None => return Ok(LoggedOut::NothingStored),
+                Some(session) => {
+                    self.revoke(&session)?;
+                    true
+                }
+            },
+        };
+        if atomic::remove(&self.path)? {
+            Ok(LoggedOut::Deleted { revoked })
+        } else {
+            Ok(LoggedOut::NothingStored)
+        }
+    }
+
+    /// Sends the RFC 7009 revocation of `session`'s refresh token; `Ok` only on HTTP 200.
+    fn revoke(&self, session: &Session) -> Result<(), Error> {
+        let request = FormRequest::revoke(session)?.ok_or_else(|| Error::NoRevocationEndpoint {
+            path: self.path.clone(),
+        })?;
+        let unavailable = |reason: String| Error::RevocationUnavailable {
+            path: self.path.clone(),
+            reason,
+        };
+        let response = self
+            .transport()
+            .post_form(&request)
+            .map_err(|e| unavailable(e.to_string()))?;
+        match response.status {
+            200 => Ok(()),
+            429 | 500..=599 => Err(unavailable(format!(
+                "HTTP {} from the revocation endpoint",
+                response.status
+            ))),
+            status => Err(Error::RevocationRefused {
+                path: self.path.clone(),
+                status,
+                oauth: OAuthError::from_json(&response.body, &request.secret_values()),
+            }),
+        }
+    }
+}

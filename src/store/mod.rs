@@ -1,0 +1,330 @@
+//! The store: one session file, lock-free reads, locked writes, and the refresh protocol.
+//!
+//! - `mod.rs`: the [`Store`], its settings and its reads;
+//! - `refresh.rs`: the refresh protocol, top to bottom;
+//! - `guards.rs`: taking the guards the [`LockPlan`] calls for;
+//! - `logout.rs`: save, delete, logout and revocation.
+
+mod guards;
+mod logout;
+mod refresh;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use crate::atomic;
+use crate::clock::{Clock, SystemClock};
+use crate::error::Error;
+use crate::event::{Event, Observer};
+use crate::files::{lease_path_for, lock_path_for};
+use crate::filesystem::FsKind;
+use crate::http::{Transport, UreqTransport};
+use crate::options::{DEFAULT_TORN_READ_RETRIES, LockMode, NETWORK_POLL_SCHEDULE, Options};
+use crate::plan::LockPlan;
+use crate::session::Session;
+
+pub use logout::{LoggedOut, Revocation};
+
+/// One session file shared by any number of processes and threads.
+///
+/// Reads take no lock. Writes ([`Store::save`], [`Store::delete`], and the save after a
+/// refresh) hold an exclusive advisory lock on the sidecar `<path>.lock` and replace the file
+/// atomically and durably. [`Store::access_token`] refreshes at most once per expiry however
+/// many processes ask at once: the first takes the lock, re-reads, refreshes and saves; the
+/// others find its session and use it.
+///
+/// A `Store` is cheap to create and `Send + Sync`. Threads exclude each other through the
+/// same OS lock as processes, so one handle per thread or one shared handle both work.
+///
+/// # Examples
+/// ```no_run
+/// let store = credlock::Store::new("/home/me/.config/my-cli/session.json");
+/// let token = store.access_token()?;
+/// println!("Authorization: Bearer {}", token.secret());
+/// # Ok::<(), credlock::Error>(())
+/// ```
+pub struct Store {
+    path: PathBuf,
+    lock_path: PathBuf,
+    lease_path: PathBuf,
+    options: Options,
+    plan: OnceLock<LockPlan>,
+    clock: Arc<dyn Clock>,
+    transport: OnceLock<Arc<dyn Transport>>,
+    observer: Option<Observer>,
+    told_locks_unavailable: AtomicBool,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("lock_mode", &self.options.lock_mode)
+            .field("margin", &self.options.margin)
+            .field("lock_timeout", &self.options.lock_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Store {
+    /// A store for the session file at `path`, with the defaults: margin 30 s, lock timeout
+    /// 10 s, [`LockMode::Auto`], fallback polls at 0/25/50/100 ms, the system clock, ureq.
+    ///
+    /// Nothing is read or created until a method needs it.
+    #[must_use]
+    pub fn new(path: impl Into<PathBuf>) -> Store {
+        let path = path.into();
+        Store {
+            lock_path: lock_path_for(&path),
+            lease_path: lease_path_for(&path),
+            path,
+            options: Options::default(),
+            plan: OnceLock::new(),
+            clock: Arc::new(SystemClock),
+            transport: OnceLock::new(),
+            observer: None,
+            told_locks_unavailable: AtomicBool::new(false),
+        }
+    }
+
+    /// Refresh a token this long before it expires, capped at a quarter of the token's
+    /// lifetime. Defaults to 30 s.
+    #[must_use]
+    pub fn with_margin(mut self, margin: Duration) -> Store {
+        self.options.margin = margin;
+        self
+    }
+
+    /// How long to wait for the lock before [`Error::LockTimeout`]. Defaults to 10 s.
+    #[must_use]
+    pub fn with_lock_timeout(mut self, timeout: Duration) -> Store {
+        self.options.lock_timeout = timeout;
+        self
+    }
+
+    /// How long a lease protects its holder before others may break it (lease modes only).
+    /// Defaults to 120 s: longer than the worst-case refresh (two 30 s transport timeouts
+    /// plus polling). A crashed holder on another machine delays the others by at most that
+    /// (they get [`Error::LockTimeout`] meanwhile); a dead holder on this machine, not at all.
+    #[must_use]
+    pub fn with_lease_ttl(mut self, ttl: Duration) -> Store {
+        self.options.lease_ttl = ttl;
+        self
+    }
+
+    /// Treats the session file as living on a filesystem of `kind` instead of detecting it
+    /// (as `CREDLOCK_FS_KIND` does for the CLI): for tests, and for users who know better
+    /// than `statfs` (an NFS mount with a working lock manager, say).
+    #[must_use]
+    pub fn with_filesystem_kind(mut self, kind: FsKind) -> Store {
+        self.options.filesystem_kind = Some(kind);
+        self.plan = OnceLock::new();
+        self
+    }
+
+    /// The forced filesystem kind, if [`Store::with_filesystem_kind`] set one.
+    #[must_use]
+    pub fn filesystem_kind(&self) -> Option<&FsKind> {
+        self.options.filesystem_kind.as_ref()
+    }
+
+    /// Whether and how to lock. Defaults to [`LockMode::Auto`].
+    #[must_use]
+    pub fn with_lock_mode(mut self, mode: LockMode) -> Store {
+        self.options.lock_mode = mode;
+        self.plan = OnceLock::new();
+        self
+    }
+
+    /// The pauses before each re-read of the store after `invalid_grant`. Defaults to
+    /// [`crate::DEFAULT_POLL_SCHEDULE`] on a local filesystem and [`crate::NETWORK_POLL_SCHEDULE`]
+    /// on a network one, whose caches hold old data for seconds.
+    #[must_use]
+    pub fn with_poll_schedule(mut self, schedule: impl Into<Vec<Duration>>) -> Store {
+        self.options.poll_schedule = Some(schedule.into());
+        self
+    }
+
+    /// The pauses before each re-read of a session file that did not parse, before it is
+    /// reported corrupt. Defaults to 10, 25, 50, 100 ms on a local filesystem, and to the
+    /// longer [`crate::NETWORK_POLL_SCHEDULE`] on a network one (a cache can serve the new
+    /// file cut at the old size for seconds).
+    #[must_use]
+    pub fn with_torn_read_retries(mut self, retries: impl Into<Vec<Duration>>) -> Store {
+        self.options.torn_read_retries = Some(retries.into());
+        self
+    }
+
+    /// The clock for expiry decisions and fallback pauses. Defaults to [`SystemClock`].
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Store {
+        self.clock = clock;
+        self
+    }
+
+    /// The HTTP transport. Defaults to [`UreqTransport`], created on the first refresh.
+    #[must_use]
+    pub fn with_transport(self, transport: Arc<dyn Transport>) -> Store {
+        let cell = OnceLock::new();
+        let _ = cell.set(transport);
+        Store {
+            transport: cell,
+            ..self
+        }
+    }
+
+    /// Calls `observer` for every [`Event`]: waiting for the lock, refreshing, adopting a
+    /// sibling's session, degrading. Its `Display` is a ready-made log line.
+    #[must_use]
+    pub fn on_event(mut self, observer: impl Fn(&Event) + Send + Sync + 'static) -> Store {
+        self.observer = Some(Arc::new(observer));
+        self
+    }
+
+    /// The session file.
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The sidecar lock file.
+    #[must_use]
+    pub fn lock_path(&self) -> &Path {
+        &self.lock_path
+    }
+
+    /// The lease file (used on filesystems whose locks do not reach other machines).
+    #[must_use]
+    pub fn lease_path(&self) -> &Path {
+        &self.lease_path
+    }
+
+    /// The lock mode.
+    #[must_use]
+    pub fn lock_mode(&self) -> LockMode {
+        self.options.lock_mode
+    }
+
+    /// The session file's permission bits (unix), `None` if there is no file or no mode bits.
+    #[must_use]
+    pub fn file_mode(&self) -> Option<u32> {
+        crate::files::mode_of(&self.path)
+    }
+
+    /// The validity margin.
+    #[must_use]
+    pub fn margin(&self) -> Duration {
+        self.options.margin
+    }
+
+    /// Reads the stored session, without taking any lock.
+    ///
+    /// A file that does not parse is read again after short pauses (a network or FUSE
+    /// filesystem can serve a torn read of a file that was replaced atomically) before it is
+    /// reported corrupt. A file readable by group or others is tightened to 0600 (its only
+    /// change to the file).
+    ///
+    /// # Errors
+    /// [`Error::Corrupt`], [`Error::UnsupportedVersion`], [`Error::NotASessionFile`] (a
+    /// symlink, a directory, a FIFO, an oversized file), [`Error::Io`]. None of them modifies
+    /// the file.
+    pub fn load(&self) -> Result<Option<Session>, Error> {
+        // Decided on the first failure only: a good read never pays for filesystem detection.
+        let mut retries: Option<std::vec::IntoIter<Duration>> = None;
+        let mut absent_retries: Option<std::vec::IntoIter<Duration>> = None;
+        loop {
+            let Some(content) = atomic::read(&self.path)? else {
+                // A compare-and-delete renames the file aside for a moment, and puts it back
+                // if a newer session had been saved: "no session" only once it is over.
+                if atomic::delete_in_progress(&self.path) {
+                    let pauses =
+                        absent_retries.get_or_insert_with(|| self.torn_read_schedule().into_iter());
+                    if let Some(pause) = pauses.next() {
+                        self.clock.sleep(pause);
+                        continue;
+                    }
+                }
+                return Ok(None);
+            };
+            if let Some(from_mode) = content.tightened_from {
+                self.emit(Event::PermissionsTightened {
+                    path: self.path.clone(),
+                    from_mode,
+                });
+            }
+            match Session::from_json(&content.bytes, &self.path) {
+                Ok(session) => return Ok(Some(session)),
+                Err(e @ Error::Corrupt { .. }) => {
+                    let pauses =
+                        retries.get_or_insert_with(|| self.torn_read_schedule().into_iter());
+                    match pauses.next() {
+                        Some(pause) => {
+                            self.emit(Event::RetryingTornRead {
+                                path: self.path.clone(),
+                            });
+                            self.clock.sleep(pause);
+                        }
+                        None => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Whether `session` is valid beyond this store's margin now.
+    #[must_use]
+    pub fn is_fresh(&self, session: &Session) -> bool {
+        session.is_fresh(self.clock.now(), self.options.margin)
+    }
+
+    pub(crate) fn torn_read_schedule(&self) -> Vec<Duration> {
+        self.options.torn_read_retries.clone().unwrap_or_else(|| {
+            if self.lock_plan().filesystem.kind.is_networked() {
+                NETWORK_POLL_SCHEDULE[1..].to_vec()
+            } else {
+                DEFAULT_TORN_READ_RETRIES.to_vec()
+            }
+        })
+    }
+
+    pub(crate) fn poll_schedule(&self) -> Vec<Duration> {
+        self.options
+            .poll_schedule
+            .clone()
+            .unwrap_or_else(|| self.lock_plan().default_poll_schedule())
+    }
+
+    /// The protection in effect: decided once per store, on first need, from the lock mode
+    /// and the filesystem that holds the file (see [`LockPlan`]).
+    #[must_use]
+    pub fn lock_plan(&self) -> &LockPlan {
+        self.plan.get_or_init(|| {
+            LockPlan::for_path(
+                self.options.lock_mode,
+                self.options.filesystem_kind.as_ref(),
+                &self.path,
+            )
+        })
+    }
+
+    pub(crate) fn emit(&self, event: Event) {
+        if let Some(observer) = &self.observer {
+            observer(&event);
+        }
+    }
+
+    pub(crate) fn transport(&self) -> &dyn Transport {
+        self.transport
+            .get_or_init(|| Arc::new(UreqTransport::new()))
+            .as_ref()
+    }
+
+    pub(crate) fn no_session(&self) -> Error {
+        Error::NoSession {
+            path: self.path.clone(),
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! The refresh protocol, top to bottom: read → fresh? → take the guards (or adopt what
+//! another process saved while waiting) → re-read → refresh → save. After `invalid_grant` the
+//! fallback decides (`fallback.rs`) and the store carries the decision out.
+
+use std::time::Duration;
+
+use super::Store;
+use crate::access_token::AccessToken;
+use crate::atomic;
+use crate::classify::{self, Outcome};
+use crate::endpoint::require_secure_endpoint;
+use crate::error::Error;
+use crate::event::Event;
+use crate::fallback::{self, Decision, Retry};
+use crate::form::FormRequest;
+use crate::lease::Fence;
+use crate::session::Session;
+use crate::wait::Acquired;
+
+impl Store {
+    /// A valid access token: the stored one if it is valid beyond the margin (no lock, no
+    /// request), else one refresh for all the processes that ask at once.
+    ///
+    /// When the stored token is stale: take the lock (while waiting, adopt a session another
+    /// process saves), re-read, and if it is still stale, refresh, save, release. After
+    /// `invalid_grant`, the fallback re-reads the store for a sibling's newer session before
+    /// giving up, and deletes the session only if it still holds the refresh token that failed.
+    ///
+    /// # Errors
+    /// - [`Error::NoSession`], [`Error::SessionExpired`], [`Error::Rejected`]: log in again
+    ///   ([`Error::needs_login`]).
+    /// - [`Error::Unavailable`], [`Error::LockTimeout`]: try again later
+    ///   ([`Error::is_transient`]); the session is kept.
+    /// - [`Error::NotSaved`]: the refresh worked but the save did not; the error carries the
+    ///   new session.
+    /// - [`Error::InvalidResponse`]: the server answered something unusable; session kept.
+    /// - [`Error::InsecureEndpoint`]: the stored endpoint is plain http to a remote host; no
+    ///   request was sent.
+    /// - [`Error::Corrupt`], [`Error::UnsupportedVersion`], [`Error::NotASessionFile`],
+    ///   [`Error::Io`]: the file is left untouched.
+    ///
+    /// Waiting is bounded by the lock timeout for the advisory lock, and again for the lease
+    /// where one is used.
+    pub fn access_token(&self) -> Result<AccessToken, Error> {
+        let session = self.load()?.ok_or_else(|| self.no_session())?;
+        if self.is_fresh(&session) {
+            return Ok(AccessToken::from_session(&session, false));
+        }
+        match self.refresh_unless(|s| self.is_fresh(s)) {
+            Err(e) if e.is_transient() => self.unexpired_despite(e),
+            other => other,
+        }
+    }
+
+    /// A new access token after an API rejected the access token `rejected` (HTTP 401): the
+    /// server revoked it early, or the session has no expiry to go by. Refreshes under the same guards as
+    /// [`Store::access_token`], and only if the store still holds the rejected token, so that
+    /// any number of callers reporting the same rejection cause one refresh.
+    ///
+    /// # Errors
+    /// As [`Store::access_token`].
+    pub fn access_token_after_rejection(&self, rejected: &str) -> Result<AccessToken, Error> {
+        let replaced = |s: &Session| s.access_token().secret() != rejected && self.is_fresh(s);
+        let session = self.load()?.ok_or_else(|| self.no_session())?;
+        if replaced(&session) {
+            return Ok(AccessToken::from_session(&session, false));
+        }
+        self.refresh_unless(replaced)
+    }
+
+    /// The refresh protocol, once a stale session was read: take the guards (while waiting,
+    /// adopt a session another process saves that is `done`), re-read under them, and refresh
+    /// only if the session is still not `done`; the guards are released on return.
+    fn refresh_unless(&self, done: impl Fn(&Session) -> bool) -> Result<AccessToken, Error> {
+        let adopt = || self.load().ok().flatten().filter(|s| done(s));
+        let _held = match self.take_guards(&adopt)? {
+            Acquired::Held(held) => held,
+            Acquired::Resolved(session) => return Ok(self.adopted(&session)),
+        };
+        let session = self.load()?.ok_or_else(|| self.no_session())?;
+        if done(&session) {
+            // Another process refreshed while this one waited for the guards.
+            return Ok(self.adopted(&session));
+        }
+        self.refresh_session(session, Retry::Allowed)
+    }
+
+    /// After a transient failure to refresh: the stored access token if it has not actually
+    /// expired (only the margin has passed), since a valid token is still a valid token. The
+    /// store is read again, so a logout meanwhile is honoured and a sibling's newer session
+    /// is preferred.
+    fn unexpired_despite(&self, error: Error) -> Result<AccessToken, Error> {
+        let Ok(Some(session)) = self.load() else {
+            return Err(error);
+        };
+        if !session.is_fresh(self.clock.now(), Duration::ZERO) {
+            return Err(error);
+        }
+        self.emit(Event::UsingUnexpiredToken {
+            path: self.path.clone(),
+            reason: error.to_string(),
+        });
+        Ok(AccessToken::from_session(&session, false))
+    }
+
+    /// A session another process saved, handed out without a request.
+    fn adopted(&self, session: &Session) -> AccessToken {
+        self.emit(Event::AdoptedNewerSession {
+            path: self.path.clone(),
+        });
+        AccessToken::from_session(session, false)
+    }
+
+    /// Sends one refresh for `session` and handles its outcome; `retry` says whether the
+    /// `invalid_grant` fallback may still refresh once with a newer session it finds.
+    fn refresh_session(&self, session: Session, retry: Retry) -> Result<AccessToken, Error> {
+        let request = FormRequest::refresh(&session);
+        require_secure_endpoint(&request.url)?;
+        // Under a lease: never send once another process may have taken it over.
+        Fence::current(&self.lease_path).still_held()?;
+        self.emit(Event::Refreshing {
+            path: self.path.clone(),
+        });
+        let secrets_sent = request.secret_values();
+        let response = self
+            .transport()
+            .post_form(&request)
+            .map_err(|e| classify::transport_failure(&e, &self.path, &secrets_sent))?;
+        let now = self.clock.now();
+        match classify::classify(&response, now, &secrets_sent) {
+            Outcome::Refreshed(token_response) => {
+                let refreshed = session.refreshed(token_response, now);
+                self.save_refreshed(refreshed)
+            }
+            Outcome::RotatedOnly {
+                refresh_token,
+                reason,
+            } => {
+                // The server consumed the refresh token we sent: its replacement reaches the
+                // disk before anything else, or the session is lost on the next call.
+                let kept = session.with_rotated_refresh_token(refresh_token, now);
+                let save_error = atomic::write(&self.path, &kept.to_json())
+                    .err()
+                    .map(Box::new);
+                Err(Error::IncompleteRefresh {
+                    path: self.path.clone(),
+                    reason,
+                    save_error,
+                })
+            }
+            Outcome::InvalidGrant => {
+                let schedule = self.poll_schedule();
+                match fallback::decide(self, &session, retry, &schedule)? {
+                    Decision::Adopt(newer) => Ok(self.adopted(&newer)),
+                    Decision::RefreshOnce(newer) => self.refresh_session(newer, Retry::Spent),
+                    Decision::Expired { deleted } => {
+                        if deleted {
+                            self.emit(Event::DeletedStaleSession {
+                                path: self.path.clone(),
+                            });
+                        }
+                        Err(Error::SessionExpired {
+                            path: self.path.clone(),
+                            deleted,
+                        })
+                    }
+                }
+            }
+            Outcome::Rejected { status, oauth } => Err(Error::Rejected {
+                path: self.path.clone(),
+                status,
+                oauth,
+            }),
+            Outcome::Unavailable {
+                status,
+                retry_after,
+            } => Err(Error::Unavailable {
+                path: self.path.clone(),
+                reason: classify::unavailable_reason(status),
+                retry_after,
+            }),
+            Outcome::Unusable(reason) => Err(Error::InvalidResponse {
+                path: self.path.clone(),
+                reason,
+            }),
+        }
+    }
+
+    /// Saves a refreshed session, unless the lease (if one is held) was lost meanwhile; either
+    /// way the caller gets the new session (inside [`Error::NotSaved`] if unsaved).
+    fn save_refreshed(&self, session: Session) -> Result<AccessToken, Error> {
+        // Under a lease that another process may have taken over (and maybe a logout or a
+        // login saved since), the new session goes to the caller only.
+        let fenced = Fence::current(&self.lease_path).still_held();
+        match fenced.and_then(|()| atomic::write(&self.path, &session.to_json())) {
+            Ok(()) => {
+                self.emit(Event::Refreshed {
+                    path: self.path.clone(),
+                });
+                Ok(AccessToken::from_session(&session, true))
+            }
+            Err(e) => Err(Error::NotSaved {
+                session: Box::new(session),
+                source: Box::new(e),
+            }),
+        }
+    }
+}
+
+/// What the fallback reads and does: this store's reads, margin, clock and compare-and-delete.
+impl fallback::Store for Store {
+    fn load(&self) -> Result<Option<Session>, Error> {
+        Store::load(self)
+    }
+
+    fn is_fresh(&self, session: &Session) -> bool {
+        Store::is_fresh(self, session)
+    }
+
+    fn pause(&self, pause: Duration) {
+        self.clock.sleep(pause);
+    }
+
+    fn remove_if_holds_refresh_token_of(&self, failed: &Session) -> Result<bool, Error> {
+        let holds_the_failed_token = |bytes: &[u8]| {
+            Session::from_json(bytes, &self.path)
+                .is_ok_and(|s| s.refresh_token() == failed.refresh_token())
+        };
+        atomic::remove_if(&self.path, holds_the_failed_token)
+    }
+}
