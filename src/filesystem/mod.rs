@@ -4,6 +4,17 @@
 //! filesystems succeeds on every machine but excludes only processes on the same machine.
 //! credlock cannot see that from the lock call, so it asks the filesystem: `statfs` f_type,
 //! and for NFS the mount options in `/proc/self/mountinfo`.
+//!
+//! - `mountinfo.rs`: the mount that holds a path, from `/proc/self/mountinfo`;
+//! - `ownership.rs`: the files another user could control (for `credlock doctor`).
+
+mod mountinfo;
+mod ownership;
+#[cfg(test)]
+mod tests;
+
+pub use mountinfo::{MountInfo, mount_of};
+pub use ownership::ownership_problems;
 
 use std::path::{Path, PathBuf};
 
@@ -236,200 +247,5 @@ fn detect_os(_path: &Path) -> Detected {
     Detected {
         kind: FsKind::Unknown,
         evidence: "filesystem detection is implemented for Linux and macOS only".into(),
-    }
-}
-
-/// What would make credlock refuse the files of the session at `session_path` because
-/// another user could control them, one sentence each (empty if nothing): the directory is
-/// writable by every user without the sticky bit, or the session file, its lock file, its
-/// lease or its breaker lock exists and is owned by neither the current user nor root. For
-/// `credlock doctor`; the store refuses the same things on use (checked there on the opened
-/// descriptor, not by path). Always empty on non-Unix platforms.
-#[must_use]
-pub fn ownership_problems(session_path: &Path) -> Vec<String> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{MetadataExt, PermissionsExt};
-        let me = rustix::process::geteuid().as_raw();
-        let mut problems = Vec::new();
-        let dir = match session_path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        if let Ok(m) = std::fs::metadata(&dir) {
-            let mode = m.permissions().mode() & 0o7777;
-            if mode & 0o002 != 0 && mode & 0o1000 == 0 {
-                problems.push(format!(
-                    "the directory {} is writable by every user and has no sticky bit (mode {mode:04o}): any user could replace the session file; `chmod o-w` it",
-                    dir.display()
-                ));
-            }
-        }
-        let lease = crate::files::lease_path_for(session_path);
-        let files = [
-            session_path.to_path_buf(),
-            crate::files::lock_path_for(session_path),
-            crate::files::break_path_for(&lease),
-            lease,
-        ];
-        for f in files {
-            if let Ok(m) = std::fs::symlink_metadata(&f)
-                && m.uid() != me
-                && m.uid() != 0
-            {
-                problems.push(format!(
-                    "{} is owned by uid {}, not by the current user (uid {me}): credlock refuses it",
-                    f.display(),
-                    m.uid()
-                ));
-            }
-        }
-        problems
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = session_path;
-        Vec::new()
-    }
-}
-
-/// One line of `/proc/self/mountinfo`, the fields credlock needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MountInfo {
-    /// Where it is mounted (octal escapes decoded).
-    pub mount_point: String,
-    /// The filesystem type (`nfs4`, `fuse.sshfs`, `ext4`).
-    pub fs_type: String,
-    /// Per-mount and superblock options, comma-joined.
-    pub options: String,
-}
-
-impl MountInfo {
-    /// Parses one mountinfo line (proc(5)); `None` if malformed.
-    #[must_use]
-    pub fn parse(line: &str) -> Option<MountInfo> {
-        let (left, right) = line.split_once(" - ")?;
-        let left: Vec<&str> = left.split(' ').collect();
-        let right: Vec<&str> = right.split(' ').collect();
-        if left.len() < 6 || right.len() < 3 {
-            return None;
-        }
-        Some(MountInfo {
-            mount_point: unescape(left[4])?,
-            fs_type: right[0].to_owned(),
-            options: format!("{},{}", left[5], right[2]),
-        })
-    }
-
-    /// Whether the NFS options keep locks local: `nolock`, `local_lock=flock` or `=all`.
-    #[must_use]
-    pub fn nfs_locks_are_local(&self) -> bool {
-        self.options
-            .split(',')
-            .any(|o| o == "nolock" || o == "local_lock=flock" || o == "local_lock=all")
-    }
-}
-
-/// The mount holding `path`: the entry with the longest mount point that prefixes it.
-#[must_use]
-pub fn mount_of(table: &str, path: &Path) -> Option<MountInfo> {
-    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    table
-        .lines()
-        .filter_map(MountInfo::parse)
-        .filter(|m| path.starts_with(&m.mount_point))
-        .max_by_key(|m| m.mount_point.len())
-}
-
-/// Decodes mountinfo's octal escapes (`\040` for a space); other bytes pass through.
-fn unescape(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let octal = b
-            .get(i + 1..i + 4)
-            .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match octal.and_then(|d| {
-            u8::try_from(d.iter().fold(0u32, |v, c| v * 8 + u32::from(c - b'0'))).ok()
-        }) {
-            Some(v) => {
-                out.push(v);
-                i += 4;
-            }
-            None => {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const NFS_NOLOCK: &str = "36 25 0:32 / /home rw,relatime shared:1 - nfs4 server:/home rw,vers=4.2,local_lock=flock,addr=10.0.0.1";
-
-    #[test]
-    fn mountinfo_lines_are_parsed_with_both_option_sets() {
-        let m = MountInfo::parse(NFS_NOLOCK).expect("parses");
-        assert_eq!(m.mount_point, "/home");
-        assert_eq!(m.fs_type, "nfs4");
-        assert!(m.nfs_locks_are_local());
-        let escaped = MountInfo::parse("1 2 0:3 / /mnt/my\\040drive rw - fuse.sshfs host: rw")
-            .expect("parses");
-        assert_eq!(escaped.mount_point, "/mnt/my drive");
-        assert_eq!(MountInfo::parse("garbage"), None);
-        let odd = MountInfo::parse("1 2 0:3 / /mnt/\\777\\04 rw - ext4 /d rw").expect("parses");
-        assert_eq!(
-            odd.mount_point, "/mnt/\\777\\04",
-            "escapes out of range or cut short pass through"
-        );
-    }
-
-    #[test]
-    fn f_types_are_classified() {
-        let m = MountInfo::parse(NFS_NOLOCK).expect("parses");
-        assert_eq!(
-            classify_f_type(0x6969, Some(&m)),
-            FsKind::Nfs { local_locks: true }
-        );
-        assert_eq!(
-            classify_f_type(0x6969, None),
-            FsKind::Nfs { local_locks: false }
-        );
-        assert_eq!(classify_f_type(0xFE53_4D42, None), FsKind::Smb);
-        let fuse = MountInfo::parse("1 2 0:3 / /mnt rw - fuse.bindfs /b rw").expect("parses");
-        assert_eq!(
-            classify_f_type(0x6573_5546, Some(&fuse)).name(),
-            "fuse.bindfs"
-        );
-        assert_eq!(classify_f_type(0xEF53, None), FsKind::Local);
-        assert_eq!(classify_f_type(0x00C3_6400, None).name(), "ceph");
-        assert!(!FsKind::Smb.locks_are_reliable());
-        assert!(FsKind::Local.locks_are_reliable());
-    }
-
-    #[test]
-    fn macos_type_names_are_classified() {
-        assert_eq!(classify_fstypename("apfs"), FsKind::Local);
-        assert_eq!(
-            classify_fstypename("nfs"),
-            FsKind::Nfs { local_locks: true }
-        );
-        assert_eq!(classify_fstypename("smbfs"), FsKind::Smb);
-        assert_eq!(classify_fstypename("webdav").name(), "webdav");
-        assert_eq!(classify_fstypename("macfuse").name(), "fuse");
-    }
-
-    #[test]
-    fn the_longest_mount_point_wins() {
-        let table = "1 0 0:1 / / rw - ext4 /dev/sda rw\n2 1 0:2 / /home rw - nfs s:/h rw,nolock\n";
-        let m = mount_of(table, Path::new("/home/me/.config")).expect("found");
-        assert_eq!(m.mount_point, "/home");
-        let m = mount_of(table, Path::new("/etc")).expect("found");
-        assert_eq!(m.mount_point, "/");
     }
 }

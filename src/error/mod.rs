@@ -1,5 +1,7 @@
 //! Every way credlock can fail, and what the caller should do about it.
 
+mod clone;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -296,118 +298,6 @@ impl Error {
             path,
             source,
         }
-    }
-}
-
-/// A copy of the error, for the tasks that shared one refresh ([`crate::AsyncStore`]) and for
-/// callers that log an error and return it. An OS error is copied as its kind, its raw code
-/// when it has one, and its message.
-impl Clone for Error {
-    fn clone(&self) -> Error {
-        match self {
-            Error::NoSession { path } => Error::NoSession { path: path.clone() },
-            Error::Corrupt { path, reason } => Error::Corrupt {
-                path: path.clone(),
-                reason: reason.clone(),
-            },
-            Error::UnsupportedVersion {
-                path,
-                found,
-                supported,
-            } => Error::UnsupportedVersion {
-                path: path.clone(),
-                found: *found,
-                supported: *supported,
-            },
-            Error::NotASessionFile { path, reason } => Error::NotASessionFile {
-                path: path.clone(),
-                reason: reason.clone(),
-            },
-            Error::Io {
-                action,
-                path,
-                source,
-            } => Error::Io {
-                action,
-                path: path.clone(),
-                source: copy_io_error(source),
-            },
-            Error::LockTimeout { lock_path, waited } => Error::LockTimeout {
-                lock_path: lock_path.clone(),
-                waited: *waited,
-            },
-            Error::SessionExpired { path, deleted } => Error::SessionExpired {
-                path: path.clone(),
-                deleted: *deleted,
-            },
-            Error::Rejected {
-                path,
-                status,
-                oauth,
-            } => Error::Rejected {
-                path: path.clone(),
-                status: *status,
-                oauth: oauth.clone(),
-            },
-            Error::Unavailable {
-                path,
-                reason,
-                retry_after,
-            } => Error::Unavailable {
-                path: path.clone(),
-                reason: reason.clone(),
-                retry_after: *retry_after,
-            },
-            Error::InvalidResponse { path, reason } => Error::InvalidResponse {
-                path: path.clone(),
-                reason: reason.clone(),
-            },
-            Error::IncompleteRefresh {
-                path,
-                reason,
-                save_error,
-            } => Error::IncompleteRefresh {
-                path: path.clone(),
-                reason: reason.clone(),
-                save_error: save_error.clone(),
-            },
-            Error::InsecureEndpoint { url } => Error::InsecureEndpoint { url: url.clone() },
-            Error::InvalidEndpoint { url, reason } => Error::InvalidEndpoint {
-                url: url.clone(),
-                reason: reason.clone(),
-            },
-            Error::MissingRefreshToken => Error::MissingRefreshToken,
-            Error::NoRevocationEndpoint { path } => {
-                Error::NoRevocationEndpoint { path: path.clone() }
-            }
-            Error::RevocationUnavailable { path, reason } => Error::RevocationUnavailable {
-                path: path.clone(),
-                reason: reason.clone(),
-            },
-            Error::RevocationRefused {
-                path,
-                status,
-                oauth,
-            } => Error::RevocationRefused {
-                path: path.clone(),
-                status: *status,
-                oauth: oauth.clone(),
-            },
-            Error::NotSaved { session, source } => Error::NotSaved {
-                session: session.clone(),
-                source: source.clone(),
-            },
-            Error::LeaseLost { lease_path } => Error::LeaseLost {
-                lease_path: lease_path.clone(),
-            },
-        }
-    }
-}
-
-fn copy_io_error(e: &std::io::Error) -> std::io::Error {
-    match e.raw_os_error() {
-        Some(code) => std::io::Error::from_raw_os_error(code),
-        None => std::io::Error::new(e.kind(), e.to_string()),
     }
 }
 

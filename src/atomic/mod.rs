@@ -1,0 +1,255 @@
+//! Durable atomic replacement of a small file, and reads that never see half of one.
+//!
+//! Writers never modify the session file in place: they write a temp file in the same
+//! directory, `sync_all` it, rename it over the target and fsync the directory. A reader that
+//! opens the path gets either the old inode or the new one, complete. (Network and FUSE
+//! filesystems can still serve a torn read through their caches; the store re-reads.)
+//!
+//! - `mod.rs`: reads, writes and plain deletes;
+//! - `remove_if.rs`: compare-and-delete, and how readers tell one in progress;
+//! - `put_back.rs`: putting a set-aside file back without replacing a newer one.
+
+mod put_back;
+mod remove_if;
+#[cfg(test)]
+mod tests;
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::Path;
+
+use crate::error::Error;
+use crate::files::{
+    check_dir, check_dir_of, check_regular_and_owned, ensure_dir, open_checked, open_no_follow,
+    split, sync_dir,
+};
+pub(crate) use put_back::put_back;
+pub(crate) use remove_if::{delete_in_progress, left_aside, remove_if};
+
+/// A session file larger than this is not a session: refuse it instead of reading it all.
+pub(crate) const MAX_FILE_BYTES: u64 = 1024 * 1024;
+
+/// What a read found.
+#[derive(Debug)]
+pub(crate) struct FileContent {
+    pub(crate) bytes: Vec<u8>,
+    /// Permission bits other than the owner's that were set and have been cleared (unix).
+    pub(crate) tightened_from: Option<u32>,
+}
+
+/// Reads the file at `path`; `Ok(None)` if there is none.
+///
+/// Refuses symbolic links, non-regular files, files over [`MAX_FILE_BYTES`], a file owned by
+/// another user and a directory writable by others without the sticky bit (see
+/// [`open_checked`]). A file that group or others can read is tightened to 0600.
+pub(crate) fn read(path: &Path) -> Result<Option<FileContent>, Error> {
+    let Some((file, meta)) = open_checked(path)? else {
+        return Ok(None);
+    };
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(too_large(path));
+    }
+    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0) + 1);
+    (&file)
+        .take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(Error::io("read the session file", path))?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(too_large(path));
+    }
+    Ok(Some(FileContent {
+        bytes,
+        tightened_from: tighten(&file, &meta),
+    }))
+}
+
+fn too_large(path: &Path) -> Error {
+    Error::NotASessionFile {
+        path: path.to_path_buf(),
+        reason: format!("it is larger than {MAX_FILE_BYTES} bytes"),
+    }
+}
+
+/// Replaces `path` with `bytes`, durably: temp file (0600) in the same directory, write,
+/// `sync_all`, rename, fsync the directory. Creates a missing directory 0700. On any error the
+/// temp file is removed and the old file is untouched. Leftover temp files of killed writers
+/// are removed first.
+pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    let (dir, name) = split(path)?;
+    ensure_dir(&dir)?;
+    check_dir(&dir)?;
+    refuse_non_regular_target(path)?;
+    remove_leftover_temp_files(&dir, &name);
+    let mut tmp = create_marked_temp_file(&dir, &name)?;
+    tmp.write_all(bytes)
+        .map_err(Error::io("write a temp file in", &dir))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(Error::io("sync a temp file in", &dir))?;
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the one rename over the session file"
+    )]
+    let persisted = tmp.persist(path);
+    persisted.map_err(|e| Error::Io {
+        action: "rename the new session file over",
+        path: path.to_path_buf(),
+        source: e.error,
+    })?;
+    sync_dir(&dir)
+}
+
+/// Creates the temp file and marks it in use (an `flock` held until it is closed), so that
+/// another writer's sweep leaves it alone. A sweep can still win in the instant between
+/// creation and marking; then the file we hold is no longer linked at its path, and we start
+/// over with a new one.
+fn create_marked_temp_file(dir: &Path, name: &str) -> Result<tempfile::NamedTempFile, Error> {
+    let prefix = temp_prefix(name);
+    let mut builder = tempfile::Builder::new();
+    builder.prefix(&prefix).suffix(TEMP_SUFFIX);
+    // 0600 whatever the umask. Windows has no mode bits: the file inherits the ACL of the
+    // directory (normally the user's profile).
+    #[cfg(unix)]
+    builder.permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600));
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let tmp = builder
+            .tempfile_in(dir)
+            .map_err(Error::io("create a temp file in", dir))?;
+        if crate::lock::hold_until_closed(tmp.as_file()) && still_linked(&tmp) {
+            return Ok(tmp);
+        }
+        if attempts >= 5 {
+            return Err(Error::Io {
+                action: "keep a temp file (another process keeps removing it) in",
+                path: dir.to_path_buf(),
+                source: std::io::Error::other("temp file swept by a concurrent writer"),
+            });
+        }
+    }
+}
+
+/// Whether the temp file's path still names the file we hold.
+fn still_linked(tmp: &tempfile::NamedTempFile) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        match (
+            tmp.as_file().metadata(),
+            std::fs::symlink_metadata(tmp.path()),
+        ) {
+            (Ok(held), Ok(named)) => held.dev() == named.dev() && held.ino() == named.ino(),
+            _ => false,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tmp;
+        true
+    }
+}
+
+/// Removes `path`; `Ok(false)` if it was not there. Refuses to remove a symlink's target, a
+/// directory or another user's file: only a regular file of ours is removed.
+pub(crate) fn remove(path: &Path) -> Result<bool, Error> {
+    let (dir, _) = split(path)?;
+    if !regular_file_exists(path)? {
+        return Ok(false);
+    }
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::io("delete the session file", path)(e)),
+    }
+    sync_dir(&dir)?;
+    Ok(true)
+}
+
+/// `Ok(false)` if nothing is at `path`, `Ok(true)` for a regular file, an error for anything
+/// else (a symlink is not followed, a directory is not removed).
+pub(crate) fn regular_file_exists(path: &Path) -> Result<bool, Error> {
+    check_dir_of(path)?;
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io("inspect the session file", path)(e)),
+        Ok(m) => check_regular_and_owned(&m, path).map(|()| true),
+    }
+}
+
+/// Whether a regular file is at `path` (a symbolic link or a directory there is an error),
+/// without opening or creating anything.
+pub(crate) fn exists(path: &Path) -> Result<bool, Error> {
+    regular_file_exists(path)
+}
+
+/// Renames `from` to `to` (replacing what is there, as a rename does): every rename of credlock's
+/// besides [`write`]'s goes through here (a compare-and-delete setting the session aside, the
+/// lease setting a stale lease aside).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the atomic module owns every rename"
+)]
+pub(crate) fn rename(from: &Path, to: &Path) -> std::io::Result<()> {
+    std::fs::rename(from, to)
+}
+
+const TEMP_SUFFIX: &str = ".tmp";
+
+pub(crate) fn temp_prefix(name: &str) -> String {
+    format!(".{name}.")
+}
+
+/// A file already at the path must be a regular file of ours: a save does not replace another
+/// user's file any more than a read uses it.
+fn refuse_non_regular_target(path: &Path) -> Result<(), Error> {
+    match std::fs::symlink_metadata(path) {
+        Ok(m) => check_regular_and_owned(&m, path),
+        _ => Ok(()),
+    }
+}
+
+/// Removes temp files that a killed writer left behind. A temp file whose writer is alive is
+/// locked by it and kept. Best effort: a failure here must not fail the write.
+fn remove_leftover_temp_files(dir: &Path, name: &str) {
+    let prefix = temp_prefix(name);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(n) = file_name.to_str() else {
+            continue;
+        };
+        if !(n.starts_with(&prefix) && n.ends_with(TEMP_SUFFIX)) {
+            continue;
+        }
+        let p = entry.path();
+        let Ok(f) = open_no_follow(&p, true) else {
+            continue;
+        };
+        // Holding the lock while unlinking: a writer that marks its file after this sees it
+        // unlinked and starts over (see `create_marked_temp_file`).
+        if crate::lock::hold_until_closed(&f) {
+            let _removed = std::fs::remove_file(&p);
+        }
+        drop(f);
+    }
+}
+
+#[cfg(unix)]
+fn tighten(file: &File, meta: &std::fs::Metadata) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 == 0 {
+        return None;
+    }
+    file.set_permissions(std::fs::Permissions::from_mode(mode & 0o700))
+        .ok()
+        .map(|()| mode)
+}
+
+#[cfg(not(unix))]
+fn tighten(_file: &File, _meta: &std::fs::Metadata) -> Option<u32> {
+    None
+}

@@ -1,0 +1,145 @@
+//! The HTTP seam: a trait the refresh protocol calls, and its ureq implementation.
+//!
+//! - `ureq_transport.rs`: [`UreqTransport`], the real one;
+//! - `proxy.rs`: which requests go through a proxy.
+
+mod proxy;
+mod ureq_transport;
+
+use std::time::Duration;
+
+use crate::form::FormRequest;
+pub use ureq_transport::UreqTransport;
+
+/// An HTTP response from a token or revocation endpoint, as far as OAuth needs it.
+///
+/// `Debug` shows the status, the body's length, and `Retry-After` only if it is a number of
+/// seconds: a token response's body holds tokens, and a server may echo one anywhere.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpResponse {
+    /// The status code.
+    pub status: u16,
+    /// The `Retry-After` header, if any.
+    pub retry_after: Option<String>,
+    /// The body, bounded by the transport.
+    pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for HttpResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpResponse")
+            .field("status", &self.status)
+            .field(
+                "retry_after",
+                &self.retry_after.as_deref().map(|r| {
+                    if r.bytes().all(|b| b.is_ascii_digit()) {
+                        r
+                    } else {
+                        "[not shown]"
+                    }
+                }),
+            )
+            .field("body_len", &self.body.len())
+            .finish()
+    }
+}
+
+/// Why no HTTP response was obtained. The text names no secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// The connection could not be made (refused, DNS, TLS).
+    #[error("could not connect: {0}")]
+    Connect(String),
+    /// Connecting or the whole exchange took longer than allowed.
+    #[error("timed out: {0}")]
+    Timeout(String),
+    /// The body exceeded the transport's limit (a token response is a few KiB).
+    #[error("the response body exceeds {0} bytes")]
+    TooLarge(u64),
+    /// Any other transport failure.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Sends a form POST and returns the response whatever its status.
+///
+/// The default is [`UreqTransport`]. Tests replace it (see `credlock::testing`) to count,
+/// script and delay refreshes without a network.
+pub trait Transport: Send + Sync + std::fmt::Debug {
+    /// POSTs `request` and returns the response, including 4xx and 5xx.
+    ///
+    /// # Errors
+    /// [`TransportError`] when there is no response to read.
+    fn post_form(&self, request: &FormRequest) -> Result<HttpResponse, TransportError>;
+}
+
+/// A `Retry-After` value (RFC 9110 §10.2.3) as a wait from `now`: delay-seconds, or an HTTP
+/// date (IMF-fixdate, or the obsolete RFC 850 and asctime forms). A date in the past is no
+/// wait; anything else unreadable is `None`.
+#[must_use]
+pub(crate) fn parse_retry_after(value: &str, now: std::time::SystemTime) -> Option<Duration> {
+    let value = value.trim();
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(Duration::from_secs(
+            value.parse::<u64>().unwrap_or(u64::MAX),
+        ));
+    }
+    let at = httpdate::parse_http_date(value).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_no_header_text_but_seconds() {
+        let r = HttpResponse {
+            status: 503,
+            retry_after: Some("rt-secret-value".into()),
+            body: b"{\"access_token\":\"at-secret\"}".to_vec(),
+        };
+        let dbg = format!("{r:?}");
+        assert!(!dbg.contains("secret"), "{dbg}");
+        let r = HttpResponse {
+            retry_after: Some("120".into()),
+            ..r
+        };
+        assert!(format!("{r:?}").contains("120"));
+    }
+
+    #[test]
+    fn retry_after_is_read_as_seconds_or_an_http_date() {
+        let now = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777);
+        assert_eq!(
+            parse_retry_after("120", now),
+            Some(Duration::from_secs(120))
+        );
+        assert_eq!(parse_retry_after(" 0 ", now), Some(Duration::ZERO));
+        // RFC 9110's example date is 784111777; the three forms, 60 s later.
+        for date in [
+            "Sun, 06 Nov 1994 08:50:37 GMT",
+            "Sunday, 06-Nov-94 08:50:37 GMT",
+            "Sun Nov  6 08:50:37 1994",
+        ] {
+            assert_eq!(
+                parse_retry_after(date, now),
+                Some(Duration::from_secs(60)),
+                "{date}"
+            );
+        }
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 08:00:00 GMT", now),
+            Some(Duration::ZERO),
+            "a past date is no wait"
+        );
+        for junk in ["", "-5", "1.5", "soon", "99999999999999999999999"] {
+            let parsed = parse_retry_after(junk, now);
+            assert!(
+                junk.starts_with('9') || parsed.is_none(),
+                "{junk}: {parsed:?}"
+            );
+        }
+    }
+}
