@@ -128,15 +128,11 @@ pub mod testing;
 pub use access_token::AccessToken;
 #[cfg(feature = "tokio")]
 pub use async_store::AsyncStore;
-pub use clock::{Clock, SystemClock, rfc3339};
-pub use encoding::{base64, describe_json_error, form_urldecode, form_urlencode};
+pub use clock::{Clock, SystemClock};
 pub use error::Error;
 pub use event::Event;
-pub use files::{lease_path_for, lock_path_for};
 pub use filesystem::FsKind;
-pub use form::FormRequest;
-pub use http::{HttpResponse, Transport, TransportError, UreqTransport};
-pub use lease::{Holder, LeaseRecord};
+pub use http::{Transport, TransportError, UreqTransport};
 pub use location::{
     DEFAULT_PROFILE, LocationError, MAX_PROFILE_NAME_LEN, config_dir, default_session_path,
     session_path_in, validate_profile_name,
@@ -151,3 +147,23 @@ pub use secret::Secret;
 pub use session::{Client, ClientAuth, SESSION_FORMAT_VERSION, Session};
 pub use store::{LoggedOut, Revocation, Store};
 pub use token_response::{ResponseError, TokenResponse};
+
+/// The HTTP seam, for a [`Transport`] of one's own: the request it is handed and the
+/// response it returns.
+pub mod transport {
+    pub use crate::form::FormRequest;
+    pub use crate::http::{HttpResponse, Transport, TransportError, UreqTransport};
+}
+
+/// Internals that the fuzz targets, the tests and the `credlock` binary reach: **not** part
+/// of the versioned API. Anything here may change or go in any release (as ureq's
+/// `unversioned` module).
+#[doc(hidden)]
+pub mod unversioned {
+    pub use crate::clock::rfc3339;
+    pub use crate::encoding::{base64, describe_json_error, form_urldecode, form_urlencode};
+    pub use crate::files::{lease_path_for, lock_path_for};
+    pub use crate::filesystem::classify::{classify_f_type, classify_fstypename};
+    pub use crate::filesystem::mountinfo::{MountInfo, mount_of};
+    pub use crate::lease::{Holder, LeaseRecord};
+}

@@ -1,3 +1,5 @@
+use super::classify::{classify_f_type, classify_fstypename};
+use super::mountinfo::{MountInfo, mount_of};
 use super::*;
 
 const NFS_NOLOCK: &str = "36 25 0:32 / /home rw,relatime shared:1 - nfs4 server:/home rw,vers=4.2,local_lock=flock,addr=10.0.0.1";

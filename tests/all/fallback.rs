@@ -185,7 +185,7 @@ fn a_late_winner_saving_after_the_polling_window_survives() {
     let winner = seeded.refreshed(
         {
             // The winner's request reaches the server first and rotates the token.
-            let form = credlock::FormRequest::refresh(&seeded);
+            let form = credlock::transport::FormRequest::refresh(&seeded);
             let fields: Vec<(String, String)> = form
                 .form
                 .iter()

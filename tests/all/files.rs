@@ -148,7 +148,7 @@ fn files_are_0600_and_a_new_directory_0700_whatever_the_umask() {
     let mode =
         |p: &std::path::Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
     assert_eq!(mode(&nested), 0o600);
-    assert_eq!(mode(&credlock::lock_path_for(&nested)), 0o600);
+    assert_eq!(mode(&credlock::unversioned::lock_path_for(&nested)), 0o600);
     assert_eq!(mode(nested.parent().expect("b")), 0o700);
     assert_eq!(mode(&bed.dir.path().join("a")), 0o700);
 }
@@ -213,7 +213,7 @@ fn a_failed_write_leaves_the_old_file_and_no_temp_file() {
     }
     let bed = Bed::new(ReusePolicy::RevokeGrant);
     bed.seed();
-    std::fs::remove_file(credlock::lock_path_for(&bed.path)).expect("rm lock");
+    std::fs::remove_file(credlock::unversioned::lock_path_for(&bed.path)).expect("rm lock");
     std::fs::set_permissions(&bed.path, std::fs::Permissions::from_mode(0o644))
         .expect("chmod file");
     std::fs::set_permissions(bed.dir.path(), std::fs::Permissions::from_mode(0o555))
@@ -300,7 +300,7 @@ fn a_session_lock_or_lease_owned_by_another_user_is_refused_and_left_alone() {
     // The lock file.
     let bed = Bed::new(ReusePolicy::RevokeGrant);
     bed.seed_expired();
-    let lock = credlock::lock_path_for(&bed.path);
+    let lock = credlock::unversioned::lock_path_for(&bed.path);
     give_away(&lock);
     refused(bed.store().access_token().map(drop), &lock, "lock");
     assert_eq!(bed.server.counters().refresh_requests, 0);
@@ -308,7 +308,7 @@ fn a_session_lock_or_lease_owned_by_another_user_is_refused_and_left_alone() {
     // The lease.
     let bed = Bed::new(ReusePolicy::RevokeGrant);
     bed.seed_expired();
-    let lease = credlock::lease_path_for(&bed.path);
+    let lease = credlock::unversioned::lease_path_for(&bed.path);
     std::fs::write(&lease, b"{}").expect("plant");
     give_away(&lease);
     refused(

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use credlock::testing::ReusePolicy;
-use credlock::{Clock, LeaseRecord, LockMode};
+use credlock::unversioned::LeaseRecord;
+use credlock::{Clock, LockMode};
 
 use crate::common::{Bed, sixteen_threads_on_an_expired_session};
 
@@ -15,7 +16,7 @@ fn sixteen_threads_with_only_the_lease_send_exactly_one_refresh() {
     let c = bed.server.counters();
     assert_eq!((c.refresh_requests, c.invalid_grant), (1, 0), "{c:?}");
     assert!(
-        !credlock::lease_path_for(&bed.path).exists(),
+        !credlock::unversioned::lease_path_for(&bed.path).exists(),
         "the holder removed its lease"
     );
 }
@@ -29,7 +30,11 @@ fn a_lease_left_by_a_killed_holder_on_this_machine_is_broken_at_once() {
         .spawn()
         .expect("spawn");
     let record = local_record(holder.id(), 30_000, |_| {});
-    std::fs::write(credlock::lease_path_for(&bed.path), record.to_json()).expect("lease");
+    std::fs::write(
+        credlock::unversioned::lease_path_for(&bed.path),
+        record.to_json(),
+    )
+    .expect("lease");
     holder.kill().expect("SIGKILL");
     holder.wait().expect("reap");
     let start = Instant::now();
@@ -84,7 +89,11 @@ fn a_lease_held_past_the_timeout_is_a_transient_error_naming_it() {
 /// A live lease of a process on another machine, taken just now, for `ttl_ms`.
 fn leave_remote_lease(bed: &Bed, ttl_ms: u64) {
     let record = remote_record("remote", ttl_ms);
-    std::fs::write(credlock::lease_path_for(&bed.path), record.to_json()).expect("lease");
+    std::fs::write(
+        credlock::unversioned::lease_path_for(&bed.path),
+        record.to_json(),
+    )
+    .expect("lease");
 }
 
 fn now_ms() -> u64 {
@@ -108,8 +117,8 @@ struct Gauged {
 impl credlock::Transport for Gauged {
     fn post_form(
         &self,
-        request: &credlock::FormRequest,
-    ) -> Result<credlock::HttpResponse, credlock::TransportError> {
+        request: &credlock::transport::FormRequest,
+    ) -> Result<credlock::transport::HttpResponse, credlock::TransportError> {
         use std::sync::atomic::Ordering::SeqCst;
         let n = self.now.fetch_add(1, SeqCst) + 1;
         self.max.fetch_max(n, SeqCst);
@@ -144,7 +153,11 @@ fn five_hundred_rounds_of_one_stale_lease_and_eight_waiters_never_refresh_twice(
             ttl_ms: 1,
             ..remote_record("stale", 1)
         };
-        std::fs::write(credlock::lease_path_for(&bed.path), stale.to_json()).expect("lease");
+        std::fs::write(
+            credlock::unversioned::lease_path_for(&bed.path),
+            stale.to_json(),
+        )
+        .expect("lease");
         let gauge = Arc::new(Gauged {
             inner: credlock::testing::FakeTransport::new(bed.server.clone()),
             now: 0.into(),
@@ -208,7 +221,7 @@ fn remote_record(nonce: &str, ttl_ms: u64) -> LeaseRecord {
 /// A lease record of process `pid` of this machine, boot and PID namespace, taken now;
 /// `change` edits its JSON first.
 fn local_record(pid: u32, ttl_ms: u64, change: impl FnOnce(&mut serde_json::Value)) -> LeaseRecord {
-    let here = credlock::Holder::this_process();
+    let here = credlock::unversioned::Holder::this_process();
     let mut v = serde_json::json!({
         "host": here.host,
         "pid": pid,
@@ -277,7 +290,11 @@ fn a_lease_not_proved_to_be_of_this_machine_boot_and_pid_namespace_waits_for_its
         // Its pid does not exist here: on this machine, boot and namespace that would be a
         // dead holder.
         let record = local_record(dead_pid(), 400, change);
-        std::fs::write(credlock::lease_path_for(&bed.path), record.to_json()).expect("lease");
+        std::fs::write(
+            credlock::unversioned::lease_path_for(&bed.path),
+            record.to_json(),
+        )
+        .expect("lease");
         let start = Instant::now();
         let token = bed
             .store()
@@ -295,7 +312,11 @@ fn a_lease_not_proved_to_be_of_this_machine_boot_and_pid_namespace_waits_for_its
     let bed = Bed::new(ReusePolicy::RevokeGrant);
     bed.seed_expired();
     let record = local_record(dead_pid(), 60_000, |_| {});
-    std::fs::write(credlock::lease_path_for(&bed.path), record.to_json()).expect("lease");
+    std::fs::write(
+        credlock::unversioned::lease_path_for(&bed.path),
+        record.to_json(),
+    )
+    .expect("lease");
     let start = Instant::now();
     bed.store()
         .with_lock_mode(LockMode::Lease)
@@ -321,8 +342,8 @@ impl std::fmt::Debug for Meddling {
 impl credlock::Transport for Meddling {
     fn post_form(
         &self,
-        request: &credlock::FormRequest,
-    ) -> Result<credlock::HttpResponse, credlock::TransportError> {
+        request: &credlock::transport::FormRequest,
+    ) -> Result<credlock::transport::HttpResponse, credlock::TransportError> {
         let n = self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         (self.during)(n);
         self.inner.post_form(request)
@@ -342,7 +363,7 @@ fn a_holder_that_lost_its_lease_during_the_refresh_does_not_save() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);
     bed.seed_expired();
     let before = bed.bytes();
-    let lease = credlock::lease_path_for(&bed.path);
+    let lease = credlock::unversioned::lease_path_for(&bed.path);
     let thief = {
         let lease = lease.clone();
         meddling(&bed, move |_| {
@@ -396,7 +417,7 @@ fn a_holder_that_lost_its_lease_sends_no_further_refresh() {
         .seed_session(crate::common::TOKEN_ENDPOINT)
         .expect("seed")
         .with_expires_at(bed.clock.now() - Duration::from_secs(1));
-    let lease = credlock::lease_path_for(&bed.path);
+    let lease = credlock::unversioned::lease_path_for(&bed.path);
     let thief = {
         let (bed2, lease, newer) = (Arc::clone(&bed), lease.clone(), newer.clone());
         meddling(&bed, move |_| {
@@ -449,7 +470,7 @@ fn a_fifo_a_symlink_or_a_directory_at_the_lease_is_refused_at_once() {
     for (what, plant) in cases {
         let bed = Arc::new(Bed::new(ReusePolicy::RevokeGrant));
         bed.seed_expired();
-        let lease = credlock::lease_path_for(&bed.path);
+        let lease = credlock::unversioned::lease_path_for(&bed.path);
         plant(&lease);
         let store = {
             let bed = Arc::clone(&bed);
@@ -509,7 +530,11 @@ fn two_hundred_rounds_of_one_stale_lease_and_six_processes_refresh_once_per_roun
             ttl_ms: 1,
             ..remote_record("stale", 1)
         };
-        std::fs::write(credlock::lease_path_for(&path), stale.to_json()).expect("lease");
+        std::fs::write(
+            credlock::unversioned::lease_path_for(&path),
+            stale.to_json(),
+        )
+        .expect("lease");
         let answers = crate::common::released_together(&[(path.as_path(), "lease"); 6]);
         let c = fake.counters();
         let stored = credlock::Store::new(&path)

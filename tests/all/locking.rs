@@ -24,7 +24,7 @@ fn sixteen_threads_on_one_expired_session_send_exactly_one_refresh() {
 fn a_lock_held_too_long_is_a_transient_error_naming_the_lock_file() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);
     bed.seed_expired();
-    let lock_path = credlock::lock_path_for(&bed.path);
+    let lock_path = credlock::unversioned::lock_path_for(&bed.path);
     let mut holder = fd_lock_holder(&lock_path);
     let _held = holder.try_write().expect("hold the lock");
     let events = Arc::new(Mutex::new(Vec::new()));
@@ -54,7 +54,7 @@ fn a_lock_held_too_long_is_a_transient_error_naming_the_lock_file() {
 fn a_waiter_adopts_a_session_saved_while_it_waits_without_taking_the_lock() {
     let bed = Arc::new(Bed::new(ReusePolicy::RevokeGrant));
     bed.seed_expired();
-    let lock_path = credlock::lock_path_for(&bed.path);
+    let lock_path = credlock::unversioned::lock_path_for(&bed.path);
     let mut holder = fd_lock_holder(&lock_path);
     let _held = holder.try_write().expect("hold the lock");
     let newer = bed
@@ -116,7 +116,7 @@ fn a_logout_during_a_refresh_is_not_undone_by_the_refresh() {
 fn a_refresh_queued_behind_a_logout_finds_nothing_and_writes_nothing() {
     let bed = Arc::new(Bed::new(ReusePolicy::RevokeGrant));
     bed.seed_expired();
-    let lock_path = credlock::lock_path_for(&bed.path);
+    let lock_path = credlock::unversioned::lock_path_for(&bed.path);
     let mut holder = fd_lock_holder(&lock_path);
     let held = holder.try_write().expect("hold the lock");
     let refresher = {
@@ -224,7 +224,7 @@ fn a_fifo_a_symlink_or_a_directory_at_the_lock_file_is_refused_at_once() {
     for (what, plant) in cases {
         let bed = Arc::new(Bed::new(ReusePolicy::RevokeGrant));
         bed.seed_expired();
-        let lock = credlock::lock_path_for(&bed.path);
+        let lock = credlock::unversioned::lock_path_for(&bed.path);
         std::fs::remove_file(&lock).expect("rm the lock file the seed created");
         plant(&lock);
         let started = std::time::Instant::now();

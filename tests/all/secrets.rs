@@ -119,7 +119,10 @@ fn no_token_or_secret_appears_in_any_text_credlock_produces() {
     )
     .expect("client");
     let session = Session::from_token_response(client, response, bed.clock.now()).expect("session");
-    texts.push(format!("{:?}", credlock::FormRequest::refresh(&session)));
+    texts.push(format!(
+        "{:?}",
+        credlock::transport::FormRequest::refresh(&session)
+    ));
     texts.push(format!("{session:?}"));
 
     texts.extend(events.lock().expect("lock").iter().cloned());
@@ -151,7 +154,7 @@ type Encode = Box<dyn Fn(&str) -> String>;
 
 #[test]
 fn a_secret_echoed_in_any_encoding_never_reaches_an_error() {
-    use credlock::{base64, form_urlencode};
+    use credlock::unversioned::{base64, form_urlencode};
     const SECRET: &str = "cs+/0==Zq;x y@K9~ab";
     let clock = ManualClock::starting_now();
     let server = FakeServer::builder()

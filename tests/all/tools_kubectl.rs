@@ -118,7 +118,7 @@ fn the_exec_credential_answers_in_the_api_version_kubectl_asked_for() {
     assert_eq!(v["apiVersion"], "client.authentication.k8s.io/v1");
     assert_eq!(v["kind"], "ExecCredential");
     assert_eq!(v["status"]["token"], b.access_token().as_str());
-    let expiry = credlock::rfc3339(b.session.expires_at().expect("expiry"));
+    let expiry = credlock::unversioned::rfc3339(b.session.expires_at().expect("expiry"));
     assert_eq!(v["status"]["expirationTimestamp"], expiry.as_str());
 
     let beta = r#"{"kind":"ExecCredential","apiVersion":"client.authentication.k8s.io/v1beta1","spec":{"interactive":false}}"#;

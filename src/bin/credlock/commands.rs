@@ -3,9 +3,8 @@
 use std::io::Read;
 use std::time::SystemTime;
 
-use credlock::{
-    Client, ClientAuth, LoggedOut, Revocation, Secret, Session, TokenResponse, rfc3339,
-};
+use credlock::unversioned::rfc3339;
+use credlock::{Client, ClientAuth, LoggedOut, Revocation, Secret, Session, TokenResponse};
 use serde_json::json;
 
 use crate::{Failure, Global, Outcome};

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use credlock::rfc3339;
+use credlock::unversioned::rfc3339;
 use serde_json::json;
 
 use crate::obtain::{self, Obtained};

@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
-use credlock::{DEFAULT_PROFILE, Session, Store, rfc3339};
+use credlock::unversioned::rfc3339;
+use credlock::{DEFAULT_PROFILE, Session, Store};
 use serde_json::json;
 
 use crate::{Global, Outcome};
