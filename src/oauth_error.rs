@@ -54,6 +54,7 @@ impl OAuthErrorCode {
 
 /// An RFC 6749 §5.2 error response.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct OAuthError {
     /// The `error` code.
     pub code: OAuthErrorCode,

@@ -143,7 +143,7 @@ fn a_file_that_cannot_be_put_back_is_left_aside_and_the_error_names_it() {
         matches!(&err, Error::Io { path: p, .. } if p == aside),
         "{err:?}"
     );
-    assert!(err.to_string().contains("move it back"), "{err}");
+    assert!(err.with_causes().contains("move it back"), "{err}");
     assert_eq!(std::fs::read(aside).expect("kept"), b"newer");
     assert_eq!(std::fs::read(&path).expect("read"), b"newest");
     assert_eq!(

@@ -110,7 +110,7 @@ fn get(server_url: &str) -> Result<String, String> {
         Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
         _ => store()?
             .access_token()
-            .map_err(|e| format!("credlock: {e}"))?
+            .map_err(|e| format!("credlock: {}", e.with_causes()))?
             .secret()
             .to_owned(),
     };

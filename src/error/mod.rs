@@ -55,7 +55,7 @@ pub enum Error {
     },
 
     /// A filesystem operation failed.
-    #[error("could not {action} {}: {source}", path.display())]
+    #[error("could not {action} {}", path.display())]
     Io {
         /// What was being done, as a verb phrase ("write the session to").
         action: &'static str,
@@ -127,13 +127,14 @@ pub enum Error {
     /// The server has rotated the refresh token, so the new one was saved at once, with the
     /// access token marked expired: the next call refreshes with it. Transient, unless the
     /// save failed (`save_error`), in which case the rotation is lost.
-    #[error("the token endpoint sent a new refresh token for {} but no usable access token ({reason}); {}", path.display(), match save_error { None => "the new refresh token was saved, try again".to_owned(), Some(e) => format!("and the new refresh token could not be saved: {e}") })]
+    #[error("the token endpoint sent a new refresh token for {} but no usable access token ({reason}); {}", path.display(), if save_error.is_none() { "the new refresh token was saved, try again" } else { "and the new refresh token could not be saved" })]
     IncompleteRefresh {
         /// The session file.
         path: PathBuf,
         /// What is wrong with the response, without quoting it.
         reason: String,
         /// Why the new refresh token could not be saved, if it could not.
+        #[source]
         save_error: Option<Box<Error>>,
     },
 
@@ -194,7 +195,7 @@ pub enum Error {
     /// The refresh succeeded but the new session could not be saved. The old file is
     /// untouched; the new session is here, so the caller can still use its access token.
     /// The server has already rotated the refresh token, so the stored one is now stale.
-    #[error("refreshed the session but could not save it: {source}")]
+    #[error("refreshed the session but could not save it")]
     NotSaved {
         /// The new session, usable for this process.
         session: Box<Session>,
@@ -288,6 +289,35 @@ impl Error {
         }
     }
 
+    /// The error and each of its causes on one line, separated by `: `, for a terminal or a log
+    /// that does not print [`std::error::Error::source`] itself (`Display` leaves the causes
+    /// out, as error-chain printers such as anyhow's expect).
+    ///
+    /// # Examples
+    /// ```
+    /// let e = credlock::Error::Io {
+    ///     action: "write",
+    ///     path: "/home/me/.config/my-cli/session.json".into(),
+    ///     source: std::io::Error::other("no space left on device"),
+    /// };
+    /// assert_eq!(e.to_string(), "could not write /home/me/.config/my-cli/session.json");
+    /// assert_eq!(
+    ///     e.with_causes(),
+    ///     "could not write /home/me/.config/my-cli/session.json: no space left on device"
+    /// );
+    /// ```
+    #[must_use]
+    pub fn with_causes(&self) -> String {
+        let mut out = self.to_string();
+        let mut cause = std::error::Error::source(self);
+        while let Some(c) = cause {
+            out.push_str(": ");
+            out.push_str(&c.to_string());
+            cause = c.source();
+        }
+        out
+    }
+
     pub(crate) fn io(
         action: &'static str,
         path: impl Into<PathBuf>,
@@ -314,4 +344,65 @@ fn rejects_client(status: u16, oauth: Option<&OAuthError>) -> bool {
                     | OAuthErrorCode::UnsupportedGrantType
             )
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session() -> Session {
+        let client = crate::session::Client::new(
+            "https://as.example/t",
+            "c",
+            crate::session::ClientAuth::None,
+        )
+        .expect("client");
+        let response = crate::token_response::TokenResponse::from_json(
+            br#"{"access_token":"a","refresh_token":"r"}"#,
+        )
+        .expect("response");
+        Session::from_token_response(client, response, std::time::SystemTime::now())
+            .expect("session")
+    }
+
+    /// Error-chain printers (anyhow, eyre, the CLI) print `source()` after `Display`: a
+    /// `Display` that quotes its source shows the cause twice.
+    #[test]
+    fn display_leaves_the_source_to_source() {
+        let io = Error::Io {
+            action: "write",
+            path: PathBuf::from("/s.json"),
+            source: std::io::Error::other("disk on fire"),
+        };
+        let not_saved = Error::NotSaved {
+            session: Box::new(session()),
+            source: Box::new(io.clone()),
+        };
+        let incomplete = Error::IncompleteRefresh {
+            path: PathBuf::from("/s.json"),
+            reason: "no access_token".into(),
+            save_error: Some(Box::new(io.clone())),
+        };
+        for e in [&io, &not_saved, &incomplete] {
+            let source = std::error::Error::source(e).map(ToString::to_string);
+            assert!(source.is_some(), "{e:?} has a source");
+            assert!(!e.to_string().contains("disk on fire"), "{e}");
+            assert!(
+                e.with_causes().ends_with(": disk on fire"),
+                "{}",
+                e.with_causes()
+            );
+        }
+    }
+
+    /// As ureq's `ensure_error_size`: every `Result<_, Error>` carries this much. 80 bytes
+    /// today (`Rejected`: a path and an `OAuthError`); growing it takes a deliberate change.
+    #[test]
+    fn the_error_stays_small() {
+        assert!(
+            std::mem::size_of::<Error>() <= 80,
+            "{} bytes",
+            std::mem::size_of::<Error>()
+        );
+    }
 }

@@ -105,6 +105,7 @@ impl FsKind {
 
 /// What detection found, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Detected {
     /// The kind.
     pub kind: FsKind,

@@ -16,6 +16,7 @@ pub use ureq_transport::UreqTransport;
 /// `Debug` shows the status, the body's length, and `Retry-After` only if it is a number of
 /// seconds: a token response's body holds tokens, and a server may echo one anywhere.
 #[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct HttpResponse {
     /// The status code.
     pub status: u16,
@@ -23,6 +24,26 @@ pub struct HttpResponse {
     pub retry_after: Option<String>,
     /// The body, bounded by the transport.
     pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// A response with `status` and `body`, and no `Retry-After`: for a [`Transport`] of one's
+    /// own.
+    #[must_use]
+    pub fn new(status: u16, body: impl Into<Vec<u8>>) -> HttpResponse {
+        HttpResponse {
+            status,
+            retry_after: None,
+            body: body.into(),
+        }
+    }
+
+    /// The same response with a `Retry-After` header.
+    #[must_use]
+    pub fn with_retry_after(mut self, value: impl Into<String>) -> HttpResponse {
+        self.retry_after = Some(value.into());
+        self
+    }
 }
 
 impl std::fmt::Debug for HttpResponse {

@@ -98,7 +98,7 @@ impl Store {
         }
         self.emit(Event::UsingUnexpiredToken {
             path: self.path.clone(),
-            reason: error.to_string(),
+            reason: error.with_causes(),
         });
         Ok(AccessToken::from_session(&session, false))
     }

@@ -348,7 +348,7 @@ fn a_directory_writable_by_every_user_without_the_sticky_bit_is_refused() {
             "{what}: {err:?}"
         );
         assert!(
-            err.to_string().contains("writable by every user"),
+            err.with_causes().contains("writable by every user"),
             "{what}: {err}"
         );
     }

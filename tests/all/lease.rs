@@ -390,7 +390,7 @@ fn a_holder_that_lost_its_lease_during_the_refresh_does_not_save() {
             .is_access_token_valid(session.access_token().secret())
     );
     assert_eq!(bed.bytes(), before, "nothing saved after the loss");
-    assert!(err.to_string().contains("lost the lease"), "{err}");
+    assert!(err.with_causes().contains("lost the lease"), "{err}");
     assert_eq!(
         LeaseRecord::from_json(&std::fs::read(&lease).expect("lease"))
             .expect("record")

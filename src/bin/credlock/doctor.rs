@@ -51,7 +51,7 @@ pub fn run(g: &Global) -> Outcome {
                 store.path().display()
             ),
         )),
-        Err(e) => checks.push(("store", Level::Fail, e.to_string())),
+        Err(e) => checks.push(("store", Level::Fail, e.with_causes())),
     }
 
     // Files another user controls, or a directory anyone may write to: the store refuses them.
@@ -104,9 +104,9 @@ pub fn run(g: &Global) -> Outcome {
             Err(e @ Error::LockTimeout { .. }) => checks.push((
                 "lock",
                 Level::Warn,
-                format!("{e} (a refresh may be in progress)"),
+                format!("{} (a refresh may be in progress)", e.with_causes()),
             )),
-            Err(e) => checks.push(("lock", Level::Fail, e.to_string())),
+            Err(e) => checks.push(("lock", Level::Fail, e.with_causes())),
         }
     }
 

@@ -210,7 +210,7 @@ fn main() -> ExitCode {
         // The reader went away: nothing to tell it, and other tools exit quietly here too.
         Failure::StdoutClosed => return ExitCode::from(1),
         Failure::Reported(e) => {
-            eprintln!("credlock: error: {e}");
+            eprintln!("credlock: error: {}", e.with_causes());
             return ExitCode::from(exit_code_for(e));
         }
         Failure::Credlock(e) => (exit_code_for(e), error_json(e)),
@@ -233,7 +233,7 @@ fn main() -> ExitCode {
 fn error_json(e: &Error) -> serde_json::Value {
     json!({
         "kind": e.kind(),
-        "message": e.to_string(),
+        "message": e.with_causes(),
         "exit_code": exit_code_for(e),
         "needs_login": e.needs_login(),
         "transient": e.is_transient(),

@@ -82,7 +82,7 @@ fn row(g: &Global, profile: String, store: PathBuf) -> Row {
     let (state, session, problem) = match handle.load() {
         Ok(None) => ("none", None, None),
         Ok(Some(s)) => (state_of(&handle, &s), Some(s), None),
-        Err(e) => ("unreadable", None, Some(e.to_string())),
+        Err(e) => ("unreadable", None, Some(e.with_causes())),
     };
     Row {
         profile,

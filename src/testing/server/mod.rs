@@ -83,6 +83,7 @@ pub enum Failure {
 
 /// What the server has seen.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Counters {
     /// Refresh requests received (every POST to the token endpoint).
     pub refresh_requests: u64,

@@ -349,7 +349,7 @@ pub fn child(g: &Global) -> Outcome {
         // with its embedded server that the token it handed out is still accepted.
         Ok(t) => json!({"elapsed_us": elapsed_us, "token": t.secret(), "refreshed": t.refreshed()}),
         Err(e) => {
-            json!({"elapsed_us": elapsed_us, "error": e.to_string(), "exit": crate::exit_code_for(e)})
+            json!({"elapsed_us": elapsed_us, "error": e.with_causes(), "exit": crate::exit_code_for(e)})
         }
     };
     outln!("{line}")?;
