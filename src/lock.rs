@@ -95,7 +95,7 @@ pub(crate) fn acquire<R>(
     let mut backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(20));
     let mut on_blocked = Some(on_blocked);
     loop {
-        match try_lock(file) {
+        match try_lock(file, true) {
             (Ok(true), locked) => {
                 return Ok(Acquired::Held(LockGuard {
                     file: locked,
@@ -130,15 +130,21 @@ pub(crate) fn acquire<R>(
 }
 
 /// One non-blocking attempt at an exclusive lock on `file`: `Ok(true)` if taken, `Ok(false)`
-/// if another holder has it. The file comes back either way; a lock taken stays until
-/// [`unlock`] or the file's last descriptor closes.
-fn try_lock(file: File) -> (std::io::Result<bool>, File) {
+/// if another holder has it. The file comes back either way. With `keep`, a lock taken stays
+/// until [`unlock`] or the file's last descriptor closes; without, it is released at once.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the one place credlock takes an OS lock"
+)]
+fn try_lock(file: File, keep: bool) -> (std::io::Result<bool>, File) {
     let mut lock = fd_lock::RwLock::new(file);
     let outcome = match lock.try_write() {
         Ok(guard) => {
-            // flock belongs to the open file description: forgetting the guard keeps the lock
-            // until the `LockGuard` unlocks it, or the file closes.
-            std::mem::forget(guard);
+            if keep {
+                // flock belongs to the open file description: forgetting the guard keeps the
+                // lock until the `LockGuard` unlocks it, or the file closes.
+                std::mem::forget(guard);
+            }
             Ok(true)
         }
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
@@ -151,17 +157,15 @@ fn try_lock(file: File) -> (std::io::Result<bool>, File) {
 /// that open file is closed; `false` if another holder has it. Marks temp files as in use.
 pub(crate) fn hold_until_closed(file: &File) -> bool {
     file.try_clone()
-        .is_ok_and(|clone| matches!(try_lock(clone).0, Ok(true)))
+        .is_ok_and(|clone| matches!(try_lock(clone, true).0, Ok(true)))
 }
 
 /// Whether another open file holds an exclusive lock on `file`'s file (a set-aside file whose
-/// compare-and-delete is still running). Takes no lock that outlives the call.
+/// compare-and-delete is still running). Takes no lock that outlives the call; a file that
+/// cannot be locked at all counts as held.
 pub(crate) fn is_held_elsewhere(file: &File) -> bool {
-    let Ok(clone) = file.try_clone() else {
-        return false;
-    };
-    let mut lock = fd_lock::RwLock::new(clone);
-    lock.try_write().is_err()
+    file.try_clone()
+        .is_ok_and(|clone| !matches!(try_lock(clone, false).0, Ok(true)))
 }
 
 /// Opens (creating if needed) the lock file: read-write, mode 0600, directory 0700.

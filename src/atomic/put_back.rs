@@ -74,7 +74,12 @@ pub(crate) fn put_back_with(
 ))]
 fn rename_no_replace(from: &Path, to: &Path) -> std::io::Result<()> {
     use rustix::fs::{CWD, RenameFlags, renameat_with};
-    renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE).map_err(std::io::Error::from)
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the atomic module owns every rename; this one never replaces"
+    )]
+    let renamed = renameat_with(CWD, from, CWD, to, RenameFlags::NOREPLACE);
+    renamed.map_err(std::io::Error::from)
 }
 
 #[cfg(not(any(

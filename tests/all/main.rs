@@ -1,5 +1,11 @@
 //! One integration binary (linking once is what costs on two cores), a module per behaviour.
 
+// The tests play the other processes: they lock and rename files behind credlock's back.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests lock and rename as other processes would"
+)]
+
 mod common;
 
 #[cfg(feature = "tokio")]

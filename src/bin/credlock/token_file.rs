@@ -61,7 +61,12 @@ pub fn write_if_changed(path: &Path, token: &str) -> Result<bool, Failure> {
     tmp.write_all(content.as_bytes())
         .and_then(|()| tmp.as_file().sync_all())
         .map_err(|e| failed("write", e))?;
-    tmp.persist(path).map_err(|e| failed("replace", e.error))?;
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "the token file, not the session: written for other tools to read"
+    )]
+    let persisted = tmp.persist(path);
+    persisted.map_err(|e| failed("replace", e.error))?;
     sync_dir(dir).map_err(|e| failed("sync the directory of", e))?;
     Ok(true)
 }
