@@ -1,0 +1,56 @@
+use super::*;
+
+fn session() -> Session {
+    let client = crate::session::Client::new(
+        "https://as.example/t",
+        "c",
+        crate::session::ClientAuth::None,
+    )
+    .expect("client");
+    let response = crate::token_response::TokenResponse::from_json(
+        br#"{"access_token":"a","refresh_token":"r"}"#,
+    )
+    .expect("response");
+    Session::from_token_response(client, response, std::time::SystemTime::now()).expect("session")
+}
+
+/// Error-chain printers (anyhow, eyre, the CLI) print `source()` after `Display`: a
+/// `Display` that quotes its source shows the cause twice.
+#[test]
+fn display_leaves_the_source_to_source() {
+    let io = Error::Io {
+        action: "write",
+        path: PathBuf::from("/s.json"),
+        source: std::io::Error::other("disk on fire"),
+    };
+    let not_saved = Error::NotSaved {
+        session: Box::new(session()),
+        source: Box::new(io.clone()),
+    };
+    let incomplete = Error::IncompleteRefresh {
+        path: PathBuf::from("/s.json"),
+        reason: "no access_token".into(),
+        save_error: Some(Box::new(io.clone())),
+    };
+    for e in [&io, &not_saved, &incomplete] {
+        let source = std::error::Error::source(e).map(ToString::to_string);
+        assert!(source.is_some(), "{e:?} has a source");
+        assert!(!e.to_string().contains("disk on fire"), "{e}");
+        assert!(
+            e.with_causes().ends_with(": disk on fire"),
+            "{}",
+            e.with_causes()
+        );
+    }
+}
+
+/// As ureq's `ensure_error_size`: every `Result<_, Error>` carries this much. 80 bytes
+/// today (`Rejected`: a path and an `OAuthError`); growing it takes a deliberate change.
+#[test]
+fn the_error_stays_small() {
+    assert!(
+        std::mem::size_of::<Error>() <= 80,
+        "{} bytes",
+        std::mem::size_of::<Error>()
+    );
+}
