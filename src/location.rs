@@ -86,8 +86,9 @@ fn validate(name: &str, what: &'static str) -> Result<(), LocationError> {
     }
 }
 
-/// The per-user configuration directory of this platform (see the [module](self) table),
-/// read from the environment.
+/// The per-user configuration directory of this platform, read from the environment:
+/// `$XDG_CONFIG_HOME` if set and absolute, else `$HOME/.config` (Linux, other Unix);
+/// `$HOME/Library/Application Support` (macOS); `%APPDATA%` (Windows).
 ///
 /// # Errors
 /// [`LocationError::NoConfigDirectory`] when the variable it comes from is unset or relative.
