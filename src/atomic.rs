@@ -6,7 +6,7 @@
 //! filesystems can still serve a torn read through their caches; the store re-reads.)
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
@@ -35,10 +35,14 @@ pub(crate) fn read(path: &Path) -> Result<Option<FileContent>, Error> {
         return Err(too_large(path));
     }
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0) + 1);
-    (&file)
-        .take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(Error::io("read the session file", path))?;
+    // On Windows a writer's or a compare-and-delete's byte-range lock can still cover a file
+    // just renamed into place, for the instant until it closes its handle.
+    crate::busy::retry_while_busy(|| {
+        bytes.clear();
+        (&file).seek(std::io::SeekFrom::Start(0))?;
+        (&file).take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)
+    })
+    .map_err(Error::io("read the session file", path))?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(too_large(path));
     }
@@ -54,7 +58,10 @@ pub(crate) fn read(path: &Path) -> Result<Option<FileContent>, Error> {
 /// file, and the file is owned by the current user or root. `Ok(None)` if there is no file.
 pub(crate) fn open_checked(path: &Path) -> Result<Option<(File, std::fs::Metadata)>, Error> {
     check_dir_of(path)?;
-    let file = match open_no_follow(path, false) {
+    // A directory refuses the open on Windows with "Access denied", as a busy file does:
+    // only a regular file is worth waiting for.
+    let worth_waiting = || std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file());
+    let file = match crate::busy::retry_while(|| open_no_follow(path, false), worth_waiting) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(open_error(path, e)),
@@ -67,6 +74,17 @@ pub(crate) fn open_checked(path: &Path) -> Result<Option<(File, std::fs::Metadat
 /// The error for a failed no-follow open: a symbolic link (`ELOOP`) or a socket (`ENXIO`) is
 /// "not a usable file", anything else an I/O error.
 pub(crate) fn open_error(path: &Path, e: std::io::Error) -> Error {
+    // What is there decides, where the platform's error does not say (Windows answers
+    // "Access denied" for a directory).
+    if let Ok(m) = std::fs::symlink_metadata(path)
+        && !m.is_file()
+        && !m.is_symlink()
+    {
+        return Error::NotASessionFile {
+            path: path.to_path_buf(),
+            reason: describe_file_type(&m),
+        };
+    }
     if is_symlink_error(&e) {
         return Error::NotASessionFile {
             path: path.to_path_buf(),
@@ -188,15 +206,36 @@ pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let mut tmp = create_marked_temp_file(&dir, &name)?;
     tmp.write_all(bytes)
         .map_err(Error::io("write a temp file in", &dir))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(Error::io("sync a temp file in", &dir))?;
-    tmp.persist(path).map_err(|e| Error::Io {
-        action: "rename the new session file over",
-        path: path.to_path_buf(),
-        source: e.error,
-    })?;
+    sync_durably(tmp.as_file()).map_err(Error::io("sync a temp file in", &dir))?;
+    persist_patiently(tmp, path)?;
     sync_dir(&dir)
+}
+
+/// Renames `tmp` over `path`. Where a rename over a file another handle has open is refused
+/// (Windows without POSIX rename semantics), tries again while readers come and go: they hold
+/// the file for microseconds, and never block each other's renames on Unix.
+fn persist_patiently(mut tmp: tempfile::NamedTempFile, path: &Path) -> Result<(), Error> {
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_micros(500);
+    loop {
+        match tmp.persist(path) {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if crate::busy::is_busy(&e.error) && started.elapsed() < crate::busy::PATIENCE =>
+            {
+                tmp = e.file;
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(50));
+            }
+            Err(e) => {
+                return Err(Error::Io {
+                    action: "rename the new session file over",
+                    path: path.to_path_buf(),
+                    source: e.error,
+                });
+            }
+        }
+    }
 }
 
 /// Creates the temp file and marks it in use (an `flock` held until it is closed), so that
@@ -257,7 +296,7 @@ pub(crate) fn remove(path: &Path) -> Result<bool, Error> {
     if !regular_file_exists(path)? {
         return Ok(false);
     }
-    match std::fs::remove_file(path) {
+    match crate::busy::retry_while_busy(|| std::fs::remove_file(path)) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(Error::io("delete the session file", path)(e)),
@@ -305,7 +344,7 @@ fn remove_if_with(
         return Ok(false);
     }
     let aside = dir.join(aside_name(&name));
-    match std::fs::rename(path, &aside) {
+    match crate::busy::retry_while_busy(|| std::fs::rename(path, &aside)) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(Error::io("delete the session file", path)(e)),
@@ -502,7 +541,7 @@ fn copy_exclusive(from: &Path, to: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
     let mut file = opts.open(to)?;
-    if let Err(e) = file.write_all(&bytes).and_then(|()| file.sync_all()) {
+    if let Err(e) = file.write_all(&bytes).and_then(|()| sync_durably(&file)) {
         // Remove our half-written file, unless a writer has replaced it meanwhile.
         if same_file(&file, to) {
             let _ = std::fs::remove_file(to);
@@ -635,7 +674,7 @@ fn sync_dir(dir: &Path) -> Result<(), Error> {
     #[cfg(unix)]
     {
         File::open(dir)
-            .and_then(|d| d.sync_all())
+            .and_then(|d| sync_durably(&d))
             .map_err(Error::io("sync the directory", dir))
     }
     #[cfg(not(unix))]
@@ -656,7 +695,31 @@ pub(crate) fn open_no_follow(path: &Path, write: bool) -> std::io::Result<File> 
         &mut opts,
         (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
     );
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::OpenOptionsExt;
+        // Share read, write and delete, so that a writer's rename over the file is never
+        // blocked by this reader's handle; open a symbolic link (reparse point) itself rather
+        // than its target, so that it is seen, and refused, as a link.
+        const FILE_SHARE_READ_WRITE_DELETE: u32 = 0x1 | 0x2 | 0x4;
+        const FILE_FLAG_OPEN_REPARSE_POINT: u32 = 0x0020_0000;
+        opts.share_mode(FILE_SHARE_READ_WRITE_DELETE)
+            .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT);
+    }
     opts.open(path)
+}
+
+/// Flushes `file` to stable storage. On macOS `fsync` only reaches the drive's cache;
+/// `F_FULLFSYNC` asks the drive to flush it too (falling back to `fsync` where the filesystem
+/// refuses it, as some network filesystems do).
+pub(crate) fn sync_durably(file: &File) -> std::io::Result<()> {
+    #[cfg(target_vendor = "apple")]
+    {
+        if rustix::fs::fcntl_fullfsync(file).is_ok() {
+            return Ok(());
+        }
+    }
+    file.sync_all()
 }
 
 fn is_symlink_error(e: &std::io::Error) -> bool {
@@ -769,6 +832,7 @@ mod tests {
 
     /// Where `link` fails (vfat, exfat, rclone, s3fs, davfs; here ext4 refusing a 65001st link
     /// with `EMLINK`), the file that did not match must still be put back, never unlinked.
+    #[cfg(target_os = "linux")]
     #[test]
     fn a_file_that_did_not_match_is_put_back_even_where_link_fails() {
         let dir = tempfile::tempdir().expect("tempdir");

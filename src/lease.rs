@@ -585,7 +585,7 @@ fn take_file(path: &Path, ttl: Duration, here: &Holder) -> Result<Option<String>
 /// removed the file.
 fn set_aside_if(path: &Path, judged: impl Fn(&Seen) -> bool) -> Result<bool, Error> {
     let aside = sibling_name(path, &format!("broken.{}", nonce()));
-    match std::fs::rename(path, &aside) {
+    match crate::busy::retry_while_busy(|| std::fs::rename(path, &aside)) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(Error::io("set aside", path)(e)),
@@ -617,7 +617,7 @@ fn create_exclusive(lease_path: &Path, record: &LeaseRecord) -> Result<bool, Err
     // close, which Rust does not check, and an empty lease must not be published.
     let written = opts.open(&staging).and_then(|mut f| {
         f.write_all(&bytes)?;
-        f.sync_all()
+        crate::atomic::sync_durably(&f)
     });
     if let Err(e) = written {
         let _ = std::fs::remove_file(&staging);
@@ -639,7 +639,10 @@ fn create_new_then_write(lease_path: &Path, bytes: &[u8]) -> Result<bool, Error>
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
     match opts.open(lease_path) {
-        Ok(mut f) => match f.write_all(bytes).and_then(|()| f.sync_all()) {
+        Ok(mut f) => match f
+            .write_all(bytes)
+            .and_then(|()| crate::atomic::sync_durably(&f))
+        {
             Ok(()) => Ok(true),
             Err(e) => {
                 // Never leave an empty lease behind (ours: nobody breaks a lease this young).
@@ -827,6 +830,7 @@ mod tests {
         }
     }
 
+    #[cfg(unix)]
     fn dead_pid() -> u32 {
         let mut child = std::process::Command::new("true").spawn().expect("spawn");
         let dead = child.id();
@@ -834,6 +838,7 @@ mod tests {
         dead
     }
 
+    #[cfg(unix)]
     #[test]
     fn a_lease_of_a_dead_process_of_this_machine_boot_and_pid_namespace_is_stale_at_once() {
         let me = local();
@@ -865,6 +870,7 @@ mod tests {
         );
     }
 
+    #[cfg(unix)]
     #[test]
     fn only_the_ttl_breaks_a_lease_not_proved_to_be_of_this_machine_boot_and_pid_namespace() {
         let me = local();

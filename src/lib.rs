@@ -87,6 +87,7 @@
 #[cfg(feature = "tokio")]
 mod async_store;
 mod atomic;
+mod busy;
 mod clock;
 mod error;
 mod event;

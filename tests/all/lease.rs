@@ -20,6 +20,7 @@ fn sixteen_threads_with_only_the_lease_send_exactly_one_refresh() {
     );
 }
 
+#[cfg(unix)]
 #[test]
 fn a_lease_left_by_a_killed_holder_on_this_machine_is_broken_at_once() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);
