@@ -1,0 +1,175 @@
+//! Hostile review of the issue-9 fixes: each test here failed on the code it was written
+//! against. See the review report for the invariant each one breaks.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use credlock::testing::{Failure, ReusePolicy};
+use credlock::{
+    Client, FormRequest, HttpResponse, LockMode, LoggedOut, Revocation, Session, Store,
+    Transport, TransportError,
+};
+
+use crate::common::{Bed, TOKEN_ENDPOINT};
+
+const REVOCATION_ENDPOINT: &str = "http://127.0.0.1:9/revoke";
+
+fn seed_revocable(bed: &Bed) -> Session {
+    let response = bed.server.seed();
+    let client = Client::new(
+        TOKEN_ENDPOINT,
+        credlock::testing::TEST_CLIENT_ID,
+        credlock::ClientAuth::None,
+    )
+    .and_then(|c| c.with_revocation_endpoint(REVOCATION_ENDPOINT))
+    .expect("client");
+    let session = Session::from_token_response(client, response, credlock::Clock::now(&*bed.clock))
+        .expect("session");
+    bed.store().save(&session).expect("save");
+    session
+}
+
+/// Invariant 7 (no secret in errors): the refresh path withholds a transport error that
+/// quotes a secret sent; the revocation path (`logout --revoke`) does not.
+#[test]
+fn review_a_revocation_transport_error_quoting_the_refresh_token_is_withheld() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    let session = seed_revocable(&bed);
+    let rt = session.refresh_token().secret().to_owned();
+    bed.server
+        .push_failure(Failure::Transport(TransportError::Other(format!(
+            "malformed response header near \"token={rt}\""
+        ))));
+    let err = bed.store().logout(Revocation::Required).unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(
+        !shown.contains(&rt),
+        "the refresh token leaked through a revocation error: {shown}"
+    );
+}
+
+/// Issue 9 C / H: a logout must not answer "nothing stored" while a compare-and-delete has
+/// the file renamed aside (the session is then put back and outlives the logout).
+#[test]
+fn review_logout_during_a_compare_and_delete_does_not_leave_the_session_behind() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    bed.seed();
+    let aside = bed
+        .dir
+        .path()
+        .join(format!(".session.json.aside-{}-1-0", std::process::id()));
+    std::fs::rename(&bed.path, &aside).expect("rename aside");
+    let mut marked = fd_lock::RwLock::new(std::fs::File::open(&aside).expect("open aside"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let put_back = {
+        let (aside, path) = (aside.clone(), bed.path.clone());
+        std::thread::spawn(move || {
+            let _held = marked.try_write().expect("mark the aside file");
+            tx.send(()).expect("send");
+            std::thread::sleep(Duration::from_millis(60));
+            std::fs::rename(&aside, &path).expect("put back");
+        })
+    };
+    rx.recv().expect("marked");
+    let outcome = Store::new(&bed.path)
+        .logout(Revocation::LocalOnly)
+        .expect("logout");
+    put_back.join().expect("thread");
+    assert!(
+        !(outcome == LoggedOut::NothingStored && bed.path.exists()),
+        "logout said {outcome:?} but the session is still stored after the put-back"
+    );
+}
+
+/// A transport that, on every refresh, lets a "winner" save a newer fresh session and then
+/// answers `invalid_grant`: the loser's compare-and-delete renames the file aside, finds the
+/// winner's session, and puts it back. Real code paths, no emulation.
+#[derive(Debug)]
+struct WinnerSavesThenInvalidGrant {
+    writer: Store,
+    winners: Mutex<VecDeque<Session>>,
+}
+
+impl Transport for WinnerSavesThenInvalidGrant {
+    fn post_form(&self, _request: &FormRequest) -> Result<HttpResponse, TransportError> {
+        if let Some(s) = self.winners.lock().expect("lock").pop_front() {
+            self.writer.save(&s).expect("winner saves");
+        }
+        Ok(HttpResponse {
+            status: 400,
+            retry_after: None,
+            body: br#"{"error":"invalid_grant"}"#.to_vec(),
+        })
+    }
+}
+
+/// Issue 9 C: "a reader must not conclude 'no session' while a delete is in progress". The
+/// reader's check (`delete_in_progress`) runs after its failed open, so a put-back that lands
+/// in between (or a rename aside before its flock mark is taken) gives `NoSession`.
+#[test]
+fn review_a_lock_free_reader_never_sees_no_session_while_a_file_is_put_back() {
+    const ROUNDS: usize = 1500;
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    let now = SystemTime::now();
+    let mut stale = Vec::new();
+    let mut winners = VecDeque::new();
+    for _ in 0..ROUNDS {
+        stale.push(
+            bed.server
+                .seed_session(TOKEN_ENDPOINT)
+                .expect("seed")
+                .with_expires_at(now - Duration::from_secs(3600)),
+        );
+        winners.push_back(
+            bed.server
+                .seed_session(TOKEN_ENDPOINT)
+                .expect("seed")
+                .with_expires_at(now + Duration::from_secs(3600)),
+        );
+    }
+    let off = |p: &std::path::Path| {
+        Store::new(p)
+            .with_lock_mode(LockMode::Off)
+            .with_poll_schedule(Vec::new())
+    };
+    let transport = Arc::new(WinnerSavesThenInvalidGrant {
+        writer: off(&bed.path),
+        winners: Mutex::new(winners),
+    });
+    let loser = off(&bed.path).with_transport(transport);
+    let setter = off(&bed.path);
+    setter.save(&stale[0]).expect("seed");
+    let stop = Arc::new(AtomicBool::new(false));
+    let none_seen = Arc::new(AtomicUsize::new(0));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, none_seen, path) = (stop.clone(), none_seen.clone(), bed.path.clone());
+            std::thread::spawn(move || {
+                let reader = Store::new(&path);
+                while !stop.load(Ordering::Relaxed) {
+                    if matches!(reader.load(), Ok(None)) {
+                        none_seen.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for s in &stale {
+        setter.save(s).expect("re-arm with a stale session");
+        loser.access_token().expect("the winner's session is adopted");
+        if none_seen.load(Ordering::Relaxed) > 0 {
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.join().expect("reader");
+    }
+    assert_eq!(
+        none_seen.load(Ordering::Relaxed),
+        0,
+        "a lock-free reader concluded 'no session' while a compare-and-delete put the file back"
+    );
+}
