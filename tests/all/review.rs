@@ -173,3 +173,47 @@ fn review_a_lock_free_reader_never_sees_no_session_while_a_file_is_put_back() {
         "a lock-free reader concluded 'no session' while a compare-and-delete put the file back"
     );
 }
+
+/// A session file whose endpoint carries user information (written by a credlock from before
+/// endpoints were validated, or by hand). `display_url` treats that as a password and hides it
+/// in errors, but `Session`'s `Debug` (derived `Client` Debug; also in `NotSaved`'s Debug)
+/// and `credlock status` print it.
+fn session_with_password_in_endpoint(bed: &Bed) -> (Vec<u8>, &'static str) {
+    const PASSWORD: &str = "hunter2-endpoint-pw";
+    let session = bed.server.seed_session(TOKEN_ENDPOINT).expect("seed");
+    let json = String::from_utf8(session.to_json())
+        .expect("utf8")
+        .replace(
+            TOKEN_ENDPOINT,
+            "https://me:hunter2-endpoint-pw@auth.example.com/token",
+        );
+    (json.into_bytes(), PASSWORD)
+}
+
+#[test]
+fn review_a_password_in_a_stored_endpoint_is_not_in_session_debug() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    let (bytes, password) = session_with_password_in_endpoint(&bed);
+    let session = Session::from_json(&bytes, &bed.path).expect("the file parses");
+    let shown = format!("{session:?}");
+    assert!(!shown.contains(password), "Debug shows it: {shown}");
+}
+
+#[cfg(feature = "cli")]
+#[test]
+fn review_status_does_not_print_a_password_in_the_stored_endpoint() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    let (bytes, password) = session_with_password_in_endpoint(&bed);
+    std::fs::write(&bed.path, bytes).expect("write");
+    for args in [&["status"][..], &["--json", "status"][..]] {
+        let out = crate::common::credlock(&bed.path, args)
+            .output()
+            .expect("run");
+        let shown = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!shown.contains(password), "{args:?} shows it: {shown}");
+    }
+}
