@@ -217,3 +217,45 @@ fn review_status_does_not_print_a_password_in_the_stored_endpoint() {
         assert!(!shown.contains(password), "{args:?} shows it: {shown}");
     }
 }
+
+/// Issue 9 A / invariant 8: "a 2xx that carries a rotated refresh token reaches disk before
+/// anything else happens". serde_json refuses some bodies that are JSON by RFC 8259's grammar
+/// (a number out of f64 range), or that real servers send (a Latin-1 byte in a vendor field,
+/// a deeply nested claim): the whole body is then "not JSON" and the rotated refresh token,
+/// already consumed on the server, is dropped; the next call meets invalid_grant and deletes
+/// the session.
+#[test]
+fn review_a_rotated_refresh_token_survives_a_body_serde_json_refuses() {
+    let splice = |extra: &'static [u8]| {
+        move |m: serde_json::Map<String, serde_json::Value>| {
+            let mut body = serde_json::to_vec(&m).expect("json");
+            body.pop(); // the closing brace
+            body.extend_from_slice(extra);
+            body.push(b'}');
+            body
+        }
+    };
+    let nested: &'static [u8] = Box::leak(
+        format!(r#","claims":{}1{}"#, "[".repeat(200), "]".repeat(200))
+            .into_bytes()
+            .into_boxed_slice(),
+    );
+    let cases: [(&str, &'static [u8]); 3] = [
+        ("a vendor field 1e400 (ext_expires_in)", br#","ext_expires_in":1e400"#),
+        ("a Latin-1 byte in a vendor field", b",\"name\":\"Jos\xe9\""),
+        ("a claim nested 200 deep", nested),
+    ];
+    let mut lost = Vec::new();
+    for (what, extra) in cases {
+        let bed = Bed::new(ReusePolicy::RevokeGrant);
+        bed.seed_expired();
+        bed.server.reshape_next_success(splice(extra));
+        let first = bed.store().access_token();
+        let stored = bed.stored().expect("a session is still stored");
+        if !bed.server.is_live(stored.refresh_token().secret()) {
+            let next = bed.store().access_token();
+            lost.push(format!("{what}: first {first:?}, then {next:?}"));
+        }
+    }
+    assert!(lost.is_empty(), "rotated refresh token dropped:\n{}", lost.join("\n"));
+}
