@@ -259,3 +259,57 @@ fn review_a_rotated_refresh_token_survives_a_body_serde_json_refuses() {
     }
     assert!(lost.is_empty(), "rotated refresh token dropped:\n{}", lost.join("\n"));
 }
+
+/// Invariant 2 under the lease (issue 9 B: "two holders never refresh at once"). The fence
+/// checks only that the lease has not run out *yet* right before the send; a request that
+/// takes longer than what is left of the TTL (here: TTL 400 ms, the server answers in 800 ms,
+/// well within the 30 s transport timeout) overlaps the next holder's. Nothing stops a TTL
+/// shorter than the transport timeout (`with_lease_ttl` accepts any).
+#[test]
+fn review_a_lease_holder_never_sends_a_request_that_outlives_its_lease() {
+    let bed = Arc::new(Bed::with_latency(
+        ReusePolicy::RevokeGrant,
+        Duration::from_millis(800),
+    ));
+    bed.seed_expired();
+    let make = {
+        let bed = Arc::clone(&bed);
+        move || {
+            bed.store()
+                .with_lock_mode(LockMode::Lease)
+                .with_lease_ttl(Duration::from_millis(400))
+        }
+    };
+    let first = {
+        let store = make();
+        std::thread::spawn(move || store.access_token())
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    let second = make().access_token();
+    let first = first.join().expect("thread");
+    let counters = bed.server.counters();
+    assert!(
+        counters.reuse_detected == 0 && counters.grants_revoked == 0,
+        "two holders refreshed with one refresh token: {counters:?}\nfirst: {first:?}\nsecond: {second:?}"
+    );
+}
+
+/// Issue 9 G / F: HTTP 408 (Request Timeout) is a transient status (RFC 9110 §15.5.9: the
+/// client may repeat the request), but any 4xx without an OAuth body is "log in again"
+/// (`needs_login`, exit 3), and the still-valid token of item F is not handed out.
+#[test]
+fn review_http_408_is_transient_not_log_in_again() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    bed.seed_expired();
+    bed.server.push_failure(Failure::Status {
+        status: 408,
+        body: String::new(),
+        retry_after: None,
+    });
+    let err = bed.store().access_token().unwrap_err();
+    assert!(
+        err.is_transient() && !err.needs_login(),
+        "408 classified as {}: {err}",
+        err.kind()
+    );
+}
