@@ -313,3 +313,49 @@ fn review_http_408_is_transient_not_log_in_again() {
         err.kind()
     );
 }
+
+/// Delays revocation requests before the server sees them (a slow revocation endpoint).
+#[derive(Debug)]
+struct SlowRevocation(credlock::testing::FakeTransport, Duration);
+
+impl Transport for SlowRevocation {
+    fn post_form(&self, request: &FormRequest) -> Result<HttpResponse, TransportError> {
+        if request.url.ends_with("/revoke") {
+            std::thread::sleep(self.1);
+        }
+        self.0.post_form(request)
+    }
+}
+
+/// Issue 9 D under the lease: `logout --revoke` checks no fence. A logout whose revocation
+/// outlives its lease revokes the (by then rotated) old refresh token, then deletes the new
+/// holder's session unconditionally: the newest refresh token stays live at the server and is
+/// gone locally, exactly what item D was about.
+#[test]
+fn review_logout_under_a_lost_lease_never_deletes_a_newer_session_it_did_not_revoke() {
+    let bed = Arc::new(Bed::new(ReusePolicy::RevokeGrant));
+    seed_revocable(&bed);
+    bed.clock.advance(Duration::from_secs(3600));
+    let store = |ttl: Duration| {
+        Store::new(&bed.path)
+            .with_clock(bed.clock.clone())
+            .with_transport(Arc::new(SlowRevocation(
+                credlock::testing::FakeTransport::new(bed.server.clone()),
+                Duration::from_millis(800),
+            )))
+            .with_lock_mode(LockMode::Lease)
+            .with_lease_ttl(ttl)
+    };
+    let logout = {
+        let s = store(Duration::from_millis(400));
+        std::thread::spawn(move || s.logout(Revocation::Required))
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    let refreshed = store(Duration::from_secs(10)).access_token();
+    let logout = logout.join().expect("thread");
+    let newest = bed.server.live_grants();
+    assert!(
+        !(newest > 0 && !bed.path.exists()),
+        "a live grant remains at the server but the session is gone locally\nlogout: {logout:?}\nrefresh: {refreshed:?}"
+    );
+}
