@@ -359,3 +359,63 @@ fn review_logout_under_a_lost_lease_never_deletes_a_newer_session_it_did_not_rev
         "a live grant remains at the server but the session is gone locally\nlogout: {logout:?}\nrefresh: {refreshed:?}"
     );
 }
+
+/// Issue 9 H / README: "With `--json`, a failure is one object on stdout too". A usage error
+/// that clap detects (an unknown lock mode, a bad flag value) prints clap's text on stderr and
+/// nothing on stdout.
+#[cfg(feature = "cli")]
+#[test]
+fn review_json_usage_errors_are_one_object_on_stdout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("session.json");
+    for args in [
+        &["--json", "--lock", "sideways", "status"][..],
+        &["--json", "--margin", "soon", "token"][..],
+    ] {
+        let out = crate::common::credlock(&store, args).output().expect("run");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let parsed: Result<serde_json::Value, _> = serde_json::from_slice(&out.stdout);
+        assert!(
+            parsed.as_ref().is_ok_and(|v| v["error"]["exit_code"] == 2),
+            "{args:?}: stdout {:?}, stderr {:?}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Invariant 8 ("a 2xx that carries a rotated refresh token reaches disk before anything
+/// else happens") against the save fence: a holder whose lease ran out while its request was
+/// in flight gets the rotated token and refuses to save it (`NotSaved { LeaseLost }`). The
+/// stored token is consumed; the next holder's refresh with it is refused (a server that
+/// refuses reuse without revoking the grant) and its compare-and-delete removes the session,
+/// although the grant is alive and the fenced holder had its live refresh token in hand.
+/// Saving it (the fence is no reason to drop a token the server already rotated) would have
+/// let the next holder adopt it.
+#[test]
+fn review_a_fenced_holder_still_saves_the_refresh_token_the_server_rotated() {
+    let bed = Arc::new(Bed::with_latency(
+        ReusePolicy::RejectOnly,
+        Duration::from_millis(800),
+    ));
+    bed.seed_expired();
+    let make = {
+        let bed = Arc::clone(&bed);
+        move |ttl: Duration| {
+            bed.store()
+                .with_lock_mode(LockMode::Lease)
+                .with_lease_ttl(ttl)
+        }
+    };
+    let first = {
+        let store = make(Duration::from_millis(400));
+        std::thread::spawn(move || store.access_token())
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    let second = make(Duration::from_secs(10)).access_token();
+    let first = first.join().expect("thread");
+    assert!(
+        !(bed.server.live_grants() > 0 && !bed.path.exists()),
+        "the grant is alive at the server but the session was deleted\nfirst: {first:?}\nsecond: {second:?}"
+    );
+}
