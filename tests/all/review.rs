@@ -445,3 +445,14 @@ fn review_a_session_credlock_saved_is_one_it_can_read_back() {
         "the saved file ({size} bytes) cannot be read back: {reread:?}"
     );
 }
+
+/// Endpoint errors go through `display_url`, which hides user information only after a
+/// `://`. A URL typed with one slash (`https:/user:pw@host/…`) is refused, and the refusal
+/// quotes the password.
+#[test]
+fn review_an_endpoint_error_never_quotes_a_password() {
+    let url = "https:/me:hunter2-endpoint-pw@auth.example.com/token";
+    let err = Client::new(url, "cli", credlock::ClientAuth::None).unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains("hunter2-endpoint-pw"), "{shown}");
+}
