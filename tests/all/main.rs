@@ -29,6 +29,7 @@ mod profiles;
 #[cfg(feature = "cli")]
 mod proxy;
 mod readers;
+mod review;
 mod refresh;
 mod secrets;
 #[cfg(all(unix, feature = "cli"))]
