@@ -29,8 +29,8 @@ mod profiles;
 #[cfg(feature = "cli")]
 mod proxy;
 mod readers;
-mod review;
 mod refresh;
+mod review;
 mod secrets;
 #[cfg(all(unix, feature = "cli"))]
 mod tools_docker;

@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use credlock::testing::{Failure, ReusePolicy};
 use credlock::{
-    Client, FormRequest, HttpResponse, LockMode, LoggedOut, Revocation, Session, Store,
-    Transport, TransportError,
+    Client, FormRequest, HttpResponse, LockMode, LoggedOut, Revocation, Session, Store, Transport,
+    TransportError,
 };
 
 use crate::common::{Bed, TOKEN_ENDPOINT};
@@ -158,7 +158,9 @@ fn review_a_lock_free_reader_never_sees_no_session_while_a_file_is_put_back() {
         .collect();
     for s in &stale {
         setter.save(s).expect("re-arm with a stale session");
-        loser.access_token().expect("the winner's session is adopted");
+        loser
+            .access_token()
+            .expect("the winner's session is adopted");
         if none_seen.load(Ordering::Relaxed) > 0 {
             break;
         }
@@ -181,12 +183,10 @@ fn review_a_lock_free_reader_never_sees_no_session_while_a_file_is_put_back() {
 fn session_with_password_in_endpoint(bed: &Bed) -> (Vec<u8>, &'static str) {
     const PASSWORD: &str = "hunter2-endpoint-pw";
     let session = bed.server.seed_session(TOKEN_ENDPOINT).expect("seed");
-    let json = String::from_utf8(session.to_json())
-        .expect("utf8")
-        .replace(
-            TOKEN_ENDPOINT,
-            "https://me:hunter2-endpoint-pw@auth.example.com/token",
-        );
+    let json = String::from_utf8(session.to_json()).expect("utf8").replace(
+        TOKEN_ENDPOINT,
+        "https://me:hunter2-endpoint-pw@auth.example.com/token",
+    );
     (json.into_bytes(), PASSWORD)
 }
 
@@ -241,7 +241,10 @@ fn review_a_rotated_refresh_token_survives_a_body_serde_json_refuses() {
             .into_boxed_slice(),
     );
     let cases: [(&str, &'static [u8]); 3] = [
-        ("a vendor field 1e400 (ext_expires_in)", br#","ext_expires_in":1e400"#),
+        (
+            "a vendor field 1e400 (ext_expires_in)",
+            br#","ext_expires_in":1e400"#,
+        ),
         ("a Latin-1 byte in a vendor field", b",\"name\":\"Jos\xe9\""),
         ("a claim nested 200 deep", nested),
     ];
@@ -257,7 +260,11 @@ fn review_a_rotated_refresh_token_survives_a_body_serde_json_refuses() {
             lost.push(format!("{what}: first {first:?}, then {next:?}"));
         }
     }
-    assert!(lost.is_empty(), "rotated refresh token dropped:\n{}", lost.join("\n"));
+    assert!(
+        lost.is_empty(),
+        "rotated refresh token dropped:\n{}",
+        lost.join("\n")
+    );
 }
 
 /// Invariant 2 under the lease (issue 9 B: "two holders never refresh at once"). The fence
@@ -434,7 +441,11 @@ fn review_a_session_credlock_saved_is_one_it_can_read_back() {
         let ones = vec![serde_json::json!(1); 110_000];
         m.insert("groups".into(), serde_json::json!({ "ids": [ones] }));
         let body = serde_json::to_vec(&m).expect("json");
-        assert!(body.len() < 256 * 1024, "within the transport's cap: {}", body.len());
+        assert!(
+            body.len() < 256 * 1024,
+            "within the transport's cap: {}",
+            body.len()
+        );
         body
     });
     bed.store().access_token().expect("refreshed and saved");
