@@ -95,6 +95,7 @@ pub mod filesystem;
 mod http;
 mod lease;
 mod lock;
+pub mod login;
 mod oauth;
 mod plan;
 mod secret;
@@ -113,6 +114,7 @@ pub use filesystem::FsKind;
 pub use http::{HttpResponse, Transport, TransportError, UreqTransport};
 pub use lease::{Holder, LeaseRecord, lease_path_for};
 pub use lock::lock_path_for;
+pub use login::{DeviceCode, Endpoints, Flow, Login};
 pub use oauth::{
     FormRequest, OAuthError, OAuthErrorCode, ResponseError, TokenResponse, base64,
     describe_json_error, form_urldecode, form_urlencode,
@@ -122,5 +124,5 @@ pub use secret::Secret;
 pub use session::{Client, ClientAuth, SESSION_FORMAT_VERSION, Session};
 pub use store::{
     AccessToken, DEFAULT_LEASE_TTL, DEFAULT_LOCK_TIMEOUT, DEFAULT_MARGIN, DEFAULT_POLL_SCHEDULE,
-    LockMode, LoggedOut, Revocation, Store,
+    LockMode, LoggedIn, LoggedOut, Revocation, Store,
 };

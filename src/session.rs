@@ -250,6 +250,17 @@ impl Session {
         self
     }
 
+    /// The OpenID Connect ID token the login (or the last refresh) returned, if any, as sent.
+    ///
+    /// credlock does **not** validate it: neither its signature, nor `iss`, `aud`, `exp` or
+    /// `nonce`. It came straight from the token endpoint over a checked connection, which is
+    /// what OIDC Core §3.1.3.7 allows for skipping the signature check, but the claims
+    /// are for display only; an API that trusts them must validate the token itself.
+    #[must_use]
+    pub fn id_token(&self) -> Option<&str> {
+        self.extra.get("id_token").and_then(serde_json::Value::as_str)
+    }
+
     /// The client this session belongs to.
     #[must_use]
     pub fn client(&self) -> &Client {
