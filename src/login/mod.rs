@@ -261,6 +261,14 @@ impl Login {
             out.push(("resource".to_owned(), r.clone()));
         }
         out.extend(self.params.iter().cloned());
+        // OIDC Core §11: offline access is granted only after consent, and servers (such as
+        // node-oidc-provider) drop `offline_access` from a request without `prompt=consent`.
+        let offline = self
+            .scope()
+            .is_some_and(|s| s.split(' ').any(|x| x == OFFLINE_ACCESS));
+        if offline && !out.iter().any(|(k, _)| k == "prompt") {
+            out.push(("prompt".to_owned(), "consent".to_owned()));
+        }
         out
     }
 

@@ -211,6 +211,7 @@ fn paste_sends_pkce_s256_and_exchanges_the_code_with_its_verifier() {
     assert_eq!(param(&q, "scope"), "openid offline_access");
     assert_eq!(param(&q, "audience"), "api://x");
     assert_eq!(param(&q, "prompt"), "consent");
+    assert_eq!(q.iter().filter(|(k, _)| k == "prompt").count(), 1);
     assert!(param(&q, "state").len() >= 32);
     assert_eq!(t.posts_sent(), 0, "nothing is exchanged without a code");
 

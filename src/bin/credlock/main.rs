@@ -19,6 +19,7 @@ macro_rules! outln {
 mod bench;
 mod commands;
 mod doctor;
+mod login;
 mod race;
 
 use std::path::PathBuf;
@@ -64,7 +65,15 @@ enum Command {
         /// unless another process already has (N callers reporting it cause one refresh).
         #[arg(long)]
         rejected_on_stdin: bool,
+        /// When the session needs a login (none stored, or the grant is gone), log in first
+        /// with the login flags below: one login across all processes asking at once.
+        #[arg(long, conflicts_with = "rejected_on_stdin")]
+        login: bool,
+        #[command(flatten)]
+        login_args: Box<login::LoginArgs>,
     },
+    /// Log in (device flow, browser with PKCE, or paste) and save the session.
+    Login(login::LoginArgs),
     /// Describe the stored session without printing any secret.
     Status,
     /// Store an RFC 6749 token response read from stdin as the session (after a login).
@@ -165,7 +174,15 @@ fn main() -> ExitCode {
         verbose: cli.verbose,
     };
     let result = match cli.command {
-        Command::Token { rejected_on_stdin } => commands::token(&global, rejected_on_stdin),
+        Command::Token {
+            login: true,
+            login_args,
+            ..
+        } => login::token(&global, &login_args),
+        Command::Token {
+            rejected_on_stdin, ..
+        } => commands::token(&global, rejected_on_stdin),
+        Command::Login(args) => login::login(&global, &args),
         Command::Status => commands::status(&global),
         Command::Import(args) => commands::import(&global, &args),
         Command::Logout { revoke } => commands::logout(&global, revoke),
