@@ -231,7 +231,9 @@ pub enum Error {
     /// The browser redirect carried a `state` other than the one this login sent: it does
     /// not answer this login (a stale tab, or a forged redirect). Nothing was exchanged or
     /// stored.
-    #[error("the redirect to the login's loopback address carried the wrong state (not this login's request: a stale browser tab, or a forged redirect); nothing was stored")]
+    #[error(
+        "the redirect to the login's loopback address carried the wrong state (not this login's request: a stale browser tab, or a forged redirect); nothing was stored"
+    )]
     LoginStateMismatch,
 
     /// The authorization server refused a login request (the device authorization request,

@@ -252,13 +252,14 @@ impl Session {
 
     /// The OpenID Connect ID token the login (or the last refresh) returned, if any, as sent.
     ///
-    /// credlock does **not** validate it: neither its signature, nor `iss`, `aud`, `exp` or
-    /// `nonce`. It came straight from the token endpoint over a checked connection, which is
-    /// what OIDC Core §3.1.3.7 allows for skipping the signature check, but the claims
-    /// are for display only; an API that trusts them must validate the token itself.
+    /// credlock does **not** validate it: not its signature, nor `iss`, `aud`, `exp`,
+    /// `iat` or `nonce`. It is kept as the token endpoint sent it; whoever relies on its
+    /// claims must validate it first.
     #[must_use]
     pub fn id_token(&self) -> Option<&str> {
-        self.extra.get("id_token").and_then(serde_json::Value::as_str)
+        self.extra
+            .get("id_token")
+            .and_then(serde_json::Value::as_str)
     }
 
     /// The client this session belongs to.

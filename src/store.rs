@@ -576,9 +576,8 @@ impl Store {
         login: impl FnOnce() -> Result<Session, Error>,
     ) -> Result<LoggedIn, Error> {
         let before = self.load()?;
-        let refresh_token = |s: &Option<Session>| {
-            s.as_ref().map(|s| s.refresh_token().secret().to_owned())
-        };
+        let refresh_token =
+            |s: &Option<Session>| s.as_ref().map(|s| s.refresh_token().secret().to_owned());
         let seen = refresh_token(&before);
         let appeared = move || {
             self.load()
@@ -944,19 +943,14 @@ impl Store {
         if !use_lease {
             return Ok(Locked::Ran(critical()));
         }
-        lease::with_lease(
-            &self.lease_path,
-            ttl,
-            wait,
-            adopt,
-            critical,
-        )
-        .map_err(|failure| match failure {
-            LeaseFailure::Timeout(waited) => Error::LockTimeout {
-                lock_path: self.lease_path.clone(),
-                waited,
-            },
-            LeaseFailure::Io(e) => e,
+        lease::with_lease(&self.lease_path, ttl, wait, adopt, critical).map_err(|failure| {
+            match failure {
+                LeaseFailure::Timeout(waited) => Error::LockTimeout {
+                    lock_path: self.lease_path.clone(),
+                    waited,
+                },
+                LeaseFailure::Io(e) => e,
+            }
         })
     }
 

@@ -16,10 +16,12 @@ use std::process::{Command, Stdio};
 /// The command could not be started. The caller should then show the URL and keep waiting:
 /// the user can open it by hand.
 pub fn open_browser(url: &str) -> std::io::Result<()> {
-    let mut command = match std::env::var("BROWSER")
-        .ok()
-        .and_then(|b| b.split(':').map(str::trim).find(|c| !c.is_empty()).map(str::to_owned))
-    {
+    let mut command = match std::env::var("BROWSER").ok().and_then(|b| {
+        b.split(':')
+            .map(str::trim)
+            .find(|c| !c.is_empty())
+            .map(str::to_owned)
+    }) {
         Some(browser) => from_template(&browser, url)?,
         None => platform_opener(url),
     };
@@ -79,10 +81,16 @@ mod tests {
     #[test]
     fn a_template_places_the_url_at_percent_s_or_last() {
         let c = from_template("firefox --new-tab", "https://a/b?c=d").unwrap();
-        let args: Vec<_> = c.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let args: Vec<_> = c
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         assert_eq!(args, ["--new-tab", "https://a/b?c=d"]);
         let c = from_template("sh -c echo %s", "https://x").unwrap();
-        let args: Vec<_> = c.get_args().map(|a| a.to_string_lossy().into_owned()).collect();
+        let args: Vec<_> = c
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
         assert_eq!(args, ["-c", "echo", "https://x"]);
         assert!(from_template("   ", "u").is_err());
     }

@@ -67,10 +67,13 @@ impl Login {
 
     /// The authorization URL, its random `state` and the PKCE pair.
     fn authorization_url(&self, redirect_uri: &str) -> Result<(String, String, Pkce), Error> {
-        let endpoint = self.endpoints.authorization().ok_or_else(|| Error::LoginUnsupported {
-            issuer: self.endpoints.name(),
-            reason: "it has no authorization endpoint; use the device flow".to_owned(),
-        })?;
+        let endpoint = self
+            .endpoints
+            .authorization()
+            .ok_or_else(|| Error::LoginUnsupported {
+                issuer: self.endpoints.name(),
+                reason: "it has no authorization endpoint; use the device flow".to_owned(),
+            })?;
         let state = random_urlsafe(24)?;
         let pkce = Pkce::new()?;
         let mut params = vec![
@@ -111,10 +114,16 @@ impl Login {
             }
         };
         let mut request = FormRequest::for_client(&self.client, self.endpoints.token());
-        request.form.insert(0, ("grant_type", Secret::new("authorization_code")));
+        request
+            .form
+            .insert(0, ("grant_type", Secret::new("authorization_code")));
         request.form.insert(1, ("code", Secret::new(code)));
-        request.form.insert(2, ("redirect_uri", Secret::new(redirect_uri)));
-        request.form.insert(3, ("code_verifier", pkce.verifier.clone()));
+        request
+            .form
+            .insert(2, ("redirect_uri", Secret::new(redirect_uri)));
+        request
+            .form
+            .insert(3, ("code_verifier", pkce.verifier.clone()));
         let now = self.clock.now();
         match token::post(self.transport.as_ref(), &request, now, token::parse_tokens)? {
             Answer::Ok(tokens) => self.session_from(tokens, now),

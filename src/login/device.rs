@@ -60,13 +60,17 @@ impl Login {
         let started = self.clock.now();
         let mut request = FormRequest::for_client(&self.client, endpoint);
         self.add_scope_and_targets(&mut request);
-        let (code, device_code, mut interval) =
-            match token::post(self.transport.as_ref(), &request, started, parse_authorization)? {
-                Answer::Ok(parsed) => parsed,
-                Answer::Refused { status, oauth } => {
-                    return Err(token::refused(endpoint, status, oauth));
-                }
-            };
+        let (code, device_code, mut interval) = match token::post(
+            self.transport.as_ref(),
+            &request,
+            started,
+            parse_authorization,
+        )? {
+            Answer::Ok(parsed) => parsed,
+            Answer::Refused { status, oauth } => {
+                return Err(token::refused(endpoint, status, oauth));
+            }
+        };
         let expires_at = started + code.expires_in;
         let deadline = started + self.deadline;
         show(&code);
@@ -75,18 +79,23 @@ impl Login {
             let stop = expires_at.min(deadline);
             let now = self.clock.now();
             if now + interval > stop {
-                self.clock.sleep(stop.duration_since(now).unwrap_or_default());
+                self.clock
+                    .sleep(stop.duration_since(now).unwrap_or_default());
                 return Err(Error::LoginExpired {
                     what: if expires_at <= deadline {
                         "the device code expired before it was approved".to_owned()
                     } else {
-                        format!("no approval within the login deadline of {} s", self.deadline.as_secs())
+                        format!(
+                            "no approval within the login deadline of {} s",
+                            self.deadline.as_secs()
+                        )
                     },
                 });
             }
             self.clock.sleep(interval);
             let mut poll = FormRequest::for_client(&self.client, self.endpoints.token());
-            poll.form.insert(0, ("grant_type", Secret::new(DEVICE_GRANT)));
+            poll.form
+                .insert(0, ("grant_type", Secret::new(DEVICE_GRANT)));
             poll.form.insert(1, ("device_code", device_code.clone()));
             let now = self.clock.now();
             let answer = token::post(self.transport.as_ref(), &poll, now, token::parse_tokens);
@@ -118,7 +127,11 @@ fn parse_authorization(body: &[u8]) -> Result<(DeviceCode, Secret, Duration), St
     let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
         return Err("the body is not a JSON object".to_owned());
     };
-    let text = |key: &str| map.get(key).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let text = |key: &str| {
+        map.get(key)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
     let device_code = text("device_code").ok_or("no device_code")?;
     let user_code = text("user_code").ok_or("no user_code")?;
     // Google's early implementation spelled it verification_url.
@@ -128,7 +141,12 @@ fn parse_authorization(body: &[u8]) -> Result<(DeviceCode, Secret, Duration), St
     let seconds = |key: &str| map.get(key).and_then(Value::as_u64);
     let expires_in = seconds("expires_in").ok_or("no expires_in")?;
     let interval = seconds("interval").map_or(DEFAULT_INTERVAL, Duration::from_secs);
-    let printable = |s: &str| s.chars().filter(|c| !c.is_control()).take(2048).collect::<String>();
+    let printable = |s: &str| {
+        s.chars()
+            .filter(|c| !c.is_control())
+            .take(2048)
+            .collect::<String>()
+    };
     Ok((
         DeviceCode {
             user_code: printable(user_code),

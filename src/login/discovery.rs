@@ -52,10 +52,7 @@ impl Endpoints {
     ///
     /// # Errors
     /// As [`Endpoints::new`].
-    pub fn with_device_authorization(
-        mut self,
-        url: impl Into<String>,
-    ) -> Result<Endpoints, Error> {
+    pub fn with_device_authorization(mut self, url: impl Into<String>) -> Result<Endpoints, Error> {
         self.device_authorization = Some(checked(url.into())?);
         Ok(self)
     }
@@ -104,7 +101,10 @@ impl Endpoints {
         })
     }
 
-    fn from_metadata(issuer: &str, doc: &serde_json::Map<String, Value>) -> Result<Endpoints, Error> {
+    fn from_metadata(
+        issuer: &str,
+        doc: &serde_json::Map<String, Value>,
+    ) -> Result<Endpoints, Error> {
         let unsupported = |reason: String| Error::LoginUnsupported {
             issuer: display_url(issuer),
             reason,
@@ -130,12 +130,15 @@ impl Endpoints {
         if let Some(u) = url("revocation_endpoint") {
             endpoints = endpoints.with_revocation(u)?;
         }
-        endpoints.scopes_supported = doc.get("scopes_supported").and_then(Value::as_array).map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        });
+        endpoints.scopes_supported =
+            doc.get("scopes_supported")
+                .and_then(Value::as_array)
+                .map(|a| {
+                    a.iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                });
         Ok(endpoints)
     }
 
@@ -241,16 +244,25 @@ mod tests {
         let e = Endpoints::discover(ISSUER, &t).unwrap();
         assert_eq!(e.token(), "https://id.example/token");
         assert_eq!(e.authorization(), Some("https://id.example/auth"));
-        assert_eq!(e.device_authorization(), Some("https://id.example/device/auth"));
+        assert_eq!(
+            e.device_authorization(),
+            Some("https://id.example/device/auth")
+        );
         assert_eq!(e.revocation(), Some("https://id.example/revoke"));
         assert_eq!(e.advertises_scope("offline_access"), Some(true));
-        assert_eq!(t.urls(), ["https://id.example/.well-known/openid-configuration"]);
+        assert_eq!(
+            t.urls(),
+            ["https://id.example/.well-known/openid-configuration"]
+        );
     }
 
     #[test]
     fn discovery_falls_back_to_rfc_8414_inserted_before_the_path() {
         let issuer = "https://id.example/tenant";
-        let body = doc("").replace(r#""issuer":"https://id.example""#, r#""issuer":"https://id.example/tenant""#);
+        let body = doc("").replace(
+            r#""issuer":"https://id.example""#,
+            r#""issuer":"https://id.example/tenant""#,
+        );
         let t = Scripted::new().get(404, "not found").get(200, &body);
         let e = Endpoints::discover(issuer, &t).unwrap();
         assert_eq!(e.issuer(), Some(issuer));
@@ -272,16 +284,26 @@ mod tests {
         ));
         let down = Scripted::new().get(503, "");
         let e = Endpoints::discover(ISSUER, &down).unwrap_err();
-        assert!(matches!(e, Error::LoginUnavailable { .. }) && e.is_transient(), "{e}");
+        assert!(
+            matches!(e, Error::LoginUnavailable { .. }) && e.is_transient(),
+            "{e}"
+        );
         let offline = Scripted::new().get_fails();
-        assert!(Endpoints::discover(ISSUER, &offline).unwrap_err().is_transient());
+        assert!(
+            Endpoints::discover(ISSUER, &offline)
+                .unwrap_err()
+                .is_transient()
+        );
         let other = Scripted::new().get(200, &doc("").replace(ISSUER, "https://evil.example"));
         let e = Endpoints::discover(ISSUER, &other).unwrap_err();
         assert!(e.to_string().contains("another issuer"), "{e}");
         assert!(e.is_configuration());
         let insecure = Scripted::new().get(
             200,
-            &doc("").replace(r#""https://id.example/token""#, r#""http://id.example/token""#),
+            &doc("").replace(
+                r#""https://id.example/token""#,
+                r#""http://id.example/token""#,
+            ),
         );
         assert!(matches!(
             Endpoints::discover(ISSUER, &insecure),

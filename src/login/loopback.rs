@@ -77,10 +77,16 @@ impl Loopback {
 }
 
 /// One HTTP request on the listener; `None` when it was not the callback.
-fn handle(mut stream: TcpStream, state: &str, deadline: Instant) -> Option<Result<Redirect, Error>> {
+fn handle(
+    mut stream: TcpStream,
+    state: &str,
+    deadline: Instant,
+) -> Option<Result<Redirect, Error>> {
     let _ = stream.set_nonblocking(false);
     let left = deadline.saturating_duration_since(Instant::now());
-    let _ = stream.set_read_timeout(Some(left.clamp(Duration::from_millis(100), Duration::from_secs(5))));
+    let _ = stream.set_read_timeout(Some(
+        left.clamp(Duration::from_millis(100), Duration::from_secs(5)),
+    ));
     let Some(target) = read_request_target(&mut stream) else {
         respond(&mut stream, "400 Bad Request", "Bad request.");
         return None;
@@ -170,10 +176,15 @@ mod tests {
         };
         assert!(fav_page.starts_with("HTTP/1.1 404"), "{fav_page}");
         let cb = in_thread("/callback?code=c-1&state=s1", port);
-        let r = lb.wait("s1", Instant::now() + Duration::from_secs(5)).unwrap();
+        let r = lb
+            .wait("s1", Instant::now() + Duration::from_secs(5))
+            .unwrap();
         assert!(matches!(r, Redirect::Code(ref c) if c == "c-1"), "{r:?}");
         assert!(cb.join().unwrap().contains("Signed in"));
-        assert_eq!(lb.redirect_uri(), format!("http://127.0.0.1:{port}/callback"));
+        assert_eq!(
+            lb.redirect_uri(),
+            format!("http://127.0.0.1:{port}/callback")
+        );
     }
 
     #[test]
@@ -188,8 +199,13 @@ mod tests {
     #[test]
     fn an_error_redirect_is_reported() {
         let lb = Loopback::bind(0).unwrap();
-        let cb = in_thread("/callback?error=access_denied&error_description=no+way&state=s1", lb.port);
-        let r = lb.wait("s1", Instant::now() + Duration::from_secs(5)).unwrap();
+        let cb = in_thread(
+            "/callback?error=access_denied&error_description=no+way&state=s1",
+            lb.port,
+        );
+        let r = lb
+            .wait("s1", Instant::now() + Duration::from_secs(5))
+            .unwrap();
         assert!(
             matches!(r, Redirect::Error { ref code, ref description } if code == "access_denied" && description.as_deref() == Some("no way")),
             "{r:?}"

@@ -40,9 +40,9 @@ mod paste;
 mod pkce;
 #[cfg(test)]
 mod test_transport;
-mod token;
 #[cfg(test)]
 mod tests;
+mod token;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -241,7 +241,9 @@ impl Login {
             request.form.push(("scope", Secret::new(scope)));
         }
         if let Some(audience) = &self.audience {
-            request.form.push(("audience", Secret::new(audience.as_str())));
+            request
+                .form
+                .push(("audience", Secret::new(audience.as_str())));
         }
         for r in &self.resources {
             request.form.push(("resource", Secret::new(r.as_str())));

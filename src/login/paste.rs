@@ -101,9 +101,18 @@ mod tests {
     fn paste_errors_are_typed() {
         assert!(matches!(read(""), Err(Error::LoginAborted { .. })));
         assert!(matches!(read("\n"), Err(Error::LoginAborted { .. })));
-        assert!(matches!(read("http://h/cb?code=q&state=other"), Err(Error::LoginStateMismatch)));
-        assert!(matches!(read("http://h/cb?code=q"), Err(Error::LoginStateMismatch)));
-        assert!(matches!(read("http://h/cb?state=st"), Err(Error::LoginInvalidResponse { .. })));
+        assert!(matches!(
+            read("http://h/cb?code=q&state=other"),
+            Err(Error::LoginStateMismatch)
+        ));
+        assert!(matches!(
+            read("http://h/cb?code=q"),
+            Err(Error::LoginStateMismatch)
+        ));
+        assert!(matches!(
+            read("http://h/cb?state=st"),
+            Err(Error::LoginInvalidResponse { .. })
+        ));
         assert!(matches!(
             read("http://h/cb?error=access_denied&state=st"),
             Ok(Redirect::Error { code, .. }) if code == "access_denied"

@@ -7,12 +7,14 @@ use crate::http::{HttpResponse, Transport, TransportError};
 use crate::oauth::FormRequest;
 
 type Answer = Result<HttpResponse, TransportError>;
+/// A request as sent: its URL and form fields (none for a GET).
+type Sent = (String, Vec<(String, String)>);
 
 #[derive(Debug, Default)]
 pub(crate) struct Scripted {
     gets: Mutex<VecDeque<Answer>>,
     posts: Mutex<VecDeque<Answer>>,
-    sent: Mutex<Vec<(String, Vec<(String, String)>)>>,
+    sent: Mutex<Vec<Sent>>,
 }
 
 fn ok(status: u16, body: &str) -> Answer {
@@ -56,7 +58,12 @@ impl Scripted {
 
     /// Every URL requested, in order.
     pub(crate) fn urls(&self) -> Vec<String> {
-        self.sent.lock().unwrap().iter().map(|(u, _)| u.clone()).collect()
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(u, _)| u.clone())
+            .collect()
     }
 
     /// The form of the `n`th request.
@@ -66,7 +73,12 @@ impl Scripted {
 
     /// How many POSTs were sent.
     pub(crate) fn posts_sent(&self) -> usize {
-        self.sent.lock().unwrap().iter().filter(|(_, f)| !f.is_empty()).count()
+        self.sent
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(_, f)| !f.is_empty())
+            .count()
     }
 }
 

@@ -75,12 +75,27 @@ fn the_device_flow_shows_the_code_polls_and_keeps_the_id_token() {
         Some("https://id.example/device?user_code=ABCD-EFGH")
     );
     assert_eq!(session.id_token(), Some("h.p.s"));
-    assert_eq!(session.client().revocation_endpoint(), Some("https://id.example/revoke"));
-    assert_eq!(session.client().token_endpoint(), "https://id.example/token");
+    assert_eq!(
+        session.client().revocation_endpoint(),
+        Some("https://id.example/revoke")
+    );
+    assert_eq!(
+        session.client().token_endpoint(),
+        "https://id.example/token"
+    );
     let auth = t.form(1);
-    assert!(auth.contains(&("scope".into(), "openid offline_access".into())), "{auth:?}");
+    assert!(
+        auth.contains(&("scope".into(), "openid offline_access".into())),
+        "{auth:?}"
+    );
     let poll = t.form(2);
-    assert_eq!(poll[0], ("grant_type".into(), "urn:ietf:params:oauth:grant-type:device_code".into()));
+    assert_eq!(
+        poll[0],
+        (
+            "grant_type".into(),
+            "urn:ietf:params:oauth:grant-type:device_code".into()
+        )
+    );
     assert_eq!(poll[1], ("device_code".into(), "dc-secret-1".into()));
     assert_eq!(*c.sleeps.lock().unwrap(), [Duration::from_secs(2); 2]);
 }
@@ -94,19 +109,38 @@ fn slow_down_adds_five_seconds_to_this_and_every_later_poll() {
         (200, TOKENS),
     ]);
     device(&login).unwrap();
-    let secs: Vec<u64> = c.sleeps.lock().unwrap().iter().map(Duration::as_secs).collect();
+    let secs: Vec<u64> = c
+        .sleeps
+        .lock()
+        .unwrap()
+        .iter()
+        .map(Duration::as_secs)
+        .collect();
     assert_eq!(secs, [2, 7, 7]);
 }
 
 #[test]
 fn access_denied_and_expired_token_end_the_polling_with_typed_errors() {
-    let (login_d, _, _) = login(&[(200, DEVICE), pending(), (400, r#"{"error":"access_denied","error_description":"user said no"}"#)]);
+    let (login_d, _, _) = login(&[
+        (200, DEVICE),
+        pending(),
+        (
+            400,
+            r#"{"error":"access_denied","error_description":"user said no"}"#,
+        ),
+    ]);
     let e = device(&login_d).unwrap_err();
-    assert!(matches!(e, Error::LoginDenied { .. }) && e.needs_login(), "{e}");
+    assert!(
+        matches!(e, Error::LoginDenied { .. }) && e.needs_login(),
+        "{e}"
+    );
     assert!(e.to_string().contains("user said no"), "{e}");
     let (login_e, _, _) = login(&[(200, DEVICE), (400, r#"{"error":"expired_token"}"#)]);
     let e = device(&login_e).unwrap_err();
-    assert!(matches!(e, Error::LoginExpired { .. }) && e.needs_login(), "{e}");
+    assert!(
+        matches!(e, Error::LoginExpired { .. }) && e.needs_login(),
+        "{e}"
+    );
 }
 
 #[test]
@@ -130,13 +164,19 @@ fn the_device_code_lifetime_and_the_deadline_stop_the_polling() {
 fn refusals_are_classified_as_configuration_or_login() {
     let (l, _, _) = login(&[(401, r#"{"error":"invalid_client"}"#)]);
     let e = device(&l).unwrap_err();
-    assert!(matches!(e, Error::LoginRefused { status: 401, .. }) && e.is_configuration(), "{e}");
+    assert!(
+        matches!(e, Error::LoginRefused { status: 401, .. }) && e.is_configuration(),
+        "{e}"
+    );
     let (l, _, _) = login(&[(400, r#"{"error":"invalid_scope"}"#)]);
     assert!(device(&l).unwrap_err().is_configuration());
     let (l, _, _) = login(&[(200, DEVICE), (400, r#"{"error":"invalid_grant"}"#)]);
     let e = device(&l).unwrap_err();
     assert!(e.needs_login() && !e.is_configuration(), "{e}");
-    let (l, _, _) = login(&[(200, DEVICE), (200, r#"{"access_token":"a","token_type":"Bearer"}"#)]);
+    let (l, _, _) = login(&[
+        (200, DEVICE),
+        (200, r#"{"access_token":"a","token_type":"Bearer"}"#),
+    ]);
     assert!(matches!(device(&l), Err(Error::MissingRefreshToken)));
 }
 
@@ -144,32 +184,64 @@ fn refusals_are_classified_as_configuration_or_login() {
 fn unavailable_and_unusable_answers_are_typed_and_polls_retry_three_times() {
     let (l, _, _) = login(&[(503, "")]);
     let e = device(&l).unwrap_err();
-    assert!(matches!(e, Error::LoginUnavailable { .. }) && e.is_transient(), "{e}");
+    assert!(
+        matches!(e, Error::LoginUnavailable { .. }) && e.is_transient(),
+        "{e}"
+    );
     let (l, _, _) = login(&[(200, "<html>")]);
-    assert!(matches!(device(&l), Err(Error::LoginInvalidResponse { .. })));
+    assert!(matches!(
+        device(&l),
+        Err(Error::LoginInvalidResponse { .. })
+    ));
     let (l, _, _) = login(&[(200, r#"{"device_code":"d"}"#)]);
-    assert!(matches!(device(&l), Err(Error::LoginInvalidResponse { .. })));
+    assert!(matches!(
+        device(&l),
+        Err(Error::LoginInvalidResponse { .. })
+    ));
     let (l, _, _) = login(&[(302, "")]);
-    assert!(matches!(device(&l), Err(Error::LoginInvalidResponse { .. })));
+    assert!(matches!(
+        device(&l),
+        Err(Error::LoginInvalidResponse { .. })
+    ));
     // Three transient poll failures are ridden out; a fourth in a row ends the login.
-    let (l, _, _) = login(&[(200, DEVICE), (502, ""), (500, ""), (503, ""), (200, TOKENS)]);
+    let (l, _, _) = login(&[
+        (200, DEVICE),
+        (502, ""),
+        (500, ""),
+        (503, ""),
+        (200, TOKENS),
+    ]);
     device(&l).unwrap();
     let (l, _, _) = login(&[(200, DEVICE), (502, ""), (500, ""), (503, ""), (504, "")]);
     assert!(device(&l).unwrap_err().is_transient());
     let t = Arc::new(Scripted::new().post_fails());
-    let l = Login::new(Endpoints::new("https://id.example/token").unwrap().with_device_authorization("https://id.example/d").unwrap(), "cli", ClientAuth::None)
-        .unwrap()
-        .with_transport(t);
+    let l = Login::new(
+        Endpoints::new("https://id.example/token")
+            .unwrap()
+            .with_device_authorization("https://id.example/d")
+            .unwrap(),
+        "cli",
+        ClientAuth::None,
+    )
+    .unwrap()
+    .with_transport(t);
     assert!(matches!(device(&l), Err(Error::LoginUnavailable { .. })));
 }
 
 #[test]
 fn flows_without_their_endpoint_are_unsupported() {
-    let bare = Login::new(Endpoints::new("https://id.example/token").unwrap(), "cli", ClientAuth::None)
-        .unwrap()
-        .with_transport(Arc::new(Scripted::new()));
+    let bare = Login::new(
+        Endpoints::new("https://id.example/token").unwrap(),
+        "cli",
+        ClientAuth::None,
+    )
+    .unwrap()
+    .with_transport(Arc::new(Scripted::new()));
     let e = device(&bare).unwrap_err();
-    assert!(matches!(e, Error::LoginUnsupported { .. }) && e.is_configuration(), "{e}");
+    assert!(
+        matches!(e, Error::LoginUnsupported { .. }) && e.is_configuration(),
+        "{e}"
+    );
     let e = bare
         .paste(&mut std::io::Cursor::new(b"code\n".to_vec()), &mut |_| {})
         .unwrap_err();
@@ -203,7 +275,10 @@ fn paste_sends_pkce_s256_and_exchanges_the_code_with_its_verifier() {
             *url.lock().unwrap() = u.to_owned();
         })
         .unwrap_err();
-    assert!(matches!(e, Error::LoginAborted { .. }), "an empty stdin aborts: {e}");
+    assert!(
+        matches!(e, Error::LoginAborted { .. }),
+        "an empty stdin aborts: {e}"
+    );
     let q = query_of(&url.lock().unwrap());
     assert_eq!(param(&q, "response_type"), "code");
     assert_eq!(param(&q, "code_challenge_method"), "S256");
@@ -233,7 +308,10 @@ fn paste_sends_pkce_s256_and_exchanges_the_code_with_its_verifier() {
     let form = t.form(1);
     assert_eq!(form[0], ("grant_type".into(), "authorization_code".into()));
     assert_eq!(form[1], ("code".into(), "the-code".into()));
-    assert_eq!(form[2], ("redirect_uri".into(), "http://127.0.0.1/callback".into()));
+    assert_eq!(
+        form[2],
+        ("redirect_uri".into(), "http://127.0.0.1/callback".into())
+    );
     let verifier = &form[3].1;
     assert_eq!(form[3].0, "code_verifier");
     let challenge = challenge_sent();
@@ -250,7 +328,10 @@ fn challenge_sent() -> String {
 
 /// Stdin fed by the `tell` callback: the first message is the line, the second the challenge
 /// (kept for the assertion).
-struct ChannelLine(std::sync::mpsc::Receiver<String>, Option<std::io::Cursor<Vec<u8>>>);
+struct ChannelLine(
+    std::sync::mpsc::Receiver<String>,
+    Option<std::io::Cursor<Vec<u8>>>,
+);
 
 impl std::io::Read for ChannelLine {
     fn read(&mut self, b: &mut [u8]) -> std::io::Result<usize> {
@@ -268,18 +349,30 @@ impl std::io::Read for ChannelLine {
 #[test]
 fn a_pasted_redirect_with_another_state_or_an_error_exchanges_nothing() {
     for (pasted, want) in [
-        ("http://127.0.0.1/callback?code=c&state=forged\n", "login_state_mismatch"),
-        ("http://127.0.0.1/callback?error=access_denied&state=STATE\n", "login_denied"),
-        ("http://127.0.0.1/callback?error=invalid_scope&state=STATE\n", "login_refused"),
+        (
+            "http://127.0.0.1/callback?code=c&state=forged\n",
+            "login_state_mismatch",
+        ),
+        (
+            "http://127.0.0.1/callback?error=access_denied&state=STATE\n",
+            "login_denied",
+        ),
+        (
+            "http://127.0.0.1/callback?error=invalid_scope&state=STATE\n",
+            "login_refused",
+        ),
     ] {
         let (l, t, _) = login(&[]);
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         let e = l
-            .paste(&mut std::io::BufReader::new(ChannelLine(rx, None)), &mut |u| {
-                let q = query_of(u);
-                let _ = tx.send(pasted.replace("STATE", param(&q, "state")));
-                let _ = tx.send(String::new());
-            })
+            .paste(
+                &mut std::io::BufReader::new(ChannelLine(rx, None)),
+                &mut |u| {
+                    let q = query_of(u);
+                    let _ = tx.send(pasted.replace("STATE", param(&q, "state")));
+                    let _ = tx.send(String::new());
+                },
+            )
             .unwrap_err();
         assert_eq!(e.kind(), want, "{e}");
         assert_eq!(t.posts_sent(), 0);
@@ -288,15 +381,24 @@ fn a_pasted_redirect_with_another_state_or_an_error_exchanges_nothing() {
 
 #[test]
 fn a_refused_exchange_does_not_echo_the_code() {
-    let (l, _, _) = login(&[(400, r#"{"error":"invalid_grant","error_description":"code the-secret-code-xyz is unknown"}"#)]);
+    let (l, _, _) = login(&[(
+        400,
+        r#"{"error":"invalid_grant","error_description":"code the-secret-code-xyz is unknown"}"#,
+    )]);
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let e = l
-        .paste(&mut std::io::BufReader::new(ChannelLine(rx, None)), &mut |_| {
-            let _ = tx.send("the-secret-code-xyz\n".to_owned());
-            let _ = tx.send(String::new());
-        })
+        .paste(
+            &mut std::io::BufReader::new(ChannelLine(rx, None)),
+            &mut |_| {
+                let _ = tx.send("the-secret-code-xyz\n".to_owned());
+                let _ = tx.send(String::new());
+            },
+        )
         .unwrap_err();
-    assert!(matches!(e, Error::LoginRefused { status: 400, .. }) && e.needs_login(), "{e}");
+    assert!(
+        matches!(e, Error::LoginRefused { status: 400, .. }) && e.needs_login(),
+        "{e}"
+    );
     assert!(!e.to_string().contains("the-secret-code"), "{e}");
     assert!(!format!("{e:?}").contains("the-secret-code"), "{e:?}");
 }
@@ -307,10 +409,23 @@ fn new_errors_clone_and_have_distinct_kinds() {
         Error::LoginDenied { description: None },
         Error::LoginExpired { what: "x".into() },
         Error::LoginStateMismatch,
-        Error::LoginRefused { endpoint: "e".into(), status: 400, oauth: None },
-        Error::LoginUnavailable { endpoint: "e".into(), reason: "r".into() },
-        Error::LoginInvalidResponse { endpoint: "e".into(), reason: "r".into() },
-        Error::LoginUnsupported { issuer: "i".into(), reason: "r".into() },
+        Error::LoginRefused {
+            endpoint: "e".into(),
+            status: 400,
+            oauth: None,
+        },
+        Error::LoginUnavailable {
+            endpoint: "e".into(),
+            reason: "r".into(),
+        },
+        Error::LoginInvalidResponse {
+            endpoint: "e".into(),
+            reason: "r".into(),
+        },
+        Error::LoginUnsupported {
+            issuer: "i".into(),
+            reason: "r".into(),
+        },
         Error::LoginAborted { reason: "r".into() },
     ];
     let kinds: std::collections::HashSet<_> = all.iter().map(Error::kind).collect();
@@ -318,6 +433,9 @@ fn new_errors_clone_and_have_distinct_kinds() {
     for e in &all {
         assert_eq!(e.clone().to_string(), e.to_string());
         let classes = [e.needs_login(), e.is_transient(), e.is_configuration()];
-        assert!(classes.iter().filter(|c| **c).count() <= 1, "{e}: {classes:?}");
+        assert!(
+            classes.iter().filter(|c| **c).count() <= 1,
+            "{e}: {classes:?}"
+        );
     }
 }

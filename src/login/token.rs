@@ -49,12 +49,14 @@ pub(crate) fn post<T>(
     })?;
     let status = response.status;
     match status {
-        200..=299 => parse(&response.body)
-            .map(Answer::Ok)
-            .map_err(|reason| Error::LoginInvalidResponse {
-                endpoint,
-                reason: format!("HTTP {status} but {reason}"),
-            }),
+        200..=299 => {
+            parse(&response.body)
+                .map(Answer::Ok)
+                .map_err(|reason| Error::LoginInvalidResponse {
+                    endpoint,
+                    reason: format!("HTTP {status} but {reason}"),
+                })
+        }
         429 | 500..=599 => Err(Error::LoginUnavailable {
             endpoint,
             reason: match response

@@ -16,12 +16,19 @@ fn spawn_browser(dir: &Path, issuer: &str, extra: &[&str]) -> (Child, std::path:
     let store = dir.join("session.json");
     let (script, url_file) = recording_browser(dir);
     let mut cmd = credlock(&store, &["--json", "login", "--browser"]);
-    cmd.args(["--issuer", issuer, "--client-id", "cli-native", "--scope", "openid"])
-        .args(extra)
-        .env("BROWSER", &script)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "--issuer",
+        issuer,
+        "--client-id",
+        "cli-native",
+        "--scope",
+        "openid",
+    ])
+    .args(extra)
+    .env("BROWSER", &script)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     (cmd.spawn().expect("spawn credlock"), url_file)
 }
 
@@ -58,15 +65,26 @@ fn browser_login_with_pkce_and_loopback_redirect_saves_the_session() {
     let dir = tempfile::tempdir().unwrap();
     let (child, url_file) = spawn_browser(dir.path(), &p.issuer, &[]);
     let url = wait_for_file(&url_file, Duration::from_secs(20));
-    assert_eq!(query_param(&url, "code_challenge_method").as_deref(), Some("S256"));
-    assert!(query_param(&url, "redirect_uri").unwrap().starts_with("http://127.0.0.1:"));
+    assert_eq!(
+        query_param(&url, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
+    assert!(
+        query_param(&url, "redirect_uri")
+            .unwrap()
+            .starts_with("http://127.0.0.1:")
+    );
     let mut b = Browser::new();
     let callback = sign_in_to_redirect(&mut b, &p.issuer, &url);
     let landing = b.get(&callback);
     assert_eq!(landing.status, 200);
     assert!(landing.body.contains("Signed in"), "{}", landing.body);
     let out = finish(child, Duration::from_secs(30));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v = json_of(&out);
     assert_eq!(v["logged_in"], true);
     assert_eq!(v["flow"], "browser");
@@ -76,7 +94,10 @@ fn browser_login_with_pkce_and_loopback_redirect_saves_the_session() {
     // The redirect was accepted once: the listener is gone.
     assert!(std::net::TcpStream::connect(callback.split('/').nth(2).unwrap()).is_err());
     let out = finish(
-        credlock(&dir.path().join("session.json"), &["token"]).stdout(Stdio::piped()).spawn().unwrap(),
+        credlock(&dir.path().join("session.json"), &["token"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
         Duration::from_secs(20),
     );
     assert!(out.status.success());
@@ -124,7 +145,10 @@ fn the_user_cancelling_at_the_login_page_exits_3_with_login_denied() {
     let redirected = b.get(&abort);
     let back = b.follow(redirected, &p.issuer);
     let callback = back.location.expect("redirect to the client");
-    assert_eq!(query_param(&callback, "error").as_deref(), Some("access_denied"));
+    assert_eq!(
+        query_param(&callback, "error").as_deref(),
+        Some("access_denied")
+    );
     b.get(&callback);
     let out = finish(child, Duration::from_secs(30));
     assert_eq!(out.status.code(), Some(3));
@@ -154,7 +178,14 @@ fn paste_login_reads_the_redirect_url_from_stdin() {
     let store = dir.path().join("session.json");
     let err = dir.path().join("stderr");
     let mut child = credlock(&store, &["--json", "login", "--paste"])
-        .args(["--issuer", &p.issuer, "--client-id", "cli-native", "--scope", "openid"])
+        .args([
+            "--issuer",
+            &p.issuer,
+            "--client-id",
+            "cli-native",
+            "--scope",
+            "openid",
+        ])
         .env_remove("BROWSER")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -170,13 +201,20 @@ fn paste_login_reads_the_redirect_url_from_stdin() {
         assert!(start.elapsed() < Duration::from_secs(20), "no URL: {text}");
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert_eq!(query_param(&url, "redirect_uri").as_deref(), Some("http://127.0.0.1/callback"));
+    assert_eq!(
+        query_param(&url, "redirect_uri").as_deref(),
+        Some("http://127.0.0.1/callback")
+    );
     let callback = sign_in_to_redirect(&mut Browser::new(), &p.issuer, &url);
     let mut stdin = child.stdin.take().unwrap();
     writeln!(stdin, "{callback}").unwrap();
     drop(stdin);
     let out = finish(child, Duration::from_secs(30));
-    assert!(out.status.success(), "{}", std::fs::read_to_string(&err).unwrap());
+    assert!(
+        out.status.success(),
+        "{}",
+        std::fs::read_to_string(&err).unwrap()
+    );
     let v = json_of(&out);
     assert_eq!(v["flow"], "paste");
     assert_eq!(v["logged_in"], true);

@@ -14,7 +14,15 @@ use crate::login_kit::{Browser, Provider, user_code_in};
 pub fn spawn_device(store: &Path, stderr: &Path, issuer: &str, args: &[&str]) -> Child {
     let mut cmd = credlock(store, &["--json"]);
     cmd.args(args)
-        .args(["--issuer", issuer, "--client-id", "cli-device", "--device", "--scope", "openid"])
+        .args([
+            "--issuer",
+            issuer,
+            "--client-id",
+            "cli-device",
+            "--device",
+            "--scope",
+            "openid",
+        ])
         .env_remove("BROWSER")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -24,7 +32,10 @@ pub fn spawn_device(store: &Path, stderr: &Path, issuer: &str, args: &[&str]) ->
 
 fn json_of(out: &std::process::Output) -> Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!("stdout is not one JSON object ({e}): {:?}", String::from_utf8_lossy(&out.stdout))
+        panic!(
+            "stdout is not one JSON object ({e}): {:?}",
+            String::from_utf8_lossy(&out.stdout)
+        )
     })
 }
 
@@ -40,7 +51,11 @@ fn device_login_approved_in_the_browser_saves_a_session_that_refreshes() {
     let done = Browser::new().approve_device(&p.issuer, &code, false);
     assert!(done.body.contains("Sign-in Success"), "{}", done.body);
     let out = finish(child, Duration::from_secs(30));
-    assert!(out.status.success(), "{}", std::fs::read_to_string(&err).unwrap());
+    assert!(
+        out.status.success(),
+        "{}",
+        std::fs::read_to_string(&err).unwrap()
+    );
     let v = json_of(&out);
     assert_eq!(v["logged_in"], true);
     assert_eq!(v["flow"], "device");
@@ -49,18 +64,38 @@ fn device_login_approved_in_the_browser_saves_a_session_that_refreshes() {
     let stderr = std::fs::read_to_string(&err).unwrap();
     assert!(stderr.contains(&format!("{}/device", p.issuer)), "{stderr}");
     let session = credlock::Store::new(&store).load().unwrap().expect("saved");
-    assert!(session.id_token().is_some_and(|t| t.split('.').count() == 3));
-    assert_eq!(session.client().revocation_endpoint(), Some(format!("{}/token/revocation", p.issuer).as_str()));
+    assert!(
+        session
+            .id_token()
+            .is_some_and(|t| t.split('.').count() == 3)
+    );
+    assert_eq!(
+        session.client().revocation_endpoint(),
+        Some(format!("{}/token/revocation", p.issuer).as_str())
+    );
     {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&store).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
     }
     // The stored session refreshes at the real server.
-    let expired = session.clone().with_expires_at(std::time::SystemTime::now());
+    let expired = session
+        .clone()
+        .with_expires_at(std::time::SystemTime::now());
     credlock::Store::new(&store).save(&expired).unwrap();
-    let out = finish(credlock(&store, &["token"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap(), Duration::from_secs(30));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = finish(
+        credlock(&store, &["token"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(p.stats()["refresh_ok"], 1);
     assert_eq!(p.stats()["device_authorizations"], 1);
 }
@@ -76,7 +111,12 @@ fn device_login_denied_by_the_user_exits_3_with_login_denied_and_stores_nothing(
     let code = user_code_in(&err, Duration::from_secs(20));
     Browser::new().approve_device(&p.issuer, &code, true);
     let out = finish(child, Duration::from_secs(30));
-    assert_eq!(out.status.code(), Some(3), "{}", std::fs::read_to_string(&err).unwrap());
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        std::fs::read_to_string(&err).unwrap()
+    );
     assert_eq!(json_of(&out)["error"]["kind"], "login_denied");
     assert!(!store.exists());
 }
@@ -90,10 +130,18 @@ fn device_code_that_expires_unapproved_exits_3_with_login_expired() {
     let err = dir.path().join("stderr");
     let child = spawn_device(&store, &err, &p.issuer, &["login"]);
     let out = finish(child, Duration::from_secs(30));
-    assert_eq!(out.status.code(), Some(3), "{}", std::fs::read_to_string(&err).unwrap());
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        std::fs::read_to_string(&err).unwrap()
+    );
     let v = json_of(&out);
     assert_eq!(v["error"]["kind"], "login_expired");
-    assert!(v["error"]["message"].as_str().unwrap().contains("expired"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("expired"),
+        "{v}"
+    );
     assert!(!store.exists());
 }
 
@@ -111,7 +159,11 @@ fn slow_down_makes_the_client_add_five_seconds_and_the_login_still_succeeds() {
     std::thread::sleep(Duration::from_millis(2500));
     Browser::new().approve_device(&p.issuer, &code, false);
     let out = finish(child, Duration::from_secs(40));
-    assert!(out.status.success(), "{}", std::fs::read_to_string(&err).unwrap());
+    assert!(
+        out.status.success(),
+        "{}",
+        std::fs::read_to_string(&err).unwrap()
+    );
     let stats = p.stats();
     assert_eq!(stats["device_slow_down"], 1, "{stats}");
     assert_eq!(stats["device_grants"], 1, "{stats}");

@@ -139,7 +139,13 @@ impl Browser {
     pub fn post(&mut self, url: &str, form: &[(String, String)]) -> Page {
         let body = form
             .iter()
-            .map(|(k, v)| format!("{}={}", credlock::form_urlencode(k), credlock::form_urlencode(v)))
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    credlock::form_urlencode(k),
+                    credlock::form_urlencode(v)
+                )
+            })
             .collect::<Vec<_>>()
             .join("&");
         let resp = self
@@ -232,7 +238,9 @@ pub fn absolute(base: &str, location: &str) -> String {
 /// The first form's action and its named inputs (value, or empty).
 pub fn form_of(html: &str) -> Option<(String, Vec<(String, String)>)> {
     let start = html.find("<form")?;
-    let end = html[start..].find("</form>").map_or(html.len(), |e| start + e);
+    let end = html[start..]
+        .find("</form>")
+        .map_or(html.len(), |e| start + e);
     let form = &html[start..end];
     let tag_end = form.find('>')?;
     let action = attr(&form[..tag_end], "action")?;
@@ -264,7 +272,10 @@ pub fn recording_browser(dir: &Path) -> (PathBuf, PathBuf) {
     let out = dir.join("browser-url.txt");
     std::fs::write(
         &script,
-        format!("#!/bin/sh\nprintf '%s' \"$1\" > '{}.tmp' && mv '{0}.tmp' '{0}'\n", out.display()),
+        format!(
+            "#!/bin/sh\nprintf '%s' \"$1\" > '{}.tmp' && mv '{0}.tmp' '{0}'\n",
+            out.display()
+        ),
     )
     .expect("write browser script");
     std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
@@ -275,10 +286,10 @@ pub fn recording_browser(dir: &Path) -> (PathBuf, PathBuf) {
 pub fn wait_for_file(path: &Path, limit: Duration) -> String {
     let start = Instant::now();
     loop {
-        if let Ok(s) = std::fs::read_to_string(path) {
-            if !s.is_empty() {
-                return s;
-            }
+        if let Ok(s) = std::fs::read_to_string(path)
+            && !s.is_empty()
+        {
+            return s;
         }
         assert!(start.elapsed() < limit, "{} never appeared", path.display());
         std::thread::sleep(Duration::from_millis(20));
@@ -298,7 +309,11 @@ pub fn user_code_in(path: &Path, limit: Duration) -> String {
         {
             return code;
         }
-        assert!(start.elapsed() < limit, "no user code in {}: {text}", path.display());
+        assert!(
+            start.elapsed() < limit,
+            "no user code in {}: {text}",
+            path.display()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }

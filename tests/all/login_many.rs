@@ -17,7 +17,12 @@ fn eight_processes_needing_a_login_cause_one_login_and_print_the_same_token() {
     let mut stderrs = Vec::new();
     for i in 0..8 {
         let err = dir.path().join(format!("stderr-{i}"));
-        children.push(Reaped(spawn_device(&store, &err, &p.issuer, &["token", "--login"])));
+        children.push(Reaped(spawn_device(
+            &store,
+            &err,
+            &p.issuer,
+            &["token", "--login"],
+        )));
         stderrs.push(err);
     }
     // Exactly one process shows a code; give the others time to (wrongly) start their own.
@@ -36,7 +41,10 @@ fn eight_processes_needing_a_login_cause_one_login_and_print_the_same_token() {
             std::thread::sleep(Duration::from_secs(2));
             break codes[0].clone();
         }
-        assert!(start.elapsed() < Duration::from_secs(30), "no process showed a code");
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no process showed a code"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     Browser::new().approve_device(&p.issuer, &code, false);
@@ -73,7 +81,11 @@ fn eight_processes_needing_a_login_cause_one_login_and_print_the_same_token() {
     assert!(tokens.iter().all(|t| t == &tokens[0]), "{tokens:?}");
     let shown = stderrs
         .iter()
-        .filter(|e| std::fs::read_to_string(e).unwrap_or_default().contains("enter the code"))
+        .filter(|e| {
+            std::fs::read_to_string(e)
+                .unwrap_or_default()
+                .contains("enter the code")
+        })
         .count();
     assert_eq!(shown, 1, "exactly one process logged in");
     let stats = p.stats();

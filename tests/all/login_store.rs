@@ -12,8 +12,12 @@ fn session(n: usize) -> Session {
     let body = format!(
         r#"{{"access_token":"at-{n}","token_type":"Bearer","expires_in":3600,"refresh_token":"rt-{n}"}}"#
     );
-    Session::from_token_response(client, TokenResponse::from_json(body.as_bytes()).unwrap(), SystemTime::now())
-        .unwrap()
+    Session::from_token_response(
+        client,
+        TokenResponse::from_json(body.as_bytes()).unwrap(),
+        SystemTime::now(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -38,7 +42,10 @@ fn sixteen_threads_needing_a_login_run_it_once_and_all_adopt_its_session() {
         })
         .collect();
     let outcomes: Vec<LoggedIn> = crate::common::within(Duration::from_secs(60), move || {
-        handles.into_iter().map(|h| h.join().unwrap().unwrap()).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap().unwrap())
+            .collect()
     });
     assert_eq!(logins.load(Ordering::SeqCst), 1);
     assert_eq!(outcomes.iter().filter(|o| o.logged_in()).count(), 1);
@@ -54,13 +61,20 @@ fn a_failed_login_saves_nothing_and_the_next_caller_logs_in_itself() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::new(dir.path().join("session.json"));
     let e = store
-        .login_with(Duration::from_secs(5), || Err(Error::LoginDenied { description: None }))
+        .login_with(Duration::from_secs(5), || {
+            Err(Error::LoginDenied { description: None })
+        })
         .unwrap_err();
     assert!(matches!(e, Error::LoginDenied { .. }));
     assert!(store.load().unwrap().is_none());
-    let o = store.login_with(Duration::from_secs(5), || Ok(session(7))).unwrap();
+    let o = store
+        .login_with(Duration::from_secs(5), || Ok(session(7)))
+        .unwrap();
     assert!(o.logged_in());
-    assert_eq!(store.load().unwrap().unwrap().refresh_token().secret(), "rt-7");
+    assert_eq!(
+        store.load().unwrap().unwrap().refresh_token().secret(),
+        "rt-7"
+    );
 }
 
 #[test]
@@ -68,9 +82,17 @@ fn an_explicit_login_replaces_the_session_it_found() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::new(dir.path().join("session.json"));
     store.save(&session(1)).unwrap();
-    let o = store.login_with(Duration::from_secs(5), || Ok(session(2))).unwrap();
-    assert!(o.logged_in(), "a fresh session already stored is replaced, not adopted");
-    assert_eq!(store.load().unwrap().unwrap().refresh_token().secret(), "rt-2");
+    let o = store
+        .login_with(Duration::from_secs(5), || Ok(session(2)))
+        .unwrap();
+    assert!(
+        o.logged_in(),
+        "a fresh session already stored is replaced, not adopted"
+    );
+    assert_eq!(
+        store.load().unwrap().unwrap().refresh_token().secret(),
+        "rt-2"
+    );
 }
 
 #[test]
@@ -131,7 +153,9 @@ fn a_login_held_longer_than_the_waiters_patience_times_them_out_transiently() {
             Store::new(&path).login_with(Duration::from_secs(10), || {
                 let _ = started_tx.send(());
                 std::thread::sleep(Duration::from_millis(1500));
-                Err(Error::LoginExpired { what: "test".into() })
+                Err(Error::LoginExpired {
+                    what: "test".into(),
+                })
             })
         })
     };
@@ -140,6 +164,9 @@ fn a_login_held_longer_than_the_waiters_patience_times_them_out_transiently() {
         .with_lock_timeout(Duration::from_millis(100))
         .login_with(Duration::from_millis(200), || Ok(session(9)))
         .unwrap_err();
-    assert!(matches!(e, Error::LockTimeout { .. }) && e.is_transient(), "{e}");
+    assert!(
+        matches!(e, Error::LockTimeout { .. }) && e.is_transient(),
+        "{e}"
+    );
     assert!(holder.join().unwrap().is_err());
 }

@@ -224,7 +224,10 @@ pub fn login(g: &Global, args: &LoginArgs) -> Outcome {
         Ok(outcome) => outcome,
         Err(e @ Error::NotSaved { .. }) => {
             if g.json {
-                outln!("{}", json!({ "logged_in": true, "saved": false, "error": crate::error_json(&e) }))?;
+                outln!(
+                    "{}",
+                    json!({ "logged_in": true, "saved": false, "error": crate::error_json(&e) })
+                )?;
                 return Err(Failure::Reported(e));
             }
             return Err(e.into());
@@ -254,7 +257,10 @@ fn report(g: &Global, outcome: &LoggedIn, flow: Option<Flow>) -> Result<(), Fail
             })
         )?;
     } else if outcome.logged_in() {
-        eprintln!("credlock: logged in; session saved to {}", g.store.display());
+        eprintln!(
+            "credlock: logged in; session saved to {}",
+            g.store.display()
+        );
     } else {
         eprintln!(
             "credlock: another process logged in meanwhile; using its session in {}",
