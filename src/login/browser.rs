@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 /// `$BROWSER` wins when set and not empty: a colon-separated list of commands (as `man 1
 /// xdg-open`'s convention has it), of which the first is used; `%s` in it is replaced by the
 /// URL, else the URL is added as the last argument. Otherwise `xdg-open` (Linux, BSD),
-/// `open` (macOS) or `cmd /c start` (Windows). The browser's output goes nowhere (it must not
+/// `open` (macOS) or `rundll32 url.dll,FileProtocolHandler` (Windows). The browser's output goes nowhere (it must not
 /// reach a script reading credlock's stdout), and the child is reaped in the background.
 ///
 /// # Errors
@@ -63,9 +63,9 @@ fn platform_opener(url: &str) -> Command {
         c.arg(url);
         c
     } else if cfg!(windows) {
-        // `start` is a cmd built-in; its first quoted argument is a window title.
-        let mut c = Command::new("cmd");
-        c.args(["/C", "start", "", url]);
+        // Not `cmd /c start`: cmd would split the URL at its `&`s.
+        let mut c = Command::new("rundll32");
+        c.args(["url.dll,FileProtocolHandler", url]);
         c
     } else {
         let mut c = Command::new("xdg-open");
