@@ -211,6 +211,82 @@ pub enum Error {
         /// The lease file.
         lease_path: PathBuf,
     },
+
+    /// The user or the authorization server refused the login (`access_denied`: the user
+    /// aborted on the device page or cancelled at consent). Nothing was stored.
+    #[error("the login was refused{}; nothing was stored, log in again to retry", description.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    LoginDenied {
+        /// The server's `error_description`, if any (scrubbed, at most 200 characters).
+        description: Option<String>,
+    },
+
+    /// The login was not completed in time: the device code expired (`expired_token`) or
+    /// the login's own deadline passed. Nothing was stored.
+    #[error("the login was not completed in time ({what}); nothing was stored, log in again")]
+    LoginExpired {
+        /// What expired.
+        what: String,
+    },
+
+    /// The browser redirect carried a `state` other than the one this login sent: it does
+    /// not answer this login (a stale tab, or a forged redirect). Nothing was exchanged or
+    /// stored.
+    #[error(
+        "the redirect to the login's loopback address carried the wrong state (not this login's request: a stale browser tab, or a forged redirect); nothing was stored"
+    )]
+    LoginStateMismatch,
+
+    /// The authorization server refused a login request (the device authorization request,
+    /// the code exchange, a device-code poll, or an error in the redirect). A rejected client
+    /// or scope is a configuration error ([`Error::is_configuration`]); anything else asks for
+    /// a new login.
+    #[error("{endpoint} refused the login with HTTP {status}{}; {}", oauth.as_ref().map(|o| format!(" {o}")).unwrap_or_default(), if login_rejects_configuration(*status, oauth.as_ref()) { "check the client's configuration (client id, secret, scopes, grant types)" } else { "log in again" })]
+    LoginRefused {
+        /// The endpoint (or `the authorization endpoint` for an error in the redirect).
+        endpoint: String,
+        /// The HTTP status (302 for an error in the redirect).
+        status: u16,
+        /// The RFC 6749 §5.2 error, if the body held one.
+        oauth: Option<OAuthError>,
+    },
+
+    /// An endpoint of the login could not be reached or is overloaded (network error,
+    /// timeout, 429, 5xx). Try again later.
+    #[error("could not log in at {endpoint}: {reason}; try again later")]
+    LoginUnavailable {
+        /// The endpoint.
+        endpoint: String,
+        /// What happened.
+        reason: String,
+    },
+
+    /// An endpoint of the login answered something unusable (not JSON, the wrong shape, a
+    /// redirect, an oversized body).
+    #[error("{endpoint} sent an unusable response during the login: {reason}")]
+    LoginInvalidResponse {
+        /// The endpoint.
+        endpoint: String,
+        /// What is wrong with it, without quoting it.
+        reason: String,
+    },
+
+    /// The issuer does not support what the login needs: no discovery document, no
+    /// authorization or device authorization endpoint for the flow asked for.
+    #[error("cannot log in with {issuer}: {reason}")]
+    LoginUnsupported {
+        /// The issuer (or the endpoint given).
+        issuer: String,
+        /// What is missing.
+        reason: String,
+    },
+
+    /// The login could not continue on this machine: the loopback port could not be bound,
+    /// the browser could not be started, standard input closed before a code was pasted.
+    #[error("the login could not continue: {reason}")]
+    LoginAborted {
+        /// What happened.
+        reason: String,
+    },
 }
 
 impl Error {
@@ -220,8 +296,14 @@ impl Error {
     #[must_use]
     pub fn needs_login(&self) -> bool {
         match self {
-            Error::NoSession { .. } | Error::SessionExpired { .. } => true,
+            Error::NoSession { .. }
+            | Error::SessionExpired { .. }
+            | Error::LoginDenied { .. }
+            | Error::LoginExpired { .. } => true,
             Error::Rejected { status, oauth, .. } => !rejects_client(*status, oauth.as_ref()),
+            Error::LoginRefused { status, oauth, .. } => {
+                !login_rejects_configuration(*status, oauth.as_ref())
+            }
             _ => false,
         }
     }
@@ -235,8 +317,12 @@ impl Error {
         match self {
             Error::MissingRefreshToken
             | Error::InsecureEndpoint { .. }
-            | Error::InvalidEndpoint { .. } => true,
+            | Error::InvalidEndpoint { .. }
+            | Error::LoginUnsupported { .. } => true,
             Error::Rejected { status, oauth, .. } => rejects_client(*status, oauth.as_ref()),
+            Error::LoginRefused { status, oauth, .. } => {
+                login_rejects_configuration(*status, oauth.as_ref())
+            }
             _ => false,
         }
     }
@@ -252,6 +338,7 @@ impl Error {
                 | Error::LockTimeout { .. }
                 | Error::RevocationUnavailable { .. }
                 | Error::LeaseLost { .. }
+                | Error::LoginUnavailable { .. }
                 | Error::IncompleteRefresh {
                     save_error: None,
                     ..
@@ -283,6 +370,14 @@ impl Error {
             Error::RevocationRefused { .. } => "revocation_refused",
             Error::NotSaved { .. } => "not_saved",
             Error::LeaseLost { .. } => "lease_lost",
+            Error::LoginDenied { .. } => "login_denied",
+            Error::LoginExpired { .. } => "login_expired",
+            Error::LoginStateMismatch => "login_state_mismatch",
+            Error::LoginRefused { .. } => "login_refused",
+            Error::LoginUnavailable { .. } => "login_unavailable",
+            Error::LoginInvalidResponse { .. } => "login_invalid_response",
+            Error::LoginUnsupported { .. } => "login_unsupported",
+            Error::LoginAborted { .. } => "login_aborted",
         }
     }
 
@@ -400,6 +495,35 @@ impl Clone for Error {
             Error::LeaseLost { lease_path } => Error::LeaseLost {
                 lease_path: lease_path.clone(),
             },
+            Error::LoginDenied { description } => Error::LoginDenied {
+                description: description.clone(),
+            },
+            Error::LoginExpired { what } => Error::LoginExpired { what: what.clone() },
+            Error::LoginStateMismatch => Error::LoginStateMismatch,
+            Error::LoginRefused {
+                endpoint,
+                status,
+                oauth,
+            } => Error::LoginRefused {
+                endpoint: endpoint.clone(),
+                status: *status,
+                oauth: oauth.clone(),
+            },
+            Error::LoginUnavailable { endpoint, reason } => Error::LoginUnavailable {
+                endpoint: endpoint.clone(),
+                reason: reason.clone(),
+            },
+            Error::LoginInvalidResponse { endpoint, reason } => Error::LoginInvalidResponse {
+                endpoint: endpoint.clone(),
+                reason: reason.clone(),
+            },
+            Error::LoginUnsupported { issuer, reason } => Error::LoginUnsupported {
+                issuer: issuer.clone(),
+                reason: reason.clone(),
+            },
+            Error::LoginAborted { reason } => Error::LoginAborted {
+                reason: reason.clone(),
+            },
         }
     }
 }
@@ -423,5 +547,17 @@ fn rejects_client(status: u16, oauth: Option<&OAuthError>) -> bool {
                     | OAuthErrorCode::UnauthorizedClient
                     | OAuthErrorCode::UnsupportedGrantType
             )
+        })
+}
+
+/// Whether a refused login is about the client's configuration: a rejected client (as for a
+/// refresh), a scope the client may not ask for, or a grant type it may not use.
+fn login_rejects_configuration(status: u16, oauth: Option<&OAuthError>) -> bool {
+    use crate::oauth::OAuthErrorCode;
+    rejects_client(status, oauth)
+        || oauth.is_some_and(|o| {
+            matches!(o.code, OAuthErrorCode::InvalidScope)
+                || o.code.as_str() == "invalid_target"
+                || o.code.as_str() == "unsupported_response_type"
         })
 }

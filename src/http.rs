@@ -65,6 +65,22 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// [`TransportError`] when there is no response to read.
     fn post_form(&self, request: &FormRequest) -> Result<HttpResponse, TransportError>;
+
+    /// GETs `url` (a discovery document) and returns the response, including 4xx and 5xx.
+    /// No credentials are sent.
+    ///
+    /// The default refuses, so that transports written before logins existed keep compiling;
+    /// a login that needs discovery then reports [`TransportError::Other`].
+    ///
+    /// # Errors
+    /// [`TransportError`] when there is no response to read.
+    fn get(&self, url: &str) -> Result<HttpResponse, TransportError> {
+        let _ = url;
+        Err(TransportError::Other(
+            "this transport does not support GET (discovery); give the endpoints explicitly"
+                .to_owned(),
+        ))
+    }
 }
 
 /// The real transport: blocking ureq 3 with rustls.
@@ -163,7 +179,27 @@ impl Transport for UreqTransport {
         if let Some(auth) = &request.authorization {
             builder = builder.header("Authorization", auth.secret());
         }
-        let mut response = builder.send(request.body().secret()).map_err(map_error)?;
+        let response = builder.send(request.body().secret()).map_err(map_error)?;
+        self.read(response)
+    }
+
+    fn get(&self, url: &str) -> Result<HttpResponse, TransportError> {
+        let response = self
+            .agent_for(url)
+            .get(url)
+            .header("Accept", "application/json")
+            .call()
+            .map_err(map_error)?;
+        self.read(response)
+    }
+}
+
+impl UreqTransport {
+    /// Status, `Retry-After` and the body (bounded) of a response, whatever its status.
+    fn read(
+        &self,
+        mut response: ureq::http::Response<ureq::Body>,
+    ) -> Result<HttpResponse, TransportError> {
         let status = response.status().as_u16();
         let retry_after = response
             .headers()

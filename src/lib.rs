@@ -97,6 +97,7 @@ mod http;
 mod lease;
 mod location;
 mod lock;
+pub mod login;
 mod oauth;
 mod plan;
 mod secret;
@@ -119,6 +120,7 @@ pub use location::{
     session_path_in, validate_profile_name,
 };
 pub use lock::lock_path_for;
+pub use login::{DeviceCode, Endpoints, Flow, Login};
 pub use oauth::{
     FormRequest, OAuthError, OAuthErrorCode, ResponseError, TokenResponse, base64,
     describe_json_error, form_urldecode, form_urlencode,
@@ -128,5 +130,5 @@ pub use secret::Secret;
 pub use session::{Client, ClientAuth, SESSION_FORMAT_VERSION, Session};
 pub use store::{
     AccessToken, DEFAULT_LEASE_TTL, DEFAULT_LOCK_TIMEOUT, DEFAULT_MARGIN, DEFAULT_POLL_SCHEDULE,
-    LockMode, LoggedOut, Revocation, Store,
+    LockMode, LoggedIn, LoggedOut, Revocation, Store,
 };

@@ -250,6 +250,18 @@ impl Session {
         self
     }
 
+    /// The OpenID Connect ID token the login (or the last refresh) returned, if any, as sent.
+    ///
+    /// credlock does **not** validate it: not its signature, nor `iss`, `aud`, `exp`,
+    /// `iat` or `nonce`. It is kept as the token endpoint sent it; whoever relies on its
+    /// claims must validate it first.
+    #[must_use]
+    pub fn id_token(&self) -> Option<&str> {
+        self.extra
+            .get("id_token")
+            .and_then(serde_json::Value::as_str)
+    }
+
     /// The client this session belongs to.
     #[must_use]
     pub fn client(&self) -> &Client {

@@ -135,6 +135,33 @@ pub enum LoggedOut {
     },
 }
 
+/// What [`Store::login_with`] did.
+#[derive(Debug, Clone)]
+#[must_use]
+pub enum LoggedIn {
+    /// This call ran the login and saved its session.
+    Saved(Session),
+    /// Another process's login (or refresh) saved a session while this one waited for the
+    /// guards; this call adopted it and did not log in.
+    Adopted(Session),
+}
+
+impl LoggedIn {
+    /// The session now stored.
+    #[must_use]
+    pub fn session(&self) -> &Session {
+        match self {
+            LoggedIn::Saved(s) | LoggedIn::Adopted(s) => s,
+        }
+    }
+
+    /// Whether this call logged in (rather than adopting another process's session).
+    #[must_use]
+    pub fn logged_in(&self) -> bool {
+        matches!(self, LoggedIn::Saved(_))
+    }
+}
+
 type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
 
 /// One session file shared by any number of processes and threads.
@@ -525,6 +552,69 @@ impl Store {
         }
     }
 
+    /// Runs a login (`login`, such as a [`crate::Login`] flow) under the store's guards and
+    /// saves its session: one login for any number of callers.
+    ///
+    /// The store is read first; then the guards are taken (advisory lock, and the lease
+    /// where the [`LockPlan`] uses one, its time-to-live stretched to cover `deadline`).
+    /// While waiting for them, and again once they are held, a session that differs from
+    /// the one first read (another process's login, or a refresh) ends the wait: it is
+    /// adopted ([`LoggedIn::Adopted`]) and `login` does not run. Otherwise `login` runs
+    /// while the guards are held, so other callers of this method wait for it (up to
+    /// `deadline` plus the lock timeout) and adopt what it saves. A failed login saves
+    /// nothing, releases the guards, and the next waiter runs its own.
+    ///
+    /// # Errors
+    /// - whatever `login` returns; nothing was saved.
+    /// - [`Error::NotSaved`]: the login worked but its session could not be saved (or the
+    ///   lease was lost meanwhile); the error carries the new session.
+    /// - [`Error::LockTimeout`]: another login held the guards for the whole wait.
+    /// - [`Error::Corrupt`] and the other read errors, [`Error::Io`].
+    pub fn login_with(
+        &self,
+        deadline: Duration,
+        login: impl FnOnce() -> Result<Session, Error>,
+    ) -> Result<LoggedIn, Error> {
+        let before = self.load()?;
+        let refresh_token =
+            |s: &Option<Session>| s.as_ref().map(|s| s.refresh_token().secret().to_owned());
+        let seen = refresh_token(&before);
+        let appeared = move || {
+            self.load()
+                .ok()
+                .flatten()
+                .filter(|s| Some(s.refresh_token().secret()) != seen.as_deref())
+        };
+        let wait = deadline.saturating_add(self.lock_timeout);
+        let ttl = self.lease_ttl.max(wait);
+        let critical = || -> Result<LoggedIn, Error> {
+            if let Some(session) = appeared() {
+                self.emit(Event::AdoptedNewerSession {
+                    path: self.path.clone(),
+                });
+                return Ok(LoggedIn::Adopted(session));
+            }
+            let session = login()?;
+            let fenced = lease::Fence::current(&self.lease_path).still_held();
+            match fenced.and_then(|()| crate::atomic::write(&self.path, &session.to_json())) {
+                Ok(()) => Ok(LoggedIn::Saved(session)),
+                Err(e) => Err(Error::NotSaved {
+                    session: Box::new(session),
+                    source: Box::new(e),
+                }),
+            }
+        };
+        match self.guarded_for(wait, ttl, &appeared, critical)? {
+            Locked::Ran(result) => result,
+            Locked::Resolved(session) => {
+                self.emit(Event::AdoptedNewerSession {
+                    path: self.path.clone(),
+                });
+                Ok(LoggedIn::Adopted(session))
+            }
+        }
+    }
+
     /// A valid access token: the stored one if it is valid beyond the margin (no lock, no
     /// request), else one refresh for all the processes that ask at once.
     ///
@@ -782,17 +872,29 @@ impl Store {
         adopt: &dyn Fn() -> Option<R>,
         critical: impl FnOnce() -> T,
     ) -> Result<Locked<T, R>, Error> {
+        self.guarded_for(self.lock_timeout, self.lease_ttl, adopt, critical)
+    }
+
+    /// [`Store::guarded`] with another wait and lease time-to-live (a login holds the guards
+    /// for minutes, not for one request).
+    fn guarded_for<T, R>(
+        &self,
+        wait: Duration,
+        lease_ttl: Duration,
+        adopt: &dyn Fn() -> Option<R>,
+        critical: impl FnOnce() -> T,
+    ) -> Result<Locked<T, R>, Error> {
         let plan = self.lock_plan();
         if plan.degraded {
             self.say_once(&plan.reason);
         }
         if !plan.advisory {
-            return self.leased(plan.lease, adopt, critical);
+            return self.leased(plan.lease, wait, lease_ttl, adopt, critical);
         }
         let mut critical = Some(critical);
         let waited = lock::with_lock(
             &self.lock_path,
-            self.lock_timeout,
+            wait,
             adopt,
             || {
                 self.emit(Event::WaitingForLock {
@@ -800,7 +902,7 @@ impl Store {
                 });
             },
             || match critical.take() {
-                Some(f) => self.leased(plan.lease, adopt, f),
+                Some(f) => self.leased(plan.lease, wait, lease_ttl, adopt, f),
                 None => unreachable!("the critical section runs once"),
             },
         );
@@ -818,7 +920,7 @@ impl Store {
                     "the filesystem refuses locks ({e}); using the lease file instead"
                 ));
                 match critical.take() {
-                    Some(f) => self.leased(true, adopt, f),
+                    Some(f) => self.leased(true, wait, lease_ttl, adopt, f),
                     None => unreachable!("a failed lock never ran the critical section"),
                 }
             }
@@ -833,25 +935,22 @@ impl Store {
     fn leased<T, R>(
         &self,
         use_lease: bool,
+        wait: Duration,
+        ttl: Duration,
         adopt: &dyn Fn() -> Option<R>,
         critical: impl FnOnce() -> T,
     ) -> Result<Locked<T, R>, Error> {
         if !use_lease {
             return Ok(Locked::Ran(critical()));
         }
-        lease::with_lease(
-            &self.lease_path,
-            self.lease_ttl,
-            self.lock_timeout,
-            adopt,
-            critical,
-        )
-        .map_err(|failure| match failure {
-            LeaseFailure::Timeout(waited) => Error::LockTimeout {
-                lock_path: self.lease_path.clone(),
-                waited,
-            },
-            LeaseFailure::Io(e) => e,
+        lease::with_lease(&self.lease_path, ttl, wait, adopt, critical).map_err(|failure| {
+            match failure {
+                LeaseFailure::Timeout(waited) => Error::LockTimeout {
+                    lock_path: self.lease_path.clone(),
+                    waited,
+                },
+                LeaseFailure::Io(e) => e,
+            }
         })
     }
 

@@ -22,6 +22,7 @@ mod doctor;
 mod exec;
 mod formats;
 mod git_credential;
+mod login;
 mod obtain;
 mod profiles;
 mod race;
@@ -79,7 +80,15 @@ enum Command {
         rejected_on_stdin: bool,
         #[command(flatten)]
         tools: formats::TokenArgs,
+        /// When the session needs a login (none stored, or the grant is gone), log in first
+        /// with the login flags below: one login across all processes asking at once.
+        #[arg(long, conflicts_with = "rejected_on_stdin")]
+        login: bool,
+        #[command(flatten)]
+        login_args: Box<login::LoginArgs>,
     },
+    /// Log in (device flow, browser with PKCE, or paste) and save the session.
+    Login(login::LoginArgs),
     /// Describe the stored session without printing any secret.
     Status,
     /// Store an RFC 6749 token response read from stdin as the session (after a login).
@@ -183,13 +192,21 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Token {
+            login: true,
+            login_args,
+            ..
+        } => login::token(&global, &login_args),
+        Command::Token {
             rejected_on_stdin,
             tools,
+            ..
         } if tools.is_plain() => commands::token(&global, rejected_on_stdin),
         Command::Token {
             rejected_on_stdin,
             tools,
+            ..
         } => formats::token(&global, rejected_on_stdin, &tools),
+        Command::Login(args) => login::login(&global, &args),
         Command::Status => commands::status(&global),
         Command::Import(args) => commands::import(&global, &args),
         Command::Logout { revoke } => commands::logout(&global, revoke),
