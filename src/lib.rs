@@ -100,6 +100,7 @@ mod lock;
 pub mod login;
 mod oauth;
 mod plan;
+mod salvage;
 mod secret;
 mod session;
 mod store;

@@ -45,6 +45,18 @@ impl std::fmt::Debug for TokenResponse {
     }
 }
 
+/// The top-level members of a body serde_json refuses as a whole (a number out of range,
+/// invalid UTF-8, deep nesting in a vendor field), each parsed on its own; members that still
+/// do not parse are left out. `None` unless it is an object carrying a token.
+fn salvaged_object(body: &[u8]) -> Option<Map<String, Value>> {
+    let text = String::from_utf8_lossy(body);
+    let map: Map<String, Value> = crate::salvage::top_level_members(&text)?
+        .into_iter()
+        .filter_map(|(key, raw)| Some((key, serde_json::from_str::<Value>(raw).ok()?)))
+        .collect();
+    (map.contains_key("access_token") || map.contains_key("refresh_token")).then_some(map)
+}
+
 /// Why a token response body could not be used. The text never contains the body's values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
@@ -95,12 +107,14 @@ impl TokenResponse {
         {
             Some(Ok(Value::Object(map))) => map,
             Some(Ok(_)) => return Err(unusable(None, "the body is JSON but not an object".into())),
-            Some(Err(e)) => {
-                return Err(unusable(
+            // The server has rotated the refresh token already: a body serde_json refuses for
+            // a field credlock does not read still gives up the ones it does.
+            Some(Err(e)) => salvaged_object(body).ok_or_else(|| {
+                unusable(
                     None,
                     format!("the body is not JSON ({})", describe_json_error(&e)),
-                ));
-            }
+                )
+            })?,
             None => return Err(unusable(None, "the body is empty".into())),
         };
         let refresh_token = match map.remove("refresh_token") {
@@ -593,11 +607,22 @@ pub(crate) fn require_secure_endpoint(url: &str) -> Result<(), Error> {
 
 /// An endpoint as shown in an error: at most 200 characters, without user information (which
 /// may hold a password).
+///
+/// Any `@` before the query or fragment is taken for the end of user information, however
+/// the URL is malformed (`https:/me:pw@host`, no scheme at all): when in doubt, redact. Only
+/// the scheme, if one is recognisable before it, is kept.
 pub(crate) fn display_url(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let shown = match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://[redacted]@{}", &rest[at + 1..]),
+    let head_end = url.find(['?', '#']).unwrap_or(url.len());
+    let shown = match url[..head_end].rfind('@') {
+        Some(at) => {
+            let kept = url
+                .find("://")
+                .map(|i| i + 3)
+                .or_else(|| url.find(':').map(|i| i + 1))
+                .filter(|&end| end <= at)
+                .unwrap_or(0);
+            format!("{}[redacted]@{}", &url[..kept], &url[at + 1..])
+        }
         None => url.to_owned(),
     };
     shown.chars().take(200).collect()
@@ -661,7 +686,9 @@ pub(crate) fn classify(
             },
             Err(Unusable { error, .. }) => Outcome::Unusable(format!("HTTP {status} but {error}")),
         },
-        429 | 500..=599 => Outcome::Unavailable {
+        // 408 Request Timeout and 425 Too Early invite the same request again (RFC 9110
+        // §15.5.9, RFC 8470): transient, like 429 and 5xx, never "log in again".
+        408 | 425 | 429 | 500..=599 => Outcome::Unavailable {
             status,
             retry_after: response
                 .retry_after

@@ -52,7 +52,10 @@ impl ClientAuth {
 }
 
 /// The OAuth client a session belongs to: everything a process needs to refresh it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `Debug` shows the endpoints without any user information (a file written by hand, or by
+/// a credlock from before endpoints were validated, may carry a password there).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Client {
     token_endpoint: String,
     client_id: String,
@@ -61,7 +64,37 @@ pub struct Client {
     revocation_endpoint: Option<String>,
 }
 
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("token_endpoint", &self.token_endpoint_for_display())
+            .field("client_id", &self.client_id)
+            .field("auth", &self.auth)
+            .field(
+                "revocation_endpoint",
+                &self.revocation_endpoint_for_display(),
+            )
+            .finish()
+    }
+}
+
 impl Client {
+    /// The token endpoint as it may be shown (in logs, `credlock status`): without user
+    /// information, at most 200 characters.
+    #[must_use]
+    pub fn token_endpoint_for_display(&self) -> String {
+        crate::oauth::display_url(&self.token_endpoint)
+    }
+
+    /// The revocation endpoint as it may be shown, like
+    /// [`Client::token_endpoint_for_display`].
+    #[must_use]
+    pub fn revocation_endpoint_for_display(&self) -> Option<String> {
+        self.revocation_endpoint
+            .as_deref()
+            .map(crate::oauth::display_url)
+    }
+
     /// A client that refreshes at `token_endpoint` as `client_id`, authenticating with `auth`.
     ///
     /// # Errors
@@ -346,12 +379,20 @@ impl Session {
         }
     }
 
-    /// The session as the bytes of a session file.
+    /// The session as the bytes of a session file: compact JSON (pretty-printing can blow a
+    /// long list in a vendor field up several times over), and always a file credlock reads
+    /// back: should the fields credlock does not model make it larger than a session file may
+    /// be (1 MiB), they are dropped and the tokens kept.
     #[must_use]
     pub fn to_json(&self) -> Vec<u8> {
         // Serialising fails only for maps with non-string keys or failing `Serialize` impls;
         // a session has neither.
-        let mut bytes = serde_json::to_vec_pretty(self).expect("a Session always serialises");
+        let mut bytes = serde_json::to_vec(self).expect("a Session always serialises");
+        if bytes.len() as u64 >= crate::atomic::MAX_FILE_BYTES && !self.extra.is_empty() {
+            let mut lean = self.clone();
+            lean.extra.clear();
+            bytes = serde_json::to_vec(&lean).expect("a Session always serialises");
+        }
         bytes.push(b'\n');
         bytes
     }

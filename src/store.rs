@@ -531,23 +531,24 @@ impl Store {
             path: self.path.clone(),
             reason,
         };
-        let response = self
-            .transport()
-            .post_form(&request)
-            .map_err(|e| unavailable(e.to_string()))?;
+        let secrets_sent = request.secret_values();
+        // Transport errors can quote what the server sent back, the refresh token included.
+        let response = self.transport().post_form(&request).map_err(|e| {
+            unavailable(crate::secret::withheld_if_echoing(
+                &secrets_sent,
+                e.to_string(),
+            ))
+        })?;
         match response.status {
             200 => Ok(()),
-            429 | 500..=599 => Err(unavailable(format!(
+            408 | 425 | 429 | 500..=599 => Err(unavailable(format!(
                 "HTTP {} from the revocation endpoint",
                 response.status
             ))),
             status => Err(Error::RevocationRefused {
                 path: self.path.clone(),
                 status,
-                oauth: crate::oauth::OAuthError::from_json(
-                    &response.body,
-                    &request.secret_values(),
-                ),
+                oauth: crate::oauth::OAuthError::from_json(&response.body, &secrets_sent),
             }),
         }
     }

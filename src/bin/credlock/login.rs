@@ -250,7 +250,7 @@ fn report(g: &Global, outcome: &LoggedIn, flow: Option<Flow>) -> Result<(), Fail
                 "saved": true,
                 "store": g.store,
                 "client_id": s.client().client_id(),
-                "token_endpoint": s.client().token_endpoint(),
+                "token_endpoint": s.client().token_endpoint_for_display(),
                 "scope": s.scope(),
                 "expires_at": s.expires_at().map(rfc3339),
                 "has_id_token": s.id_token().is_some(),

@@ -178,8 +178,13 @@ fn exit_code_for(e: &Error) -> u8 {
 }
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches).map(|cli| (matches, cli)));
+    let (matches, cli) = match parsed {
+        Ok(parsed) => parsed,
+        Err(e) => return usage_error(&e),
+    };
     let (store, profile) = profiles::select(&matches, cli.store, cli.profile);
     let json_output = cli.json;
     let global = Global {
@@ -243,6 +248,35 @@ fn main() -> ExitCode {
         let _ = write_stdout(format_args!("{}", json!({ "error": object })));
     }
     ExitCode::from(code)
+}
+
+/// A command line clap refused: its own text on stderr, and with `--json` anywhere on the
+/// command line also the error object on stdout, as for every other failure. Help and
+/// version requests print as usual and succeed.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    let _ = e.print();
+    if std::env::args_os().any(|a| a == "--json") {
+        let rendered = e.render().to_string();
+        let message = rendered
+            .lines()
+            .next()
+            .unwrap_or("invalid command line")
+            .trim_start_matches("error: ");
+        let _ = write_stdout(format_args!(
+            "{}",
+            json!({ "error": plain_error_json("usage", message, 2) })
+        ));
+    }
+    ExitCode::from(2)
 }
 
 /// The `error` object of `--json` output: kind, message (no secrets: it is the error's
