@@ -206,7 +206,7 @@ pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let mut tmp = create_marked_temp_file(&dir, &name)?;
     tmp.write_all(bytes)
         .map_err(Error::io("write a temp file in", &dir))?;
-    sync_durably(tmp.as_file()).map_err(Error::io("sync a temp file in", &dir))?;
+    crate::durable::sync_durably(tmp.as_file()).map_err(Error::io("sync a temp file in", &dir))?;
     persist_patiently(tmp, path)?;
     sync_dir(&dir)
 }
@@ -541,7 +541,10 @@ fn copy_exclusive(from: &Path, to: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
     let mut file = opts.open(to)?;
-    if let Err(e) = file.write_all(&bytes).and_then(|()| sync_durably(&file)) {
+    if let Err(e) = file
+        .write_all(&bytes)
+        .and_then(|()| crate::durable::sync_durably(&file))
+    {
         // Remove our half-written file, unless a writer has replaced it meanwhile.
         if same_file(&file, to) {
             let _ = std::fs::remove_file(to);
@@ -674,7 +677,7 @@ fn sync_dir(dir: &Path) -> Result<(), Error> {
     #[cfg(unix)]
     {
         File::open(dir)
-            .and_then(|d| sync_durably(&d))
+            .and_then(|d| crate::durable::sync_durably(&d))
             .map_err(Error::io("sync the directory", dir))
     }
     #[cfg(not(unix))]
@@ -707,19 +710,6 @@ pub(crate) fn open_no_follow(path: &Path, write: bool) -> std::io::Result<File> 
             .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT);
     }
     opts.open(path)
-}
-
-/// Flushes `file` to stable storage. On macOS `fsync` only reaches the drive's cache;
-/// `F_FULLFSYNC` asks the drive to flush it too (falling back to `fsync` where the filesystem
-/// refuses it, as some network filesystems do).
-pub(crate) fn sync_durably(file: &File) -> std::io::Result<()> {
-    #[cfg(target_vendor = "apple")]
-    {
-        if rustix::fs::fcntl_fullfsync(file).is_ok() {
-            return Ok(());
-        }
-    }
-    file.sync_all()
 }
 
 fn is_symlink_error(e: &std::io::Error) -> bool {

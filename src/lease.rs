@@ -617,7 +617,7 @@ fn create_exclusive(lease_path: &Path, record: &LeaseRecord) -> Result<bool, Err
     // close, which Rust does not check, and an empty lease must not be published.
     let written = opts.open(&staging).and_then(|mut f| {
         f.write_all(&bytes)?;
-        crate::atomic::sync_durably(&f)
+        crate::durable::sync_durably(&f)
     });
     if let Err(e) = written {
         let _ = std::fs::remove_file(&staging);
@@ -641,7 +641,7 @@ fn create_new_then_write(lease_path: &Path, bytes: &[u8]) -> Result<bool, Error>
     match opts.open(lease_path) {
         Ok(mut f) => match f
             .write_all(bytes)
-            .and_then(|()| crate::atomic::sync_durably(&f))
+            .and_then(|()| crate::durable::sync_durably(&f))
         {
             Ok(()) => Ok(true),
             Err(e) => {
