@@ -1,9 +1,8 @@
 //! For the login tests against node-oidc-provider: the server (killed by PID on drop) and a
 //! scripted browser that drives the provider's own pages with plain HTTP and a cookie jar.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -23,38 +22,9 @@ impl Drop for Provider {
 
 impl Provider {
     pub fn start(extra: &[&str]) -> Provider {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/oidc-server");
-        assert!(
-            dir.join("node_modules/oidc-provider").is_dir(),
-            "prerequisite missing: run `npm ci` in {} (Node.js 20.18+ needed)",
-            dir.display()
-        );
-        let mut child = Command::new("node")
-            .arg("server.js")
-            .args(["--port", "0"])
-            .args(extra)
-            .current_dir(&dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("prerequisite missing: cannot run `node` ({e})"));
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let mut provider = Provider {
-            child,
-            issuer: String::new(),
-        };
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the server printed its ready line");
-        let ready: Value = serde_json::from_str(&line).expect("ready line");
-        provider.issuer = ready["issuer"].as_str().expect("issuer").to_owned();
-        provider
+        let (child, ready) = crate::common::start_oidc_server(extra);
+        let issuer = ready["issuer"].as_str().expect("issuer").to_owned();
+        Provider { child, issuer }
     }
 
     pub fn stats(&self) -> Value {

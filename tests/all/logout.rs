@@ -7,25 +7,7 @@ use std::time::Duration;
 use credlock::testing::{Failure, FakeServer, FakeTransport, ReusePolicy};
 use credlock::{Client, Error, LoggedOut, Revocation, Session, Store, TransportError};
 
-use crate::common::{Bed, TOKEN_ENDPOINT};
-
-const REVOCATION_ENDPOINT: &str = "http://127.0.0.1:9/revoke";
-
-/// A stored session whose client names a revocation endpoint.
-fn seed_revocable(bed: &Bed) -> Session {
-    let response = bed.server.seed();
-    let client = Client::new(
-        TOKEN_ENDPOINT,
-        credlock::testing::TEST_CLIENT_ID,
-        credlock::ClientAuth::None,
-    )
-    .and_then(|c| c.with_revocation_endpoint(REVOCATION_ENDPOINT))
-    .expect("client");
-    let session = Session::from_token_response(client, response, credlock::Clock::now(&*bed.clock))
-        .expect("session");
-    bed.store().save(&session).expect("save");
-    session
-}
+use crate::common::{Bed, REVOCATION_ENDPOINT, TOKEN_ENDPOINT, seed_revocable};
 
 #[test]
 fn logout_with_revocation_revokes_the_stored_refresh_token_then_deletes() {

@@ -12,24 +12,7 @@ use credlock::{
     TransportError,
 };
 
-use crate::common::{Bed, TOKEN_ENDPOINT};
-
-const REVOCATION_ENDPOINT: &str = "http://127.0.0.1:9/revoke";
-
-fn seed_revocable(bed: &Bed) -> Session {
-    let response = bed.server.seed();
-    let client = Client::new(
-        TOKEN_ENDPOINT,
-        credlock::testing::TEST_CLIENT_ID,
-        credlock::ClientAuth::None,
-    )
-    .and_then(|c| c.with_revocation_endpoint(REVOCATION_ENDPOINT))
-    .expect("client");
-    let session = Session::from_token_response(client, response, credlock::Clock::now(&*bed.clock))
-        .expect("session");
-    bed.store().save(&session).expect("save");
-    session
-}
+use crate::common::{Bed, TOKEN_ENDPOINT, seed_revocable};
 
 /// Invariant 7 (no secret in errors): the refresh path withholds a transport error that
 /// quotes a secret sent; the revocation path (`logout --revoke`) does not.
