@@ -198,6 +198,29 @@ fn too_large(path: &Path) -> Error {
 /// temp file is removed and the old file is untouched. Leftover temp files of killed writers
 /// are removed first.
 pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    write_checked(path, bytes, None).map(|_| ())
+}
+
+/// As [`write`], but only if what `path` holds right before the rename (its bytes, `None` if
+/// there is no file) satisfies `still_ok`; `Ok(false)`, and nothing changed, if not.
+///
+/// The check reads the file after the new content is written and synced, so the window in
+/// which another writer can replace the file unseen is the time between that read and the
+/// rename: nothing else excludes a writer that takes no lock, or whose lock does not reach
+/// this machine (then the rename replaces what it saved).
+pub(crate) fn write_if(
+    path: &Path,
+    bytes: &[u8],
+    still_ok: impl Fn(Option<&[u8]>) -> bool,
+) -> Result<bool, Error> {
+    write_checked(path, bytes, Some(&still_ok))
+}
+
+fn write_checked(
+    path: &Path,
+    bytes: &[u8],
+    still_ok: Option<&dyn Fn(Option<&[u8]>) -> bool>,
+) -> Result<bool, Error> {
     let (dir, name) = split(path)?;
     ensure_dir(&dir)?;
     check_dir(&dir)?;
@@ -207,8 +230,16 @@ pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     tmp.write_all(bytes)
         .map_err(Error::io("write a temp file in", &dir))?;
     sync_durably(tmp.as_file()).map_err(Error::io("sync a temp file in", &dir))?;
+    if let Some(still_ok) = still_ok {
+        let current = read(path)?;
+        if !still_ok(current.as_ref().map(|c| c.bytes.as_slice())) {
+            // Dropping the temp file removes it.
+            return Ok(false);
+        }
+    }
     persist_patiently(tmp, path)?;
-    sync_dir(&dir)
+    sync_dir(&dir)?;
+    Ok(true)
 }
 
 /// Renames `tmp` over `path`. Where a rename over a file another handle has open is refused
@@ -786,6 +817,29 @@ pub(crate) fn mode_of(path: &Path) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_if_replaces_only_what_the_check_accepts_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("session.json");
+        let is = |want: &'static [u8]| move |b: Option<&[u8]>| b == Some(want);
+        assert!(
+            !write_if(&path, b"new", is(b"sent")).expect("io"),
+            "no file: a logout"
+        );
+        assert!(!path.exists());
+        write(&path, b"newer").expect("write");
+        assert!(!write_if(&path, b"new", is(b"sent")).expect("io"));
+        assert_eq!(std::fs::read(&path).expect("read"), b"newer");
+        write(&path, b"sent").expect("write");
+        assert!(write_if(&path, b"new", is(b"sent")).expect("io"));
+        assert_eq!(std::fs::read(&path).expect("read"), b"new");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("ls")
+            .map(|e| e.expect("e").file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
 
     #[test]
     fn a_leftover_temp_file_is_removed_by_the_next_write() {

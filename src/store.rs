@@ -671,7 +671,7 @@ impl Store {
         match oauth::classify(&response, now, &secrets_sent) {
             Outcome::Refreshed(token_response) => {
                 let refreshed = session.refreshed(token_response, now);
-                self.save_refreshed(refreshed)
+                self.save_refreshed(refreshed, &session)
             }
             Outcome::RotatedOnly {
                 refresh_token,
@@ -714,11 +714,33 @@ impl Store {
         }
     }
 
-    fn save_refreshed(&self, session: Session) -> Result<AccessToken, Error> {
-        // Under a lease that another process may have taken over (and maybe a logout or a
-        // login saved since), the new session goes to the caller only.
-        let fenced = lease::Fence::current(&self.lease_path).still_held();
-        match fenced.and_then(|()| crate::atomic::write(&self.path, &session.to_json())) {
+    /// Saves the session a refresh of `sent` returned. Under a lease that another process may
+    /// have taken over meanwhile, the server has still consumed the refresh token we sent:
+    /// the new one is saved if the file still holds the one we sent (nothing newer was saved,
+    /// and what is there can no longer be used); otherwise a logout or a newer session is
+    /// kept and the new session goes to the caller only ([`Error::NotSaved`]).
+    fn save_refreshed(&self, session: Session, sent: &Session) -> Result<AccessToken, Error> {
+        let bytes = session.to_json();
+        let saved = match lease::Fence::current(&self.lease_path).still_held() {
+            Ok(()) => crate::atomic::write(&self.path, &bytes),
+            Err(lost) => {
+                // Compared again right before the rename. A holder on another machine can
+                // still save in between (nothing serialises us with it any more); then its
+                // session is replaced by ours, whose token the server also issued.
+                let holds_what_we_sent = |current: Option<&[u8]>| {
+                    current.is_some_and(|b| {
+                        Session::from_json(b, &self.path)
+                            .is_ok_and(|s| s.refresh_token() == sent.refresh_token())
+                    })
+                };
+                match crate::atomic::write_if(&self.path, &bytes, holds_what_we_sent) {
+                    Ok(true) => Ok(()),
+                    Ok(false) => Err(lost),
+                    Err(e) => Err(e),
+                }
+            }
+        };
+        match saved {
             Ok(()) => {
                 self.emit(Event::Refreshed {
                     path: self.path.clone(),

@@ -338,18 +338,29 @@ fn meddling(bed: &Bed, during: impl Fn(usize) + Send + Sync + 'static) -> std::s
     })
 }
 
+/// The new holder saved a newer session while our request was at the server: ours must not
+/// replace it. (Before the heartbeat, "paused past the TTL" was also what a slow request
+/// looked like; the loss is simulated by tampering, as another process breaking the lease.)
 #[test]
-fn a_holder_that_lost_its_lease_during_the_refresh_does_not_save() {
-    let bed = Bed::new(ReusePolicy::RevokeGrant);
+fn a_holder_that_lost_its_lease_during_the_refresh_does_not_save_over_a_newer_session() {
+    let bed = Arc::new(Bed::new(ReusePolicy::RevokeGrant));
     bed.seed_expired();
-    let before = bed.bytes();
+    let newer = bed
+        .server
+        .seed_session(crate::common::TOKEN_ENDPOINT)
+        .expect("seed");
     let lease = credlock::lease_path_for(&bed.path);
     let thief = {
-        let lease = lease.clone();
+        let (bed2, lease, newer) = (Arc::clone(&bed), lease.clone(), newer.clone());
         meddling(&bed, move |_| {
-            // We were paused past the TTL: another process broke our lease and took its own.
+            // We were paused past the TTL: another process broke our lease, took its own,
+            // and saved (a login, or its own refresh through a grace period).
             std::fs::remove_file(&lease).expect("broken");
             std::fs::write(&lease, remote_record("thief", 60_000).to_json()).expect("retaken");
+            credlock::Store::new(&bed2.path)
+                .with_lock_mode(LockMode::Off)
+                .save(&newer)
+                .expect("the new holder saves");
         })
     };
     let err = credlock::Store::new(&bed.path)
@@ -369,8 +380,43 @@ fn a_holder_that_lost_its_lease_during_the_refresh_does_not_save() {
         bed.server
             .is_access_token_valid(session.access_token().secret())
     );
-    assert_eq!(bed.bytes(), before, "nothing saved after the loss");
+    assert_eq!(bed.stored(), Some(newer), "the newer session was kept");
     assert!(err.to_string().contains("lost the lease"), "{err}");
+    assert_eq!(
+        LeaseRecord::from_json(&std::fs::read(&lease).expect("lease"))
+            .expect("record")
+            .nonce,
+        "thief",
+        "the new holder's lease was left alone"
+    );
+}
+
+/// Invariant 8 under a lost lease: the server rotated the refresh token we sent, so the file,
+/// which still holds that consumed token, gets the new one. Dropping it would leave the next
+/// holder a dead token, whose `invalid_grant` fallback then deletes a live session.
+#[test]
+fn a_holder_that_lost_its_lease_during_the_refresh_still_saves_the_token_the_server_rotated() {
+    let bed = Bed::new(ReusePolicy::RejectOnly);
+    let sent = bed.seed_expired();
+    let lease = credlock::lease_path_for(&bed.path);
+    let thief = {
+        let lease = lease.clone();
+        meddling(&bed, move |_| {
+            std::fs::remove_file(&lease).expect("broken");
+            std::fs::write(&lease, remote_record("thief", 60_000).to_json()).expect("retaken");
+        })
+    };
+    let token = credlock::Store::new(&bed.path)
+        .with_clock(bed.clock.clone())
+        .with_transport(thief)
+        .with_lock_mode(LockMode::Lease)
+        .access_token()
+        .expect("saved despite the lost lease");
+    assert!(token.refreshed());
+    let stored = bed.stored().expect("a session");
+    assert_eq!(stored.access_token().secret(), token.secret());
+    assert_ne!(stored.refresh_token(), sent.refresh_token(), "rotated");
+    assert!(bed.server.live_grants() > 0);
     assert_eq!(
         LeaseRecord::from_json(&std::fs::read(&lease).expect("lease"))
             .expect("record")
