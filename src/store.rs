@@ -473,26 +473,79 @@ impl Store {
     pub fn logout(&self, revocation: Revocation) -> Result<LoggedOut, Error> {
         // A cheap look first, so that logging out with nothing stored creates no directory,
         // no lock file and no lease.
-        if !crate::atomic::exists(&self.path)? {
+        if !self.stored_once_deletes_settle()? {
             return Ok(LoggedOut::NothingStored);
         }
         self.locked(|| {
-            let revoked = match revocation {
-                Revocation::LocalOnly => false,
+            // Under a lease another process may take over: nothing is sent, and nothing is
+            // deleted unconditionally, once it may have.
+            let fence = lease::Fence::current(&self.lease_path);
+            let session = match revocation {
+                Revocation::LocalOnly => {
+                    if !self.stored_once_deletes_settle()? {
+                        return Ok(LoggedOut::NothingStored);
+                    }
+                    fence.still_held()?;
+                    return Ok(if crate::atomic::remove(&self.path)? {
+                        LoggedOut::Deleted { revoked: false }
+                    } else {
+                        LoggedOut::NothingStored
+                    });
+                }
                 Revocation::Required => match self.load()? {
                     None => return Ok(LoggedOut::NothingStored),
-                    Some(session) => {
-                        self.revoke(&session)?;
-                        true
-                    }
+                    Some(session) => session,
                 },
             };
-            if crate::atomic::remove(&self.path)? {
-                Ok(LoggedOut::Deleted { revoked })
-            } else {
-                Ok(LoggedOut::NothingStored)
+            fence.still_held()?;
+            self.revoke(&session)?;
+            // Whatever became of the lease meanwhile, a file that still holds the refresh
+            // token just revoked is dead and goes; one that holds another (saved by a process
+            // that took the lease over, or by a writer that takes no lock) is kept.
+            let holds_the_revoked_token = |bytes: &[u8]| {
+                Session::from_json(bytes, &self.path)
+                    .is_ok_and(|s| s.refresh_token() == session.refresh_token())
+            };
+            if crate::atomic::remove_if(&self.path, holds_the_revoked_token)?
+                || !self.stored_once_deletes_settle()?
+            {
+                return Ok(LoggedOut::Deleted { revoked: true });
             }
+            fence.still_held()?;
+            Err(Error::Io {
+                action: "delete the session file",
+                path: self.path.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "a newer session was saved during the logout and was kept (its refresh token was not revoked): log out again",
+                ),
+            })
         })
+    }
+
+    /// Whether a session file is at the path, once any compare-and-delete under way is over:
+    /// one has the file renamed aside for a moment and may put it back. `false` only when
+    /// there is no file and no compare-and-delete is in progress; `true` also while one still
+    /// is after the torn-read pauses (the caller then meets the file, or its absence, under
+    /// the lock).
+    fn stored_once_deletes_settle(&self) -> Result<bool, Error> {
+        let mut pauses: Option<std::vec::IntoIter<Duration>> = None;
+        loop {
+            if crate::atomic::exists(&self.path)? {
+                return Ok(true);
+            }
+            if !crate::atomic::delete_in_progress(&self.path) {
+                // A put-back may have landed between the look and the check.
+                return crate::atomic::exists(&self.path);
+            }
+            match pauses
+                .get_or_insert_with(|| self.torn_read_schedule().into_iter())
+                .next()
+            {
+                Some(pause) => self.clock.sleep(pause),
+                None => return Ok(true),
+            }
+        }
     }
 
     /// Sends the RFC 7009 revocation of `session`'s refresh token; `Ok` only on HTTP 200.

@@ -159,3 +159,116 @@ fn a_logout_racing_a_refresh_revokes_the_newest_refresh_token() {
         "the grant must not outlive the logout"
     );
 }
+
+/// A session whose client names a revocation endpoint, seeded on the server but not saved.
+fn revocable_session(bed: &Bed) -> Session {
+    let response = bed.server.seed();
+    let client = Client::new(
+        TOKEN_ENDPOINT,
+        credlock::testing::TEST_CLIENT_ID,
+        credlock::ClientAuth::None,
+    )
+    .and_then(|c| c.with_revocation_endpoint(REVOCATION_ENDPOINT))
+    .expect("client");
+    Session::from_token_response(client, response, credlock::Clock::now(&*bed.clock))
+        .expect("session")
+}
+
+/// Runs `during` while a revocation is at the server: what "another process broke our lease
+/// meanwhile" looks like from the process logging out.
+struct DuringRevocation {
+    inner: FakeTransport,
+    during: Box<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for DuringRevocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DuringRevocation")
+    }
+}
+
+impl credlock::Transport for DuringRevocation {
+    fn post_form(
+        &self,
+        request: &credlock::FormRequest,
+    ) -> Result<credlock::HttpResponse, TransportError> {
+        if request.url.ends_with("/revoke") {
+            (self.during)();
+        }
+        self.inner.post_form(request)
+    }
+}
+
+/// Breaks the lease at `lease` and takes it for a process of another machine.
+fn take_the_lease_over(lease: &std::path::Path) {
+    std::fs::remove_file(lease).expect("broken");
+    let record = serde_json::json!({
+        "host": "another-host", "pid": 7, "created_ms": 0u64, "ttl_ms": u64::MAX / 2,
+        "nonce": "thief",
+    });
+    std::fs::write(lease, record.to_string()).expect("retaken");
+}
+
+/// Issue 9 D under the lease: a logout whose lease is taken over while its revocation is at
+/// the server revoked the old refresh token; the newer session the new holder saved meanwhile
+/// holds another one, live at the server, and is kept: deleting it would leave a live grant
+/// nobody can revoke any more.
+#[test]
+fn a_logout_that_lost_its_lease_keeps_a_newer_session_it_did_not_revoke() {
+    let bed = Arc::new(Bed::new(ReusePolicy::RevokeGrant));
+    let old = seed_revocable(&bed);
+    let newer = revocable_session(&bed);
+    let lease = credlock::lease_path_for(&bed.path);
+    let transport = {
+        let (bed2, lease, newer) = (Arc::clone(&bed), lease.clone(), newer.clone());
+        DuringRevocation {
+            inner: FakeTransport::new(bed.server.clone()),
+            during: Box::new(move || {
+                take_the_lease_over(&lease);
+                Store::new(&bed2.path)
+                    .with_lock_mode(credlock::LockMode::Off)
+                    .save(&newer)
+                    .expect("the new holder saves");
+            }),
+        }
+    };
+    let err = Store::new(&bed.path)
+        .with_clock(bed.clock.clone())
+        .with_transport(Arc::new(transport))
+        .with_lock_mode(credlock::LockMode::Lease)
+        .logout(Revocation::Required)
+        .unwrap_err();
+    assert!(matches!(err, Error::LeaseLost { .. }), "{err:?}");
+    assert!(
+        err.is_transient(),
+        "logging out again revokes the newer one"
+    );
+    assert!(!bed.server.is_live(old.refresh_token().secret()), "revoked");
+    assert_eq!(bed.stored(), Some(newer), "the newer session was kept");
+}
+
+/// The lease was lost during the revocation, but nothing newer was saved: the session holds
+/// the refresh token just revoked, useless to anyone, and is deleted.
+#[test]
+fn a_logout_that_lost_its_lease_still_deletes_the_session_it_revoked() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    let old = seed_revocable(&bed);
+    let lease = credlock::lease_path_for(&bed.path);
+    let transport = {
+        let lease = lease.clone();
+        DuringRevocation {
+            inner: FakeTransport::new(bed.server.clone()),
+            during: Box::new(move || take_the_lease_over(&lease)),
+        }
+    };
+    let outcome = Store::new(&bed.path)
+        .with_clock(bed.clock.clone())
+        .with_transport(Arc::new(transport))
+        .with_lock_mode(credlock::LockMode::Lease)
+        .logout(Revocation::Required)
+        .expect("logout");
+    assert_eq!(outcome, LoggedOut::Deleted { revoked: true });
+    assert!(!bed.path.exists());
+    assert!(!bed.server.is_live(old.refresh_token().secret()));
+    assert!(lease.exists(), "the new holder's lease was left alone");
+}
