@@ -378,19 +378,33 @@ impl Store {
         // Decided on the first failure only: a good read never pays for filesystem detection.
         let mut retries: Option<std::vec::IntoIter<Duration>> = None;
         let mut absent_retries: Option<std::vec::IntoIter<Duration>> = None;
+        let mut looked_again = false;
         loop {
-            let Some(content) = crate::atomic::read(&self.path)? else {
-                // A compare-and-delete renames the file aside for a moment, and puts it back
-                // if a newer session had been saved: "no session" only once it is over.
-                if crate::atomic::delete_in_progress(&self.path) {
-                    let pauses =
-                        absent_retries.get_or_insert_with(|| self.torn_read_schedule().into_iter());
-                    if let Some(pause) = pauses.next() {
-                        self.clock.sleep(pause);
-                        continue;
+            let content = match crate::atomic::read(&self.path)? {
+                Some(content) => content,
+                None => {
+                    // A compare-and-delete renames the file aside for a moment, and puts it
+                    // back if a newer session had been saved: "no session" only once it is
+                    // over.
+                    if crate::atomic::delete_in_progress(&self.path) {
+                        let pauses = absent_retries
+                            .get_or_insert_with(|| self.torn_read_schedule().into_iter());
+                        if let Some(pause) = pauses.next() {
+                            self.clock.sleep(pause);
+                            looked_again = false;
+                            continue;
+                        }
+                        return Ok(None);
                     }
+                    // A put-back may have landed between the failed open and the check (its
+                    // aside file gone, so nothing "in progress"): look once more, and if
+                    // another compare-and-delete has the file aside by then, wait it out.
+                    if looked_again {
+                        return Ok(None);
+                    }
+                    looked_again = true;
+                    continue;
                 }
-                return Ok(None);
             };
             if let Some(from_mode) = content.tightened_from {
                 self.emit(Event::PermissionsTightened {
