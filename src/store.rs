@@ -747,9 +747,7 @@ impl Store {
                 // The server consumed the refresh token we sent: its replacement reaches the
                 // disk before anything else, or the session is lost on the next call.
                 let kept = session.with_rotated_refresh_token(refresh_token, now);
-                let save_error = crate::atomic::write(&self.path, &kept.to_json())
-                    .err()
-                    .map(Box::new);
+                let save_error = self.save_rotated(&kept, &session).err().map(Box::new);
                 Err(Error::IncompleteRefresh {
                     path: self.path.clone(),
                     reason,
@@ -781,33 +779,9 @@ impl Store {
         }
     }
 
-    /// Saves the session a refresh of `sent` returned. Under a lease that another process may
-    /// have taken over meanwhile, the server has still consumed the refresh token we sent:
-    /// the new one is saved if the file still holds the one we sent (nothing newer was saved,
-    /// and what is there can no longer be used); otherwise a logout or a newer session is
-    /// kept and the new session goes to the caller only ([`Error::NotSaved`]).
+    /// Saves the session a refresh of `sent` returned.
     fn save_refreshed(&self, session: Session, sent: &Session) -> Result<AccessToken, Error> {
-        let bytes = session.to_json();
-        let saved = match lease::Fence::current(&self.lease_path).still_held() {
-            Ok(()) => crate::atomic::write(&self.path, &bytes),
-            Err(lost) => {
-                // Compared again right before the rename. A holder on another machine can
-                // still save in between (nothing serialises us with it any more); then its
-                // session is replaced by ours, whose token the server also issued.
-                let holds_what_we_sent = |current: Option<&[u8]>| {
-                    current.is_some_and(|b| {
-                        Session::from_json(b, &self.path)
-                            .is_ok_and(|s| s.refresh_token() == sent.refresh_token())
-                    })
-                };
-                match crate::atomic::write_if(&self.path, &bytes, holds_what_we_sent) {
-                    Ok(true) => Ok(()),
-                    Ok(false) => Err(lost),
-                    Err(e) => Err(e),
-                }
-            }
-        };
-        match saved {
+        match self.save_rotated(&session, sent) {
             Ok(()) => {
                 self.emit(Event::Refreshed {
                     path: self.path.clone(),
@@ -818,6 +792,32 @@ impl Store {
                 session: Box::new(session),
                 source: Box::new(e),
             }),
+        }
+    }
+
+    /// Saves `new`, the outcome of a 2xx to the refresh of `sent`. Under a lease that another
+    /// process may have taken over meanwhile, the server has still consumed the refresh token
+    /// we sent: `new` is saved if the file still holds the one we sent (nothing newer was
+    /// saved, and what is there can no longer be used); otherwise the newer session, or the
+    /// absence a logout left, is kept and the error is [`Error::LeaseLost`].
+    fn save_rotated(&self, new: &Session, sent: &Session) -> Result<(), Error> {
+        let bytes = new.to_json();
+        let Err(lost) = lease::Fence::current(&self.lease_path).still_held() else {
+            return crate::atomic::write(&self.path, &bytes);
+        };
+        // Compared again right before the rename. A holder on another machine can still save
+        // in between (nothing serialises us with it any more); then its session is replaced
+        // by ours, whose refresh token the server issued too.
+        let holds_what_we_sent = |current: Option<&[u8]>| {
+            current.is_some_and(|b| {
+                Session::from_json(b, &self.path)
+                    .is_ok_and(|s| s.refresh_token() == sent.refresh_token())
+            })
+        };
+        if crate::atomic::write_if(&self.path, &bytes, holds_what_we_sent)? {
+            Ok(())
+        } else {
+            Err(lost)
         }
     }
 

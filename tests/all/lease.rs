@@ -426,6 +426,51 @@ fn a_holder_that_lost_its_lease_during_the_refresh_still_saves_the_token_the_ser
     );
 }
 
+/// A 2xx that rotates the refresh token without a usable access token, under a lease lost
+/// meanwhile: its refresh token replaces only the token we sent, never a newer session.
+#[test]
+fn a_rotation_without_an_access_token_under_a_lost_lease_keeps_a_newer_session() {
+    let bed = Arc::new(Bed::new(ReusePolicy::RevokeGrant));
+    bed.seed_expired();
+    bed.server.reshape_next_success(|mut m| {
+        m.remove("access_token");
+        serde_json::to_vec(&m).expect("json")
+    });
+    let newer = bed
+        .server
+        .seed_session(crate::common::TOKEN_ENDPOINT)
+        .expect("seed");
+    let lease = credlock::lease_path_for(&bed.path);
+    let thief = {
+        let (bed2, lease, newer) = (Arc::clone(&bed), lease.clone(), newer.clone());
+        meddling(&bed, move |_| {
+            std::fs::remove_file(&lease).expect("broken");
+            std::fs::write(&lease, remote_record("thief", 60_000).to_json()).expect("retaken");
+            credlock::Store::new(&bed2.path)
+                .with_lock_mode(LockMode::Off)
+                .save(&newer)
+                .expect("the new holder saves");
+        })
+    };
+    let err = credlock::Store::new(&bed.path)
+        .with_clock(bed.clock.clone())
+        .with_transport(thief)
+        .with_lock_mode(LockMode::Lease)
+        .access_token()
+        .unwrap_err();
+    let credlock::Error::IncompleteRefresh { save_error, .. } = &err else {
+        panic!("expected IncompleteRefresh, got {err:?}");
+    };
+    assert!(
+        matches!(
+            save_error.as_deref(),
+            Some(credlock::Error::LeaseLost { .. })
+        ),
+        "{save_error:?}"
+    );
+    assert_eq!(bed.stored(), Some(newer), "the newer session was kept");
+}
+
 #[test]
 fn a_holder_that_lost_its_lease_sends_no_further_refresh() {
     let bed = Arc::new(Bed::new(ReusePolicy::RevokeGrant));
