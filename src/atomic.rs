@@ -216,11 +216,10 @@ pub(crate) fn write_if(
     write_checked(path, bytes, Some(&still_ok))
 }
 
-fn write_checked(
-    path: &Path,
-    bytes: &[u8],
-    still_ok: Option<&dyn Fn(Option<&[u8]>) -> bool>,
-) -> Result<bool, Error> {
+/// A check of what a file holds right before it is replaced (`None`: no file).
+type StillOk<'a> = &'a dyn Fn(Option<&[u8]>) -> bool;
+
+fn write_checked(path: &Path, bytes: &[u8], still_ok: Option<StillOk<'_>>) -> Result<bool, Error> {
     let (dir, name) = split(path)?;
     ensure_dir(&dir)?;
     check_dir(&dir)?;

@@ -624,3 +624,73 @@ fn two_hundred_rounds_of_one_stale_lease_and_six_processes_refresh_once_per_roun
         started.elapsed().as_secs_f64()
     );
 }
+
+/// Invariant 2 under the lease (issue 9 B: "two holders never refresh at once"). The fence
+/// checks only that the lease has not run out *yet* right before the send; a request that
+/// takes longer than what is left of the TTL (here: TTL 400 ms, the server answers in 800 ms,
+/// well within the 30 s transport timeout) overlaps the next holder's. Nothing stops a TTL
+/// shorter than the transport timeout (`with_lease_ttl` accepts any).
+#[test]
+fn review_a_lease_holder_never_sends_a_request_that_outlives_its_lease() {
+    let bed = Arc::new(Bed::with_latency(
+        ReusePolicy::RevokeGrant,
+        Duration::from_millis(800),
+    ));
+    bed.seed_expired();
+    let make = {
+        let bed = Arc::clone(&bed);
+        move || {
+            bed.store()
+                .with_lock_mode(LockMode::Lease)
+                .with_lease_ttl(Duration::from_millis(400))
+        }
+    };
+    let first = {
+        let store = make();
+        std::thread::spawn(move || store.access_token())
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    let second = make().access_token();
+    let first = first.join().expect("thread");
+    let counters = bed.server.counters();
+    assert!(
+        counters.reuse_detected == 0 && counters.grants_revoked == 0,
+        "two holders refreshed with one refresh token: {counters:?}\nfirst: {first:?}\nsecond: {second:?}"
+    );
+}
+
+/// Invariant 8 ("a 2xx that carries a rotated refresh token reaches disk before anything
+/// else happens") against the save fence: a holder whose lease ran out while its request was
+/// in flight gets the rotated token and refuses to save it (`NotSaved { LeaseLost }`). The
+/// stored token is consumed; the next holder's refresh with it is refused (a server that
+/// refuses reuse without revoking the grant) and its compare-and-delete removes the session,
+/// although the grant is alive and the fenced holder had its live refresh token in hand.
+/// Saving it (the fence is no reason to drop a token the server already rotated) would have
+/// let the next holder adopt it.
+#[test]
+fn review_a_fenced_holder_still_saves_the_refresh_token_the_server_rotated() {
+    let bed = Arc::new(Bed::with_latency(
+        ReusePolicy::RejectOnly,
+        Duration::from_millis(800),
+    ));
+    bed.seed_expired();
+    let make = {
+        let bed = Arc::clone(&bed);
+        move |ttl: Duration| {
+            bed.store()
+                .with_lock_mode(LockMode::Lease)
+                .with_lease_ttl(ttl)
+        }
+    };
+    let first = {
+        let store = make(Duration::from_millis(400));
+        std::thread::spawn(move || store.access_token())
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    let second = make(Duration::from_secs(10)).access_token();
+    let first = first.join().expect("thread");
+    assert!(
+        bed.server.live_grants() == 0 || bed.path.exists(),
+        "the grant is alive at the server but the session was deleted\nfirst: {first:?}\nsecond: {second:?}"
+    );
+}

@@ -272,3 +272,85 @@ fn a_logout_that_lost_its_lease_still_deletes_the_session_it_revoked() {
     assert!(!bed.server.is_live(old.refresh_token().secret()));
     assert!(lease.exists(), "the new holder's lease was left alone");
 }
+
+/// Issue 9 C / H: a logout must not answer "nothing stored" while a compare-and-delete has
+/// the file renamed aside (the session is then put back and outlives the logout).
+#[test]
+fn review_logout_during_a_compare_and_delete_does_not_leave_the_session_behind() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    bed.seed();
+    let aside = bed
+        .dir
+        .path()
+        .join(format!(".session.json.aside-{}-1-0", std::process::id()));
+    std::fs::rename(&bed.path, &aside).expect("rename aside");
+    let mut marked = fd_lock::RwLock::new(std::fs::File::open(&aside).expect("open aside"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let put_back = {
+        let (aside, path) = (aside.clone(), bed.path.clone());
+        std::thread::spawn(move || {
+            let _held = marked.try_write().expect("mark the aside file");
+            tx.send(()).expect("send");
+            std::thread::sleep(Duration::from_millis(60));
+            std::fs::rename(&aside, &path).expect("put back");
+        })
+    };
+    rx.recv().expect("marked");
+    let outcome = Store::new(&bed.path)
+        .logout(Revocation::LocalOnly)
+        .expect("logout");
+    put_back.join().expect("thread");
+    assert!(
+        !(outcome == LoggedOut::NothingStored && bed.path.exists()),
+        "logout said {outcome:?} but the session is still stored after the put-back"
+    );
+}
+
+/// Delays revocation requests before the server sees them (a slow revocation endpoint).
+#[derive(Debug)]
+struct SlowRevocation(credlock::testing::FakeTransport, Duration);
+
+impl credlock::Transport for SlowRevocation {
+    fn post_form(
+        &self,
+        request: &credlock::FormRequest,
+    ) -> Result<credlock::HttpResponse, TransportError> {
+        if request.url.ends_with("/revoke") {
+            std::thread::sleep(self.1);
+        }
+        self.0.post_form(request)
+    }
+}
+
+/// Issue 9 D under the lease: `logout --revoke` checks no fence. A logout whose revocation
+/// outlives its lease revokes the (by then rotated) old refresh token, then deletes the new
+/// holder's session unconditionally: the newest refresh token stays live at the server and is
+/// gone locally, exactly what item D was about.
+#[test]
+fn review_logout_under_a_lost_lease_never_deletes_a_newer_session_it_did_not_revoke() {
+    let bed = Arc::new(Bed::new(ReusePolicy::RevokeGrant));
+    seed_revocable(&bed);
+    bed.clock.advance(Duration::from_secs(3600));
+    let store = |ttl: Duration| {
+        Store::new(&bed.path)
+            .with_clock(bed.clock.clone())
+            .with_transport(Arc::new(SlowRevocation(
+                credlock::testing::FakeTransport::new(bed.server.clone()),
+                Duration::from_millis(800),
+            )))
+            .with_lock_mode(credlock::LockMode::Lease)
+            .with_lease_ttl(ttl)
+    };
+    let logout = {
+        let s = store(Duration::from_millis(400));
+        std::thread::spawn(move || s.logout(Revocation::Required))
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    let refreshed = store(Duration::from_secs(10)).access_token();
+    let logout = logout.join().expect("thread");
+    let newest = bed.server.live_grants();
+    assert!(
+        newest == 0 || bed.path.exists(),
+        "a live grant remains at the server but the session is gone locally\nlogout: {logout:?}\nrefresh: {refreshed:?}"
+    );
+}
