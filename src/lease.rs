@@ -1250,12 +1250,13 @@ mod tests {
     fn a_lease_is_kept_alive_while_its_critical_section_runs() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("s.json.lease");
-        let ttl = Duration::from_millis(150);
+        // Renewals every 100 ms: room for a loaded machine's scheduling delays.
+        let ttl = Duration::from_millis(300);
         let r = with_lease(&path, ttl, Duration::from_secs(1), &|| None::<()>, || {
             let fence = Fence::current(&path);
             // A critical section four TTLs long: a slow token endpoint, say.
             for _ in 0..12 {
-                std::thread::sleep(Duration::from_millis(50));
+                std::thread::sleep(Duration::from_millis(100));
                 let other = std::thread::scope(|s| {
                     s.spawn(|| try_acquire(&path, ttl, &here()).expect("io").is_some())
                         .join()
@@ -1278,19 +1279,19 @@ mod tests {
     fn a_holder_whose_heartbeat_stops_loses_its_lease_after_the_ttl() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("s.json.lease");
-        let ttl = Duration::from_millis(100);
+        let ttl = Duration::from_millis(300);
         let ours = try_acquire(&path, ttl, &here())
             .expect("io")
             .expect("taken");
         let beating = ours.keep_alive();
-        std::thread::sleep(Duration::from_millis(250));
+        std::thread::sleep(Duration::from_millis(700));
         assert!(
             try_acquire(&path, ttl, &here()).expect("io").is_none(),
             "renewed past its first TTL"
         );
         // Paused, or killed: no more renewals.
         drop(beating);
-        std::thread::sleep(Duration::from_millis(150));
+        std::thread::sleep(Duration::from_millis(400));
         let theirs = try_acquire(&path, ttl, &here()).expect("io");
         assert!(theirs.is_some(), "broken once a TTL passed without renewal");
         drop(ours);
@@ -1323,7 +1324,12 @@ mod tests {
             let theirs = foreign(unix_ms(SystemTime::now()), 60_000, "theirs");
             std::fs::write(&path, theirs.to_json()).expect("retaken");
         }
-        std::thread::sleep(Duration::from_millis(100));
+        // The heartbeat (every 20 ms) meets the lease gone and stops; waited for with room.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !beating.thread.as_ref().is_some_and(|t| t.is_finished()) && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         assert_eq!(
             read_record(&path).map(|r| r.nonce).as_deref(),
             Some("theirs")
