@@ -198,6 +198,28 @@ fn too_large(path: &Path) -> Error {
 /// temp file is removed and the old file is untouched. Leftover temp files of killed writers
 /// are removed first.
 pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    write_checked(path, bytes, None).map(|_| ())
+}
+
+/// As [`write`], but only if what `path` holds right before the rename (its bytes, `None` if
+/// there is no file) satisfies `still_ok`; `Ok(false)`, and nothing changed, if not.
+///
+/// The check reads the file after the new content is written and synced, so the window in
+/// which another writer can replace the file unseen is the time between that read and the
+/// rename: nothing else excludes a writer that takes no lock, or whose lock does not reach
+/// this machine (then the rename replaces what it saved).
+pub(crate) fn write_if(
+    path: &Path,
+    bytes: &[u8],
+    still_ok: impl Fn(Option<&[u8]>) -> bool,
+) -> Result<bool, Error> {
+    write_checked(path, bytes, Some(&still_ok))
+}
+
+/// A check of what a file holds right before it is replaced (`None`: no file).
+type StillOk<'a> = &'a dyn Fn(Option<&[u8]>) -> bool;
+
+fn write_checked(path: &Path, bytes: &[u8], still_ok: Option<StillOk<'_>>) -> Result<bool, Error> {
     let (dir, name) = split(path)?;
     ensure_dir(&dir)?;
     check_dir(&dir)?;
@@ -207,8 +229,16 @@ pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     tmp.write_all(bytes)
         .map_err(Error::io("write a temp file in", &dir))?;
     crate::durable::sync_durably(tmp.as_file()).map_err(Error::io("sync a temp file in", &dir))?;
+    if let Some(still_ok) = still_ok {
+        let current = read(path)?;
+        if !still_ok(current.as_ref().map(|c| c.bytes.as_slice())) {
+            // Dropping the temp file removes it.
+            return Ok(false);
+        }
+    }
     persist_patiently(tmp, path)?;
-    sync_dir(&dir)
+    sync_dir(&dir)?;
+    Ok(true)
 }
 
 /// Renames `tmp` over `path`. Where a rename over a file another handle has open is refused
@@ -327,9 +357,9 @@ fn regular_file_exists(path: &Path) -> Result<bool, Error> {
 ///
 /// The aside name is `.<name>.aside-<pid>-<nanos>-<n>` in the same directory ([`ASIDE_INFIX`]),
 /// which the temp-file sweep never removes; while the compare-and-delete runs, its process
-/// holds an `flock` on it ([`set_aside_files`] tells in-progress from left-over ones). Between
-/// the rename and the put-back, a reader finds no file at the path; that happens only when a
-/// writer raced the delete.
+/// holds an `flock` on it, taken on the file before the rename ([`set_aside_files`] tells
+/// in-progress from left-over ones). Between the rename and the put-back, a reader finds no
+/// file at the path, and a marked aside file; that happens only when a writer raced the delete.
 pub(crate) fn remove_if(path: &Path, still_the_one: impl Fn(&[u8]) -> bool) -> Result<bool, Error> {
     remove_if_with(path, still_the_one, &PutBackMethod::ALL)
 }
@@ -344,16 +374,30 @@ fn remove_if_with(
         return Ok(false);
     }
     let aside = dir.join(aside_name(&name));
+    // Marked in progress (an flock, held until the descriptor closes at the end) before the
+    // rename: the flock is on the inode, which the rename carries to the aside name, so a
+    // reader that finds no file at the path finds the aside file already marked.
+    let marked = open_no_follow(path, false).ok();
+    if let Some(f) = &marked {
+        let _ = crate::lock::try_hold_until_closed(f);
+    }
     match crate::busy::retry_while_busy(|| std::fs::rename(path, &aside)) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(Error::io("delete the session file", path)(e)),
     }
-    // Marked in progress for as long as this runs (the descriptor closes at the end).
-    let held = open_no_follow(&aside, false).ok();
-    if let Some(f) = &held {
-        let _ = crate::lock::try_hold_until_closed(f);
-    }
+    let held = match marked {
+        Some(f) if same_file(&f, &aside) => Some(f),
+        // A writer replaced the file between our open and the rename: what was set aside is
+        // its file, marked only now (for that rare case, a reader can miss the mark).
+        _ => {
+            let f = open_no_follow(&aside, false).ok();
+            if let Some(f) = &f {
+                let _ = crate::lock::try_hold_until_closed(f);
+            }
+            f
+        }
+    };
     let matches = held.as_ref().is_some_and(|f| {
         f.metadata()
             .is_ok_and(|m| check_regular_and_owned(&m, &aside).is_ok() && m.len() <= MAX_FILE_BYTES)
@@ -776,6 +820,29 @@ pub(crate) fn mode_of(path: &Path) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_if_replaces_only_what_the_check_accepts_and_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("session.json");
+        let is = |want: &'static [u8]| move |b: Option<&[u8]>| b == Some(want);
+        assert!(
+            !write_if(&path, b"new", is(b"sent")).expect("io"),
+            "no file: a logout"
+        );
+        assert!(!path.exists());
+        write(&path, b"newer").expect("write");
+        assert!(!write_if(&path, b"new", is(b"sent")).expect("io"));
+        assert_eq!(std::fs::read(&path).expect("read"), b"newer");
+        write(&path, b"sent").expect("write");
+        assert!(write_if(&path, b"new", is(b"sent")).expect("io"));
+        assert_eq!(std::fs::read(&path).expect("read"), b"new");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("ls")
+            .map(|e| e.expect("e").file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "{names:?}");
+    }
 
     #[test]
     fn a_leftover_temp_file_is_removed_by_the_next_write() {

@@ -21,11 +21,18 @@
 //! name can change only by creation (which cannot replace a lease), so what was judged under
 //! it is what gets removed. The holder is fenced: right before it sends a refresh and right
 //! before it saves, it checks that the lease still holds its nonce ([`Fence`]).
+//!
+//! A holder keeps its lease alive while its critical section runs: a heartbeat thread renews
+//! the record (same nonce, new creation time) every third of the TTL, under the breaker lock
+//! and only while the lease still carries its nonce ([`Heartbeat`]). A request slower than
+//! the TTL therefore never outlives the lease; a holder that is paused or killed stops
+//! renewing, which is what lets the others break its lease.
 
 use std::cell::RefCell;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -295,6 +302,9 @@ pub(crate) fn with_lease<T, R>(
         match try_acquire(lease_path, ttl, &here) {
             Ok(Some(lease)) => {
                 let out = {
+                    // Dropped in reverse: the fence is uninstalled, then the heartbeat is
+                    // stopped and joined, then (below, or by unwinding) the lease released.
+                    let _beating = lease.keep_alive();
                     let _fenced = FenceInstalled::new(&lease);
                     critical()
                 };
@@ -320,12 +330,21 @@ pub(crate) fn with_lease<T, R>(
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 struct FenceState {
     path: PathBuf,
     nonce: String,
-    expires_ms: u64,
+    /// When the lease runs out by our clock: moved on by every renewal of the heartbeat.
+    expires_ms: Arc<AtomicU64>,
 }
+
+impl PartialEq for FenceState {
+    fn eq(&self, other: &FenceState) -> bool {
+        self.path == other.path && self.nonce == other.nonce
+    }
+}
+
+impl Eq for FenceState {}
 
 thread_local! {
     /// The leases this thread holds while their critical sections run, innermost last.
@@ -342,9 +361,7 @@ impl FenceInstalled {
             f.borrow_mut().push(FenceState {
                 path: lease.path.clone(),
                 nonce: lease.nonce.clone(),
-                expires_ms: lease
-                    .created_ms
-                    .saturating_add(u64::try_from(lease.ttl.as_millis()).unwrap_or(u64::MAX)),
+                expires_ms: Arc::clone(&lease.expires_ms),
             });
         });
         FenceInstalled
@@ -393,7 +410,7 @@ impl Fence {
         let Some(f) = &self.held else {
             return Ok(());
         };
-        let ours = unix_ms(SystemTime::now()) < f.expires_ms
+        let ours = unix_ms(SystemTime::now()) < f.expires_ms.load(Ordering::SeqCst)
             && matches!(inspect(&f.path), Ok(Seen::Record(r)) if r.nonce == f.nonce);
         if ours {
             Ok(())
@@ -411,7 +428,8 @@ impl Fence {
 pub(crate) struct HeldLease {
     path: PathBuf,
     nonce: String,
-    created_ms: u64,
+    /// When the lease runs out by our clock; the heartbeat moves it on at each renewal.
+    expires_ms: Arc<AtomicU64>,
     ttl: Duration,
 }
 
@@ -419,6 +437,138 @@ impl HeldLease {
     pub(crate) fn release(self) {
         drop(self);
     }
+
+    /// Starts renewing the lease every third of its TTL until the returned guard drops.
+    fn keep_alive(&self) -> Heartbeat {
+        Heartbeat::start(self)
+    }
+}
+
+/// Renews a held lease from its own thread while the critical section runs, so that a
+/// request slower than the TTL never outlives the lease. Each renewal rewrites the record
+/// with the same nonce and a new creation time, under the breaker lock and only if the lease
+/// still carries our nonce: a lease another process broke is never written back. A renewal
+/// that finds the lease gone stops the heartbeat. Dropping the guard stops and joins it.
+///
+/// A paused or killed process stops renewing, which is what lets the others break its lease
+/// once the TTL has passed; the fence then stops it, if it resumes, from sending or saving.
+#[must_use = "the lease is renewed only while the heartbeat lives"]
+struct Heartbeat {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Heartbeat {
+    fn start(lease: &HeldLease) -> Heartbeat {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let (path, nonce, ttl, expires_ms, stopped) = (
+            lease.path.clone(),
+            lease.nonce.clone(),
+            lease.ttl,
+            Arc::clone(&lease.expires_ms),
+            Arc::clone(&stop),
+        );
+        let period = (ttl / 3).max(Duration::from_millis(1));
+        let spawned = std::thread::Builder::new()
+            .name("credlock-lease-heartbeat".into())
+            .spawn(move || {
+                let here = Holder::this_process();
+                let mut pause = period;
+                loop {
+                    {
+                        let (flag, wake) = &*stopped;
+                        let guard = flag.lock().unwrap_or_else(|e| e.into_inner());
+                        let (guard, _) = wake
+                            .wait_timeout_while(guard, pause, |stop| !*stop)
+                            .unwrap_or_else(|e| e.into_inner());
+                        if *guard {
+                            return;
+                        }
+                    }
+                    pause = match renew(&path, &nonce, ttl, &here) {
+                        Renewal::Renewed { created_ms } => {
+                            let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+                            expires_ms.store(created_ms.saturating_add(ttl_ms), Ordering::SeqCst);
+                            period
+                        }
+                        // Another process broke it: nothing left to keep alive.
+                        Renewal::Lost => return,
+                        // The breaker lock is busy for a few milliseconds, or an I/O error:
+                        // try again soon, well before the lease runs out.
+                        Renewal::NotNow => (period / 8).max(Duration::from_millis(1)),
+                    };
+                }
+            });
+        Heartbeat {
+            stop,
+            // Without a thread (the system refused one) the lease is merely not renewed: it
+            // protects us for its TTL, as before, and the fence still applies.
+            thread: spawned.ok(),
+        }
+    }
+}
+
+impl Drop for Heartbeat {
+    fn drop(&mut self) {
+        let (flag, wake) = &*self.stop;
+        *flag.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        wake.notify_all();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// What one renewal attempt did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Renewal {
+    /// The record now carries this creation time (ms since the epoch, our clock).
+    Renewed { created_ms: u64 },
+    /// The lease no longer carries our nonce.
+    Lost,
+    /// Not now: the breaker lock is held by another process, or an I/O error.
+    NotNow,
+}
+
+/// Renews our lease at `lease_path` once: under the breaker lock (so that no breaker judges
+/// or renames it meanwhile), if it still carries `nonce`, replace it by rename with the same
+/// record dated now. The rename is atomic: waiters read the old record or the new one.
+fn renew(lease_path: &Path, nonce: &str, ttl: Duration, here: &Holder) -> Renewal {
+    let Ok(Some(_breaking)) = BreakLock::take(lease_path, break_ttl(ttl), here) else {
+        return Renewal::NotNow;
+    };
+    let mut record = match inspect(lease_path) {
+        Ok(Seen::Record(r)) if r.nonce == nonce => r,
+        Ok(_) => return Renewal::Lost,
+        Err(_) => return Renewal::NotNow,
+    };
+    record.created_ms = unix_ms(SystemTime::now());
+    match replace_record(lease_path, &record) {
+        Ok(()) => Renewal::Renewed {
+            created_ms: record.created_ms,
+        },
+        Err(_) => Renewal::NotNow,
+    }
+}
+
+/// Writes `record` to a staging file next to `lease_path`, synced, and renames it over the
+/// lease. Only for a lease we hold, under the breaker lock.
+fn replace_record(lease_path: &Path, record: &LeaseRecord) -> std::io::Result<()> {
+    let staging = sibling_name(lease_path, &format!("{}.renew", record.nonce));
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let written = opts.open(&staging).and_then(|mut f| {
+        f.write_all(&record.to_json())?;
+        crate::durable::sync_durably(&f)
+    });
+    let renamed = written
+        .and_then(|()| crate::busy::retry_while_busy(|| std::fs::rename(&staging, lease_path)));
+    if renamed.is_err() {
+        let _ = std::fs::remove_file(&staging);
+    }
+    renamed
 }
 
 impl Drop for HeldLease {
@@ -507,7 +657,11 @@ fn held(lease_path: &Path, record: &LeaseRecord, ttl: Duration) -> HeldLease {
     HeldLease {
         path: lease_path.to_path_buf(),
         nonce: record.nonce.clone(),
-        created_ms: record.created_ms,
+        expires_ms: Arc::new(AtomicU64::new(
+            record
+                .created_ms
+                .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
+        )),
         ttl,
     }
 }
@@ -1072,21 +1226,126 @@ mod tests {
             Some("thief")
         );
         assert_eq!(Fence::current(&path), Fence::default(), "uninstalled");
-        // A lease past its own TTL is lost by our clock, whatever the file says.
-        let r = with_lease(
-            &path.with_extension("b"),
-            Duration::from_millis(30),
-            Duration::from_secs(1),
-            &|| None::<()>,
-            || {
-                std::thread::sleep(Duration::from_millis(40));
-                Fence::current(&path.with_extension("b")).still_held()
-            },
+        // A lease past its own TTL is lost by our clock, whatever the file says. A running
+        // holder's heartbeat would renew it: this one is paused (its fence installed, no
+        // heartbeat), as a stopped process's is.
+        let b = path.with_extension("b");
+        let paused = try_acquire(&b, Duration::from_millis(30), &here())
+            .expect("io")
+            .expect("taken");
+        let lost = {
+            let _fenced = FenceInstalled::new(&paused);
+            std::thread::sleep(Duration::from_millis(40));
+            Fence::current(&b).still_held()
+        };
+        assert!(matches!(lost, Err(Error::LeaseLost { .. })), "{lost:?}");
+        assert_eq!(
+            read_record(&b).map(|r| r.nonce),
+            Some(paused.nonce.clone()),
+            "the file still says ours: only the clock says lost"
         );
+    }
+
+    #[test]
+    fn a_lease_is_kept_alive_while_its_critical_section_runs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.json.lease");
+        // Renewals every 100 ms: room for a loaded machine's scheduling delays.
+        let ttl = Duration::from_millis(300);
+        let r = with_lease(&path, ttl, Duration::from_secs(1), &|| None::<()>, || {
+            let fence = Fence::current(&path);
+            // A critical section four TTLs long: a slow token endpoint, say.
+            for _ in 0..12 {
+                std::thread::sleep(Duration::from_millis(100));
+                let other = std::thread::scope(|s| {
+                    s.spawn(|| try_acquire(&path, ttl, &here()).expect("io").is_some())
+                        .join()
+                        .expect("join")
+                });
+                assert!(
+                    !other,
+                    "another waiter broke a lease whose holder is running"
+                );
+                fence.still_held()?;
+            }
+            Ok::<(), Error>(())
+        });
+        assert!(matches!(r, Ok(Locked::Ran(Ok(())))), "{r:?}");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).expect("ls").collect();
+        assert!(left.is_empty(), "released, nothing left behind: {left:?}");
+    }
+
+    #[test]
+    fn a_holder_whose_heartbeat_stops_loses_its_lease_after_the_ttl() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.json.lease");
+        let ttl = Duration::from_millis(300);
+        let ours = try_acquire(&path, ttl, &here())
+            .expect("io")
+            .expect("taken");
+        let beating = ours.keep_alive();
+        std::thread::sleep(Duration::from_millis(700));
         assert!(
-            matches!(r, Ok(Locked::Ran(Err(Error::LeaseLost { .. })))),
-            "{r:?}"
+            try_acquire(&path, ttl, &here()).expect("io").is_none(),
+            "renewed past its first TTL"
         );
+        // Paused, or killed: no more renewals.
+        drop(beating);
+        std::thread::sleep(Duration::from_millis(400));
+        let theirs = try_acquire(&path, ttl, &here()).expect("io");
+        assert!(theirs.is_some(), "broken once a TTL passed without renewal");
+        drop(ours);
+        assert_eq!(
+            read_record(&path).map(|r| r.nonce),
+            theirs.as_ref().map(|t| t.nonce.clone()),
+            "the old holder's release left the new lease alone"
+        );
+    }
+
+    #[test]
+    fn the_heartbeat_never_writes_back_a_lease_another_process_broke() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.json.lease");
+        let ttl = Duration::from_millis(60);
+        let ours = try_acquire(&path, ttl, &here())
+            .expect("io")
+            .expect("taken");
+        let beating = ours.keep_alive();
+        {
+            // Another process breaks it and takes its own, as breakers do: under the
+            // breaker lock.
+            let _breaking = loop {
+                if let Some(b) = BreakLock::take(&path, ttl, &here()).expect("io") {
+                    break b;
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            };
+            std::fs::remove_file(&path).expect("broken");
+            let theirs = foreign(unix_ms(SystemTime::now()), 60_000, "theirs");
+            std::fs::write(&path, theirs.to_json()).expect("retaken");
+        }
+        // The heartbeat (every 20 ms) meets the lease gone and stops; waited for with room.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !beating.thread.as_ref().is_some_and(|t| t.is_finished()) && Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert_eq!(
+            read_record(&path).map(|r| r.nonce).as_deref(),
+            Some("theirs")
+        );
+        let heartbeat_ended = beating.thread.as_ref().is_some_and(|t| t.is_finished());
+        assert!(
+            heartbeat_ended,
+            "a heartbeat that finds its lease gone stops"
+        );
+        drop(beating);
+        drop(ours);
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .expect("ls")
+            .map(|e| e.expect("e").file_name())
+            .collect();
+        assert_eq!(names.len(), 1, "no staging file left behind: {names:?}");
     }
 
     #[test]

@@ -405,19 +405,33 @@ impl Store {
         // Decided on the first failure only: a good read never pays for filesystem detection.
         let mut retries: Option<std::vec::IntoIter<Duration>> = None;
         let mut absent_retries: Option<std::vec::IntoIter<Duration>> = None;
+        let mut looked_again = false;
         loop {
-            let Some(content) = crate::atomic::read(&self.path)? else {
-                // A compare-and-delete renames the file aside for a moment, and puts it back
-                // if a newer session had been saved: "no session" only once it is over.
-                if crate::atomic::delete_in_progress(&self.path) {
-                    let pauses =
-                        absent_retries.get_or_insert_with(|| self.torn_read_schedule().into_iter());
-                    if let Some(pause) = pauses.next() {
-                        self.clock.sleep(pause);
-                        continue;
+            let content = match crate::atomic::read(&self.path)? {
+                Some(content) => content,
+                None => {
+                    // A compare-and-delete renames the file aside for a moment, and puts it
+                    // back if a newer session had been saved: "no session" only once it is
+                    // over.
+                    if crate::atomic::delete_in_progress(&self.path) {
+                        let pauses = absent_retries
+                            .get_or_insert_with(|| self.torn_read_schedule().into_iter());
+                        if let Some(pause) = pauses.next() {
+                            self.clock.sleep(pause);
+                            looked_again = false;
+                            continue;
+                        }
+                        return Ok(None);
                     }
+                    // A put-back may have landed between the failed open and the check (its
+                    // aside file gone, so nothing "in progress"): look once more, and if
+                    // another compare-and-delete has the file aside by then, wait it out.
+                    if looked_again {
+                        return Ok(None);
+                    }
+                    looked_again = true;
+                    continue;
                 }
-                return Ok(None);
             };
             if let Some(from_mode) = content.tightened_from {
                 self.emit(Event::PermissionsTightened {
@@ -500,26 +514,79 @@ impl Store {
     pub fn logout(&self, revocation: Revocation) -> Result<LoggedOut, Error> {
         // A cheap look first, so that logging out with nothing stored creates no directory,
         // no lock file and no lease.
-        if !crate::atomic::exists(&self.path)? {
+        if !self.stored_once_deletes_settle()? {
             return Ok(LoggedOut::NothingStored);
         }
         self.locked(|| {
-            let revoked = match revocation {
-                Revocation::LocalOnly => false,
+            // Under a lease another process may take over: nothing is sent, and nothing is
+            // deleted unconditionally, once it may have.
+            let fence = lease::Fence::current(&self.lease_path);
+            let session = match revocation {
+                Revocation::LocalOnly => {
+                    if !self.stored_once_deletes_settle()? {
+                        return Ok(LoggedOut::NothingStored);
+                    }
+                    fence.still_held()?;
+                    return Ok(if crate::atomic::remove(&self.path)? {
+                        LoggedOut::Deleted { revoked: false }
+                    } else {
+                        LoggedOut::NothingStored
+                    });
+                }
                 Revocation::Required => match self.load()? {
                     None => return Ok(LoggedOut::NothingStored),
-                    Some(session) => {
-                        self.revoke(&session)?;
-                        true
-                    }
+                    Some(session) => session,
                 },
             };
-            if crate::atomic::remove(&self.path)? {
-                Ok(LoggedOut::Deleted { revoked })
-            } else {
-                Ok(LoggedOut::NothingStored)
+            fence.still_held()?;
+            self.revoke(&session)?;
+            // Whatever became of the lease meanwhile, a file that still holds the refresh
+            // token just revoked is dead and goes; one that holds another (saved by a process
+            // that took the lease over, or by a writer that takes no lock) is kept.
+            let holds_the_revoked_token = |bytes: &[u8]| {
+                Session::from_json(bytes, &self.path)
+                    .is_ok_and(|s| s.refresh_token() == session.refresh_token())
+            };
+            if crate::atomic::remove_if(&self.path, holds_the_revoked_token)?
+                || !self.stored_once_deletes_settle()?
+            {
+                return Ok(LoggedOut::Deleted { revoked: true });
             }
+            fence.still_held()?;
+            Err(Error::Io {
+                action: "delete the session file",
+                path: self.path.clone(),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "a newer session was saved during the logout and was kept (its refresh token was not revoked): log out again",
+                ),
+            })
         })
+    }
+
+    /// Whether a session file is at the path, once any compare-and-delete under way is over:
+    /// one has the file renamed aside for a moment and may put it back. `false` only when
+    /// there is no file and no compare-and-delete is in progress; `true` also while one still
+    /// is after the torn-read pauses (the caller then meets the file, or its absence, under
+    /// the lock).
+    fn stored_once_deletes_settle(&self) -> Result<bool, Error> {
+        let mut pauses: Option<std::vec::IntoIter<Duration>> = None;
+        loop {
+            if crate::atomic::exists(&self.path)? {
+                return Ok(true);
+            }
+            if !crate::atomic::delete_in_progress(&self.path) {
+                // A put-back may have landed between the look and the check.
+                return crate::atomic::exists(&self.path);
+            }
+            match pauses
+                .get_or_insert_with(|| self.torn_read_schedule().into_iter())
+                .next()
+            {
+                Some(pause) => self.clock.sleep(pause),
+                None => return Ok(true),
+            }
+        }
     }
 
     /// Sends the RFC 7009 revocation of `session`'s refresh token; `Ok` only on HTTP 200.
@@ -762,7 +829,7 @@ impl Store {
         match oauth::classify(&response, now, &secrets_sent) {
             Outcome::Refreshed(token_response) => {
                 let refreshed = session.refreshed(token_response, now);
-                self.save_refreshed(refreshed)
+                self.save_refreshed(refreshed, &session)
             }
             Outcome::RotatedOnly {
                 refresh_token,
@@ -771,9 +838,7 @@ impl Store {
                 // The server consumed the refresh token we sent: its replacement reaches the
                 // disk before anything else, or the session is lost on the next call.
                 let kept = session.with_rotated_refresh_token(refresh_token, now);
-                let save_error = crate::atomic::write(&self.path, &kept.to_json())
-                    .err()
-                    .map(Box::new);
+                let save_error = self.save_rotated(&kept, &session).err().map(Box::new);
                 Err(Error::IncompleteRefresh {
                     path: self.path.clone(),
                     reason,
@@ -805,11 +870,9 @@ impl Store {
         }
     }
 
-    fn save_refreshed(&self, session: Session) -> Result<AccessToken, Error> {
-        // Under a lease that another process may have taken over (and maybe a logout or a
-        // login saved since), the new session goes to the caller only.
-        let fenced = lease::Fence::current(&self.lease_path).still_held();
-        match fenced.and_then(|()| crate::atomic::write(&self.path, &session.to_json())) {
+    /// Saves the session a refresh of `sent` returned.
+    fn save_refreshed(&self, session: Session, sent: &Session) -> Result<AccessToken, Error> {
+        match self.save_rotated(&session, sent) {
             Ok(()) => {
                 self.emit(Event::Refreshed {
                     path: self.path.clone(),
@@ -820,6 +883,32 @@ impl Store {
                 session: Box::new(session),
                 source: Box::new(e),
             }),
+        }
+    }
+
+    /// Saves `new`, the outcome of a 2xx to the refresh of `sent`. Under a lease that another
+    /// process may have taken over meanwhile, the server has still consumed the refresh token
+    /// we sent: `new` is saved if the file still holds the one we sent (nothing newer was
+    /// saved, and what is there can no longer be used); otherwise the newer session, or the
+    /// absence a logout left, is kept and the error is [`Error::LeaseLost`].
+    fn save_rotated(&self, new: &Session, sent: &Session) -> Result<(), Error> {
+        let bytes = new.to_json();
+        let Err(lost) = lease::Fence::current(&self.lease_path).still_held() else {
+            return crate::atomic::write(&self.path, &bytes);
+        };
+        // Compared again right before the rename. A holder on another machine can still save
+        // in between (nothing serialises us with it any more); then its session is replaced
+        // by ours, whose refresh token the server issued too.
+        let holds_what_we_sent = |current: Option<&[u8]>| {
+            current.is_some_and(|b| {
+                Session::from_json(b, &self.path)
+                    .is_ok_and(|s| s.refresh_token() == sent.refresh_token())
+            })
+        };
+        if crate::atomic::write_if(&self.path, &bytes, holds_what_we_sent)? {
+            Ok(())
+        } else {
+            Err(lost)
         }
     }
 
