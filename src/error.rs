@@ -206,7 +206,7 @@ pub enum Error {
     /// the lease and taken over the refresh. Nothing was sent (nor, inside
     /// [`Error::NotSaved`], saved) after the loss was seen, so the two never overlap; the
     /// stored session was kept. Trying again adopts the other process's session.
-    #[error("lost the lease {} before the refresh was done (this process was paused or slowed past the lease's time-to-live, and another process may have taken over): nothing further was sent or saved; try again", lease_path.display())]
+    #[error("lost the lease {} before the refresh was done (this process was paused or slowed past the lease's time-to-live, and another process may have taken over): nothing further was sent, saved or deleted; try again", lease_path.display())]
     LeaseLost {
         /// The lease file.
         lease_path: PathBuf,

@@ -233,6 +233,14 @@ const DEFAULT_TORN_READ_RETRIES: [Duration; 4] = [
     Duration::from_millis(100),
 ];
 
+/// Pauses before looking again for a session file that is missing on Windows (see `load`).
+const WINDOWS_REPLACE_PAUSES: [Duration; 4] = [
+    Duration::from_millis(2),
+    Duration::from_millis(5),
+    Duration::from_millis(10),
+    Duration::from_millis(20),
+];
+
 impl Store {
     /// A store for the session file at `path`, with the defaults: margin 30 s, lock timeout
     /// 10 s, [`LockMode::Auto`], fallback polls at 0/25/50/100 ms, the system clock, ureq.
@@ -426,11 +434,22 @@ impl Store {
                     // A put-back may have landed between the failed open and the check (its
                     // aside file gone, so nothing "in progress"): look once more, and if
                     // another compare-and-delete has the file aside by then, wait it out.
-                    if looked_again {
-                        return Ok(None);
+                    if !looked_again {
+                        looked_again = true;
+                        continue;
                     }
-                    looked_again = true;
-                    continue;
+                    // Windows without POSIX rename semantics (and Wine) may replace a file
+                    // by removing it first: a reader can find no file for an instant while a
+                    // save is under way. Look a few more times before "no session".
+                    if cfg!(windows) {
+                        let pauses = absent_retries
+                            .get_or_insert_with(|| WINDOWS_REPLACE_PAUSES.to_vec().into_iter());
+                        if let Some(pause) = pauses.next() {
+                            self.clock.sleep(pause);
+                            continue;
+                        }
+                    }
+                    return Ok(None);
                 }
             };
             if let Some(from_mode) = content.tightened_from {
