@@ -54,7 +54,9 @@ pub(crate) fn classify(
             },
             Err(Unusable { error, .. }) => Outcome::Unusable(format!("HTTP {status} but {error}")),
         },
-        429 | 500..=599 => Outcome::Unavailable {
+        // 408 Request Timeout and 425 Too Early invite the same request again (RFC 9110
+        // §15.5.9, RFC 8470): transient, like 429 and 5xx, never "log in again".
+        408 | 425 | 429 | 500..=599 => Outcome::Unavailable {
             status,
             retry_after: response
                 .retry_after

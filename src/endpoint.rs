@@ -60,17 +60,42 @@ pub(crate) fn require_secure_endpoint(url: &str) -> Result<(), Error> {
 
 /// An endpoint as shown in an error: at most 200 characters, without user information (which
 /// may hold a password).
+///
+/// Any `@` before the query or fragment is taken for the end of user information, however
+/// the URL is malformed (`https:/me:pw@host`, no scheme at all): when in doubt, redact. Only
+/// the scheme, if one is recognisable before it, is kept.
 pub(crate) fn display_url(url: &str) -> String {
-    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let shown = match rest[..authority_end].rfind('@') {
-        Some(at) => format!("{scheme}://[redacted]@{}", &rest[at + 1..]),
+    let head_end = url.find(['?', '#']).unwrap_or(url.len());
+    let shown = match url[..head_end].rfind('@') {
+        Some(at) => {
+            let kept = url
+                .find("://")
+                .map(|i| i + 3)
+                .or_else(|| url.find(':').map(|i| i + 1))
+                .filter(|&end| end <= at)
+                .unwrap_or(0);
+            format!("{}[redacted]@{}", &url[..kept], &url[at + 1..])
+        }
         None => url.to_owned(),
     };
     shown.chars().take(200).collect()
 }
 
 impl Client {
+    /// The token endpoint as it may be shown (in logs, `credlock status`): without user
+    /// information, at most 200 characters.
+    #[must_use]
+    pub fn token_endpoint_for_display(&self) -> String {
+        display_url(&self.token_endpoint)
+    }
+
+    /// The revocation endpoint as it may be shown, like
+    /// [`Client::token_endpoint_for_display`].
+    #[must_use]
+    pub fn revocation_endpoint_for_display(&self) -> Option<String> {
+        self.revocation_endpoint.as_deref().map(display_url)
+    }
+
     /// A client that refreshes at `token_endpoint` as `client_id`, authenticating with `auth`.
     ///
     /// # Errors

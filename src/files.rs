@@ -51,7 +51,10 @@ pub(crate) fn unique_token() -> String {
 /// file, and the file is owned by the current user or root. `Ok(None)` if there is no file.
 pub(crate) fn open_checked(path: &Path) -> Result<Option<(File, std::fs::Metadata)>, Error> {
     check_dir_of(path)?;
-    let file = match open_no_follow(path, false) {
+    // A directory refuses the open on Windows with "Access denied", as a busy file does:
+    // only a regular file is worth waiting for.
+    let worth_waiting = || std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file());
+    let file = match crate::busy::retry_while(|| open_no_follow(path, false), worth_waiting) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(open_error(path, e)),
@@ -64,6 +67,17 @@ pub(crate) fn open_checked(path: &Path) -> Result<Option<(File, std::fs::Metadat
 /// The error for a failed no-follow open: a symbolic link (`ELOOP`) or a socket (`ENXIO`) is
 /// "not a usable file", anything else an I/O error.
 pub(crate) fn open_error(path: &Path, e: std::io::Error) -> Error {
+    // What is there decides, where the platform's error does not say (Windows answers
+    // "Access denied" for a directory).
+    if let Ok(m) = std::fs::symlink_metadata(path)
+        && !m.is_file()
+        && !m.is_symlink()
+    {
+        return Error::NotASessionFile {
+            path: path.to_path_buf(),
+            reason: describe_file_type(&m),
+        };
+    }
     if is_symlink_error(&e) {
         return Error::NotASessionFile {
             path: path.to_path_buf(),
@@ -207,7 +221,7 @@ pub(crate) fn sync_dir(dir: &Path) -> Result<(), Error> {
     #[cfg(unix)]
     {
         File::open(dir)
-            .and_then(|d| d.sync_all())
+            .and_then(|d| crate::durable::sync_durably(&d))
             .map_err(Error::io("sync the directory", dir))
     }
     #[cfg(not(unix))]
@@ -228,6 +242,17 @@ pub(crate) fn open_no_follow(path: &Path, write: bool) -> std::io::Result<File> 
         &mut opts,
         (rustix::fs::OFlags::NOFOLLOW | rustix::fs::OFlags::NONBLOCK).bits() as i32,
     );
+    #[cfg(windows)]
+    {
+        use std::os::windows::fs::OpenOptionsExt;
+        // Share read, write and delete, so that a writer's rename over the file is never
+        // blocked by this reader's handle; open a symbolic link (reparse point) itself rather
+        // than its target, so that it is seen, and refused, as a link.
+        const FILE_SHARE_READ_WRITE_DELETE: u32 = 0x1 | 0x2 | 0x4;
+        const FILE_FLAG_OPEN_REPARSE_POINT: u32 = 0x0020_0000;
+        opts.share_mode(FILE_SHARE_READ_WRITE_DELETE)
+            .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT);
+    }
     opts.open(path)
 }
 

@@ -61,7 +61,17 @@ impl FormRequest {
         let mut values: Vec<&str> = self
             .form
             .iter()
-            .filter(|(k, _)| matches!(*k, "refresh_token" | "client_secret" | "token"))
+            .filter(|(k, _)| {
+                matches!(
+                    *k,
+                    "refresh_token"
+                        | "client_secret"
+                        | "token"
+                        | "code"
+                        | "code_verifier"
+                        | "device_code"
+                )
+            })
             .map(|(_, v)| v.secret())
             .collect();
         values.extend(self.echo_guard.iter().map(Secret::secret));
@@ -102,7 +112,12 @@ impl FormRequest {
     }
 
     fn authenticated(session: &Session, url: &str) -> FormRequest {
-        let client = session.client();
+        FormRequest::for_client(session.client(), url)
+    }
+
+    /// A request to `url` authenticated as `client` (RFC 6749 §2.3.1), with no other field
+    /// yet: a login's code exchange, device authorization and device-code polls.
+    pub(crate) fn for_client(client: &crate::session::Client, url: &str) -> FormRequest {
         let id = client.client_id();
         let echo_guard = match client.auth() {
             ClientAuth::Basic { secret } => vec![secret.clone()],

@@ -58,13 +58,19 @@
 //! plain HTTP to a loopback host. Symbolic links at the session path are refused.
 //!
 //! ## Platforms
-//! Linux is the only platform tested. Platform code is behind `cfg`: the library, the binary
-//! and the tests pass `cargo check --target x86_64-pc-windows-gnu` (with MinGW for ring), and
-//! the macOS-only code compiles for `x86_64-apple-darwin`, but nothing runs on either. On
-//! Windows the file's protection comes from the profile directory's ACL, not from mode bits,
-//! the directory is not fsynced (not possible there), and a lease holder's liveness cannot be
-//! checked (only its time-to-live breaks it). MSRV: Rust 1.88 (`cargo +1.88.0 check
-//! --all-features --lib --bins --tests` passes).
+//! Linux is tested in full. Windows: the test suite runs under Wine in CI (readers share
+//! read, write and delete so a replace is never blocked; a rename over a file another handle
+//! holds is retried for up to 2 s); the file's protection comes from its directory's ACL
+//! (`%APPDATA%` is the user's own), not from mode bits; only its time-to-live breaks a lease.
+//! macOS: `F_FULLFSYNC` for durable saves, type-checked for an Apple target but never run.
+//! MSRV: Rust 1.88, checked in CI. `docs/platforms.md` says what is tested, what is only
+//! compiled, and what is neither.
+//!
+//! ## Async
+//! [`Store`]'s methods **block**: a file read on the hot path; when a refresh is due, the
+//! wait for the lock and the lease and the HTTP request. In async programs use `AsyncStore`
+//! (feature `tokio`), which runs them on tokio's blocking pool and shares one refresh in
+//! flight among the tasks of a process.
 //!
 //! ## Network filesystems
 //! Advisory locks on NFS without a lock manager (`nolock`, `local_lock=`), SMB and most FUSE
@@ -85,9 +91,12 @@
 #![deny(missing_docs)]
 
 // The modules, from the leaves up: each imports only modules above it in this list.
+mod busy;
 mod clock;
+mod durable;
 mod encoding;
 mod event;
+mod salvage;
 mod secret;
 mod wait;
 
@@ -116,6 +125,7 @@ mod http;
 
 mod access_token;
 mod fallback;
+pub mod login;
 mod store;
 
 #[cfg(feature = "tokio")]
@@ -137,6 +147,7 @@ pub use location::{
     DEFAULT_PROFILE, LocationError, MAX_PROFILE_NAME_LEN, config_dir, default_session_path,
     session_path_in, validate_profile_name,
 };
+pub use login::{DeviceCode, Endpoints, Flow, Login};
 pub use oauth_error::{OAuthError, OAuthErrorCode};
 pub use options::{
     DEFAULT_LEASE_TTL, DEFAULT_LOCK_TIMEOUT, DEFAULT_MARGIN, DEFAULT_POLL_SCHEDULE, LockMode,
@@ -145,7 +156,7 @@ pub use options::{
 pub use plan::{Guards, LockPlan};
 pub use secret::Secret;
 pub use session::{Client, ClientAuth, SESSION_FORMAT_VERSION, Session};
-pub use store::{LoggedOut, Revocation, Store};
+pub use store::{LoggedIn, LoggedOut, Revocation, Store};
 pub use token_response::{ResponseError, TokenResponse};
 
 /// The HTTP seam, for a [`Transport`] of one's own: the request it is handed and the
@@ -167,3 +178,8 @@ pub mod unversioned {
     pub use crate::filesystem::mountinfo::{MountInfo, mount_of};
     pub use crate::lease::{Holder, LeaseRecord};
 }
+
+/// The README's Rust examples, compiled and run as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -77,6 +77,15 @@ pub(crate) const DEFAULT_TORN_READ_RETRIES: [Duration; 4] = [
     Duration::from_millis(100),
 ];
 
+/// Pauses before looking again for a session file that is missing on Windows (see
+/// `Store::load`).
+pub(crate) const WINDOWS_REPLACE_PAUSES: [Duration; 4] = [
+    Duration::from_millis(2),
+    Duration::from_millis(5),
+    Duration::from_millis(10),
+    Duration::from_millis(20),
+];
+
 /// The re-reads after `invalid_grant` on a network filesystem: attribute caches hold old data
 /// for seconds (NFS `actimeo` defaults to 3 s), so the local 175 ms window is too short.
 pub const NETWORK_POLL_SCHEDULE: [Duration; 7] = [

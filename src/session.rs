@@ -50,14 +50,35 @@ impl ClientAuth {
     }
 }
 
+/// A session file larger than this is not a session: credlock refuses to read it, and
+/// [`Session::to_json`] never writes one this large.
+pub(crate) const MAX_SESSION_FILE_BYTES: u64 = 1024 * 1024;
+
 /// The OAuth client a session belongs to: everything a process needs to refresh it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// `Debug` shows the endpoints without any user information (a file written by hand, or by
+/// a credlock from before endpoints were validated, may carry a password there).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Client {
     pub(crate) token_endpoint: String,
     pub(crate) client_id: String,
     pub(crate) auth: ClientAuth,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(crate) revocation_endpoint: Option<String>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("token_endpoint", &self.token_endpoint_for_display())
+            .field("client_id", &self.client_id)
+            .field("auth", &self.auth)
+            .field(
+                "revocation_endpoint",
+                &self.revocation_endpoint_for_display(),
+            )
+            .finish()
+    }
 }
 
 impl Client {
@@ -160,6 +181,18 @@ impl Session {
         self
     }
 
+    /// The OpenID Connect ID token the login (or the last refresh) returned, if any, as sent.
+    ///
+    /// credlock does **not** validate it: not its signature, nor `iss`, `aud`, `exp`,
+    /// `iat` or `nonce`. It is kept as the token endpoint sent it; whoever relies on its
+    /// claims must validate it first.
+    #[must_use]
+    pub fn id_token(&self) -> Option<&str> {
+        self.extra
+            .get("id_token")
+            .and_then(serde_json::Value::as_str)
+    }
+
     /// The client this session belongs to.
     #[must_use]
     pub fn client(&self) -> &Client {
@@ -244,12 +277,20 @@ impl Session {
         }
     }
 
-    /// The session as the bytes of a session file.
+    /// The session as the bytes of a session file: compact JSON (pretty-printing can blow a
+    /// long list in a vendor field up several times over), and always a file credlock reads
+    /// back: should the fields credlock does not model make it larger than a session file may
+    /// be (1 MiB), they are dropped and the tokens kept.
     #[must_use]
     pub fn to_json(&self) -> Vec<u8> {
         // Serialising fails only for maps with non-string keys or failing `Serialize` impls;
         // a session has neither.
-        let mut bytes = serde_json::to_vec_pretty(self).expect("a Session always serialises");
+        let mut bytes = serde_json::to_vec(self).expect("a Session always serialises");
+        if bytes.len() as u64 >= MAX_SESSION_FILE_BYTES && !self.extra.is_empty() {
+            let mut lean = self.clone();
+            lean.extra.clear();
+            bytes = serde_json::to_vec(&lean).expect("a Session always serialises");
+        }
         bytes.push(b'\n');
         bytes
     }

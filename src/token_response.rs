@@ -14,6 +14,18 @@ pub(crate) const UNKNOWN_EXPIRES_IN_SECS: u64 = 300;
 /// An `expires_in` above this (ten years) is taken as unusable rather than trusted.
 const MAX_EXPIRES_IN_SECS: u64 = 10 * 365 * 24 * 3600;
 
+/// The top-level members of a body serde_json refuses as a whole (a number out of range,
+/// invalid UTF-8, deep nesting in a vendor field), each parsed on its own; members that still
+/// do not parse are left out. `None` unless it is an object carrying a token.
+fn salvaged_object(body: &[u8]) -> Option<Map<String, Value>> {
+    let text = String::from_utf8_lossy(body);
+    let map: Map<String, Value> = crate::salvage::top_level_members(&text)?
+        .into_iter()
+        .filter_map(|(key, raw)| Some((key, serde_json::from_str::<Value>(raw).ok()?)))
+        .collect();
+    (map.contains_key("access_token") || map.contains_key("refresh_token")).then_some(map)
+}
+
 /// A successful token response (RFC 6749 §5.1).
 ///
 /// Parsing is lenient in the ways real servers are sloppy, because a 2xx answer to a refresh
@@ -93,12 +105,14 @@ impl TokenResponse {
         {
             Some(Ok(Value::Object(map))) => map,
             Some(Ok(_)) => return Err(unusable(None, "the body is JSON but not an object".into())),
-            Some(Err(e)) => {
-                return Err(unusable(
+            // The server has rotated the refresh token already: a body serde_json refuses for
+            // a field credlock does not read still gives up the ones it does.
+            Some(Err(e)) => salvaged_object(body).ok_or_else(|| {
+                unusable(
                     None,
                     format!("the body is not JSON ({})", describe_json_error(&e)),
-                ));
-            }
+                )
+            })?,
             None => return Err(unusable(None, "the body is empty".into())),
         };
         let refresh_token = match map.remove("refresh_token") {

@@ -15,7 +15,7 @@ mod remove_if;
 mod tests;
 
 use std::fs::File;
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::path::Path;
 
 use crate::error::Error;
@@ -27,7 +27,7 @@ pub(crate) use put_back::put_back;
 pub(crate) use remove_if::{delete_in_progress, left_aside, remove_if};
 
 /// A session file larger than this is not a session: refuse it instead of reading it all.
-pub(crate) const MAX_FILE_BYTES: u64 = 1024 * 1024;
+pub(crate) const MAX_FILE_BYTES: u64 = crate::session::MAX_SESSION_FILE_BYTES;
 
 /// What a read found.
 #[derive(Debug)]
@@ -50,10 +50,14 @@ pub(crate) fn read(path: &Path) -> Result<Option<FileContent>, Error> {
         return Err(too_large(path));
     }
     let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0) + 1);
-    (&file)
-        .take(MAX_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(Error::io("read the session file", path))?;
+    // On Windows a writer's or a compare-and-delete's byte-range lock can still cover a file
+    // just renamed into place, for the instant until it closes its handle.
+    crate::busy::retry_while_busy(|| {
+        bytes.clear();
+        (&file).seek(std::io::SeekFrom::Start(0))?;
+        (&file).take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)
+    })
+    .map_err(Error::io("read the session file", path))?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(too_large(path));
     }
@@ -75,6 +79,28 @@ fn too_large(path: &Path) -> Error {
 /// temp file is removed and the old file is untouched. Leftover temp files of killed writers
 /// are removed first.
 pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    write_checked(path, bytes, None).map(|_| ())
+}
+
+/// As [`write`], but only if what `path` holds right before the rename (its bytes, `None` if
+/// there is no file) satisfies `still_ok`; `Ok(false)`, and nothing changed, if not.
+///
+/// The check reads the file after the new content is written and synced, so the window in
+/// which another writer can replace the file unseen is the time between that read and the
+/// rename: nothing else excludes a writer that takes no lock, or whose lock does not reach
+/// this machine (then the rename replaces what it saved).
+pub(crate) fn write_if(
+    path: &Path,
+    bytes: &[u8],
+    still_ok: impl Fn(Option<&[u8]>) -> bool,
+) -> Result<bool, Error> {
+    write_checked(path, bytes, Some(&still_ok))
+}
+
+/// A check of what a file holds right before it is replaced (`None`: no file).
+type StillOk<'a> = &'a dyn Fn(Option<&[u8]>) -> bool;
+
+fn write_checked(path: &Path, bytes: &[u8], still_ok: Option<StillOk<'_>>) -> Result<bool, Error> {
     let (dir, name) = split(path)?;
     ensure_dir(&dir)?;
     check_dir(&dir)?;
@@ -83,20 +109,49 @@ pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     let mut tmp = create_marked_temp_file(&dir, &name)?;
     tmp.write_all(bytes)
         .map_err(Error::io("write a temp file in", &dir))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(Error::io("sync a temp file in", &dir))?;
-    #[allow(
-        clippy::disallowed_methods,
-        reason = "the one rename over the session file"
-    )]
-    let persisted = tmp.persist(path);
-    persisted.map_err(|e| Error::Io {
-        action: "rename the new session file over",
-        path: path.to_path_buf(),
-        source: e.error,
-    })?;
-    sync_dir(&dir)
+    crate::durable::sync_durably(tmp.as_file()).map_err(Error::io("sync a temp file in", &dir))?;
+    if let Some(still_ok) = still_ok {
+        let current = read(path)?;
+        if !still_ok(current.as_ref().map(|c| c.bytes.as_slice())) {
+            // Dropping the temp file removes it.
+            return Ok(false);
+        }
+    }
+    persist_patiently(tmp, path)?;
+    sync_dir(&dir)?;
+    Ok(true)
+}
+
+/// Renames `tmp` over `path`. Where a rename over a file another handle has open is refused
+/// (Windows without POSIX rename semantics), tries again while readers come and go: they hold
+/// the file for microseconds, and never block each other's renames on Unix.
+fn persist_patiently(mut tmp: tempfile::NamedTempFile, path: &Path) -> Result<(), Error> {
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_micros(500);
+    loop {
+        #[allow(
+            clippy::disallowed_methods,
+            reason = "the one rename over the session file"
+        )]
+        let persisted = tmp.persist(path);
+        match persisted {
+            Ok(_) => return Ok(()),
+            Err(e)
+                if crate::busy::is_busy(&e.error) && started.elapsed() < crate::busy::PATIENCE =>
+            {
+                tmp = e.file;
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(std::time::Duration::from_millis(50));
+            }
+            Err(e) => {
+                return Err(Error::Io {
+                    action: "rename the new session file over",
+                    path: path.to_path_buf(),
+                    source: e.error,
+                });
+            }
+        }
+    }
 }
 
 /// Creates the temp file and marks it in use (an `flock` held until it is closed), so that
@@ -157,7 +212,7 @@ pub(crate) fn remove(path: &Path) -> Result<bool, Error> {
     if !regular_file_exists(path)? {
         return Ok(false);
     }
-    match std::fs::remove_file(path) {
+    match crate::busy::retry_while_busy(|| std::fs::remove_file(path)) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(Error::io("delete the session file", path)(e)),

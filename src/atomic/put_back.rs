@@ -105,7 +105,10 @@ fn copy_exclusive(from: &Path, to: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
     let mut file = opts.open(to)?;
-    if let Err(e) = file.write_all(&bytes).and_then(|()| file.sync_all()) {
+    if let Err(e) = file
+        .write_all(&bytes)
+        .and_then(|()| crate::durable::sync_durably(&file))
+    {
         // Remove our half-written file, unless a writer has replaced it meanwhile.
         if same_file(&file, to) {
             let _ = std::fs::remove_file(to);
@@ -121,7 +124,7 @@ fn copy_exclusive(from: &Path, to: &Path) -> std::io::Result<()> {
     })
 }
 
-fn same_file(file: &File, path: &Path) -> bool {
+pub(crate) fn same_file(file: &File, path: &Path) -> bool {
     #[cfg(unix)]
     {
         use std::os::unix::fs::MetadataExt;

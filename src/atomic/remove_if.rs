@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use super::put_back::{PutBackMethod, put_back_with};
+use super::put_back::{PutBackMethod, put_back_with, same_file};
 use super::{MAX_FILE_BYTES, rename, temp_prefix};
 use crate::error::Error;
 use crate::files::{check_regular_and_owned, open_no_follow, split, sync_dir, unique_token};
@@ -20,9 +20,9 @@ use crate::files::{check_regular_and_owned, open_no_follow, split, sync_dir, uni
 ///
 /// The aside name is `.<name>.aside-<pid>-<nanos>-<n>` in the same directory ([`ASIDE_INFIX`]),
 /// which the temp-file sweep never removes; while the compare-and-delete runs, its process
-/// holds an `flock` on it ([`set_aside_files`] tells in-progress from left-over ones). Between
-/// the rename and the put-back, a reader finds no file at the path; that happens only when a
-/// writer raced the delete.
+/// holds an `flock` on it, taken on the file before the rename ([`set_aside_files`] tells
+/// in-progress from left-over ones). Between the rename and the put-back, a reader finds no
+/// file at the path, and a marked aside file; that happens only when a writer raced the delete.
 pub(crate) fn remove_if(path: &Path, still_the_one: impl Fn(&[u8]) -> bool) -> Result<bool, Error> {
     remove_if_with(path, still_the_one, &PutBackMethod::ALL)
 }
@@ -37,16 +37,30 @@ pub(crate) fn remove_if_with(
         return Ok(false);
     }
     let aside = dir.join(aside_name(&name));
-    match rename(path, &aside) {
+    // Marked in progress (an flock, held until the descriptor closes at the end) before the
+    // rename: the flock is on the inode, which the rename carries to the aside name, so a
+    // reader that finds no file at the path finds the aside file already marked.
+    let marked = open_no_follow(path, false).ok();
+    if let Some(f) = &marked {
+        let _ = crate::lock::hold_until_closed(f);
+    }
+    match crate::busy::retry_while_busy(|| rename(path, &aside)) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(Error::io("delete the session file", path)(e)),
     }
-    // Marked in progress for as long as this runs (the descriptor closes at the end).
-    let held = open_no_follow(&aside, false).ok();
-    if let Some(f) = &held {
-        let _ = crate::lock::hold_until_closed(f);
-    }
+    let held = match marked {
+        Some(f) if same_file(&f, &aside) => Some(f),
+        // A writer replaced the file between our open and the rename: what was set aside is
+        // its file, marked only now (for that rare case, a reader can miss the mark).
+        _ => {
+            let f = open_no_follow(&aside, false).ok();
+            if let Some(f) = &f {
+                let _ = crate::lock::hold_until_closed(f);
+            }
+            f
+        }
+    };
     let matches = held.as_ref().is_some_and(|f| {
         f.metadata()
             .is_ok_and(|m| check_regular_and_owned(&m, &aside).is_ok() && m.len() <= MAX_FILE_BYTES)

@@ -4,6 +4,29 @@ use super::*;
 use crate::files::open_no_follow;
 
 #[test]
+fn write_if_replaces_only_what_the_check_accepts_and_leaves_no_temp_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("session.json");
+    let is = |want: &'static [u8]| move |b: Option<&[u8]>| b == Some(want);
+    assert!(
+        !write_if(&path, b"new", is(b"sent")).expect("io"),
+        "no file: a logout"
+    );
+    assert!(!path.exists());
+    write(&path, b"newer").expect("write");
+    assert!(!write_if(&path, b"new", is(b"sent")).expect("io"));
+    assert_eq!(std::fs::read(&path).expect("read"), b"newer");
+    write(&path, b"sent").expect("write");
+    assert!(write_if(&path, b"new", is(b"sent")).expect("io"));
+    assert_eq!(std::fs::read(&path).expect("read"), b"new");
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .expect("ls")
+        .map(|e| e.expect("e").file_name())
+        .collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+}
+
+#[test]
 fn a_leftover_temp_file_is_removed_by_the_next_write() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("session.json");
@@ -48,6 +71,7 @@ fn remove_if_deletes_only_what_still_matches_and_puts_the_rest_back() {
 
 /// Where `link` fails (vfat, exfat, rclone, s3fs, davfs; here ext4 refusing a 65001st link
 /// with `EMLINK`), the file that did not match must still be put back, never unlinked.
+#[cfg(target_os = "linux")]
 #[test]
 fn a_file_that_did_not_match_is_put_back_even_where_link_fails() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -104,6 +104,35 @@ impl Clone for Error {
             Error::LeaseLost { lease_path } => Error::LeaseLost {
                 lease_path: lease_path.clone(),
             },
+            Error::LoginDenied { description } => Error::LoginDenied {
+                description: description.clone(),
+            },
+            Error::LoginExpired { what } => Error::LoginExpired { what: what.clone() },
+            Error::LoginStateMismatch => Error::LoginStateMismatch,
+            Error::LoginRefused {
+                endpoint,
+                status,
+                oauth,
+            } => Error::LoginRefused {
+                endpoint: endpoint.clone(),
+                status: *status,
+                oauth: oauth.clone(),
+            },
+            Error::LoginUnavailable { endpoint, reason } => Error::LoginUnavailable {
+                endpoint: endpoint.clone(),
+                reason: reason.clone(),
+            },
+            Error::LoginInvalidResponse { endpoint, reason } => Error::LoginInvalidResponse {
+                endpoint: endpoint.clone(),
+                reason: reason.clone(),
+            },
+            Error::LoginUnsupported { issuer, reason } => Error::LoginUnsupported {
+                issuer: issuer.clone(),
+                reason: reason.clone(),
+            },
+            Error::LoginAborted { reason } => Error::LoginAborted {
+                reason: reason.clone(),
+            },
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Every way credlock can fail, and what the caller should do about it.
 
+mod class;
 mod clone;
 #[cfg(test)]
 mod tests;
@@ -9,6 +10,7 @@ use std::time::Duration;
 
 use crate::oauth_error::OAuthError;
 use crate::session::Session;
+use class::{login_rejects_configuration, rejects_client};
 
 /// An error from the store or the refresh protocol.
 ///
@@ -211,139 +213,85 @@ pub enum Error {
     /// the lease and taken over the refresh. Nothing was sent (nor, inside
     /// [`Error::NotSaved`], saved) after the loss was seen, so the two never overlap; the
     /// stored session was kept. Trying again adopts the other process's session.
-    #[error("lost the lease {} before the refresh was done (this process was paused or slowed past the lease's time-to-live, and another process may have taken over): nothing further was sent or saved; try again", lease_path.display())]
+    #[error("lost the lease {} before the refresh was done (this process was paused or slowed past the lease's time-to-live, and another process may have taken over): nothing further was sent, saved or deleted; try again", lease_path.display())]
     LeaseLost {
         /// The lease file.
         lease_path: PathBuf,
     },
-}
 
-impl Error {
-    /// Whether the user must log in again: no session, or the grant is gone (or the server
-    /// refused the refresh for a reason a new grant may fix). Retrying will not help.
-    /// Configuration errors are not in this class: see [`Error::is_configuration`].
-    #[must_use]
-    pub fn needs_login(&self) -> bool {
-        match self {
-            Error::NoSession { .. } | Error::SessionExpired { .. } => true,
-            Error::Rejected { status, oauth, .. } => !rejects_client(*status, oauth.as_ref()),
-            _ => false,
-        }
-    }
+    /// The user or the authorization server refused the login (`access_denied`: the user
+    /// aborted on the device page or cancelled at consent). Nothing was stored.
+    #[error("the login was refused{}; nothing was stored, log in again to retry", description.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]
+    LoginDenied {
+        /// The server's `error_description`, if any (scrubbed, at most 200 characters).
+        description: Option<String>,
+    },
 
-    /// Whether the client's configuration is wrong, so that neither a new login nor a retry
-    /// will help: the server rejects the client (`invalid_client`, `unauthorized_client`,
-    /// `unsupported_grant_type`, HTTP 401), a token response carries no refresh token, or an
-    /// endpoint is insecure or malformed.
-    #[must_use]
-    pub fn is_configuration(&self) -> bool {
-        match self {
-            Error::MissingRefreshToken
-            | Error::InsecureEndpoint { .. }
-            | Error::InvalidEndpoint { .. } => true,
-            Error::Rejected { status, oauth, .. } => rejects_client(*status, oauth.as_ref()),
-            _ => false,
-        }
-    }
+    /// The login was not completed in time: the device code expired (`expired_token`) or
+    /// the login's own deadline passed. Nothing was stored.
+    #[error("the login was not completed in time ({what}); nothing was stored, log in again")]
+    LoginExpired {
+        /// What expired.
+        what: String,
+    },
 
-    /// Whether trying again later may succeed: the server is unavailable, another process
-    /// held the lock too long, or a refresh came back incomplete and its new refresh token
-    /// was saved.
-    #[must_use]
-    pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            Error::Unavailable { .. }
-                | Error::LockTimeout { .. }
-                | Error::RevocationUnavailable { .. }
-                | Error::LeaseLost { .. }
-                | Error::IncompleteRefresh {
-                    save_error: None,
-                    ..
-                }
-        )
-    }
+    /// The browser redirect carried a `state` other than the one this login sent: it does
+    /// not answer this login (a stale tab, or a forged redirect). Nothing was exchanged or
+    /// stored.
+    #[error(
+        "the redirect to the login's loopback address carried the wrong state (not this login's request: a stale browser tab, or a forged redirect); nothing was stored"
+    )]
+    LoginStateMismatch,
 
-    /// A stable, machine-readable name for the kind of error, in snake case
-    /// (`"session_expired"`, `"unavailable"`, …): for scripts and JSON output.
-    #[must_use]
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Error::NoSession { .. } => "no_session",
-            Error::Corrupt { .. } => "corrupt",
-            Error::UnsupportedVersion { .. } => "unsupported_version",
-            Error::NotASessionFile { .. } => "not_a_session_file",
-            Error::Io { .. } => "io",
-            Error::LockTimeout { .. } => "lock_timeout",
-            Error::SessionExpired { .. } => "session_expired",
-            Error::Rejected { .. } => "rejected",
-            Error::Unavailable { .. } => "unavailable",
-            Error::InvalidResponse { .. } => "invalid_response",
-            Error::IncompleteRefresh { .. } => "incomplete_refresh",
-            Error::InsecureEndpoint { .. } => "insecure_endpoint",
-            Error::InvalidEndpoint { .. } => "invalid_endpoint",
-            Error::MissingRefreshToken => "missing_refresh_token",
-            Error::NoRevocationEndpoint { .. } => "no_revocation_endpoint",
-            Error::RevocationUnavailable { .. } => "revocation_unavailable",
-            Error::RevocationRefused { .. } => "revocation_refused",
-            Error::NotSaved { .. } => "not_saved",
-            Error::LeaseLost { .. } => "lease_lost",
-        }
-    }
+    /// The authorization server refused a login request (the device authorization request,
+    /// the code exchange, a device-code poll, or an error in the redirect). A rejected client
+    /// or scope is a configuration error ([`Error::is_configuration`]); anything else asks for
+    /// a new login.
+    #[error("{endpoint} refused the login with HTTP {status}{}; {}", oauth.as_ref().map(|o| format!(" {o}")).unwrap_or_default(), if login_rejects_configuration(*status, oauth.as_ref()) { "check the client's configuration (client id, secret, scopes, grant types)" } else { "log in again" })]
+    LoginRefused {
+        /// The endpoint (or `the authorization endpoint` for an error in the redirect).
+        endpoint: String,
+        /// The HTTP status (302 for an error in the redirect).
+        status: u16,
+        /// The RFC 6749 §5.2 error, if the body held one.
+        oauth: Option<OAuthError>,
+    },
 
-    /// The error and each of its causes on one line, separated by `: `, for a terminal or a log
-    /// that does not print [`std::error::Error::source`] itself (`Display` leaves the causes
-    /// out, as error-chain printers such as anyhow's expect).
-    ///
-    /// # Examples
-    /// ```
-    /// let e = credlock::Error::Io {
-    ///     action: "write",
-    ///     path: "/home/me/.config/my-cli/session.json".into(),
-    ///     source: std::io::Error::other("no space left on device"),
-    /// };
-    /// assert_eq!(e.to_string(), "could not write /home/me/.config/my-cli/session.json");
-    /// assert_eq!(
-    ///     e.with_causes(),
-    ///     "could not write /home/me/.config/my-cli/session.json: no space left on device"
-    /// );
-    /// ```
-    #[must_use]
-    pub fn with_causes(&self) -> String {
-        let mut out = self.to_string();
-        let mut cause = std::error::Error::source(self);
-        while let Some(c) = cause {
-            out.push_str(": ");
-            out.push_str(&c.to_string());
-            cause = c.source();
-        }
-        out
-    }
+    /// An endpoint of the login could not be reached or is overloaded (network error,
+    /// timeout, 429, 5xx). Try again later.
+    #[error("could not log in at {endpoint}: {reason}; try again later")]
+    LoginUnavailable {
+        /// The endpoint.
+        endpoint: String,
+        /// What happened.
+        reason: String,
+    },
 
-    pub(crate) fn io(
-        action: &'static str,
-        path: impl Into<PathBuf>,
-    ) -> impl FnOnce(std::io::Error) -> Error {
-        let path = path.into();
-        move |source| Error::Io {
-            action,
-            path,
-            source,
-        }
-    }
-}
+    /// An endpoint of the login answered something unusable (not JSON, the wrong shape, a
+    /// redirect, an oversized body).
+    #[error("{endpoint} sent an unusable response during the login: {reason}")]
+    LoginInvalidResponse {
+        /// The endpoint.
+        endpoint: String,
+        /// What is wrong with it, without quoting it.
+        reason: String,
+    },
 
-/// Whether a rejection is about the client rather than the grant. RFC 6749 §5.2 answers 401
-/// only for a client that failed to authenticate.
-fn rejects_client(status: u16, oauth: Option<&OAuthError>) -> bool {
-    use crate::oauth_error::OAuthErrorCode;
-    status == 401
-        || oauth.is_some_and(|o| {
-            matches!(
-                o.code,
-                OAuthErrorCode::InvalidClient
-                    | OAuthErrorCode::UnauthorizedClient
-                    | OAuthErrorCode::UnsupportedGrantType
-            )
-        })
+    /// The issuer does not support what the login needs: no discovery document, no
+    /// authorization or device authorization endpoint for the flow asked for.
+    #[error("cannot log in with {issuer}: {reason}")]
+    LoginUnsupported {
+        /// The issuer (or the endpoint given).
+        issuer: String,
+        /// What is missing.
+        reason: String,
+    },
+
+    /// The login could not continue on this machine: the loopback port could not be bound,
+    /// the browser could not be started, standard input closed before a code was pasted.
+    #[error("the login could not continue: {reason}")]
+    LoginAborted {
+        /// What happened.
+        reason: String,
+    },
 }

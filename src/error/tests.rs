@@ -54,3 +54,40 @@ fn the_error_stays_small() {
         std::mem::size_of::<Error>()
     );
 }
+
+#[test]
+fn new_errors_clone_and_have_distinct_kinds() {
+    let all = [
+        Error::LoginDenied { description: None },
+        Error::LoginExpired { what: "x".into() },
+        Error::LoginStateMismatch,
+        Error::LoginRefused {
+            endpoint: "e".into(),
+            status: 400,
+            oauth: None,
+        },
+        Error::LoginUnavailable {
+            endpoint: "e".into(),
+            reason: "r".into(),
+        },
+        Error::LoginInvalidResponse {
+            endpoint: "e".into(),
+            reason: "r".into(),
+        },
+        Error::LoginUnsupported {
+            issuer: "i".into(),
+            reason: "r".into(),
+        },
+        Error::LoginAborted { reason: "r".into() },
+    ];
+    let kinds: std::collections::HashSet<_> = all.iter().map(Error::kind).collect();
+    assert_eq!(kinds.len(), all.len());
+    for e in &all {
+        assert_eq!(e.clone().to_string(), e.to_string());
+        let classes = [e.needs_login(), e.is_transient(), e.is_configuration()];
+        assert!(
+            classes.iter().filter(|c| **c).count() <= 1,
+            "{e}: {classes:?}"
+        );
+    }
+}

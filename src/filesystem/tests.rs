@@ -56,6 +56,7 @@ fn macos_type_names_are_classified() {
     assert_eq!(classify_fstypename("macfuse").name(), "fuse");
 }
 
+#[cfg(unix)]
 #[test]
 fn the_longest_mount_point_wins() {
     let table = "1 0 0:1 / / rw - ext4 /dev/sda rw\n2 1 0:2 / /home rw - nfs s:/h rw,nolock\n";

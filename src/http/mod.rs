@@ -93,6 +93,22 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
     /// # Errors
     /// [`TransportError`] when there is no response to read.
     fn post_form(&self, request: &FormRequest) -> Result<HttpResponse, TransportError>;
+
+    /// GETs `url` (a discovery document) and returns the response, including 4xx and 5xx.
+    /// No credentials are sent.
+    ///
+    /// The default refuses, so that transports written before logins existed keep compiling;
+    /// a login that needs discovery then reports [`TransportError::Other`].
+    ///
+    /// # Errors
+    /// [`TransportError`] when there is no response to read.
+    fn get(&self, url: &str) -> Result<HttpResponse, TransportError> {
+        let _ = url;
+        Err(TransportError::Other(
+            "this transport does not support GET (discovery); give the endpoints explicitly"
+                .to_owned(),
+        ))
+    }
 }
 
 /// A `Retry-After` value (RFC 9110 §10.2.3) as a wait from `now`: delay-seconds, or an HTTP

@@ -102,7 +102,27 @@ impl Transport for UreqTransport {
         if let Some(auth) = &request.authorization {
             builder = builder.header("Authorization", auth.secret());
         }
-        let mut response = builder.send(request.body().secret()).map_err(map_error)?;
+        let response = builder.send(request.body().secret()).map_err(map_error)?;
+        self.read(response)
+    }
+
+    fn get(&self, url: &str) -> Result<HttpResponse, TransportError> {
+        let response = self
+            .agent_for(url)
+            .get(url)
+            .header("Accept", "application/json")
+            .call()
+            .map_err(map_error)?;
+        self.read(response)
+    }
+}
+
+impl UreqTransport {
+    /// Status, `Retry-After` and the body (bounded) of a response, whatever its status.
+    fn read(
+        &self,
+        mut response: ureq::http::Response<ureq::Body>,
+    ) -> Result<HttpResponse, TransportError> {
         let status = response.status().as_u16();
         let retry_after = response
             .headers()

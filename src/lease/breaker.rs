@@ -120,7 +120,7 @@ fn take_file(path: &Path, ttl: Duration, here: &Holder) -> Result<Option<String>
 /// removed the file.
 pub(crate) fn set_aside_if(path: &Path, judged: impl Fn(&Seen) -> bool) -> Result<bool, Error> {
     let aside = with_suffix(path, &format!(".broken.{}", unique_token()));
-    match crate::atomic::rename(path, &aside) {
+    match crate::busy::retry_while_busy(|| crate::atomic::rename(path, &aside)) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(Error::io("set aside", path)(e)),

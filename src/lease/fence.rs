@@ -4,18 +4,32 @@
 use std::cell::RefCell;
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
 use super::file::{Seen, inspect};
 use crate::clock::unix_ms;
 use crate::error::Error;
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg(test)]
+mod tests;
+
+#[derive(Debug, Clone)]
 struct FenceState {
     path: PathBuf,
     nonce: String,
-    expires_ms: u64,
+    /// When the lease runs out by our clock: moved on by every renewal of the heartbeat.
+    expires_ms: Arc<AtomicU64>,
 }
+
+impl PartialEq for FenceState {
+    fn eq(&self, other: &FenceState) -> bool {
+        self.path == other.path && self.nonce == other.nonce
+    }
+}
+
+impl Eq for FenceState {}
 
 thread_local! {
     /// The leases this thread holds while their critical sections run, innermost last.
@@ -56,7 +70,7 @@ impl Fence {
         let Some(f) = &self.held else {
             return Ok(());
         };
-        let ours = unix_ms(SystemTime::now()) < f.expires_ms
+        let ours = unix_ms(SystemTime::now()) < f.expires_ms.load(Ordering::SeqCst)
             && matches!(inspect(&f.path), Ok(Seen::Record(r)) if r.nonce == f.nonce);
         if ours {
             Ok(())
@@ -77,7 +91,7 @@ pub(crate) struct FenceInstalled {
 }
 
 impl FenceInstalled {
-    pub(crate) fn new(path: &Path, nonce: &str, expires_ms: u64) -> FenceInstalled {
+    pub(crate) fn new(path: &Path, nonce: &str, expires_ms: Arc<AtomicU64>) -> FenceInstalled {
         FENCES.with(|f| {
             f.borrow_mut().push(FenceState {
                 path: path.to_path_buf(),

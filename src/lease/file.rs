@@ -26,7 +26,7 @@ pub(crate) fn create_exclusive(lease_path: &Path, record: &LeaseRecord) -> Resul
     // close, which Rust does not check, and an empty lease must not be published.
     let written = opts.open(&staging).and_then(|mut f| {
         f.write_all(&bytes)?;
-        f.sync_all()
+        crate::durable::sync_durably(&f)
     });
     if let Err(e) = written {
         let _ = std::fs::remove_file(&staging);
@@ -48,7 +48,10 @@ fn create_new_then_write(lease_path: &Path, bytes: &[u8]) -> Result<bool, Error>
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
     match opts.open(lease_path) {
-        Ok(mut f) => match f.write_all(bytes).and_then(|()| f.sync_all()) {
+        Ok(mut f) => match f
+            .write_all(bytes)
+            .and_then(|()| crate::durable::sync_durably(&f))
+        {
             Ok(()) => Ok(true),
             Err(e) => {
                 // Never leave an empty lease behind (ours: nobody breaks a lease this young).

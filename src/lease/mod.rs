@@ -22,19 +22,29 @@
 //! it is what gets removed. The holder is fenced: right before it sends a refresh and right
 //! before it saves, it checks that the lease still holds its nonce ([`Fence`]).
 //!
+//! A holder keeps its lease alive while its critical section runs: a heartbeat thread renews
+//! the record (same nonce, new creation time) every third of the TTL, under the breaker lock
+//! and only while the lease still carries its nonce (`heartbeat.rs`). A request slower than
+//! the TTL therefore never outlives the lease; a holder that is paused or killed stops
+//! renewing, which is what lets the others break its lease.
+//!
 //! - `record.rs`: what a lease holds, and who we are (machine id, boot, PID namespace);
 //! - `file.rs`: creating and reading the lease file;
 //! - `breaker.rs`: breaking a stale lease under the breaker lock;
-//! - `fence.rs`: the fence a holder checks before it sends or saves.
+//! - `fence.rs`: the fence a holder checks before it sends or saves;
+//! - `heartbeat.rs`: renewing a held lease while its critical section runs.
 
 mod breaker;
 mod fence;
 mod file;
+mod heartbeat;
 mod record;
 #[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
@@ -43,6 +53,7 @@ use breaker::{BreakLock, break_stale, break_ttl, is_breakable, set_aside_if};
 pub(crate) use fence::Fence;
 use fence::FenceInstalled;
 use file::{Seen, create_exclusive, inspect};
+use heartbeat::Heartbeat;
 pub use record::{Holder, LeaseRecord};
 
 /// Why a lease was not taken.
@@ -52,14 +63,17 @@ pub(crate) enum LeaseFailure {
     Io(Error),
 }
 
-/// The lease, held: the lease file is ours and, on this thread, [`Fence::current`] returns
-/// its fence. Dropping it removes the fence, then the lease file if it is still ours (on every
-/// path, panics included).
+/// The lease, held: the lease file is ours, a heartbeat renews it, and, on this thread,
+/// [`Fence::current`] returns its fence. Dropping it removes the fence, stops and joins the
+/// heartbeat, then removes the lease file if it is still ours (on every path, panics
+/// included).
 #[must_use = "the lease is released as soon as this is dropped"]
 #[derive(Debug)]
 pub(crate) struct HeldLease {
-    // Declared first, dropped first: the fence goes before the file it guards.
+    // Dropped in declaration order: the fence goes before the heartbeat, which goes before
+    // the file it renews.
     _fence: FenceInstalled,
+    _heartbeat: Heartbeat,
     _lease: OwnLease,
 }
 
@@ -77,11 +91,13 @@ pub(crate) fn acquire<R>(
     loop {
         match try_acquire(lease_path, ttl, &here) {
             Ok(Some(lease)) => {
-                let expires_ms = lease
-                    .created_ms
-                    .saturating_add(u64::try_from(lease.ttl.as_millis()).unwrap_or(u64::MAX));
                 return Ok(Acquired::Held(HeldLease {
-                    _fence: FenceInstalled::new(&lease.path, &lease.nonce, expires_ms),
+                    _fence: FenceInstalled::new(
+                        &lease.path,
+                        &lease.nonce,
+                        Arc::clone(&lease.expires_ms),
+                    ),
+                    _heartbeat: lease.keep_alive(),
                     _lease: lease,
                 }));
             }
@@ -110,8 +126,16 @@ pub(crate) fn acquire<R>(
 pub(crate) struct OwnLease {
     path: PathBuf,
     nonce: String,
-    created_ms: u64,
+    /// When the lease runs out by our clock; the heartbeat moves it on at each renewal.
+    expires_ms: Arc<AtomicU64>,
     ttl: Duration,
+}
+
+impl OwnLease {
+    /// Starts renewing the lease every third of its TTL until the returned guard drops.
+    fn keep_alive(&self) -> Heartbeat {
+        Heartbeat::start(&self.path, &self.nonce, self.ttl, &self.expires_ms)
+    }
 }
 
 impl Drop for OwnLease {
@@ -174,7 +198,11 @@ fn held(lease_path: &Path, record: &LeaseRecord, ttl: Duration) -> OwnLease {
     OwnLease {
         path: lease_path.to_path_buf(),
         nonce: record.nonce.clone(),
-        created_ms: record.created_ms,
+        expires_ms: Arc::new(AtomicU64::new(
+            record
+                .created_ms
+                .saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)),
+        )),
         ttl,
     }
 }

@@ -6,7 +6,7 @@ use super::*;
 use crate::clock::unix_ms;
 use crate::files::break_path_for;
 
-fn here() -> Holder {
+pub(super) fn here() -> Holder {
     Holder::this_process()
 }
 
@@ -83,7 +83,7 @@ fn releasing_a_lease_that_was_broken_and_retaken_leaves_the_new_holders_lease() 
 }
 
 /// A lease of a process on another machine.
-fn foreign(created_ms: u64, ttl_ms: u64, nonce: &str) -> LeaseRecord {
+pub(super) fn foreign(created_ms: u64, ttl_ms: u64, nonce: &str) -> LeaseRecord {
     LeaseRecord {
         host: "another-host".into(),
         pid: 7,
@@ -119,6 +119,7 @@ fn local() -> Holder {
     }
 }
 
+#[cfg(unix)]
 fn dead_pid() -> u32 {
     let mut child = std::process::Command::new("true").spawn().expect("spawn");
     let dead = child.id();
@@ -126,6 +127,7 @@ fn dead_pid() -> u32 {
     dead
 }
 
+#[cfg(unix)]
 #[test]
 fn a_lease_of_a_dead_process_of_this_machine_boot_and_pid_namespace_is_stale_at_once() {
     let me = local();
@@ -157,6 +159,7 @@ fn a_lease_of_a_dead_process_of_this_machine_boot_and_pid_namespace_is_stale_at_
     );
 }
 
+#[cfg(unix)]
 #[test]
 fn only_the_ttl_breaks_a_lease_not_proved_to_be_of_this_machine_boot_and_pid_namespace() {
     let me = local();
@@ -320,51 +323,6 @@ fn a_stale_lease_is_broken_only_by_the_holder_of_the_breaker_lock() {
         left.is_empty(),
         "no lease, breaker lock or aside file left: {left:?}"
     );
-}
-
-#[test]
-fn the_fence_holds_while_the_lease_is_ours_and_fails_once_it_is_not() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("s.json.lease");
-    assert_eq!(
-        Fence::current(&path).still_held().ok(),
-        Some(()),
-        "no lease in use"
-    );
-    let held = |path: &std::path::Path, ttl| match acquire(
-        path,
-        ttl,
-        Duration::from_secs(1),
-        &|| None::<()>,
-    ) {
-        Ok(Acquired::Held(h)) => h,
-        other => panic!("{other:?}"),
-    };
-    let lease = held(&path, Duration::from_secs(30));
-    let fence = Fence::current(&path);
-    let before = fence.still_held();
-    std::fs::remove_file(&path).expect("broken");
-    std::fs::write(
-        &path,
-        foreign(unix_ms(SystemTime::now()), 30_000, "thief").to_json(),
-    )
-    .expect("retaken");
-    let after = fence.still_held();
-    drop(lease);
-    assert!(before.is_ok());
-    assert!(matches!(after, Err(Error::LeaseLost { .. })), "{after:?}");
-    assert_eq!(
-        read_record(&path).map(|r| r.nonce).as_deref(),
-        Some("thief")
-    );
-    assert_eq!(Fence::current(&path), Fence::default(), "uninstalled");
-    // A lease past its own TTL is lost by our clock, whatever the file says.
-    let other = path.with_extension("b");
-    let lease = held(&other, Duration::from_millis(30));
-    std::thread::sleep(Duration::from_millis(40));
-    let r = Fence::current(&other).still_held();
-    drop(lease);
-    assert!(matches!(r, Err(Error::LeaseLost { .. })), "{r:?}");
 }
 
 #[test]

@@ -5,6 +5,7 @@
 
 use std::convert::Infallible;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use super::Store;
 use crate::error::Error;
@@ -14,8 +15,8 @@ use crate::lock::{self, LockFailure, LockGuard};
 use crate::options::LockMode;
 use crate::wait::Acquired;
 
-/// The guards, held. Dropping it releases the lease first (its fence, then its file), then
-/// the advisory lock: the reverse of the order they were taken in.
+/// The guards, held. Dropping it releases the lease first (its fence, its heartbeat, then its
+/// file), then the advisory lock: the reverse of the order they were taken in.
 #[must_use = "the guards are released as soon as this is dropped"]
 #[derive(Debug)]
 pub(super) struct Held {
@@ -38,6 +39,17 @@ impl Store {
         &self,
         adopt: &dyn Fn() -> Option<R>,
     ) -> Result<Acquired<Held, R>, Error> {
+        self.take_guards_for(self.options.lock_timeout, self.options.lease_ttl, adopt)
+    }
+
+    /// [`Store::take_guards`] with another wait and lease time-to-live (a login holds the
+    /// guards for minutes, not for one request).
+    pub(super) fn take_guards_for<R>(
+        &self,
+        wait: Duration,
+        lease_ttl: Duration,
+        adopt: &dyn Fn() -> Option<R>,
+    ) -> Result<Acquired<Held, R>, Error> {
         let plan = self.lock_plan();
         if plan.degraded {
             self.say_once(&plan.reason);
@@ -49,13 +61,7 @@ impl Store {
                     lock_path: self.lock_path.clone(),
                 });
             };
-            match lock::acquire(
-                &self.lock_path,
-                self.options.lock_timeout,
-                self.observer.clone(),
-                waiting,
-                adopt,
-            ) {
+            match lock::acquire(&self.lock_path, wait, self.observer.clone(), waiting, adopt) {
                 Ok(Acquired::Held(guard)) => Some(guard),
                 Ok(Acquired::Resolved(r)) => return Ok(Acquired::Resolved(r)),
                 // The filesystem refuses locks: in auto mode, the lease takes over.
@@ -72,12 +78,7 @@ impl Store {
             None
         };
         let lease = if use_lease {
-            let lease_acquired = lease::acquire(
-                &self.lease_path,
-                self.options.lease_ttl,
-                self.options.lock_timeout,
-                adopt,
-            );
+            let lease_acquired = lease::acquire(&self.lease_path, lease_ttl, wait, adopt);
             match lease_acquired {
                 Ok(Acquired::Held(lease)) => Some(lease),
                 Ok(Acquired::Resolved(r)) => return Ok(Acquired::Resolved(r)),

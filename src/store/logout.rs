@@ -1,10 +1,13 @@
 //! Writes other than a refresh's save, each under the guards: save, delete, and logout with
 //! its RFC 7009 revocation.
 
+use std::time::Duration;
+
 use super::Store;
 use crate::atomic;
 use crate::error::Error;
 use crate::form::FormRequest;
+use crate::lease::Fence;
 use crate::oauth_error::OAuthError;
 use crate::session::Session;
 
@@ -90,24 +93,77 @@ impl Store {
     pub fn logout(&self, revocation: Revocation) -> Result<LoggedOut, Error> {
         // A cheap look first, so that logging out with nothing stored creates no directory,
         // no lock file and no lease.
-        if !atomic::exists(&self.path)? {
+        if !self.stored_once_deletes_settle()? {
             return Ok(LoggedOut::NothingStored);
         }
         let _held = self.hold()?;
-        let revoked = match revocation {
-            Revocation::LocalOnly => false,
+        // Under a lease another process may take over: nothing is sent, and nothing is
+        // deleted unconditionally, once it may have.
+        let fence = Fence::current(&self.lease_path);
+        let session = match revocation {
+            Revocation::LocalOnly => {
+                if !self.stored_once_deletes_settle()? {
+                    return Ok(LoggedOut::NothingStored);
+                }
+                fence.still_held()?;
+                return Ok(if atomic::remove(&self.path)? {
+                    LoggedOut::Deleted { revoked: false }
+                } else {
+                    LoggedOut::NothingStored
+                });
+            }
             Revocation::Required => match self.load()? {
                 None => return Ok(LoggedOut::NothingStored),
-                Some(session) => {
-                    self.revoke(&session)?;
-                    true
-                }
+                Some(session) => session,
             },
         };
-        if atomic::remove(&self.path)? {
-            Ok(LoggedOut::Deleted { revoked })
-        } else {
-            Ok(LoggedOut::NothingStored)
+        fence.still_held()?;
+        self.revoke(&session)?;
+        // Whatever became of the lease meanwhile, a file that still holds the refresh token
+        // just revoked is dead and goes; one that holds another (saved by a process that took
+        // the lease over, or by a writer that takes no lock) is kept.
+        let holds_the_revoked_token = |bytes: &[u8]| {
+            Session::from_json(bytes, &self.path)
+                .is_ok_and(|s| s.refresh_token() == session.refresh_token())
+        };
+        if atomic::remove_if(&self.path, holds_the_revoked_token)?
+            || !self.stored_once_deletes_settle()?
+        {
+            return Ok(LoggedOut::Deleted { revoked: true });
+        }
+        fence.still_held()?;
+        Err(Error::Io {
+            action: "delete the session file",
+            path: self.path.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "a newer session was saved during the logout and was kept (its refresh token was not revoked): log out again",
+            ),
+        })
+    }
+
+    /// Whether a session file is at the path, once any compare-and-delete under way is over:
+    /// one has the file renamed aside for a moment and may put it back. `false` only when
+    /// there is no file and no compare-and-delete is in progress; `true` also while one still
+    /// is after the torn-read pauses (the caller then meets the file, or its absence, under
+    /// the lock).
+    fn stored_once_deletes_settle(&self) -> Result<bool, Error> {
+        let mut pauses: Option<std::vec::IntoIter<Duration>> = None;
+        loop {
+            if atomic::exists(&self.path)? {
+                return Ok(true);
+            }
+            if !atomic::delete_in_progress(&self.path) {
+                // A put-back may have landed between the look and the check.
+                return atomic::exists(&self.path);
+            }
+            match pauses
+                .get_or_insert_with(|| self.torn_read_schedule().into_iter())
+                .next()
+            {
+                Some(pause) => self.clock.sleep(pause),
+                None => return Ok(true),
+            }
         }
     }
 
@@ -120,20 +176,24 @@ impl Store {
             path: self.path.clone(),
             reason,
         };
-        let response = self
-            .transport()
-            .post_form(&request)
-            .map_err(|e| unavailable(e.to_string()))?;
+        let secrets_sent = request.secret_values();
+        // Transport errors can quote what the server sent back, the refresh token included.
+        let response = self.transport().post_form(&request).map_err(|e| {
+            unavailable(crate::secret::withheld_if_echoing(
+                &secrets_sent,
+                e.to_string(),
+            ))
+        })?;
         match response.status {
             200 => Ok(()),
-            429 | 500..=599 => Err(unavailable(format!(
+            408 | 425 | 429 | 500..=599 => Err(unavailable(format!(
                 "HTTP {} from the revocation endpoint",
                 response.status
             ))),
             status => Err(Error::RevocationRefused {
                 path: self.path.clone(),
                 status,
-                oauth: OAuthError::from_json(&response.body, &request.secret_values()),
+                oauth: OAuthError::from_json(&response.body, &secrets_sent),
             }),
         }
     }

@@ -6,6 +6,7 @@
 //! - `logout.rs`: save, delete, logout and revocation.
 
 mod guards;
+mod login;
 mod logout;
 mod refresh;
 
@@ -21,10 +22,13 @@ use crate::event::{Event, Observer};
 use crate::files::{lease_path_for, lock_path_for};
 use crate::filesystem::FsKind;
 use crate::http::{Transport, UreqTransport};
-use crate::options::{DEFAULT_TORN_READ_RETRIES, LockMode, NETWORK_POLL_SCHEDULE, Options};
+use crate::options::{
+    DEFAULT_TORN_READ_RETRIES, LockMode, NETWORK_POLL_SCHEDULE, Options, WINDOWS_REPLACE_PAUSES,
+};
 use crate::plan::LockPlan;
 use crate::session::Session;
 
+pub use login::LoggedIn;
 pub use logout::{LoggedOut, Revocation};
 
 /// One session file shared by any number of processes and threads.
@@ -234,6 +238,7 @@ impl Store {
         // Decided on the first failure only: a good read never pays for filesystem detection.
         let mut retries: Option<std::vec::IntoIter<Duration>> = None;
         let mut absent_retries: Option<std::vec::IntoIter<Duration>> = None;
+        let mut looked_again = false;
         loop {
             let Some(content) = atomic::read(&self.path)? else {
                 // A compare-and-delete renames the file aside for a moment, and puts it back
@@ -241,6 +246,26 @@ impl Store {
                 if atomic::delete_in_progress(&self.path) {
                     let pauses =
                         absent_retries.get_or_insert_with(|| self.torn_read_schedule().into_iter());
+                    if let Some(pause) = pauses.next() {
+                        self.clock.sleep(pause);
+                        looked_again = false;
+                        continue;
+                    }
+                    return Ok(None);
+                }
+                // A put-back may have landed between the failed open and the check (its aside
+                // file gone, so nothing "in progress"): look once more, and if another
+                // compare-and-delete has the file aside by then, wait it out.
+                if !looked_again {
+                    looked_again = true;
+                    continue;
+                }
+                // Windows without POSIX rename semantics (and Wine) may replace a file by
+                // removing it first: a reader can find no file for an instant while a save is
+                // under way. Look a few more times before "no session".
+                if cfg!(windows) {
+                    let pauses = absent_retries
+                        .get_or_insert_with(|| WINDOWS_REPLACE_PAUSES.to_vec().into_iter());
                     if let Some(pause) = pauses.next() {
                         self.clock.sleep(pause);
                         continue;

@@ -130,7 +130,7 @@ impl Store {
         match classify::classify(&response, now, &secrets_sent) {
             Outcome::Refreshed(token_response) => {
                 let refreshed = session.refreshed(token_response, now);
-                self.save_refreshed(refreshed)
+                self.save_refreshed(refreshed, &session)
             }
             Outcome::RotatedOnly {
                 refresh_token,
@@ -139,9 +139,7 @@ impl Store {
                 // The server consumed the refresh token we sent: its replacement reaches the
                 // disk before anything else, or the session is lost on the next call.
                 let kept = session.with_rotated_refresh_token(refresh_token, now);
-                let save_error = atomic::write(&self.path, &kept.to_json())
-                    .err()
-                    .map(Box::new);
+                let save_error = self.save_rotated(&kept, &session).err().map(Box::new);
                 Err(Error::IncompleteRefresh {
                     path: self.path.clone(),
                     reason,
@@ -186,13 +184,10 @@ impl Store {
         }
     }
 
-    /// Saves a refreshed session, unless the lease (if one is held) was lost meanwhile; either
+    /// Saves the session a refresh of `sent` returned (see [`Store::save_rotated`]); either
     /// way the caller gets the new session (inside [`Error::NotSaved`] if unsaved).
-    fn save_refreshed(&self, session: Session) -> Result<AccessToken, Error> {
-        // Under a lease that another process may have taken over (and maybe a logout or a
-        // login saved since), the new session goes to the caller only.
-        let fenced = Fence::current(&self.lease_path).still_held();
-        match fenced.and_then(|()| atomic::write(&self.path, &session.to_json())) {
+    fn save_refreshed(&self, session: Session, sent: &Session) -> Result<AccessToken, Error> {
+        match self.save_rotated(&session, sent) {
             Ok(()) => {
                 self.emit(Event::Refreshed {
                     path: self.path.clone(),
@@ -203,6 +198,32 @@ impl Store {
                 session: Box::new(session),
                 source: Box::new(e),
             }),
+        }
+    }
+
+    /// Saves `new`, the outcome of a 2xx to the refresh of `sent`. Under a lease that another
+    /// process may have taken over meanwhile, the server has still consumed the refresh token
+    /// we sent: `new` is saved if the file still holds the one we sent (nothing newer was
+    /// saved, and what is there can no longer be used); otherwise the newer session, or the
+    /// absence a logout left, is kept and the error is [`Error::LeaseLost`].
+    fn save_rotated(&self, new: &Session, sent: &Session) -> Result<(), Error> {
+        let bytes = new.to_json();
+        let Err(lost) = Fence::current(&self.lease_path).still_held() else {
+            return atomic::write(&self.path, &bytes);
+        };
+        // Compared again right before the rename. A holder on another machine can still save
+        // in between (nothing serialises us with it any more); then its session is replaced
+        // by ours, whose refresh token the server issued too.
+        let holds_what_we_sent = |current: Option<&[u8]>| {
+            current.is_some_and(|b| {
+                Session::from_json(b, &self.path)
+                    .is_ok_and(|s| s.refresh_token() == sent.refresh_token())
+            })
+        };
+        if atomic::write_if(&self.path, &bytes, holds_what_we_sent)? {
+            Ok(())
+        } else {
+            Err(lost)
         }
     }
 }

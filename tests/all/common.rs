@@ -297,3 +297,67 @@ pub fn sixteen_threads_on_an_expired_session(
     .collect();
     (bed, tokens)
 }
+
+/// Starts `tests/e2e/oidc-server` (node-oidc-provider) on a free loopback port with `extra`
+/// arguments, and returns the child (the caller kills it by PID on drop) and its ready line.
+/// Fails loudly when node or `npm ci` is missing.
+#[cfg(feature = "cli")]
+pub fn start_oidc_server(extra: &[&str]) -> (std::process::Child, serde_json::Value) {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/oidc-server");
+    assert!(
+        dir.join("node_modules/oidc-provider").is_dir(),
+        "prerequisite missing: run `npm ci` in {} (Node.js 20.18+ needed)",
+        dir.display()
+    );
+    let mut child = Command::new("node")
+        .arg("server.js")
+        .args(["--port", "0"])
+        .args(extra)
+        .current_dir(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("prerequisite missing: cannot run `node` ({e})"));
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = match rx.recv_timeout(Duration::from_secs(30)) {
+        Ok(line) => line,
+        Err(_) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the oidc server printed no ready line within 30 s");
+        }
+    };
+    let ready = serde_json::from_str(&line).unwrap_or_else(|e| {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("bad ready line {line:?}: {e}")
+    });
+    (child, ready)
+}
+
+/// The endpoint the fake transport routes revocation requests to.
+pub const REVOCATION_ENDPOINT: &str = "http://127.0.0.1:9/revoke";
+
+/// Seeds a session whose client names a revocation endpoint, and saves it.
+pub fn seed_revocable(bed: &Bed) -> Session {
+    let response = bed.server.seed();
+    let client = credlock::Client::new(
+        TOKEN_ENDPOINT,
+        credlock::testing::TEST_CLIENT_ID,
+        credlock::ClientAuth::None,
+    )
+    .and_then(|c| c.with_revocation_endpoint(REVOCATION_ENDPOINT))
+    .expect("client");
+    let session = Session::from_token_response(client, response, credlock::Clock::now(&*bed.clock))
+        .expect("session");
+    bed.store().save(&session).expect("save");
+    session
+}

@@ -65,7 +65,7 @@ fn a_file_from_a_newer_version_is_refused_and_kept() {
     bed.seed_expired();
     let newer = String::from_utf8(bed.bytes())
         .expect("utf8")
-        .replace("\"version\": 1", "\"version\": 7");
+        .replace("\"version\":1", "\"version\":7");
     std::fs::write(&bed.path, &newer).expect("write");
     let err = bed.store().access_token().unwrap_err();
     assert!(

@@ -7,25 +7,7 @@ use std::time::Duration;
 use credlock::testing::{Failure, FakeServer, FakeTransport, ReusePolicy};
 use credlock::{Client, Error, LoggedOut, Revocation, Session, Store, TransportError};
 
-use crate::common::{Bed, TOKEN_ENDPOINT};
-
-const REVOCATION_ENDPOINT: &str = "http://127.0.0.1:9/revoke";
-
-/// A stored session whose client names a revocation endpoint.
-fn seed_revocable(bed: &Bed) -> Session {
-    let response = bed.server.seed();
-    let client = Client::new(
-        TOKEN_ENDPOINT,
-        credlock::testing::TEST_CLIENT_ID,
-        credlock::ClientAuth::None,
-    )
-    .and_then(|c| c.with_revocation_endpoint(REVOCATION_ENDPOINT))
-    .expect("client");
-    let session = Session::from_token_response(client, response, credlock::Clock::now(&*bed.clock))
-        .expect("session");
-    bed.store().save(&session).expect("save");
-    session
-}
+use crate::common::{Bed, REVOCATION_ENDPOINT, TOKEN_ENDPOINT, seed_revocable};
 
 #[test]
 fn logout_with_revocation_revokes_the_stored_refresh_token_then_deletes() {
@@ -157,5 +139,200 @@ fn a_logout_racing_a_refresh_revokes_the_newest_refresh_token() {
         server.live_grants(),
         0,
         "the grant must not outlive the logout"
+    );
+}
+
+/// A session whose client names a revocation endpoint, seeded on the server but not saved.
+fn revocable_session(bed: &Bed) -> Session {
+    let response = bed.server.seed();
+    let client = Client::new(
+        TOKEN_ENDPOINT,
+        credlock::testing::TEST_CLIENT_ID,
+        credlock::ClientAuth::None,
+    )
+    .and_then(|c| c.with_revocation_endpoint(REVOCATION_ENDPOINT))
+    .expect("client");
+    Session::from_token_response(client, response, credlock::Clock::now(&*bed.clock))
+        .expect("session")
+}
+
+/// Runs `during` while a revocation is at the server: what "another process broke our lease
+/// meanwhile" looks like from the process logging out.
+struct DuringRevocation {
+    inner: FakeTransport,
+    during: Box<dyn Fn() + Send + Sync>,
+}
+
+impl std::fmt::Debug for DuringRevocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DuringRevocation")
+    }
+}
+
+impl credlock::Transport for DuringRevocation {
+    fn post_form(
+        &self,
+        request: &credlock::transport::FormRequest,
+    ) -> Result<credlock::transport::HttpResponse, TransportError> {
+        if request.url.ends_with("/revoke") {
+            (self.during)();
+        }
+        self.inner.post_form(request)
+    }
+}
+
+/// Breaks the lease at `lease` and takes it for a process of another machine.
+fn take_the_lease_over(lease: &std::path::Path) {
+    std::fs::remove_file(lease).expect("broken");
+    let record = serde_json::json!({
+        "host": "another-host", "pid": 7, "created_ms": 0u64, "ttl_ms": u64::MAX / 2,
+        "nonce": "thief",
+    });
+    std::fs::write(lease, record.to_string()).expect("retaken");
+}
+
+/// Issue 9 D under the lease: a logout whose lease is taken over while its revocation is at
+/// the server revoked the old refresh token; the newer session the new holder saved meanwhile
+/// holds another one, live at the server, and is kept: deleting it would leave a live grant
+/// nobody can revoke any more.
+#[test]
+fn a_logout_that_lost_its_lease_keeps_a_newer_session_it_did_not_revoke() {
+    let bed = Arc::new(Bed::new(ReusePolicy::RevokeGrant));
+    let old = seed_revocable(&bed);
+    let newer = revocable_session(&bed);
+    let lease = credlock::unversioned::lease_path_for(&bed.path);
+    let transport = {
+        let (bed2, lease, newer) = (Arc::clone(&bed), lease.clone(), newer.clone());
+        DuringRevocation {
+            inner: FakeTransport::new(bed.server.clone()),
+            during: Box::new(move || {
+                take_the_lease_over(&lease);
+                Store::new(&bed2.path)
+                    .with_lock_mode(credlock::LockMode::Off)
+                    .save(&newer)
+                    .expect("the new holder saves");
+            }),
+        }
+    };
+    let err = Store::new(&bed.path)
+        .with_clock(bed.clock.clone())
+        .with_transport(Arc::new(transport))
+        .with_lock_mode(credlock::LockMode::Lease)
+        .logout(Revocation::Required)
+        .unwrap_err();
+    assert!(matches!(err, Error::LeaseLost { .. }), "{err:?}");
+    assert!(
+        err.is_transient(),
+        "logging out again revokes the newer one"
+    );
+    assert!(!bed.server.is_live(old.refresh_token().secret()), "revoked");
+    assert_eq!(bed.stored(), Some(newer), "the newer session was kept");
+}
+
+/// The lease was lost during the revocation, but nothing newer was saved: the session holds
+/// the refresh token just revoked, useless to anyone, and is deleted.
+#[test]
+fn a_logout_that_lost_its_lease_still_deletes_the_session_it_revoked() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    let old = seed_revocable(&bed);
+    let lease = credlock::unversioned::lease_path_for(&bed.path);
+    let transport = {
+        let lease = lease.clone();
+        DuringRevocation {
+            inner: FakeTransport::new(bed.server.clone()),
+            during: Box::new(move || take_the_lease_over(&lease)),
+        }
+    };
+    let outcome = Store::new(&bed.path)
+        .with_clock(bed.clock.clone())
+        .with_transport(Arc::new(transport))
+        .with_lock_mode(credlock::LockMode::Lease)
+        .logout(Revocation::Required)
+        .expect("logout");
+    assert_eq!(outcome, LoggedOut::Deleted { revoked: true });
+    assert!(!bed.path.exists());
+    assert!(!bed.server.is_live(old.refresh_token().secret()));
+    assert!(lease.exists(), "the new holder's lease was left alone");
+}
+
+/// Issue 9 C / H: a logout must not answer "nothing stored" while a compare-and-delete has
+/// the file renamed aside (the session is then put back and outlives the logout).
+#[test]
+fn review_logout_during_a_compare_and_delete_does_not_leave_the_session_behind() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    bed.seed();
+    let aside = bed
+        .dir
+        .path()
+        .join(format!(".session.json.aside-{}-1-0", std::process::id()));
+    std::fs::rename(&bed.path, &aside).expect("rename aside");
+    let mut marked = fd_lock::RwLock::new(std::fs::File::open(&aside).expect("open aside"));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let put_back = {
+        let (aside, path) = (aside.clone(), bed.path.clone());
+        std::thread::spawn(move || {
+            let _held = marked.try_write().expect("mark the aside file");
+            tx.send(()).expect("send");
+            std::thread::sleep(Duration::from_millis(60));
+            std::fs::rename(&aside, &path).expect("put back");
+        })
+    };
+    rx.recv().expect("marked");
+    let outcome = Store::new(&bed.path)
+        .logout(Revocation::LocalOnly)
+        .expect("logout");
+    put_back.join().expect("thread");
+    assert!(
+        !(outcome == LoggedOut::NothingStored && bed.path.exists()),
+        "logout said {outcome:?} but the session is still stored after the put-back"
+    );
+}
+
+/// Delays revocation requests before the server sees them (a slow revocation endpoint).
+#[derive(Debug)]
+struct SlowRevocation(credlock::testing::FakeTransport, Duration);
+
+impl credlock::Transport for SlowRevocation {
+    fn post_form(
+        &self,
+        request: &credlock::transport::FormRequest,
+    ) -> Result<credlock::transport::HttpResponse, TransportError> {
+        if request.url.ends_with("/revoke") {
+            std::thread::sleep(self.1);
+        }
+        self.0.post_form(request)
+    }
+}
+
+/// Issue 9 D under the lease: `logout --revoke` checks no fence. A logout whose revocation
+/// outlives its lease revokes the (by then rotated) old refresh token, then deletes the new
+/// holder's session unconditionally: the newest refresh token stays live at the server and is
+/// gone locally, exactly what item D was about.
+#[test]
+fn review_logout_under_a_lost_lease_never_deletes_a_newer_session_it_did_not_revoke() {
+    let bed = Arc::new(Bed::new(ReusePolicy::RevokeGrant));
+    seed_revocable(&bed);
+    bed.clock.advance(Duration::from_secs(3600));
+    let store = |ttl: Duration| {
+        Store::new(&bed.path)
+            .with_clock(bed.clock.clone())
+            .with_transport(Arc::new(SlowRevocation(
+                credlock::testing::FakeTransport::new(bed.server.clone()),
+                Duration::from_millis(800),
+            )))
+            .with_lock_mode(credlock::LockMode::Lease)
+            .with_lease_ttl(ttl)
+    };
+    let logout = {
+        let s = store(Duration::from_millis(400));
+        std::thread::spawn(move || s.logout(Revocation::Required))
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    let refreshed = store(Duration::from_secs(10)).access_token();
+    let logout = logout.join().expect("thread");
+    let newest = bed.server.live_grants();
+    assert!(
+        newest == 0 || bed.path.exists(),
+        "a live grant remains at the server but the session is gone locally\nlogout: {logout:?}\nrefresh: {refreshed:?}"
     );
 }

@@ -24,6 +24,15 @@ mod files;
 mod hostile;
 mod lease;
 mod locking;
+#[cfg(all(unix, feature = "cli"))]
+mod login_browser;
+#[cfg(all(unix, feature = "cli"))]
+mod login_device;
+#[cfg(all(unix, feature = "cli"))]
+mod login_kit;
+#[cfg(all(unix, feature = "cli"))]
+mod login_many;
+mod login_store;
 mod logout;
 #[cfg(feature = "proptest")]
 mod model;
@@ -36,6 +45,7 @@ mod profiles;
 mod proxy;
 mod readers;
 mod refresh;
+mod review;
 mod secrets;
 #[cfg(all(unix, feature = "cli"))]
 mod tools_docker;

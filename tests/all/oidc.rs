@@ -4,9 +4,8 @@
 //! Ignored by a plain `cargo test`: they need Node.js and `npm ci` in the server's folder.
 //! `.ci/run` installs both and runs them with `--ignored`; a missing prerequisite fails loudly.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use credlock::Store;
@@ -27,45 +26,11 @@ impl Drop for OidcServer {
     }
 }
 
-fn server_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/oidc-server")
-}
-
 impl OidcServer {
     fn start(extra: &[&str]) -> OidcServer {
-        let dir = server_dir();
-        assert!(
-            dir.join("node_modules/oidc-provider").is_dir(),
-            "prerequisite missing: run `npm ci` in {} (Node.js 20.18+ needed)",
-            dir.display()
-        );
-        let mut child = Command::new("node")
-            .arg("server.js")
-            .args(["--port", "0"])
-            .args(extra)
-            .current_dir(&dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("prerequisite missing: cannot run `node` ({e})"));
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let mut server = OidcServer {
-            child,
-            base: String::new(),
-        };
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the server printed its ready line");
-        let ready: Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("bad ready line {line:?}: {e}"));
-        server.base = ready["issuer"].as_str().expect("issuer").to_owned();
-        server
+        let (child, ready) = crate::common::start_oidc_server(extra);
+        let base = ready["issuer"].as_str().expect("issuer").to_owned();
+        OidcServer { child, base }
     }
 
     fn token_endpoint(&self) -> String {

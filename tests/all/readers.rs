@@ -1,12 +1,16 @@
 //! Lock-free readers never conclude "no session" while a compare-and-delete has the file
 //! renamed aside for a moment.
 
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
-use credlock::Store;
 use credlock::testing::ReusePolicy;
+use credlock::transport::{FormRequest, HttpResponse};
+use credlock::{LockMode, Session, Store, Transport, TransportError};
 
-use crate::common::Bed;
+use crate::common::{Bed, TOKEN_ENDPOINT};
 
 #[test]
 fn a_reader_waits_out_a_compare_and_delete_that_puts_the_file_back() {
@@ -70,5 +74,97 @@ fn an_aside_file_left_by_a_killed_delete_does_not_delay_no_session() {
         started.elapsed() < Duration::from_secs(5),
         "a leftover aside file is not waited for: {:?}",
         started.elapsed()
+    );
+}
+
+/// A transport that, on every refresh, lets a "winner" save a newer fresh session and then
+/// answers `invalid_grant`: the loser's compare-and-delete renames the file aside, finds the
+/// winner's session, and puts it back. Real code paths, no emulation.
+#[derive(Debug)]
+struct WinnerSavesThenInvalidGrant {
+    writer: Store,
+    winners: Mutex<VecDeque<Session>>,
+}
+
+impl Transport for WinnerSavesThenInvalidGrant {
+    fn post_form(&self, _request: &FormRequest) -> Result<HttpResponse, TransportError> {
+        if let Some(s) = self.winners.lock().expect("lock").pop_front() {
+            self.writer.save(&s).expect("winner saves");
+        }
+        Ok(HttpResponse::new(
+            400,
+            br#"{"error":"invalid_grant"}"#.to_vec(),
+        ))
+    }
+}
+
+/// Issue 9 C: "a reader must not conclude 'no session' while a delete is in progress". The
+/// reader's check (`delete_in_progress`) runs after its failed open, so a put-back that lands
+/// in between (or a rename aside before its flock mark is taken) gives `NoSession`.
+#[test]
+fn review_a_lock_free_reader_never_sees_no_session_while_a_file_is_put_back() {
+    const ROUNDS: usize = 1500;
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    let now = SystemTime::now();
+    let mut stale = Vec::new();
+    let mut winners = VecDeque::new();
+    for _ in 0..ROUNDS {
+        stale.push(
+            bed.server
+                .seed_session(TOKEN_ENDPOINT)
+                .expect("seed")
+                .with_expires_at(now - Duration::from_secs(3600)),
+        );
+        winners.push_back(
+            bed.server
+                .seed_session(TOKEN_ENDPOINT)
+                .expect("seed")
+                .with_expires_at(now + Duration::from_secs(3600)),
+        );
+    }
+    let off = |p: &std::path::Path| {
+        Store::new(p)
+            .with_lock_mode(LockMode::Off)
+            .with_poll_schedule(Vec::new())
+    };
+    let transport = Arc::new(WinnerSavesThenInvalidGrant {
+        writer: off(&bed.path),
+        winners: Mutex::new(winners),
+    });
+    let loser = off(&bed.path).with_transport(transport);
+    let setter = off(&bed.path);
+    setter.save(&stale[0]).expect("seed");
+    let stop = Arc::new(AtomicBool::new(false));
+    let none_seen = Arc::new(AtomicUsize::new(0));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (stop, none_seen, path) = (stop.clone(), none_seen.clone(), bed.path.clone());
+            std::thread::spawn(move || {
+                let reader = Store::new(&path);
+                while !stop.load(Ordering::Relaxed) {
+                    if matches!(reader.load(), Ok(None)) {
+                        none_seen.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    for s in &stale {
+        setter.save(s).expect("re-arm with a stale session");
+        loser
+            .access_token()
+            .expect("the winner's session is adopted");
+        if none_seen.load(Ordering::Relaxed) > 0 {
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.join().expect("reader");
+    }
+    assert_eq!(
+        none_seen.load(Ordering::Relaxed),
+        0,
+        "a lock-free reader concluded 'no session' while a compare-and-delete put the file back"
     );
 }

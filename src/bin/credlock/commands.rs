@@ -108,7 +108,7 @@ pub fn status(g: &Global) -> Outcome {
             "expired": seconds_left.is_some_and(|left| left <= 0),
             "fresh": store.is_fresh(s),
             "has_refresh_token": !s.refresh_token().secret().is_empty(),
-            "token_endpoint": s.client().token_endpoint(),
+            "token_endpoint": s.client().token_endpoint_for_display(),
             "client_id": s.client().client_id(),
             "client_auth": s.client().auth().method_name(),
             "scope": s.scope(),
@@ -148,7 +148,10 @@ pub fn status(g: &Global) -> Outcome {
                 _ => outln!("expires at:     unknown (the server gave no expires_in)")?,
             }
             outln!("refresh token:  present")?;
-            outln!("token endpoint: {}", s.client().token_endpoint())?;
+            outln!(
+                "token endpoint: {}",
+                s.client().token_endpoint_for_display()
+            )?;
             outln!(
                 "client id:      {} ({})",
                 s.client().client_id(),

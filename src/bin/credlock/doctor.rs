@@ -71,6 +71,11 @@ pub fn run(g: &Global) -> Outcome {
                 "mode {m:04o}: readable by others; credlock tightens it to 0600 on the next read"
             ),
         )),
+        None if cfg!(windows) => checks.push((
+            "permissions",
+            Level::Warn,
+            "Windows has no mode bits: the file inherits the ACL of its directory (under %APPDATA%, the user's own profile); credlock does not set or check ACLs".into(),
+        )),
         None => checks.push((
             "permissions",
             Level::Ok,

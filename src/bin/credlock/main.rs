@@ -22,6 +22,7 @@ mod doctor;
 mod exec;
 mod formats;
 mod git_credential;
+mod login;
 mod obtain;
 mod profiles;
 mod race;
@@ -79,7 +80,15 @@ enum Command {
         rejected_on_stdin: bool,
         #[command(flatten)]
         tools: formats::TokenArgs,
+        /// When the session needs a login (none stored, or the grant is gone), log in first
+        /// with the login flags below: one login across all processes asking at once.
+        #[arg(long, conflicts_with = "rejected_on_stdin")]
+        login: bool,
+        #[command(flatten)]
+        login_args: Box<login::LoginArgs>,
     },
+    /// Log in (device flow, browser with PKCE, or paste) and save the session.
+    Login(login::LoginArgs),
     /// Describe the stored session without printing any secret.
     Status,
     /// Store an RFC 6749 token response read from stdin as the session (after a login).
@@ -169,8 +178,13 @@ fn exit_code_for(e: &Error) -> u8 {
 }
 
 fn main() -> ExitCode {
-    let matches = Cli::command().get_matches();
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let parsed = Cli::command()
+        .try_get_matches()
+        .and_then(|matches| Cli::from_arg_matches(&matches).map(|cli| (matches, cli)));
+    let (matches, cli) = match parsed {
+        Ok(parsed) => parsed,
+        Err(e) => return usage_error(&e),
+    };
     let (store, profile) = profiles::select(&matches, cli.store, cli.profile);
     let json_output = cli.json;
     let global = Global {
@@ -183,13 +197,21 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Token {
+            login: true,
+            login_args,
+            ..
+        } => login::token(&global, &login_args),
+        Command::Token {
             rejected_on_stdin,
             tools,
+            ..
         } if tools.is_plain() => commands::token(&global, rejected_on_stdin),
         Command::Token {
             rejected_on_stdin,
             tools,
+            ..
         } => formats::token(&global, rejected_on_stdin, &tools),
+        Command::Login(args) => login::login(&global, &args),
         Command::Status => commands::status(&global),
         Command::Import(args) => commands::import(&global, &args),
         Command::Logout { revoke } => commands::logout(&global, revoke),
@@ -226,6 +248,35 @@ fn main() -> ExitCode {
         let _ = write_stdout(format_args!("{}", json!({ "error": object })));
     }
     ExitCode::from(code)
+}
+
+/// A command line clap refused: its own text on stderr, and with `--json` anywhere on the
+/// command line also the error object on stdout, as for every other failure. Help and
+/// version requests print as usual and succeed.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    let _ = e.print();
+    if std::env::args_os().any(|a| a == "--json") {
+        let rendered = e.render().to_string();
+        let message = rendered
+            .lines()
+            .next()
+            .unwrap_or("invalid command line")
+            .trim_start_matches("error: ");
+        let _ = write_stdout(format_args!(
+            "{}",
+            json!({ "error": plain_error_json("usage", message, 2) })
+        ));
+    }
+    ExitCode::from(2)
 }
 
 /// The `error` object of `--json` output: kind, message (no secrets: it is the error's

@@ -19,12 +19,24 @@ if (typeof URL.parse !== 'function') {
 // ---------------------------------------------------------------- CLI
 
 const USAGE = 'usage: node server.js [--port N (default 0)] [--access-ttl SECONDS (default 3600)] '
-  + '[--slow-storage-ms N (default 0)]';
+  + '[--slow-storage-ms N (default 0)] [--device-interval SECONDS (default 5)] '
+  + '[--device-min-poll SECONDS (default 0: off)] [--device-code-ttl SECONDS (default 600)]';
 
 function parseArgs(argv) {
-  const opts = { port: 0, accessTtl: 3600, slowStorageMs: 0 };
-  const names = { '--port': 'port', '--access-ttl': 'accessTtl', '--slow-storage-ms': 'slowStorageMs' };
-  const mins = { port: 0, accessTtl: 1, slowStorageMs: 0 };
+  const opts = {
+    port: 0, accessTtl: 3600, slowStorageMs: 0, deviceInterval: 5, deviceMinPoll: 0, deviceCodeTtl: 600,
+  };
+  const names = {
+    '--port': 'port',
+    '--access-ttl': 'accessTtl',
+    '--slow-storage-ms': 'slowStorageMs',
+    '--device-interval': 'deviceInterval',
+    '--device-min-poll': 'deviceMinPoll',
+    '--device-code-ttl': 'deviceCodeTtl',
+  };
+  const mins = {
+    port: 0, accessTtl: 1, slowStorageMs: 0, deviceInterval: 1, deviceMinPoll: 0, deviceCodeTtl: 1,
+  };
   for (let i = 0; i < argv.length; i += 1) {
     let flag = argv[i];
     let value;
@@ -111,7 +123,10 @@ class MapAdapter {
   async upsert(id, payload, expiresIn) {
     await delay();
     const key = this.key(id);
-    const expiresAt = typeof expiresIn === 'number' ? Date.now() + expiresIn * 1000 : Infinity;
+    // Device codes outlive their expiry here by a grace period, so that polling an expired
+    // one reaches oidc-provider's own check (expired_token) instead of "not found".
+    const grace = this.model === 'DeviceCode' ? 300 : 0;
+    const expiresAt = typeof expiresIn === 'number' ? Date.now() + (expiresIn + grace) * 1000 : Infinity;
     store.set(key, { payload: structuredClone(payload), expiresAt });
     if (payload.grantId) {
       if (!grantMembers.has(payload.grantId)) grantMembers.set(payload.grantId, new Set());
@@ -178,6 +193,30 @@ const CLIENTS = [
   scope: 'openid offline_access',
   id_token_signed_response_alg: 'ES256',
 }));
+// Login clients (credlock login): public, native (RFC 8252 loopback redirect on any port).
+const DEVICE_GRANT = 'urn:ietf:params:oauth:grant-type:device_code';
+CLIENTS.push(
+  {
+    client_id: 'cli-native',
+    application_type: 'native',
+    token_endpoint_auth_method: 'none',
+    grant_types: ['authorization_code', 'refresh_token'],
+    response_types: ['code'],
+    redirect_uris: ['http://127.0.0.1/callback'],
+    scope: 'openid offline_access',
+    id_token_signed_response_alg: 'ES256',
+  },
+  {
+    client_id: 'cli-device',
+    application_type: 'native',
+    token_endpoint_auth_method: 'none',
+    grant_types: [DEVICE_GRANT, 'refresh_token'],
+    response_types: [],
+    redirect_uris: [],
+    scope: 'openid offline_access',
+    id_token_signed_response_alg: 'ES256',
+  },
+);
 const CLIENT_IDS = new Set(CLIENTS.map((c) => c.client_id));
 
 const SCOPE = 'openid offline_access';
@@ -185,6 +224,8 @@ const ACCOUNT_ID = 'user-1';
 const REFRESH_TTL = 24 * 3600;
 const ROUTES = {
   token: '/token',
+  device_authorization: '/device/auth',
+  code_verification: '/device',
   revocation: '/token/revocation',
   introspection: '/token/introspection',
 };
@@ -218,7 +259,9 @@ const provider = new Provider(issuer, {
   }),
   routes: ROUTES,
   features: {
-    devInteractions: { enabled: false },
+    // The stock login and consent pages: any login and password are accepted.
+    devInteractions: { enabled: true },
+    deviceFlow: { enabled: true },
     revocation: { enabled: true },
     introspection: { enabled: true },
   },
@@ -231,16 +274,25 @@ const provider = new Provider(issuer, {
     IdToken: 3600,
     AuthorizationCode: 60,
     Interaction: 600,
+    DeviceCode: opts.deviceCodeTtl,
     Session: REFRESH_TTL,
   },
-  // No browser flows here; keep a fixed cookie key so none is generated.
+  // A fixed cookie key so that none is generated.
   cookies: { keys: ['credlock-e2e-not-a-secret'] },
 });
 
 // ---------------------------------------------------------------- stats
 
 const stats = {
-  refresh_ok: 0, refresh_invalid_grant: 0, refresh_other_error: 0, reuse_detected: 0,
+  refresh_ok: 0,
+  refresh_invalid_grant: 0,
+  refresh_other_error: 0,
+  reuse_detected: 0,
+  device_authorizations: 0,
+  device_polls: 0,
+  device_slow_down: 0,
+  device_grants: 0,
+  code_grants: 0,
 };
 const resetStats = () => { for (const k of Object.keys(stats)) stats[k] = 0; };
 
@@ -248,7 +300,16 @@ const resetStats = () => { for (const k of Object.keys(stats)) stats[k] = 0; };
 // body actually sent (the route's error handler has run by the time next() returns).
 provider.use(async (ctx, next) => {
   await next();
+  if (ctx.method === 'POST' && ctx.path === ROUTES.device_authorization && ctx.status === 200) {
+    stats.device_authorizations += 1;
+    // oidc-provider sends no interval (RFC 8628's default is 5 s): advertise the configured one.
+    ctx.body = { ...ctx.body, interval: opts.deviceInterval };
+  }
   if (ctx.method !== 'POST' || ctx.path !== ROUTES.token) return;
+  const gty = ctx.oidc?.params?.grant_type;
+  if (gty === DEVICE_GRANT) stats.device_polls += 1;
+  if (gty === DEVICE_GRANT && ctx.status === 200) stats.device_grants += 1;
+  if (gty === 'authorization_code' && ctx.status === 200) stats.code_grants += 1;
   if (ctx.oidc?.params?.grant_type !== 'refresh_token') return;
   if (ctx.status === 200) stats.refresh_ok += 1;
   else if (ctx.status === 400 && ctx.body?.error === 'invalid_grant') stats.refresh_invalid_grant += 1;
@@ -388,11 +449,40 @@ async function handleTestRoute(req, res, pathname) {
   }
 }
 
+// slow_down (RFC 8628 §3.5), which oidc-provider does not implement: with
+// --device-min-poll S, a device-code poll sooner than S seconds after the previous poll of
+// the same code is answered 400 slow_down here, before oidc-provider sees it.
+const lastPoll = new Map(); // device_code -> ms
+async function deviceSlowDown(req, res) {
+  const chunks = [];
+  for await (const chunk of req) chunks.push(chunk);
+  const text = Buffer.concat(chunks).toString('utf8');
+  const params = new URLSearchParams(text);
+  if (params.get('grant_type') === DEVICE_GRANT) {
+    const code = params.get('device_code') || '';
+    const now = Date.now();
+    const previous = lastPoll.get(code);
+    lastPoll.set(code, now);
+    if (previous !== undefined && now - previous < opts.deviceMinPoll * 1000) {
+      stats.device_polls += 1;
+      stats.device_slow_down += 1;
+      res.writeHead(400, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      res.end(JSON.stringify({ error: 'slow_down', error_description: 'you are polling too quickly' }));
+      return true;
+    }
+  }
+  // The body is consumed: oidc-provider reads req.body instead (selective_body.js).
+  req.body = text;
+  return false;
+}
+
 const providerCallback = provider.callback();
 appHandler = (req, res) => {
   const pathname = (req.url || '/').split('?')[0];
   if (pathname.startsWith('/test/')) {
     handleTestRoute(req, res, pathname);
+  } else if (opts.deviceMinPoll > 0 && req.method === 'POST' && pathname === ROUTES.token) {
+    deviceSlowDown(req, res).then((answered) => { if (!answered) providerCallback(req, res); });
   } else {
     providerCallback(req, res);
   }
@@ -403,6 +493,7 @@ process.stdout.write(`${JSON.stringify({
   port,
   issuer,
   token_endpoint: `${issuer}${ROUTES.token}`,
+  device_authorization_endpoint: `${issuer}${ROUTES.device_authorization}`,
   revocation_endpoint: `${issuer}${ROUTES.revocation}`,
   introspection_endpoint: `${issuer}${ROUTES.introspection}`,
 })}\n`);

@@ -98,7 +98,7 @@ for client in cli-basic cli-post cli-public; do
 done
 
 stats=$(curl -sS "$BASE/test/stats")
-[ "$stats" = '{"refresh_ok":3,"refresh_invalid_grant":6,"refresh_other_error":0,"reuse_detected":3}' ] \
+[ "$stats" = '{"refresh_ok":3,"refresh_invalid_grant":6,"refresh_other_error":0,"reuse_detected":3,"device_authorizations":0,"device_polls":0,"device_slow_down":0,"device_grants":0,"code_grants":0}' ] \
   || fail "stats: $stats"
 ok "stats $stats"
 
@@ -144,7 +144,7 @@ code=$(curl -sS -o "$tmp/body" -w '%{http_code}' "$BASE/token/revocation" -d cli
 ok "RFC 7009 revocation -> $code '$(body)', token inactive"
 
 post_json /test/reset-stats '' >/dev/null
-[ "$(curl -sS "$BASE/test/stats")" = '{"refresh_ok":0,"refresh_invalid_grant":0,"refresh_other_error":0,"reuse_detected":0}' ] \
+[ "$(curl -sS "$BASE/test/stats")" = '{"refresh_ok":0,"refresh_invalid_grant":0,"refresh_other_error":0,"reuse_detected":0,"device_authorizations":0,"device_polls":0,"device_slow_down":0,"device_grants":0,"code_grants":0}' ] \
   || fail reset-stats
 ok "reset-stats"
 

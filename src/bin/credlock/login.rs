@@ -1,0 +1,308 @@
+//! `credlock login`, and the login behind `credlock token --login`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use credlock::login::{Endpoints, Flow, Login, open_browser};
+use credlock::unversioned::rfc3339;
+use credlock::{ClientAuth, Error, LoggedIn, Secret, Session, UreqTransport};
+use serde_json::json;
+
+use crate::{Failure, Global, Outcome};
+
+/// How to log in: shared by `login` and `token --login`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoginArgs {
+    /// The issuer (its `/.well-known/openid-configuration`, or RFC 8414 metadata, is read).
+    #[arg(long)]
+    issuer: Option<String>,
+    /// The OAuth client id.
+    #[arg(long)]
+    client_id: Option<String>,
+    /// The environment variable that holds the client secret (never pass it on the command
+    /// line). Without it the client is public.
+    #[arg(long)]
+    client_secret_env: Option<String>,
+    /// How a confidential client authenticates: basic (client_secret_basic) or post.
+    #[arg(long, default_value = "basic", value_parser = ["basic", "post"])]
+    client_auth: String,
+    /// Scopes to request (repeatable, or space-separated). `offline_access` is added when
+    /// the issuer advertises it.
+    #[arg(long)]
+    scope: Vec<String>,
+    /// The `audience` parameter.
+    #[arg(long)]
+    audience: Option<String>,
+    /// A `resource` parameter (RFC 8707; repeatable).
+    #[arg(long)]
+    resource: Vec<String>,
+    /// Device flow (RFC 8628): a code to enter on another device.
+    #[arg(long, group = "flow")]
+    device: bool,
+    /// Browser with PKCE and a loopback redirect on 127.0.0.1.
+    #[arg(long, group = "flow")]
+    browser: bool,
+    /// Print the URL, read the code (or the whole redirect URL) from stdin.
+    #[arg(long, group = "flow")]
+    paste: bool,
+    /// The loopback port for --browser (default: any free port).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Give up on the login after this many seconds.
+    #[arg(long, default_value_t = 300)]
+    login_timeout: u64,
+    /// The token endpoint, instead of discovery (with the endpoints below).
+    #[arg(long)]
+    token_endpoint: Option<String>,
+    /// The authorization endpoint (browser and paste flows), instead of discovery.
+    #[arg(long)]
+    authorization_endpoint: Option<String>,
+    /// The device authorization endpoint, instead of discovery.
+    #[arg(long)]
+    device_authorization_endpoint: Option<String>,
+    /// The revocation endpoint to store, instead of discovery.
+    #[arg(long)]
+    revocation_endpoint: Option<String>,
+}
+
+impl LoginArgs {
+    fn deadline(&self) -> Duration {
+        Duration::from_secs(self.login_timeout)
+    }
+
+    fn asked_flow(&self) -> Option<Flow> {
+        if self.device {
+            Some(Flow::Device)
+        } else if self.browser {
+            Some(Flow::Browser)
+        } else if self.paste {
+            Some(Flow::Paste)
+        } else {
+            None
+        }
+    }
+
+    /// Checked before any lock is taken or anything is sent.
+    fn check(&self) -> Result<(), Failure> {
+        if self.client_id.is_none() {
+            return Err(Failure::Usage("logging in needs --client-id".into()));
+        }
+        if self.issuer.is_none() && self.token_endpoint.is_none() {
+            return Err(Failure::Usage(
+                "logging in needs --issuer URL (or --token-endpoint with the other endpoints)"
+                    .into(),
+            ));
+        }
+        self.auth().map(|_| ())
+    }
+
+    fn auth(&self) -> Result<ClientAuth, Failure> {
+        let Some(var) = &self.client_secret_env else {
+            return Ok(ClientAuth::None);
+        };
+        let secret = std::env::var(var)
+            .map(Secret::new)
+            .map_err(|_| Failure::Usage(format!("the environment variable {var} is not set")))?;
+        Ok(match self.client_auth.as_str() {
+            "post" => ClientAuth::Post { secret },
+            _ => ClientAuth::Basic { secret },
+        })
+    }
+
+    /// Discovery (or the explicit endpoints) and the login's settings.
+    fn build(&self) -> Result<Login, Failure> {
+        let transport = Arc::new(UreqTransport::new());
+        let endpoints = match (&self.token_endpoint, &self.issuer) {
+            (Some(token), _) => {
+                let mut e = Endpoints::new(token)?;
+                if let Some(u) = &self.authorization_endpoint {
+                    e = e.with_authorization(u)?;
+                }
+                if let Some(u) = &self.device_authorization_endpoint {
+                    e = e.with_device_authorization(u)?;
+                }
+                if let Some(u) = &self.revocation_endpoint {
+                    e = e.with_revocation(u)?;
+                }
+                e
+            }
+            (None, Some(issuer)) => Endpoints::discover(issuer, transport.as_ref())?,
+            (None, None) => return Err(Failure::Usage("logging in needs --issuer".into())),
+        };
+        let client_id = self.client_id.clone().unwrap_or_default();
+        let mut login = Login::new(endpoints, client_id, self.auth()?)?
+            .with_scopes(&self.scope)
+            .with_deadline(self.deadline())
+            .with_transport(transport);
+        if let Some(a) = &self.audience {
+            login = login.with_audience(a);
+        }
+        for r in &self.resource {
+            login = login.with_resource(r);
+        }
+        if let Some(p) = self.port {
+            login = login.with_port(p);
+        }
+        Ok(login)
+    }
+}
+
+/// With no flow flag: the device flow where a browser here is unlikely (over SSH, or no
+/// display on a Unix other than macOS) and the issuer offers it, else the browser.
+fn choose(asked: Option<Flow>, login: &Login) -> Flow {
+    if let Some(flow) = asked {
+        return flow;
+    }
+    let has_device = login.endpoints().device_authorization().is_some();
+    let over_ssh = ["SSH_CONNECTION", "SSH_TTY"]
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|s| !s.is_empty()));
+    let no_display = cfg!(unix)
+        && !cfg!(target_os = "macos")
+        && ["DISPLAY", "WAYLAND_DISPLAY"]
+            .iter()
+            .all(|v| std::env::var_os(v).is_none_or(|s| s.is_empty()));
+    let no_browser_flow = login.endpoints().authorization().is_none();
+    if has_device && (over_ssh || no_display || no_browser_flow) {
+        Flow::Device
+    } else {
+        Flow::Browser
+    }
+}
+
+fn flow_name(flow: Flow) -> &'static str {
+    match flow {
+        Flow::Device => "device",
+        Flow::Browser => "browser",
+        _ => "paste",
+    }
+}
+
+/// Runs the chosen flow; prompts go to stderr.
+fn run(args: &LoginArgs, chosen: &mut Option<Flow>) -> Result<Session, Error> {
+    // Usage errors were ruled out by `check` before the guards were taken.
+    let login = args.build().map_err(|f| match f {
+        Failure::Credlock(e) => e,
+        Failure::Usage(reason) | Failure::Other(reason) => Error::LoginAborted { reason },
+        other => Error::LoginAborted {
+            reason: format!("{other:?}"),
+        },
+    })?;
+    let flow = choose(args.asked_flow(), &login);
+    *chosen = Some(flow);
+    let wait = login.deadline().as_secs();
+    match flow {
+        Flow::Device => login.device(&mut |code| {
+            eprintln!(
+                "credlock: to sign in, open {} and enter the code {}",
+                code.verification_uri, code.user_code
+            );
+            if let Some(complete) = &code.verification_uri_complete {
+                eprintln!("credlock: (or open {complete})");
+            }
+            eprintln!("credlock: waiting for approval (up to {wait} s)...");
+        }),
+        Flow::Browser => login.browser(&open_browser, &mut |url| {
+            eprintln!("credlock: opening the browser to sign in; if it does not open, visit:");
+            eprintln!("  {url}");
+            eprintln!("credlock: waiting for the browser (up to {wait} s)...");
+        }),
+        _ => login.paste(&mut std::io::stdin().lock(), &mut |url| {
+            eprintln!("credlock: open this URL in any browser and sign in:");
+            eprintln!("  {url}");
+            eprintln!("credlock: then paste the code, or the whole URL you were sent to, here:");
+        }),
+    }
+}
+
+/// `credlock login`: logs in and saves the session, replacing a stored one; if another
+/// process logs in at the same time, one login happens and both use it.
+pub fn login(g: &Global, args: &LoginArgs) -> Outcome {
+    args.check()?;
+    let store = g.store();
+    let mut chosen = None;
+    let outcome = match store.login_with(args.deadline(), || run(args, &mut chosen)) {
+        Ok(outcome) => outcome,
+        Err(e @ Error::NotSaved { .. }) => {
+            if g.json {
+                outln!(
+                    "{}",
+                    json!({ "logged_in": true, "saved": false, "error": crate::error_json(&e) })
+                )?;
+                return Err(Failure::Reported(e));
+            }
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    report(g, &outcome, chosen)?;
+    Ok(0)
+}
+
+fn report(g: &Global, outcome: &LoggedIn, flow: Option<Flow>) -> Result<(), Failure> {
+    let s = outcome.session();
+    if g.json {
+        outln!(
+            "{}",
+            json!({
+                "logged_in": outcome.logged_in(),
+                "adopted": !outcome.logged_in(),
+                "flow": flow.map(flow_name),
+                "saved": true,
+                "store": g.store,
+                "client_id": s.client().client_id(),
+                "token_endpoint": s.client().token_endpoint_for_display(),
+                "scope": s.scope(),
+                "expires_at": s.expires_at().map(rfc3339),
+                "has_id_token": s.id_token().is_some(),
+            })
+        )?;
+    } else if outcome.logged_in() {
+        eprintln!(
+            "credlock: logged in; session saved to {}",
+            g.store.display()
+        );
+    } else {
+        eprintln!(
+            "credlock: another process logged in meanwhile; using its session in {}",
+            g.store.display()
+        );
+    }
+    Ok(())
+}
+
+/// `credlock token --login`: logs in first when the session needs a login (one login across
+/// all the processes that ask at once), then prints the token as `credlock token` does.
+pub fn token(g: &Global, args: &LoginArgs) -> Outcome {
+    let store = g.store();
+    match store.access_token() {
+        Ok(_) => {}
+        Err(e) if e.needs_login() => {
+            args.check()?;
+            let mut chosen = None;
+            match store.login_with(args.deadline(), || run(args, &mut chosen)) {
+                Ok(outcome) => {
+                    if g.verbose || outcome.logged_in() {
+                        report_quietly(&outcome);
+                    }
+                }
+                Err(Error::NotSaved { session, source }) => {
+                    // The login worked: its token is valid now, though not stored.
+                    outln!("{}", session.access_token().secret())?;
+                    return Err(Error::NotSaved { session, source }.into());
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(e) => return Err(e.into()),
+    }
+    crate::commands::token(g, false)
+}
+
+fn report_quietly(outcome: &LoggedIn) {
+    if outcome.logged_in() {
+        eprintln!("credlock: logged in");
+    } else {
+        eprintln!("credlock: adopted the session another process's login saved");
+    }
+}

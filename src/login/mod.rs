@@ -1,0 +1,284 @@
+//! Logging in: the device flow (RFC 8628), the browser with PKCE and a loopback redirect
+//! (RFC 7636, RFC 8252), and a paste flow, each ending in a [`Session`].
+//!
+//! A [`Login`] knows the server's [`Endpoints`] (discovered from the issuer or given), the
+//! client, the scopes and a deadline. Its flows block, like the rest of the crate:
+//! [`Login::device`], [`Login::browser`], [`Login::paste`]. None of them stores anything;
+//! [`crate::Store::login_with`] runs one under the store's guards so that, however many
+//! processes need a login at once, exactly one logs in and the others adopt its session.
+//!
+//! # What is checked
+//! The `state` of a browser or pasted redirect is compared exactly with the random one sent;
+//! the code is bound to this login by PKCE S256; endpoints must be https (or http to
+//! loopback); discovery checks the metadata's `issuer`. The `id_token`, if any, is kept
+//! ([`Session::id_token`]) but **not validated**: no signature, `iss`, `aud`, `exp` or
+//! `nonce` check. Do not authorize anything on its claims.
+//!
+//! # Example
+//! ```no_run
+//! use credlock::login::{Endpoints, Login};
+//! use credlock::{ClientAuth, Store, UreqTransport};
+//!
+//! let store = Store::new("/home/me/.config/my-cli/session.json");
+//! let endpoints = Endpoints::discover("https://id.example.com", &UreqTransport::new())?;
+//! let login = Login::new(endpoints, "my-cli", ClientAuth::None)?.with_scopes(["openid"]);
+//! let outcome = store.login_with(login.deadline(), || {
+//!     login.device(&mut |code| {
+//!         eprintln!("Open {} and enter {}", code.verification_uri, code.user_code);
+//!     })
+//! })?;
+//! println!("logged in: {}", outcome.logged_in());
+//! # Ok::<(), credlock::Error>(())
+//! ```
+
+mod browser;
+mod code;
+mod device;
+mod discovery;
+mod loopback;
+mod paste;
+#[cfg(test)]
+mod paste_tests;
+mod pkce;
+#[cfg(test)]
+mod test_transport;
+#[cfg(test)]
+mod tests;
+mod token;
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+pub use browser::open_browser;
+pub use device::DeviceCode;
+pub use discovery::Endpoints;
+
+use crate::clock::{Clock, SystemClock};
+use crate::error::Error;
+use crate::form::FormRequest;
+use crate::http::{Transport, UreqTransport};
+use crate::secret::Secret;
+use crate::session::{Client, ClientAuth, Session};
+use crate::token_response::TokenResponse;
+
+/// The default overall deadline of a login: enough to read a code and type it on a phone.
+pub const DEFAULT_LOGIN_DEADLINE: Duration = Duration::from_secs(300);
+
+/// The scope that asks for a refresh token at OpenID providers.
+const OFFLINE_ACCESS: &str = "offline_access";
+
+/// Which way the user logs in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Flow {
+    /// RFC 8628: a code to enter on another device. Works over SSH and without a display.
+    Device,
+    /// Authorization code with PKCE, the browser opened here, a loopback redirect.
+    Browser,
+    /// Authorization code with PKCE, the URL opened anywhere, the code pasted back.
+    Paste,
+}
+
+/// One login to one authorization server, ready to run a [`Flow`].
+#[derive(Debug, Clone)]
+pub struct Login {
+    endpoints: Endpoints,
+    client: Client,
+    scopes: Vec<String>,
+    offline_access: bool,
+    audience: Option<String>,
+    resources: Vec<String>,
+    params: Vec<(String, String)>,
+    port: u16,
+    paste_redirect_uri: String,
+    deadline: Duration,
+    transport: Arc<dyn Transport>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Login {
+    /// A login as `client_id` at `endpoints`, authenticating at the token endpoint with
+    /// `auth` (`ClientAuth::None` for a public client, the usual case for a CLI).
+    ///
+    /// Defaults: no scope beyond `offline_access` (added when the issuer advertises it), an
+    /// ephemeral loopback port, a deadline of [`DEFAULT_LOGIN_DEADLINE`], ureq.
+    ///
+    /// # Errors
+    /// [`Error::InvalidEndpoint`], [`Error::InsecureEndpoint`] for the token or revocation
+    /// endpoint.
+    pub fn new(
+        endpoints: Endpoints,
+        client_id: impl Into<String>,
+        auth: ClientAuth,
+    ) -> Result<Login, Error> {
+        let mut client = Client::new(endpoints.token(), client_id, auth)?;
+        if let Some(revocation) = endpoints.revocation() {
+            client = client.with_revocation_endpoint(revocation)?;
+        }
+        Ok(Login {
+            endpoints,
+            client,
+            scopes: Vec::new(),
+            offline_access: true,
+            audience: None,
+            resources: Vec::new(),
+            params: Vec::new(),
+            port: 0,
+            paste_redirect_uri: format!("http://127.0.0.1{}", loopback::CALLBACK_PATH),
+            deadline: DEFAULT_LOGIN_DEADLINE,
+            transport: Arc::new(UreqTransport::new()),
+            clock: Arc::new(SystemClock),
+        })
+    }
+
+    /// The scopes to ask for (space-separated strings are split).
+    #[must_use]
+    pub fn with_scopes<S: AsRef<str>>(mut self, scopes: impl IntoIterator<Item = S>) -> Login {
+        for s in scopes {
+            for one in s.as_ref().split_whitespace() {
+                if !self.scopes.iter().any(|x| x == one) {
+                    self.scopes.push(one.to_owned());
+                }
+            }
+        }
+        self
+    }
+
+    /// Do not add `offline_access` even when the issuer advertises it (for servers that
+    /// issue refresh tokens without it and reject it).
+    #[must_use]
+    pub fn without_offline_access(mut self) -> Login {
+        self.offline_access = false;
+        self
+    }
+
+    /// The `audience` parameter (Auth0, Okta and others name the API with it).
+    #[must_use]
+    pub fn with_audience(mut self, audience: impl Into<String>) -> Login {
+        self.audience = Some(audience.into());
+        self
+    }
+
+    /// A `resource` parameter (RFC 8707); may be given more than once.
+    #[must_use]
+    pub fn with_resource(mut self, resource: impl Into<String>) -> Login {
+        self.resources.push(resource.into());
+        self
+    }
+
+    /// An extra parameter for the authorization URL (`prompt`, `login_hint`, `acr_values`,
+    /// …). Browser and paste flows only: the device request carries the standard ones.
+    #[must_use]
+    pub fn with_param(mut self, name: impl Into<String>, value: impl Into<String>) -> Login {
+        self.params.push((name.into(), value.into()));
+        self
+    }
+
+    /// The loopback port for the browser flow, when the client is registered with a fixed
+    /// one. Defaults to 0 (any free port, RFC 8252 §7.3).
+    #[must_use]
+    pub fn with_port(mut self, port: u16) -> Login {
+        self.port = port;
+        self
+    }
+
+    /// The redirect URI of the paste flow, registered for the client. Defaults to
+    /// `http://127.0.0.1/callback`: nothing listens there, and the user copies the URL the
+    /// browser fails to open (it holds the code).
+    #[must_use]
+    pub fn with_paste_redirect_uri(mut self, uri: impl Into<String>) -> Login {
+        self.paste_redirect_uri = uri.into();
+        self
+    }
+
+    /// How long a flow may take in all. Defaults to [`DEFAULT_LOGIN_DEADLINE`].
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: Duration) -> Login {
+        self.deadline = deadline;
+        self
+    }
+
+    /// The HTTP transport. Defaults to [`UreqTransport`].
+    #[must_use]
+    pub fn with_transport(mut self, transport: Arc<dyn Transport>) -> Login {
+        self.transport = transport;
+        self
+    }
+
+    /// The clock for the device flow's polling and deadline. Defaults to [`SystemClock`].
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Login {
+        self.clock = clock;
+        self
+    }
+
+    /// The endpoints.
+    #[must_use]
+    pub fn endpoints(&self) -> &Endpoints {
+        &self.endpoints
+    }
+
+    /// The deadline.
+    #[must_use]
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+
+    /// The scope requested: the configured scopes, plus `offline_access` if the issuer
+    /// advertises it (and it was not turned off). `None` when empty.
+    #[must_use]
+    pub fn scope(&self) -> Option<String> {
+        let mut scopes = self.scopes.clone();
+        if self.offline_access
+            && self.endpoints.advertises_scope(OFFLINE_ACCESS) == Some(true)
+            && !scopes.iter().any(|s| s == OFFLINE_ACCESS)
+        {
+            scopes.push(OFFLINE_ACCESS.to_owned());
+        }
+        (!scopes.is_empty()).then(|| scopes.join(" "))
+    }
+
+    /// Adds `scope`, `audience` and `resource` to a device authorization request.
+    fn add_scope_and_targets(&self, request: &mut FormRequest) {
+        if let Some(scope) = self.scope() {
+            request.form.push(("scope", Secret::new(scope)));
+        }
+        if let Some(audience) = &self.audience {
+            request
+                .form
+                .push(("audience", Secret::new(audience.as_str())));
+        }
+        for r in &self.resources {
+            request.form.push(("resource", Secret::new(r.as_str())));
+        }
+    }
+
+    /// The parameters of the authorization URL beyond the code flow's own.
+    fn url_params(&self) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        if let Some(scope) = self.scope() {
+            out.push(("scope".to_owned(), scope));
+        }
+        if let Some(audience) = &self.audience {
+            out.push(("audience".to_owned(), audience.clone()));
+        }
+        for r in &self.resources {
+            out.push(("resource".to_owned(), r.clone()));
+        }
+        out.extend(self.params.iter().cloned());
+        // OIDC Core §11: offline access is granted only after consent, and servers (such as
+        // node-oidc-provider) drop `offline_access` from a request without `prompt=consent`.
+        let offline = self
+            .scope()
+            .is_some_and(|s| s.split(' ').any(|x| x == OFFLINE_ACCESS));
+        if offline && !out.iter().any(|(k, _)| k == "prompt") {
+            out.push(("prompt".to_owned(), "consent".to_owned()));
+        }
+        out
+    }
+
+    /// The session from a token response received at `now`.
+    fn session_from(&self, tokens: TokenResponse, now: SystemTime) -> Result<Session, Error> {
+        Session::from_token_response(self.client.clone(), tokens, now)
+    }
+}

@@ -1,0 +1,121 @@
+//! The paste flow: the user opens the URL anywhere and pastes back the code, or the whole
+//! redirect URL, on standard input.
+
+use std::io::BufRead;
+
+use super::loopback::Redirect;
+use crate::encoding::form_urldecode;
+use crate::error::Error;
+
+/// The longest line read from the user: a redirect URL with a code is well under 4 KiB.
+const MAX_LINE: u64 = 16 * 1024;
+
+/// Reads one line from `input`: a bare code, or a redirect URL / query string holding
+/// `code` (or `error`) and `state`. A URL's `state` must equal `state`; a bare code has none
+/// to check (PKCE still binds it to this login: the code is useless without the verifier).
+pub(crate) fn read_redirect(input: &mut dyn BufRead, state: &str) -> Result<Redirect, Error> {
+    let mut line = String::new();
+    let read = std::io::Read::take(&mut *input, MAX_LINE)
+        .read_line(&mut line)
+        .map_err(|e| Error::LoginAborted {
+            reason: format!("could not read the pasted code: {e}"),
+        })?;
+    if read == 0 {
+        return Err(Error::LoginAborted {
+            reason: "standard input closed before a code was pasted".to_owned(),
+        });
+    }
+    let line = line.trim();
+    if line.is_empty() {
+        return Err(Error::LoginAborted {
+            reason: "an empty line was pasted instead of the code".to_owned(),
+        });
+    }
+    let query = if let Some((_, q)) = line.split_once('?') {
+        Some(q)
+    } else if line.contains("code=") || line.contains("error=") {
+        Some(line)
+    } else {
+        None
+    };
+    match query {
+        Some(q) => redirect_from_query(q.split('#').next().unwrap_or(q), state),
+        None => Ok(Redirect::Code(line.to_owned())),
+    }
+}
+
+/// The redirect's parameters (RFC 6749 §4.1.2), checked against the login's `state`
+/// exactly (a missing `state` is a mismatch).
+pub(crate) fn redirect_from_query(query: &str, state: &str) -> Result<Redirect, Error> {
+    let mut code = None;
+    let mut error = None;
+    let mut description = None;
+    let mut got_state = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = form_urldecode(v).unwrap_or_default();
+        match k {
+            "code" => code = Some(v),
+            "state" => got_state = Some(v),
+            "error" => error = Some(v),
+            "error_description" => description = Some(v),
+            _ => {}
+        }
+    }
+    if got_state.as_deref() != Some(state) {
+        return Err(Error::LoginStateMismatch);
+    }
+    let printable = |s: String| s.chars().filter(|c| !c.is_control()).take(200).collect();
+    match (error, code) {
+        (Some(code), _) => Ok(Redirect::Error {
+            code: printable(code),
+            description: description.map(printable),
+        }),
+        (None, Some(code)) if !code.is_empty() => Ok(Redirect::Code(code)),
+        _ => Err(Error::LoginInvalidResponse {
+            endpoint: "the authorization endpoint".to_owned(),
+            reason: "the redirect carries neither a code nor an error".to_owned(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(s: &str) -> Result<Redirect, Error> {
+        read_redirect(&mut std::io::Cursor::new(s.as_bytes().to_vec()), "st")
+    }
+
+    #[test]
+    fn a_bare_code_a_url_or_a_query_are_accepted() {
+        assert!(matches!(read("  abc-123 \n"), Ok(Redirect::Code(c)) if c == "abc-123"));
+        assert!(matches!(
+            read("http://127.0.0.1/callback?code=x%2By&state=st#frag\n"),
+            Ok(Redirect::Code(c)) if c == "x+y"
+        ));
+        assert!(matches!(read("code=q&state=st"), Ok(Redirect::Code(c)) if c == "q"));
+    }
+
+    #[test]
+    fn paste_errors_are_typed() {
+        assert!(matches!(read(""), Err(Error::LoginAborted { .. })));
+        assert!(matches!(read("\n"), Err(Error::LoginAborted { .. })));
+        assert!(matches!(
+            read("http://h/cb?code=q&state=other"),
+            Err(Error::LoginStateMismatch)
+        ));
+        assert!(matches!(
+            read("http://h/cb?code=q"),
+            Err(Error::LoginStateMismatch)
+        ));
+        assert!(matches!(
+            read("http://h/cb?state=st"),
+            Err(Error::LoginInvalidResponse { .. })
+        ));
+        assert!(matches!(
+            read("http://h/cb?error=access_denied&state=st"),
+            Ok(Redirect::Error { code, .. }) if code == "access_denied"
+        ));
+    }
+}

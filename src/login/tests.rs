@@ -1,0 +1,249 @@
+//! The login's error paths, with a scripted transport and a clock that does not sleep.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use super::test_transport::Scripted;
+use super::*;
+
+pub(super) const ISSUER: &str = "https://id.example";
+pub(super) const TOKENS: &str = r#"{"access_token":"at-1","token_type":"Bearer","expires_in":3600,"refresh_token":"rt-1","id_token":"h.p.s"}"#;
+pub(super) const DEVICE: &str = r#"{"device_code":"dc-secret-1","user_code":"ABCD-EFGH","verification_uri":"https://id.example/device","verification_uri_complete":"https://id.example/device?user_code=ABCD-EFGH","expires_in":60,"interval":2}"#;
+
+#[derive(Debug)]
+pub(super) struct TestClock {
+    now: Mutex<SystemTime>,
+    sleeps: Mutex<Vec<Duration>>,
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> SystemTime {
+        *self.now.lock().unwrap()
+    }
+    fn sleep(&self, d: Duration) {
+        *self.now.lock().unwrap() += d;
+        self.sleeps.lock().unwrap().push(d);
+    }
+}
+
+pub(super) fn clock() -> Arc<TestClock> {
+    Arc::new(TestClock {
+        now: Mutex::new(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
+        sleeps: Mutex::new(Vec::new()),
+    })
+}
+
+pub(super) fn metadata() -> String {
+    format!(
+        r#"{{"issuer":"{ISSUER}","token_endpoint":"{ISSUER}/token","authorization_endpoint":"{ISSUER}/auth","device_authorization_endpoint":"{ISSUER}/device/auth","revocation_endpoint":"{ISSUER}/revoke","scopes_supported":["openid","offline_access"]}}"#
+    )
+}
+
+/// A login whose transport answers the discovery, then `posts` in order.
+pub(super) fn login(posts: &[(u16, &str)]) -> (Login, Arc<Scripted>, Arc<TestClock>) {
+    let mut t = Scripted::new().get(200, &metadata());
+    for (status, body) in posts {
+        t = t.post(*status, body);
+    }
+    let t = Arc::new(t);
+    let endpoints = Endpoints::discover(ISSUER, t.as_ref()).unwrap();
+    let c = clock();
+    let login = Login::new(endpoints, "cli", ClientAuth::None)
+        .unwrap()
+        .with_scopes(["openid"])
+        .with_transport(t.clone())
+        .with_clock(c.clone());
+    (login, t, c)
+}
+
+fn pending() -> (u16, &'static str) {
+    (400, r#"{"error":"authorization_pending"}"#)
+}
+
+fn device(login: &Login) -> Result<Session, Error> {
+    login.device(&mut |_| {})
+}
+
+#[test]
+fn the_device_flow_shows_the_code_polls_and_keeps_the_id_token() {
+    let (login, t, c) = login(&[(200, DEVICE), pending(), (200, TOKENS)]);
+    let mut shown = Vec::new();
+    let session = login.device(&mut |code| shown.push(code.clone())).unwrap();
+    assert_eq!(shown[0].user_code, "ABCD-EFGH");
+    assert_eq!(
+        shown[0].verification_uri_complete.as_deref(),
+        Some("https://id.example/device?user_code=ABCD-EFGH")
+    );
+    assert_eq!(session.id_token(), Some("h.p.s"));
+    assert_eq!(
+        session.client().revocation_endpoint(),
+        Some("https://id.example/revoke")
+    );
+    assert_eq!(
+        session.client().token_endpoint(),
+        "https://id.example/token"
+    );
+    let auth = t.form(1);
+    assert!(
+        auth.contains(&("scope".into(), "openid offline_access".into())),
+        "{auth:?}"
+    );
+    let poll = t.form(2);
+    assert_eq!(
+        poll[0],
+        (
+            "grant_type".into(),
+            "urn:ietf:params:oauth:grant-type:device_code".into()
+        )
+    );
+    assert_eq!(poll[1], ("device_code".into(), "dc-secret-1".into()));
+    assert_eq!(*c.sleeps.lock().unwrap(), [Duration::from_secs(2); 2]);
+}
+
+#[test]
+fn slow_down_adds_five_seconds_to_this_and_every_later_poll() {
+    let (login, _, c) = login(&[
+        (200, DEVICE),
+        (400, r#"{"error":"slow_down"}"#),
+        pending(),
+        (200, TOKENS),
+    ]);
+    device(&login).unwrap();
+    let secs: Vec<u64> = c
+        .sleeps
+        .lock()
+        .unwrap()
+        .iter()
+        .map(Duration::as_secs)
+        .collect();
+    assert_eq!(secs, [2, 7, 7]);
+}
+
+#[test]
+fn access_denied_and_expired_token_end_the_polling_with_typed_errors() {
+    let (login_d, _, _) = login(&[
+        (200, DEVICE),
+        pending(),
+        (
+            400,
+            r#"{"error":"access_denied","error_description":"user said no"}"#,
+        ),
+    ]);
+    let e = device(&login_d).unwrap_err();
+    assert!(
+        matches!(e, Error::LoginDenied { .. }) && e.needs_login(),
+        "{e}"
+    );
+    assert!(e.to_string().contains("user said no"), "{e}");
+    let (login_e, _, _) = login(&[(200, DEVICE), (400, r#"{"error":"expired_token"}"#)]);
+    let e = device(&login_e).unwrap_err();
+    assert!(
+        matches!(e, Error::LoginExpired { .. }) && e.needs_login(),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_device_code_lifetime_and_the_deadline_stop_the_polling() {
+    // expires_in 60, interval 2: 30 polls at most, then expired without another request.
+    let mut posts = vec![(200, DEVICE)];
+    posts.extend(std::iter::repeat_n(pending(), 30));
+    let (l, t, c) = login(&posts);
+    let e = device(&l).unwrap_err();
+    assert!(e.to_string().contains("device code expired"), "{e}");
+    assert_eq!(t.posts_sent(), 31);
+    assert!(c.now() <= SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_060));
+    let (l, t, _) = login(&[(200, DEVICE), pending(), pending()]);
+    let e = device(&l.with_deadline(Duration::from_secs(5))).unwrap_err();
+    assert!(matches!(e, Error::LoginExpired { .. }), "{e}");
+    assert!(e.to_string().contains("deadline of 5 s"), "{e}");
+    assert_eq!(t.posts_sent(), 3);
+}
+
+#[test]
+fn refusals_are_classified_as_configuration_or_login() {
+    let (l, _, _) = login(&[(401, r#"{"error":"invalid_client"}"#)]);
+    let e = device(&l).unwrap_err();
+    assert!(
+        matches!(e, Error::LoginRefused { status: 401, .. }) && e.is_configuration(),
+        "{e}"
+    );
+    let (l, _, _) = login(&[(400, r#"{"error":"invalid_scope"}"#)]);
+    assert!(device(&l).unwrap_err().is_configuration());
+    let (l, _, _) = login(&[(200, DEVICE), (400, r#"{"error":"invalid_grant"}"#)]);
+    let e = device(&l).unwrap_err();
+    assert!(e.needs_login() && !e.is_configuration(), "{e}");
+    let (l, _, _) = login(&[
+        (200, DEVICE),
+        (200, r#"{"access_token":"a","token_type":"Bearer"}"#),
+    ]);
+    assert!(matches!(device(&l), Err(Error::MissingRefreshToken)));
+}
+
+#[test]
+fn unavailable_and_unusable_answers_are_typed_and_polls_retry_three_times() {
+    let (l, _, _) = login(&[(503, "")]);
+    let e = device(&l).unwrap_err();
+    assert!(
+        matches!(e, Error::LoginUnavailable { .. }) && e.is_transient(),
+        "{e}"
+    );
+    let (l, _, _) = login(&[(200, "<html>")]);
+    assert!(matches!(
+        device(&l),
+        Err(Error::LoginInvalidResponse { .. })
+    ));
+    let (l, _, _) = login(&[(200, r#"{"device_code":"d"}"#)]);
+    assert!(matches!(
+        device(&l),
+        Err(Error::LoginInvalidResponse { .. })
+    ));
+    let (l, _, _) = login(&[(302, "")]);
+    assert!(matches!(
+        device(&l),
+        Err(Error::LoginInvalidResponse { .. })
+    ));
+    // Three transient poll failures are ridden out; a fourth in a row ends the login.
+    let (l, _, _) = login(&[
+        (200, DEVICE),
+        (502, ""),
+        (500, ""),
+        (503, ""),
+        (200, TOKENS),
+    ]);
+    device(&l).unwrap();
+    let (l, _, _) = login(&[(200, DEVICE), (502, ""), (500, ""), (503, ""), (504, "")]);
+    assert!(device(&l).unwrap_err().is_transient());
+    let t = Arc::new(Scripted::new().post_fails());
+    let l = Login::new(
+        Endpoints::new("https://id.example/token")
+            .unwrap()
+            .with_device_authorization("https://id.example/d")
+            .unwrap(),
+        "cli",
+        ClientAuth::None,
+    )
+    .unwrap()
+    .with_transport(t);
+    assert!(matches!(device(&l), Err(Error::LoginUnavailable { .. })));
+}
+
+#[test]
+fn flows_without_their_endpoint_are_unsupported() {
+    let bare = Login::new(
+        Endpoints::new("https://id.example/token").unwrap(),
+        "cli",
+        ClientAuth::None,
+    )
+    .unwrap()
+    .with_transport(Arc::new(Scripted::new()));
+    let e = device(&bare).unwrap_err();
+    assert!(
+        matches!(e, Error::LoginUnsupported { .. }) && e.is_configuration(),
+        "{e}"
+    );
+    let e = bare
+        .paste(&mut std::io::Cursor::new(b"code\n".to_vec()), &mut |_| {})
+        .unwrap_err();
+    assert!(matches!(e, Error::LoginUnsupported { .. }), "{e}");
+}

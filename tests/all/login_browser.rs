@@ -1,0 +1,222 @@
+//! `credlock login --browser` and `--paste` against node-oidc-provider: success, wrong
+//! state, the user cancelling, the deadline. `$BROWSER` is a script that records the URL; the
+//! test then plays the user on the provider's own pages (`login_kit`).
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::{credlock, finish};
+use crate::login_kit::{Browser, Page, Provider, recording_browser, wait_for_file};
+
+fn spawn_browser(dir: &Path, issuer: &str, extra: &[&str]) -> (Child, std::path::PathBuf) {
+    let store = dir.join("session.json");
+    let (script, url_file) = recording_browser(dir);
+    let mut cmd = credlock(&store, &["--json", "login", "--browser"]);
+    cmd.args([
+        "--issuer",
+        issuer,
+        "--client-id",
+        "cli-native",
+        "--scope",
+        "openid",
+    ])
+    .args(extra)
+    .env("BROWSER", &script)
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
+    (cmd.spawn().expect("spawn credlock"), url_file)
+}
+
+/// Signs in from the authorization URL up to the redirect back to the loopback.
+fn sign_in_to_redirect(b: &mut Browser, issuer: &str, url: &str) -> String {
+    let first = b.get(url);
+    let last: Page = b.sign_in(first, issuer, false);
+    let to = last.location.expect("a redirect back to the client");
+    assert!(to.contains("/callback?"), "{to}");
+    to
+}
+
+fn json_of(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON object ({e}): {:?} / {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+fn query_param(url: &str, name: &str) -> Option<String> {
+    url.split_once('?')?.1.split('&').find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        (k == name).then(|| credlock::unversioned::form_urldecode(v).unwrap_or_default())
+    })
+}
+
+#[test]
+#[ignore = "needs node-oidc-provider; .ci/run runs it"]
+fn browser_login_with_pkce_and_loopback_redirect_saves_the_session() {
+    let p = Provider::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let (child, url_file) = spawn_browser(dir.path(), &p.issuer, &[]);
+    let url = wait_for_file(&url_file, Duration::from_secs(20));
+    assert_eq!(
+        query_param(&url, "code_challenge_method").as_deref(),
+        Some("S256")
+    );
+    assert!(
+        query_param(&url, "redirect_uri")
+            .unwrap()
+            .starts_with("http://127.0.0.1:")
+    );
+    let mut b = Browser::new();
+    let callback = sign_in_to_redirect(&mut b, &p.issuer, &url);
+    let landing = b.get(&callback);
+    assert_eq!(landing.status, 200);
+    assert!(landing.body.contains("Signed in"), "{}", landing.body);
+    let out = finish(child, Duration::from_secs(30));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json_of(&out);
+    assert_eq!(v["logged_in"], true);
+    assert_eq!(v["flow"], "browser");
+    assert_eq!(v["has_id_token"], true);
+    assert_eq!(v["scope"], "openid offline_access");
+    assert_eq!(p.stats()["code_grants"], 1);
+    // The redirect was accepted once: the listener is gone.
+    assert!(std::net::TcpStream::connect(callback.split('/').nth(2).unwrap()).is_err());
+    let out = finish(
+        credlock(&dir.path().join("session.json"), &["token"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(20),
+    );
+    assert!(out.status.success());
+}
+
+#[test]
+#[ignore = "needs node-oidc-provider; .ci/run runs it"]
+fn a_redirect_with_the_wrong_state_is_refused_and_no_code_is_exchanged() {
+    let p = Provider::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let (child, url_file) = spawn_browser(dir.path(), &p.issuer, &[]);
+    let url = wait_for_file(&url_file, Duration::from_secs(20));
+    let mut b = Browser::new();
+    let callback = sign_in_to_redirect(&mut b, &p.issuer, &url);
+    let state = query_param(&callback, "state").unwrap();
+    let forged = callback.replace(&format!("state={state}"), "state=forged-state");
+    let landing = b.get(&forged);
+    assert_eq!(landing.status, 400);
+    let out = finish(child, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(json_of(&out)["error"]["kind"], "login_state_mismatch");
+    assert_eq!(p.stats()["code_grants"], 0);
+    assert!(!dir.path().join("session.json").exists());
+}
+
+#[test]
+#[ignore = "needs node-oidc-provider; .ci/run runs it"]
+fn the_user_cancelling_at_the_login_page_exits_3_with_login_denied() {
+    let p = Provider::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let (child, url_file) = spawn_browser(dir.path(), &p.issuer, &[]);
+    let url = wait_for_file(&url_file, Duration::from_secs(20));
+    let mut b = Browser::new();
+    let first = b.get(&url);
+    let login_page = b.follow(first, &p.issuer);
+    let abort = login_page
+        .body
+        .split("href=\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .find(|h| h.ends_with("/abort"))
+        .unwrap_or_else(|| panic!("no abort link: {}", login_page.body))
+        .to_owned();
+    let abort = crate::login_kit::absolute(&login_page.url, &abort);
+    let redirected = b.get(&abort);
+    let back = b.follow(redirected, &p.issuer);
+    let callback = back.location.expect("redirect to the client");
+    assert_eq!(
+        query_param(&callback, "error").as_deref(),
+        Some("access_denied")
+    );
+    b.get(&callback);
+    let out = finish(child, Duration::from_secs(30));
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(json_of(&out)["error"]["kind"], "login_denied");
+    assert!(!dir.path().join("session.json").exists());
+}
+
+#[test]
+#[ignore = "needs node-oidc-provider; .ci/run runs it"]
+fn a_browser_that_never_comes_back_ends_at_the_deadline_with_login_expired() {
+    let p = Provider::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let (child, _url_file) = spawn_browser(dir.path(), &p.issuer, &["--login-timeout", "2"]);
+    let out = finish(child, Duration::from_secs(30));
+    assert!(started.elapsed() < Duration::from_secs(15));
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(json_of(&out)["error"]["kind"], "login_expired");
+    assert!(!dir.path().join("session.json").exists());
+}
+
+#[test]
+#[ignore = "needs node-oidc-provider; .ci/run runs it"]
+fn paste_login_reads_the_redirect_url_from_stdin() {
+    let p = Provider::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("session.json");
+    let err = dir.path().join("stderr");
+    let mut child = credlock(&store, &["--json", "login", "--paste"])
+        .args([
+            "--issuer",
+            &p.issuer,
+            "--client-id",
+            "cli-native",
+            "--scope",
+            "openid",
+        ])
+        .env_remove("BROWSER")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let url = loop {
+        let text = std::fs::read_to_string(&err).unwrap_or_default();
+        if let Some(u) = text.lines().map(str::trim).find(|l| l.starts_with("http")) {
+            break u.to_owned();
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no URL: {text}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert_eq!(
+        query_param(&url, "redirect_uri").as_deref(),
+        Some("http://127.0.0.1/callback")
+    );
+    let callback = sign_in_to_redirect(&mut Browser::new(), &p.issuer, &url);
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{callback}").unwrap();
+    drop(stdin);
+    let out = finish(child, Duration::from_secs(30));
+    assert!(
+        out.status.success(),
+        "{}",
+        std::fs::read_to_string(&err).unwrap()
+    );
+    let v = json_of(&out);
+    assert_eq!(v["flow"], "paste");
+    assert_eq!(v["logged_in"], true);
+    assert_eq!(p.stats()["code_grants"], 1);
+}

@@ -1,0 +1,171 @@
+//! `credlock login --device` against node-oidc-provider: approve, deny, expire, slow_down.
+//! The user's side is a scripted browser on the provider's own pages (`login_kit`).
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::common::{credlock, finish};
+use crate::login_kit::{Browser, Provider, user_code_in};
+
+/// `credlock <args> --issuer … --client-id cli-device --device --json` with stderr in a file.
+pub fn spawn_device(store: &Path, stderr: &Path, issuer: &str, args: &[&str]) -> Child {
+    let mut cmd = credlock(store, &["--json"]);
+    cmd.args(args)
+        .args([
+            "--issuer",
+            issuer,
+            "--client-id",
+            "cli-device",
+            "--device",
+            "--scope",
+            "openid",
+        ])
+        .env_remove("BROWSER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(stderr).expect("stderr file"));
+    cmd.spawn().expect("spawn credlock")
+}
+
+fn json_of(out: &std::process::Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON object ({e}): {:?}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+#[test]
+#[ignore = "needs node-oidc-provider; .ci/run runs it"]
+fn device_login_approved_in_the_browser_saves_a_session_that_refreshes() {
+    let p = Provider::start(&["--device-interval", "1", "--access-ttl", "60"]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("session.json");
+    let err = dir.path().join("stderr");
+    let child = spawn_device(&store, &err, &p.issuer, &["login"]);
+    let code = user_code_in(&err, Duration::from_secs(20));
+    let done = Browser::new().approve_device(&p.issuer, &code, false);
+    assert!(done.body.contains("Sign-in Success"), "{}", done.body);
+    let out = finish(child, Duration::from_secs(30));
+    assert!(
+        out.status.success(),
+        "{}",
+        std::fs::read_to_string(&err).unwrap()
+    );
+    let v = json_of(&out);
+    assert_eq!(v["logged_in"], true);
+    assert_eq!(v["flow"], "device");
+    assert_eq!(v["has_id_token"], true);
+    assert_eq!(v["scope"], "openid offline_access");
+    let stderr = std::fs::read_to_string(&err).unwrap();
+    assert!(stderr.contains(&format!("{}/device", p.issuer)), "{stderr}");
+    let session = credlock::Store::new(&store).load().unwrap().expect("saved");
+    assert!(
+        session
+            .id_token()
+            .is_some_and(|t| t.split('.').count() == 3)
+    );
+    assert_eq!(
+        session.client().revocation_endpoint(),
+        Some(format!("{}/token/revocation", p.issuer).as_str())
+    );
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&store).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
+    // The stored session refreshes at the real server.
+    let expired = session
+        .clone()
+        .with_expires_at(std::time::SystemTime::now());
+    credlock::Store::new(&store).save(&expired).unwrap();
+    let out = finish(
+        credlock(&store, &["token"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(p.stats()["refresh_ok"], 1);
+    assert_eq!(p.stats()["device_authorizations"], 1);
+}
+
+#[test]
+#[ignore = "needs node-oidc-provider; .ci/run runs it"]
+fn device_login_denied_by_the_user_exits_3_with_login_denied_and_stores_nothing() {
+    let p = Provider::start(&["--device-interval", "1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("session.json");
+    let err = dir.path().join("stderr");
+    let child = spawn_device(&store, &err, &p.issuer, &["login"]);
+    let code = user_code_in(&err, Duration::from_secs(20));
+    Browser::new().approve_device(&p.issuer, &code, true);
+    let out = finish(child, Duration::from_secs(30));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        std::fs::read_to_string(&err).unwrap()
+    );
+    assert_eq!(json_of(&out)["error"]["kind"], "login_denied");
+    assert!(!store.exists());
+}
+
+#[test]
+#[ignore = "needs node-oidc-provider; .ci/run runs it"]
+fn device_code_that_expires_unapproved_exits_3_with_login_expired() {
+    let p = Provider::start(&["--device-interval", "1", "--device-code-ttl", "3"]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("session.json");
+    let err = dir.path().join("stderr");
+    let child = spawn_device(&store, &err, &p.issuer, &["login"]);
+    let out = finish(child, Duration::from_secs(30));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        std::fs::read_to_string(&err).unwrap()
+    );
+    let v = json_of(&out);
+    assert_eq!(v["error"]["kind"], "login_expired");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("expired"),
+        "{v}"
+    );
+    assert!(!store.exists());
+}
+
+#[test]
+#[ignore = "needs node-oidc-provider; .ci/run runs it"]
+fn slow_down_makes_the_client_add_five_seconds_and_the_login_still_succeeds() {
+    // The server advertises 1 s but wants 3 s between polls: the second poll gets slow_down,
+    // the interval becomes 6 s, and no poll is refused again.
+    let p = Provider::start(&["--device-interval", "1", "--device-min-poll", "3"]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("session.json");
+    let err = dir.path().join("stderr");
+    let child = spawn_device(&store, &err, &p.issuer, &["login"]);
+    let code = user_code_in(&err, Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(2500));
+    Browser::new().approve_device(&p.issuer, &code, false);
+    let out = finish(child, Duration::from_secs(40));
+    assert!(
+        out.status.success(),
+        "{}",
+        std::fs::read_to_string(&err).unwrap()
+    );
+    let stats = p.stats();
+    assert_eq!(stats["device_slow_down"], 1, "{stats}");
+    assert_eq!(stats["device_grants"], 1, "{stats}");
+    assert_eq!(stats["device_polls"], 3, "{stats}");
+}

@@ -1,0 +1,95 @@
+//! One login for many callers, end to end: eight `credlock token --login` processes on an
+//! empty store, one scripted approval, one device authorization, one token for all.
+
+use std::time::{Duration, Instant};
+
+use crate::common::Reaped;
+use crate::login_device::spawn_device;
+use crate::login_kit::{Browser, Provider};
+
+#[test]
+#[ignore = "needs node-oidc-provider; .ci/run runs it"]
+fn eight_processes_needing_a_login_cause_one_login_and_print_the_same_token() {
+    let p = Provider::start(&["--device-interval", "1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("session.json");
+    let mut children = Vec::new();
+    let mut stderrs = Vec::new();
+    for i in 0..8 {
+        let err = dir.path().join(format!("stderr-{i}"));
+        children.push(Reaped(spawn_device(
+            &store,
+            &err,
+            &p.issuer,
+            &["token", "--login"],
+        )));
+        stderrs.push(err);
+    }
+    // Exactly one process shows a code; give the others time to (wrongly) start their own.
+    let start = Instant::now();
+    let code = loop {
+        let codes: Vec<String> = stderrs
+            .iter()
+            .filter_map(|e| {
+                let text = std::fs::read_to_string(e).unwrap_or_default();
+                text.lines()
+                    .find_map(|l| l.split("enter the code ").nth(1))
+                    .map(|c| c.trim().to_owned())
+            })
+            .collect();
+        if !codes.is_empty() {
+            std::thread::sleep(Duration::from_secs(2));
+            break codes[0].clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no process showed a code"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Browser::new().approve_device(&p.issuer, &code, false);
+    let readers: Vec<_> = children
+        .iter_mut()
+        .map(|r| {
+            let mut stdout = r.0.stdout.take().expect("stdout");
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                let _ = std::io::Read::read_to_end(&mut stdout, &mut buf);
+                buf
+            })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for (i, r) in children.iter_mut().enumerate() {
+        let status = loop {
+            if let Some(status) = r.0.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "process {i} did not finish");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stderr = std::fs::read_to_string(&stderrs[i]).unwrap_or_default();
+        assert!(status.success(), "process {i}: {stderr}");
+    }
+    let mut tokens = Vec::new();
+    for reader in readers {
+        let out = reader.join().expect("reader");
+        let v: serde_json::Value = serde_json::from_slice(&out).expect("json");
+        assert_eq!(v["saved"], true);
+        tokens.push(v["access_token"].as_str().expect("token").to_owned());
+    }
+    assert!(tokens.iter().all(|t| t == &tokens[0]), "{tokens:?}");
+    let shown = stderrs
+        .iter()
+        .filter(|e| {
+            std::fs::read_to_string(e)
+                .unwrap_or_default()
+                .contains("enter the code")
+        })
+        .count();
+    assert_eq!(shown, 1, "exactly one process logged in");
+    let stats = p.stats();
+    assert_eq!(stats["device_authorizations"], 1, "{stats}");
+    assert_eq!(stats["device_grants"], 1, "{stats}");
+    assert_eq!(stats["refresh_ok"], 0, "{stats}");
+}

@@ -1,0 +1,172 @@
+//! `Store::login_with`: one login for many callers, without a network (the login is a
+//! closure that builds a session), and a login that never loses its result.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime};
+
+use credlock::{Client, ClientAuth, Error, LoggedIn, Session, Store, TokenResponse};
+
+fn session(n: usize) -> Session {
+    let client = Client::new("https://id.example/token", "cli", ClientAuth::None).unwrap();
+    let body = format!(
+        r#"{{"access_token":"at-{n}","token_type":"Bearer","expires_in":3600,"refresh_token":"rt-{n}"}}"#
+    );
+    Session::from_token_response(
+        client,
+        TokenResponse::from_json(body.as_bytes()).unwrap(),
+        SystemTime::now(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn sixteen_threads_needing_a_login_run_it_once_and_all_adopt_its_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("session.json");
+    let logins = Arc::new(AtomicUsize::new(0));
+    let barrier = Arc::new(std::sync::Barrier::new(16));
+    let handles: Vec<_> = (0..16)
+        .map(|_| {
+            let (path, logins, barrier) = (path.clone(), logins.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let store = Store::new(&path);
+                barrier.wait();
+                store.login_with(Duration::from_secs(20), || {
+                    let n = logins.fetch_add(1, Ordering::SeqCst);
+                    // A user takes a while to approve.
+                    std::thread::sleep(Duration::from_millis(300));
+                    Ok(session(n))
+                })
+            })
+        })
+        .collect();
+    let outcomes: Vec<LoggedIn> = crate::common::within(Duration::from_secs(60), move || {
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap().unwrap())
+            .collect()
+    });
+    assert_eq!(logins.load(Ordering::SeqCst), 1);
+    assert_eq!(outcomes.iter().filter(|o| o.logged_in()).count(), 1);
+    for o in &outcomes {
+        assert_eq!(o.session().refresh_token().secret(), "rt-0");
+    }
+    let stored = Store::new(&path).load().unwrap().unwrap();
+    assert_eq!(stored.refresh_token().secret(), "rt-0");
+}
+
+#[test]
+fn a_failed_login_saves_nothing_and_the_next_caller_logs_in_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("session.json"));
+    let e = store
+        .login_with(Duration::from_secs(5), || {
+            Err(Error::LoginDenied { description: None })
+        })
+        .unwrap_err();
+    assert!(matches!(e, Error::LoginDenied { .. }));
+    assert!(store.load().unwrap().is_none());
+    let o = store
+        .login_with(Duration::from_secs(5), || Ok(session(7)))
+        .unwrap();
+    assert!(o.logged_in());
+    assert_eq!(
+        store.load().unwrap().unwrap().refresh_token().secret(),
+        "rt-7"
+    );
+}
+
+#[test]
+fn an_explicit_login_replaces_the_session_it_found() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::new(dir.path().join("session.json"));
+    store.save(&session(1)).unwrap();
+    let o = store
+        .login_with(Duration::from_secs(5), || Ok(session(2)))
+        .unwrap();
+    assert!(
+        o.logged_in(),
+        "a fresh session already stored is replaced, not adopted"
+    );
+    assert_eq!(
+        store.load().unwrap().unwrap().refresh_token().secret(),
+        "rt-2"
+    );
+}
+
+#[test]
+fn a_session_saved_while_waiting_for_the_guards_is_adopted_without_logging_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("session.json");
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let first = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            Store::new(&path).login_with(Duration::from_secs(10), || {
+                let _ = started_tx.send(());
+                std::thread::sleep(Duration::from_millis(400));
+                Ok(session(1))
+            })
+        })
+    };
+    started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let ran = AtomicUsize::new(0);
+    let second = Store::new(&path)
+        .login_with(Duration::from_secs(10), || {
+            ran.fetch_add(1, Ordering::SeqCst);
+            Ok(session(2))
+        })
+        .unwrap();
+    assert!(first.join().unwrap().unwrap().logged_in());
+    assert!(matches!(second, LoggedIn::Adopted(_)));
+    assert_eq!(ran.load(Ordering::SeqCst), 0);
+    assert_eq!(second.session().refresh_token().secret(), "rt-1");
+}
+
+#[test]
+fn a_login_whose_save_fails_hands_the_new_session_back_in_not_saved() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("session.json");
+    let store = Store::new(&path);
+    let e = store
+        .login_with(Duration::from_secs(5), || {
+            // Something takes the file's place during the login: the save must fail.
+            std::fs::create_dir(&path).unwrap();
+            Ok(session(3))
+        })
+        .unwrap_err();
+    match e {
+        Error::NotSaved { session, .. } => assert_eq!(session.refresh_token().secret(), "rt-3"),
+        other => panic!("{other}"),
+    }
+}
+
+#[test]
+fn a_login_held_longer_than_the_waiters_patience_times_them_out_transiently() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("session.json");
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let holder = {
+        let path = path.clone();
+        std::thread::spawn(move || {
+            Store::new(&path).login_with(Duration::from_secs(10), || {
+                let _ = started_tx.send(());
+                std::thread::sleep(Duration::from_millis(1500));
+                Err(Error::LoginExpired {
+                    what: "test".into(),
+                })
+            })
+        })
+    };
+    started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let e = Store::new(&path)
+        .with_lock_timeout(Duration::from_millis(100))
+        .login_with(Duration::from_millis(200), || Ok(session(9)))
+        .unwrap_err();
+    assert!(
+        matches!(e, Error::LockTimeout { .. }) && e.is_transient(),
+        "{e}"
+    );
+    assert!(holder.join().unwrap().is_err());
+}
