@@ -48,8 +48,10 @@ fn display_leaves_the_source_to_source() {
 /// today (`Rejected`: a path and an `OAuthError`); growing it takes a deliberate change.
 #[test]
 fn the_error_stays_small() {
+    // 80 bytes on Linux; a path is 8 bytes larger on Windows (its OsString keeps a UTF-8 flag).
+    let bound = 56 + std::mem::size_of::<std::path::PathBuf>();
     assert!(
-        std::mem::size_of::<Error>() <= 80,
+        std::mem::size_of::<Error>() <= bound,
         "{} bytes",
         std::mem::size_of::<Error>()
     );
