@@ -79,19 +79,11 @@ pub(crate) const DEFAULT_TORN_READ_RETRIES: [Duration; 4] = [
 
 /// Pauses before looking again for a session file that is missing on Windows (see
 /// `Store::load`).
-///
-/// About half a second in all: under load (16 threads under Wine on 2 busy cores) the gap
-/// between a replace's removal and its rename lasted longer than 37 ms. A genuine "no
-/// session" on Windows costs that half second, once, before a login.
-pub(crate) const WINDOWS_REPLACE_PAUSES: [Duration; 8] = [
+pub(crate) const WINDOWS_REPLACE_PAUSES: [Duration; 4] = [
     Duration::from_millis(2),
     Duration::from_millis(5),
     Duration::from_millis(10),
     Duration::from_millis(20),
-    Duration::from_millis(50),
-    Duration::from_millis(100),
-    Duration::from_millis(150),
-    Duration::from_millis(200),
 ];
 
 /// The re-reads after `invalid_grant` on a network filesystem: attribute caches hold old data
