@@ -54,14 +54,39 @@ pub(crate) fn open_checked(path: &Path) -> Result<Option<(File, std::fs::Metadat
     // A directory refuses the open on Windows with "Access denied", as a busy file does:
     // only a regular file is worth waiting for.
     let worth_waiting = || std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file());
-    let file = match crate::busy::retry_while(|| open_no_follow(path, false), worth_waiting) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(open_error(path, e)),
-    };
-    let meta = file.metadata().map_err(Error::io("inspect", path))?;
-    check_regular_and_owned(&meta, path)?;
-    Ok(Some((file, meta)))
+    let mut opened_again = 0;
+    loop {
+        let file = match crate::busy::retry_while(|| open_no_follow(path, false), worth_waiting) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(open_error(path, e)),
+        };
+        match file.metadata() {
+            Ok(meta) => {
+                check_regular_and_owned(&meta, path)?;
+                return Ok(Some((file, meta)));
+            }
+            // FUSE (by path) and NFS (ESTALE) can answer fstat on a descriptor whose file
+            // another machine has just removed or replaced: that file is gone, and what is at
+            // the name now is what to read. A new open decides.
+            Err(e) if is_gone(&e) && opened_again < GONE_REOPENS => opened_again += 1,
+            Err(e) => return Err(Error::io("inspect", path)(e)),
+        }
+    }
+}
+
+/// How many times a file that vanished between its open and its `fstat` is opened again: each
+/// time another machine removed or replaced it in that instant.
+const GONE_REOPENS: u32 = 16;
+
+/// Whether `e`, from an operation on an open descriptor, means its file was removed or
+/// replaced by someone else (`ENOENT` from FUSE, `ESTALE` from NFS).
+pub(crate) fn is_gone(e: &std::io::Error) -> bool {
+    #[cfg(unix)]
+    if e.raw_os_error() == Some(rustix::io::Errno::STALE.raw_os_error()) {
+        return true;
+    }
+    e.kind() == std::io::ErrorKind::NotFound
 }
 
 /// The error for a failed no-follow open: a symbolic link (`ELOOP`) or a socket (`ENXIO`) is

@@ -43,21 +43,29 @@ pub(crate) struct FileContent {
 /// another user and a directory writable by others without the sticky bit (see
 /// [`open_checked`]). A file that group or others can read is tightened to 0600.
 pub(crate) fn read(path: &Path) -> Result<Option<FileContent>, Error> {
-    let Some((file, meta)) = open_checked(path)? else {
-        return Ok(None);
+    let mut read_again = 0;
+    let (file, meta, bytes) = loop {
+        let Some((file, meta)) = open_checked(path)? else {
+            return Ok(None);
+        };
+        if meta.len() > MAX_FILE_BYTES {
+            return Err(too_large(path));
+        }
+        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0) + 1);
+        // On Windows a writer's or a compare-and-delete's byte-range lock can still cover a
+        // file just renamed into place, for the instant until it closes its handle.
+        match crate::busy::retry_while_busy(|| {
+            bytes.clear();
+            (&file).seek(std::io::SeekFrom::Start(0))?;
+            (&file).take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)
+        }) {
+            Ok(_) => break (file, meta, bytes),
+            // NFS answers ESTALE once another machine replaced the file we opened: read the
+            // one at the name now.
+            Err(e) if crate::files::is_gone(&e) && read_again < 16 => read_again += 1,
+            Err(e) => return Err(Error::io("read the session file", path)(e)),
+        }
     };
-    if meta.len() > MAX_FILE_BYTES {
-        return Err(too_large(path));
-    }
-    let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0) + 1);
-    // On Windows a writer's or a compare-and-delete's byte-range lock can still cover a file
-    // just renamed into place, for the instant until it closes its handle.
-    crate::busy::retry_while_busy(|| {
-        bytes.clear();
-        (&file).seek(std::io::SeekFrom::Start(0))?;
-        (&file).take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)
-    })
-    .map_err(Error::io("read the session file", path))?;
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(too_large(path));
     }

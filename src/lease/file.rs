@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::record::LeaseRecord;
 use crate::clock::unix_ms;
 use crate::error::Error;
-use crate::files::{check_dir_of, ensure_dir, open_checked, with_suffix};
+use crate::files::{check_dir_of, ensure_dir, is_gone, open_checked, with_suffix};
 
 /// Creates the lease file with its full content, failing (`Ok(false)`) if it exists.
 pub(crate) fn create_exclusive(lease_path: &Path, record: &LeaseRecord) -> Result<bool, Error> {
@@ -80,13 +80,19 @@ pub(crate) enum Seen {
 /// like the session file (no symlink followed, no blocking on a FIFO, a regular file owned by
 /// us or root, checked on the descriptor), so anything else at the name is an error at once.
 pub(crate) fn inspect(path: &Path) -> Result<Seen, Error> {
-    let Some((file, meta)) = open_checked(path)? else {
-        return Ok(Seen::Absent);
+    let mut read_again = 0;
+    let (meta, bytes) = loop {
+        let Some((file, meta)) = open_checked(path)? else {
+            return Ok(Seen::Absent);
+        };
+        let mut bytes = Vec::new();
+        match file.take(64 * 1024).read_to_end(&mut bytes) {
+            Ok(_) => break (meta, bytes),
+            // NFS's ESTALE: another machine released or replaced the lease we opened.
+            Err(e) if is_gone(&e) && read_again < 16 => read_again += 1,
+            Err(e) => return Err(Error::io("read the lease file", path)(e)),
+        }
     };
-    let mut bytes = Vec::new();
-    file.take(64 * 1024)
-        .read_to_end(&mut bytes)
-        .map_err(Error::io("read the lease file", path))?;
     Ok(match LeaseRecord::from_json(&bytes) {
         Ok(r) => Seen::Record(r),
         Err(_) => Seen::Unreadable {

@@ -282,3 +282,63 @@ fn without_a_lease_a_grant_revoking_server_loses_the_session_and_the_damage_is_r
         );
     }
 }
+
+/// A file removed through the other mount while this one has it open: FUSE (and NFS, as
+/// `ESTALE`) can answer `fstat` on the open descriptor with "no such file". That is the file
+/// gone, not an I/O failure: a reader looks again (CI once saw "could not inspect
+/// session.json.lease: No such file or directory" from a process racing a lease release).
+fn check_removed_through_the_other_mount_is_absent_not_an_error() {
+    let twin = TwinMount::new(0);
+    let (via_a, via_b) = (twin.a.join("session.json"), twin.b.join("session.json"));
+    let fake = FakeServer::builder().build();
+    let session = fake.seed_session("http://127.0.0.1:9/token").expect("seed");
+    let bytes = session.to_json();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = {
+        let (stop, via_a, bytes) = (Arc::clone(&stop), via_a.clone(), bytes.clone());
+        std::thread::spawn(move || {
+            let staging = via_a.with_extension("staging");
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::fs::write(&staging, &bytes).expect("write");
+                std::fs::rename(&staging, &via_a).expect("rename");
+                let _ = std::fs::remove_file(&via_a);
+            }
+        })
+    };
+    let reader = Store::new(&via_b);
+    let started = std::time::Instant::now();
+    let (mut found, mut absent, mut errors) = (0u32, 0u32, Vec::new());
+    while started.elapsed() < Duration::from_secs(4) {
+        match reader.load() {
+            Ok(Some(_)) => found += 1,
+            Ok(None) => absent += 1,
+            Err(e) => errors.push(e.to_string()),
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    churn.join().expect("churn thread");
+    eprintln!(
+        "reads through b while a saves and removes: {found} found, {absent} absent, {} errors",
+        errors.len()
+    );
+    assert!(
+        found > 0 && absent > 0,
+        "the bed raced: {found} found, {absent} absent"
+    );
+    assert!(
+        errors.is_empty(),
+        "{} errors, first: {:?}",
+        errors.len(),
+        errors.first()
+    );
+}
+
+#[test]
+#[ignore = "needs root and bindfs; .ci/run runs it"]
+fn a_file_removed_through_the_other_mount_while_read_is_absent_not_an_error() {
+    if inside_private_namespace(
+        "twin_mount::a_file_removed_through_the_other_mount_while_read_is_absent_not_an_error",
+    ) {
+        check_removed_through_the_other_mount_is_absent_not_an_error();
+    }
+}
