@@ -1,8 +1,11 @@
 //! The real transport: blocking ureq 3 with rustls.
 
+use std::ffi::OsString;
 use std::time::Duration;
 
+use super::builder::TransportBuilder;
 use super::proxy::{NoProxy, is_loopback_host};
+use super::tls::BuiltTls;
 use super::{HttpResponse, Transport, TransportError};
 use crate::form::FormRequest;
 
@@ -10,7 +13,20 @@ use crate::form::FormRequest;
 ///
 /// Follows no redirects (a token endpoint must not send one, and credentials must not
 /// follow it), reads error bodies (`http_status_as_error` off, so `invalid_grant` is seen),
-/// bounds the response body, and times out.
+/// bounds the response body, and times out. [`UreqTransport::builder`] sets roots, extra CA
+/// files, a client identity, proxies, timeouts and the body limit.
+///
+/// # Trusted roots
+/// By default the operating system's trust store ([`Roots::Platform`](super::Roots::Platform)):
+/// on Linux the OpenSSL store files (`/etc/ssl/certs/ca-certificates.crt` and the like, found
+/// by `openssl-probe`), on macOS Security.framework, on Windows the CryptoAPI stores; so a
+/// root CA that a corporate network installs on its machines to intercept TLS is trusted.
+/// When `SSL_CERT_FILE` (a PEM bundle) or `SSL_CERT_DIR` (directories of PEM files,
+/// separated as in `PATH`) is set and not empty, the certificates they name are trusted
+/// **instead of** the operating system's store, on every platform, as with curl and OpenSSL.
+/// Where the platform verifier cannot be built (a Linux container without CA files), the
+/// bundled Mozilla roots (`webpki-roots`) are used. Roots are read once, when the transport is
+/// built.
 ///
 /// # Proxies
 /// Read from the environment when the transport is built, as curl does: `https_proxy` /
@@ -20,17 +36,76 @@ use crate::form::FormRequest;
 /// plain http would carry the refresh token to it in clear. `no_proxy` / `NO_PROXY` is
 /// honoured: comma-separated hosts (matching the host and its subdomains; a leading `.` or
 /// `*.` is ignored, as is a `:port`), IP addresses, CIDR blocks (`10.0.0.0/8`), or `*`.
-#[derive(Debug, Clone)]
+/// SOCKS proxies are not supported. [`TransportBuilder::proxy`] sets one explicitly instead.
+#[derive(Clone)]
 pub struct UreqTransport {
-    direct: ureq::Agent,
-    via_http_proxy: Option<ureq::Agent>,
-    via_https_proxy: Option<ureq::Agent>,
-    no_proxy: NoProxy,
+    pub(super) agents: Result<Agents, String>,
     max_body: u64,
 }
 
+/// One agent per route; all share the TLS configuration.
+#[derive(Debug, Clone)]
+pub(super) struct Agents {
+    direct: ureq::Agent,
+    via_http_proxy: Option<ureq::Agent>,
+    via_https_proxy: Option<ureq::Agent>,
+    pub(super) no_proxy: NoProxy,
+    roots: String,
+}
+
+/// The proxies a transport uses, before their agents are made.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Proxies {
+    pub(super) http: Option<ureq::Proxy>,
+    pub(super) https: Option<ureq::Proxy>,
+    pub(super) no_proxy: NoProxy,
+}
+
+impl Proxies {
+    /// curl's variables, read through `env`.
+    pub(super) fn from_env(env: &dyn Fn(&str) -> Option<OsString>) -> Proxies {
+        let var = |name: &str| env(name).and_then(|v| v.into_string().ok());
+        let proxy_from = |vars: &[&str]| {
+            vars.iter()
+                .filter_map(|v| var(v))
+                .find(|v| !v.trim().is_empty())
+                .and_then(|v| ureq::Proxy::new(v.trim()).ok())
+        };
+        Proxies {
+            http: proxy_from(&["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]),
+            https: proxy_from(&["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"]),
+            no_proxy: ["no_proxy", "NO_PROXY"]
+                .iter()
+                .find_map(|v| var(v))
+                .map(|v| NoProxy::parse(&v))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for UreqTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut d = f.debug_struct("UreqTransport");
+        match &self.agents {
+            Ok(a) => d
+                .field("roots", &a.roots)
+                .field("http_proxy", &a.via_http_proxy.is_some())
+                .field("https_proxy", &a.via_https_proxy.is_some())
+                .field("no_proxy", &a.no_proxy),
+            Err(e) => d.field("unusable", e),
+        };
+        d.field("max_body", &self.max_body).finish()
+    }
+}
+
 impl UreqTransport {
-    /// Defaults: connect timeout 10 s, whole exchange 30 s, body at most 256 KiB.
+    /// Defaults: the platform's roots (or `SSL_CERT_FILE` / `SSL_CERT_DIR`), proxies from the
+    /// environment, connect timeout 10 s, whole exchange 30 s, body at most 256 KiB.
+    ///
+    /// This cannot fail: if `SSL_CERT_FILE` or `SSL_CERT_DIR` names something unusable, the
+    /// transport refuses every request with [`TransportError::Other`] saying why (as curl
+    /// does), rather than trusting other roots than the ones asked for. Use
+    /// [`UreqTransport::builder`] to see such an error when the transport is built.
     #[must_use]
     pub fn new() -> UreqTransport {
         UreqTransport::with_timeouts(Duration::from_secs(10), Duration::from_secs(30))
@@ -39,8 +114,41 @@ impl UreqTransport {
     /// The same with other timeouts.
     #[must_use]
     pub fn with_timeouts(connect: Duration, global: Duration) -> UreqTransport {
+        let builder = TransportBuilder::new()
+            .timeout_connect(connect)
+            .timeout_global(global);
+        builder
+            .build()
+            .unwrap_or_else(|e| UreqTransport::unusable(&e))
+    }
+
+    /// A transport that refuses every request, saying why it could not be set up.
+    pub(super) fn unusable(e: &crate::error::Error) -> UreqTransport {
+        UreqTransport {
+            agents: Err(format!(
+                "the HTTP transport could not be set up, so nothing was sent: {}",
+                e.with_causes()
+            )),
+            max_body: 0,
+        }
+    }
+
+    /// A builder for a transport with other roots, extra CA files, a client identity for
+    /// mutual TLS, explicit proxies, timeouts or body limit.
+    pub fn builder() -> TransportBuilder {
+        TransportBuilder::new()
+    }
+
+    /// The transport from checked parts (see [`TransportBuilder::build`]).
+    pub(super) fn from_parts(
+        tls: BuiltTls,
+        proxies: Proxies,
+        connect: Duration,
+        global: Duration,
+        max_body: u64,
+    ) -> UreqTransport {
         let agent = |proxy: Option<ureq::Proxy>| {
-            ureq::Agent::config_builder()
+            let config = ureq::Agent::config_builder()
                 .http_status_as_error(false)
                 .max_redirects(0)
                 .timeout_connect(Some(connect))
@@ -49,40 +157,44 @@ impl UreqTransport {
                 // Explicit: ureq's default reads the environment itself, and would proxy
                 // loopback endpoints.
                 .proxy(proxy)
-                .build()
-                .new_agent()
-        };
-        let proxy_from = |vars: &[&str]| {
-            vars.iter()
-                .filter_map(|v| std::env::var(v).ok())
-                .find(|v| !v.trim().is_empty())
-                .and_then(|v| ureq::Proxy::new(v.trim()).ok())
-                .map(|p| agent(Some(p)))
+                .build();
+            ureq::Agent::with_parts(
+                config,
+                super::tls_connector::connector(std::sync::Arc::clone(&tls.config)),
+                ureq::unversioned::resolver::DefaultResolver::default(),
+            )
         };
         UreqTransport {
-            direct: agent(None),
-            via_http_proxy: proxy_from(&["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]),
-            via_https_proxy: proxy_from(&["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"]),
-            no_proxy: NoProxy::from_env(),
-            max_body: 256 * 1024,
+            agents: Ok(Agents {
+                direct: agent(None),
+                via_http_proxy: proxies.http.map(|p| agent(Some(p))),
+                via_https_proxy: proxies.https.map(|p| agent(Some(p))),
+                no_proxy: proxies.no_proxy,
+                roots: tls.source.clone(),
+            }),
+            max_body,
         }
     }
 
     /// The agent for `url`: direct for loopback and `no_proxy` hosts, else through the proxy
     /// for its scheme, if any.
-    fn agent_for(&self, url: &str) -> &ureq::Agent {
+    fn agent_for(&self, url: &str) -> Result<&ureq::Agent, TransportError> {
+        let agents = self
+            .agents
+            .as_ref()
+            .map_err(|e| TransportError::Other(e.clone()))?;
         let Ok(uri) = url.parse::<ureq::http::Uri>() else {
-            return &self.direct;
+            return Ok(&agents.direct);
         };
         let host = uri.host().unwrap_or("");
-        if is_loopback_host(host) || self.no_proxy.matches(host) {
-            return &self.direct;
+        if is_loopback_host(host) || agents.no_proxy.matches(host) {
+            return Ok(&agents.direct);
         }
         let proxied = match uri.scheme_str() {
-            Some(s) if s.eq_ignore_ascii_case("https") => self.via_https_proxy.as_ref(),
-            _ => self.via_http_proxy.as_ref(),
+            Some(s) if s.eq_ignore_ascii_case("https") => agents.via_https_proxy.as_ref(),
+            _ => agents.via_http_proxy.as_ref(),
         };
-        proxied.unwrap_or(&self.direct)
+        Ok(proxied.unwrap_or(&agents.direct))
     }
 }
 
@@ -95,7 +207,7 @@ impl Default for UreqTransport {
 impl Transport for UreqTransport {
     fn post_form(&self, request: &FormRequest) -> Result<HttpResponse, TransportError> {
         let mut builder = self
-            .agent_for(&request.url)
+            .agent_for(&request.url)?
             .post(&request.url)
             .header("Content-Type", "application/x-www-form-urlencoded")
             .header("Accept", "application/json");
@@ -108,7 +220,7 @@ impl Transport for UreqTransport {
 
     fn get(&self, url: &str) -> Result<HttpResponse, TransportError> {
         let response = self
-            .agent_for(url)
+            .agent_for(url)?
             .get(url)
             .header("Accept", "application/json")
             .call()
@@ -156,6 +268,32 @@ fn map_error(e: ureq::Error) -> TransportError {
         ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
             TransportError::Timeout(io.to_string())
         }
+        ureq::Error::Rustls(tls) => TransportError::Tls(tls_reason(&tls)),
+        ureq::Error::Tls(why) => TransportError::Tls(why.to_owned()),
+        ureq::Error::Io(io) if io.get_ref().is_some_and(|e| e.is::<rustls::Error>()) => {
+            let tls = io
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<rustls::Error>())
+                .map_or_else(|| io.to_string(), tls_reason);
+            TransportError::Tls(tls)
+        }
         other => TransportError::Other(other.to_string()),
+    }
+}
+
+/// A TLS failure, with what to do when the server's certificate is not trusted.
+fn tls_reason(e: &rustls::Error) -> String {
+    use rustls::{CertificateError, Error as Tls};
+    match e {
+        Tls::InvalidCertificate(CertificateError::UnknownIssuer) => format!(
+            "{e}: the server's certificate does not chain to a trusted root; if the network \
+             intercepts TLS, trust its root CA (install it in the system's store, set \
+             SSL_CERT_FILE, or give the transport an extra CA file)"
+        ),
+        Tls::AlertReceived(rustls::AlertDescription::CertificateRequired)
+        | Tls::AlertReceived(rustls::AlertDescription::HandshakeFailure) => {
+            format!("{e}: the server may require a client certificate (mutual TLS)")
+        }
+        other => other.to_string(),
     }
 }
