@@ -2,10 +2,12 @@
 
 use std::ffi::OsString;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::proxy::NoProxy;
 use super::tls::{Roots, TlsSettings};
+use super::tls_connector::SharedTls;
 use super::ureq_transport::{Proxies, UreqTransport};
 use crate::endpoint::display_url;
 use crate::error::Error;
@@ -196,6 +198,7 @@ impl TransportBuilder {
             },
             env,
         )?;
+        let tls = Arc::new(SharedTls::ready(tls));
         let proxies = match &self.proxy {
             ProxySetting::Env => Proxies::from_env(env),
             ProxySetting::None => Proxies::default(),

@@ -177,13 +177,19 @@ fn ssl_cert_file_and_dir_replace_the_platform_roots_and_must_be_usable() {
     )
     .expect("bundled ignores SSL_CERT_FILE");
     assert!(format!("{t:?}").contains("bundled webpki roots"), "{t:?}");
-    // An empty value is unset.
-    let t = build_in(
+    // An empty file name is an error (OpenSSL finds no certificate in it); empty directory
+    // entries are skipped.
+    let (path, reason) = setup_error(build_in(
         &TransportBuilder::new(),
         &[("SSL_CERT_FILE", Path::new(""))],
-    )
-    .expect("empty");
-    assert!(!format!("{t:?}").contains("SSL_CERT_FILE"), "{t:?}");
+    ));
+    assert_eq!(path, None);
+    assert!(
+        reason.contains("SSL_CERT_FILE is set but empty"),
+        "{reason}"
+    );
+    let t = build_in(&TransportBuilder::new(), &[("SSL_CERT_DIR", Path::new(""))]).expect("empty");
+    assert!(!format!("{t:?}").contains("SSL_CERT_DIR"), "{t:?}");
 
     let missing = files.path("nope.pem");
     let (path, _) = setup_error(build_in(
@@ -229,11 +235,24 @@ fn without_ssl_cert_variables_the_platform_store_or_the_bundled_roots_are_used()
 }
 
 #[test]
-fn an_unusable_default_transport_refuses_every_request_naming_the_file() {
-    let missing = Path::new("/nonexistent/credlock-ca.pem");
-    let e = build_in(&TransportBuilder::new(), &[("SSL_CERT_FILE", missing)]).expect_err("error");
-    let t = super::UreqTransport::unusable(&e);
-    match t.get("http://127.0.0.1:9/") {
+fn the_default_transport_reads_roots_at_the_first_https_request_and_refuses_if_unusable() {
+    let env: super::tls_connector::Env = Box::new(|name| {
+        (name == "SSL_CERT_FILE").then(|| OsString::from("/nonexistent/credlock-ca.pem"))
+    });
+    let t = super::UreqTransport::lazy(
+        std::time::Duration::from_secs(5),
+        std::time::Duration::from_secs(5),
+        env,
+    );
+    // Plain http to loopback never reads the roots: the refused connection is the error.
+    let refused = t.get("http://127.0.0.1:9/");
+    assert!(
+        matches!(refused, Err(TransportError::Connect(_))),
+        "{refused:?}"
+    );
+    assert!(format!("{t:?}").contains("not read yet"), "{t:?}");
+    // The first https request reads them, and refuses without connecting.
+    match t.get("https://127.0.0.1:9/") {
         Err(TransportError::Other(why)) => {
             assert!(
                 why.contains("credlock-ca.pem") && why.contains("nothing was sent"),
@@ -242,6 +261,7 @@ fn an_unusable_default_transport_refuses_every_request_naming_the_file() {
         }
         other => panic!("expected a refusal, got {other:?}"),
     }
+    assert!(format!("{t:?}").contains("credlock-ca.pem"), "{t:?}");
 }
 
 #[test]
@@ -270,7 +290,7 @@ fn explicit_proxies_are_http_only_and_their_passwords_never_shown() {
     let shown = format!("{t:?}");
     assert!(!shown.contains("hunter2"), "{shown}");
     assert!(shown.contains("https_proxy: true"), "{shown}");
-    let agents = t.agents.as_ref().expect("agents");
+    let agents = &t.agents;
     assert!(agents.no_proxy.matches("api.corp.example"));
     assert!(!agents.no_proxy.matches("example.com"));
 }

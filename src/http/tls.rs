@@ -24,10 +24,13 @@ pub enum Roots {
     /// - **macOS**: Security.framework (the keychains, with their trust settings);
     /// - **Windows**: the CryptoAPI certificate stores (`CertGetCertificateChain`).
     ///
-    /// When `SSL_CERT_FILE` or `SSL_CERT_DIR` is set (and not empty), the certificates they
-    /// name are trusted **instead of** the operating system's store, on every platform, as
-    /// curl and OpenSSL do. Where the platform verifier cannot be built (a Linux container
-    /// without CA files), the bundled roots are used instead ([`Roots::Bundled`]).
+    /// When `SSL_CERT_FILE` (a PEM bundle) or `SSL_CERT_DIR` (directories of PEM files,
+    /// separated as in `PATH`) is set, the certificates they name are trusted **instead of**
+    /// the operating system's store, on every platform, as curl and OpenSSL do; credlock
+    /// reads them itself. Each must hold a certificate (files without one are skipped in a
+    /// directory); an empty `SSL_CERT_FILE` is an error, empty `SSL_CERT_DIR` entries are
+    /// skipped. Where the platform verifier cannot be built (a Linux container without CA
+    /// files), the bundled roots are used instead ([`Roots::Bundled`]).
     ///
     /// The default.
     #[default]
@@ -45,6 +48,7 @@ pub enum Roots {
 type Named = Vec<(PathBuf, CertificateDer<'static>)>;
 
 /// What the transport trusts and shows, as read from files when it is built.
+#[derive(Debug, Clone, Default)]
 pub(super) struct TlsSettings {
     pub(super) roots: Roots,
     pub(super) extra_ca_files: Vec<PathBuf>,
@@ -200,13 +204,20 @@ fn store(
 }
 
 /// `SSL_CERT_FILE` (one PEM bundle) and `SSL_CERT_DIR` (directories of PEM files, separated
-/// as `PATH` is), if either is set and not empty: which were set, and their certificates.
+/// as `PATH` is; empty entries skipped), if either is set: which were set, and their
+/// certificates.
 fn certificates_from_env(
     env: &dyn Fn(&str) -> Option<OsString>,
 ) -> Result<Option<(String, Named)>, Error> {
-    let file = env("SSL_CERT_FILE")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from);
+    let file = env("SSL_CERT_FILE").map(PathBuf::from);
+    if file.as_ref().is_some_and(|f| f.as_os_str().is_empty()) {
+        // OpenSSL finds no certificate in "", and the platform's loader on Linux would take
+        // it for a file too: say so rather than pick roots silently.
+        return Err(setup(
+            None,
+            "SSL_CERT_FILE is set but empty; unset it, or name a PEM file of root certificates",
+        ));
+    }
     let dirs: Vec<PathBuf> = env("SSL_CERT_DIR")
         .map(|v| {
             std::env::split_paths(&v)

@@ -5,9 +5,11 @@
 //! Built on `ureq::unversioned::transport`, which ureq does not cover by semver: a ureq update
 //! that changes it breaks the build here, not behaviour.
 
+use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use super::tls::{BuiltTls, TlsSettings};
 use rustls::pki_types::ServerName;
 use rustls::{ClientConnection, StreamOwned};
 use ureq::unversioned::transport::{
@@ -15,9 +17,76 @@ use ureq::unversioned::transport::{
     TcpConnector, Transport, TransportAdapter,
 };
 
-/// Wraps an `https` connection made earlier in the chain in TLS with `config`.
+/// How environment variables are read (`std::env::var_os`, or a map in tests).
+pub(super) type Env = Box<dyn Fn(&str) -> Option<OsString> + Send + Sync>;
+
+/// The TLS configuration of a transport, shared by its agents: read when the transport is
+/// built ([`TransportBuilder::build`](super::TransportBuilder::build)), or at its first https
+/// connection ([`UreqTransport::new`](super::UreqTransport::new)), so that a transport used
+/// only for loopback http never reads the trust store.
+pub(super) struct SharedTls {
+    cell: OnceLock<Result<BuiltTls, String>>,
+    lazy: Option<(TlsSettings, Env)>,
+}
+
+impl SharedTls {
+    pub(super) fn ready(built: BuiltTls) -> SharedTls {
+        SharedTls {
+            cell: OnceLock::from(Ok(built)),
+            lazy: None,
+        }
+    }
+
+    pub(super) fn lazy(settings: TlsSettings, env: Env) -> SharedTls {
+        SharedTls {
+            cell: OnceLock::new(),
+            lazy: Some((settings, env)),
+        }
+    }
+
+    /// The configuration, built now if it was not; or why it cannot be.
+    pub(super) fn get(&self) -> Result<&BuiltTls, &str> {
+        self.cell
+            .get_or_init(|| match &self.lazy {
+                Some((settings, env)) => {
+                    super::tls::build(settings, &|name| env(name)).map_err(|e| {
+                        format!(
+                            "the HTTP transport could not be set up, so nothing was sent: {}",
+                            e.with_causes()
+                        )
+                    })
+                }
+                None => Err("the HTTP transport has no TLS configuration".to_owned()),
+            })
+            .as_ref()
+            .map_err(String::as_str)
+    }
+
+    /// Where the roots came from, if they were read yet.
+    pub(super) fn describe(&self) -> &str {
+        match self.cell.get() {
+            None => "not read yet (at the first https request)",
+            Some(Ok(built)) => &built.source,
+            Some(Err(why)) => why,
+        }
+    }
+}
+
+/// Why an https connection could not even start: the TLS configuration is unusable.
+#[derive(Debug)]
+pub(super) struct Unusable(pub(super) String);
+
+impl std::fmt::Display for Unusable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Unusable {}
+
+/// Wraps an `https` connection made earlier in the chain in TLS.
 pub(super) struct TlsConnector {
-    pub(super) config: Arc<rustls::ClientConfig>,
+    tls: Arc<SharedTls>,
 }
 
 impl std::fmt::Debug for TlsConnector {
@@ -27,10 +96,10 @@ impl std::fmt::Debug for TlsConnector {
 }
 
 /// ureq's chain without SOCKS: a CONNECT proxy if the agent has one, TCP, then TLS.
-pub(super) fn connector(config: Arc<rustls::ClientConfig>) -> impl Connector {
+pub(super) fn connector(tls: Arc<SharedTls>) -> impl Connector {
     ().chain(ConnectProxyConnector::default())
         .chain(TcpConnector::default())
-        .chain(TlsConnector { config })
+        .chain(TlsConnector { tls })
 }
 
 impl<In: Transport> Connector<In> for TlsConnector {
@@ -54,8 +123,12 @@ impl<In: Transport> Connector<In> for TlsConnector {
             .unwrap_or("");
         let name = ServerName::try_from(host.to_owned())
             .map_err(|_| ureq::Error::Tls("the host is not a valid DNS name or IP address"))?;
+        let config = self
+            .tls
+            .get()
+            .map_err(|why| ureq::Error::Other(Box::new(Unusable(why.to_owned()))))?;
         let mut conn =
-            ClientConnection::new(Arc::clone(&self.config), name).map_err(ureq::Error::Rustls)?;
+            ClientConnection::new(Arc::clone(&config.config), name).map_err(ureq::Error::Rustls)?;
         let mut sock = TransportAdapter::new(transport.boxed(), details.current_time.clone());
         sock.set_timeout(details.timeout);
         conn.complete_io(&mut sock)?;

@@ -1,11 +1,13 @@
 //! The real transport: blocking ureq 3 with rustls.
 
 use std::ffi::OsString;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::builder::TransportBuilder;
 use super::proxy::{NoProxy, is_loopback_host};
-use super::tls::BuiltTls;
+use super::tls::TlsSettings;
+use super::tls_connector::{Env, SharedTls, Unusable};
 use super::{HttpResponse, Transport, TransportError};
 use crate::form::FormRequest;
 
@@ -22,8 +24,9 @@ use crate::form::FormRequest;
 /// by `openssl-probe`), on macOS Security.framework, on Windows the CryptoAPI stores; so a
 /// root CA that a corporate network installs on its machines to intercept TLS is trusted.
 /// When `SSL_CERT_FILE` (a PEM bundle) or `SSL_CERT_DIR` (directories of PEM files,
-/// separated as in `PATH`) is set and not empty, the certificates they name are trusted
-/// **instead of** the operating system's store, on every platform, as with curl and OpenSSL.
+/// separated as in `PATH`) is set, the certificates they name are trusted **instead of** the
+/// operating system's store, on every platform, as with curl and OpenSSL (an empty
+/// `SSL_CERT_FILE` is an error; empty `SSL_CERT_DIR` entries are skipped).
 /// Where the platform verifier cannot be built (a Linux container without CA files), the
 /// bundled Mozilla roots (`webpki-roots`) are used. Roots are read once, when the transport is
 /// built.
@@ -39,7 +42,8 @@ use crate::form::FormRequest;
 /// SOCKS proxies are not supported. [`TransportBuilder::proxy`] sets one explicitly instead.
 #[derive(Clone)]
 pub struct UreqTransport {
-    pub(super) agents: Result<Agents, String>,
+    pub(super) agents: Agents,
+    tls: Arc<SharedTls>,
     max_body: u64,
 }
 
@@ -50,7 +54,6 @@ pub(super) struct Agents {
     via_http_proxy: Option<ureq::Agent>,
     via_https_proxy: Option<ureq::Agent>,
     pub(super) no_proxy: NoProxy,
-    roots: String,
 }
 
 /// The proxies a transport uses, before their agents are made.
@@ -85,16 +88,14 @@ impl Proxies {
 
 impl std::fmt::Debug for UreqTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut d = f.debug_struct("UreqTransport");
-        match &self.agents {
-            Ok(a) => d
-                .field("roots", &a.roots)
-                .field("http_proxy", &a.via_http_proxy.is_some())
-                .field("https_proxy", &a.via_https_proxy.is_some())
-                .field("no_proxy", &a.no_proxy),
-            Err(e) => d.field("unusable", e),
-        };
-        d.field("max_body", &self.max_body).finish()
+        let a = &self.agents;
+        f.debug_struct("UreqTransport")
+            .field("roots", &self.tls.describe())
+            .field("http_proxy", &a.via_http_proxy.is_some())
+            .field("https_proxy", &a.via_https_proxy.is_some())
+            .field("no_proxy", &a.no_proxy)
+            .field("max_body", &self.max_body)
+            .finish()
     }
 }
 
@@ -102,10 +103,12 @@ impl UreqTransport {
     /// Defaults: the platform's roots (or `SSL_CERT_FILE` / `SSL_CERT_DIR`), proxies from the
     /// environment, connect timeout 10 s, whole exchange 30 s, body at most 256 KiB.
     ///
-    /// This cannot fail: if `SSL_CERT_FILE` or `SSL_CERT_DIR` names something unusable, the
-    /// transport refuses every request with [`TransportError::Other`] saying why (as curl
-    /// does), rather than trusting other roots than the ones asked for. Use
-    /// [`UreqTransport::builder`] to see such an error when the transport is built.
+    /// This cannot fail. Proxies are read now; roots at the first https request, so that a
+    /// transport used only for loopback http never reads the trust store. If `SSL_CERT_FILE`
+    /// or `SSL_CERT_DIR` names something unusable, every https request is refused with
+    /// [`TransportError::Other`] saying why (as curl does), rather than trusting other roots
+    /// than the ones asked for. [`UreqTransport::builder`] reads them when it builds, and
+    /// returns such an error there.
     #[must_use]
     pub fn new() -> UreqTransport {
         UreqTransport::with_timeouts(Duration::from_secs(10), Duration::from_secs(30))
@@ -114,23 +117,14 @@ impl UreqTransport {
     /// The same with other timeouts.
     #[must_use]
     pub fn with_timeouts(connect: Duration, global: Duration) -> UreqTransport {
-        let builder = TransportBuilder::new()
-            .timeout_connect(connect)
-            .timeout_global(global);
-        builder
-            .build()
-            .unwrap_or_else(|e| UreqTransport::unusable(&e))
+        UreqTransport::lazy(connect, global, Box::new(|name| std::env::var_os(name)))
     }
 
-    /// A transport that refuses every request, saying why it could not be set up.
-    pub(super) fn unusable(e: &crate::error::Error) -> UreqTransport {
-        UreqTransport {
-            agents: Err(format!(
-                "the HTTP transport could not be set up, so nothing was sent: {}",
-                e.with_causes()
-            )),
-            max_body: 0,
-        }
+    /// [`UreqTransport::with_timeouts`] reading the environment through `env`.
+    pub(super) fn lazy(connect: Duration, global: Duration, env: Env) -> UreqTransport {
+        let proxies = Proxies::from_env(&env);
+        let tls = SharedTls::lazy(TlsSettings::default(), env);
+        UreqTransport::from_parts(Arc::new(tls), proxies, connect, global, 256 * 1024)
     }
 
     /// A builder for a transport with other roots, extra CA files, a client identity for
@@ -141,7 +135,7 @@ impl UreqTransport {
 
     /// The transport from checked parts (see [`TransportBuilder::build`]).
     pub(super) fn from_parts(
-        tls: BuiltTls,
+        tls: Arc<SharedTls>,
         proxies: Proxies,
         connect: Duration,
         global: Duration,
@@ -160,39 +154,48 @@ impl UreqTransport {
                 .build();
             ureq::Agent::with_parts(
                 config,
-                super::tls_connector::connector(std::sync::Arc::clone(&tls.config)),
+                super::tls_connector::connector(Arc::clone(&tls)),
                 ureq::unversioned::resolver::DefaultResolver::default(),
             )
         };
         UreqTransport {
-            agents: Ok(Agents {
+            agents: Agents {
                 direct: agent(None),
                 via_http_proxy: proxies.http.map(|p| agent(Some(p))),
                 via_https_proxy: proxies.https.map(|p| agent(Some(p))),
                 no_proxy: proxies.no_proxy,
-                roots: tls.source.clone(),
-            }),
+            },
+            tls,
             max_body,
         }
     }
 
     /// The agent for `url`: direct for loopback and `no_proxy` hosts, else through the proxy
     /// for its scheme, if any.
+    ///
+    /// For an https URL, the TLS configuration is read first (if it was not): when it cannot
+    /// be, nothing is sent, not even a connection opened.
     fn agent_for(&self, url: &str) -> Result<&ureq::Agent, TransportError> {
-        let agents = self
-            .agents
-            .as_ref()
-            .map_err(|e| TransportError::Other(e.clone()))?;
+        let agents = &self.agents;
         let Ok(uri) = url.parse::<ureq::http::Uri>() else {
             return Ok(&agents.direct);
         };
+        let https = uri
+            .scheme_str()
+            .is_some_and(|s| s.eq_ignore_ascii_case("https"));
+        if https {
+            self.tls
+                .get()
+                .map_err(|why| TransportError::Other(why.to_owned()))?;
+        }
         let host = uri.host().unwrap_or("");
         if is_loopback_host(host) || agents.no_proxy.matches(host) {
             return Ok(&agents.direct);
         }
-        let proxied = match uri.scheme_str() {
-            Some(s) if s.eq_ignore_ascii_case("https") => agents.via_https_proxy.as_ref(),
-            _ => agents.via_http_proxy.as_ref(),
+        let proxied = if https {
+            agents.via_https_proxy.as_ref()
+        } else {
+            agents.via_http_proxy.as_ref()
         };
         Ok(proxied.unwrap_or(&agents.direct))
     }
@@ -277,6 +280,7 @@ fn map_error(e: ureq::Error) -> TransportError {
                 .map_or_else(|| io.to_string(), tls_reason);
             TransportError::Tls(tls)
         }
+        ureq::Error::Other(e) if e.is::<Unusable>() => TransportError::Other(e.to_string()),
         other => TransportError::Other(other.to_string()),
     }
 }

@@ -348,6 +348,73 @@ fn a_server_requiring_a_client_certificate_gets_one_only_from_a_configured_ident
     assert_eq!(server.requests(), 1);
 }
 
+/// Runs the test `name` of this binary again in a child process without `SSL_CERT_FILE` and
+/// `SSL_CERT_DIR` (a shell may set them; the environment is process-global), so that the
+/// default roots are the platform's own. Returns `true` inside the child: the caller then
+/// runs the test's body.
+fn without_ssl_cert_variables(name: &str) -> bool {
+    const MARKER: &str = "CREDLOCK_TLS_WITHOUT_SSL_CERT";
+    if std::env::var_os(MARKER).is_some() {
+        return true;
+    }
+    let child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(MARKER, "1")
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let out = finish(child, LIMIT);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{name} failed in the child:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    false
+}
+
+#[test]
+fn the_platform_store_refuses_the_unknown_ca_and_takes_it_as_an_extra_root() {
+    if !without_ssl_cert_variables(
+        "tls::the_platform_store_refuses_the_unknown_ca_and_takes_it_as_an_extra_root",
+    ) {
+        return;
+    }
+    let pki = Pki::new();
+    let server = TlsServer::start(pki.server_config(false));
+    let (_dir, path, before) = expired_session_for(&server.endpoint());
+
+    let default = UreqTransport::builder().build().expect("default transport");
+    let shown = format!("{default:?}");
+    println!("{shown}");
+    assert!(!shown.contains("SSL_CERT"), "{shown}");
+    let e = refresh_with(&path, default).expect_err("an unknown CA was trusted");
+    assert!(
+        matches!(&e, Error::Unavailable { reason, .. } if reason.starts_with("TLS failed")),
+        "{e:?}"
+    );
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        before,
+        "session touched"
+    );
+    assert_eq!(server.requests(), 0);
+
+    // The platform verifier with the test CA added to the system's roots.
+    let with_extra = UreqTransport::builder()
+        .extra_ca_file(pki.path("ca.pem"))
+        .build()
+        .expect("transport");
+    assert_eq!(
+        refresh_with(&path, with_extra).expect("refresh with the extra root"),
+        "at-over-tls"
+    );
+    assert_eq!(server.requests(), 1);
+}
+
 #[test]
 fn the_default_transport_trusts_ssl_cert_file_instead_of_the_platform_store() {
     // The environment is process-global: each case runs the CLI (whose store uses
