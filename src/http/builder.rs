@@ -181,6 +181,25 @@ impl TransportBuilder {
     /// or holds no usable certificate or key, when the private key does not match the
     /// certificate, when [`Roots::ExtraOnly`] has no extra CA file, or when the explicit proxy
     /// URL is not an `http://` proxy.
+    ///
+    /// # Examples
+    /// ```
+    /// use std::time::Duration;
+    /// use credlock::transport::{Roots, UreqTransport};
+    ///
+    /// let transport = UreqTransport::builder()
+    ///     .roots(Roots::Bundled)
+    ///     .timeout_global(Duration::from_secs(10))
+    ///     .build()?;
+    ///
+    /// let e = UreqTransport::builder()
+    ///     .extra_ca_file("/nonexistent/corp-root-ca.pem")
+    ///     .build()
+    ///     .unwrap_err();
+    /// assert!(matches!(e, credlock::Error::TransportSetup { path: Some(_), .. }));
+    /// assert!(e.is_configuration());
+    /// # Ok::<(), credlock::Error>(())
+    /// ```
     pub fn build(&self) -> Result<UreqTransport, Error> {
         self.build_with_env(&|name| std::env::var_os(name))
     }

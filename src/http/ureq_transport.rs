@@ -28,8 +28,8 @@ use crate::form::FormRequest;
 /// operating system's store, on every platform, as with curl and OpenSSL (an empty
 /// `SSL_CERT_FILE` is an error; empty `SSL_CERT_DIR` entries are skipped).
 /// Where the platform verifier cannot be built (a Linux container without CA files), the
-/// bundled Mozilla roots (`webpki-roots`) are used. Roots are read once, when the transport is
-/// built.
+/// bundled Mozilla roots (`webpki-roots`) are used. Roots are read once: by
+/// [`TransportBuilder::build`], or at the first https request of [`UreqTransport::new`].
 ///
 /// # Proxies
 /// Read from the environment when the transport is built, as curl does: `https_proxy` /
