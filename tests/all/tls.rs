@@ -27,7 +27,7 @@ const BODY: &str = r#"{"access_token":"at-over-tls","token_type":"Bearer","expir
 
 /// A test CA, a server certificate for 127.0.0.1 and a client certificate it signed, written
 /// as PEM files into a temp directory.
-struct Pki {
+pub(crate) struct Pki {
     dir: tempfile::TempDir,
     ca: CertificateDer<'static>,
     server_chain: Vec<CertificateDer<'static>>,
@@ -35,7 +35,7 @@ struct Pki {
 }
 
 impl Pki {
-    fn new() -> Pki {
+    pub(crate) fn new() -> Pki {
         let ca_key = KeyPair::generate().expect("ca key");
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -52,7 +52,9 @@ impl Pki {
 
         let leaf = |name: &str, purpose: ExtendedKeyUsagePurpose| {
             let key = KeyPair::generate().expect("key");
-            let mut params = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+            let mut params =
+                CertificateParams::new(vec!["localhost".to_owned(), "token.test".to_owned()])
+                    .expect("params");
             params
                 .subject_alt_names
                 .push(SanType::IpAddress([127, 0, 0, 1].into()));
@@ -88,13 +90,13 @@ impl Pki {
         }
     }
 
-    fn path(&self, name: &str) -> PathBuf {
+    pub(crate) fn path(&self, name: &str) -> PathBuf {
         self.dir.path().join(name)
     }
 
     /// A server configuration; with `require_client_cert`, only clients with a certificate
     /// of the test CA get through the handshake.
-    fn server_config(&self, require_client_cert: bool) -> Arc<rustls::ServerConfig> {
+    pub(crate) fn server_config(&self, require_client_cert: bool) -> Arc<rustls::ServerConfig> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
@@ -120,15 +122,15 @@ impl Pki {
 
 /// An HTTPS token endpoint on 127.0.0.1 that answers each POST with a fixed token response
 /// and counts the requests it read (a failed handshake reads none). Stopped when dropped.
-struct TlsServer {
-    port: u16,
+pub(crate) struct TlsServer {
+    pub(crate) port: u16,
     requests: Arc<AtomicUsize>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl TlsServer {
-    fn start(config: Arc<rustls::ServerConfig>) -> TlsServer {
+    pub(crate) fn start(config: Arc<rustls::ServerConfig>) -> TlsServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let requests = Arc::new(AtomicUsize::new(0));
@@ -166,7 +168,7 @@ impl TlsServer {
         format!("https://127.0.0.1:{}/token", self.port)
     }
 
-    fn requests(&self) -> usize {
+    pub(crate) fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
     }
 }
@@ -226,7 +228,7 @@ fn answer(tcp: TcpStream, config: Arc<rustls::ServerConfig>) -> std::io::Result<
 }
 
 /// A session with an expired access token for `endpoint`, saved in a temp directory.
-fn expired_session_for(endpoint: &str) -> (tempfile::TempDir, PathBuf, Vec<u8>) {
+pub(crate) fn expired_session_for(endpoint: &str) -> (tempfile::TempDir, PathBuf, Vec<u8>) {
     let fake = FakeServer::builder().build();
     let session = fake
         .seed_session(endpoint)
@@ -240,7 +242,7 @@ fn expired_session_for(endpoint: &str) -> (tempfile::TempDir, PathBuf, Vec<u8>) 
 }
 
 /// Refreshes through `transport` on a thread with a hard time limit.
-fn refresh_with(path: &Path, transport: UreqTransport) -> Result<String, Error> {
+pub(crate) fn refresh_with(path: &Path, transport: UreqTransport) -> Result<String, Error> {
     let path = path.to_path_buf();
     within(LIMIT, move || {
         Store::new(&path)
