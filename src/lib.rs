@@ -163,7 +163,9 @@ pub use token_response::{ResponseError, TokenResponse};
 /// response it returns.
 pub mod transport {
     pub use crate::form::FormRequest;
-    pub use crate::http::{HttpResponse, Transport, TransportError, UreqTransport};
+    pub use crate::http::{
+        HttpResponse, Roots, Transport, TransportBuilder, TransportError, UreqTransport,
+    };
 }
 
 /// Internals that the fuzz targets, the tests and the `credlock` binary reach: **not** part

@@ -27,14 +27,15 @@ impl Error {
 
     /// Whether the client's configuration is wrong, so that neither a new login nor a retry
     /// will help: the server rejects the client (`invalid_client`, `unauthorized_client`,
-    /// `unsupported_grant_type`, HTTP 401), a token response carries no refresh token, or an
-    /// endpoint is insecure or malformed.
+    /// `unsupported_grant_type`, HTTP 401), a token response carries no refresh token, an
+    /// endpoint is insecure or malformed, or the HTTP transport's files or proxy are unusable.
     #[must_use]
     pub fn is_configuration(&self) -> bool {
         match self {
             Error::MissingRefreshToken
             | Error::InsecureEndpoint { .. }
             | Error::InvalidEndpoint { .. }
+            | Error::TransportSetup { .. }
             | Error::LoginUnsupported { .. } => true,
             Error::Rejected { status, oauth, .. } => rejects_client(*status, oauth.as_ref()),
             Error::LoginRefused { status, oauth, .. } => {
@@ -87,6 +88,7 @@ impl Error {
             Error::RevocationRefused { .. } => "revocation_refused",
             Error::NotSaved { .. } => "not_saved",
             Error::LeaseLost { .. } => "lease_lost",
+            Error::TransportSetup { .. } => "transport_setup",
             Error::LoginDenied { .. } => "login_denied",
             Error::LoginExpired { .. } => "login_expired",
             Error::LoginStateMismatch => "login_state_mismatch",

@@ -104,6 +104,10 @@ impl Clone for Error {
             Error::LeaseLost { lease_path } => Error::LeaseLost {
                 lease_path: lease_path.clone(),
             },
+            Error::TransportSetup { path, reason } => Error::TransportSetup {
+                path: path.clone(),
+                reason: reason.clone(),
+            },
             Error::LoginDenied { description } => Error::LoginDenied {
                 description: description.clone(),
             },

@@ -219,6 +219,18 @@ pub enum Error {
         lease_path: PathBuf,
     },
 
+    /// The HTTP transport could not be set up: an extra CA file, `SSL_CERT_FILE`, a directory
+    /// of `SSL_CERT_DIR`, or a client certificate or key cannot be read or holds nothing
+    /// usable, the key does not match the certificate, there is no root to trust, or an
+    /// explicit proxy URL is unusable. Nothing was sent; the stored session is untouched.
+    #[error("{}{reason}", path.as_ref().map(|p| format!("cannot use {} for the HTTP transport: ", p.display())).unwrap_or_else(|| "cannot set up the HTTP transport: ".to_owned()))]
+    TransportSetup {
+        /// The file concerned, if it is about one.
+        path: Option<PathBuf>,
+        /// What is wrong, without quoting the file or a proxy password.
+        reason: String,
+    },
+
     /// The user or the authorization server refused the login (`access_denied`: the user
     /// aborted on the device page or cancelled at consent). Nothing was stored.
     #[error("the login was refused{}; nothing was stored, log in again to retry", description.as_ref().map(|d| format!(" ({d})")).unwrap_or_default())]

@@ -81,6 +81,10 @@ fn new_errors_clone_and_have_distinct_kinds() {
             reason: "r".into(),
         },
         Error::LoginAborted { reason: "r".into() },
+        Error::TransportSetup {
+            path: Some(PathBuf::from("/ca.pem")),
+            reason: "r".into(),
+        },
     ];
     let kinds: std::collections::HashSet<_> = all.iter().map(Error::kind).collect();
     assert_eq!(kinds.len(), all.len());

@@ -1,14 +1,24 @@
 //! The HTTP seam: a trait the refresh protocol calls, and its ureq implementation.
 //!
 //! - `ureq_transport.rs`: [`UreqTransport`], the real one;
+//! - `builder.rs`: [`TransportBuilder`], its settings, checked when it is built;
+//! - `tls.rs`: which roots it trusts ([`Roots`]) and the client identity it shows;
+//! - `tls_connector.rs`: that TLS configuration in ureq's connector chain;
 //! - `proxy.rs`: which requests go through a proxy.
 
+mod builder;
+#[cfg(test)]
+mod builder_tests;
 mod proxy;
+mod tls;
+mod tls_connector;
 mod ureq_transport;
 
 use std::time::Duration;
 
 use crate::form::FormRequest;
+pub use builder::TransportBuilder;
+pub use tls::Roots;
 pub use ureq_transport::UreqTransport;
 
 /// An HTTP response from a token or revocation endpoint, as far as OAuth needs it.
@@ -69,9 +79,13 @@ impl std::fmt::Debug for HttpResponse {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TransportError {
-    /// The connection could not be made (refused, DNS, TLS).
+    /// The connection could not be made (refused, DNS).
     #[error("could not connect: {0}")]
     Connect(String),
+    /// The TLS handshake failed: the server's certificate is not trusted (or not for this
+    /// host), the server wants a client certificate, or the two sides share no protocol.
+    #[error("TLS failed: {0}")]
+    Tls(String),
     /// Connecting or the whole exchange took longer than allowed.
     #[error("timed out: {0}")]
     Timeout(String),

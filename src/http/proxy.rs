@@ -24,15 +24,8 @@ pub(super) struct NoProxy {
 }
 
 impl NoProxy {
-    pub(super) fn from_env() -> NoProxy {
-        ["no_proxy", "NO_PROXY"]
-            .iter()
-            .find_map(|v| std::env::var(v).ok())
-            .map(|v| NoProxy::parse(&v))
-            .unwrap_or_default()
-    }
-
-    fn parse(list: &str) -> NoProxy {
+    /// `list` in curl's `NO_PROXY` syntax.
+    pub(super) fn parse(list: &str) -> NoProxy {
         let mut out = NoProxy::default();
         for entry in list
             .split([',', ' ', '\t'])

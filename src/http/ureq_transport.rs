@@ -1,8 +1,13 @@
 //! The real transport: blocking ureq 3 with rustls.
 
+use std::ffi::OsString;
+use std::sync::Arc;
 use std::time::Duration;
 
+use super::builder::TransportBuilder;
 use super::proxy::{NoProxy, is_loopback_host};
+use super::tls::TlsSettings;
+use super::tls_connector::{Env, SharedTls, Unusable};
 use super::{HttpResponse, Transport, TransportError};
 use crate::form::FormRequest;
 
@@ -10,7 +15,21 @@ use crate::form::FormRequest;
 ///
 /// Follows no redirects (a token endpoint must not send one, and credentials must not
 /// follow it), reads error bodies (`http_status_as_error` off, so `invalid_grant` is seen),
-/// bounds the response body, and times out.
+/// bounds the response body, and times out. [`UreqTransport::builder`] sets roots, extra CA
+/// files, a client identity, proxies, timeouts and the body limit.
+///
+/// # Trusted roots
+/// By default the operating system's trust store ([`Roots::Platform`](super::Roots::Platform)):
+/// on Linux the OpenSSL store files (`/etc/ssl/certs/ca-certificates.crt` and the like, found
+/// by `openssl-probe`), on macOS Security.framework, on Windows the CryptoAPI stores; so a
+/// root CA that a corporate network installs on its machines to intercept TLS is trusted.
+/// When `SSL_CERT_FILE` (a PEM bundle) or `SSL_CERT_DIR` (directories of PEM files,
+/// separated as in `PATH`) is set, the certificates they name are trusted **instead of** the
+/// operating system's store, on every platform, as with curl and OpenSSL (an empty
+/// `SSL_CERT_FILE` is an error; empty `SSL_CERT_DIR` entries are skipped).
+/// Where the platform verifier cannot be built (a Linux container without CA files), the
+/// bundled Mozilla roots (`webpki-roots`) are used. Roots are read once: by
+/// [`TransportBuilder::build`], or at the first https request of [`UreqTransport::new`].
 ///
 /// # Proxies
 /// Read from the environment when the transport is built, as curl does: `https_proxy` /
@@ -20,17 +39,76 @@ use crate::form::FormRequest;
 /// plain http would carry the refresh token to it in clear. `no_proxy` / `NO_PROXY` is
 /// honoured: comma-separated hosts (matching the host and its subdomains; a leading `.` or
 /// `*.` is ignored, as is a `:port`), IP addresses, CIDR blocks (`10.0.0.0/8`), or `*`.
-#[derive(Debug, Clone)]
+/// SOCKS proxies are not supported. [`TransportBuilder::proxy`] sets one explicitly instead.
+#[derive(Clone)]
 pub struct UreqTransport {
-    direct: ureq::Agent,
-    via_http_proxy: Option<ureq::Agent>,
-    via_https_proxy: Option<ureq::Agent>,
-    no_proxy: NoProxy,
+    pub(super) agents: Agents,
+    tls: Arc<SharedTls>,
     max_body: u64,
 }
 
+/// One agent per route; all share the TLS configuration.
+#[derive(Debug, Clone)]
+pub(super) struct Agents {
+    direct: ureq::Agent,
+    via_http_proxy: Option<ureq::Agent>,
+    via_https_proxy: Option<ureq::Agent>,
+    pub(super) no_proxy: NoProxy,
+}
+
+/// The proxies a transport uses, before their agents are made.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Proxies {
+    pub(super) http: Option<ureq::Proxy>,
+    pub(super) https: Option<ureq::Proxy>,
+    pub(super) no_proxy: NoProxy,
+}
+
+impl Proxies {
+    /// curl's variables, read through `env`.
+    pub(super) fn from_env(env: &dyn Fn(&str) -> Option<OsString>) -> Proxies {
+        let var = |name: &str| env(name).and_then(|v| v.into_string().ok());
+        let proxy_from = |vars: &[&str]| {
+            vars.iter()
+                .filter_map(|v| var(v))
+                .find(|v| !v.trim().is_empty())
+                .and_then(|v| ureq::Proxy::new(v.trim()).ok())
+        };
+        Proxies {
+            http: proxy_from(&["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]),
+            https: proxy_from(&["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"]),
+            no_proxy: ["no_proxy", "NO_PROXY"]
+                .iter()
+                .find_map(|v| var(v))
+                .map(|v| NoProxy::parse(&v))
+                .unwrap_or_default(),
+        }
+    }
+}
+
+impl std::fmt::Debug for UreqTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let a = &self.agents;
+        f.debug_struct("UreqTransport")
+            .field("roots", &self.tls.describe())
+            .field("http_proxy", &a.via_http_proxy.is_some())
+            .field("https_proxy", &a.via_https_proxy.is_some())
+            .field("no_proxy", &a.no_proxy)
+            .field("max_body", &self.max_body)
+            .finish()
+    }
+}
+
 impl UreqTransport {
-    /// Defaults: connect timeout 10 s, whole exchange 30 s, body at most 256 KiB.
+    /// Defaults: the platform's roots (or `SSL_CERT_FILE` / `SSL_CERT_DIR`), proxies from the
+    /// environment, connect timeout 10 s, whole exchange 30 s, body at most 256 KiB.
+    ///
+    /// This cannot fail. Proxies are read now; roots at the first https request, so that a
+    /// transport used only for loopback http never reads the trust store. If `SSL_CERT_FILE`
+    /// or `SSL_CERT_DIR` names something unusable, every https request is refused with
+    /// [`TransportError::Other`] saying why (as curl does), rather than trusting other roots
+    /// than the ones asked for. [`UreqTransport::builder`] reads them when it builds, and
+    /// returns such an error there.
     #[must_use]
     pub fn new() -> UreqTransport {
         UreqTransport::with_timeouts(Duration::from_secs(10), Duration::from_secs(30))
@@ -39,8 +117,32 @@ impl UreqTransport {
     /// The same with other timeouts.
     #[must_use]
     pub fn with_timeouts(connect: Duration, global: Duration) -> UreqTransport {
+        UreqTransport::lazy(connect, global, Box::new(|name| std::env::var_os(name)))
+    }
+
+    /// [`UreqTransport::with_timeouts`] reading the environment through `env`.
+    pub(super) fn lazy(connect: Duration, global: Duration, env: Env) -> UreqTransport {
+        let proxies = Proxies::from_env(&env);
+        let tls = SharedTls::lazy(TlsSettings::default(), env);
+        UreqTransport::from_parts(Arc::new(tls), proxies, connect, global, 256 * 1024)
+    }
+
+    /// A builder for a transport with other roots, extra CA files, a client identity for
+    /// mutual TLS, explicit proxies, timeouts or body limit.
+    pub fn builder() -> TransportBuilder {
+        TransportBuilder::new()
+    }
+
+    /// The transport from checked parts (see [`TransportBuilder::build`]).
+    pub(super) fn from_parts(
+        tls: Arc<SharedTls>,
+        proxies: Proxies,
+        connect: Duration,
+        global: Duration,
+        max_body: u64,
+    ) -> UreqTransport {
         let agent = |proxy: Option<ureq::Proxy>| {
-            ureq::Agent::config_builder()
+            let config = ureq::Agent::config_builder()
                 .http_status_as_error(false)
                 .max_redirects(0)
                 .timeout_connect(Some(connect))
@@ -49,40 +151,53 @@ impl UreqTransport {
                 // Explicit: ureq's default reads the environment itself, and would proxy
                 // loopback endpoints.
                 .proxy(proxy)
-                .build()
-                .new_agent()
-        };
-        let proxy_from = |vars: &[&str]| {
-            vars.iter()
-                .filter_map(|v| std::env::var(v).ok())
-                .find(|v| !v.trim().is_empty())
-                .and_then(|v| ureq::Proxy::new(v.trim()).ok())
-                .map(|p| agent(Some(p)))
+                .build();
+            ureq::Agent::with_parts(
+                config,
+                super::tls_connector::connector(Arc::clone(&tls)),
+                ureq::unversioned::resolver::DefaultResolver::default(),
+            )
         };
         UreqTransport {
-            direct: agent(None),
-            via_http_proxy: proxy_from(&["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]),
-            via_https_proxy: proxy_from(&["https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"]),
-            no_proxy: NoProxy::from_env(),
-            max_body: 256 * 1024,
+            agents: Agents {
+                direct: agent(None),
+                via_http_proxy: proxies.http.map(|p| agent(Some(p))),
+                via_https_proxy: proxies.https.map(|p| agent(Some(p))),
+                no_proxy: proxies.no_proxy,
+            },
+            tls,
+            max_body,
         }
     }
 
     /// The agent for `url`: direct for loopback and `no_proxy` hosts, else through the proxy
     /// for its scheme, if any.
-    fn agent_for(&self, url: &str) -> &ureq::Agent {
+    ///
+    /// For an https URL, the TLS configuration is read first (if it was not): when it cannot
+    /// be, nothing is sent, not even a connection opened.
+    fn agent_for(&self, url: &str) -> Result<&ureq::Agent, TransportError> {
+        let agents = &self.agents;
         let Ok(uri) = url.parse::<ureq::http::Uri>() else {
-            return &self.direct;
+            return Ok(&agents.direct);
         };
-        let host = uri.host().unwrap_or("");
-        if is_loopback_host(host) || self.no_proxy.matches(host) {
-            return &self.direct;
+        let https = uri
+            .scheme_str()
+            .is_some_and(|s| s.eq_ignore_ascii_case("https"));
+        if https {
+            self.tls
+                .get()
+                .map_err(|why| TransportError::Other(why.to_owned()))?;
         }
-        let proxied = match uri.scheme_str() {
-            Some(s) if s.eq_ignore_ascii_case("https") => self.via_https_proxy.as_ref(),
-            _ => self.via_http_proxy.as_ref(),
+        let host = uri.host().unwrap_or("");
+        if is_loopback_host(host) || agents.no_proxy.matches(host) {
+            return Ok(&agents.direct);
+        }
+        let proxied = if https {
+            agents.via_https_proxy.as_ref()
+        } else {
+            agents.via_http_proxy.as_ref()
         };
-        proxied.unwrap_or(&self.direct)
+        Ok(proxied.unwrap_or(&agents.direct))
     }
 }
 
@@ -95,7 +210,7 @@ impl Default for UreqTransport {
 impl Transport for UreqTransport {
     fn post_form(&self, request: &FormRequest) -> Result<HttpResponse, TransportError> {
         let mut builder = self
-            .agent_for(&request.url)
+            .agent_for(&request.url)?
             .post(&request.url)
             .header("Content-Type", "application/x-www-form-urlencoded")
             .header("Accept", "application/json");
@@ -108,7 +223,7 @@ impl Transport for UreqTransport {
 
     fn get(&self, url: &str) -> Result<HttpResponse, TransportError> {
         let response = self
-            .agent_for(url)
+            .agent_for(url)?
             .get(url)
             .header("Accept", "application/json")
             .call()
@@ -156,6 +271,33 @@ fn map_error(e: ureq::Error) -> TransportError {
         ureq::Error::Io(io) if io.kind() == std::io::ErrorKind::TimedOut => {
             TransportError::Timeout(io.to_string())
         }
+        ureq::Error::Rustls(tls) => TransportError::Tls(tls_reason(&tls)),
+        ureq::Error::Tls(why) => TransportError::Tls(why.to_owned()),
+        ureq::Error::Io(io) if io.get_ref().is_some_and(|e| e.is::<rustls::Error>()) => {
+            let tls = io
+                .get_ref()
+                .and_then(|e| e.downcast_ref::<rustls::Error>())
+                .map_or_else(|| io.to_string(), tls_reason);
+            TransportError::Tls(tls)
+        }
+        ureq::Error::Other(e) if e.is::<Unusable>() => TransportError::Other(e.to_string()),
         other => TransportError::Other(other.to_string()),
+    }
+}
+
+/// A TLS failure, with what to do when the server's certificate is not trusted.
+fn tls_reason(e: &rustls::Error) -> String {
+    use rustls::{CertificateError, Error as Tls};
+    match e {
+        Tls::InvalidCertificate(CertificateError::UnknownIssuer) => format!(
+            "{e}: the server's certificate does not chain to a trusted root; if the network \
+             intercepts TLS, trust its root CA (install it in the system's store, set \
+             SSL_CERT_FILE, or give the transport an extra CA file)"
+        ),
+        Tls::AlertReceived(rustls::AlertDescription::CertificateRequired)
+        | Tls::AlertReceived(rustls::AlertDescription::HandshakeFailure) => {
+            format!("{e}: the server may require a client certificate (mutual TLS)")
+        }
+        other => other.to_string(),
     }
 }

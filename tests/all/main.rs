@@ -47,6 +47,8 @@ mod readers;
 mod refresh;
 mod review;
 mod secrets;
+#[cfg(feature = "cli")]
+mod tls;
 #[cfg(all(unix, feature = "cli"))]
 mod tools_docker;
 #[cfg(all(unix, feature = "cli"))]
