@@ -106,6 +106,7 @@ mod token_response;
 mod session;
 
 mod error;
+mod trace;
 
 mod endpoint;
 mod session_file;
