@@ -14,6 +14,14 @@ pub struct AccessToken {
     refreshed: bool,
 }
 
+/// A token this call refreshed is the refresh span's success; one another process saved was
+/// adopted.
+impl crate::trace::Outcome for AccessToken {
+    fn outcome(&self) -> Option<&'static str> {
+        (!self.refreshed).then_some("adopted")
+    }
+}
+
 impl AccessToken {
     pub(crate) fn from_session(session: &Session, refreshed: bool) -> AccessToken {
         AccessToken {

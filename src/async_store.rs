@@ -156,11 +156,12 @@ impl AsyncStore {
         drop(slot);
         let store = Arc::clone(&self.store);
         let in_flight = Arc::clone(&self.in_flight);
+        let context = crate::trace::Context::current();
         tokio::task::spawn_blocking(move || {
             // A panic in the store must not leave the waiters waiting forever.
-            let result =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| store.access_token()))
-                    .unwrap_or_else(|_| Err(panicked()));
+            let refresh = || context.run(|| store.access_token());
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(refresh))
+                .unwrap_or_else(|_| Err(panicked()));
             let mut slot = in_flight.lock().unwrap_or_else(PoisonError::into_inner);
             if slot.as_ref().is_some_and(|f| f.number == number) {
                 *slot = None;
@@ -199,7 +200,8 @@ async fn wait_for(mut outcome: watch::Receiver<Option<Shared>>) -> Result<Access
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, Error> + Send + 'static,
 ) -> Result<T, Error> {
-    tokio::task::spawn_blocking(f)
+    let context = crate::trace::Context::current();
+    tokio::task::spawn_blocking(move || context.run(f))
         .await
         .unwrap_or_else(|_| Err(panicked()))
 }

@@ -72,6 +72,12 @@
 //! (feature `tokio`), which runs them on tokio's blocking pool and shares one refresh in
 //! flight among the tasks of a process.
 //!
+//! ## Seeing what it does
+//! [`Store::on_event`] hears every [`Event`]. With the feature `tracing`, the lock wait, the
+//! lease, the refresh and the save are also spans (with their outcome and duration) and every
+//! event a tracing event, under the target `credlock`, never with a secret
+//! (`docs/tracing.md`).
+//!
 //! ## Network filesystems
 //! Advisory locks on NFS without a lock manager (`nolock`, `local_lock=`), SMB and most FUSE
 //! filesystems do not exclude other machines. credlock detects those ([`filesystem`]) and, in
@@ -106,6 +112,7 @@ mod token_response;
 mod session;
 
 mod error;
+mod trace;
 
 mod endpoint;
 mod session_file;

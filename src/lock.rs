@@ -31,6 +31,16 @@ pub(crate) enum LockFailure {
     Io(Error),
 }
 
+impl crate::trace::Outcome for LockFailure {
+    fn outcome(&self) -> Option<&'static str> {
+        Some(match self {
+            LockFailure::Timeout(_) => "timeout",
+            LockFailure::Unsupported(_) => "unsupported",
+            LockFailure::Io(e) => e.kind(),
+        })
+    }
+}
+
 /// The advisory lock, held. Dropping it releases the lock; an unlock the OS refuses is
 /// reported as [`Event::UnlockFailed`] (closing the file, which follows, releases it anyway),
 /// as cargo's `flock.rs` logs it rather than swallow it.
@@ -52,13 +62,15 @@ impl std::fmt::Debug for LockGuard {
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        if let Err(e) = (self.unlock)(&self.file)
-            && let Some(report) = &self.report
-        {
-            report(&Event::UnlockFailed {
+        if let Err(e) = (self.unlock)(&self.file) {
+            let event = Event::UnlockFailed {
                 lock_path: self.path.clone(),
                 reason: e.to_string(),
-            });
+            };
+            crate::trace::event(&event);
+            if let Some(report) = &self.report {
+                report(&event);
+            }
         }
     }
 }

@@ -87,7 +87,7 @@ fn too_large(path: &Path) -> Error {
 /// temp file is removed and the old file is untouched. Leftover temp files of killed writers
 /// are removed first.
 pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
-    write_checked(path, bytes, None).map(|_| ())
+    crate::trace::Span::save(path).run(|| write_checked(path, bytes, None).map(|_| ()))
 }
 
 /// As [`write`], but only if what `path` holds right before the rename (its bytes, `None` if
@@ -102,7 +102,7 @@ pub(crate) fn write_if(
     bytes: &[u8],
     still_ok: impl Fn(Option<&[u8]>) -> bool,
 ) -> Result<bool, Error> {
-    write_checked(path, bytes, Some(&still_ok))
+    crate::trace::Span::save(path).run(|| write_checked(path, bytes, Some(&still_ok)))
 }
 
 /// A check of what a file holds right before it is replaced (`None`: no file).

@@ -78,7 +78,9 @@ pub(crate) fn break_stale(lease_path: &Path, ttl: Duration, here: &Holder) -> Re
     if !is_breakable(&judged, ttl, here) {
         return Ok(());
     }
-    set_aside_if(lease_path, |seen| same_lease(seen, &judged))?;
+    if set_aside_if(lease_path, |seen| same_lease(seen, &judged))? {
+        crate::trace::lease_broken(lease_path);
+    }
     Ok(())
 }
 

@@ -63,6 +63,15 @@ pub(crate) enum LeaseFailure {
     Io(Error),
 }
 
+impl crate::trace::Outcome for LeaseFailure {
+    fn outcome(&self) -> Option<&'static str> {
+        Some(match self {
+            LeaseFailure::Timeout(_) => "timeout",
+            LeaseFailure::Io(e) => e.kind(),
+        })
+    }
+}
+
 /// The lease, held: the lease file is ours, a heartbeat renews it, and, on this thread,
 /// [`Fence::current`] returns its fence. Dropping it removes the fence, stops and joins the
 /// heartbeat, then removes the lease file if it is still ours (on every path, panics

@@ -13,14 +13,16 @@ use crate::event::Event;
 use crate::lease::{self, HeldLease, LeaseFailure};
 use crate::lock::{self, LockFailure, LockGuard};
 use crate::options::LockMode;
+use crate::trace;
 use crate::wait::Acquired;
 
 /// The guards, held. Dropping it releases the lease first (its fence, its heartbeat, then its
-/// file), then the advisory lock: the reverse of the order they were taken in.
+/// file; then its trace span ends), then the advisory lock: the reverse of the order they
+/// were taken in.
 #[must_use = "the guards are released as soon as this is dropped"]
 #[derive(Debug)]
 pub(super) struct Held {
-    _lease: Option<HeldLease>,
+    _lease: Option<(HeldLease, trace::Hold)>,
     _lock: Option<LockGuard>,
 }
 
@@ -61,7 +63,10 @@ impl Store {
                     lock_path: self.lock_path.clone(),
                 });
             };
-            match lock::acquire(&self.lock_path, wait, self.observer.clone(), waiting, adopt) {
+            let acquired = trace::Span::lock_wait(&self.lock_path).run(|| {
+                lock::acquire(&self.lock_path, wait, self.observer.clone(), waiting, adopt)
+            });
+            match acquired {
                 Ok(Acquired::Held(guard)) => Some(guard),
                 Ok(Acquired::Resolved(r)) => return Ok(Acquired::Resolved(r)),
                 // The filesystem refuses locks: in auto mode, the lease takes over.
@@ -78,9 +83,12 @@ impl Store {
             None
         };
         let lease = if use_lease {
+            let span = trace::Span::lease(&self.lease_path);
             let lease_acquired = lease::acquire(&self.lease_path, lease_ttl, wait, adopt);
+            span.record(&lease_acquired);
             match lease_acquired {
-                Ok(Acquired::Held(lease)) => Some(lease),
+                // The span stays open while the lease is held: the critical section nests in it.
+                Ok(Acquired::Held(lease)) => Some((lease, span.hold())),
                 Ok(Acquired::Resolved(r)) => return Ok(Acquired::Resolved(r)),
                 Err(LeaseFailure::Timeout(waited)) => {
                     return Err(Error::LockTimeout {

@@ -336,6 +336,7 @@ impl Store {
     }
 
     pub(crate) fn emit(&self, event: Event) {
+        crate::trace::event(&event);
         if let Some(observer) = &self.observer {
             observer(&event);
         }

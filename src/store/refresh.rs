@@ -15,6 +15,7 @@ use crate::fallback::{self, Decision, Retry};
 use crate::form::FormRequest;
 use crate::lease::Fence;
 use crate::session::Session;
+use crate::trace;
 use crate::wait::Acquired;
 
 impl Store {
@@ -82,7 +83,8 @@ impl Store {
             // Another process refreshed while this one waited for the guards.
             return Ok(self.adopted(&session));
         }
-        self.refresh_session(session, Retry::Allowed)
+        trace::Span::refresh(&self.path, &session)
+            .run(|| self.refresh_session(session, Retry::Allowed))
     }
 
     /// After a transient failure to refresh: the stored access token if it has not actually
@@ -150,7 +152,8 @@ impl Store {
                 let schedule = self.poll_schedule();
                 match fallback::decide(self, &session, retry, &schedule)? {
                     Decision::Adopt(newer) => Ok(self.adopted(&newer)),
-                    Decision::RefreshOnce(newer) => self.refresh_session(newer, Retry::Spent),
+                    Decision::RefreshOnce(newer) => trace::Span::refresh(&self.path, &newer)
+                        .run(|| self.refresh_session(newer, Retry::Spent)),
                     Decision::Expired { deleted } => {
                         if deleted {
                             self.emit(Event::DeletedStaleSession {

@@ -59,6 +59,8 @@ mod tools_git;
 mod tools_kubectl;
 #[cfg(all(unix, feature = "cli"))]
 mod tools_support;
+#[cfg(feature = "tracing")]
+mod traces;
 #[cfg(all(unix, feature = "cli"))]
 mod twin_mount;
 mod unexpired;
