@@ -102,6 +102,8 @@ mod wait;
 
 mod oauth_error;
 mod token_response;
+#[cfg(feature = "oauth2")]
+mod oauth2_glue;
 
 mod session;
 
@@ -157,7 +159,7 @@ pub use plan::{Guards, LockPlan};
 pub use secret::Secret;
 pub use session::{Client, ClientAuth, SESSION_FORMAT_VERSION, Session};
 pub use store::{LoggedIn, LoggedOut, Revocation, Store};
-pub use token_response::{ResponseError, TokenResponse};
+pub use token_response::{ResponseError, TokenResponse, TokenResponseBuilder};
 
 /// The HTTP seam, for a [`Transport`] of one's own: the request it is handed and the
 /// response it returns.
