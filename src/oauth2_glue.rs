@@ -145,9 +145,16 @@ mod tests {
             (at(999_000), Some(3600)),
         ];
         for (now, want) in cases {
-            assert_eq!(from_oauth2_at(&r, received, now).expires_in(), want, "{now:?}");
+            assert_eq!(
+                from_oauth2_at(&r, received, now).expires_in(),
+                want,
+                "{now:?}"
+            );
         }
-        assert_eq!(from_oauth2_at(&theirs(None), received, at(1_000_600)).expires_in(), None);
+        assert_eq!(
+            from_oauth2_at(&theirs(None), received, at(1_000_600)).expires_in(),
+            None
+        );
     }
 
     #[test]

@@ -181,7 +181,10 @@ mod tests {
             .build();
         assert_eq!(r.token_type(), "Bearer");
         assert_eq!(r.refresh_token(), None);
-        assert_eq!((r.expires_in(), r.scope(), r.id_token()), (None, None, None));
+        assert_eq!(
+            (r.expires_in(), r.scope(), r.id_token()),
+            (None, None, None)
+        );
     }
 
     #[test]

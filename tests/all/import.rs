@@ -74,7 +74,11 @@ fn an_import_waits_for_the_lock_and_hands_the_session_back_when_it_cannot_save()
     };
     assert_eq!(session.access_token().secret(), "at-imported");
     assert!(matches!(**source, Error::LockTimeout { .. }), "{source:?}");
-    assert_eq!(bed.stored(), Some(seeded), "the stored session is untouched");
+    assert_eq!(
+        bed.stored(),
+        Some(seeded),
+        "the stored session is untouched"
+    );
 }
 
 #[test]
@@ -123,5 +127,8 @@ fn an_oauth2_response_received_ten_minutes_ago_is_stored_with_the_fifty_it_has_l
         (2_998..=3_000).contains(&left.as_secs()),
         "{left:?} left of 3600 s received 600 s ago"
     );
-    assert_eq!(bed.stored().map(|s| s.token_type().to_owned()), Some("Bearer".into()));
+    assert_eq!(
+        bed.stored().map(|s| s.token_type().to_owned()),
+        Some("Bearer".into())
+    );
 }
