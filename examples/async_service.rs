@@ -50,7 +50,11 @@ async fn serve(store: &AsyncStore, url: &str) -> Result<(), BoxError> {
         })
         .collect();
     for call in calls {
-        println!("HTTP {}", call.await??);
+        let status = call.await??;
+        println!("HTTP {status}");
+        if !(200..300).contains(&status) {
+            return Err(format!("the API answered {status}").into());
+        }
     }
     Ok(())
 }
@@ -96,6 +100,11 @@ async fn demo() -> Result<(), BoxError> {
     // The server's clock is an hour ahead: its access token has expired there, not here.
     server_clock.advance(Duration::from_secs(3600));
     serve(&AsyncStore::new(store), &http.resource_url()).await?;
-    println!("refresh requests: {}", fake.counters().refresh_requests);
+    let refreshes = fake.counters().refresh_requests;
+    println!("refresh requests: {refreshes}");
+    // The demo is also a check (CI runs it): four rejected calls, one refresh.
+    if refreshes != 1 {
+        return Err(format!("expected one refresh for the four calls, saw {refreshes}").into());
+    }
     Ok(())
 }

@@ -41,7 +41,11 @@ fn run(store: &Store, url: &str) -> ExitCode {
     match call(store, url) {
         Ok(status) => {
             println!("HTTP {status}");
-            ExitCode::SUCCESS
+            if (200..300).contains(&status) {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
         }
         Err(Failure::Credlock(e)) => {
             eprintln!("error: {}", e.with_causes());
@@ -119,6 +123,12 @@ fn demo() -> ExitCode {
     // The server's clock is an hour ahead: its access token has expired there, not here.
     server_clock.advance(Duration::from_secs(3600));
     let code = run(&store, &http.resource_url());
-    println!("refresh requests: {}", fake.counters().refresh_requests);
+    let refreshes = fake.counters().refresh_requests;
+    println!("refresh requests: {refreshes}");
+    // The demo is also a check (CI runs it): one refresh, after the 401.
+    if refreshes != 1 {
+        eprintln!("error: expected exactly one refresh");
+        return ExitCode::FAILURE;
+    }
     code
 }
