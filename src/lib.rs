@@ -24,26 +24,25 @@
 //!
 //! ## Example
 //! ```no_run
-//! use std::time::SystemTime;
-//! use credlock::{Client, ClientAuth, Secret, Session, Store, TokenResponse};
+//! use credlock::{Client, ClientAuth, Secret, Store};
 //!
 //! let store = Store::new("/home/me/.config/my-cli/session.json");
 //!
-//! // After a login done elsewhere (device flow, browser redirect), store the session once:
+//! // After a login done elsewhere (device flow, browser redirect), store the session once
+//! // (or build the response with `TokenResponse::builder`, or convert oauth2-rs's):
 //! let client = Client::new(
 //!     "https://auth.example.com/oauth/token",
 //!     "my-cli",
 //!     ClientAuth::Basic { secret: Secret::new("client-secret") },
 //! )?;
-//! let response = TokenResponse::from_json(br#"{"access_token":"at-1","token_type":"Bearer",
+//! store.import_json(client, br#"{"access_token":"at-1","token_type":"Bearer",
 //!     "expires_in":3600,"refresh_token":"rt-1"}"#)?;
-//! store.save(&Session::from_token_response(client, response, SystemTime::now())?)?;
 //!
 //! // Before every API call, in any number of processes:
 //! let token = store.access_token()?;
 //! let header = format!("Authorization: Bearer {}", token.secret());
 //! # let _ = header;
-//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! # Ok::<(), credlock::Error>(())
 //! ```
 //!
 //! ## Errors
@@ -106,6 +105,8 @@ mod salvage;
 mod secret;
 mod wait;
 
+#[cfg(feature = "oauth2")]
+mod oauth2_glue;
 mod oauth_error;
 mod token_response;
 
@@ -164,7 +165,7 @@ pub use plan::{Guards, LockPlan};
 pub use secret::Secret;
 pub use session::{Client, ClientAuth, SESSION_FORMAT_VERSION, Session};
 pub use store::{LoggedIn, LoggedOut, Revocation, Store};
-pub use token_response::{ResponseError, TokenResponse};
+pub use token_response::{ResponseError, TokenResponse, TokenResponseBuilder};
 
 /// The HTTP seam, for a [`Transport`] of one's own: the request it is handed and the
 /// response it returns.

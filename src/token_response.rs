@@ -1,9 +1,14 @@
-//! The successful token response (RFC 6749 §5.1), parsed leniently.
+//! The successful token response (RFC 6749 §5.1), parsed leniently; built from its fields in
+//! `builder.rs`.
+
+mod builder;
 
 use serde_json::{Map, Value};
 
 use crate::encoding::describe_json_error;
 use crate::secret::Secret;
+
+pub use builder::TokenResponseBuilder;
 
 /// How long an access token is taken to live when the server sent an `expires_in` that cannot
 /// be used (negative, absurd, not a number): the server meant it to expire, so "never"
@@ -32,6 +37,10 @@ fn salvaged_object(body: &[u8]) -> Option<Map<String, Value>> {
 /// has already consumed the refresh token that was sent: refusing it would lose the session.
 /// Fields credlock does not model (`id_token`, vendor fields) are kept in `extra` and stored
 /// with the session.
+///
+/// A response that did not arrive as JSON is built with [`TokenResponse::builder`] (or, with
+/// the feature `oauth2`, converted from oauth2-rs's). `Debug` shows no token, only the names
+/// of the extra fields; there is no `Display`.
 #[derive(Clone, PartialEq)]
 pub struct TokenResponse {
     pub(crate) access_token: Secret,

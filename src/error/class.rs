@@ -82,6 +82,7 @@ impl Error {
             Error::IncompleteRefresh { .. } => "incomplete_refresh",
             Error::InsecureEndpoint { .. } => "insecure_endpoint",
             Error::InvalidEndpoint { .. } => "invalid_endpoint",
+            Error::InvalidTokenResponse { .. } => "invalid_token_response",
             Error::MissingRefreshToken => "missing_refresh_token",
             Error::NoRevocationEndpoint { .. } => "no_revocation_endpoint",
             Error::RevocationUnavailable { .. } => "revocation_unavailable",

@@ -80,6 +80,9 @@ impl Clone for Error {
                 url: url.clone(),
                 reason: reason.clone(),
             },
+            Error::InvalidTokenResponse { reason } => Error::InvalidTokenResponse {
+                reason: reason.clone(),
+            },
             Error::MissingRefreshToken => Error::MissingRefreshToken,
             Error::NoRevocationEndpoint { path } => {
                 Error::NoRevocationEndpoint { path: path.clone() }

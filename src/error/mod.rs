@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::oauth_error::OAuthError;
 use crate::session::Session;
+use crate::token_response::ResponseError;
 use class::{login_rejects_configuration, rejects_client};
 
 /// An error from the store or the refresh protocol.
@@ -167,6 +168,15 @@ pub enum Error {
     )]
     MissingRefreshToken,
 
+    /// A token response handed to credlock to start a session (an import, such as
+    /// [`crate::Store::import_json`]) is unusable: not a JSON object, or without a usable
+    /// access token. Nothing was stored. `?` converts a [`ResponseError`] into this variant.
+    #[error("the token response is unusable ({reason}); nothing was stored")]
+    InvalidTokenResponse {
+        /// What is wrong with it, without quoting it.
+        reason: ResponseError,
+    },
+
     /// A logout was asked to revoke the refresh token, but the session names no revocation
     /// endpoint. The session was kept; log out locally to delete it anyway.
     #[error("the session in {} names no revocation endpoint, so its refresh token cannot be revoked; the session was kept (log out without revoking to delete the local copy only)", path.display())]
@@ -196,10 +206,11 @@ pub enum Error {
         oauth: Option<OAuthError>,
     },
 
-    /// The refresh succeeded but the new session could not be saved. The old file is
-    /// untouched; the new session is here, so the caller can still use its access token.
-    /// The server has already rotated the refresh token, so the stored one is now stale.
-    #[error("refreshed the session but could not save it")]
+    /// A refresh (or a login, or an import) succeeded but the new session could not be
+    /// saved. The old file is untouched; the new session is here, so the caller can still use
+    /// its access token. After a refresh the server has already rotated the refresh token, so
+    /// the stored one is now stale.
+    #[error("got a new session but could not save it")]
     NotSaved {
         /// The new session, usable for this process.
         session: Box<Session>,
@@ -306,4 +317,12 @@ pub enum Error {
         /// What happened.
         reason: String,
     },
+}
+
+/// `?` on [`crate::TokenResponse::from_json`] in a function returning [`Error`]: an unusable
+/// token response, [`Error::InvalidTokenResponse`].
+impl From<ResponseError> for Error {
+    fn from(reason: ResponseError) -> Error {
+        Error::InvalidTokenResponse { reason }
+    }
 }

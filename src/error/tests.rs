@@ -97,3 +97,22 @@ fn new_errors_clone_and_have_distinct_kinds() {
         );
     }
 }
+
+#[test]
+fn question_mark_turns_an_unusable_token_response_into_an_error_that_quotes_nothing() {
+    fn import(body: &[u8]) -> Result<crate::token_response::TokenResponse, Error> {
+        Ok(crate::token_response::TokenResponse::from_json(body)?)
+    }
+    let e = import(br#"{"access_token":["sekrit-zz"],"refresh_token":"rt-zz"}"#)
+        .expect_err("no string access token");
+    assert!(matches!(e, Error::InvalidTokenResponse { .. }), "{e:?}");
+    assert_eq!(e.kind(), "invalid_token_response");
+    assert_eq!(
+        e.to_string(),
+        "the token response is unusable (access_token is not a string); nothing was stored"
+    );
+    assert_eq!(e.clone().to_string(), e.to_string());
+    let all = format!("{e} {e:?}");
+    assert!(!all.contains("zz"), "{all}");
+    assert!(!(e.needs_login() || e.is_transient() || e.is_configuration()));
+}

@@ -3,9 +3,11 @@
 //! - `mod.rs`: the [`Store`], its settings and its reads;
 //! - `refresh.rs`: the refresh protocol, top to bottom;
 //! - `guards.rs`: taking the guards the [`LockPlan`] calls for;
-//! - `logout.rs`: save, delete, logout and revocation.
+//! - `logout.rs`: save, delete, logout and revocation;
+//! - `import.rs`: a session from a token response, saved in one call.
 
 mod guards;
+mod import;
 mod login;
 mod logout;
 mod refresh;

@@ -12,8 +12,10 @@ use super::server::FakeServer;
 /// A [`FakeServer`] listening on `127.0.0.1` on a free port, one thread per request.
 /// Dropping it stops the listener.
 ///
-/// Routes: `POST /token`, `POST /revoke` (RFC 7009), and `GET /introspect?token=…`, which
-/// answers `{"active":true|false}` for a refresh token.
+/// Routes: `POST /token`, `POST /revoke` (RFC 7009), `GET /introspect?token=…`, which
+/// answers `{"active":true|false}` for a refresh token, and `GET /resource`, a protected
+/// API ([`HttpServer::resource_url`]): 200 for an `Authorization: Bearer` token
+/// [`FakeServer::is_access_token_valid`] accepts, else 401 (RFC 6750 `invalid_token`).
 #[must_use = "dropping the server stops it"]
 pub struct HttpServer {
     server: Arc<tiny_http::Server>,
@@ -68,6 +70,13 @@ impl HttpServer {
         format!("http://127.0.0.1:{}/token", self.port)
     }
 
+    /// `http://127.0.0.1:PORT/resource`: an API that accepts the access tokens the fake
+    /// server considers valid now (by its clock) and answers 401 to any other.
+    #[must_use]
+    pub fn resource_url(&self) -> String {
+        format!("http://127.0.0.1:{}/resource", self.port)
+    }
+
     /// `http://127.0.0.1:PORT/revoke`.
     #[must_use]
     pub fn revocation_endpoint(&self) -> String {
@@ -120,6 +129,16 @@ fn serve(fake: &FakeServer, mut request: tiny_http::Request) {
                 status: 200,
                 retry_after: None,
                 body: format!("{{\"active\":{active}}}").into_bytes(),
+            }
+        }
+        (tiny_http::Method::Get, "/resource") => {
+            let token = authorization
+                .as_deref()
+                .and_then(|h| h.strip_prefix("Bearer "));
+            if token.is_some_and(|t| fake.is_access_token_valid(t)) {
+                plain(200, r#"{"ok":true}"#)
+            } else {
+                plain(401, r#"{"error":"invalid_token"}"#)
             }
         }
         _ => plain(404, "not found"),

@@ -22,6 +22,7 @@ mod fallback;
 mod faults;
 mod files;
 mod hostile;
+mod import;
 mod lease;
 mod locking;
 #[cfg(all(unix, feature = "cli"))]

@@ -237,9 +237,15 @@ pub fn import(g: &Global, args: &ImportArgs) -> Outcome {
         .map_err(|e| Failure::Other(format!("could not read the token response on stdin: {e}")))?;
     let response = TokenResponse::from_json(&body)
         .map_err(|e| Failure::Other(format!("the token response on stdin is unusable: {e}")))?;
-    let session = Session::from_token_response(client, response, SystemTime::now())?;
     let store = g.store();
-    store.save(&session)?;
+    // This process ends here, so the session a failed save hands back is of no use: report
+    // why the save failed (a lock timeout is still "try again later").
+    store
+        .import_token_response(client, response)
+        .map_err(|e| match e {
+            credlock::Error::NotSaved { source, .. } => *source,
+            other => other,
+        })?;
     if g.json {
         outln!(
             "{}",
