@@ -71,6 +71,15 @@
 //! (feature `tokio`), which runs them on tokio's blocking pool and shares one refresh in
 //! flight among the tasks of a process.
 //!
+//! ## TLS roots and proxies
+//! The default transport trusts the operating system's certificate store (so a corporate
+//! network's intercepting root CA is trusted as in the browser), or `SSL_CERT_FILE` /
+//! `SSL_CERT_DIR` instead of it when they are set, and Mozilla's bundled roots where no store
+//! can be read. Proxies come from `https_proxy` / `http_proxy` / `all_proxy` with `NO_PROXY`,
+//! as in curl; a loopback endpoint never goes through one. `UreqTransport::builder()` (in
+//! [`transport`]) chooses otherwise: extra CA files, a client certificate for mutual TLS, an
+//! explicit proxy, timeouts; hand the result to [`Store::with_transport`].
+//!
 //! ## Seeing what it does
 //! [`Store::on_event`] hears every [`Event`]. With the feature `tracing`, the lock wait, the
 //! lease, the refresh and the save are also spans (with their outcome and duration) and every
