@@ -145,6 +145,10 @@ def visit_named(item_id, path, seen):
             if imp.get("is_synthetic") or imp.get("blanket_impl"):
                 continue
             if imp.get("trait"):
+                # rustdoc also lists `impl From<ThisType> for Other` among ThisType's impls.
+                for_id = (imp.get("for") or {}).get("resolved_path", {}).get("id")
+                if for_id is not None and str(for_id) != str(item_id):
+                    continue
                 lines.add(f"impl {ty({'resolved_path': imp['trait']})} for {p}")
                 continue
             for mid in imp["items"]:
