@@ -9,7 +9,6 @@ use super::proxy::NoProxy;
 use super::tls::{Roots, TlsSettings};
 use super::tls_connector::SharedTls;
 use super::ureq_transport::{Proxies, UreqTransport};
-use crate::endpoint::display_url;
 use crate::error::Error;
 
 /// The settings of a [`UreqTransport`]: trusted roots, extra CA files, a client identity for
@@ -60,7 +59,7 @@ impl std::fmt::Debug for ProxySetting {
             ProxySetting::None => f.write_str("None"),
             ProxySetting::Explicit { url, no_proxy } => f
                 .debug_struct("Explicit")
-                .field("url", &display_url(url))
+                .field("url", &display_proxy(url))
                 .field("no_proxy", no_proxy)
                 .finish(),
         }
@@ -245,7 +244,7 @@ impl TransportBuilder {
 fn explicit_proxy(url: &str) -> Result<ureq::Proxy, Error> {
     let bad = |why: &str| Error::TransportSetup {
         path: None,
-        reason: format!("the proxy {} {why}", display_url(url)),
+        reason: format!("the proxy {} {why}", display_proxy(url)),
     };
     let scheme_ok = url
         .trim()
@@ -257,4 +256,22 @@ fn explicit_proxy(url: &str) -> Result<ureq::Proxy, Error> {
         ));
     }
     ureq::Proxy::new(url.trim()).map_err(|_| bad("is not a valid proxy URL"))
+}
+
+/// A proxy URL as it may be shown: everything before its last `@` after the scheme is user
+/// information, hidden even where it holds a `?`, `#` or `/` (a proxy URL has no path or
+/// query, and a password typed unencoded may hold any of them).
+fn display_proxy(url: &str) -> String {
+    let shown = match url.rfind('@') {
+        Some(at) => {
+            let kept = url
+                .find("://")
+                .map(|i| i + 3)
+                .filter(|&end| end <= at)
+                .unwrap_or(0);
+            format!("{}[redacted]@{}", &url[..kept], &url[at + 1..])
+        }
+        None => url.to_owned(),
+    };
+    shown.chars().take(200).collect()
 }

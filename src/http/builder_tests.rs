@@ -307,3 +307,21 @@ fn no_proxy_at_all_ignores_the_environment() {
     let t = build_in(&TransportBuilder::new(), &[("HTTPS_PROXY", proxy)]).expect("transport");
     assert!(format!("{t:?}").contains("https_proxy: true"), "{t:?}");
 }
+
+#[test]
+fn a_proxy_password_with_a_question_mark_or_hash_is_never_shown() {
+    for url in [
+        "http://user:hun?ter2@proxy.example:3128",
+        "http://user:hun#ter2@proxy.example:3128",
+        "socks5://user:hun?ter2@proxy.example:1080",
+        "http://user:hun#ter2@proxy.example:bad port",
+    ] {
+        let builder = TransportBuilder::new().proxy(url);
+        let shown = format!("{builder:?}");
+        assert!(!shown.contains("ter2"), "{shown}");
+        if let Err(e) = build(&builder) {
+            assert!(!e.to_string().contains("ter2"), "{e}");
+            assert!(!format!("{e:?}").contains("ter2"), "{e:?}");
+        }
+    }
+}
