@@ -69,6 +69,13 @@ impl std::fmt::Debug for TokenResponse {
 #[error("{0}")]
 pub struct ResponseError(String);
 
+impl ResponseError {
+    /// An unusable response, for `reason` (which must not quote it).
+    pub(crate) fn new(reason: impl Into<String>) -> ResponseError {
+        ResponseError(reason.into())
+    }
+}
+
 /// A 2xx body without a usable access token, and the refresh token it carried, if any: a
 /// rotated refresh token must be stored even when the rest of the body is unusable.
 #[derive(Debug)]
