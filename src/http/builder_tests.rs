@@ -325,3 +325,23 @@ fn a_proxy_password_with_a_question_mark_or_hash_is_never_shown() {
         }
     }
 }
+
+#[test]
+fn an_extra_ca_unusable_as_a_root_is_an_error_naming_it_whatever_the_roots() {
+    let files = Files::new();
+    let bad = files.path("not-a-cert.pem");
+    std::fs::write(
+        &bad,
+        "-----BEGIN CERTIFICATE-----\nAAAAAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .expect("write");
+    for roots in [Roots::Platform, Roots::Bundled, Roots::ExtraOnly] {
+        let (path, reason) = setup_error(build(
+            &TransportBuilder::new()
+                .roots(roots)
+                .extra_ca_file(files.path("ca.pem"))
+                .extra_ca_file(&bad),
+        ));
+        assert_eq!(path.as_deref(), Some(bad.as_path()), "{roots:?}: {reason}");
+    }
+}
