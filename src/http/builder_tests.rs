@@ -345,3 +345,28 @@ fn an_extra_ca_unusable_as_a_root_is_an_error_naming_it_whatever_the_roots() {
         assert_eq!(path.as_deref(), Some(bad.as_path()), "{roots:?}: {reason}");
     }
 }
+
+#[test]
+fn a_default_transport_reads_its_roots_again_after_a_failure() {
+    let files = Files::new();
+    let late = files.path("late-ca.pem");
+    let late_env = OsString::from(late.as_os_str());
+    let env: super::tls_connector::Env =
+        Box::new(move |name| (name == "SSL_CERT_FILE").then(|| late_env.clone()));
+    let t = super::UreqTransport::lazy(
+        std::time::Duration::from_secs(5),
+        std::time::Duration::from_secs(5),
+        env,
+    );
+    let first = t.get("https://127.0.0.1:9/");
+    assert!(matches!(first, Err(TransportError::Other(_))), "{first:?}");
+    // The bundle appears (a package update rewrote it meanwhile): a long-lived process must
+    // not refuse every https request until it restarts.
+    std::fs::copy(files.path("ca.pem"), &late).expect("copy");
+    let second = t.get("https://127.0.0.1:9/");
+    assert!(
+        matches!(second, Err(TransportError::Connect(_))),
+        "{second:?}"
+    );
+    assert!(format!("{t:?}").contains("late-ca.pem"), "{t:?}");
+}
