@@ -39,6 +39,7 @@ pub struct TransportBuilder {
     extra_ca_files: Vec<PathBuf>,
     identity: Option<(PathBuf, PathBuf)>,
     proxy: ProxySetting,
+    no_proxy: String,
     timeout_connect: Duration,
     timeout_global: Duration,
     max_body: u64,
@@ -49,7 +50,7 @@ pub struct TransportBuilder {
 enum ProxySetting {
     Env,
     None,
-    Explicit { url: String, no_proxy: String },
+    Explicit { url: String },
 }
 
 impl std::fmt::Debug for ProxySetting {
@@ -57,10 +58,9 @@ impl std::fmt::Debug for ProxySetting {
         match self {
             ProxySetting::Env => f.write_str("Env"),
             ProxySetting::None => f.write_str("None"),
-            ProxySetting::Explicit { url, no_proxy } => f
+            ProxySetting::Explicit { url } => f
                 .debug_struct("Explicit")
                 .field("url", &display_proxy(url))
-                .field("no_proxy", no_proxy)
                 .finish(),
         }
     }
@@ -73,6 +73,7 @@ impl Default for TransportBuilder {
             extra_ca_files: Vec::new(),
             identity: None,
             proxy: ProxySetting::Env,
+            no_proxy: String::new(),
             timeout_connect: Duration::from_secs(10),
             timeout_global: Duration::from_secs(30),
             max_body: 256 * 1024,
@@ -131,24 +132,16 @@ impl TransportBuilder {
     /// included, are then ignored. The URL is never shown in `Debug` or errors with its
     /// password.
     pub fn proxy(mut self, url: impl Into<String>) -> TransportBuilder {
-        let no_proxy = match &self.proxy {
-            ProxySetting::Explicit { no_proxy, .. } => no_proxy.clone(),
-            _ => String::new(),
-        };
-        self.proxy = ProxySetting::Explicit {
-            url: url.into(),
-            no_proxy,
-        };
+        self.proxy = ProxySetting::Explicit { url: url.into() };
         self
     }
 
     /// The hosts the explicit [`proxy`](TransportBuilder::proxy) does not apply to, in
     /// `NO_PROXY`'s syntax (comma-separated hosts with their subdomains, IP addresses, CIDR
-    /// blocks, `*`). Has no effect without an explicit proxy. Defaults to none.
+    /// blocks, `*`). Has no effect without an explicit proxy (set before or after this).
+    /// Defaults to none.
     pub fn no_proxy(mut self, list: impl Into<String>) -> TransportBuilder {
-        if let ProxySetting::Explicit { no_proxy, .. } = &mut self.proxy {
-            *no_proxy = list.into();
-        }
+        self.no_proxy = list.into();
         self
     }
 
@@ -220,12 +213,12 @@ impl TransportBuilder {
         let proxies = match &self.proxy {
             ProxySetting::Env => Proxies::from_env(env),
             ProxySetting::None => Proxies::default(),
-            ProxySetting::Explicit { url, no_proxy } => {
+            ProxySetting::Explicit { url } => {
                 let proxy = explicit_proxy(url)?;
                 Proxies {
                     http: Some(proxy.clone()),
                     https: Some(proxy),
-                    no_proxy: NoProxy::parse(no_proxy),
+                    no_proxy: NoProxy::parse(&self.no_proxy),
                 }
             }
         };

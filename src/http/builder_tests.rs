@@ -370,3 +370,14 @@ fn a_default_transport_reads_its_roots_again_after_a_failure() {
     );
     assert!(format!("{t:?}").contains("late-ca.pem"), "{t:?}");
 }
+
+#[test]
+fn no_proxy_applies_whether_set_before_or_after_the_proxy() {
+    let t = build(
+        &TransportBuilder::new()
+            .no_proxy("corp.example")
+            .proxy("http://proxy.example:3128"),
+    )
+    .expect("http proxy");
+    assert!(t.agents.no_proxy.matches("api.corp.example"));
+}
