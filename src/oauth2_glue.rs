@@ -24,8 +24,9 @@ impl TokenResponse {
     /// The token type is kept as oauth2-rs spells it, except that its `bearer` becomes
     /// `Bearer` (compare with [`TokenResponse::is_bearer`] in any case); the scopes are
     /// joined with spaces; the extra fields (an OpenID Connect `id_token`, say) are kept
-    /// with the session. Values are taken as oauth2-rs parsed them: an empty refresh token
-    /// counts as none.
+    /// with the session. Values are taken as oauth2-rs parsed them, except as
+    /// [`TokenResponse::builder`] takes them: an empty refresh token counts as none, and a
+    /// lifetime above ten years as five minutes.
     ///
     /// # Examples
     /// ```

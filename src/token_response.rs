@@ -17,7 +17,7 @@ pub use builder::TokenResponseBuilder;
 pub(crate) const UNKNOWN_EXPIRES_IN_SECS: u64 = 300;
 
 /// An `expires_in` above this (ten years) is taken as unusable rather than trusted.
-const MAX_EXPIRES_IN_SECS: u64 = 10 * 365 * 24 * 3600;
+pub(crate) const MAX_EXPIRES_IN_SECS: u64 = 10 * 365 * 24 * 3600;
 
 /// The top-level members of a body serde_json refuses as a whole (a number out of range,
 /// invalid UTF-8, deep nesting in a vendor field), each parsed on its own; members that still
@@ -68,6 +68,13 @@ impl std::fmt::Debug for TokenResponse {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{0}")]
 pub struct ResponseError(String);
+
+impl ResponseError {
+    /// An unusable response, for `reason` (which must not quote it).
+    pub(crate) fn new(reason: impl Into<String>) -> ResponseError {
+        ResponseError(reason.into())
+    }
+}
 
 /// A 2xx body without a usable access token, and the refresh token it carried, if any: a
 /// rotated refresh token must be stored even when the rest of the body is unusable.

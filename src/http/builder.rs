@@ -9,7 +9,6 @@ use super::proxy::NoProxy;
 use super::tls::{Roots, TlsSettings};
 use super::tls_connector::SharedTls;
 use super::ureq_transport::{Proxies, UreqTransport};
-use crate::endpoint::display_url;
 use crate::error::Error;
 
 /// The settings of a [`UreqTransport`]: trusted roots, extra CA files, a client identity for
@@ -40,6 +39,7 @@ pub struct TransportBuilder {
     extra_ca_files: Vec<PathBuf>,
     identity: Option<(PathBuf, PathBuf)>,
     proxy: ProxySetting,
+    no_proxy: String,
     timeout_connect: Duration,
     timeout_global: Duration,
     max_body: u64,
@@ -50,7 +50,7 @@ pub struct TransportBuilder {
 enum ProxySetting {
     Env,
     None,
-    Explicit { url: String, no_proxy: String },
+    Explicit { url: String },
 }
 
 impl std::fmt::Debug for ProxySetting {
@@ -58,10 +58,9 @@ impl std::fmt::Debug for ProxySetting {
         match self {
             ProxySetting::Env => f.write_str("Env"),
             ProxySetting::None => f.write_str("None"),
-            ProxySetting::Explicit { url, no_proxy } => f
+            ProxySetting::Explicit { url } => f
                 .debug_struct("Explicit")
-                .field("url", &display_url(url))
-                .field("no_proxy", no_proxy)
+                .field("url", &display_proxy(url))
                 .finish(),
         }
     }
@@ -74,6 +73,7 @@ impl Default for TransportBuilder {
             extra_ca_files: Vec::new(),
             identity: None,
             proxy: ProxySetting::Env,
+            no_proxy: String::new(),
             timeout_connect: Duration::from_secs(10),
             timeout_global: Duration::from_secs(30),
             max_body: 256 * 1024,
@@ -132,24 +132,16 @@ impl TransportBuilder {
     /// included, are then ignored. The URL is never shown in `Debug` or errors with its
     /// password.
     pub fn proxy(mut self, url: impl Into<String>) -> TransportBuilder {
-        let no_proxy = match &self.proxy {
-            ProxySetting::Explicit { no_proxy, .. } => no_proxy.clone(),
-            _ => String::new(),
-        };
-        self.proxy = ProxySetting::Explicit {
-            url: url.into(),
-            no_proxy,
-        };
+        self.proxy = ProxySetting::Explicit { url: url.into() };
         self
     }
 
     /// The hosts the explicit [`proxy`](TransportBuilder::proxy) does not apply to, in
     /// `NO_PROXY`'s syntax (comma-separated hosts with their subdomains, IP addresses, CIDR
-    /// blocks, `*`). Has no effect without an explicit proxy. Defaults to none.
+    /// blocks, `*`). Has no effect without an explicit proxy (set before or after this).
+    /// Defaults to none.
     pub fn no_proxy(mut self, list: impl Into<String>) -> TransportBuilder {
-        if let ProxySetting::Explicit { no_proxy, .. } = &mut self.proxy {
-            *no_proxy = list.into();
-        }
+        self.no_proxy = list.into();
         self
     }
 
@@ -221,12 +213,12 @@ impl TransportBuilder {
         let proxies = match &self.proxy {
             ProxySetting::Env => Proxies::from_env(env),
             ProxySetting::None => Proxies::default(),
-            ProxySetting::Explicit { url, no_proxy } => {
+            ProxySetting::Explicit { url } => {
                 let proxy = explicit_proxy(url)?;
                 Proxies {
                     http: Some(proxy.clone()),
                     https: Some(proxy),
-                    no_proxy: NoProxy::parse(no_proxy),
+                    no_proxy: NoProxy::parse(&self.no_proxy),
                 }
             }
         };
@@ -245,7 +237,7 @@ impl TransportBuilder {
 fn explicit_proxy(url: &str) -> Result<ureq::Proxy, Error> {
     let bad = |why: &str| Error::TransportSetup {
         path: None,
-        reason: format!("the proxy {} {why}", display_url(url)),
+        reason: format!("the proxy {} {why}", display_proxy(url)),
     };
     let scheme_ok = url
         .trim()
@@ -257,4 +249,22 @@ fn explicit_proxy(url: &str) -> Result<ureq::Proxy, Error> {
         ));
     }
     ureq::Proxy::new(url.trim()).map_err(|_| bad("is not a valid proxy URL"))
+}
+
+/// A proxy URL as it may be shown: everything before its last `@` after the scheme is user
+/// information, hidden even where it holds a `?`, `#` or `/` (a proxy URL has no path or
+/// query, and a password typed unencoded may hold any of them).
+fn display_proxy(url: &str) -> String {
+    let shown = match url.rfind('@') {
+        Some(at) => {
+            let kept = url
+                .find("://")
+                .map(|i| i + 3)
+                .filter(|&end| end <= at)
+                .unwrap_or(0);
+            format!("{}[redacted]@{}", &url[..kept], &url[at + 1..])
+        }
+        None => url.to_owned(),
+    };
+    shown.chars().take(200).collect()
 }

@@ -307,3 +307,77 @@ fn no_proxy_at_all_ignores_the_environment() {
     let t = build_in(&TransportBuilder::new(), &[("HTTPS_PROXY", proxy)]).expect("transport");
     assert!(format!("{t:?}").contains("https_proxy: true"), "{t:?}");
 }
+
+#[test]
+fn a_proxy_password_with_a_question_mark_or_hash_is_never_shown() {
+    for url in [
+        "http://user:hun?ter2@proxy.example:3128",
+        "http://user:hun#ter2@proxy.example:3128",
+        "socks5://user:hun?ter2@proxy.example:1080",
+        "http://user:hun#ter2@proxy.example:bad port",
+    ] {
+        let builder = TransportBuilder::new().proxy(url);
+        let shown = format!("{builder:?}");
+        assert!(!shown.contains("ter2"), "{shown}");
+        if let Err(e) = build(&builder) {
+            assert!(!e.to_string().contains("ter2"), "{e}");
+            assert!(!format!("{e:?}").contains("ter2"), "{e:?}");
+        }
+    }
+}
+
+#[test]
+fn an_extra_ca_unusable_as_a_root_is_an_error_naming_it_whatever_the_roots() {
+    let files = Files::new();
+    let bad = files.path("not-a-cert.pem");
+    std::fs::write(
+        &bad,
+        "-----BEGIN CERTIFICATE-----\nAAAAAAAA\n-----END CERTIFICATE-----\n",
+    )
+    .expect("write");
+    for roots in [Roots::Platform, Roots::Bundled, Roots::ExtraOnly] {
+        let (path, reason) = setup_error(build(
+            &TransportBuilder::new()
+                .roots(roots)
+                .extra_ca_file(files.path("ca.pem"))
+                .extra_ca_file(&bad),
+        ));
+        assert_eq!(path.as_deref(), Some(bad.as_path()), "{roots:?}: {reason}");
+    }
+}
+
+#[test]
+fn a_default_transport_reads_its_roots_again_after_a_failure() {
+    let files = Files::new();
+    let late = files.path("late-ca.pem");
+    let late_env = OsString::from(late.as_os_str());
+    let env: super::tls_connector::Env =
+        Box::new(move |name| (name == "SSL_CERT_FILE").then(|| late_env.clone()));
+    let t = super::UreqTransport::lazy(
+        std::time::Duration::from_secs(5),
+        std::time::Duration::from_secs(5),
+        env,
+    );
+    let first = t.get("https://127.0.0.1:9/");
+    assert!(matches!(first, Err(TransportError::Other(_))), "{first:?}");
+    // The bundle appears (a package update rewrote it meanwhile): a long-lived process must
+    // not refuse every https request until it restarts.
+    std::fs::copy(files.path("ca.pem"), &late).expect("copy");
+    let second = t.get("https://127.0.0.1:9/");
+    assert!(
+        matches!(second, Err(TransportError::Connect(_))),
+        "{second:?}"
+    );
+    assert!(format!("{t:?}").contains("late-ca.pem"), "{t:?}");
+}
+
+#[test]
+fn no_proxy_applies_whether_set_before_or_after_the_proxy() {
+    let t = build(
+        &TransportBuilder::new()
+            .no_proxy("corp.example")
+            .proxy("http://proxy.example:3128"),
+    )
+    .expect("http proxy");
+    assert!(t.agents.no_proxy.matches("api.corp.example"));
+}

@@ -70,7 +70,20 @@ pub(super) fn build(
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut extras = Vec::new();
     for path in &settings.extra_ca_files {
-        extras.extend(certificates_in_file(path)?);
+        for cert in certificates_in_file(path)? {
+            // Checked here for every `Roots`: the bundled roots would drop an unusable one
+            // silently, and the platform's verifier would refuse it, so that the platform's
+            // store were swapped for the bundled roots without a word.
+            rustls::RootCertStore::empty()
+                .add(cert.clone())
+                .map_err(|e| {
+                    setup(
+                        Some(path),
+                        &format!("a certificate is not usable as a root ({e})"),
+                    )
+                })?;
+            extras.push(cert);
+        }
     }
     let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()

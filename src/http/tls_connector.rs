@@ -7,7 +7,7 @@
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use super::tls::{BuiltTls, TlsSettings};
 use rustls::pki_types::ServerName;
@@ -23,16 +23,20 @@ pub(super) type Env = Box<dyn Fn(&str) -> Option<OsString> + Send + Sync>;
 /// The TLS configuration of a transport, shared by its agents: read when the transport is
 /// built ([`TransportBuilder::build`](super::TransportBuilder::build)), or at its first https
 /// connection ([`UreqTransport::new`](super::UreqTransport::new)), so that a transport used
-/// only for loopback http never reads the trust store.
+/// only for loopback http never reads the trust store. A lazy read that fails is tried again
+/// at the next https connection: a bundle being rewritten by a package update must not
+/// refuse every request of a long-lived process until it restarts.
 pub(super) struct SharedTls {
-    cell: OnceLock<Result<BuiltTls, String>>,
+    cell: OnceLock<BuiltTls>,
+    failed: Mutex<Option<String>>,
     lazy: Option<(TlsSettings, Env)>,
 }
 
 impl SharedTls {
     pub(super) fn ready(built: BuiltTls) -> SharedTls {
         SharedTls {
-            cell: OnceLock::from(Ok(built)),
+            cell: OnceLock::from(built),
+            failed: Mutex::new(None),
             lazy: None,
         }
     }
@@ -40,35 +44,42 @@ impl SharedTls {
     pub(super) fn lazy(settings: TlsSettings, env: Env) -> SharedTls {
         SharedTls {
             cell: OnceLock::new(),
+            failed: Mutex::new(None),
             lazy: Some((settings, env)),
         }
     }
 
     /// The configuration, built now if it was not; or why it cannot be.
-    pub(super) fn get(&self) -> Result<&BuiltTls, &str> {
-        self.cell
-            .get_or_init(|| match &self.lazy {
-                Some((settings, env)) => {
-                    super::tls::build(settings, &|name| env(name)).map_err(|e| {
-                        format!(
-                            "the HTTP transport could not be set up, so nothing was sent: {}",
-                            e.with_causes()
-                        )
-                    })
-                }
-                None => Err("the HTTP transport has no TLS configuration".to_owned()),
-            })
-            .as_ref()
-            .map_err(String::as_str)
+    pub(super) fn get(&self) -> Result<&BuiltTls, String> {
+        if let Some(built) = self.cell.get() {
+            return Ok(built);
+        }
+        let Some((settings, env)) = &self.lazy else {
+            return Err("the HTTP transport has no TLS configuration".to_owned());
+        };
+        match super::tls::build(settings, &|name| env(name)) {
+            Ok(built) => Ok(self.cell.get_or_init(|| built)),
+            Err(e) => {
+                let why = format!(
+                    "the HTTP transport could not be set up, so nothing was sent: {}",
+                    e.with_causes()
+                );
+                *self.failed.lock().unwrap_or_else(PoisonError::into_inner) = Some(why.clone());
+                Err(why)
+            }
+        }
     }
 
-    /// Where the roots came from, if they were read yet.
-    pub(super) fn describe(&self) -> &str {
-        match self.cell.get() {
-            None => "not read yet (at the first https request)",
-            Some(Ok(built)) => &built.source,
-            Some(Err(why)) => why,
+    /// Where the roots came from, if they were read yet; else why they could not be.
+    pub(super) fn describe(&self) -> String {
+        if let Some(built) = self.cell.get() {
+            return built.source.clone();
         }
+        self.failed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+            .unwrap_or_else(|| "not read yet (at the first https request)".to_owned())
     }
 }
 
@@ -126,7 +137,7 @@ impl<In: Transport> Connector<In> for TlsConnector {
         let config = self
             .tls
             .get()
-            .map_err(|why| ureq::Error::Other(Box::new(Unusable(why.to_owned()))))?;
+            .map_err(|why| ureq::Error::Other(Box::new(Unusable(why))))?;
         let mut conn =
             ClientConnection::new(Arc::clone(&config.config), name).map_err(ureq::Error::Rustls)?;
         let mut sock = TransportAdapter::new(transport.boxed(), details.current_time.clone());

@@ -29,7 +29,8 @@ use crate::form::FormRequest;
 /// `SSL_CERT_FILE` is an error; empty `SSL_CERT_DIR` entries are skipped).
 /// Where the platform verifier cannot be built (a Linux container without CA files), the
 /// bundled Mozilla roots (`webpki-roots`) are used. Roots are read once: by
-/// [`TransportBuilder::build`], or at the first https request of [`UreqTransport::new`].
+/// [`TransportBuilder::build`], or at the first https request of [`UreqTransport::new`]
+/// (again at the next one if they could not be).
 ///
 /// # Proxies
 /// Read from the environment when the transport is built, as curl does: `https_proxy` /
@@ -107,7 +108,7 @@ impl UreqTransport {
     /// transport used only for loopback http never reads the trust store. If `SSL_CERT_FILE`
     /// or `SSL_CERT_DIR` names something unusable, every https request is refused with
     /// [`TransportError::Other`] saying why (as curl does), rather than trusting other roots
-    /// than the ones asked for. [`UreqTransport::builder`] reads them when it builds, and
+    /// than the ones asked for; they are read again at each https request until they can be. [`UreqTransport::builder`] reads them when it builds, and
     /// returns such an error there.
     #[must_use]
     pub fn new() -> UreqTransport {
@@ -184,9 +185,7 @@ impl UreqTransport {
             .scheme_str()
             .is_some_and(|s| s.eq_ignore_ascii_case("https"));
         if https {
-            self.tls
-                .get()
-                .map_err(|why| TransportError::Other(why.to_owned()))?;
+            self.tls.get().map_err(TransportError::Other)?;
         }
         let host = uri.host().unwrap_or("");
         if is_loopback_host(host) || agents.no_proxy.matches(host) {

@@ -5,7 +5,7 @@
 use super::Store;
 use crate::error::Error;
 use crate::session::{Client, Session};
-use crate::token_response::TokenResponse;
+use crate::token_response::{ResponseError, TokenResponse};
 
 impl Store {
     /// Stores the session that `response` starts for `client`, and returns it: the token
@@ -17,6 +17,8 @@ impl Store {
     ///
     /// # Errors
     /// - [`Error::MissingRefreshToken`]: the response has no refresh token; nothing was stored.
+    /// - [`Error::InvalidTokenResponse`]: the access token is empty (as
+    ///   [`TokenResponse::from_json`] refuses one); nothing was stored.
     /// - [`Error::NotSaved`]: the save failed (its source says why: [`Error::Io`],
     ///   [`Error::NotASessionFile`], [`Error::LockTimeout`]); the old file is untouched, and
     ///   the error carries the new session, so its access token can still be used.
@@ -41,6 +43,13 @@ impl Store {
         client: Client,
         response: TokenResponse,
     ) -> Result<Session, Error> {
+        if response.access_token().secret().is_empty() {
+            // A built or converted response skips the parser's check: an empty token would
+            // replace a working session and be handed out as valid until it expires.
+            return Err(Error::InvalidTokenResponse {
+                reason: ResponseError::new("access_token is empty"),
+            });
+        }
         let session = Session::from_token_response(client, response, self.clock.now())?;
         match self.save(&session) {
             Ok(()) => Ok(session),

@@ -30,8 +30,8 @@ impl TokenResponse {
     /// source than JSON (another OAuth library, a test), to store with
     /// [`crate::Store::import_token_response`].
     ///
-    /// The values are taken as given, except that an empty refresh token counts as none (as
-    /// [`TokenResponse::from_json`] reads one). The token type defaults to `Bearer`.
+    /// The values are taken as given, except that an empty refresh token counts as none and
+    /// an absurd lifetime as five minutes (as [`TokenResponse::from_json`] reads them). The token type defaults to `Bearer`.
     ///
     /// # Examples
     /// ```
@@ -95,9 +95,16 @@ impl TokenResponseBuilder {
 
     /// The access token's lifetime from when the response arrived, in whole seconds (a
     /// fraction is dropped, as [`TokenResponse::from_json`] drops it). Defaults to none: the
-    /// token is used until an API rejects it.
+    /// token is used until an API rejects it. A lifetime above ten years is taken as the
+    /// parser takes one: unusable, so five minutes (a server quirk passed on by another
+    /// library must not make a token live for ever).
     pub fn expires_in(mut self, expires_in: Duration) -> TokenResponseBuilder {
-        self.response.expires_in = Some(expires_in.as_secs());
+        let secs = expires_in.as_secs();
+        self.response.expires_in = Some(if secs > super::MAX_EXPIRES_IN_SECS {
+            super::UNKNOWN_EXPIRES_IN_SECS
+        } else {
+            secs
+        });
         self
     }
 
@@ -197,5 +204,18 @@ mod tests {
             assert!(!text.contains(needle), "{needle} leaked in {text}");
         }
         assert!(text.contains("id_token"), "{text}");
+    }
+
+    #[test]
+    fn an_absurd_lifetime_is_taken_as_the_parser_takes_it() {
+        let twenty_years = Duration::from_secs(20 * 365 * 24 * 3600);
+        for lifetime in [twenty_years, Duration::MAX] {
+            let built = TokenResponse::builder(Secret::new("at"))
+                .expires_in(lifetime)
+                .build();
+            let parsed = TokenResponse::from_json(&built.to_json()).expect("its own JSON parses");
+            assert_eq!(built.expires_in(), parsed.expires_in(), "{lifetime:?}");
+            assert_eq!(built.expires_in(), Some(300), "{lifetime:?}");
+        }
     }
 }

@@ -132,3 +132,19 @@ fn an_oauth2_response_received_ten_minutes_ago_is_stored_with_the_fifty_it_has_l
         Some("Bearer".into())
     );
 }
+
+#[test]
+fn an_import_without_an_access_token_is_refused_and_keeps_the_stored_session() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    let seeded = bed.seed();
+    let response = TokenResponse::builder(Secret::new(""))
+        .refresh_token(Secret::new("rt-built"))
+        .expires_in(Duration::from_secs(600))
+        .build();
+    let e = bed
+        .store()
+        .import_token_response(client(), response)
+        .expect_err("an empty access token is not a session");
+    assert!(matches!(e, Error::InvalidTokenResponse { .. }), "{e:?}");
+    assert_eq!(bed.stored(), Some(seeded));
+}
