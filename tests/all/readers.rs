@@ -101,10 +101,9 @@ impl Transport for WinnerSavesThenInvalidGrant {
 /// Issue 9 C: "a reader must not conclude 'no session' while a delete is in progress". The
 /// reader's check (`delete_in_progress`) runs after its failed open, so a put-back that lands
 /// in between (or a rename aside before its flock mark is taken) gives `NoSession`.
-// Unix only: two readers re-reading in a tight loop keep a Windows rename (without POSIX
-// semantics; Wine) from ever finding the file closed, so the saves this test needs fail with
-// "Access denied" after their 2 s of retries (docs/platforms.md). The flock mark it tests is
-// the Unix mechanism.
+// Unix only: the flock mark it tests is the Unix mechanism. (Its two tight-loop readers used
+// to starve a Windows rename, without POSIX semantics, into "Access denied"; since readers
+// wait out a write in progress it passed once under Wine, in 14 s, but is not yet run there.)
 #[cfg(unix)]
 #[test]
 fn review_a_lock_free_reader_never_sees_no_session_while_a_file_is_put_back() {
