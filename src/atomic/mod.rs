@@ -275,19 +275,7 @@ fn refuse_non_regular_target(path: &Path) -> Result<(), Error> {
 /// Removes temp files that a killed writer left behind. A temp file whose writer is alive is
 /// locked by it and kept. Best effort: a failure here must not fail the write.
 fn remove_leftover_temp_files(dir: &Path, name: &str) {
-    let prefix = temp_prefix(name);
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let file_name = entry.file_name();
-        let Some(n) = file_name.to_str() else {
-            continue;
-        };
-        if !(n.starts_with(&prefix) && n.ends_with(TEMP_SUFFIX)) {
-            continue;
-        }
-        let p = entry.path();
+    for p in temp_files(dir, name) {
         let Ok(f) = open_no_follow(&p, true) else {
             continue;
         };
@@ -297,6 +285,49 @@ fn remove_leftover_temp_files(dir: &Path, name: &str) {
             let _removed = std::fs::remove_file(&p);
         }
         drop(f);
+    }
+}
+
+/// The temp files of writers of `dir/name`, live or dead.
+fn temp_files(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
+    let prefix = temp_prefix(name);
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(TEMP_SUFFIX))
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+/// Whether a write of `path` is under way: a temp file whose writer still holds its mark (see
+/// [`create_marked_temp_file`]; one left by a killed writer is not). Windows without POSIX
+/// rename semantics (and Wine) refuses to rename over a file that any reader has open, so a
+/// reader there waits this out before opening the file ([`wait_out_write`]).
+pub(crate) fn write_in_progress(path: &Path) -> bool {
+    let Ok((dir, name)) = split(path) else {
+        return false;
+    };
+    temp_files(&dir, &name)
+        .iter()
+        .any(|p| open_no_follow(p, false).is_ok_and(|f| crate::lock::is_held_elsewhere(&f)))
+}
+
+/// Waits, up to [`crate::busy::PATIENCE`], while a write of `path` is under way, so that this
+/// reader's handle does not keep the write's rename from finding the file closed: readers
+/// that poll the file (waiters for the lock adopting a sibling's session) could otherwise
+/// hold it open for the writer's every retry, until its save fails with "Access denied".
+pub(crate) fn wait_out_write(path: &Path) {
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_micros(500);
+    while started.elapsed() < crate::busy::PATIENCE && write_in_progress(path) {
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(std::time::Duration::from_millis(10));
     }
 }
 

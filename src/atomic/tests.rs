@@ -188,3 +188,25 @@ fn files_of_other_names_are_not_swept() {
     write(&dir.path().join("session.json"), b"{}").expect("write");
     assert!(other.exists());
 }
+
+#[test]
+fn a_write_is_in_progress_only_while_a_live_writer_marks_its_temp_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("session.json");
+    assert!(!write_in_progress(&path), "no temp file");
+    let leftover = dir.path().join(".session.json.dead00.tmp");
+    std::fs::write(&leftover, b"half").expect("write");
+    assert!(
+        !write_in_progress(&path),
+        "a killed writer's file is not a write"
+    );
+    let live = dir.path().join(".session.json.live00.tmp");
+    std::fs::write(&live, b"in progress").expect("write");
+    let held = open_no_follow(&live, true).expect("open");
+    assert!(crate::lock::hold_until_closed(&held), "locked");
+    assert!(write_in_progress(&path), "a live writer's marked file");
+    let other = dir.path().join("other.json");
+    assert!(!write_in_progress(&other), "another file's writer");
+    drop(held);
+    assert!(!write_in_progress(&path), "the mark goes with the writer");
+}
