@@ -290,7 +290,12 @@ fn remove_leftover_temp_files(dir: &Path, name: &str) {
 
 /// The temp files of writers of `dir/name`, live or dead.
 fn temp_files(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
-    let prefix = temp_prefix(name);
+    files_named(dir, &temp_prefix(name), TEMP_SUFFIX)
+}
+
+/// The files in `dir` whose names start with `prefix` and end with `suffix` (none if `dir`
+/// cannot be listed: a sweep or a look for work in progress is best effort).
+pub(crate) fn files_named(dir: &Path, prefix: &str, suffix: &str) -> Vec<std::path::PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Vec::new();
     };
@@ -299,7 +304,7 @@ fn temp_files(dir: &Path, name: &str) -> Vec<std::path::PathBuf> {
         .filter(|e| {
             e.file_name()
                 .to_str()
-                .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(TEMP_SUFFIX))
+                .is_some_and(|n| n.starts_with(prefix) && n.ends_with(suffix))
         })
         .map(|e| e.path())
         .collect()

@@ -123,18 +123,9 @@ pub(crate) fn set_aside_files(path: &Path) -> Vec<(PathBuf, bool)> {
         return Vec::new();
     };
     let prefix = format!("{}{ASIDE_INFIX}", temp_prefix(&name));
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.starts_with(&prefix))
-        })
-        .map(|e| {
-            let p = e.path();
+    super::files_named(&dir, &prefix, "")
+        .into_iter()
+        .map(|p| {
             let in_progress =
                 open_no_follow(&p, false).is_ok_and(|f| crate::lock::is_held_elsewhere(&f));
             (p, in_progress)

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use credlock::testing::{FakeServer, FakeTransport, ManualClock, ReusePolicy};
-use credlock::{Session, Store};
+use credlock::{ClientAuth, Secret, Session, Store};
 
 pub const TOKEN_ENDPOINT: &str = "http://127.0.0.1:9/token";
 
@@ -26,6 +26,20 @@ impl Bed {
         let server = FakeServer::builder()
             .policy(policy)
             .latency(latency)
+            .clock(clock.clone())
+            .build();
+        Bed::from_parts(clock, server)
+    }
+
+    /// A bed whose grant-revoking server requires `secret` (HTTP Basic), so that there is a
+    /// client secret to leak.
+    pub fn with_client_secret(secret: &str) -> Bed {
+        let clock = ManualClock::starting_now();
+        let server = FakeServer::builder()
+            .policy(ReusePolicy::RevokeGrant)
+            .client_auth(ClientAuth::Basic {
+                secret: Secret::new(secret),
+            })
             .clock(clock.clone())
             .build();
         Bed::from_parts(clock, server)

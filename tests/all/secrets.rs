@@ -3,7 +3,7 @@
 use std::sync::{Arc, Mutex};
 
 use credlock::Clock as _;
-use credlock::testing::{Failure, FakeServer, ManualClock, ReusePolicy};
+use credlock::testing::{Failure, FakeServer, ManualClock};
 use credlock::{Client, ClientAuth, Secret, Session, TokenResponse};
 
 use crate::common::Bed;
@@ -12,15 +12,7 @@ const CLIENT_SECRET: &str = "client-SECRET-d7e1";
 
 #[test]
 fn no_token_or_secret_appears_in_any_text_credlock_produces() {
-    let clock = ManualClock::starting_now();
-    let server = FakeServer::builder()
-        .policy(ReusePolicy::RevokeGrant)
-        .client_auth(ClientAuth::Basic {
-            secret: Secret::new(CLIENT_SECRET),
-        })
-        .clock(clock.clone())
-        .build();
-    let bed = Bed::from_parts(clock, server);
+    let bed = Bed::with_client_secret(CLIENT_SECRET);
     let mut texts: Vec<String> = Vec::new();
     let mut secrets: Vec<String> = vec![CLIENT_SECRET.to_owned()];
     let events = Arc::new(Mutex::new(Vec::new()));

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use credlock::testing::{FakeServer, ManualClock, ReusePolicy};
-use credlock::{ClientAuth, Error, LockMode, Secret, Store};
+use credlock::testing::ReusePolicy;
+use credlock::{Error, LockMode, Store};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Level, Metadata, Subscriber};
@@ -175,7 +175,39 @@ impl Subscriber for Collector {
     }
 }
 
+/// tracing caches each callsite's interest for the whole process, decided against the
+/// dispatchers alive when it is first reached: while at most one is registered, against the
+/// reaching thread's own, so a parallel test thread with no subscriber can make a callsite
+/// "never" for every thread, and a capturing test then sees nothing from it (this failed under
+/// Wine once). A dispatcher that stays registered and is always "sometimes" interested makes
+/// every callsite ask the current thread's subscriber at each use.
+struct Anchor;
+
+impl Subscriber for Anchor {
+    fn register_callsite(&self, _: &'static Metadata<'static>) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+    fn enabled(&self, _: &Metadata<'_>) -> bool {
+        false
+    }
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        Id::from_u64(1)
+    }
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, _: &tracing::Event<'_>) {}
+    fn enter(&self, _: &Id) {}
+    fn exit(&self, _: &Id) {}
+}
+
+/// Registers the [`Anchor`] once, before the first collector.
+fn anchor_callsite_interest() {
+    static ANCHOR: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+    ANCHOR.get_or_init(|| tracing::Dispatch::new(Anchor));
+}
+
 fn traced<T>(f: impl FnOnce() -> T) -> (T, Seen) {
+    anchor_callsite_interest();
     let collector = Collector::default();
     let out = tracing::subscriber::with_default(collector.clone(), f);
     let seen = std::mem::take(&mut *collector.0.lock().expect("lock"));
@@ -186,15 +218,7 @@ const CLIENT_SECRET: &str = "cs-very-secret-7f3a";
 
 /// A bed whose server requires a client secret, so that there is one to leak.
 fn bed_with_client_secret() -> Bed {
-    let clock = ManualClock::starting_now();
-    let server = FakeServer::builder()
-        .policy(ReusePolicy::RevokeGrant)
-        .client_auth(ClientAuth::Basic {
-            secret: Secret::new(CLIENT_SECRET),
-        })
-        .clock(clock.clone())
-        .build();
-    Bed::from_parts(clock, server)
+    Bed::with_client_secret(CLIENT_SECRET)
 }
 
 /// Fails if anything the subscriber was told contains one of `secrets`.
@@ -396,4 +420,47 @@ fn an_async_store_refreshes_under_the_callers_subscriber_and_span() {
     assert_eq!(refresh.parent, Some(caller_id), "{seen:#?}");
     assert_eq!(refresh.fields["outcome"], "refreshed");
     assert_eq!(seen.event("refreshed").level, Level::INFO);
+}
+
+const FRESH_PROCESS: &str = "CREDLOCK_TRACES_FRESH_PROCESS";
+
+/// The poisoning [`Anchor`] prevents, made to happen: in a process where no credlock callsite
+/// has been reached yet, a thread with no subscriber reaches them all first (a refresh) while
+/// one collector is registered; a refresh under that collector must still be traced. Run in a
+/// child process of its own, since the cache is per process.
+#[test]
+fn callsites_first_reached_by_a_thread_without_a_subscriber_are_still_traced() {
+    if std::env::var_os(FRESH_PROCESS).is_none() {
+        let name =
+            "traces::callsites_first_reached_by_a_thread_without_a_subscriber_are_still_traced";
+        let child = std::process::Command::new(std::env::current_exe().expect("test binary"))
+            .args(["--exact", name, "--nocapture", "--test-threads=1"])
+            .env(FRESH_PROCESS, "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn the test binary");
+        let out = crate::common::finish(child, Duration::from_secs(60));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        return;
+    }
+    let first = Bed::new(ReusePolicy::RevokeGrant);
+    first.seed_expired();
+    let second = Bed::new(ReusePolicy::RevokeGrant);
+    second.seed_expired();
+    let (token, seen) = traced(|| {
+        let untraced = std::thread::spawn(move || first.store().access_token().map(|_| ()));
+        untraced.join().expect("thread").expect("refreshed");
+        second.store().access_token()
+    });
+    assert!(token.expect("refreshed").refreshed());
+    let (_, refresh) = seen.span("credlock.refresh");
+    assert_eq!(refresh.fields["outcome"], "refreshed");
+    seen.span("credlock.lock_wait");
+    seen.span("credlock.save");
 }
