@@ -75,6 +75,37 @@ pub(crate) fn open_checked(path: &Path) -> Result<Option<(File, std::fs::Metadat
     }
 }
 
+/// Opens `path` as [`open_checked`] does and reads at most `limit + 1` bytes (one more than
+/// allowed, so that the caller can tell a file over its limit); `Ok(None)` if there is no
+/// file. The error for a failed read names `action`.
+pub(crate) fn read_checked(
+    path: &Path,
+    limit: u64,
+    action: &'static str,
+) -> Result<Option<(File, std::fs::Metadata, Vec<u8>)>, Error> {
+    use std::io::{Read, Seek};
+    let mut read_again = 0;
+    loop {
+        let Some((file, meta)) = open_checked(path)? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::with_capacity(usize::try_from(meta.len().min(limit)).unwrap_or(0) + 1);
+        // On Windows a writer's or a compare-and-delete's byte-range lock can still cover a
+        // file just renamed into place, for the instant until it closes its handle.
+        match crate::busy::retry_while_busy(|| {
+            bytes.clear();
+            (&file).seek(std::io::SeekFrom::Start(0))?;
+            (&file).take(limit + 1).read_to_end(&mut bytes)
+        }) {
+            Ok(_) => return Ok(Some((file, meta, bytes))),
+            // NFS answers ESTALE once another machine replaced the file we opened: read the
+            // one at the name now.
+            Err(e) if is_gone(&e) && read_again < GONE_REOPENS => read_again += 1,
+            Err(e) => return Err(Error::io(action, path)(e)),
+        }
+    }
+}
+
 /// How many times a file that vanished between its open and its `fstat` is opened again: each
 /// time another machine removed or replaced it in that instant.
 const GONE_REOPENS: u32 = 16;

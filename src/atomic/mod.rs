@@ -15,12 +15,12 @@ mod remove_if;
 mod tests;
 
 use std::fs::File;
-use std::io::{Read, Seek, Write};
+use std::io::Write;
 use std::path::Path;
 
 use crate::error::Error;
 use crate::files::{
-    check_dir, check_dir_of, check_regular_and_owned, ensure_dir, open_checked, open_no_follow,
+    check_dir, check_dir_of, check_regular_and_owned, ensure_dir, open_no_follow, read_checked,
     split, sync_dir,
 };
 pub(crate) use put_back::put_back;
@@ -41,30 +41,11 @@ pub(crate) struct FileContent {
 ///
 /// Refuses symbolic links, non-regular files, files over [`MAX_FILE_BYTES`], a file owned by
 /// another user and a directory writable by others without the sticky bit (see
-/// [`open_checked`]). A file that group or others can read is tightened to 0600.
+/// [`crate::files::open_checked`]). A file that group or others can read is tightened to 0600.
 pub(crate) fn read(path: &Path) -> Result<Option<FileContent>, Error> {
-    let mut read_again = 0;
-    let (file, meta, bytes) = loop {
-        let Some((file, meta)) = open_checked(path)? else {
-            return Ok(None);
-        };
-        if meta.len() > MAX_FILE_BYTES {
-            return Err(too_large(path));
-        }
-        let mut bytes = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0) + 1);
-        // On Windows a writer's or a compare-and-delete's byte-range lock can still cover a
-        // file just renamed into place, for the instant until it closes its handle.
-        match crate::busy::retry_while_busy(|| {
-            bytes.clear();
-            (&file).seek(std::io::SeekFrom::Start(0))?;
-            (&file).take(MAX_FILE_BYTES + 1).read_to_end(&mut bytes)
-        }) {
-            Ok(_) => break (file, meta, bytes),
-            // NFS answers ESTALE once another machine replaced the file we opened: read the
-            // one at the name now.
-            Err(e) if crate::files::is_gone(&e) && read_again < 16 => read_again += 1,
-            Err(e) => return Err(Error::io("read the session file", path)(e)),
-        }
+    let Some((file, meta, bytes)) = read_checked(path, MAX_FILE_BYTES, "read the session file")?
+    else {
+        return Ok(None);
     };
     if bytes.len() as u64 > MAX_FILE_BYTES {
         return Err(too_large(path));

@@ -1,12 +1,12 @@
 //! The lease file itself: created with its full content in one step, and read by opening it.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::record::LeaseRecord;
 use crate::clock::unix_ms;
 use crate::error::Error;
-use crate::files::{check_dir_of, ensure_dir, is_gone, open_checked, with_suffix};
+use crate::files::{check_dir_of, ensure_dir, read_checked, with_suffix};
 
 /// Creates the lease file with its full content, failing (`Ok(false)`) if it exists.
 pub(crate) fn create_exclusive(lease_path: &Path, record: &LeaseRecord) -> Result<bool, Error> {
@@ -80,18 +80,8 @@ pub(crate) enum Seen {
 /// like the session file (no symlink followed, no blocking on a FIFO, a regular file owned by
 /// us or root, checked on the descriptor), so anything else at the name is an error at once.
 pub(crate) fn inspect(path: &Path) -> Result<Seen, Error> {
-    let mut read_again = 0;
-    let (meta, bytes) = loop {
-        let Some((file, meta)) = open_checked(path)? else {
-            return Ok(Seen::Absent);
-        };
-        let mut bytes = Vec::new();
-        match file.take(64 * 1024).read_to_end(&mut bytes) {
-            Ok(_) => break (meta, bytes),
-            // NFS's ESTALE: another machine released or replaced the lease we opened.
-            Err(e) if is_gone(&e) && read_again < 16 => read_again += 1,
-            Err(e) => return Err(Error::io("read the lease file", path)(e)),
-        }
+    let Some((_, meta, bytes)) = read_checked(path, 64 * 1024, "read the lease file")? else {
+        return Ok(Seen::Absent);
     };
     Ok(match LeaseRecord::from_json(&bytes) {
         Ok(r) => Seen::Record(r),

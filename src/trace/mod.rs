@@ -28,6 +28,8 @@ mod off;
 #[cfg(feature = "tracing")]
 mod on;
 #[cfg(all(test, feature = "tracing"))]
+mod test_anchor;
+#[cfg(all(test, feature = "tracing"))]
 mod tests;
 
 use crate::error::Error;
