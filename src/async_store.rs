@@ -95,6 +95,20 @@ impl AsyncStore {
         wait_for(self.join_or_start_flight()).await
     }
 
+    /// A valid access token with at least `min_valid` left, as
+    /// [`Store::access_token_valid_for`], on the blocking pool (outside this process's
+    /// single flight: the store's guards still make it one refresh across processes).
+    ///
+    /// # Errors
+    /// As [`Store::access_token_valid_for`].
+    pub async fn access_token_valid_for(
+        &self,
+        min_valid: std::time::Duration,
+    ) -> Result<AccessToken, Error> {
+        let store = Arc::clone(&self.store);
+        blocking(move || store.access_token_valid_for(min_valid)).await
+    }
+
     /// A new access token after an API rejected `rejected` (HTTP 401), as
     /// [`Store::access_token_after_rejection`], on the blocking pool. The store refreshes
     /// only if it still holds the rejected token, so any number of tasks and processes

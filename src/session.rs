@@ -19,6 +19,12 @@ pub const SESSION_FORMAT_VERSION: u32 = 1;
 /// short-lived token is not considered stale the moment it is issued.
 const MARGIN_LIFETIME_DIVISOR: u32 = 4;
 
+/// A minimum validity asked for (`--min-valid`) caps at this fraction of a token's lifetime
+/// (three quarters): a token is used for at least a quarter of its lifetime before such a
+/// request refreshes it, so a server issuing tokens shorter than asked for still sees one
+/// refresh per token, not one per call.
+const MIN_VALID_LIFETIME_FRACTION: (u32, u32) = (3, 4);
+
 /// How the client authenticates at the token endpoint (RFC 6749 §2.3.1).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "method", rename_all = "lowercase")]
@@ -263,6 +269,39 @@ impl Session {
         }
     }
 
+    /// The minimum validity actually required of this token when `min_valid` is asked for
+    /// ([`crate::Store::access_token_valid_for`]): `min_valid`, capped at three quarters of
+    /// the token's lifetime, so that a server issuing shorter tokens than asked for still
+    /// sees one refresh per token, not one per call. Zero for a token without an expiry.
+    #[must_use]
+    pub fn effective_min_valid(&self, min_valid: Duration) -> Duration {
+        let (numerator, denominator) = MIN_VALID_LIFETIME_FRACTION;
+        match self.lifetime() {
+            None => Duration::ZERO,
+            Some(lifetime) => min_valid.min(lifetime / denominator * numerator),
+        }
+    }
+
+    /// How long the access token was issued for (from when it was obtained to its expiry);
+    /// `None` without an expiry.
+    #[must_use]
+    pub fn lifetime(&self) -> Option<Duration> {
+        self.expires_at_ms
+            .map(|exp| Duration::from_millis(exp.saturating_sub(self.obtained_at_ms)))
+    }
+
+    /// Whether the access token has more than [`Session::effective_min_valid`] left at `now`.
+    pub(crate) fn is_valid_for(&self, now: SystemTime, min_valid: Duration) -> bool {
+        match self.expires_at_ms {
+            None => true,
+            Some(exp) => {
+                let min_ms = u64::try_from(self.effective_min_valid(min_valid).as_millis())
+                    .unwrap_or(u64::MAX);
+                unix_ms(now).saturating_add(min_ms) < exp
+            }
+        }
+    }
+
     /// Whether the access token is still valid at `now` with `margin` to spare (the margin
     /// capped as [`Session::effective_margin`] says). A session without an expiry is fresh.
     #[must_use]
@@ -352,6 +391,31 @@ mod tests {
         assert_eq!(s.effective_margin(margin), Duration::from_secs(1));
         assert!(s.is_fresh(from_unix_ms(2_999), margin));
         assert!(!s.is_fresh(from_unix_ms(3_000), margin));
+    }
+
+    #[test]
+    fn min_valid_is_capped_at_three_quarters_of_the_lifetime_and_honoured_below_it() {
+        let now = from_unix_ms(0);
+        let s = Session::from_token_response(
+            client(),
+            response(
+                r#"{"access_token":"a","token_type":"Bearer","expires_in":600,"refresh_token":"r"}"#,
+            ),
+            now,
+        )
+        .expect("session");
+        assert_eq!(s.lifetime(), Some(Duration::from_secs(600)));
+        let asked = Duration::from_secs(900);
+        assert_eq!(s.effective_min_valid(asked), Duration::from_secs(450));
+        // A token just obtained is good enough for an impossible request ...
+        assert!(s.is_valid_for(now, asked));
+        // ... until a quarter of its lifetime has passed.
+        assert!(s.is_valid_for(from_unix_ms(149_999), asked));
+        assert!(!s.is_valid_for(from_unix_ms(150_000), asked));
+        // Below the cap, what was asked for.
+        let asked = Duration::from_secs(100);
+        assert_eq!(s.effective_min_valid(asked), asked);
+        assert!(!s.is_valid_for(from_unix_ms(500_000), asked));
     }
 
     #[test]

@@ -43,11 +43,29 @@ impl Store {
     /// Waiting is bounded by the lock timeout for the advisory lock, and again for the lease
     /// where one is used.
     pub fn access_token(&self) -> Result<AccessToken, Error> {
+        self.access_token_valid_for(Duration::ZERO)
+    }
+
+    /// A valid access token with at least `min_valid` left, as [`Store::access_token`] with
+    /// a larger margin for this call only (a batch job that needs its token to outlive the
+    /// job's step). `min_valid` is capped at three quarters of the token's lifetime
+    /// ([`Session::effective_min_valid`]): against a server that issues shorter tokens than
+    /// asked for, a token is still refreshed once, not on every call; the caller sees the
+    /// shortfall in [`AccessToken::expires_at`].
+    ///
+    /// Any number of processes asking at once cause one refresh, and a refresh that fails
+    /// for a reason that may pass hands out the stored token if it has not actually expired
+    /// ([`crate::Event::UsingUnexpiredToken`]), as [`Store::access_token`] does.
+    ///
+    /// # Errors
+    /// As [`Store::access_token`].
+    pub fn access_token_valid_for(&self, min_valid: Duration) -> Result<AccessToken, Error> {
+        let fresh = |s: &Session| self.is_fresh(s) && s.is_valid_for(self.clock.now(), min_valid);
         let session = self.load()?.ok_or_else(|| self.no_session())?;
-        if self.is_fresh(&session) {
+        if fresh(&session) {
             return Ok(AccessToken::from_session(&session, false));
         }
-        match self.refresh_unless(|s| self.is_fresh(s)) {
+        match self.refresh_unless(fresh) {
             Err(e) if e.is_transient() => self.unexpired_despite(e),
             other => other,
         }

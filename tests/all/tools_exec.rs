@@ -173,15 +173,35 @@ fn the_token_file_is_written_atomically_once_per_token_and_rewritten_after_a_ref
     assert!(strays.is_empty(), "temp files left: {strays:?}");
 }
 
+/// Rewrites the session at `store` as obtained `age` ago and expiring `left` from now (the
+/// lifetime is what caps `--min-valid`).
+fn age_session(store: &Path, age: Duration, left: Duration) {
+    let ms = |t: SystemTime| {
+        u64::try_from(
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .expect("after 1970")
+                .as_millis(),
+        )
+        .expect("ms")
+    };
+    let now = SystemTime::now();
+    let mut v: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store).expect("read session")).expect("json");
+    v["obtained_at_ms"] = ms(now - age).into();
+    v["expires_at_ms"] = ms(now + left).into();
+    // The file keeps its mode (0600): written in place.
+    std::fs::write(store, v.to_string()).expect("write session");
+}
+
 #[test]
 fn min_valid_refreshes_once_for_many_jobs_only_when_less_is_left() {
     let b = Backend::fresh();
-    // Ten minutes left.
-    let short = b
-        .session
-        .clone()
-        .with_expires_at(SystemTime::now() + Duration::from_secs(600));
-    credlock::Store::new(&b.store).save(&short).expect("save");
+    // Ten minutes left of a token obtained an hour ago (so --min-valid 900 is not capped).
+    age_session(
+        &b.store,
+        Duration::from_secs(3600),
+        Duration::from_secs(600),
+    );
     let file = b.dir.path().join("bt");
     let out_arg = file.to_str().expect("utf-8");
     let out = run(credlock(
@@ -226,5 +246,80 @@ fn the_default_token_file_follows_the_bearer_token_discovery_convention() {
     assert_eq!(
         std::fs::read_to_string(&expected).expect("default token file"),
         format!("{}\n", b.access_token())
+    );
+}
+
+/// A valid token is still a valid token on every path that can refresh: a refresh forced by
+/// `--min-valid` that fails for a reason that may pass hands out the stored token, which has
+/// not expired, with a warning (README, "What it guarantees").
+#[test]
+fn min_valid_with_the_token_endpoint_down_hands_out_the_unexpired_token_with_a_warning() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("session.json");
+    let (fake, http, session) = crate::tools_support::seed_at(&store, false);
+    drop(http); // the token endpoint is down: connection refused
+    age_session(&store, Duration::from_secs(7200), Duration::from_secs(3600));
+    let token = session.access_token().secret().to_owned();
+    let file = dir.path().join("bt");
+    let out = run(credlock(
+        &store,
+        &[
+            "token",
+            "--out",
+            file.to_str().expect("utf-8"),
+            "--min-valid",
+            "3700",
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("token file"),
+        format!("{token}\n")
+    );
+    assert!(
+        text(&out.stderr).contains("has not expired"),
+        "no warning: {}",
+        text(&out.stderr)
+    );
+    let out = run(credlock(&store, &["token", "--min-valid", "3700"]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), format!("{token}\n"));
+    assert!(!text(&out.stderr).contains(&token));
+    assert_eq!(fake.counters().refresh_requests, 0, "the server was down");
+    assert_eq!(crate::tools_support::stored_token(&store), token);
+}
+
+/// One refresh per expiry whatever the flags: a `--min-valid` longer than the tokens the
+/// server issues is capped at three quarters of the token's lifetime (`--help`), so a fresh
+/// token is not refreshed again on every call.
+#[test]
+fn min_valid_longer_than_the_token_lifetime_refreshes_once_not_on_every_call() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("session.json");
+    let fake = credlock::testing::FakeServer::builder()
+        .access_ttl(Duration::from_secs(600))
+        .build();
+    let http = credlock::testing::HttpServer::start(std::sync::Arc::clone(&fake)).expect("server");
+    let session = fake
+        .seed_session(&http.token_endpoint())
+        .expect("seed")
+        .with_expires_at(SystemTime::now());
+    credlock::Store::new(&store).save(&session).expect("save");
+    let mut last = None;
+    for _ in 0..5 {
+        let out = run(credlock(&store, &["token", "--min-valid", "900"]));
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        last = Some(out);
+    }
+    assert_eq!(
+        fake.counters().refresh_requests,
+        1,
+        "600 s tokens, --min-valid 900, five calls"
+    );
+    let last = last.expect("ran");
+    assert!(
+        text(&last.stderr).contains("600 s"),
+        "the warning names the server's token lifetime: {}",
+        text(&last.stderr)
     );
 }

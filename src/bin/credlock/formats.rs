@@ -35,8 +35,12 @@ pub struct TokenArgs {
     /// for a named profile.
     #[arg(long, value_name = "FILE", num_args = 0..=1)]
     pub out: Option<Option<PathBuf>>,
-    /// Refresh when the token has less than this many seconds left (not capped like
-    /// --margin).
+    /// Refresh when the token has less than this many seconds left, capped at three
+    /// quarters of the token's lifetime (a token is used for at least a quarter of its
+    /// lifetime, so 600 s tokens with --min-valid 900 are refreshed once, not on every call;
+    /// a warning says when the cap applies). If that refresh fails for a reason that may pass
+    /// (network, 429, 5xx, lock timeout), a token that has not expired is still handed out,
+    /// with a warning.
     #[arg(long, value_name = "SECONDS")]
     pub min_valid: Option<u64>,
 }

@@ -30,10 +30,10 @@ pub fn override_active() -> bool {
     override_token().is_some()
 }
 
-/// A valid token. With `min_valid`, a token with less than that left is refreshed even where
-/// the store's margin would still hand it out (the margin is capped at a quarter of the
-/// lifetime; `--min-valid` is not). The forced refresh goes through the after-rejection
-/// path, so that any number of processes wanting more time for the same token cause one.
+/// A valid token. With `min_valid`, one with at least that much left (capped at three
+/// quarters of the token's lifetime, see `Store::access_token_valid_for`): any number of
+/// processes wanting more time for the same token cause one refresh, and a refresh that fails
+/// for a reason that may pass still hands out a token that has not expired, with a warning.
 ///
 /// A refresh that worked but could not be saved is an error here (unlike `credlock token`,
 /// which prints the token first): a tool that got the token would use it while the next
@@ -46,24 +46,46 @@ pub fn token(g: &Global, min_valid: Option<Duration>) -> Result<Obtained, Failur
         });
     }
     let store = g.store();
-    let mut got = store.access_token()?;
+    let got = match min_valid {
+        Some(min) => store.access_token_valid_for(min)?,
+        None => store.access_token()?,
+    };
     if let Some(min) = min_valid {
-        let short =
-            |t: &credlock::AccessToken| t.expires_at().is_some_and(|e| e < SystemTime::now() + min);
-        if short(&got) && !got.refreshed() {
-            got = store.access_token_after_rejection(got.secret())?;
-        }
-        if short(&got) {
-            eprintln!(
-                "credlock: warning: the token has less than --min-valid ({} s) left even after a refresh; the server issues shorter-lived tokens",
-                min.as_secs()
-            );
-        }
+        warn_if_short(&store, &got, min);
     }
     Ok(Obtained {
         token: Secret::new(got.secret()),
         expires_at: got.expires_at(),
     })
+}
+
+/// Says so on stderr when the token has less than `min` left because the server's tokens do
+/// not live long enough for it (a token handed out because its refresh failed was already
+/// reported by the store's warning).
+fn warn_if_short(store: &credlock::Store, got: &credlock::AccessToken, min: Duration) {
+    let Some(left) = got
+        .expires_at()
+        .map(|e| e.duration_since(SystemTime::now()).unwrap_or_default())
+    else {
+        return;
+    };
+    if left >= min {
+        return;
+    }
+    let lifetime = store
+        .load()
+        .ok()
+        .flatten()
+        .filter(|s| s.access_token().secret() == got.secret())
+        .and_then(|s| s.lifetime());
+    if let Some(lifetime) = lifetime.filter(|l| *l * 3 / 4 < min) {
+        eprintln!(
+            "credlock: warning: the token has {} s left, less than --min-valid ({} s): this server issues tokens that live {} s, and --min-valid is capped at three quarters of that",
+            left.as_secs(),
+            min.as_secs(),
+            lifetime.as_secs()
+        );
+    }
 }
 
 /// Standard input as text, at most 64 KiB (a credential request or a token, never more).
