@@ -323,3 +323,78 @@ fn min_valid_longer_than_the_token_lifetime_refreshes_once_not_on_every_call() {
         text(&last.stderr)
     );
 }
+
+/// The reader's path without `XDG_RUNTIME_DIR` (cron, batch) is the bearer token discovery
+/// fallback, `/tmp/bt_u<uid>` (not `$TMPDIR`), and `--profile NAME` appends `-NAME` (README,
+/// "Batch jobs").
+#[test]
+fn without_xdg_runtime_dir_the_token_file_is_tmp_bt_uid_and_a_profile_appends_its_name() {
+    let b = Backend::fresh();
+    let config = tempfile::tempdir().expect("config");
+    let tmpdir = tempfile::tempdir().expect("TMPDIR");
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .expect("time")
+        .subsec_nanos();
+    let profile = format!("outtest{}x{nanos}", std::process::id());
+    let profile_store = config
+        .path()
+        .join("credlock")
+        .join("profiles")
+        .join(&profile)
+        .join("session.json");
+    credlock::Store::new(&profile_store)
+        .save(&b.session)
+        .expect("save");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_credlock"));
+    cmd.args(["--profile", &profile, "token", "--out"])
+        .env("XDG_CONFIG_HOME", config.path())
+        .env("TMPDIR", tmpdir.path())
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("CREDLOCK_STORE")
+        .env_remove("CREDLOCK_PROFILE");
+    let out = run(cmd);
+    let uid = rustix::process::getuid().as_raw();
+    let expected = Path::new("/tmp").join(format!("bt_u{uid}-{profile}"));
+    let written = std::fs::read_to_string(&expected);
+    let _ = std::fs::remove_file(&expected);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        written.expect("the token file at /tmp/bt_u<uid>-<profile>"),
+        format!("{}\n", b.access_token())
+    );
+    assert_eq!(
+        std::fs::read_dir(tmpdir.path()).expect("TMPDIR").count(),
+        0,
+        "written under $TMPDIR"
+    );
+}
+
+/// A token file that another user owns (planted in `/tmp` before us, say) is neither
+/// trusted nor replaced: the error names its owner and what to do. Needs root to give a file
+/// away; skipped otherwise.
+#[test]
+fn a_token_file_owned_by_another_user_is_refused_naming_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: giving a file to another user (uid 65534) needs root");
+        return;
+    }
+    let b = Backend::fresh();
+    let file = b.dir.path().join("bt");
+    for planted in [format!("{}\n", b.access_token()), "theirs\n".to_owned()] {
+        std::fs::write(&file, &planted).expect("plant");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        std::os::unix::fs::chown(&file, Some(65534), Some(65534)).expect("chown");
+        let out = run(credlock(
+            &b.store,
+            &["token", "--out", file.to_str().expect("utf-8")],
+        ));
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+        let stderr = text(&out.stderr);
+        assert!(stderr.contains("uid 65534"), "{stderr}");
+        assert!(stderr.contains("--out FILE"), "says what to do: {stderr}");
+        assert_eq!(std::fs::read_to_string(&file).expect("read"), planted);
+        assert_eq!(std::fs::metadata(&file).expect("meta").uid(), 65534);
+    }
+}

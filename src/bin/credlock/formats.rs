@@ -31,8 +31,9 @@ pub struct TokenArgs {
     pub format: Format,
     /// Write the token to FILE instead of stdout: atomically, mode 0600, only when it
     /// changed. Without FILE: $XDG_RUNTIME_DIR/bt_u<uid> (the WLCG bearer token discovery
-    /// location; /tmp/bt_u<uid> when XDG_RUNTIME_DIR is unset), with `-<profile>` appended
-    /// for a named profile.
+    /// location), or /tmp/bt_u<uid> when XDG_RUNTIME_DIR is unset (cron, batch; not
+    /// $TMPDIR), with -NAME appended for --profile NAME. A file there that another user owns
+    /// is refused (exit 1), never used.
     #[arg(long, value_name = "FILE", num_args = 0..=1)]
     pub out: Option<Option<PathBuf>>,
     /// Refresh when the token has less than this many seconds left, capped at three

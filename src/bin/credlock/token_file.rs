@@ -1,5 +1,9 @@
 //! The node-local token file of `credlock token --out`: readers on a node read a local file
 //! and only `credlock token --out` touches the (possibly network) session store.
+//!
+//! Whose file it is: only the user running credlock's. The default location's fallback is
+//! the shared `/tmp`, kept for the readers that look there; a file someone else put there
+//! first is refused with an error that names its owner, never silently used.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -7,18 +11,31 @@ use std::path::{Path, PathBuf};
 use crate::Failure;
 
 /// `$XDG_RUNTIME_DIR/bt_u<uid>`, else `/tmp/bt_u<uid>` (the WLCG Bearer Token Discovery
-/// locations, which htgettoken also writes), `-<profile>` appended for a named profile.
+/// locations, which htgettoken also writes and token readers look in; literally `/tmp`, not
+/// `$TMPDIR`, or readers would not find it), `-<profile>` appended for a profile named with
+/// `--profile`. In `/tmp` another user can create the file first: [`write_if_changed`] then
+/// refuses it rather than trusting or failing silently on it.
 pub fn default_path(profile: Option<&str>) -> PathBuf {
     let dir = std::env::var_os("XDG_RUNTIME_DIR")
         .map(PathBuf::from)
         .filter(|p| p.is_absolute())
-        .unwrap_or_else(std::env::temp_dir);
+        .unwrap_or_else(shared_fallback_dir);
     let mut name = base_name();
     if let Some(p) = profile.filter(|p| *p != credlock::DEFAULT_PROFILE) {
         name.push('-');
         name.push_str(p);
     }
     dir.join(name)
+}
+
+#[cfg(unix)]
+fn shared_fallback_dir() -> PathBuf {
+    PathBuf::from("/tmp")
+}
+
+#[cfg(not(unix))]
+fn shared_fallback_dir() -> PathBuf {
+    std::env::temp_dir()
 }
 
 #[cfg(unix)]
@@ -36,6 +53,7 @@ fn base_name() -> String {
 /// A reader sees the old token or the new one, never a partial file. Returns whether it
 /// wrote.
 pub fn write_if_changed(path: &Path, token: &str) -> Result<bool, Failure> {
+    refuse_foreign(path)?;
     let content = format!("{token}\n");
     if std::fs::read(path).is_ok_and(|old| old == content.as_bytes()) && private(path) {
         return Ok(false);
@@ -69,6 +87,29 @@ pub fn write_if_changed(path: &Path, token: &str) -> Result<bool, Failure> {
     persisted.map_err(|e| failed("replace", e.error))?;
     sync_dir(dir).map_err(|e| failed("sync the directory of", e))?;
     Ok(true)
+}
+
+/// A token file that another user owns is neither trusted nor replaced (in `/tmp` anyone can
+/// create `bt_u<uid>` before us: its readers would get that user's token).
+fn refuse_foreign(path: &Path) -> Result<(), Failure> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        let me = rustix::process::getuid().as_raw();
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.uid() != me => Err(Failure::Other(format!(
+                "the token file {} belongs to uid {}, not to you (uid {me}): its readers would get that user's token, so credlock neither uses nor replaces it; remove it (as its owner or root), or write elsewhere with --out FILE or XDG_RUNTIME_DIR (and point readers there with BEARER_TOKEN_FILE)",
+                path.display(),
+                m.uid()
+            ))),
+            _ => Ok(()),
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = path;
+        Ok(())
+    }
 }
 
 /// Whether the file is readable by its owner only (always true where modes do not exist).
