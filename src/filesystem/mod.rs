@@ -18,9 +18,22 @@ pub use ownership::ownership_problems;
 
 use std::path::{Path, PathBuf};
 
-/// The environment variable that forces the detected kind (`local`, `nfs`, `nfs-nolock`,
-/// `smb`, `fuse`, `network`, `unknown`): for tests, and for users who know better.
+/// The environment variable that forces the detected kind (one of [`FS_KIND_NAMES`]): for
+/// tests, and for users who know better. A value that is not one of them is ignored by
+/// [`detect`], which says so in [`Detected::evidence`]; the `credlock` CLI refuses it.
 pub const FS_KIND_ENV: &str = "CREDLOCK_FS_KIND";
+
+/// The values [`FS_KIND_ENV`] accepts (`cifs` is another name for `smb`).
+pub const FS_KIND_NAMES: [&str; 8] = [
+    "local",
+    "nfs",
+    "nfs-nolock",
+    "smb",
+    "cifs",
+    "fuse",
+    "network",
+    "unknown",
+];
 
 /// The kind of filesystem, as far as locking is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -117,16 +130,30 @@ pub struct Detected {
 /// existing ancestor). [`FS_KIND_ENV`] overrides detection.
 #[must_use]
 pub fn detect(path: &Path) -> Detected {
-    if let Ok(value) = std::env::var(FS_KIND_ENV)
-        && let Some(kind) = FsKind::from_override(value.trim())
+    let forced = std::env::var_os(FS_KIND_ENV);
+    detect_with(forced.as_deref(), path)
+}
+
+/// [`detect`] with the override's value given.
+fn detect_with(forced: Option<&std::ffi::OsStr>, path: &Path) -> Detected {
+    let forced = forced.map(|v| v.to_string_lossy().trim().to_owned());
+    if let Some(value) = &forced
+        && let Some(kind) = FsKind::from_override(value)
     {
         return Detected {
             kind,
             evidence: format!("{FS_KIND_ENV}={value}"),
         };
     }
-    let existing = nearest_existing(path);
-    detect_os(&existing)
+    let mut detected = detect_os(&nearest_existing(path));
+    if let Some(value) = forced.filter(|v| !v.is_empty()) {
+        detected.evidence = format!(
+            "{FS_KIND_ENV}={value:?} ignored (not one of {}); {}",
+            FS_KIND_NAMES.join(", "),
+            detected.evidence
+        );
+    }
+    detected
 }
 
 fn nearest_existing(path: &Path) -> PathBuf {

@@ -65,3 +65,26 @@ fn the_longest_mount_point_wins() {
     let m = mount_of(table, Path::new("/etc")).expect("found");
     assert_eq!(m.mount_point, "/");
 }
+
+#[test]
+fn every_override_name_is_a_kind_and_an_unknown_one_is_named_in_the_evidence() {
+    for name in FS_KIND_NAMES {
+        assert!(FsKind::from_override(name).is_some(), "{name}");
+        let d = detect_with(Some(std::ffi::OsStr::new(name)), Path::new("."));
+        assert_eq!(d.evidence, format!("{FS_KIND_ENV}={name}"));
+    }
+    assert_eq!(FsKind::from_override("cifs"), Some(FsKind::Smb));
+    let d = detect_with(Some(std::ffi::OsStr::new("nfs-nolok")), Path::new("."));
+    assert!(
+        d.evidence.starts_with(
+            "CREDLOCK_FS_KIND=\"nfs-nolok\" ignored (not one of local, nfs, nfs-nolock"
+        ),
+        "{}",
+        d.evidence
+    );
+    let unset = detect_with(None, Path::new("."));
+    assert_eq!(
+        detect_with(Some(std::ffi::OsStr::new(" ")), Path::new(".")),
+        unset
+    );
+}

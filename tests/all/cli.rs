@@ -326,6 +326,41 @@ fn usage_errors_are_exit_code_2() {
     );
 }
 
+/// A mistyped `CREDLOCK_FS_KIND` is not silently replaced by detection (which could leave a
+/// `nolock` NFS home without its lease): every command refuses it as a usage error that
+/// lists the kinds (docs/filesystems.md, "Override"); `cifs` is the documented alias of `smb`.
+#[test]
+fn an_unknown_credlock_fs_kind_is_a_usage_error_that_lists_the_kinds() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("session.json");
+    for args in [
+        &["token"][..],
+        &["status"],
+        &["doctor"],
+        &["token", "--json"],
+    ] {
+        let mut cmd = credlock(&store, args);
+        cmd.env("CREDLOCK_FS_KIND", "nfs-nolok");
+        let out = run(cmd);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("CREDLOCK_FS_KIND") && stderr.contains("nfs-nolok"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("nfs-nolock, smb"),
+            "lists the kinds: {stderr}"
+        );
+        if args.contains(&"--json") {
+            assert_eq!(json(&out)["error"]["kind"], "usage");
+        }
+    }
+    let mut status = credlock(&store, &["status", "--json"]);
+    status.env("CREDLOCK_FS_KIND", "cifs");
+    assert_eq!(json(&run(status))["filesystem"], "smb");
+}
+
 #[test]
 fn on_a_filesystem_whose_locks_do_not_cross_machines_auto_adds_the_lease_and_says_so() {
     let dir = tempfile::tempdir().expect("tempdir");

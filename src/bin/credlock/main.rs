@@ -195,7 +195,7 @@ fn main() -> ExitCode {
         json: cli.json,
         verbose: cli.verbose,
     };
-    let result = match cli.command {
+    let result = fs_kind_override_is_known().and_then(|()| match cli.command {
         Command::Token {
             login: true,
             login_args,
@@ -222,7 +222,7 @@ fn main() -> ExitCode {
         Command::Race(args) => race::run(&global, &args),
         Command::Bench(args) => bench::run(&global, &args),
         Command::RaceChild => race::child(&global),
-    };
+    });
     peak_rss_report();
     let failure = match result {
         Ok(code) => return ExitCode::from(code),
@@ -248,6 +248,25 @@ fn main() -> ExitCode {
         let _ = write_stdout(format_args!("{}", json!({ "error": object })));
     }
     ExitCode::from(code)
+}
+
+/// A `CREDLOCK_FS_KIND` the library does not know would be ignored and the filesystem
+/// detected instead, which could leave a `nolock` NFS home without the lease its user asked
+/// for: a usage error (exit 2), before anything is read or written. Empty counts as unset.
+fn fs_kind_override_is_known() -> Result<(), Failure> {
+    use credlock::filesystem::{FS_KIND_ENV, FS_KIND_NAMES};
+    let Some(value) = std::env::var_os(FS_KIND_ENV) else {
+        return Ok(());
+    };
+    let value = value.to_string_lossy();
+    let value = value.trim();
+    if value.is_empty() || FS_KIND_NAMES.contains(&value) {
+        return Ok(());
+    }
+    Err(Failure::Usage(format!(
+        "{FS_KIND_ENV}={value:?} is not a filesystem kind credlock knows ({}); fix it, or unset it to let credlock detect the filesystem",
+        FS_KIND_NAMES.join(", ")
+    )))
 }
 
 /// A command line clap refused: its own text on stderr, and with `--json` anywhere on the
