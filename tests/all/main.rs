@@ -17,6 +17,8 @@ mod cli;
 mod cli_unix_tool;
 #[cfg(feature = "cli")]
 mod config_errors;
+#[cfg(all(unix, feature = "cli"))]
+mod exit_codes;
 mod fallback;
 #[cfg(all(unix, feature = "cli"))]
 mod faults;

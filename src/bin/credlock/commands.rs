@@ -131,7 +131,9 @@ pub fn status(g: &Global) -> Outcome {
         )?;
     }
     match &session {
-        None => outln!("session:        none (log in, then `credlock import`)")?,
+        None => outln!(
+            "session:        none (log in with `credlock login`, or store a token response with `credlock import`)"
+        )?,
         Some(s) => {
             outln!("session:        present")?;
             match (s.expires_at(), seconds_left) {

@@ -47,7 +47,7 @@ pub fn run(g: &Global) -> Outcome {
             "store",
             Level::Warn,
             format!(
-                "no session at {}: log in, then `credlock import`",
+                "no session at {}: log in with `credlock login` (or store a token response with `credlock import`)",
                 store.path().display()
             ),
         )),

@@ -63,7 +63,9 @@ struct Cli {
     /// Structured output.
     #[arg(long, global = true)]
     json: bool,
-    /// Report every step (waiting, refreshing, adopting) on stderr.
+    /// Also report the routine steps on stderr (refreshing, adopting another process's
+    /// refresh, re-reads). Warnings are shown without it: a lock wait past about a second,
+    /// permissions tightened, a session deleted, an unexpired token handed out, degraded locks.
     #[arg(short, long, global = true)]
     verbose: bool,
     #[command(subcommand)]
@@ -157,12 +159,15 @@ impl Global {
 
 const EXIT_CODES: &str = "Exit codes:
   0  success
-  1  any other error
-  2  usage error (bad arguments; at import, a malformed or insecure endpoint)
+  1  any other error (a corrupt file, a refused revocation, a full disk, ...)
+  2  usage error (bad arguments, an unknown CREDLOCK_FS_KIND; at import, a malformed or
+     insecure endpoint)
   3  log in again (no session; the grant expired or was revoked)
-  4  try again later (network, HTTP 429 or 5xx, lock timeout, an incomplete refresh)
+  4  try again later (network, HTTP 429 or 5xx, lock timeout, an incomplete refresh, a
+     revocation that could not be sent)
   5  configuration error (the server rejects the client, no refresh token was issued, or the
-     stored endpoint is malformed or insecure)";
+     stored endpoint is malformed or insecure)
+`exec` exits with its command's status once the command runs (126/127 if it cannot run).";
 
 /// What a failed command exits with.
 fn exit_code_for(e: &Error) -> u8 {
