@@ -73,7 +73,11 @@ impl Login {
             .authorization()
             .ok_or_else(|| Error::LoginUnsupported {
                 issuer: self.endpoints.name(),
-                reason: "it has no authorization endpoint; use the device flow".to_owned(),
+                reason: if self.endpoints.device_authorization().is_some() {
+                    "it has no authorization endpoint; use the device flow".to_owned()
+                } else {
+                    super::no_flow_endpoint("authorization endpoint")
+                },
             })?;
         let state = random_urlsafe(24)?;
         let pkce = Pkce::new()?;

@@ -54,7 +54,11 @@ impl Login {
         let endpoint = self.endpoints.device_authorization().ok_or_else(|| {
             Error::LoginUnsupported {
                 issuer: self.endpoints.name(),
-                reason: "it has no device authorization endpoint (RFC 8628); use the browser or paste flow".to_owned(),
+                reason: if self.endpoints.authorization().is_some() {
+                    "it has no device authorization endpoint (RFC 8628); use the browser or paste flow".to_owned()
+                } else {
+                    super::no_flow_endpoint("device authorization endpoint (RFC 8628)")
+                },
             }
         })?;
         let started = self.clock.now();

@@ -67,6 +67,14 @@ pub const DEFAULT_LOGIN_DEADLINE: Duration = Duration::from_secs(300);
 /// The scope that asks for a refresh token at OpenID providers.
 const OFFLINE_ACCESS: &str = "offline_access";
 
+/// Why a flow cannot run when the endpoint it needs (`missing`) is unknown and so is the
+/// other flows': sending the user to another flow would fail the same way.
+pub(super) fn no_flow_endpoint(missing: &str) -> String {
+    format!(
+        "it has no {missing}, nor any other login endpoint: name the authorization endpoint (browser and paste flows) or the device authorization endpoint (device flow), or the issuer whose discovery document has them"
+    )
+}
+
 /// Which way the user logs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]

@@ -242,8 +242,31 @@ fn flows_without_their_endpoint_are_unsupported() {
         matches!(e, Error::LoginUnsupported { .. }) && e.is_configuration(),
         "{e}"
     );
+    // With neither endpoint known, neither error may send the user to the other flow.
+    assert!(
+        e.to_string().contains("no device authorization endpoint"),
+        "{e}"
+    );
+    assert!(!e.to_string().contains("use the"), "{e}");
     let e = bare
         .paste(&mut std::io::Cursor::new(b"code\n".to_vec()), &mut |_| {})
         .unwrap_err();
     assert!(matches!(e, Error::LoginUnsupported { .. }), "{e}");
+    assert!(e.to_string().contains("no authorization endpoint"), "{e}");
+    assert!(!e.to_string().contains("use the"), "{e}");
+    // With the other one known, the error names that flow.
+    let device_only = Login::new(
+        Endpoints::new("https://id.example/token")
+            .unwrap()
+            .with_device_authorization("https://id.example/device")
+            .unwrap(),
+        "cli",
+        ClientAuth::None,
+    )
+    .unwrap()
+    .with_transport(Arc::new(Scripted::new()));
+    let e = device_only
+        .paste(&mut std::io::Cursor::new(b"code\n".to_vec()), &mut |_| {})
+        .unwrap_err();
+    assert!(e.to_string().contains("use the device flow"), "{e}");
 }
