@@ -118,7 +118,7 @@ fn take_file(path: &Path, ttl: Duration, here: &Holder) -> Result<Option<String>
 /// it to a unique name (only one rename of the name can succeed), check, then delete it or
 /// put it back with a no-replace rename (never over a newer file; see
 /// [`crate::atomic::put_back`]). A file that did not match and cannot be put back is left at
-/// its aside name (`<path>.broken.<nonce>`), and the error names it. Returns whether it
+/// its aside name (`<path>.broken.<pid>-<nanos>-<n>`), and the error names it. Returns whether it
 /// removed the file.
 pub(crate) fn set_aside_if(path: &Path, judged: impl Fn(&Seen) -> bool) -> Result<bool, Error> {
     let aside = with_suffix(path, &format!(".broken.{}", unique_token()));

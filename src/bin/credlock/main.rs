@@ -113,9 +113,11 @@ enum Command {
     GitCredential(git_credential::GitCredentialArgs),
     /// Run a command with a valid access token in its environment; exits with its status.
     Exec(exec::ExecArgs),
-    /// The demo: many processes, one expiring session, one embedded token server.
+    /// The demo: many processes, one expiring session, one embedded token server. Runs on a
+    /// temporary session of its own: --store and --profile do not apply to it.
     Race(race::RaceArgs),
-    /// Measure the hot path, durable saves, race scaling and memory.
+    /// Measure the hot path, durable saves, race scaling and memory. Runs on temporary
+    /// sessions of its own: --store and --profile do not apply to it.
     Bench(bench::BenchArgs),
     /// One racing process (spawned by `race`).
     #[command(hide = true)]
