@@ -144,6 +144,7 @@ fn without_rename_or_link_a_file_is_put_back_by_exclusive_copy_and_never_over_an
     assert!(aside.exists());
 }
 
+/// Failure table: compare-and-delete: the set-aside file did not match and cannot be put back
 #[test]
 fn a_file_that_cannot_be_put_back_is_left_aside_and_the_error_names_it() {
     let dir = tempfile::tempdir().expect("tempdir");

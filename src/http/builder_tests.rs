@@ -76,6 +76,7 @@ fn setup_error(result: Result<super::UreqTransport, Error>) -> (Option<PathBuf>,
     }
 }
 
+/// Failure table: transport files unusable: extra CA file, client certificate or key, no root, bad explicit proxy
 #[test]
 fn a_missing_extra_ca_file_is_an_error_naming_it() {
     let files = Files::new();
@@ -234,6 +235,7 @@ fn without_ssl_cert_variables_the_platform_store_or_the_bundled_roots_are_used()
     );
 }
 
+/// Failure table: `SSL_CERT_FILE` / `SSL_CERT_DIR` unusable with the default transport (`UreqTransport::new`)
 #[test]
 fn the_default_transport_reads_roots_at_the_first_https_request_and_refuses_if_unusable() {
     let env: super::tls_connector::Env = Box::new(|name| {

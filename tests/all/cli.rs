@@ -361,6 +361,7 @@ fn an_unknown_credlock_fs_kind_is_a_usage_error_that_lists_the_kinds() {
     assert_eq!(json(&run(status))["filesystem"], "smb");
 }
 
+/// Failure table: locks do not reach other machines (detected), mode `auto`
 #[test]
 fn on_a_filesystem_whose_locks_do_not_cross_machines_auto_adds_the_lease_and_says_so() {
     let dir = tempfile::tempdir().expect("tempdir");

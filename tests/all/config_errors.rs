@@ -27,6 +27,7 @@ fn import(path: &std::path::Path, endpoint: &str, body: &[u8]) -> Output {
 const RESPONSE: &[u8] =
     br#"{"access_token":"a-1","token_type":"Bearer","expires_in":60,"refresh_token":"r-1"}"#;
 
+/// Failure table: endpoint malformed (does not parse, not absolute, no host, user info)
 #[test]
 fn a_malformed_endpoint_is_refused_at_import_as_a_usage_error_with_the_right_reason() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -58,6 +59,7 @@ fn a_malformed_endpoint_is_refused_at_import_as_a_usage_error_with_the_right_rea
     }
 }
 
+/// Failure table: token response without `refresh_token` (import, login)
 #[test]
 fn a_token_response_without_a_refresh_token_is_a_configuration_error() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -173,6 +173,8 @@ fn exit_code_0_is_success() {
 /// A full disk is held by `faults::a_full_disk_fails_cleanly_and_a_refresh_still_hands_out_its_token`
 /// (it needs a mount namespace), a token file of another user by
 /// `tools_exec::a_token_file_owned_by_another_user_is_refused_naming_its_owner` (root).
+///
+/// Failure table: `logout` with revocation: any other status
 #[test]
 fn exit_code_1_is_any_other_error() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -356,6 +358,9 @@ fn exit_code_4_is_try_again_later() {
 }
 
 /// | 5 | configuration (the server rejects the client, no refresh token was issued, the stored endpoint is malformed or insecure) |
+///
+/// Failure table: token endpoint is plain `http://` to a non-loopback host
+/// Failure table: endpoint malformed (does not parse, not absolute, no host, user info)
 #[test]
 fn exit_code_5_is_configuration() {
     let s = Served::new(true, |_, _| {});

@@ -45,6 +45,7 @@ fn a_sibling_that_refreshed_during_our_request_is_adopted_and_kept() {
     assert_eq!(bed.server.counters().invalid_grant, 1);
 }
 
+/// Failure table: `invalid_grant`, nothing newer, store still holds the failed token
 #[test]
 fn invalid_grant_with_no_sibling_deletes_the_dead_session_and_asks_for_a_login() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);
@@ -60,6 +61,7 @@ fn invalid_grant_with_no_sibling_deletes_the_dead_session_and_asks_for_a_login()
     assert!(!bed.path.exists());
 }
 
+/// Failure table: `invalid_grant`, a sibling saved a fresh session
 #[test]
 fn a_sibling_that_saves_during_the_polling_window_is_adopted() {
     let bed = Arc::new(Bed::new(ReusePolicy::RevokeGrant));
@@ -102,6 +104,7 @@ fn compare_and_delete_adopts_a_session_saved_just_before_the_delete() {
     assert_eq!(bed.stored().expect("kept"), newer);
 }
 
+/// Failure table: `invalid_grant`, a sibling saved a stale session
 #[test]
 fn a_newer_but_stale_session_is_refreshed_once() {
     let bed = Arc::new(Bed::new(ReusePolicy::RejectOnly));

@@ -127,6 +127,7 @@ fn kill_loop(policy: ReusePolicy, rounds: usize) -> KillStats {
     st
 }
 
+/// Failure table: process killed at any point
 #[test]
 fn two_hundred_sigkills_never_leave_a_torn_or_mixed_store() {
     let st = kill_loop(ReusePolicy::RevokeGrant, 200);
@@ -187,6 +188,7 @@ fn import(path: &Path, endpoint: &str, response: &[u8]) -> std::process::Output 
     run_with_stdin(credlock(path, &args), response)
 }
 
+/// Failure table: save/delete: directory not writable, disk full
 #[test]
 #[ignore = "needs root (mounts a tmpfs); .ci/run runs it"]
 fn a_full_disk_fails_cleanly_and_a_refresh_still_hands_out_its_token() {

@@ -10,6 +10,7 @@ use credlock::testing::ReusePolicy;
 
 use crate::common::Bed;
 
+/// Failure table: file does not parse after re-reads
 #[test]
 fn a_corrupt_file_is_reported_with_its_path_and_never_touched() {
     for bytes in [
@@ -59,6 +60,7 @@ fn a_torn_read_is_retried_before_the_file_is_called_corrupt() {
     assert_eq!(retries.load(Ordering::SeqCst), 2);
 }
 
+/// Failure table: file of a newer format version
 #[test]
 fn a_file_from_a_newer_version_is_refused_and_kept() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);
@@ -82,6 +84,7 @@ fn a_file_from_a_newer_version_is_refused_and_kept() {
     );
 }
 
+/// Failure table: symlink / directory / FIFO / > 1 MiB at the path
 #[test]
 fn a_directory_a_symlink_or_a_huge_file_at_the_path_is_refused() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);
@@ -176,6 +179,7 @@ fn a_file_readable_by_others_is_tightened_on_read() {
     )));
 }
 
+/// Failure table: process killed at any point
 #[test]
 fn a_killed_writers_temp_file_is_removed_by_the_next_write() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);
@@ -189,6 +193,8 @@ fn a_killed_writers_temp_file_is_removed_by_the_next_write() {
 /// As an unprivileged user, a write into a read-only directory fails cleanly: typed error,
 /// old file byte-for-byte, no temp file. Root ignores directory permissions, so when run as
 /// root the test re-runs itself as `nobody` through `setpriv`.
+///
+/// Failure table: save/delete: directory not writable, disk full
 #[cfg(unix)]
 #[test]
 fn a_failed_write_leaves_the_old_file_and_no_temp_file() {
@@ -258,6 +264,8 @@ fn a_failed_write_leaves_the_old_file_and_no_temp_file() {
 /// A session file, lock file or lease owned by another user is refused, on every path, and
 /// left as it is. Root is held to the same rule (it would otherwise write the user's refreshed
 /// session back owned by root). Needs root to give a file away; skipped otherwise.
+///
+/// Failure table: session, lock or lease file owned by another user (not root)
 #[cfg(unix)]
 #[test]
 fn a_session_lock_or_lease_owned_by_another_user_is_refused_and_left_alone() {
@@ -325,6 +333,8 @@ fn a_session_lock_or_lease_owned_by_another_user_is_refused_and_left_alone() {
 
 /// Any user may rename a file over the session in a directory that every user may write to
 /// (unless the sticky bit forbids replacing others' files): refused, naming the directory.
+///
+/// Failure table: directory writable by every user without the sticky bit
 #[cfg(unix)]
 #[test]
 fn a_directory_writable_by_every_user_without_the_sticky_bit_is_refused() {

@@ -115,6 +115,7 @@ fn assert_kept(o: &Outcome, what: &str) {
     );
 }
 
+/// Failure table: 408, 425, 429, 5xx
 #[test]
 fn server_errors_and_rate_limits_are_transient() {
     for (status, headers) in [
@@ -162,6 +163,7 @@ fn retry_after_as_an_http_date_is_a_wait_from_now() {
     assert_kept(&o, "429 with a date");
 }
 
+/// Failure table: 2xx not JSON, or JSON with neither `access_token` nor `refresh_token`, or body > 256 KiB
 #[test]
 fn unusable_success_bodies_and_redirects_are_invalid_responses() {
     let cases: Vec<(&str, Vec<&str>, Vec<u8>)> = vec![
@@ -210,6 +212,7 @@ fn unusable_success_bodies_and_redirects_are_invalid_responses() {
     }
 }
 
+/// Failure table: 2xx not JSON, or JSON with neither `access_token` nor `refresh_token`, or body > 256 KiB
 #[test]
 fn a_ten_megabyte_body_is_cut_off_not_read() {
     let body = vec![b'a'; 10 * 1024 * 1024];
@@ -228,6 +231,7 @@ fn a_ten_megabyte_body_is_cut_off_not_read() {
     assert_kept(&o, "10 MB body");
 }
 
+/// Failure table: connection refused, DNS, TLS (untrusted certificate, client certificate refused), timeout
 #[test]
 fn a_body_that_trickles_forever_times_out() {
     let server = serve(|conn, stop| {
@@ -249,6 +253,7 @@ fn a_body_that_trickles_forever_times_out() {
     assert_kept(&o, "trickle");
 }
 
+/// Failure table: connection refused, DNS, TLS (untrusted certificate, client certificate refused), timeout
 #[test]
 fn a_refused_connection_is_transient() {
     let port = TcpListener::bind("127.0.0.1:0")
@@ -389,6 +394,7 @@ fn quirks() -> Vec<(&'static str, Quirk)> {
     ]
 }
 
+/// Failure table: 2xx with an `access_token` and sloppy fields (no or odd `token_type`, `scope` as an array, `expires_in` as a string or float)
 #[test]
 fn a_quirky_success_never_loses_the_rotated_refresh_token() {
     use credlock::testing::{HttpServer, ReusePolicy};

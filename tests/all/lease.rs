@@ -21,6 +21,7 @@ fn sixteen_threads_with_only_the_lease_send_exactly_one_refresh() {
     );
 }
 
+/// Failure table: lease of a dead holder (TTL passed or dated more than a TTL ahead; a dead pid of this machine id + boot + PID namespace; or taken before this machine last booted)
 #[cfg(unix)]
 #[test]
 fn a_lease_left_by_a_killed_holder_on_this_machine_is_broken_at_once() {
@@ -51,6 +52,7 @@ fn a_lease_left_by_a_killed_holder_on_this_machine_is_broken_at_once() {
     );
 }
 
+/// Failure table: lease of a dead holder (TTL passed or dated more than a TTL ahead; a dead pid of this machine id + boot + PID namespace; or taken before this machine last booted)
 #[test]
 fn a_lease_of_another_machine_is_respected_until_its_ttl_then_broken() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);
@@ -71,6 +73,7 @@ fn a_lease_of_another_machine_is_respected_until_its_ttl_then_broken() {
     assert_eq!(bed.server.counters().refresh_requests, 1);
 }
 
+/// Failure table: lease held past the deadline (a live holder elsewhere)
 #[test]
 fn a_lease_held_past_the_timeout_is_a_transient_error_naming_it() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);
@@ -259,6 +262,8 @@ fn dead_pid() -> u32 {
 /// A host name identifies nothing: a clone or a container on another node shares ours, and a
 /// container on this host has its own process table. Their leases are broken by their TTL
 /// only, never by looking their pid up here or by a boot id that differs.
+///
+/// Failure table: lease whose holder cannot be proved to be on this machine, boot and PID namespace (same host name on a clone or another node)
 #[cfg(target_os = "linux")]
 #[test]
 fn a_lease_not_proved_to_be_of_this_machine_boot_and_pid_namespace_waits_for_its_ttl() {
@@ -362,6 +367,8 @@ fn meddling(bed: &Bed, during: impl Fn(usize) + Send + Sync + 'static) -> std::s
 /// The new holder saved a newer session while our request was at the server: ours must not
 /// replace it. (Before the heartbeat, "paused past the TTL" was also what a slow request
 /// looked like; the loss is simulated by tampering, as another process breaking the lease.)
+///
+/// Failure table: lease lost after the send, before the save
 #[test]
 fn a_holder_that_lost_its_lease_during_the_refresh_does_not_save_over_a_newer_session() {
     let bed = Arc::new(Bed::new(ReusePolicy::RevokeGrant));
@@ -415,6 +422,8 @@ fn a_holder_that_lost_its_lease_during_the_refresh_does_not_save_over_a_newer_se
 /// Invariant 8 under a lost lease: the server rotated the refresh token we sent, so the file,
 /// which still holds that consumed token, gets the new one. Dropping it would leave the next
 /// holder a dead token, whose `invalid_grant` fallback then deletes a live session.
+///
+/// Failure table: lease lost after the send, before the save
 #[test]
 fn a_holder_that_lost_its_lease_during_the_refresh_still_saves_the_token_the_server_rotated() {
     let bed = Bed::new(ReusePolicy::RejectOnly);
@@ -449,6 +458,8 @@ fn a_holder_that_lost_its_lease_during_the_refresh_still_saves_the_token_the_ser
 
 /// A 2xx that rotates the refresh token without a usable access token, under a lease lost
 /// meanwhile: its refresh token replaces only the token we sent, never a newer session.
+///
+/// Failure table: … and that save fails, or a lost lease finds a newer session there
 #[test]
 fn a_rotation_without_an_access_token_under_a_lost_lease_keeps_a_newer_session() {
     let bed = Arc::new(Bed::new(ReusePolicy::RevokeGrant));
@@ -492,6 +503,7 @@ fn a_rotation_without_an_access_token_under_a_lost_lease_keeps_a_newer_session()
     assert_eq!(bed.stored(), Some(newer), "the newer session was kept");
 }
 
+/// Failure table: lease lost before the send (holder paused past its TTL, another took it)
 #[test]
 fn a_holder_that_lost_its_lease_sends_no_further_refresh() {
     let bed = Arc::new(Bed::new(ReusePolicy::RevokeGrant));
@@ -537,6 +549,7 @@ fn a_holder_that_lost_its_lease_sends_no_further_refresh() {
     );
 }
 
+/// Failure table: FIFO / symlink / directory / socket at `<file>.lock` or `<file>.lease`
 #[cfg(unix)]
 #[test]
 fn a_fifo_a_symlink_or_a_directory_at_the_lease_is_refused_at_once() {

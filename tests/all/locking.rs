@@ -20,6 +20,7 @@ fn sixteen_threads_on_one_expired_session_send_exactly_one_refresh() {
     assert!(bed.server.is_live(stored.refresh_token().secret()));
 }
 
+/// Failure table: lock held past the deadline
 #[test]
 fn a_lock_held_too_long_is_a_transient_error_naming_the_lock_file() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);
@@ -200,6 +201,8 @@ type Plant = fn(&std::path::Path);
 /// A FIFO (which would hang a blocking open, or be "locked" as if it were the lock file), a
 /// symbolic link (not followed) or a directory at `<store>.lock`: refused at once with an error
 /// naming the lock file and what is there, and left in place.
+///
+/// Failure table: FIFO / symlink / directory / socket at `<file>.lock` or `<file>.lease`
 #[cfg(unix)]
 #[test]
 fn a_fifo_a_symlink_or_a_directory_at_the_lock_file_is_refused_at_once() {

@@ -20,6 +20,7 @@ fn logout_with_revocation_revokes_the_stored_refresh_token_then_deletes() {
     assert_eq!(bed.server.live_grants(), 0);
 }
 
+/// Failure table: `logout` with revocation: network error, 429, 5xx
 #[test]
 fn a_revocation_that_cannot_reach_the_server_keeps_the_session_and_is_transient() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);
@@ -39,6 +40,7 @@ fn a_revocation_that_cannot_reach_the_server_keeps_the_session_and_is_transient(
     assert!(bed.server.is_live(session.refresh_token().secret()));
 }
 
+/// Failure table: `logout` with revocation: no revocation endpoint in the session
 #[test]
 fn revocation_without_an_endpoint_keeps_the_session_and_local_logout_deletes_it() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);
@@ -60,6 +62,7 @@ fn revocation_without_an_endpoint_keeps_the_session_and_local_logout_deletes_it(
     assert_eq!(bed.server.counters().refresh_requests, 0);
 }
 
+/// Failure table: `logout` with nothing stored
 #[test]
 fn logout_with_nothing_stored_creates_no_directory_and_no_lock_file() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -195,6 +198,8 @@ fn take_the_lease_over(lease: &std::path::Path) {
 /// the server revoked the old refresh token; the newer session the new holder saved meanwhile
 /// holds another one, live at the server, and is kept: deleting it would leave a live grant
 /// nobody can revoke any more.
+///
+/// Failure table: logout, revocation done, a newer session saved meanwhile
 #[test]
 fn a_logout_that_lost_its_lease_keeps_a_newer_session_it_did_not_revoke() {
     let bed = Arc::new(Bed::new(ReusePolicy::RevokeGrant));
@@ -257,6 +262,8 @@ fn a_logout_that_lost_its_lease_still_deletes_the_session_it_revoked() {
 
 /// Issue 9 C / H: a logout must not answer "nothing stored" while a compare-and-delete has
 /// the file renamed aside (the session is then put back and outlives the logout).
+///
+/// Failure table: logout while a compare-and-delete has the file aside
 #[test]
 fn review_logout_during_a_compare_and_delete_does_not_leave_the_session_behind() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);

@@ -19,6 +19,7 @@ mod cli_unix_tool;
 mod config_errors;
 #[cfg(all(unix, feature = "cli"))]
 mod exit_codes;
+mod failure_table;
 mod fallback;
 #[cfg(all(unix, feature = "cli"))]
 mod faults;

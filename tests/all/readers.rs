@@ -12,6 +12,7 @@ use credlock::{LockMode, Session, Store, Transport, TransportError};
 
 use crate::common::{Bed, TOKEN_ENDPOINT};
 
+/// Failure table: lock-free read while a compare-and-delete has the file aside
 #[test]
 fn a_reader_waits_out_a_compare_and_delete_that_puts_the_file_back() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);
@@ -179,6 +180,8 @@ fn review_a_lock_free_reader_never_sees_no_session_while_a_file_is_put_back() {
 /// readers kept every retry of the rename from finding the file closed, the save failed with
 /// "Access denied" after 2 s, and under load the next lock holder re-sent the consumed
 /// refresh token (`invalid_grant`, then `NoSession` for everyone).
+///
+/// Failure table: Windows without POSIX rename semantics (Wine): readers hold the file open through a save's retries
 #[test]
 fn readers_in_a_tight_loop_never_starve_a_save() {
     const SAVES: usize = 20;

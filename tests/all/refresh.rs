@@ -8,6 +8,7 @@ use credlock::{Client, ClientAuth, Error, Secret, Session, TokenResponse};
 
 use crate::common::{Bed, TOKEN_ENDPOINT};
 
+/// Failure table: no file
 #[test]
 fn an_empty_store_has_no_session_and_asks_for_a_login() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);
@@ -131,6 +132,7 @@ fn server_errors_and_network_failures_are_transient_and_keep_the_session() {
     }
 }
 
+/// Failure table: 401, or 4xx `invalid_client` / `unauthorized_client` / `unsupported_grant_type`
 #[test]
 fn invalid_client_is_a_configuration_error_and_keeps_the_session() {
     let clock = credlock::testing::ManualClock::starting_now();
@@ -230,6 +232,7 @@ fn unusable_success_responses_store_nothing() {
     }
 }
 
+/// Failure table: 3xx (not followed)
 #[test]
 fn a_redirect_is_not_followed_and_keeps_the_session() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);
@@ -245,6 +248,7 @@ fn a_redirect_is_not_followed_and_keeps_the_session() {
     assert_eq!(bed.bytes(), before);
 }
 
+/// Failure table: token endpoint is plain `http://` to a non-loopback host
 #[test]
 fn a_plain_http_endpoint_that_is_not_loopback_gets_no_request() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);
@@ -258,6 +262,7 @@ fn a_plain_http_endpoint_that_is_not_loopback_gets_no_request() {
     assert_eq!(bed.server.counters().refresh_requests, 0);
 }
 
+/// Failure table: refresh succeeded, save failed (disk full, permissions, path replaced)
 #[test]
 fn a_refresh_that_cannot_be_saved_hands_back_the_new_session() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);
@@ -288,6 +293,7 @@ fn a_refresh_that_cannot_be_saved_hands_back_the_new_session() {
 /// A change to a session file's JSON.
 type Edit = Box<dyn Fn(&mut serde_json::Value)>;
 
+/// Failure table: file does not parse after re-reads
 #[test]
 fn a_corrupt_session_file_names_the_missing_or_mistyped_field_and_no_value() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);
@@ -338,6 +344,7 @@ fn a_corrupt_session_file_names_the_missing_or_mistyped_field_and_no_value() {
     }
 }
 
+/// Failure table: 2xx with an unusable `expires_in`
 #[test]
 fn an_unreadable_expires_in_counts_as_five_minutes_and_a_missing_one_as_no_expiry() {
     for (value, lifetime) in [
@@ -380,6 +387,7 @@ fn an_unreadable_expires_in_counts_as_five_minutes_and_a_missing_one_as_no_expir
     }
 }
 
+/// Failure table: 2xx with a new `refresh_token` but no usable `access_token`
 #[test]
 fn a_success_with_a_new_refresh_token_but_no_access_token_saves_the_refresh_token_first() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);

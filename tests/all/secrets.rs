@@ -144,6 +144,7 @@ fn runs(secret: &str, min: usize) -> Vec<String> {
 /// One way a server may quote a secret.
 type Encode = Box<dyn Fn(&str) -> String>;
 
+/// Failure table: server text echoing a secret sent, in any encoding, any 8-character run
 #[test]
 fn a_secret_echoed_in_any_encoding_never_reaches_an_error() {
     use credlock::unversioned::{base64, form_urlencode};

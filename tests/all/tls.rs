@@ -252,6 +252,7 @@ pub(crate) fn refresh_with(path: &Path, transport: UreqTransport) -> Result<Stri
     })
 }
 
+/// Failure table: connection refused, DNS, TLS (untrusted certificate, client certificate refused), timeout
 #[test]
 fn a_server_certificate_from_an_unknown_ca_is_refused_and_the_session_kept() {
     let pki = Pki::new();

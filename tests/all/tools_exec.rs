@@ -252,6 +252,8 @@ fn the_default_token_file_follows_the_bearer_token_discovery_convention() {
 /// A valid token is still a valid token on every path that can refresh: a refresh forced by
 /// `--min-valid` that fails for a reason that may pass hands out the stored token, which has
 /// not expired, with a warning (README, "What it guarantees").
+///
+/// Failure table: transient failure (`Unavailable`, `LockTimeout`) while the stored access token has not expired (inside the margin, or short of `access_token_valid_for`'s minimum)
 #[test]
 fn min_valid_with_the_token_endpoint_down_hands_out_the_unexpired_token_with_a_warning() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -189,6 +189,7 @@ fn check_auto_with_grant_revoking_server(cache_seconds: u32) {
     assert!(o.store_parses && o.session_alive);
 }
 
+/// Failure table: locks do not reach other machines (detected), mode `auto`
 #[test]
 #[ignore = "needs root and bindfs; .ci/run runs it"]
 fn auto_on_two_mounts_whose_locks_do_not_meet_refreshes_exactly_once() {
@@ -333,6 +334,7 @@ fn check_removed_through_the_other_mount_is_absent_not_an_error() {
     );
 }
 
+/// Failure table: a read (session or lease) whose file another machine removes or replaces between the open and the `fstat`/read (FUSE answers `ENOENT`, NFS `ESTALE` on the open descriptor)
 #[test]
 #[ignore = "needs root and bindfs; .ci/run runs it"]
 fn a_file_removed_through_the_other_mount_while_read_is_absent_not_an_error() {

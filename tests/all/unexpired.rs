@@ -17,6 +17,7 @@ fn bed_inside_the_margin() -> Bed {
     bed
 }
 
+/// Failure table: transient failure (`Unavailable`, `LockTimeout`) while the stored access token has not expired (inside the margin, or short of `access_token_valid_for`'s minimum)
 #[test]
 fn a_transient_failure_inside_the_margin_hands_out_the_unexpired_token_and_says_so() {
     for failure in [
@@ -70,6 +71,7 @@ fn a_transient_failure_after_expiry_is_still_an_error() {
     assert!(matches!(err, Error::Unavailable { .. }), "{err:?}");
 }
 
+/// Failure table: transient failure (`Unavailable`, `LockTimeout`) while the stored access token has not expired (inside the margin, or short of `access_token_valid_for`'s minimum)
 #[test]
 fn a_lock_timeout_inside_the_margin_hands_out_the_unexpired_token() {
     // A slow refresh in another thread holds the lock past this store's timeout.

@@ -1,0 +1,235 @@
+//! docs/design.md's "What happens on each failure" table is held by tests: every row's
+//! failure (its first cell) is named, word for word, by a `/// Failure table: …` line in the
+//! doc comment of a test that shows it (in `tests/all` or beside the code in `src`), and every
+//! such line names a row that exists. Rewording a row without its test, or deleting a row a
+//! test still names, fails `every_row_of_the_failure_table_is_named_by_a_test`. The tests
+//! here are the rows no other module showed.
+
+use std::path::{Path, PathBuf};
+
+use credlock::Error;
+use credlock::testing::{Failure, ReusePolicy};
+
+use crate::common::Bed;
+
+const DESIGN: &str = include_str!("../../docs/design.md");
+const MARKER: &str = "/// Failure table: ";
+
+/// Rows that need what this machine cannot provide, with why; each still has to be a row.
+const NOT_SHOWN_HERE: [(&str, &str); 2] = [
+    (
+        "filesystem refuses locks (`ENOLCK`, `EOPNOTSUPP`, `ENOSYS`, `EBADF`), mode `auto`",
+        "no filesystem mountable here refuses flock (bindfs and tmpfs accept it); the errno \
+         classification is `lock::means_locks_unsupported`",
+    ),
+    (
+        "logout, lease lost before the revocation",
+        "needs a pause between taking the lease and the fence check before the revocation, \
+         which no test seam offers (the refresh's equivalent is held by \
+         `lease::a_holder_that_lost_its_lease_sends_no_further_refresh`)",
+    ),
+];
+
+/// The first cell of each row of the failure table.
+fn rows() -> Vec<String> {
+    let table = DESIGN
+        .split_once("## What happens on each failure")
+        .expect("the table's heading")
+        .1;
+    table
+        .lines()
+        .skip_while(|l| !l.starts_with('|'))
+        .take_while(|l| l.starts_with('|'))
+        .skip(2) // the header and its rule
+        .map(|l| {
+            l.trim_start_matches("| ")
+                .split(" | ")
+                .next()
+                .expect("a first cell")
+                .to_owned()
+        })
+        .collect()
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("read dir") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// Every `/// Failure table: …` line of the crate's sources and tests, with where it is.
+fn markers() -> Vec<(String, String)> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files = Vec::new();
+    rust_files(&root.join("src"), &mut files);
+    rust_files(&root.join("tests"), &mut files);
+    let mut found = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("read source");
+        for (n, line) in text.lines().enumerate() {
+            if let Some(row) = line.trim_start().strip_prefix(MARKER) {
+                let at = format!("{}:{}", file.display(), n + 1);
+                found.push((row.to_owned(), at));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn every_row_of_the_failure_table_is_named_by_a_test() {
+    let rows = rows();
+    assert!(rows.len() > 40, "the table was not found whole: {rows:#?}");
+    let markers = markers();
+    let unheld: Vec<&String> = rows
+        .iter()
+        .filter(|row| !markers.iter().any(|(named, _)| named == *row))
+        .filter(|row| !NOT_SHOWN_HERE.iter().any(|(r, _)| r == row))
+        .collect();
+    assert!(
+        unheld.is_empty(),
+        "rows of docs/design.md's failure table that no test names with `{MARKER}<row>`: {unheld:#?}"
+    );
+    let stale: Vec<&(String, String)> = markers
+        .iter()
+        .filter(|(named, _)| !rows.contains(named))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "tests naming a failure-table row that does not exist (reworded or removed?): {stale:#?}"
+    );
+    for (row, why) in NOT_SHOWN_HERE {
+        assert!(rows.iter().any(|r| r == row), "{row:?} ({why}) is no row");
+        assert!(
+            !markers.iter().any(|(named, _)| named == row),
+            "{row:?} is held by a test now: take it off NOT_SHOWN_HERE"
+        );
+    }
+}
+
+/// Failure table: the same, mode `advisory`
+#[cfg(all(unix, feature = "cli"))]
+#[test]
+fn advisory_mode_where_locks_do_not_cross_machines_refreshes_under_the_lock_alone_with_a_warning() {
+    let b = crate::tools_support::Backend::expired();
+    let mut cmd = crate::common::credlock(&b.store, &["--lock", "advisory", "token"]);
+    cmd.env("CREDLOCK_FS_KIND", "nfs-nolock")
+        .env_remove("CREDLOCK_ACCESS_TOKEN");
+    let out = crate::common::run_with_stdin(cmd, b"");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("{}\n", b.stored_token())
+    );
+    assert_eq!(b.refreshes(), 1);
+    assert!(
+        stderr.contains("warning: the lock") && stderr.contains("may not exclude"),
+        "{stderr}"
+    );
+    assert!(
+        !credlock::unversioned::lease_path_for(&b.store).exists(),
+        "no lease in advisory mode"
+    );
+}
+
+/// Failure table: `invalid_grant`, the file was deleted meanwhile (logout)
+#[test]
+fn invalid_grant_after_a_logout_during_the_request_is_expired_and_deletes_nothing() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    bed.seed_expired();
+    let path = bed.path.clone();
+    bed.server.on_refresh(move |_| {
+        let _ = std::fs::remove_file(&path);
+    });
+    bed.server.push_failure(Failure::Status {
+        status: 400,
+        body: r#"{"error":"invalid_grant"}"#.into(),
+        retry_after: None,
+    });
+    let err = bed.store().access_token().unwrap_err();
+    assert!(
+        matches!(err, Error::SessionExpired { deleted: false, .. }),
+        "{err:?}"
+    );
+    assert!(err.needs_login());
+    assert!(bed.stored().is_none());
+    assert!(bed.stray_files().is_empty(), "{:?}", bed.stray_files());
+}
+
+/// Failure table: 4xx with another OAuth error or no OAuth body
+#[test]
+fn another_oauth_error_or_a_4xx_without_one_asks_for_a_login_and_keeps_the_session() {
+    for (status, body) in [(400, r#"{"error":"invalid_scope"}"#), (403, "")] {
+        let bed = Bed::new(ReusePolicy::RevokeGrant);
+        bed.seed_expired();
+        let before = bed.bytes();
+        bed.server.push_failure(Failure::Status {
+            status,
+            body: body.into(),
+            retry_after: None,
+        });
+        let err = bed.store().access_token().unwrap_err();
+        assert!(matches!(err, Error::Rejected { .. }), "{status}: {err:?}");
+        assert!(
+            err.needs_login() && !err.is_configuration() && !err.is_transient(),
+            "{status}: {err:?}"
+        );
+        assert_eq!(bed.bytes(), before, "{status}: untouched");
+    }
+}
+
+/// Adds `member` (raw JSON text) to the object the server would send, as its last member.
+fn with_member(body: serde_json::Map<String, serde_json::Value>, member: &str) -> Vec<u8> {
+    let mut text = serde_json::to_string(&body).expect("json");
+    text.pop(); // the closing brace
+    format!("{text},{member}}}").into_bytes()
+}
+
+/// Failure table: 2xx that serde_json refuses as a whole (a number out of `f64` range, invalid UTF-8, nesting past its recursion limit, in any field)
+#[test]
+fn a_success_serde_json_refuses_as_a_whole_still_saves_its_tokens() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    bed.seed_expired();
+    let sent = std::sync::Arc::new(std::sync::Mutex::new(None));
+    let seen = std::sync::Arc::clone(&sent);
+    bed.server.reshape_next_success(move |body| {
+        *seen.lock().expect("sent") = body["refresh_token"].as_str().map(str::to_owned);
+        with_member(body, r#""vendor_number":1e400"#)
+    });
+    let token = bed.store().access_token().expect("refreshed");
+    assert!(token.refreshed());
+    let stored = bed.stored().expect("saved");
+    assert_eq!(stored.access_token().secret(), token.secret());
+    let rotated = sent.lock().expect("sent").clone().expect("a refresh token");
+    assert_eq!(
+        stored.refresh_token().secret(),
+        rotated,
+        "the rotation is kept"
+    );
+    assert!(!stored.extra().contains_key("vendor_number"));
+}
+
+/// Failure table: a response whose unmodelled fields would make the session file larger than 1 MiB
+#[test]
+fn unmodelled_fields_too_large_for_a_session_file_are_dropped_and_the_tokens_kept() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    bed.seed_expired();
+    bed.server.reshape_next_success(|body| {
+        let huge = "x".repeat(1024 * 1024 + 1);
+        with_member(body, &format!(r#""vendor_blob":"{huge}""#))
+    });
+    let token = bed.store().access_token().expect("refreshed");
+    let stored = bed.stored().expect("a session file credlock reads back");
+    assert_eq!(stored.access_token().secret(), token.secret());
+    assert!(
+        stored.extra().is_empty(),
+        "the unmodelled fields are dropped"
+    );
+    assert!(bed.bytes().len() < 1024 * 1024);
+}
