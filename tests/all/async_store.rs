@@ -153,3 +153,20 @@ fn a_dropped_future_leaves_no_lock_held_and_its_refresh_is_not_lost() {
         .save(&session)
         .expect("the lock is not held");
 }
+
+#[test]
+fn a_minimum_validity_is_refreshed_once_on_the_blocking_pool() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    bed.seed();
+    bed.clock.advance(Duration::from_secs(2700)); // 900 s left
+    let store = AsyncStore::new(bed.store());
+    let want = Duration::from_secs(1200);
+    let (first, second) = current_thread_runtime().block_on(async {
+        let first = store.access_token_valid_for(want).await.expect("refreshed");
+        let second = store.access_token_valid_for(want).await.expect("fresh");
+        (first, second)
+    });
+    assert!(first.refreshed() && !second.refreshed());
+    assert_eq!(first.secret(), second.secret());
+    assert_eq!(bed.server.counters().refresh_requests, 1);
+}

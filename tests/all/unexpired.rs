@@ -114,3 +114,52 @@ fn a_session_deleted_meanwhile_is_not_resurrected_by_the_unexpired_rule() {
     let err = store.access_token().unwrap_err();
     assert!(err.is_transient(), "{err:?}");
 }
+
+/// The promise holds for a minimum validity too (`Store::access_token_valid_for`, behind
+/// `credlock token --min-valid`): the refresh it forces is one per expiry, and when it fails
+/// for a reason that may pass, the stored token, which has not expired, is handed out.
+#[test]
+fn a_refresh_wanted_for_a_minimum_validity_keeps_the_unexpired_token_promise() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    bed.seed();
+    // 900 s left of 3600: short of the 1200 s asked for, well outside the 30 s margin.
+    bed.clock.advance(Duration::from_secs(2700));
+    let stored = bed.stored().expect("session");
+    let before = bed.bytes();
+    bed.server.push_failure(Failure::Status {
+        status: 503,
+        body: String::new(),
+        retry_after: None,
+    });
+    let events = Arc::new(Mutex::new(Vec::new()));
+    let seen = events.clone();
+    let store = bed
+        .store()
+        .on_event(move |e| seen.lock().expect("events").push(e.clone()));
+    let want = Duration::from_secs(1200);
+    let token = store
+        .access_token_valid_for(want)
+        .expect("the unexpired token");
+    assert_eq!(token.secret(), stored.access_token().secret());
+    assert!(!token.refreshed());
+    assert_eq!(bed.bytes(), before, "nothing written");
+    assert!(
+        events
+            .lock()
+            .expect("events")
+            .iter()
+            .any(|e| matches!(e, Event::UsingUnexpiredToken { .. })),
+        "said so"
+    );
+    // The server is back: one refresh, then the new token is good enough for every caller.
+    let first = store.access_token_valid_for(want).expect("refreshed");
+    assert!(first.refreshed());
+    let second = store.access_token_valid_for(want).expect("fresh");
+    assert!(!second.refreshed());
+    assert_eq!(first.secret(), second.secret());
+    assert_eq!(
+        bed.server.counters().refresh_requests,
+        2,
+        "the failed try and one refresh"
+    );
+}
