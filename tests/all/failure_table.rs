@@ -16,19 +16,11 @@ const DESIGN: &str = include_str!("../../docs/design.md");
 const MARKER: &str = "/// Failure table: ";
 
 /// Rows that need what this machine cannot provide, with why; each still has to be a row.
-const NOT_SHOWN_HERE: [(&str, &str); 2] = [
-    (
-        "filesystem refuses locks (`ENOLCK`, `EOPNOTSUPP`, `ENOSYS`, `EBADF`), mode `auto`",
-        "no filesystem mountable here refuses flock (bindfs and tmpfs accept it); the errno \
-         classification is `lock::means_locks_unsupported`",
-    ),
-    (
-        "logout, lease lost before the revocation",
-        "needs a pause between taking the lease and the fence check before the revocation, \
-         which no test seam offers (the refresh's equivalent is held by \
-         `lease::a_holder_that_lost_its_lease_sends_no_further_refresh`)",
-    ),
-];
+const NOT_SHOWN_HERE: [(&str, &str); 1] = [(
+    "filesystem refuses locks (`ENOLCK`, `EOPNOTSUPP`, `ENOSYS`, `EBADF`), mode `auto`",
+    "no filesystem mountable here refuses flock (bindfs and tmpfs accept it); the errno \
+     classification is `lock::means_locks_unsupported`",
+)];
 
 /// The first cell of each row of the failure table.
 fn rows() -> Vec<String> {

@@ -194,6 +194,43 @@ fn take_the_lease_over(lease: &std::path::Path) {
     std::fs::write(lease, record.to_string()).expect("retaken");
 }
 
+/// A logout whose lease is taken over after it took it, before its revocation is sent, sends
+/// nothing and keeps the session: another process may be refreshing with that refresh token.
+/// (The take-over happens where the logout reads the session under its guards: the file is
+/// 0644, so that read tightens it and says so, and the observer steals the lease then.)
+///
+/// Failure table: logout, lease lost before the revocation
+#[cfg(unix)]
+#[test]
+fn a_logout_that_lost_its_lease_before_the_revocation_sends_nothing_and_keeps_the_session() {
+    use std::os::unix::fs::PermissionsExt;
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    let session = seed_revocable(&bed);
+    std::fs::set_permissions(&bed.path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let lease = credlock::unversioned::lease_path_for(&bed.path);
+    let thief = lease.clone();
+    let err = bed
+        .store()
+        .with_lock_mode(credlock::LockMode::Lease)
+        .on_event(move |e| {
+            if matches!(e, credlock::Event::PermissionsTightened { .. }) {
+                take_the_lease_over(&thief);
+            }
+        })
+        .logout(Revocation::Required)
+        .unwrap_err();
+    assert!(matches!(err, Error::LeaseLost { .. }), "{err:?}");
+    assert!(err.is_transient(), "{err:?}");
+    assert!(
+        bed.server.is_live(session.refresh_token().secret()),
+        "no revocation was sent"
+    );
+    assert_eq!(
+        bed.stored().expect("kept").refresh_token(),
+        session.refresh_token()
+    );
+}
+
 /// Issue 9 D under the lease: a logout whose lease is taken over while its revocation is at
 /// the server revoked the old refresh token; the newer session the new holder saved meanwhile
 /// holds another one, live at the server, and is kept: deleting it would leave a live grant
