@@ -270,11 +270,12 @@ pub enum Error {
     /// the code exchange, a device-code poll, or an error in the redirect). A rejected client
     /// or scope is a configuration error ([`Error::is_configuration`]); anything else asks for
     /// a new login.
-    #[error("{endpoint} refused the login with HTTP {status}{}; {}", oauth.as_ref().map(|o| format!(" {o}")).unwrap_or_default(), if login_rejects_configuration(*status, oauth.as_ref()) { "check the client's configuration (client id, secret, scopes, grant types)" } else { "log in again" })]
+    #[error("{endpoint} refused the login {}{}; {}", if *status == 302 { "in its redirect back to credlock:".to_owned() } else { format!("with HTTP {status}") }, oauth.as_ref().map(|o| format!(" {o}")).unwrap_or_default(), if login_rejects_configuration(*status, oauth.as_ref()) { "check the client's configuration (client id, secret, scopes, grant types)" } else { "log in again" })]
     LoginRefused {
         /// The endpoint (or `the authorization endpoint` for an error in the redirect).
         endpoint: String,
-        /// The HTTP status (302 for an error in the redirect).
+        /// The HTTP status (302 for an error in the redirect, which the message names as a
+        /// redirect rather than a status).
         status: u16,
         /// The RFC 6749 §5.2 error, if the body held one.
         oauth: Option<OAuthError>,

@@ -14,6 +14,9 @@ use crate::form::FormRequest;
 use crate::secret::Secret;
 use crate::session::Session;
 
+/// The scope that makes an authorization request an OpenID Connect one.
+const OPENID: &str = "openid";
+
 impl Login {
     /// Logs in in the browser: listens on 127.0.0.1, calls `open` with the authorization URL
     /// (use [`super::open_browser`]; if it fails, the URL is still handed to `tell`, so the
@@ -38,13 +41,13 @@ impl Login {
         let deadline = Instant::now() + self.deadline;
         let loopback = Loopback::bind(self.port)?;
         let redirect_uri = loopback.redirect_uri();
-        let (url, state, pkce) = self.authorization_url(&redirect_uri)?;
+        let (url, state, pkce, nonce) = self.authorization_url(&redirect_uri)?;
         tell(&url);
         // A browser that cannot be started is not the end: the user was told the URL.
         let _ = open(&url);
         let redirect = loopback.wait(&state, deadline)?;
         drop(loopback);
-        self.exchange(redirect, &redirect_uri, &pkce)
+        self.exchange(redirect, &redirect_uri, &pkce, nonce.as_deref())
     }
 
     /// Logs in by pasting: hands the authorization URL to `tell`, reads the code (or the
@@ -60,14 +63,22 @@ impl Login {
         tell: &mut dyn FnMut(&str),
     ) -> Result<Session, Error> {
         let redirect_uri = self.paste_redirect_uri.clone();
-        let (url, state, pkce) = self.authorization_url(&redirect_uri)?;
+        let (url, state, pkce, nonce) = self.authorization_url(&redirect_uri)?;
         tell(&url);
         let redirect = super::paste::read_redirect(input, &state)?;
-        self.exchange(redirect, &redirect_uri, &pkce)
+        self.exchange(redirect, &redirect_uri, &pkce, nonce.as_deref())
     }
 
-    /// The authorization URL, its random `state` and the PKCE pair.
-    fn authorization_url(&self, redirect_uri: &str) -> Result<(String, String, Pkce), Error> {
+    /// The authorization URL, its random `state`, the PKCE pair, and the random `nonce` of an
+    /// OpenID request (one whose scope holds `openid`).
+    ///
+    /// OpenID Connect requires `nonce` only for the implicit and hybrid flows, but some servers
+    /// (Glewlwyd) refuse any `openid` request without one; sending it always costs nothing,
+    /// and the id_token must then echo it.
+    fn authorization_url(
+        &self,
+        redirect_uri: &str,
+    ) -> Result<(String, String, Pkce, Option<String>), Error> {
         let endpoint = self
             .endpoints
             .authorization()
@@ -85,22 +96,39 @@ impl Login {
             ("code_challenge".to_owned(), pkce.challenge.clone()),
             ("code_challenge_method".to_owned(), "S256".to_owned()),
         ];
+        let openid = self
+            .scope()
+            .is_some_and(|s| s.split(' ').any(|x| x == OPENID));
+        let nonce = if openid && !self.params.iter().any(|(k, _)| k == "nonce") {
+            let nonce = random_urlsafe(24)?;
+            params.push(("nonce".to_owned(), nonce.clone()));
+            Some(nonce)
+        } else {
+            None
+        };
         params.extend(self.url_params());
         let query: Vec<String> = params
             .iter()
             .map(|(k, v)| format!("{}={}", form_urlencode(k), form_urlencode(v)))
             .collect();
         let sep = if endpoint.contains('?') { '&' } else { '?' };
-        Ok((format!("{endpoint}{sep}{}", query.join("&")), state, pkce))
+        Ok((
+            format!("{endpoint}{sep}{}", query.join("&")),
+            state,
+            pkce,
+            nonce,
+        ))
     }
 
     /// Exchanges the code of `redirect` at the token endpoint (RFC 6749 §4.1.3, RFC 7636
-    /// §4.5).
+    /// §4.5); with a `nonce` sent, an id_token in the answer must carry it (OpenID Connect
+    /// Core §3.1.3.7, step 11).
     fn exchange(
         &self,
         redirect: Redirect,
         redirect_uri: &str,
         pkce: &Pkce,
+        nonce: Option<&str>,
     ) -> Result<Session, Error> {
         let code = match redirect {
             Redirect::Code(code) => code,
@@ -127,10 +155,30 @@ impl Login {
             .insert(3, ("code_verifier", pkce.verifier.clone()));
         let now = self.clock.now();
         match token::post(self.transport.as_ref(), &request, now, token::parse_tokens)? {
-            Answer::Ok(tokens) => self.session_from(tokens, now),
+            Answer::Ok(tokens) => {
+                let session = self.session_from(tokens, now)?;
+                if let (Some(sent), Some(id_token)) = (nonce, session.id_token())
+                    && id_token_nonce(id_token).as_deref() != Some(sent)
+                {
+                    return Err(Error::LoginInvalidResponse {
+                        endpoint: crate::endpoint::display_url(self.endpoints.token()),
+                        reason: "the id_token does not carry the nonce this login sent (an answer to another login, or a replayed one); nothing was stored".to_owned(),
+                    });
+                }
+                Ok(session)
+            }
             Answer::Refused { status, oauth } => {
                 Err(token::refused(self.endpoints.token(), status, oauth))
             }
         }
     }
+}
+
+/// The `nonce` claim of a JWT's payload, read without checking its signature (the id_token
+/// is not validated; the nonce only ties this answer to this login).
+fn id_token_nonce(id_token: &str) -> Option<String> {
+    let payload = id_token.split('.').nth(1)?;
+    let bytes = crate::secret::base64_decode(payload);
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("nonce")?.as_str().map(str::to_owned)
 }

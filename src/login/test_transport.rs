@@ -48,6 +48,12 @@ impl Scripted {
         self
     }
 
+    /// Scripts one more POST answer after the transport was shared (for an answer that
+    /// depends on what a flow showed, such as its nonce).
+    pub(crate) fn then_post(&self, status: u16, body: &str) {
+        self.posts.lock().unwrap().push_back(ok(status, body));
+    }
+
     pub(crate) fn post_fails(self) -> Scripted {
         self.posts
             .lock()

@@ -247,3 +247,42 @@ fn flows_without_their_endpoint_are_unsupported() {
         .unwrap_err();
     assert!(matches!(e, Error::LoginUnsupported { .. }), "{e}");
 }
+
+#[test]
+fn a_confidential_client_names_itself_in_the_device_authorization_body_too() {
+    // RFC 8628 §3.1 allows client_id beside client_secret_basic, and django-oauth-toolkit
+    // refuses the request without it ("Missing client_id parameter.").
+    let t = Arc::new(
+        Scripted::new()
+            .get(200, &metadata())
+            .post(200, DEVICE)
+            .post(200, TOKENS),
+    );
+    let endpoints = Endpoints::discover(ISSUER, t.as_ref()).unwrap();
+    let secret = crate::Secret::new("s3cret-value");
+    let login = Login::new(endpoints, "cli", ClientAuth::Basic { secret })
+        .unwrap()
+        .with_transport(t.clone())
+        .with_clock(clock());
+    device(&login).unwrap();
+    let auth = t.form(1);
+    assert!(
+        auth.contains(&("client_id".into(), "cli".into())),
+        "{auth:?}"
+    );
+    assert!(!auth.iter().any(|(k, _)| k == "client_secret"), "{auth:?}");
+}
+
+#[test]
+fn invalid_request_from_a_login_endpoint_is_a_configuration_error() {
+    let (l, _, _) = login(&[(
+        400,
+        r#"{"error":"invalid_request","error_description":"Missing client_id parameter."}"#,
+    )]);
+    let e = device(&l).unwrap_err();
+    assert!(e.is_configuration() && !e.needs_login(), "{e}");
+    assert!(
+        e.to_string().contains("check the client's configuration"),
+        "{e}"
+    );
+}
