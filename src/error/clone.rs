@@ -40,9 +40,14 @@ impl Clone for Error {
                 lock_path: lock_path.clone(),
                 waited: *waited,
             },
-            Error::SessionExpired { path, deleted } => Error::SessionExpired {
+            Error::SessionExpired {
+                path,
+                deleted,
+                unexplained,
+            } => Error::SessionExpired {
                 path: path.clone(),
                 deleted: *deleted,
+                unexplained: *unexplained,
             },
             Error::Rejected {
                 path,

@@ -148,7 +148,7 @@ impl Store {
                     save_error,
                 })
             }
-            Outcome::InvalidGrant => {
+            Outcome::InvalidGrant { stated } => {
                 let schedule = self.poll_schedule();
                 match fallback::decide(self, &session, retry, &schedule)? {
                     Decision::Adopt(newer) => Ok(self.adopted(&newer)),
@@ -163,6 +163,7 @@ impl Store {
                         Err(Error::SessionExpired {
                             path: self.path.clone(),
                             deleted,
+                            unexplained: !stated,
                         })
                     }
                 }
