@@ -100,10 +100,12 @@ impl Clone for Error {
                 path,
                 status,
                 oauth,
+                public_client,
             } => Error::RevocationRefused {
                 path: path.clone(),
                 status: *status,
                 oauth: oauth.clone(),
+                public_client: *public_client,
             },
             Error::NotSaved { session, source } => Error::NotSaved {
                 session: session.clone(),

@@ -198,8 +198,9 @@ pub enum Error {
         reason: String,
     },
 
-    /// The revocation endpoint refused the request. The session was kept.
-    #[error("the revocation endpoint refused to revoke the refresh token of {} with HTTP {status}{}; the session was kept", path.display(), oauth.as_ref().map(|o| format!(" {o}")).unwrap_or_default())]
+    /// The revocation endpoint refused the request. The session was kept; log out without
+    /// revoking to delete the local copy only.
+    #[error("the revocation endpoint refused to revoke the refresh token of {} with HTTP {status}{}; the session was kept{}", path.display(), oauth.as_ref().map(|o| format!(" {o}")).unwrap_or_default(), if *public_client && *status == 401 { ". This server refuses revocation from public clients (it revokes only for clients that authenticate): log out without revoking (`logout` without `--revoke`) to delete the local copy; the refresh token then stays valid at the server until it expires" } else { " (log out without revoking to delete the local copy only)" })]
     RevocationRefused {
         /// The session file.
         path: PathBuf,
@@ -207,6 +208,10 @@ pub enum Error {
         status: u16,
         /// The RFC 6749 §5.2 error, if the body held one.
         oauth: Option<OAuthError>,
+        /// Whether the session's client is public (no client authentication). With HTTP
+        /// 401, the server refuses revocation from public clients: RFC 7009 §2.1 lets it
+        /// require authentication, and Glewlwyd does.
+        public_client: bool,
     },
 
     /// A refresh (or a login, or an import) succeeded but the new session could not be
