@@ -36,7 +36,8 @@ impl Error {
             | Error::InsecureEndpoint { .. }
             | Error::InvalidEndpoint { .. }
             | Error::TransportSetup { .. }
-            | Error::LoginUnsupported { .. } => true,
+            | Error::LoginUnsupported { .. }
+            | Error::LoginRequestRejected { .. } => true,
             Error::Rejected { status, oauth, .. } => rejects_client(*status, oauth.as_ref()),
             Error::LoginRefused { status, oauth, .. } => {
                 login_rejects_configuration(*status, oauth.as_ref())
@@ -94,6 +95,7 @@ impl Error {
             Error::LoginExpired { .. } => "login_expired",
             Error::LoginStateMismatch => "login_state_mismatch",
             Error::LoginRefused { .. } => "login_refused",
+            Error::LoginRequestRejected { .. } => "login_request_rejected",
             Error::LoginUnavailable { .. } => "login_unavailable",
             Error::LoginInvalidResponse { .. } => "login_invalid_response",
             Error::LoginUnsupported { .. } => "login_unsupported",

@@ -140,6 +140,15 @@ impl Clone for Error {
                 endpoint: endpoint.clone(),
                 reason: reason.clone(),
             },
+            Error::LoginRequestRejected {
+                endpoint,
+                status,
+                redirect_uri,
+            } => Error::LoginRequestRejected {
+                endpoint: endpoint.clone(),
+                status: *status,
+                redirect_uri: redirect_uri.clone(),
+            },
             Error::LoginUnsupported { issuer, reason } => Error::LoginUnsupported {
                 issuer: issuer.clone(),
                 reason: reason.clone(),

@@ -289,6 +289,23 @@ pub enum Error {
         oauth: Option<OAuthError>,
     },
 
+    /// The authorization endpoint refused the authorization request itself: asked without
+    /// cookies, before the browser was opened, it answered HTTP 400 with a page of its own
+    /// instead of a login page or a redirect (RFC 6749 §4.1.2.1: an unknown client or an
+    /// unregistered redirect URI is shown to the user, never redirected back). The browser
+    /// would never come back, so the login stops at once. Nothing was stored.
+    #[error(
+        "{endpoint} refused the authorization request itself (HTTP {status}, an error page rather than a login page), so the browser would never come back; check the client id, that the client's registered redirect URIs include {redirect_uri} exactly (a client registered with a fixed port needs it: --port, Login::with_port), and the scopes asked for"
+    )]
+    LoginRequestRejected {
+        /// The authorization endpoint.
+        endpoint: String,
+        /// The HTTP status it answered.
+        status: u16,
+        /// The redirect URI the request named.
+        redirect_uri: String,
+    },
+
     /// An endpoint of the login could not be reached or is overloaded (network error,
     /// timeout, 429, 5xx). Try again later.
     #[error("could not log in at {endpoint}: {reason}; try again later")]

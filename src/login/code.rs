@@ -26,6 +26,10 @@ impl Login {
     /// `tell` receives the authorization URL (to print it) before the wait.
     ///
     /// # Errors
+    /// - [`Error::LoginRequestRejected`]: before the browser opened, the authorization
+    ///   endpoint answered the request (asked without cookies) with an error page (HTTP 400,
+    ///   no redirect): it would never redirect back. [`Error::LoginRefused`] when it
+    ///   redirected back at once with an `error`.
     /// - [`Error::LoginStateMismatch`]: the redirect's `state` is not this login's.
     /// - [`Error::LoginDenied`]: the user cancelled (`error=access_denied`).
     /// - [`Error::LoginExpired`]: no redirect before the deadline.
@@ -42,12 +46,63 @@ impl Login {
         let loopback = Loopback::bind(self.port)?;
         let redirect_uri = loopback.redirect_uri();
         let (url, state, pkce, nonce) = self.authorization_url(&redirect_uri)?;
+        self.refused_before_the_browser(&url, &redirect_uri)?;
         tell(&url);
         // A browser that cannot be started is not the end: the user was told the URL.
         let _ = open(&url);
         let redirect = loopback.wait(&state, deadline)?;
         drop(loopback);
         self.exchange(redirect, &redirect_uri, &pkce, nonce.as_deref())
+    }
+
+    /// Looks at the authorization URL without cookies before the browser opens, so that a
+    /// request the server refuses outright fails now rather than at the deadline: such a
+    /// server shows an error page and never redirects back (an unregistered redirect URI,
+    /// an unknown client), or redirects back at once with `error=`.
+    ///
+    /// Only two answers are refusals: HTTP 400 without a redirect (what RFC 6749 §4.1.2.1
+    /// servers show for a bad client or redirect URI), and a redirect to `redirect_uri`
+    /// carrying `error`. A login page (200), a redirect to one, 401 (an HTTP authentication
+    /// prompt the browser answers), 403 (bot filters that let browsers through), any other
+    /// status and a peek that fails or times out let the login go on as before.
+    fn refused_before_the_browser(&self, url: &str, redirect_uri: &str) -> Result<(), Error> {
+        let timeout = crate::http::PEEK_TIMEOUT.min(self.deadline);
+        let Ok(peek) = self.transport.peek(url, timeout) else {
+            return Ok(());
+        };
+        let endpoint = self.endpoints.authorization().unwrap_or_default();
+        match (peek.status, peek.location.as_deref()) {
+            (400, None) => Err(Error::LoginRequestRejected {
+                endpoint: crate::endpoint::display_url(endpoint),
+                status: 400,
+                redirect_uri: redirect_uri.to_owned(),
+            }),
+            (300..=399, Some(location)) => {
+                let Some(query) = location
+                    .strip_prefix(redirect_uri)
+                    .and_then(|rest| rest.strip_prefix('?'))
+                else {
+                    return Ok(());
+                };
+                let field = |name: &str| {
+                    query.split('&').find_map(|p| {
+                        let (k, v) = p.split_once('=')?;
+                        (k == name).then(|| crate::encoding::form_urldecode(v))?
+                    })
+                };
+                let Some(code) = field("error") else {
+                    return Ok(());
+                };
+                let oauth = crate::oauth_error::OAuthError::from_json(
+                    serde_json::json!({ "error": code, "error_description": field("error_description") })
+                        .to_string()
+                        .as_bytes(),
+                    &[],
+                );
+                Err(token::refused("the authorization endpoint", 302, oauth))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Logs in by pasting: hands the authorization URL to `tell`, reads the code (or the

@@ -306,7 +306,7 @@ fn an_authorization_request_refused_outright_fails_within_seconds_naming_the_cau
         started.elapsed()
     );
     let v = json_of(&out);
-    assert_eq!(v["error"]["kind"], "login_refused", "{v}");
+    assert_eq!(v["error"]["kind"], "login_request_rejected", "{v}");
     assert_eq!(out.status.code(), Some(5), "{v}");
     let message = v["error"]["message"].as_str().unwrap();
     for cause in ["--port", "client id", "scope"] {
