@@ -154,12 +154,21 @@ impl Login {
         let openid = self
             .scope()
             .is_some_and(|s| s.split(' ').any(|x| x == OPENID));
-        let nonce = if openid && !self.params.iter().any(|(k, _)| k == "nonce") {
-            let nonce = random_urlsafe(24)?;
-            params.push(("nonce".to_owned(), nonce.clone()));
-            Some(nonce)
-        } else {
-            None
+        // A nonce the caller gave (`with_param`) goes out with the other parameters, and is
+        // the one the id_token must carry.
+        let given = self
+            .params
+            .iter()
+            .find(|(k, _)| k == "nonce")
+            .map(|(_, v)| v.clone());
+        let nonce = match given {
+            Some(given) => Some(given),
+            None if openid => {
+                let nonce = random_urlsafe(24)?;
+                params.push(("nonce".to_owned(), nonce.clone()));
+                Some(nonce)
+            }
+            None => None,
         };
         params.extend(self.url_params());
         let query: Vec<String> = params

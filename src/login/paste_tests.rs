@@ -266,3 +266,16 @@ fn an_error_in_the_redirect_is_reported_as_the_redirect_not_as_an_http_status() 
     );
     assert!(e.is_configuration(), "{text}");
 }
+
+#[test]
+fn a_nonce_given_as_a_parameter_is_the_one_the_id_token_must_carry() {
+    let (l, t, _) = login(&[]);
+    let l = l.with_param("nonce", "my-own-nonce");
+    let (ok, sent) = paste_answering(&l, &t, |n| serde_json::json!({ "nonce": n }));
+    assert_eq!(sent.as_deref(), Some("my-own-nonce"));
+    ok.unwrap();
+    let (l, t, _) = login(&[]);
+    let l = l.with_param("nonce", "my-own-nonce");
+    let (wrong, _) = paste_answering(&l, &t, |_| serde_json::json!({ "nonce": "other" }));
+    assert!(matches!(wrong, Err(Error::LoginInvalidResponse { .. })));
+}
