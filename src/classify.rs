@@ -19,7 +19,12 @@ pub(crate) enum Outcome {
         refresh_token: Secret,
         reason: String,
     },
-    InvalidGrant,
+    /// The refresh token was refused: `invalid_grant`, or (`stated: false`) an HTTP 400 whose
+    /// body names no error at all.
+    InvalidGrant {
+        /// Whether the server said `invalid_grant`.
+        stated: bool,
+    },
     /// The server refused the request for another reason (other OAuth errors, other 4xx).
     Rejected {
         status: u16,
@@ -72,7 +77,13 @@ pub(crate) fn classify(
                 Some(OAuthError {
                     code: OAuthErrorCode::InvalidGrant,
                     ..
-                }) => Outcome::InvalidGrant,
+                }) => Outcome::InvalidGrant { stated: true },
+                // RFC 6749 §5.2 answers a bad request with 400 and names the error. A 400
+                // to a refresh that names none (Glewlwyd sends an empty body for reused,
+                // revoked and unknown refresh tokens alike) is a refused grant in all but
+                // name: the fallback must re-read and compare-and-delete as for one, or the
+                // dead session stays and every later call spends a request on it.
+                None if status == 400 => Outcome::InvalidGrant { stated: false },
                 oauth => Outcome::Rejected { status, oauth },
             }
         }
@@ -133,7 +144,25 @@ mod tests {
         let ig = br#"{"error":"invalid_grant","error_description":"grant request is invalid"}"#;
         assert!(matches!(
             classify(&resp(400, None, ig), now(), &[]),
-            Outcome::InvalidGrant
+            Outcome::InvalidGrant { stated: true }
+        ));
+        for unnamed in [
+            &b""[..],
+            b"<html>bad request</html>",
+            br#"{"message":"no"}"#,
+        ] {
+            assert!(matches!(
+                classify(&resp(400, None, unnamed), now(), &[]),
+                Outcome::InvalidGrant { stated: false }
+            ));
+        }
+        let ir = br#"{"error":"invalid_request"}"#;
+        assert!(matches!(
+            classify(&resp(400, None, ir), now(), &[]),
+            Outcome::Rejected {
+                status: 400,
+                oauth: Some(_)
+            }
         ));
         let ic = br#"{"error":"invalid_client"}"#;
         assert!(matches!(

@@ -181,7 +181,7 @@ pub use token_response::{ResponseError, TokenResponse, TokenResponseBuilder};
 pub mod transport {
     pub use crate::form::FormRequest;
     pub use crate::http::{
-        HttpResponse, Roots, Transport, TransportBuilder, TransportError, UreqTransport,
+        HttpResponse, Peek, Roots, Transport, TransportBuilder, TransportError, UreqTransport,
     };
 }
 

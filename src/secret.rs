@@ -316,7 +316,8 @@ fn base64_runs(s: &str) -> Vec<String> {
     out
 }
 
-fn base64_decode(s: &str) -> Vec<u8> {
+/// Standard or URL-safe base64, padding and stray characters skipped.
+pub(crate) fn base64_decode(s: &str) -> Vec<u8> {
     let mut bits = 0u32;
     let mut n = 0;
     let mut out = Vec::with_capacity(s.len() * 3 / 4);

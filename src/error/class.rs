@@ -36,7 +36,8 @@ impl Error {
             | Error::InsecureEndpoint { .. }
             | Error::InvalidEndpoint { .. }
             | Error::TransportSetup { .. }
-            | Error::LoginUnsupported { .. } => true,
+            | Error::LoginUnsupported { .. }
+            | Error::LoginRequestRejected { .. } => true,
             Error::Rejected { status, oauth, .. } => rejects_client(*status, oauth.as_ref()),
             Error::LoginRefused { status, oauth, .. } => {
                 login_rejects_configuration(*status, oauth.as_ref())
@@ -94,6 +95,7 @@ impl Error {
             Error::LoginExpired { .. } => "login_expired",
             Error::LoginStateMismatch => "login_state_mismatch",
             Error::LoginRefused { .. } => "login_refused",
+            Error::LoginRequestRejected { .. } => "login_request_rejected",
             Error::LoginUnavailable { .. } => "login_unavailable",
             Error::LoginInvalidResponse { .. } => "login_invalid_response",
             Error::LoginUnsupported { .. } => "login_unsupported",
@@ -159,13 +161,17 @@ pub(super) fn rejects_client(status: u16, oauth: Option<&OAuthError>) -> bool {
 }
 
 /// Whether a refused login is about the client's configuration: a rejected client (as for a
-/// refresh), a scope the client may not ask for, or a grant type it may not use.
+/// refresh), a scope the client may not ask for, a grant type it may not use, or a request
+/// the endpoint finds malformed (`invalid_request`: a parameter missing or not allowed, which
+/// a new login would send again just the same).
 pub(super) fn login_rejects_configuration(status: u16, oauth: Option<&OAuthError>) -> bool {
     use crate::oauth_error::OAuthErrorCode;
     rejects_client(status, oauth)
         || oauth.is_some_and(|o| {
-            matches!(o.code, OAuthErrorCode::InvalidScope)
-                || o.code.as_str() == "invalid_target"
+            matches!(
+                o.code,
+                OAuthErrorCode::InvalidScope | OAuthErrorCode::InvalidRequest
+            ) || o.code.as_str() == "invalid_target"
                 || o.code.as_str() == "unsupported_response_type"
         })
 }

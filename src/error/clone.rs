@@ -40,9 +40,14 @@ impl Clone for Error {
                 lock_path: lock_path.clone(),
                 waited: *waited,
             },
-            Error::SessionExpired { path, deleted } => Error::SessionExpired {
+            Error::SessionExpired {
+                path,
+                deleted,
+                unexplained,
+            } => Error::SessionExpired {
                 path: path.clone(),
                 deleted: *deleted,
+                unexplained: *unexplained,
             },
             Error::Rejected {
                 path,
@@ -95,10 +100,12 @@ impl Clone for Error {
                 path,
                 status,
                 oauth,
+                public_client,
             } => Error::RevocationRefused {
                 path: path.clone(),
                 status: *status,
                 oauth: oauth.clone(),
+                public_client: *public_client,
             },
             Error::NotSaved { session, source } => Error::NotSaved {
                 session: session.clone(),
@@ -132,6 +139,15 @@ impl Clone for Error {
             Error::LoginInvalidResponse { endpoint, reason } => Error::LoginInvalidResponse {
                 endpoint: endpoint.clone(),
                 reason: reason.clone(),
+            },
+            Error::LoginRequestRejected {
+                endpoint,
+                status,
+                redirect_uri,
+            } => Error::LoginRequestRejected {
+                endpoint: endpoint.clone(),
+                status: *status,
+                redirect_uri: redirect_uri.clone(),
             },
             Error::LoginUnsupported { issuer, reason } => Error::LoginUnsupported {
                 issuer: issuer.clone(),

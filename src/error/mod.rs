@@ -80,15 +80,18 @@ pub enum Error {
         waited: Duration,
     },
 
-    /// The token endpoint refused the refresh token (`invalid_grant`) and no newer session
-    /// appeared: the grant is gone. The session was deleted only if the file still held the
-    /// very refresh token that failed.
-    #[error("the session in {} has expired or was revoked (invalid_grant); log in again{}", path.display(), if *deleted { " (the stale session was removed)" } else { "" })]
+    /// The token endpoint refused the refresh token (`invalid_grant`, or an HTTP 400 that
+    /// names no error at all) and no newer session appeared: the grant is gone. The session
+    /// was deleted only if the file still held the very refresh token that failed.
+    #[error("the session in {} has expired or was revoked ({}); log in again{}", path.display(), if *unexplained { "the token endpoint refused the refresh with HTTP 400 and gave no reason" } else { "invalid_grant" }, if *deleted { " (the stale session was removed)" } else { "" })]
     SessionExpired {
         /// The session file.
         path: PathBuf,
         /// Whether the stale session was deleted.
         deleted: bool,
+        /// Whether the refusal was an HTTP 400 with no error named (an empty body, say),
+        /// taken as `invalid_grant` (RFC 6749 §5.2 answers a refused grant with 400).
+        unexplained: bool,
     },
 
     /// The token endpoint rejected the request for another reason (another OAuth error, or
@@ -195,8 +198,9 @@ pub enum Error {
         reason: String,
     },
 
-    /// The revocation endpoint refused the request. The session was kept.
-    #[error("the revocation endpoint refused to revoke the refresh token of {} with HTTP {status}{}; the session was kept", path.display(), oauth.as_ref().map(|o| format!(" {o}")).unwrap_or_default())]
+    /// The revocation endpoint refused the request. The session was kept; log out without
+    /// revoking to delete the local copy only.
+    #[error("the revocation endpoint refused to revoke the refresh token of {} with HTTP {status}{}; the session was kept{}", path.display(), oauth.as_ref().map(|o| format!(" {o}")).unwrap_or_default(), if *public_client && *status == 401 { ". This server refuses revocation from public clients (it revokes only for clients that authenticate): log out without revoking (`logout` without `--revoke`) to delete the local copy; the refresh token then stays valid at the server until it expires" } else { " (log out without revoking to delete the local copy only)" })]
     RevocationRefused {
         /// The session file.
         path: PathBuf,
@@ -204,6 +208,10 @@ pub enum Error {
         status: u16,
         /// The RFC 6749 §5.2 error, if the body held one.
         oauth: Option<OAuthError>,
+        /// Whether the session's client is public (no client authentication). With HTTP
+        /// 401, the server refuses revocation from public clients: RFC 7009 §2.1 lets it
+        /// require authentication, and Glewlwyd does.
+        public_client: bool,
     },
 
     /// A refresh (or a login, or an import) succeeded but the new session could not be
@@ -270,14 +278,32 @@ pub enum Error {
     /// the code exchange, a device-code poll, or an error in the redirect). A rejected client
     /// or scope is a configuration error ([`Error::is_configuration`]); anything else asks for
     /// a new login.
-    #[error("{endpoint} refused the login with HTTP {status}{}; {}", oauth.as_ref().map(|o| format!(" {o}")).unwrap_or_default(), if login_rejects_configuration(*status, oauth.as_ref()) { "check the client's configuration (client id, secret, scopes, grant types)" } else { "log in again" })]
+    #[error("{endpoint} refused the login {}{}; {}", if *status == 302 { "in its redirect back to credlock:".to_owned() } else { format!("with HTTP {status}") }, oauth.as_ref().map(|o| format!(" {o}")).unwrap_or_default(), if login_rejects_configuration(*status, oauth.as_ref()) { "check the client's configuration (client id, secret, scopes, grant types)" } else { "log in again" })]
     LoginRefused {
         /// The endpoint (or `the authorization endpoint` for an error in the redirect).
         endpoint: String,
-        /// The HTTP status (302 for an error in the redirect).
+        /// The HTTP status (302 for an error in the redirect, which the message names as a
+        /// redirect rather than a status).
         status: u16,
         /// The RFC 6749 §5.2 error, if the body held one.
         oauth: Option<OAuthError>,
+    },
+
+    /// The authorization endpoint refused the authorization request itself: asked without
+    /// cookies, before the browser was opened, it answered HTTP 400 with a page of its own
+    /// instead of a login page or a redirect (RFC 6749 §4.1.2.1: an unknown client or an
+    /// unregistered redirect URI is shown to the user, never redirected back). The browser
+    /// would never come back, so the login stops at once. Nothing was stored.
+    #[error(
+        "{endpoint} refused the authorization request itself (HTTP {status}, an error page rather than a login page), so the browser would never come back; check the client id, that the client's registered redirect URIs include {redirect_uri} exactly (a client registered with a fixed port needs it: --port, Login::with_port), and the scopes asked for"
+    )]
+    LoginRequestRejected {
+        /// The authorization endpoint.
+        endpoint: String,
+        /// The HTTP status it answered.
+        status: u16,
+        /// The redirect URI the request named.
+        redirect_uri: String,
     },
 
     /// An endpoint of the login could not be reached or is overloaded (network error,

@@ -81,6 +81,11 @@ fn new_errors_clone_and_have_distinct_kinds() {
             reason: "r".into(),
         },
         Error::LoginAborted { reason: "r".into() },
+        Error::LoginRequestRejected {
+            endpoint: "e".into(),
+            status: 400,
+            redirect_uri: "http://127.0.0.1:1/callback".into(),
+        },
         Error::TransportSetup {
             path: Some(PathBuf::from("/ca.pem")),
             reason: "r".into(),

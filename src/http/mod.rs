@@ -75,6 +75,24 @@ impl std::fmt::Debug for HttpResponse {
     }
 }
 
+/// What a [`Transport::peek`] saw: the status and where a redirect points.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Peek {
+    /// The status code.
+    pub status: u16,
+    /// The `Location` header, if any (at most 4096 characters), as sent: it may be relative.
+    pub location: Option<String>,
+}
+
+impl Peek {
+    /// What a peek saw: `status`, and the `Location` header if any.
+    #[must_use]
+    pub fn new(status: u16, location: Option<String>) -> Peek {
+        Peek { status, location }
+    }
+}
+
 /// Why no HTTP response was obtained. The text names no secret.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -123,7 +141,27 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
                 .to_owned(),
         ))
     }
+
+    /// GETs `url` as a browser without cookies would arrive there, and reports the status
+    /// and the `Location` header: redirects not followed, the body not read, within
+    /// `timeout`. No credentials are sent. A browser login uses it on the authorization URL
+    /// before it opens the browser, to learn whether the server refuses the request outright
+    /// (an error page that never redirects back).
+    ///
+    /// The default refuses, and the login then opens the browser without looking first.
+    ///
+    /// # Errors
+    /// [`TransportError`] when there is no response to read.
+    fn peek(&self, url: &str, timeout: Duration) -> Result<Peek, TransportError> {
+        let _ = (url, timeout);
+        Err(TransportError::Other(
+            "this transport does not support peeking".to_owned(),
+        ))
+    }
 }
+
+/// How long a [`Transport::peek`] may take at most, and the timeout the login gives it.
+pub(crate) const PEEK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A `Retry-After` value (RFC 9110 §10.2.3) as a wait from `now`: delay-seconds, or an HTTP
 /// date (IMF-fixdate, or the obsolete RFC 850 and asctime forms). A date in the past is no

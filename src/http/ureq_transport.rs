@@ -229,6 +229,25 @@ impl Transport for UreqTransport {
             .map_err(map_error)?;
         self.read(response)
     }
+
+    fn peek(&self, url: &str, timeout: Duration) -> Result<super::Peek, TransportError> {
+        let response = self
+            .agent_for(url)?
+            .get(url)
+            .config()
+            .timeout_global(Some(timeout))
+            .build()
+            .header("Accept", "text/html")
+            .call()
+            .map_err(map_error)?;
+        let location = response
+            .headers()
+            .get("location")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(4096).collect());
+        // The body is not read: the connection is dropped with it.
+        Ok(super::Peek::new(response.status().as_u16(), location))
+    }
 }
 
 impl UreqTransport {

@@ -14,6 +14,9 @@ use crate::form::FormRequest;
 use crate::secret::Secret;
 use crate::session::Session;
 
+/// The scope that makes an authorization request an OpenID Connect one.
+const OPENID: &str = "openid";
+
 impl Login {
     /// Logs in in the browser: listens on 127.0.0.1, calls `open` with the authorization URL
     /// (use [`super::open_browser`]; if it fails, the URL is still handed to `tell`, so the
@@ -23,6 +26,10 @@ impl Login {
     /// `tell` receives the authorization URL (to print it) before the wait.
     ///
     /// # Errors
+    /// - [`Error::LoginRequestRejected`]: before the browser opened, the authorization
+    ///   endpoint answered the request (asked without cookies) with an error page (HTTP 400,
+    ///   no redirect): it would never redirect back. [`Error::LoginRefused`] when it
+    ///   redirected back at once with an `error`.
     /// - [`Error::LoginStateMismatch`]: the redirect's `state` is not this login's.
     /// - [`Error::LoginDenied`]: the user cancelled (`error=access_denied`).
     /// - [`Error::LoginExpired`]: no redirect before the deadline.
@@ -38,13 +45,64 @@ impl Login {
         let deadline = Instant::now() + self.deadline;
         let loopback = Loopback::bind(self.port)?;
         let redirect_uri = loopback.redirect_uri();
-        let (url, state, pkce) = self.authorization_url(&redirect_uri)?;
+        let (url, state, pkce, nonce) = self.authorization_url(&redirect_uri)?;
+        self.refused_before_the_browser(&url, &redirect_uri)?;
         tell(&url);
         // A browser that cannot be started is not the end: the user was told the URL.
         let _ = open(&url);
         let redirect = loopback.wait(&state, deadline)?;
         drop(loopback);
-        self.exchange(redirect, &redirect_uri, &pkce)
+        self.exchange(redirect, &redirect_uri, &pkce, nonce.as_deref())
+    }
+
+    /// Looks at the authorization URL without cookies before the browser opens, so that a
+    /// request the server refuses outright fails now rather than at the deadline: such a
+    /// server shows an error page and never redirects back (an unregistered redirect URI,
+    /// an unknown client), or redirects back at once with `error=`.
+    ///
+    /// Only two answers are refusals: HTTP 400 without a redirect (what RFC 6749 §4.1.2.1
+    /// servers show for a bad client or redirect URI), and a redirect to `redirect_uri`
+    /// carrying `error`. A login page (200), a redirect to one, 401 (an HTTP authentication
+    /// prompt the browser answers), 403 (bot filters that let browsers through), any other
+    /// status and a peek that fails or times out let the login go on as before.
+    fn refused_before_the_browser(&self, url: &str, redirect_uri: &str) -> Result<(), Error> {
+        let timeout = crate::http::PEEK_TIMEOUT.min(self.deadline);
+        let Ok(peek) = self.transport.peek(url, timeout) else {
+            return Ok(());
+        };
+        let endpoint = self.endpoints.authorization().unwrap_or_default();
+        match (peek.status, peek.location.as_deref()) {
+            (400, None) => Err(Error::LoginRequestRejected {
+                endpoint: crate::endpoint::display_url(endpoint),
+                status: 400,
+                redirect_uri: redirect_uri.to_owned(),
+            }),
+            (300..=399, Some(location)) => {
+                let Some(query) = location
+                    .strip_prefix(redirect_uri)
+                    .and_then(|rest| rest.strip_prefix('?'))
+                else {
+                    return Ok(());
+                };
+                let field = |name: &str| {
+                    query.split('&').find_map(|p| {
+                        let (k, v) = p.split_once('=')?;
+                        (k == name).then(|| crate::encoding::form_urldecode(v))?
+                    })
+                };
+                let Some(code) = field("error") else {
+                    return Ok(());
+                };
+                let oauth = crate::oauth_error::OAuthError::from_json(
+                    serde_json::json!({ "error": code, "error_description": field("error_description") })
+                        .to_string()
+                        .as_bytes(),
+                    &[],
+                );
+                Err(token::refused("the authorization endpoint", 302, oauth))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Logs in by pasting: hands the authorization URL to `tell`, reads the code (or the
@@ -60,14 +118,22 @@ impl Login {
         tell: &mut dyn FnMut(&str),
     ) -> Result<Session, Error> {
         let redirect_uri = self.paste_redirect_uri.clone();
-        let (url, state, pkce) = self.authorization_url(&redirect_uri)?;
+        let (url, state, pkce, nonce) = self.authorization_url(&redirect_uri)?;
         tell(&url);
         let redirect = super::paste::read_redirect(input, &state)?;
-        self.exchange(redirect, &redirect_uri, &pkce)
+        self.exchange(redirect, &redirect_uri, &pkce, nonce.as_deref())
     }
 
-    /// The authorization URL, its random `state` and the PKCE pair.
-    fn authorization_url(&self, redirect_uri: &str) -> Result<(String, String, Pkce), Error> {
+    /// The authorization URL, its random `state`, the PKCE pair, and the random `nonce` of an
+    /// OpenID request (one whose scope holds `openid`).
+    ///
+    /// OpenID Connect requires `nonce` only for the implicit and hybrid flows, but some servers
+    /// (Glewlwyd) refuse any `openid` request without one; sending it always costs nothing,
+    /// and the id_token must then echo it.
+    fn authorization_url(
+        &self,
+        redirect_uri: &str,
+    ) -> Result<(String, String, Pkce, Option<String>), Error> {
         let endpoint = self
             .endpoints
             .authorization()
@@ -89,22 +155,48 @@ impl Login {
             ("code_challenge".to_owned(), pkce.challenge.clone()),
             ("code_challenge_method".to_owned(), "S256".to_owned()),
         ];
+        let openid = self
+            .scope()
+            .is_some_and(|s| s.split(' ').any(|x| x == OPENID));
+        // A nonce the caller gave (`with_param`) goes out with the other parameters, and is
+        // the one the id_token must carry.
+        let given = self
+            .params
+            .iter()
+            .find(|(k, _)| k == "nonce")
+            .map(|(_, v)| v.clone());
+        let nonce = match given {
+            Some(given) => Some(given),
+            None if openid => {
+                let nonce = random_urlsafe(24)?;
+                params.push(("nonce".to_owned(), nonce.clone()));
+                Some(nonce)
+            }
+            None => None,
+        };
         params.extend(self.url_params());
         let query: Vec<String> = params
             .iter()
             .map(|(k, v)| format!("{}={}", form_urlencode(k), form_urlencode(v)))
             .collect();
         let sep = if endpoint.contains('?') { '&' } else { '?' };
-        Ok((format!("{endpoint}{sep}{}", query.join("&")), state, pkce))
+        Ok((
+            format!("{endpoint}{sep}{}", query.join("&")),
+            state,
+            pkce,
+            nonce,
+        ))
     }
 
     /// Exchanges the code of `redirect` at the token endpoint (RFC 6749 §4.1.3, RFC 7636
-    /// §4.5).
+    /// §4.5); with a `nonce` sent, an id_token in the answer must carry it (OpenID Connect
+    /// Core §3.1.3.7, step 11).
     fn exchange(
         &self,
         redirect: Redirect,
         redirect_uri: &str,
         pkce: &Pkce,
+        nonce: Option<&str>,
     ) -> Result<Session, Error> {
         let code = match redirect {
             Redirect::Code(code) => code,
@@ -131,10 +223,30 @@ impl Login {
             .insert(3, ("code_verifier", pkce.verifier.clone()));
         let now = self.clock.now();
         match token::post(self.transport.as_ref(), &request, now, token::parse_tokens)? {
-            Answer::Ok(tokens) => self.session_from(tokens, now),
+            Answer::Ok(tokens) => {
+                let session = self.session_from(tokens, now)?;
+                if let (Some(sent), Some(id_token)) = (nonce, session.id_token())
+                    && id_token_nonce(id_token).as_deref() != Some(sent)
+                {
+                    return Err(Error::LoginInvalidResponse {
+                        endpoint: crate::endpoint::display_url(self.endpoints.token()),
+                        reason: "the id_token does not carry the nonce this login sent (an answer to another login, or a replayed one); nothing was stored".to_owned(),
+                    });
+                }
+                Ok(session)
+            }
             Answer::Refused { status, oauth } => {
                 Err(token::refused(self.endpoints.token(), status, oauth))
             }
         }
     }
+}
+
+/// The `nonce` claim of a JWT's payload, read without checking its signature (the id_token
+/// is not validated; the nonce only ties this answer to this login).
+fn id_token_nonce(id_token: &str) -> Option<String> {
+    let payload = id_token.split('.').nth(1)?;
+    let bytes = crate::secret::base64_decode(payload);
+    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    claims.get("nonce")?.as_str().map(str::to_owned)
 }

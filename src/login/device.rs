@@ -63,6 +63,13 @@ impl Login {
         })?;
         let started = self.clock.now();
         let mut request = FormRequest::for_client(&self.client, endpoint);
+        // RFC 8628 §3.1 allows `client_id` beside the client's authentication, and some
+        // servers (django-oauth-toolkit) refuse the request without it in the body.
+        if !request.form.iter().any(|(k, _)| *k == "client_id") {
+            request
+                .form
+                .insert(0, ("client_id", Secret::new(self.client.client_id())));
+        }
         self.add_scope_and_targets(&mut request);
         let (code, device_code, mut interval) = match token::post(
             self.transport.as_ref(),

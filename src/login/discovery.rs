@@ -66,39 +66,85 @@ impl Endpoints {
         Ok(self)
     }
 
-    /// Reads `<issuer>/.well-known/openid-configuration`, and if that is not found (HTTP
-    /// 404 or 405, or not a JSON object), RFC 8414's `/.well-known/oauth-authorization-server`
-    /// (inserted before the issuer's path, as RFC 8414 §3.1 says). Takes the token,
-    /// authorization, device authorization and revocation endpoints and the advertised
-    /// scopes. The document's `issuer` must equal `issuer` (trailing slash aside; RFC 8414
-    /// §3.3), so that one server cannot pose as another.
+    /// Reads the issuer's metadata: the OpenID configuration (`<issuer>/.well-known/openid-configuration`),
+    /// else RFC 8414's `/.well-known/oauth-authorization-server` inserted before the
+    /// issuer's path (RFC 8414 §3.1); for an issuer with a path, then the OpenID form inserted
+    /// the same way (RFC 8414 §5), and the OAuth form appended to the path, where servers
+    /// mounted under a path serve it (django-oauth-toolkit at `/o`). A URL "has no document"
+    /// on HTTP 404, 405 or any other 4xx, or a body that is not a JSON object.
+    ///
+    /// Takes the token, authorization, device authorization and revocation endpoints and the
+    /// advertised scopes. When the first document found lacks one of the last three, the
+    /// documents of the other kind are read too and fill the gaps (django-oauth-toolkit lists
+    /// `revocation_endpoint` in its OAuth document only); a failure to read those costs
+    /// nothing but the gap. Every document's `issuer` must equal `issuer` (trailing slash
+    /// aside; RFC 8414 §3.3), so that one server cannot pose as another.
     ///
     /// # Errors
     /// - [`Error::LoginUnavailable`]: network error, 429 or 5xx (transient).
-    /// - [`Error::LoginUnsupported`]: neither document exists, the `issuer` differs, or it
-    ///   names no token endpoint.
+    /// - [`Error::LoginUnsupported`]: no document exists (the error lists every URL tried),
+    ///   the `issuer` differs, or it names no token endpoint.
     /// - [`Error::InvalidEndpoint`], [`Error::InsecureEndpoint`]: the issuer or an endpoint
     ///   it lists is unusable.
     pub fn discover(issuer: &str, transport: &dyn Transport) -> Result<Endpoints, Error> {
         require_secure_endpoint(issuer)?;
-        let base = issuer.trim_end_matches('/');
-        let oidc = format!("{base}/.well-known/openid-configuration");
-        let (scheme_host, path) = split_path(base);
-        let rfc8414 = format!("{scheme_host}/.well-known/oauth-authorization-server{path}");
-        let mut last = None;
-        for url in [oidc, rfc8414] {
-            match fetch(&url, transport)? {
-                Some(doc) => return Endpoints::from_metadata(issuer, &doc),
-                None => last = Some(url),
+        let candidates = metadata_urls(issuer);
+        let mut tried = Vec::new();
+        let mut found: Option<(Kind, Endpoints)> = None;
+        for (kind, url) in candidates {
+            match &mut found {
+                None => {
+                    if let Some(doc) = fetch(&url, transport)? {
+                        found = Some((kind, Endpoints::from_metadata(issuer, &doc)?));
+                    } else {
+                        tried.push(url);
+                    }
+                }
+                Some((first, endpoints)) => {
+                    if *first == kind || endpoints.is_complete() {
+                        continue;
+                    }
+                    // Only gaps to fill: an unreadable or foreign document leaves them open.
+                    if let Ok(Some(doc)) = fetch(&url, transport)
+                        && let Ok(more) = Endpoints::from_metadata(issuer, &doc)
+                    {
+                        endpoints.fill_from(more);
+                    }
+                }
             }
         }
-        Err(Error::LoginUnsupported {
-            issuer: display_url(issuer),
-            reason: format!(
-                "no OpenID or OAuth metadata found (last tried {})",
-                display_url(&last.unwrap_or_default())
-            ),
-        })
+        match found {
+            Some((_, endpoints)) => Ok(endpoints),
+            None => Err(Error::LoginUnsupported {
+                issuer: display_url(issuer),
+                reason: format!(
+                    "no OpenID or OAuth metadata found (tried {})",
+                    tried
+                        .iter()
+                        .map(|u| display_url(u))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            }),
+        }
+    }
+
+    /// Whether every endpoint a document can add is known.
+    fn is_complete(&self) -> bool {
+        self.authorization.is_some()
+            && self.device_authorization.is_some()
+            && self.revocation.is_some()
+    }
+
+    /// Takes from `other` (the issuer's other document) what this one lacks.
+    fn fill_from(&mut self, other: Endpoints) {
+        self.authorization = self.authorization.take().or(other.authorization);
+        self.device_authorization = self
+            .device_authorization
+            .take()
+            .or(other.device_authorization);
+        self.revocation = self.revocation.take().or(other.revocation);
+        self.scopes_supported = self.scopes_supported.take().or(other.scopes_supported);
     }
 
     fn from_metadata(
@@ -191,6 +237,33 @@ fn checked(url: String) -> Result<String, Error> {
     Ok(url)
 }
 
+/// Which kind of metadata document a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    OpenId,
+    OAuth,
+}
+
+/// The metadata URLs of `issuer`, in the order they are tried, without repeats.
+fn metadata_urls(issuer: &str) -> Vec<(Kind, String)> {
+    const OPENID: &str = "/.well-known/openid-configuration";
+    const OAUTH: &str = "/.well-known/oauth-authorization-server";
+    let base = issuer.trim_end_matches('/');
+    let (scheme_host, path) = split_path(base);
+    let mut urls: Vec<(Kind, String)> = Vec::new();
+    for (kind, url) in [
+        (Kind::OpenId, format!("{base}{OPENID}")),
+        (Kind::OAuth, format!("{scheme_host}{OAUTH}{path}")),
+        (Kind::OpenId, format!("{scheme_host}{OPENID}{path}")),
+        (Kind::OAuth, format!("{base}{OAUTH}")),
+    ] {
+        if !urls.iter().any(|(_, u)| *u == url) {
+            urls.push((kind, url));
+        }
+    }
+    urls
+}
+
 /// `https://host/path` → (`https://host`, `/path`).
 fn split_path(url: &str) -> (&str, &str) {
     let after_scheme = url.find("://").map_or(0, |i| i + 3);
@@ -273,6 +346,86 @@ mod tests {
                 "https://id.example/.well-known/oauth-authorization-server/tenant"
             ]
         );
+    }
+
+    #[test]
+    fn discovery_finds_the_metadata_appended_to_an_issuer_with_a_path() {
+        // django-oauth-toolkit mounted at /o serves /o/.well-known/oauth-authorization-server.
+        let issuer = "https://id.example/o";
+        let body = doc("").replace(
+            r#""issuer":"https://id.example""#,
+            r#""issuer":"https://id.example/o""#,
+        );
+        let t = Scripted::new()
+            .get(404, "")
+            .get(404, "")
+            .get(404, "")
+            .get(200, &body);
+        let e = Endpoints::discover(issuer, &t).unwrap();
+        assert_eq!(e.token(), "https://id.example/token");
+        assert_eq!(
+            t.urls(),
+            [
+                "https://id.example/o/.well-known/openid-configuration",
+                "https://id.example/.well-known/oauth-authorization-server/o",
+                "https://id.example/.well-known/openid-configuration/o",
+                "https://id.example/o/.well-known/oauth-authorization-server",
+            ]
+        );
+    }
+
+    #[test]
+    fn discovery_that_finds_nothing_names_every_url_it_tried() {
+        let t = Scripted::new()
+            .get(404, "")
+            .get(404, "")
+            .get(404, "")
+            .get(404, "");
+        let e = Endpoints::discover("https://id.example/o", &t).unwrap_err();
+        let text = e.to_string();
+        for url in t.urls() {
+            assert!(text.contains(&url), "{url} not in: {text}");
+        }
+        assert_eq!(t.urls().len(), 4);
+        // Without a path, the inserted and appended forms are the same two URLs.
+        let t = Scripted::new().get(404, "").get(404, "");
+        assert!(Endpoints::discover(ISSUER, &t).is_err());
+        assert_eq!(t.urls().len(), 2);
+    }
+
+    #[test]
+    fn endpoints_missing_from_the_openid_document_are_taken_from_the_oauth_one() {
+        let issuer = "https://id.example/o";
+        let oidc = format!(
+            r#"{{"issuer":"{issuer}","token_endpoint":"{issuer}/token/","authorization_endpoint":"{issuer}/authorize/"}}"#
+        );
+        let oauth = format!(
+            r#"{{"issuer":"{issuer}","token_endpoint":"{issuer}/token/","revocation_endpoint":"{issuer}/revoke_token/","device_authorization_endpoint":"{issuer}/device-authorization/"}}"#
+        );
+        let t = Scripted::new()
+            .get(200, &oidc)
+            .get(404, "")
+            .get(200, &oauth);
+        let e = Endpoints::discover(issuer, &t).unwrap();
+        assert_eq!(e.authorization(), Some("https://id.example/o/authorize/"));
+        assert_eq!(e.revocation(), Some("https://id.example/o/revoke_token/"));
+        assert_eq!(
+            e.device_authorization(),
+            Some("https://id.example/o/device-authorization/")
+        );
+        // The OpenID form inserted before the path is of the kind already read: skipped.
+        assert_eq!(
+            t.urls(),
+            [
+                "https://id.example/o/.well-known/openid-configuration",
+                "https://id.example/.well-known/oauth-authorization-server/o",
+                "https://id.example/o/.well-known/oauth-authorization-server",
+            ]
+        );
+        // A complete first document costs no further request.
+        let t = Scripted::new().get(200, &doc(""));
+        Endpoints::discover(ISSUER, &t).unwrap();
+        assert_eq!(t.urls().len(), 1);
     }
 
     #[test]

@@ -10,9 +10,11 @@
 //! # What is checked
 //! The `state` of a browser or pasted redirect is compared exactly with the random one sent;
 //! the code is bound to this login by PKCE S256; endpoints must be https (or http to
-//! loopback); discovery checks the metadata's `issuer`. The `id_token`, if any, is kept
-//! ([`Session::id_token`]) but **not validated**: no signature, `iss`, `aud`, `exp` or
-//! `nonce` check. Do not authorize anything on its claims.
+//! loopback); discovery checks the metadata's `issuer`. An OpenID request (scope `openid`)
+//! carries a random `nonce`, and an `id_token` from its code exchange must carry the same
+//! one. Beyond that nonce, the `id_token` is kept ([`Session::id_token`]) but **not
+//! validated**: no signature, `iss`, `aud` or `exp` check. Do not authorize anything on its
+//! claims.
 //!
 //! # Example
 //! ```no_run

@@ -1,7 +1,8 @@
 //! The paste flow: PKCE, the code exchange, and what a pasted redirect may carry.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
+use super::test_transport;
 use super::tests::{TOKENS, login};
 use super::*;
 
@@ -47,8 +48,10 @@ fn paste_sends_pkce_s256_and_exchanges_the_code_with_its_verifier() {
     assert!(param(&q, "state").len() >= 32);
     assert_eq!(t.posts_sent(), 0, "nothing is exchanged without a code");
 
-    // Now with a pasted redirect URL: the state is taken from what `tell` saw.
-    let (l, t, _) = login(&[(200, TOKENS)]);
+    // Now with a pasted redirect URL: the state is taken from what `tell` saw. (No id_token
+    // in the answer: one would have to carry the nonce, which the next tests check.)
+    let without_id_token = TOKENS.replace(r#","id_token":"h.p.s""#, "");
+    let (l, t, _) = login(&[(200, &without_id_token)]);
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let reader = ChannelLine(rx, None);
     let session = l
@@ -158,4 +161,121 @@ fn a_refused_exchange_does_not_echo_the_code() {
     );
     assert!(!e.to_string().contains("the-secret-code"), "{e}");
     assert!(!format!("{e:?}").contains("the-secret-code"), "{e:?}");
+}
+
+/// An unsigned JWT-shaped id_token whose payload is `claims`.
+fn id_token_with(claims: &serde_json::Value) -> String {
+    let part = |v: &[u8]| super::pkce::base64url(v);
+    format!(
+        "{}.{}.sig",
+        part(br#"{"alg":"none"}"#),
+        part(claims.to_string().as_bytes())
+    )
+}
+
+/// Pastes a code for `l`, answering the exchange with an id_token made from the nonce the
+/// authorization URL carried (`None` if it carried none).
+fn paste_answering(
+    l: &Login,
+    t: &test_transport::Scripted,
+    answer: impl Fn(Option<&str>) -> serde_json::Value,
+) -> (Result<Session, Error>, Option<String>) {
+    let sent = Mutex::new(None);
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let result = l.paste(
+        &mut std::io::BufReader::new(ChannelLine(rx, None)),
+        &mut |u| {
+            let q = query_of(u);
+            let nonce = q.iter().find(|(k, _)| k == "nonce").map(|(_, v)| v.clone());
+            let body = serde_json::json!({
+                "access_token": "at-1", "token_type": "Bearer", "expires_in": 3600,
+                "refresh_token": "rt-1", "id_token": id_token_with(&answer(nonce.as_deref())),
+            });
+            t.then_post(200, &body.to_string());
+            *sent.lock().unwrap() = nonce;
+            let _ = tx.send(format!(
+                "http://127.0.0.1/callback?code=c&state={}\n",
+                param(&q, "state")
+            ));
+            let _ = tx.send(String::new());
+        },
+    );
+    (result, sent.into_inner().unwrap())
+}
+
+#[test]
+fn an_openid_request_carries_a_fresh_nonce_that_the_id_token_must_echo() {
+    let (l, t, _) = login(&[]);
+    let (ok, first) = paste_answering(&l, &t, |n| serde_json::json!({ "nonce": n }));
+    let first = first.expect("a nonce is sent with scope openid");
+    assert!(first.len() >= 22, "{first}");
+    let session = ok.unwrap();
+    assert!(session.id_token().is_some());
+    let (l, t, _) = login(&[]);
+    let (wrong, second) = paste_answering(&l, &t, |_| serde_json::json!({ "nonce": "other" }));
+    assert_ne!(second.as_deref(), Some(first.as_str()), "fresh per login");
+    let e = wrong.unwrap_err();
+    assert!(matches!(e, Error::LoginInvalidResponse { .. }), "{e}");
+    assert!(e.to_string().contains("nonce"), "{e}");
+    let (l, t, _) = login(&[]);
+    let (missing, _) = paste_answering(&l, &t, |_| serde_json::json!({ "sub": "u" }));
+    assert!(matches!(missing, Err(Error::LoginInvalidResponse { .. })));
+}
+
+#[test]
+fn a_request_without_openid_carries_no_nonce() {
+    let t = Arc::new(test_transport::Scripted::new());
+    let l = Login::new(
+        Endpoints::new("https://id.example/token")
+            .unwrap()
+            .with_authorization("https://id.example/auth")
+            .unwrap(),
+        "cli",
+        ClientAuth::None,
+    )
+    .unwrap()
+    .with_scopes(["profile"])
+    .with_transport(t.clone());
+    let (ok, nonce) = paste_answering(&l, &t, |_| serde_json::json!({}));
+    assert_eq!(nonce, None);
+    ok.unwrap();
+}
+
+#[test]
+fn an_error_in_the_redirect_is_reported_as_the_redirect_not_as_an_http_status() {
+    let (l, _, _) = login(&[]);
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    let e = l
+        .paste(
+            &mut std::io::BufReader::new(ChannelLine(rx, None)),
+            &mut |u| {
+                let q = query_of(u);
+                let _ = tx.send(format!(
+                    "http://127.0.0.1/callback?error=invalid_scope&error_description=no+such+scope&state={}\n",
+                    param(&q, "state")
+                ));
+                let _ = tx.send(String::new());
+            },
+        )
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(!text.contains("HTTP 302"), "{text}");
+    assert!(
+        text.contains("redirect") && text.contains("invalid_scope (no such scope)"),
+        "{text}"
+    );
+    assert!(e.is_configuration(), "{text}");
+}
+
+#[test]
+fn a_nonce_given_as_a_parameter_is_the_one_the_id_token_must_carry() {
+    let (l, t, _) = login(&[]);
+    let l = l.with_param("nonce", "my-own-nonce");
+    let (ok, sent) = paste_answering(&l, &t, |n| serde_json::json!({ "nonce": n }));
+    assert_eq!(sent.as_deref(), Some("my-own-nonce"));
+    ok.unwrap();
+    let (l, t, _) = login(&[]);
+    let l = l.with_param("nonce", "my-own-nonce");
+    let (wrong, _) = paste_answering(&l, &t, |_| serde_json::json!({ "nonce": "other" }));
+    assert!(matches!(wrong, Err(Error::LoginInvalidResponse { .. })));
 }

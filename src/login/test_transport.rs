@@ -4,17 +4,27 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 
 use crate::form::FormRequest;
-use crate::http::{HttpResponse, Transport, TransportError};
+use crate::http::{HttpResponse, Peek, Transport, TransportError};
 
 type Answer = Result<HttpResponse, TransportError>;
+/// How the transport answers a peek: from the URL peeked at.
+type PeekAnswer = Box<dyn Fn(&str) -> Result<Peek, TransportError> + Send + Sync>;
 /// A request as sent: its URL and form fields (none for a GET).
 type Sent = (String, Vec<(String, String)>);
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub(crate) struct Scripted {
     gets: Mutex<VecDeque<Answer>>,
     posts: Mutex<VecDeque<Answer>>,
     sent: Mutex<Vec<Sent>>,
+    peek: Option<PeekAnswer>,
+    peeked: Mutex<Vec<(String, std::time::Duration)>>,
+}
+
+impl std::fmt::Debug for Scripted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Scripted")
+    }
 }
 
 fn ok(status: u16, body: &str) -> Answer {
@@ -48,12 +58,32 @@ impl Scripted {
         self
     }
 
+    /// Scripts one more POST answer after the transport was shared (for an answer that
+    /// depends on what a flow showed, such as its nonce).
+    pub(crate) fn then_post(&self, status: u16, body: &str) {
+        self.posts.lock().unwrap().push_back(ok(status, body));
+    }
+
     pub(crate) fn post_fails(self) -> Scripted {
         self.posts
             .lock()
             .unwrap()
             .push_back(Err(TransportError::Timeout("slow".into())));
         self
+    }
+
+    /// Answers peeks with `answer` (without it, peeks fail as unsupported).
+    pub(crate) fn peek_with(
+        mut self,
+        answer: impl Fn(&str) -> Result<Peek, TransportError> + Send + Sync + 'static,
+    ) -> Scripted {
+        self.peek = Some(Box::new(answer));
+        self
+    }
+
+    /// Every URL peeked at, with the timeout given.
+    pub(crate) fn peeked(&self) -> Vec<(String, std::time::Duration)> {
+        self.peeked.lock().unwrap().clone()
     }
 
     /// Every URL requested, in order.
@@ -95,6 +125,14 @@ impl Transport for Scripted {
             .unwrap()
             .pop_front()
             .unwrap_or_else(|| panic!("unscripted POST to {}", request.url))
+    }
+
+    fn peek(&self, url: &str, timeout: std::time::Duration) -> Result<Peek, TransportError> {
+        self.peeked.lock().unwrap().push((url.to_owned(), timeout));
+        match &self.peek {
+            Some(answer) => answer(url),
+            None => Err(TransportError::Other("peeks are not scripted".into())),
+        }
     }
 
     fn get(&self, url: &str) -> Answer {

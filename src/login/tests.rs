@@ -270,3 +270,144 @@ fn flows_without_their_endpoint_are_unsupported() {
         .unwrap_err();
     assert!(e.to_string().contains("use the device flow"), "{e}");
 }
+
+#[test]
+fn a_confidential_client_names_itself_in_the_device_authorization_body_too() {
+    // RFC 8628 §3.1 allows client_id beside client_secret_basic, and django-oauth-toolkit
+    // refuses the request without it ("Missing client_id parameter.").
+    let t = Arc::new(
+        Scripted::new()
+            .get(200, &metadata())
+            .post(200, DEVICE)
+            .post(200, TOKENS),
+    );
+    let endpoints = Endpoints::discover(ISSUER, t.as_ref()).unwrap();
+    let secret = crate::Secret::new("s3cret-value");
+    let login = Login::new(endpoints, "cli", ClientAuth::Basic { secret })
+        .unwrap()
+        .with_transport(t.clone())
+        .with_clock(clock());
+    device(&login).unwrap();
+    let auth = t.form(1);
+    assert!(
+        auth.contains(&("client_id".into(), "cli".into())),
+        "{auth:?}"
+    );
+    assert!(!auth.iter().any(|(k, _)| k == "client_secret"), "{auth:?}");
+}
+
+#[test]
+fn invalid_request_from_a_login_endpoint_is_a_configuration_error() {
+    let (l, _, _) = login(&[(
+        400,
+        r#"{"error":"invalid_request","error_description":"Missing client_id parameter."}"#,
+    )]);
+    let e = device(&l).unwrap_err();
+    assert!(e.is_configuration() && !e.needs_login(), "{e}");
+    assert!(
+        e.to_string().contains("check the client's configuration"),
+        "{e}"
+    );
+}
+
+/// The value of `name` in `url`'s query.
+fn query_value(url: &str, name: &str) -> Option<String> {
+    url.split_once('?')?.1.split('&').find_map(|p| {
+        let (k, v) = p.split_once('=')?;
+        (k == name).then(|| crate::encoding::form_urldecode(v).unwrap_or_default())
+    })
+}
+
+/// A browser login whose transport answers the peek at the authorization URL with `peek`;
+/// the deadline is one second. Returns the result and whether the browser was opened.
+fn browser_after_peek(
+    peek: impl Fn(&str) -> Result<crate::http::Peek, crate::http::TransportError>
+    + Send
+    + Sync
+    + 'static,
+) -> (Result<Session, Error>, bool, Arc<Scripted>, Duration) {
+    let t = Arc::new(Scripted::new().get(200, &metadata()).peek_with(peek));
+    let endpoints = Endpoints::discover(ISSUER, t.as_ref()).unwrap();
+    let login = Login::new(endpoints, "cli", ClientAuth::None)
+        .unwrap()
+        .with_scopes(["openid"])
+        .with_deadline(Duration::from_secs(1))
+        .with_transport(t.clone());
+    let opened = std::sync::atomic::AtomicBool::new(false);
+    let started = std::time::Instant::now();
+    let result = login.browser(
+        &|_| {
+            opened.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(())
+        },
+        &mut |_| {},
+    );
+    (result, opened.into_inner(), t, started.elapsed())
+}
+
+#[test]
+fn an_authorization_request_refused_with_an_error_page_fails_before_the_browser_opens() {
+    let (result, opened, t, took) = browser_after_peek(|_| Ok(crate::http::Peek::new(400, None)));
+    let e = result.unwrap_err();
+    assert!(!opened, "the browser is not opened");
+    assert!(took < Duration::from_secs(1), "{took:?}");
+    assert_eq!(e.kind(), "login_request_rejected", "{e}");
+    assert!(e.is_configuration(), "{e}");
+    let text = e.to_string();
+    for cause in [
+        "client id",
+        "redirect URI",
+        "--port",
+        "scope",
+        "http://127.0.0.1:",
+    ] {
+        assert!(text.contains(cause), "{cause} not in: {text}");
+    }
+    let peeked = t.peeked();
+    assert_eq!(peeked.len(), 1);
+    assert!(peeked[0].0.starts_with("https://id.example/auth?"));
+    assert!(peeked[0].1 <= Duration::from_secs(5), "a short timeout");
+}
+
+#[test]
+fn an_error_redirected_to_the_loopback_fails_before_the_browser_opens() {
+    let (result, opened, _, _) = browser_after_peek(|url| {
+        let back = format!(
+            "{}?error=invalid_request&error_description=nonce+required&state={}",
+            query_value(url, "redirect_uri").unwrap(),
+            query_value(url, "state").unwrap()
+        );
+        Ok(crate::http::Peek::new(302, Some(back)))
+    });
+    let e = result.unwrap_err();
+    assert!(!opened);
+    assert_eq!(e.kind(), "login_refused", "{e}");
+    assert!(e.to_string().contains("nonce required"), "{e}");
+    assert!(e.is_configuration(), "{e}");
+}
+
+#[test]
+fn a_login_page_a_redirect_to_one_or_a_failed_peek_lets_the_browser_open() {
+    type PeekFn = fn(&str) -> Result<crate::http::Peek, crate::http::TransportError>;
+    let cases: [(&str, PeekFn); 5] = [
+        ("a login page", |_| Ok(crate::http::Peek::new(200, None))),
+        ("a redirect to the login page", |_| {
+            Ok(crate::http::Peek::new(
+                303,
+                Some("/interaction/abc".to_owned()),
+            ))
+        }),
+        ("an HTTP authentication prompt", |_| {
+            Ok(crate::http::Peek::new(401, None))
+        }),
+        ("a bot filter", |_| Ok(crate::http::Peek::new(403, None))),
+        ("no answer", |_| {
+            Err(crate::http::TransportError::Timeout("slow".into()))
+        }),
+    ];
+    for (what, peek) in cases {
+        let (result, opened, _, _) = browser_after_peek(peek);
+        assert!(opened, "{what}: the browser is opened");
+        assert_eq!(result.unwrap_err().kind(), "login_expired", "{what}");
+    }
+}

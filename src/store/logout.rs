@@ -194,6 +194,7 @@ impl Store {
                 path: self.path.clone(),
                 status,
                 oauth: OAuthError::from_json(&response.body, &secrets_sent),
+                public_client: matches!(session.client().auth(), crate::session::ClientAuth::None),
             }),
         }
     }

@@ -166,7 +166,7 @@ impl Store {
                     save_error,
                 })
             }
-            Outcome::InvalidGrant => {
+            Outcome::InvalidGrant { stated } => {
                 let schedule = self.poll_schedule();
                 match fallback::decide(self, &session, retry, &schedule)? {
                     Decision::Adopt(newer) => Ok(self.adopted(&newer)),
@@ -181,6 +181,7 @@ impl Store {
                         Err(Error::SessionExpired {
                             path: self.path.clone(),
                             deleted,
+                            unexplained: !stated,
                         })
                     }
                 }

@@ -405,3 +405,48 @@ fn on_a_filesystem_whose_locks_do_not_cross_machines_auto_adds_the_lease_and_say
         "{r}"
     );
 }
+
+#[test]
+fn a_refresh_token_refused_with_invalid_grant_is_reported_once() {
+    let fake = FakeServer::builder().build();
+    let http = HttpServer::start(fake.clone()).expect("server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("session.json");
+    let session = fake
+        .seed_session(&http.token_endpoint())
+        .expect("seed")
+        .with_expires_at(std::time::SystemTime::now());
+    Store::new(&store).save(&session).expect("save");
+    fake.revoke_grant_of(session.refresh_token().secret());
+    let out = run(credlock(&store, &["token"]));
+    assert_eq!(out.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "one message for one refusal: {stderr}");
+    assert!(
+        lines[0].contains("log in again") && lines[0].contains("the stale session was removed"),
+        "{stderr}"
+    );
+    assert!(!store.exists());
+}
+
+#[test]
+fn a_token_endpoint_beside_an_issuer_is_a_usage_error_not_silently_dropped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(credlock(
+        &dir.path().join("session.json"),
+        &[
+            "login",
+            "--issuer",
+            "http://127.0.0.1:9",
+            "--token-endpoint",
+            "http://127.0.0.1:9/token",
+            "--client-id",
+            "c",
+            "--device",
+        ],
+    ));
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("not both"), "{stderr}");
+}

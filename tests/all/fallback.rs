@@ -258,3 +258,106 @@ fn with_locks_off_and_a_rejecting_server_every_thread_adopts_the_winner() {
     assert!(server.is_live(stored.refresh_token().secret()));
     assert_eq!(server.counters().refreshes_ok, 1);
 }
+
+/// A server that refuses refresh tokens with an empty-bodied 400 (Glewlwyd 2.7).
+fn silent_server(policy: ReusePolicy) -> Arc<FakeServer> {
+    FakeServer::builder()
+        .policy(policy)
+        .silent_refusals()
+        .build()
+}
+
+#[test]
+fn an_empty_bodied_400_deletes_the_dead_session_and_says_the_server_gave_no_reason() {
+    let server = silent_server(ReusePolicy::RevokeGrant);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("session.json");
+    let store = Store::new(&path).with_transport(Arc::new(FakeTransport::new(server.clone())));
+    let seeded = server
+        .seed_session(TOKEN_ENDPOINT)
+        .expect("seed")
+        .with_expires_at(std::time::SystemTime::now());
+    store.save(&seeded).expect("save");
+    server.revoke_grant_of(seeded.refresh_token().secret());
+    let err = store.access_token().unwrap_err();
+    assert!(
+        matches!(err, Error::SessionExpired { deleted: true, .. }),
+        "{err:?}"
+    );
+    assert!(err.needs_login());
+    assert!(err.to_string().contains("gave no reason"), "{err}");
+    assert!(!path.exists());
+    // The next call asks for a login without spending a request.
+    let before = server.counters().refresh_requests;
+    assert!(matches!(store.access_token(), Err(Error::NoSession { .. })));
+    assert_eq!(server.counters().refresh_requests, before);
+}
+
+#[test]
+fn with_locks_off_and_a_server_refusing_with_empty_bodies_every_thread_adopts_the_winner() {
+    let server = FakeServer::builder()
+        .policy(ReusePolicy::RejectOnly)
+        .silent_refusals()
+        .latency(Duration::from_millis(20))
+        .build();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("session.json");
+    let seeded = server
+        .seed_session(TOKEN_ENDPOINT)
+        .expect("seed")
+        .with_expires_at(std::time::SystemTime::now());
+    Store::new(&path).save(&seeded).expect("save");
+    let tokens = {
+        let (server, path) = (server.clone(), path.clone());
+        tokens_from_threads(8, move || {
+            Store::new(&path)
+                .with_lock_mode(LockMode::Off)
+                .with_transport(Arc::new(FakeTransport::new(server.clone())))
+        })
+    };
+    let ok: Vec<&String> = tokens
+        .iter()
+        .map(|t| t.as_ref().expect("every thread gets a token"))
+        .collect();
+    assert!(ok.iter().all(|t| *t == ok[0]), "one token for all: {ok:?}");
+    let stored = Store::new(&path)
+        .load()
+        .expect("load")
+        .expect("nothing deleted");
+    assert!(server.is_live(stored.refresh_token().secret()));
+    assert_eq!(server.counters().refreshes_ok, 1);
+}
+
+#[test]
+fn a_sibling_that_refreshed_during_our_request_is_adopted_after_an_empty_bodied_400() {
+    let server = silent_server(ReusePolicy::RejectOnly);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("session.json");
+    let store = |mode| {
+        Store::new(&path)
+            .with_lock_mode(mode)
+            .with_transport(Arc::new(FakeTransport::new(server.clone())))
+    };
+    let seeded = server
+        .seed_session(TOKEN_ENDPOINT)
+        .expect("seed")
+        .with_expires_at(std::time::SystemTime::now());
+    store(LockMode::Auto).save(&seeded).expect("save");
+    let once = AtomicBool::new(false);
+    let sibling_token = Arc::new(std::sync::Mutex::new(String::new()));
+    {
+        let (sibling, sibling_token) = (store(LockMode::Off), Arc::clone(&sibling_token));
+        server.on_refresh(move |_| {
+            if !once.swap(true, Ordering::SeqCst) {
+                let t = sibling.access_token().expect("sibling refreshes");
+                *sibling_token.lock().expect("lock") = t.secret().to_owned();
+            }
+        });
+    }
+    let token = store(LockMode::Auto)
+        .access_token()
+        .expect("adopts the sibling's session");
+    assert_eq!(token.secret(), *sibling_token.lock().expect("lock"));
+    let stored = store(LockMode::Auto).load().expect("load").expect("kept");
+    assert!(server.is_live(stored.refresh_token().secret()));
+}

@@ -169,3 +169,61 @@ fn slow_down_makes_the_client_add_five_seconds_and_the_login_still_succeeds() {
     assert_eq!(stats["device_grants"], 1, "{stats}");
     assert_eq!(stats["device_polls"], 3, "{stats}");
 }
+
+/// Logs in with the device flow at `p` (approving at once) and returns the output and stderr.
+fn approved_device_login(p: &Provider, extra: &[&str]) -> (std::process::Output, String, Stored) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("session.json");
+    let err = dir.path().join("stderr");
+    let mut args = vec!["login"];
+    args.extend_from_slice(extra);
+    let child = spawn_device(&store, &err, &p.issuer, &args);
+    let code = user_code_in(&err, Duration::from_secs(20));
+    Browser::new().approve_device(&p.issuer, &code, false);
+    let out = finish(child, Duration::from_secs(30));
+    let stderr = std::fs::read_to_string(&err).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    (out, stderr, Stored { dir, store })
+}
+
+/// A temp directory and the store in it, kept alive together.
+struct Stored {
+    #[allow(dead_code)]
+    dir: tempfile::TempDir,
+    store: std::path::PathBuf,
+}
+
+#[test]
+#[ignore = "needs node-oidc-provider; .ci/run runs it"]
+fn a_revocation_endpoint_given_beside_the_issuer_is_the_one_stored() {
+    let p = Provider::start(&["--device-interval", "1", "--revocation", "0"]);
+    let given = format!("{}/token/revocation-elsewhere", p.issuer);
+    let (_, stderr, at) = approved_device_login(&p, &["--revocation-endpoint", &given]);
+    let session = credlock::Store::new(&at.store)
+        .load()
+        .unwrap()
+        .expect("saved");
+    assert_eq!(
+        session.client().revocation_endpoint(),
+        Some(given.as_str()),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("cannot be revoked"), "{stderr}");
+}
+
+#[test]
+#[ignore = "needs node-oidc-provider; .ci/run runs it"]
+fn a_login_at_a_server_without_a_revocation_endpoint_warns_that_logout_cannot_revoke() {
+    let p = Provider::start(&["--device-interval", "1", "--revocation", "0"]);
+    let (out, stderr, at) = approved_device_login(&p, &[]);
+    let session = credlock::Store::new(&at.store)
+        .load()
+        .unwrap()
+        .expect("saved");
+    assert_eq!(session.client().revocation_endpoint(), None);
+    assert!(
+        stderr.contains("cannot be revoked") && stderr.contains("--revocation-endpoint"),
+        "{stderr}"
+    );
+    assert_eq!(json_of(&out)["revocable"], false);
+}

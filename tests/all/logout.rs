@@ -380,3 +380,48 @@ fn review_logout_under_a_lost_lease_never_deletes_a_newer_session_it_did_not_rev
         "a live grant remains at the server but the session is gone locally\nlogout: {logout:?}\nrefresh: {refreshed:?}"
     );
 }
+
+/// A server that accepts revocation only from confidential clients (Glewlwyd 2.7): a request
+/// without client authentication gets 401.
+#[derive(Debug)]
+struct ConfidentialRevocationOnly(FakeTransport);
+
+impl credlock::Transport for ConfidentialRevocationOnly {
+    fn post_form(
+        &self,
+        request: &credlock::transport::FormRequest,
+    ) -> Result<credlock::transport::HttpResponse, TransportError> {
+        if request.url.ends_with("/revoke") && request.authorization.is_none() {
+            return Ok(credlock::transport::HttpResponse::new(
+                401,
+                r#"{"error":"invalid_client"}"#,
+            ));
+        }
+        self.0.post_form(request)
+    }
+}
+
+#[test]
+fn a_server_refusing_revocation_from_a_public_client_keeps_the_session_and_says_why() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    let session = seed_revocable(&bed);
+    let before = bed.bytes();
+    let store = bed
+        .store()
+        .with_transport(Arc::new(ConfidentialRevocationOnly(FakeTransport::new(
+            bed.server.clone(),
+        ))));
+    let err = store.logout(Revocation::Required).unwrap_err();
+    assert!(
+        matches!(err, Error::RevocationRefused { status: 401, .. }),
+        "{err:?}"
+    );
+    let text = err.to_string();
+    assert!(
+        text.contains("refuses revocation from public clients"),
+        "{text}"
+    );
+    assert!(text.contains("without revoking"), "{text}");
+    assert_eq!(bed.bytes(), before, "the session is kept byte for byte");
+    assert!(bed.server.is_live(session.refresh_token().secret()));
+}

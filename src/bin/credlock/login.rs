@@ -51,16 +51,19 @@ pub struct LoginArgs {
     /// Give up on the login after this many seconds.
     #[arg(long, default_value_t = 300)]
     login_timeout: u64,
-    /// The token endpoint, instead of discovery (with the endpoints below).
+    /// The token endpoint, instead of --issuer and its discovery (with the endpoints below).
     #[arg(long)]
     token_endpoint: Option<String>,
-    /// The authorization endpoint (browser and paste flows), instead of discovery.
+    /// The authorization endpoint (browser and paste flows; beside --issuer: instead of the
+    /// one discovered, or where the metadata names none).
     #[arg(long)]
     authorization_endpoint: Option<String>,
-    /// The device authorization endpoint, instead of discovery.
+    /// The device authorization endpoint (beside --issuer: instead of the one discovered, or
+    /// where the metadata names none).
     #[arg(long)]
     device_authorization_endpoint: Option<String>,
-    /// The revocation endpoint to store, instead of discovery.
+    /// The revocation endpoint to store (beside --issuer: instead of the one discovered, or
+    /// where the metadata names none).
     #[arg(long)]
     revocation_endpoint: Option<String>,
 }
@@ -87,6 +90,12 @@ impl LoginArgs {
         if self.client_id.is_none() {
             return Err(Failure::Usage("logging in needs --client-id".into()));
         }
+        if self.issuer.is_some() && self.token_endpoint.is_some() {
+            return Err(Failure::Usage(
+                "give either --issuer (its metadata names the token endpoint) or --token-endpoint, not both"
+                    .into(),
+            ));
+        }
         if self.issuer.is_none() && self.token_endpoint.is_none() {
             return Err(Failure::Usage(
                 "logging in needs --issuer URL (or --token-endpoint with the other endpoints)"
@@ -112,23 +121,22 @@ impl LoginArgs {
     /// Discovery (or the explicit endpoints) and the login's settings.
     fn build(&self) -> Result<Login, Failure> {
         let transport = Arc::new(UreqTransport::new());
-        let endpoints = match (&self.token_endpoint, &self.issuer) {
-            (Some(token), _) => {
-                let mut e = Endpoints::new(token)?;
-                if let Some(u) = &self.authorization_endpoint {
-                    e = e.with_authorization(u)?;
-                }
-                if let Some(u) = &self.device_authorization_endpoint {
-                    e = e.with_device_authorization(u)?;
-                }
-                if let Some(u) = &self.revocation_endpoint {
-                    e = e.with_revocation(u)?;
-                }
-                e
-            }
+        let mut endpoints = match (&self.token_endpoint, &self.issuer) {
+            (Some(token), _) => Endpoints::new(token)?,
             (None, Some(issuer)) => Endpoints::discover(issuer, transport.as_ref())?,
             (None, None) => return Err(Failure::Usage("logging in needs --issuer".into())),
         };
+        // Beside --issuer too: an endpoint given is one the user wants, whether the metadata
+        // lacks it or names another.
+        if let Some(u) = &self.authorization_endpoint {
+            endpoints = endpoints.with_authorization(u)?;
+        }
+        if let Some(u) = &self.device_authorization_endpoint {
+            endpoints = endpoints.with_device_authorization(u)?;
+        }
+        if let Some(u) = &self.revocation_endpoint {
+            endpoints = endpoints.with_revocation(u)?;
+        }
         let client_id = self.client_id.clone().unwrap_or_default();
         let mut login = Login::new(endpoints, client_id, self.auth()?)?
             .with_scopes(&self.scope)
@@ -241,6 +249,7 @@ pub fn login(g: &Global, args: &LoginArgs) -> Outcome {
 
 fn report(g: &Global, outcome: &LoggedIn, flow: Option<Flow>) -> Result<(), Failure> {
     let s = outcome.session();
+    warn_if_unrevocable(outcome);
     if g.json {
         outln!(
             "{}",
@@ -255,6 +264,7 @@ fn report(g: &Global, outcome: &LoggedIn, flow: Option<Flow>) -> Result<(), Fail
                 "scope": s.scope(),
                 "expires_at": s.expires_at().map(rfc3339),
                 "has_id_token": s.id_token().is_some(),
+                "revocable": s.client().revocation_endpoint().is_some(),
             })
         )?;
     } else if outcome.logged_in() {
@@ -299,7 +309,18 @@ pub fn token(g: &Global, args: &LoginArgs) -> Outcome {
     crate::commands::token(g, false)
 }
 
+/// After a login of this process's own: say now, not at `logout --revoke`, that the server
+/// named no revocation endpoint.
+fn warn_if_unrevocable(outcome: &LoggedIn) {
+    if outcome.logged_in() && outcome.session().client().revocation_endpoint().is_none() {
+        eprintln!(
+            "credlock: warning: the server names no revocation endpoint, so this session cannot be revoked by `logout --revoke` (give --revocation-endpoint at login if it has one)"
+        );
+    }
+}
+
 fn report_quietly(outcome: &LoggedIn) {
+    warn_if_unrevocable(outcome);
     if outcome.logged_in() {
         eprintln!("credlock: logged in");
     } else {

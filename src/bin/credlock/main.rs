@@ -144,12 +144,13 @@ impl Global {
             .with_lock_mode(self.lock)
             .with_margin(self.margin)
             .on_event(move |e| {
+                // Not DeletedStaleSession: the session_expired error that follows it says
+                // "the stale session was removed" already.
                 let important = matches!(
                     e,
                     credlock::Event::WaitingForLock { .. }
                         | credlock::Event::LocksUnavailable { .. }
                         | credlock::Event::PermissionsTightened { .. }
-                        | credlock::Event::DeletedStaleSession { .. }
                         | credlock::Event::UsingUnexpiredToken { .. }
                 );
                 if verbose || important {

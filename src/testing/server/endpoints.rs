@@ -121,12 +121,12 @@ impl FakeServer {
         let Some((grant, state)) = st.refresh_tokens.get(rt).map(|r| (r.grant, r.state)) else {
             st.counters.invalid_grant += 1;
             st.refused.insert(rt.to_owned());
-            return invalid_grant();
+            return self.refusal();
         };
         if st.grants.get(&grant).is_none_or(|g| g.revoked) {
             st.counters.invalid_grant += 1;
             st.refused.insert(rt.to_owned());
-            return invalid_grant();
+            return self.refusal();
         }
         let now = self.clock.now();
         match state {
@@ -155,8 +155,21 @@ impl FakeServer {
                 }
                 st.counters.invalid_grant += 1;
                 st.refused.insert(rt.to_owned());
-                invalid_grant()
+                self.refusal()
             }
+        }
+    }
+
+    /// The answer to a refresh token that is refused.
+    fn refusal(&self) -> HttpResponse {
+        if self.silent_refusals {
+            HttpResponse {
+                status: 400,
+                retry_after: None,
+                body: Vec::new(),
+            }
+        } else {
+            invalid_grant()
         }
     }
 

@@ -140,6 +140,7 @@ type Reshape = Box<dyn FnOnce(Map<String, Value>) -> Vec<u8> + Send>;
 /// [`ReusePolicy`] to reused ones, checks client authentication, counts everything.
 pub struct FakeServer {
     policy: ReusePolicy,
+    silent_refusals: bool,
     access_ttl: Duration,
     latency: Duration,
     auth: ClientAuth,
@@ -165,6 +166,7 @@ impl std::fmt::Debug for FakeServer {
 #[derive(Debug)]
 pub struct FakeServerBuilder {
     policy: ReusePolicy,
+    silent_refusals: bool,
     access_ttl: Duration,
     latency: Duration,
     auth: ClientAuth,
@@ -176,6 +178,14 @@ impl FakeServerBuilder {
     #[must_use]
     pub fn policy(mut self, policy: ReusePolicy) -> Self {
         self.policy = policy;
+        self
+    }
+
+    /// Refuse unknown, revoked and reused refresh tokens with an HTTP 400 whose body is empty
+    /// (no `error` field), as Glewlwyd 2.7 does, instead of `invalid_grant`. Defaults to off.
+    #[must_use]
+    pub fn silent_refusals(mut self) -> Self {
+        self.silent_refusals = true;
         self
     }
 
@@ -219,6 +229,7 @@ impl FakeServerBuilder {
             ^ u64::from(std::process::id());
         Arc::new(FakeServer {
             policy: self.policy,
+            silent_refusals: self.silent_refusals,
             access_ttl: self.access_ttl,
             latency: self.latency,
             auth: self.auth,
@@ -237,6 +248,7 @@ impl FakeServer {
     pub fn builder() -> FakeServerBuilder {
         FakeServerBuilder {
             policy: ReusePolicy::RevokeGrant,
+            silent_refusals: false,
             access_ttl: Duration::from_secs(3600),
             latency: Duration::ZERO,
             auth: ClientAuth::None,

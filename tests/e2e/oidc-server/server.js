@@ -20,11 +20,13 @@ if (typeof URL.parse !== 'function') {
 
 const USAGE = 'usage: node server.js [--port N (default 0)] [--access-ttl SECONDS (default 3600)] '
   + '[--slow-storage-ms N (default 0)] [--device-interval SECONDS (default 5)] '
-  + '[--device-min-poll SECONDS (default 0: off)] [--device-code-ttl SECONDS (default 600)]';
+  + '[--device-min-poll SECONDS (default 0: off)] [--device-code-ttl SECONDS (default 600)] '
+  + '[--revocation 0|1 (default 1)] [--require-nonce 0|1 (default 0)]';
 
 function parseArgs(argv) {
   const opts = {
     port: 0, accessTtl: 3600, slowStorageMs: 0, deviceInterval: 5, deviceMinPoll: 0, deviceCodeTtl: 600,
+    revocation: 1, requireNonce: 0,
   };
   const names = {
     '--port': 'port',
@@ -33,9 +35,12 @@ function parseArgs(argv) {
     '--device-interval': 'deviceInterval',
     '--device-min-poll': 'deviceMinPoll',
     '--device-code-ttl': 'deviceCodeTtl',
+    '--revocation': 'revocation',
+    '--require-nonce': 'requireNonce',
   };
   const mins = {
     port: 0, accessTtl: 1, slowStorageMs: 0, deviceInterval: 1, deviceMinPoll: 0, deviceCodeTtl: 1,
+    revocation: 0, requireNonce: 0,
   };
   for (let i = 0; i < argv.length; i += 1) {
     let flag = argv[i];
@@ -59,7 +64,8 @@ function parseArgs(argv) {
       value = argv[i];
     }
     if (value === undefined || !/^\d+$/.test(value) || Number(value) < mins[key]
-      || (key === 'port' && Number(value) > 65535)) {
+      || (key === 'port' && Number(value) > 65535)
+      || ((key === 'revocation' || key === 'requireNonce') && Number(value) > 1)) {
       process.stderr.write(`oidc-server: ${flag} needs an integer >= ${mins[key]}, got ${JSON.stringify(value)}\n${USAGE}\n`);
       process.exit(2);
     }
@@ -262,7 +268,8 @@ const provider = new Provider(issuer, {
     // The stock login and consent pages: any login and password are accepted.
     devInteractions: { enabled: true },
     deviceFlow: { enabled: true },
-    revocation: { enabled: true },
+    // --revocation 0: a server whose metadata names no revocation endpoint.
+    revocation: { enabled: opts.revocation === 1 },
     introspection: { enabled: true },
   },
   // Rotate on every refresh, for confidential and public clients alike.
@@ -476,9 +483,30 @@ async function deviceSlowDown(req, res) {
   return false;
 }
 
+// --require-nonce 1: Glewlwyd's rule, which oidc-provider does not have: an authorization
+// request that asks for `openid` without a `nonce` is refused, even for response_type=code,
+// with a redirect carrying error=invalid_request (the redirect URI is checked first by
+// oidc-provider in a real refusal; here only registered clients' loopback URIs are used).
+function nonceMissing(req, res) {
+  const url = new URL(req.url || '/', issuer);
+  const scope = (url.searchParams.get('scope') || '').split(' ');
+  if (!scope.includes('openid') || url.searchParams.get('nonce')) return false;
+  const back = new URL(url.searchParams.get('redirect_uri') || '');
+  back.searchParams.set('error', 'invalid_request');
+  back.searchParams.set('error_description', 'nonce required');
+  const state = url.searchParams.get('state');
+  if (state) back.searchParams.set('state', state);
+  res.writeHead(302, { location: back.toString() });
+  res.end();
+  return true;
+}
+
 const providerCallback = provider.callback();
 appHandler = (req, res) => {
   const pathname = (req.url || '/').split('?')[0];
+  if (opts.requireNonce === 1 && req.method === 'GET' && pathname === '/auth' && nonceMissing(req, res)) {
+    return;
+  }
   if (pathname.startsWith('/test/')) {
     handleTestRoute(req, res, pathname);
   } else if (opts.deviceMinPoll > 0 && req.method === 'POST' && pathname === ROUTES.token) {
@@ -494,6 +522,6 @@ process.stdout.write(`${JSON.stringify({
   issuer,
   token_endpoint: `${issuer}${ROUTES.token}`,
   device_authorization_endpoint: `${issuer}${ROUTES.device_authorization}`,
-  revocation_endpoint: `${issuer}${ROUTES.revocation}`,
+  revocation_endpoint: opts.revocation === 1 ? `${issuer}${ROUTES.revocation}` : null,
   introspection_endpoint: `${issuer}${ROUTES.introspection}`,
 })}\n`);
