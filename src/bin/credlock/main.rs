@@ -107,7 +107,9 @@ enum Command {
     Doctor,
     /// List the profiles and the state of their sessions (no secrets).
     Profiles,
-    /// A git credential helper: `credential.helper = !credlock --profile X git-credential`.
+    /// A git credential helper for the hosts named:
+    /// `git config credential.https://HOST.helper '!credlock --profile X git-credential --host HOST'`.
+    /// Without --host or --url-prefix it answers no host.
     GitCredential(git_credential::GitCredentialArgs),
     /// Run a command with a valid access token in its environment; exits with its status.
     Exec(exec::ExecArgs),
