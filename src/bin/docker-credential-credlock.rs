@@ -7,9 +7,11 @@
 //! `CREDLOCK_MARGIN` tune it, as for `credlock`;
 //! `CREDLOCK_ACCESS_TOKEN` overrides it; `CREDLOCK_DOCKER_USERNAME` is the username to answer
 //! (default `oauth2accesstoken`, what Google's registries expect); `CREDLOCK_DOCKER_REGISTRIES`,
-//! a comma-separated list of registry hosts, restricts the token to those and is what `list`
-//! reports (without it `list` reports none and `get` answers any registry docker asks about:
-//! scope it with `credHelpers` in docker's config.json).
+//! a comma-separated list of registry hosts, is the registries the token (or the override)
+//! goes to and what `list` reports. Without it `get` answers no registry, as docker's "not
+//! found" with a hint on stderr: a helper that ends up configured for every registry
+//! (`credsStore`) must not hand the token to any registry docker asks about.
+//! An empty variable is the same as an unset one.
 //!
 //! Exit codes: 0 success; 1 failure (message on stdout, where docker reads it); 2 usage.
 #![forbid(unsafe_code)]
@@ -80,30 +82,34 @@ fn host_of(server_url: &str) -> &str {
     rest.split('/').next().unwrap_or(rest)
 }
 
-fn registries() -> Option<Vec<String>> {
-    let list = std::env::var("CREDLOCK_DOCKER_REGISTRIES").ok()?;
-    Some(
-        list.split(',')
-            .map(|r| host_of(r.trim()).to_owned())
-            .filter(|r| !r.is_empty())
-            .collect(),
-    )
+/// The registries named in `CREDLOCK_DOCKER_REGISTRIES` (none when unset or empty).
+fn registries() -> Vec<String> {
+    std::env::var("CREDLOCK_DOCKER_REGISTRIES")
+        .unwrap_or_default()
+        .split(',')
+        .map(|r| host_of(r.trim()).to_ascii_lowercase())
+        .filter(|r| !r.is_empty())
+        .collect()
 }
 
 fn list() -> String {
     let user = username();
-    let map: serde_json::Map<String, serde_json::Value> = registries()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|r| (r, json!(user)))
-        .collect();
+    let map: serde_json::Map<String, serde_json::Value> =
+        registries().into_iter().map(|r| (r, json!(user))).collect();
     serde_json::Value::Object(map).to_string()
 }
 
 fn get(server_url: &str) -> Result<String, String> {
-    if let Some(allowed) = registries()
-        && !allowed.iter().any(|r| r == host_of(server_url))
-    {
+    let allowed = registries();
+    if allowed.is_empty() {
+        eprintln!(
+            "credlock: docker-credential-credlock answers no registry until told which: set \
+             CREDLOCK_DOCKER_REGISTRIES=registry.example.com[,…]"
+        );
+        return Err(NOT_FOUND.to_owned());
+    }
+    let asked = host_of(server_url).to_ascii_lowercase();
+    if !allowed.contains(&asked) {
         return Err(NOT_FOUND.to_owned());
     }
     let token = match std::env::var("CREDLOCK_ACCESS_TOKEN") {

@@ -428,3 +428,46 @@ fn a_scope_that_is_not_an_https_host_is_a_usage_error() {
         assert!(!text(&out.stderr).contains("pw"), "{}", text(&out.stderr));
     }
 }
+
+/// The exit codes the README's helper table gives: with no session, `get` and an in-scope
+/// `erase` exit 3 (git shows the message and moves on), `store` and out-of-scope requests 0;
+/// nothing creates a session file; with the CI override, `erase` refreshes nothing.
+#[test]
+fn without_a_session_get_and_erase_exit_3_and_store_and_other_hosts_exit_0() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("none.json");
+    let helper = |store: &Path, op: &str, request: &str| {
+        let mut cmd =
+            crate::common::credlock(store, &["git-credential", "--host", "git.example.com", op]);
+        cmd.env_remove("CREDLOCK_ACCESS_TOKEN");
+        run_with_stdin(cmd, request.as_bytes())
+    };
+    let named = "protocol=https\nhost=git.example.com\npassword=p\n\n";
+    let other = "protocol=https\nhost=other.example.com\npassword=p\n\n";
+    for (op, request, code) in [
+        ("get", named, 3),
+        ("erase", named, 3),
+        ("store", named, 0),
+        ("get", other, 0),
+        ("erase", other, 0),
+    ] {
+        let out = helper(&missing, op, request);
+        assert_eq!(out.status.code(), Some(code), "{op}: {}", text(&out.stderr));
+        assert!(out.stdout.is_empty(), "{op}: {}", text(&out.stdout));
+    }
+    assert!(!missing.exists(), "no session file is created");
+
+    let b = Backend::fresh();
+    let mut erase = crate::common::credlock(
+        &b.store,
+        &["git-credential", "--host", "git.example.com", "erase"],
+    );
+    erase.env("CREDLOCK_ACCESS_TOKEN", "ci-token");
+    let request = format!(
+        "protocol=https\nhost=git.example.com\npassword={}\n\n",
+        b.access_token()
+    );
+    let out = run_with_stdin(erase, request.as_bytes());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(b.refreshes(), 0);
+}
