@@ -251,20 +251,7 @@ fn explicit_proxy(url: &str) -> Result<ureq::Proxy, Error> {
     ureq::Proxy::new(url.trim()).map_err(|_| bad("is not a valid proxy URL"))
 }
 
-/// A proxy URL as it may be shown: everything before its last `@` after the scheme is user
-/// information, hidden even where it holds a `?`, `#` or `/` (a proxy URL has no path or
-/// query, and a password typed unencoded may hold any of them).
+/// A proxy URL as it may be shown: the one redaction for URLs with user information.
 fn display_proxy(url: &str) -> String {
-    let shown = match url.rfind('@') {
-        Some(at) => {
-            let kept = url
-                .find("://")
-                .map(|i| i + 3)
-                .filter(|&end| end <= at)
-                .unwrap_or(0);
-            format!("{}[redacted]@{}", &url[..kept], &url[at + 1..])
-        }
-        None => url.to_owned(),
-    };
-    shown.chars().take(200).collect()
+    crate::endpoint::display_url(url)
 }
