@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::proxy::NoProxy;
 use super::tls::{Roots, TlsSettings};
 use super::tls_connector::SharedTls;
-use super::ureq_transport::{Proxies, UreqTransport};
+use super::ureq_transport::{Proxies, Route, UreqTransport};
 use crate::error::Error;
 
 /// The settings of a [`UreqTransport`]: trusted roots, extra CA files, a client identity for
@@ -216,8 +216,8 @@ impl TransportBuilder {
             ProxySetting::Explicit { url } => {
                 let proxy = explicit_proxy(url)?;
                 Proxies {
-                    http: Some(proxy.clone()),
-                    https: Some(proxy),
+                    http: Route::Via(proxy.clone()),
+                    https: Route::Via(proxy),
                     no_proxy: NoProxy::parse(&self.no_proxy),
                 }
             }
