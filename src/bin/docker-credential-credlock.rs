@@ -67,11 +67,14 @@ fn read_stdin() -> Result<String, String> {
     Ok(text)
 }
 
+/// The variable `name`, if it is set and not empty: an empty `CREDLOCK_*` variable counts as
+/// unset, as for `credlock`.
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
 fn username() -> String {
-    std::env::var("CREDLOCK_DOCKER_USERNAME")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "oauth2accesstoken".to_owned())
+    var("CREDLOCK_DOCKER_USERNAME").unwrap_or_else(|| "oauth2accesstoken".to_owned())
 }
 
 /// `registry.example.com:5000` from `https://registry.example.com:5000/v1/` and the like.
@@ -84,7 +87,7 @@ fn host_of(server_url: &str) -> &str {
 
 /// The registries named in `CREDLOCK_DOCKER_REGISTRIES` (none when unset or empty).
 fn registries() -> Vec<String> {
-    std::env::var("CREDLOCK_DOCKER_REGISTRIES")
+    var("CREDLOCK_DOCKER_REGISTRIES")
         .unwrap_or_default()
         .split(',')
         .map(|r| host_of(r.trim()).to_ascii_lowercase())
@@ -112,9 +115,9 @@ fn get(server_url: &str) -> Result<String, String> {
     if !allowed.contains(&asked) {
         return Err(NOT_FOUND.to_owned());
     }
-    let token = match std::env::var("CREDLOCK_ACCESS_TOKEN") {
-        Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
-        _ => store()?
+    let token = match var("CREDLOCK_ACCESS_TOKEN") {
+        Some(t) => t.trim().to_owned(),
+        None => store()?
             .access_token()
             .map_err(|e| format!("credlock: {}", e.with_causes()))?
             .secret()
@@ -127,18 +130,16 @@ fn store() -> Result<credlock::Store, String> {
     let path = match std::env::var_os("CREDLOCK_STORE").filter(|s| !s.is_empty()) {
         Some(p) => PathBuf::from(p),
         None => {
-            let profile = std::env::var("CREDLOCK_PROFILE")
-                .ok()
-                .filter(|p| !p.is_empty());
+            let profile = var("CREDLOCK_PROFILE");
             credlock::default_session_path("credlock", profile.as_deref())
                 .map_err(|e| format!("credlock: {e}"))?
         }
     };
     let mut store = credlock::Store::new(path);
-    if let Ok(mode) = std::env::var("CREDLOCK_LOCK") {
+    if let Some(mode) = var("CREDLOCK_LOCK") {
         store = store.with_lock_mode(mode.parse().map_err(|e| format!("credlock: {e}"))?);
     }
-    if let Ok(margin) = std::env::var("CREDLOCK_MARGIN") {
+    if let Some(margin) = var("CREDLOCK_MARGIN") {
         let seconds: u64 = margin.parse().map_err(|_| {
             format!("credlock: CREDLOCK_MARGIN={margin:?} is not a number of seconds")
         })?;

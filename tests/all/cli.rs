@@ -369,3 +369,53 @@ fn on_a_filesystem_whose_locks_do_not_cross_machines_auto_adds_the_lease_and_say
         "{r}"
     );
 }
+
+/// Every `CREDLOCK_*` variable the CLI reads counts as unset when it is empty: the defaults
+/// apply, nothing is a usage error.
+#[test]
+fn an_empty_credlock_variable_is_the_same_as_an_unset_one() {
+    let fake = FakeServer::builder().build();
+    let http = HttpServer::start(std::sync::Arc::clone(&fake)).expect("server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("s.json");
+    let session = fake
+        .seed_session(&http.token_endpoint())
+        .expect("seed session");
+    Store::new(&store).save(&session).expect("save");
+    for var in [
+        "CREDLOCK_PROFILE",
+        "CREDLOCK_LOCK",
+        "CREDLOCK_MARGIN",
+        "CREDLOCK_ACCESS_TOKEN",
+        "CREDLOCK_FS_KIND",
+        "CREDLOCK_PEAK_RSS",
+    ] {
+        let mut cmd = credlock(&store, &["token"]);
+        cmd.env(var, "");
+        let out = run(cmd);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{var}=: {stderr}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            session.access_token().secret(),
+            "{var}="
+        );
+        assert!(stderr.is_empty(), "{var}=: {stderr}");
+    }
+    // An empty CREDLOCK_STORE (and CREDLOCK_PROFILE) falls back to the default file.
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_credlock"));
+    cmd.arg("status")
+        .env("CREDLOCK_STORE", "")
+        .env("CREDLOCK_PROFILE", "")
+        .env("XDG_CONFIG_HOME", home.path())
+        .env("HOME", home.path())
+        .env_remove("CREDLOCK_ACCESS_TOKEN");
+    let out = run(cmd);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "no session at the default: {stderr}"
+    );
+}

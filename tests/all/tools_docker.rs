@@ -221,3 +221,39 @@ fn the_docker_cli_pulls_a_manifest_with_the_token_through_the_helper() {
     assert!(!tokens.is_empty(), "docker sent no credentials");
     assert!(tokens.iter().all(|t| *t == b.access_token()), "{tokens:?}");
 }
+
+/// An empty `CREDLOCK_*` variable is an unset one for the docker helper too.
+#[test]
+fn the_docker_helper_treats_empty_credlock_variables_as_unset() {
+    let b = Backend::fresh();
+    let mut get = scoped(&b.store, "get");
+    for var in [
+        "CREDLOCK_PROFILE",
+        "CREDLOCK_LOCK",
+        "CREDLOCK_MARGIN",
+        "CREDLOCK_ACCESS_TOKEN",
+        "CREDLOCK_DOCKER_USERNAME",
+    ] {
+        get.env(var, "");
+    }
+    let out = run_with_stdin(get, b"registry.example.com");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v = json(&out);
+    assert_eq!(v["Secret"], b.access_token().as_str());
+    assert_eq!(v["Username"], "oauth2accesstoken");
+
+    // An empty CREDLOCK_STORE falls back to the profile's file, as an unset one does.
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut get = scoped(&b.store, "get");
+    get.env("CREDLOCK_STORE", "")
+        .env("CREDLOCK_PROFILE", "")
+        .env("XDG_CONFIG_HOME", home.path())
+        .env("HOME", home.path());
+    let out = run_with_stdin(get, b"registry.example.com");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("no session"),
+        "{}",
+        text(&out.stdout)
+    );
+}

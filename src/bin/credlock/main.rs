@@ -180,7 +180,7 @@ fn exit_code_for(e: &Error) -> u8 {
 }
 
 fn main() -> ExitCode {
-    let parsed = Cli::command()
+    let parsed = command_ignoring_empty_env()
         .try_get_matches()
         .and_then(|matches| Cli::from_arg_matches(&matches).map(|cli| (matches, cli)));
     let (matches, cli) = match parsed {
@@ -250,6 +250,25 @@ fn main() -> ExitCode {
         let _ = write_stdout(format_args!("{}", json!({ "error": object })));
     }
     ExitCode::from(code)
+}
+
+/// The command line parser, with the environment variables that are set but empty left out:
+/// an empty `CREDLOCK_PROFILE=` (a blank `env:` entry in a kubeconfig, an `export VAR=`)
+/// means "not set", as it does for every `CREDLOCK_*` variable, not a usage error.
+fn command_ignoring_empty_env() -> clap::Command {
+    let mut command = Cli::command();
+    let empty: Vec<clap::Id> = command
+        .get_arguments()
+        .filter(|a| {
+            a.get_env()
+                .is_some_and(|var| std::env::var_os(var).is_some_and(|v| v.is_empty()))
+        })
+        .map(|a| a.get_id().clone())
+        .collect();
+    for id in empty {
+        command = command.mut_arg(id, |a| a.env(None));
+    }
+    command
 }
 
 /// A command line clap refused: its own text on stderr, and with `--json` anywhere on the
@@ -340,7 +359,7 @@ type Outcome = Result<u8, Failure>;
 /// With `CREDLOCK_PEAK_RSS=1`, print the process's peak resident set size (Linux `VmHWM`)
 /// on stderr at exit: how `credlock bench` measures the memory of `credlock token`.
 fn peak_rss_report() {
-    if std::env::var_os("CREDLOCK_PEAK_RSS").is_none() {
+    if std::env::var_os("CREDLOCK_PEAK_RSS").is_none_or(|v| v.is_empty()) {
         return;
     }
     if let Some(line) = std::fs::read_to_string("/proc/self/status")
