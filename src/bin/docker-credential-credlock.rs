@@ -148,7 +148,7 @@ fn store() -> Result<credlock::Store, String> {
     Ok(store.on_event(|e| {
         if matches!(
             e,
-            credlock::Event::WaitingForLock { .. } | credlock::Event::LocksUnavailable { .. }
+            credlock::Event::StillWaitingForLock { .. } | credlock::Event::LocksUnavailable { .. }
         ) {
             eprintln!("credlock: {e}");
         }

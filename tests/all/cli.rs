@@ -419,3 +419,58 @@ fn an_empty_credlock_variable_is_the_same_as_an_unset_one() {
         "no session at the default: {stderr}"
     );
 }
+
+/// `credlock token` run while the test holds the session's lock for `held`, with `args`
+/// before `token`: its stderr, after it succeeded.
+fn token_behind_a_held_lock(held: std::time::Duration, args: &[&str]) -> String {
+    let fake = FakeServer::builder().build();
+    let http = HttpServer::start(std::sync::Arc::clone(&fake)).expect("server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("s.json");
+    let session = fake
+        .seed_session(&http.token_endpoint())
+        .expect("seed session")
+        .with_expires_at(std::time::SystemTime::now());
+    Store::new(&store).save(&session).expect("save");
+    let lock_path = credlock::unversioned::lock_path_for(&store);
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .expect("open lock file");
+    let mut holder = fd_lock::RwLock::new(lock);
+    let guard = holder.try_write().expect("hold the lock");
+    let mut full = args.to_vec();
+    full.push("token");
+    let child = credlock(&store, &full)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(held);
+    drop(guard);
+    let out = crate::common::finish(child, std::time::Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    stderr
+}
+
+/// Waiting for the lock is normal under contention: a short wait is silent (a kubectl or git
+/// user must not see a line at every expiry); one of a second or more is said once, and
+/// `-v` says every wait.
+#[test]
+fn a_short_lock_wait_is_silent_a_long_one_is_said_once_and_verbose_says_every_wait() {
+    let short = token_behind_a_held_lock(std::time::Duration::from_millis(300), &[]);
+    assert!(!short.contains("waiting for file lock"), "{short}");
+    let verbose = token_behind_a_held_lock(std::time::Duration::from_millis(300), &["-v"]);
+    assert_eq!(
+        verbose.matches("Blocking waiting for file lock").count(),
+        1,
+        "{verbose}"
+    );
+    let long = token_behind_a_held_lock(std::time::Duration::from_millis(1800), &[]);
+    assert_eq!(long.matches("waiting for file lock").count(), 1, "{long}");
+}

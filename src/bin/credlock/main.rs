@@ -142,9 +142,11 @@ impl Global {
             .with_lock_mode(self.lock)
             .with_margin(self.margin)
             .on_event(move |e| {
+                // A lock wait is normal under contention and usually milliseconds: said at
+                // once only with -v, else when it has lasted about a second.
                 let important = matches!(
                     e,
-                    credlock::Event::WaitingForLock { .. }
+                    credlock::Event::StillWaitingForLock { .. }
                         | credlock::Event::LocksUnavailable { .. }
                         | credlock::Event::PermissionsTightened { .. }
                         | credlock::Event::DeletedStaleSession { .. }
