@@ -474,3 +474,104 @@ fn a_short_lock_wait_is_silent_a_long_one_is_said_once_and_verbose_says_every_wa
     let long = token_behind_a_held_lock(std::time::Duration::from_millis(1800), &[]);
     assert_eq!(long.matches("waiting for file lock").count(), 1, "{long}");
 }
+
+/// `token --login` with the login flags a kubeconfig or a script gives: explicit endpoints,
+/// the paste flow (which would print its URL on stderr if a login started).
+fn token_login(store: &std::path::Path, extra: &[&str]) -> Command {
+    let mut args = vec![
+        "token",
+        "--login",
+        "--client-id",
+        "cli",
+        "--token-endpoint",
+        "https://as.example/token",
+        "--authorization-endpoint",
+        "https://as.example/authorize",
+        "--paste",
+    ];
+    args.extend(extra);
+    let mut cmd = credlock(store, &args);
+    cmd.env_remove("CREDLOCK_ACCESS_TOKEN")
+        .env_remove("KUBERNETES_EXEC_INFO");
+    cmd
+}
+
+/// `token --login` is `token` when no login is needed: `--format`, `--out` and `--json`
+/// shape the output exactly as they do without `--login`.
+#[test]
+fn token_login_honours_format_and_out_when_the_session_is_valid() {
+    let fake = FakeServer::builder().build();
+    let http = HttpServer::start(std::sync::Arc::clone(&fake)).expect("server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("s.json");
+    let session = fake
+        .seed_session(&http.token_endpoint())
+        .expect("seed session");
+    Store::new(&store).save(&session).expect("save");
+    let token = session.access_token().secret().to_owned();
+
+    let out = run(token_login(&store, &["--format", "exec-credential"]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["kind"], "ExecCredential", "{v}");
+    assert_eq!(v["status"]["token"], token.as_str());
+
+    let out = run(token_login(&store, &["--format", "header"]));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("Authorization: Bearer {token}")
+    );
+
+    let file = dir.path().join("token.txt");
+    let out = run(token_login(
+        &store,
+        &["--out", file.to_str().expect("utf-8")],
+    ));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("token file").trim(),
+        token
+    );
+}
+
+/// With `CREDLOCK_ACCESS_TOKEN` set, the store is not used: `token --login` hands out the
+/// override in the format asked for and starts no login, even with no session stored.
+#[test]
+fn token_login_with_the_ci_override_starts_no_login() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("none.json");
+    for (extra, expected) in [
+        (vec![], "ci-token".to_owned()),
+        (
+            vec!["--format", "header"],
+            "Authorization: Bearer ci-token".to_owned(),
+        ),
+    ] {
+        let mut cmd = token_login(&store, &extra);
+        cmd.env("CREDLOCK_ACCESS_TOKEN", "ci-token");
+        let out = run(cmd);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{extra:?}: {stderr}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected);
+        assert!(
+            !stderr.contains("open this URL"),
+            "a login started: {stderr}"
+        );
+    }
+    assert!(!store.exists());
+}

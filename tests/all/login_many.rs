@@ -93,3 +93,37 @@ fn eight_processes_needing_a_login_cause_one_login_and_print_the_same_token() {
     assert_eq!(stats["device_grants"], 1, "{stats}");
     assert_eq!(stats["refresh_ok"], 0, "{stats}");
 }
+
+/// `token --login` that does log in still hands the token out as asked: with `--out FILE`
+/// it goes to the file (0600), and stdout carries only the `--json` report, no token.
+#[test]
+#[ignore = "needs node-oidc-provider; .ci/run runs it"]
+fn a_token_login_that_logs_in_writes_the_token_file_it_was_asked_for() {
+    let p = Provider::start(&["--device-interval", "1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("session.json");
+    let file = dir.path().join("bt");
+    let err = dir.path().join("stderr");
+    let child = spawn_device(
+        &store,
+        &err,
+        &p.issuer,
+        &["token", "--login", "--out", file.to_str().unwrap()],
+    );
+    let code = crate::login_kit::user_code_in(&err, Duration::from_secs(20));
+    Browser::new().approve_device(&p.issuer, &code, false);
+    let out = crate::common::finish(child, Duration::from_secs(30));
+    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+    assert!(out.status.success(), "{stderr}");
+    let token = credlock::Store::new(&store)
+        .load()
+        .unwrap()
+        .expect("saved")
+        .access_token()
+        .secret()
+        .to_owned();
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), token);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["written"], true, "{v}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&token));
+}

@@ -272,8 +272,14 @@ fn report(g: &Global, outcome: &LoggedIn, flow: Option<Flow>) -> Result<(), Fail
 }
 
 /// `credlock token --login`: logs in first when the session needs a login (one login across
-/// all the processes that ask at once), then prints the token as `credlock token` does.
-pub fn token(g: &Global, args: &LoginArgs) -> Outcome {
+/// all the processes that ask at once), then hands the token out as `credlock token` does
+/// with the same `--format`, `--out` and `--min-valid`. With `CREDLOCK_ACCESS_TOKEN` set the
+/// store is not used, so there is nothing to log in to: the override is handed out.
+pub fn token(g: &Global, args: &LoginArgs, tools: &crate::formats::TokenArgs) -> Outcome {
+    crate::formats::check(tools)?;
+    if crate::obtain::override_active() {
+        return crate::formats::token(g, false, tools);
+    }
     let store = g.store();
     match store.access_token() {
         Ok(_) => {}
@@ -288,7 +294,11 @@ pub fn token(g: &Global, args: &LoginArgs) -> Outcome {
                 }
                 Err(Error::NotSaved { session, source }) => {
                     // The login worked: its token is valid now, though not stored.
-                    outln!("{}", session.access_token().secret())?;
+                    let got = crate::obtain::Obtained {
+                        token: Secret::new(session.access_token().secret()),
+                        expires_at: session.expires_at(),
+                    };
+                    crate::formats::deliver(g, tools, &got)?;
                     return Err(Error::NotSaved { session, source }.into());
                 }
                 Err(e) => return Err(e.into()),
@@ -296,7 +306,11 @@ pub fn token(g: &Global, args: &LoginArgs) -> Outcome {
         }
         Err(e) => return Err(e.into()),
     }
-    crate::commands::token(g, false)
+    if tools.is_plain() {
+        crate::commands::token(g, false)
+    } else {
+        crate::formats::token(g, false, tools)
+    }
 }
 
 fn report_quietly(outcome: &LoggedIn) {

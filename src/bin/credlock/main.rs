@@ -203,8 +203,9 @@ fn main() -> ExitCode {
         Command::Token {
             login: true,
             login_args,
+            tools,
             ..
-        } => login::token(&global, &login_args),
+        } => login::token(&global, &login_args, &tools),
         Command::Token {
             rejected_on_stdin,
             tools,
