@@ -215,14 +215,16 @@ fn run(args: &LoginArgs, chosen: &mut Option<Flow>) -> Result<Session, Error> {
     }
 }
 
-/// `credlock login`: logs in and saves the session, replacing a stored one; if another
-/// process logs in at the same time, one login happens and both use it.
+/// `credlock login`: logs in and saves the session, replacing a stored one. It always logs
+/// in (the user asked to): it waits for a refresh or another login in progress, then logs in
+/// under the guards, never adopting what they saved (`token --login` is the command that
+/// shares one login among many processes).
 pub fn login(g: &Global, args: &LoginArgs) -> Outcome {
     args.check()?;
     let store = g.store();
     let mut chosen = None;
-    let outcome = match store.login_with(args.deadline(), || run(args, &mut chosen)) {
-        Ok(outcome) => outcome,
+    let outcome = match store.relogin_with(args.deadline(), || run(args, &mut chosen)) {
+        Ok(session) => LoggedIn::Saved(session),
         Err(e @ Error::NotSaved { .. }) => {
             if g.json {
                 outln!(
