@@ -87,6 +87,10 @@ impl Scope {
         let Some(path) = path.map(|p| p.trim_start_matches('/')) else {
             return false;
         };
+        // `team/../other` starts with `team/` but names another place once resolved.
+        if path.split('/').any(|segment| matches!(segment, "." | "..")) {
+            return false;
+        }
         path == self.path
             || path
                 .strip_prefix(self.path.as_str())
@@ -273,5 +277,21 @@ mod tests {
         assert!(!req("host=git.example.com\n"));
         assert!(!req("protocol=https\n"));
         assert!(!req("protocol=HTTPS\nhost=git.example.com\n"));
+    }
+
+    #[test]
+    fn a_url_prefix_covers_whole_path_segments_and_no_dot_segments() {
+        let prefix = [Scope::parse_url_prefix("https://git.example.com/team/").expect("url")];
+        let under = |path: &str| {
+            Request::parse(&format!(
+                "protocol=https\nhost=git.example.com\npath={path}\n"
+            ))
+            .in_scope(&prefix)
+        };
+        assert!(under("team/app.git"));
+        assert!(under("team"));
+        assert!(!under("team/../other/app.git"));
+        assert!(!under("team/./app.git"));
+        assert!(!under("teams/app.git"));
     }
 }
