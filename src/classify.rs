@@ -105,6 +105,9 @@ pub(crate) fn unavailable_reason(status: u16) -> String {
 /// (an unusable response). Transport errors can quote what the server sent (a malformed
 /// header, say): a text that echoes one of `secrets_sent` is withheld.
 pub(crate) fn transport_failure(e: &TransportError, path: &Path, secrets_sent: &[&str]) -> Error {
+    if let Some(setup) = e.as_setup_error() {
+        return setup;
+    }
     let reason = if EchoGuard::new(secrets_sent).echoes(&e.to_string()) {
         "the response could not be read (details withheld: they quote a secret)".to_owned()
     } else {

@@ -5,7 +5,8 @@ use crate::error::Error;
 use crate::session::{Client, ClientAuth};
 
 /// Checks an endpoint before any credential is sent to it: an absolute `http` or `https` URL
-/// with a host and no user information, and plain `http` only to a loopback host
+/// with a host and no user information (no literal `@` at all), and plain `http` only to a
+/// loopback host
 /// (`localhost`, `127.0.0.0/8`, `[::1]`).
 ///
 /// # Errors
@@ -22,9 +23,14 @@ pub(crate) fn require_secure_endpoint(url: &str) -> Result<(), Error> {
     let authority = uri
         .authority()
         .ok_or_else(|| invalid("not a valid URL (not absolute)"))?;
-    if authority.as_str().contains('@') {
+    // Any literal `@` is refused, not only one in the parsed authority: an unencoded `?`, `#`
+    // or `/` in a password ends the authority early for the parser (`https://u:123?pw@idp/t`
+    // would be host `u`, port 123), and no endpoint needs a literal `@` (`%40` in a path or
+    // query is still accepted).
+    if url.contains('@') {
         return Err(invalid(
-            "credentials in the URL are not supported (configure the client secret instead)",
+            "credentials in the URL are not supported (configure the client secret instead; \
+             write an @ in a path or query as %40)",
         ));
     }
     let host = authority
@@ -58,15 +64,17 @@ pub(crate) fn require_secure_endpoint(url: &str) -> Result<(), Error> {
     }
 }
 
-/// An endpoint as shown in an error: at most 200 characters, without user information (which
-/// may hold a password).
+/// A URL (an endpoint, an issuer, a proxy) as shown in an error or a log: at most 200
+/// characters, without user information (which may hold a password).
 ///
-/// Any `@` before the query or fragment is taken for the end of user information, however
-/// the URL is malformed (`https:/me:pw@host`, no scheme at all): when in doubt, redact. Only
-/// the scheme, if one is recognisable before it, is kept.
+/// Everything before the URL's **last** `@` after the scheme counts as user information,
+/// even where it holds a `?`, `#` or `/`: a password typed unencoded may hold any of them
+/// (`https://user:pa?ss@idp/token`), and when in doubt, redact. A query with an `@`
+/// (`?login_hint=a@b`) is hidden with it, which costs a less helpful message, never a
+/// secret. Only the scheme, if one is recognisable before it, is kept (also for malformed
+/// URLs such as `https:/me:pw@host` or no scheme at all).
 pub(crate) fn display_url(url: &str) -> String {
-    let head_end = url.find(['?', '#']).unwrap_or(url.len());
-    let shown = match url[..head_end].rfind('@') {
+    let shown = match url.rfind('@') {
         Some(at) => {
             let kept = url
                 .find("://")
@@ -175,5 +183,29 @@ mod tests {
         assert!(!e.to_string().contains("must use https"), "{e}");
         let e = require_secure_endpoint("http://u:pw@127.0.0.1/t").unwrap_err();
         assert!(!e.to_string().contains("pw"), "{e}");
+        for with_password in [
+            "https://u:123?SECRET@as.example/t",
+            "https://u:123#SECRET@as.example/t",
+            "https://u:12/SECRET@as.example/t",
+        ] {
+            let e = require_secure_endpoint(with_password).unwrap_err();
+            assert!(e.to_string().contains("credentials"), "{e}");
+            assert!(!e.to_string().contains("SECRET"), "{e}");
+        }
+    }
+
+    #[test]
+    fn everything_before_the_last_at_sign_is_hidden() {
+        for (url, shown) in [
+            ("https://u:pa?ss@idp/t", "https://[redacted]@idp/t"),
+            ("https://u:pa#ss@idp/t?x=1", "https://[redacted]@idp/t?x=1"),
+            ("https://u:pa/ss@idp/t", "https://[redacted]@idp/t"),
+            ("https://u:p@ss@idp/t", "https://[redacted]@idp/t"),
+            ("https:/u:pw@idp", "https:[redacted]@idp"),
+            ("u:pw@idp", "u:[redacted]@idp"),
+            ("https://idp/t?q=1", "https://idp/t?q=1"),
+        ] {
+            assert_eq!(display_url(url), shown, "{url}");
+        }
     }
 }

@@ -9,10 +9,21 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Event {
-    /// The lock is held by another process or thread; this one is waiting.
+    /// The lock is held by another process or thread; this one is waiting. Normal under
+    /// contention (every process but one waits at each expiry), usually for milliseconds:
+    /// a CLI says it only when asked to be verbose, and [`Event::StillWaitingForLock`]
+    /// otherwise.
     WaitingForLock {
         /// The sidecar lock file.
         lock_path: PathBuf,
+    },
+    /// The same wait has lasted a noticeable time (about a second, once per wait): worth a
+    /// line on a terminal, since the user sees the delay.
+    StillWaitingForLock {
+        /// The sidecar lock file.
+        lock_path: PathBuf,
+        /// How long it has waited so far.
+        waited: std::time::Duration,
     },
     /// A refresh request is being sent.
     Refreshing {
@@ -90,6 +101,12 @@ impl std::fmt::Display for Event {
                     lock_path.display()
                 )
             }
+            Event::StillWaitingForLock { lock_path, waited } => write!(
+                f,
+                "Blocking waiting for file lock on {} (another process holds it; {:.1} s so far)",
+                lock_path.display(),
+                waited.as_secs_f64()
+            ),
             Event::Refreshing { path } => write!(f, "Refreshing the session in {}", path.display()),
             Event::Refreshed { path } => {
                 write!(f, "Saved the refreshed session to {}", path.display())

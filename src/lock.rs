@@ -20,6 +20,19 @@ use crate::event::{Event, Observer};
 use crate::files::{check_dir_of, check_regular_and_owned, ensure_dir, open_error};
 use crate::wait::{Acquired, Backoff};
 
+/// A wait a user notices (cargo's "Blocking waiting" appears at once; credlock's waits are
+/// usually milliseconds, one per process at every expiry, so only a long one is said).
+pub(crate) const NOTICEABLE_WAIT: Duration = Duration::from_secs(1);
+
+/// What [`acquire`] tells its caller about waiting, at most once each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Blocked {
+    /// The first try found the lock held.
+    Started,
+    /// The wait has lasted [`NOTICEABLE_WAIT`] or more (this long so far).
+    Long(Duration),
+}
+
 /// Why the lock was not taken.
 #[derive(Debug)]
 pub(crate) enum LockFailure {
@@ -99,13 +112,13 @@ pub(crate) fn acquire<R>(
     lock_path: &Path,
     timeout: Duration,
     report: Option<Observer>,
-    on_blocked: impl FnOnce(),
+    mut on_blocked: impl FnMut(Blocked),
     while_waiting: &dyn Fn() -> Option<R>,
 ) -> Result<Acquired<LockGuard, R>, LockFailure> {
     let mut file = open_lock_file(lock_path).map_err(LockFailure::Io)?;
     let start = Instant::now();
     let mut backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(20));
-    let mut on_blocked = Some(on_blocked);
+    let mut told = None;
     loop {
         match try_lock(file, true) {
             (Ok(true), locked) => {
@@ -126,13 +139,21 @@ pub(crate) fn acquire<R>(
                 }));
             }
         }
-        if let Some(notify) = on_blocked.take() {
-            notify();
+        let waited = start.elapsed();
+        match told {
+            None => {
+                on_blocked(Blocked::Started);
+                told = Some(Blocked::Started);
+            }
+            Some(Blocked::Started) if waited >= NOTICEABLE_WAIT => {
+                on_blocked(Blocked::Long(waited));
+                told = Some(Blocked::Long(waited));
+            }
+            Some(_) => {}
         }
         if let Some(resolved) = while_waiting() {
             return Ok(Acquired::Resolved(resolved));
         }
-        let waited = start.elapsed();
         if waited >= timeout {
             return Err(LockFailure::Timeout(waited));
         }
@@ -252,16 +273,38 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("s.json.lock");
         let _held = held_by_another(&path);
-        let mut blocked = 0;
+        let mut blocked = vec![];
         let r = acquire(
             &path,
             Duration::from_millis(30),
             None,
-            || blocked += 1,
+            |b| blocked.push(b),
             &|| None::<()>,
         );
         assert!(matches!(r, Err(LockFailure::Timeout(w)) if w >= Duration::from_millis(30)));
-        assert_eq!(blocked, 1);
+        assert_eq!(blocked, [Blocked::Started]);
+    }
+
+    #[test]
+    fn a_wait_is_told_when_it_starts_and_once_more_when_it_gets_noticeable() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s.json.lock");
+        let _held = held_by_another(&path);
+        let mut blocked = vec![];
+        let r = acquire(
+            &path,
+            NOTICEABLE_WAIT + Duration::from_millis(300),
+            None,
+            |b| blocked.push(b),
+            &|| None::<()>,
+        );
+        assert!(matches!(r, Err(LockFailure::Timeout(_))));
+        assert_eq!(blocked.len(), 2, "{blocked:?}");
+        assert_eq!(blocked[0], Blocked::Started);
+        assert!(
+            matches!(blocked[1], Blocked::Long(w) if w >= NOTICEABLE_WAIT),
+            "{blocked:?}"
+        );
     }
 
     #[test]
@@ -270,7 +313,7 @@ mod tests {
         let path = dir.path().join("s.json.lock");
         let _held = held_by_another(&path);
         let polls = std::cell::Cell::new(0);
-        let r = acquire(&path, Duration::from_secs(10), None, || (), &|| {
+        let r = acquire(&path, Duration::from_secs(10), None, |_| (), &|| {
             polls.set(polls.get() + 1);
             (polls.get() == 3).then_some("adopted")
         });
@@ -282,7 +325,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("s.json.lock");
         let Ok(Acquired::Held(guard)) =
-            acquire(&path, Duration::from_secs(1), None, || (), &|| None::<()>)
+            acquire(&path, Duration::from_secs(1), None, |_| (), &|| None::<()>)
         else {
             panic!("taken");
         };
@@ -302,7 +345,7 @@ mod tests {
             sink.lock().expect("lock").push(e.clone());
         });
         let Ok(Acquired::Held(mut guard)) =
-            acquire(&path, Duration::from_secs(1), Some(report), || (), &|| {
+            acquire(&path, Duration::from_secs(1), Some(report), |_| (), &|| {
                 None::<()>
             })
         else {

@@ -7,9 +7,11 @@
 //! `CREDLOCK_MARGIN` tune it, as for `credlock`;
 //! `CREDLOCK_ACCESS_TOKEN` overrides it; `CREDLOCK_DOCKER_USERNAME` is the username to answer
 //! (default `oauth2accesstoken`, what Google's registries expect); `CREDLOCK_DOCKER_REGISTRIES`,
-//! a comma-separated list of registry hosts, restricts the token to those and is what `list`
-//! reports (without it `list` reports none and `get` answers any registry docker asks about:
-//! scope it with `credHelpers` in docker's config.json).
+//! a comma-separated list of registry hosts, is the registries the token (or the override)
+//! goes to and what `list` reports. Without it `get` answers no registry, as docker's "not
+//! found" with a hint on stderr: a helper that ends up configured for every registry
+//! (`credsStore`) must not hand the token to any registry docker asks about.
+//! An empty variable is the same as an unset one.
 //!
 //! Exit codes: 0 success; 1 failure (message on stdout, where docker reads it); 2 usage.
 #![forbid(unsafe_code)]
@@ -65,11 +67,14 @@ fn read_stdin() -> Result<String, String> {
     Ok(text)
 }
 
+/// The variable `name`, if it is set and not empty: an empty `CREDLOCK_*` variable counts as
+/// unset, as for `credlock`.
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
 fn username() -> String {
-    std::env::var("CREDLOCK_DOCKER_USERNAME")
-        .ok()
-        .filter(|u| !u.is_empty())
-        .unwrap_or_else(|| "oauth2accesstoken".to_owned())
+    var("CREDLOCK_DOCKER_USERNAME").unwrap_or_else(|| "oauth2accesstoken".to_owned())
 }
 
 /// `registry.example.com:5000` from `https://registry.example.com:5000/v1/` and the like.
@@ -80,35 +85,39 @@ fn host_of(server_url: &str) -> &str {
     rest.split('/').next().unwrap_or(rest)
 }
 
-fn registries() -> Option<Vec<String>> {
-    let list = std::env::var("CREDLOCK_DOCKER_REGISTRIES").ok()?;
-    Some(
-        list.split(',')
-            .map(|r| host_of(r.trim()).to_owned())
-            .filter(|r| !r.is_empty())
-            .collect(),
-    )
+/// The registries named in `CREDLOCK_DOCKER_REGISTRIES` (none when unset or empty).
+fn registries() -> Vec<String> {
+    var("CREDLOCK_DOCKER_REGISTRIES")
+        .unwrap_or_default()
+        .split(',')
+        .map(|r| host_of(r.trim()).to_ascii_lowercase())
+        .filter(|r| !r.is_empty())
+        .collect()
 }
 
 fn list() -> String {
     let user = username();
-    let map: serde_json::Map<String, serde_json::Value> = registries()
-        .unwrap_or_default()
-        .into_iter()
-        .map(|r| (r, json!(user)))
-        .collect();
+    let map: serde_json::Map<String, serde_json::Value> =
+        registries().into_iter().map(|r| (r, json!(user))).collect();
     serde_json::Value::Object(map).to_string()
 }
 
 fn get(server_url: &str) -> Result<String, String> {
-    if let Some(allowed) = registries()
-        && !allowed.iter().any(|r| r == host_of(server_url))
-    {
+    let allowed = registries();
+    if allowed.is_empty() {
+        eprintln!(
+            "credlock: docker-credential-credlock answers no registry until told which: set \
+             CREDLOCK_DOCKER_REGISTRIES=registry.example.com[,…]"
+        );
         return Err(NOT_FOUND.to_owned());
     }
-    let token = match std::env::var("CREDLOCK_ACCESS_TOKEN") {
-        Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
-        _ => store()?
+    let asked = host_of(server_url).to_ascii_lowercase();
+    if !allowed.contains(&asked) {
+        return Err(NOT_FOUND.to_owned());
+    }
+    let token = match var("CREDLOCK_ACCESS_TOKEN") {
+        Some(t) => t.trim().to_owned(),
+        None => store()?
             .access_token()
             .map_err(|e| format!("credlock: {}", e.with_causes()))?
             .secret()
@@ -121,18 +130,16 @@ fn store() -> Result<credlock::Store, String> {
     let path = match std::env::var_os("CREDLOCK_STORE").filter(|s| !s.is_empty()) {
         Some(p) => PathBuf::from(p),
         None => {
-            let profile = std::env::var("CREDLOCK_PROFILE")
-                .ok()
-                .filter(|p| !p.is_empty());
+            let profile = var("CREDLOCK_PROFILE");
             credlock::default_session_path("credlock", profile.as_deref())
                 .map_err(|e| format!("credlock: {e}"))?
         }
     };
     let mut store = credlock::Store::new(path);
-    if let Ok(mode) = std::env::var("CREDLOCK_LOCK") {
+    if let Some(mode) = var("CREDLOCK_LOCK") {
         store = store.with_lock_mode(mode.parse().map_err(|e| format!("credlock: {e}"))?);
     }
-    if let Ok(margin) = std::env::var("CREDLOCK_MARGIN") {
+    if let Some(margin) = var("CREDLOCK_MARGIN") {
         let seconds: u64 = margin.parse().map_err(|_| {
             format!("credlock: CREDLOCK_MARGIN={margin:?} is not a number of seconds")
         })?;
@@ -141,7 +148,7 @@ fn store() -> Result<credlock::Store, String> {
     Ok(store.on_event(|e| {
         if matches!(
             e,
-            credlock::Event::WaitingForLock { .. } | credlock::Event::LocksUnavailable { .. }
+            credlock::Event::StillWaitingForLock { .. } | credlock::Event::LocksUnavailable { .. }
         ) {
             eprintln!("credlock: {e}");
         }

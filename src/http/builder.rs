@@ -8,7 +8,7 @@ use std::time::Duration;
 use super::proxy::NoProxy;
 use super::tls::{Roots, TlsSettings};
 use super::tls_connector::SharedTls;
-use super::ureq_transport::{Proxies, UreqTransport};
+use super::ureq_transport::{Proxies, Route, UreqTransport};
 use crate::error::Error;
 
 /// The settings of a [`UreqTransport`]: trusted roots, extra CA files, a client identity for
@@ -216,8 +216,8 @@ impl TransportBuilder {
             ProxySetting::Explicit { url } => {
                 let proxy = explicit_proxy(url)?;
                 Proxies {
-                    http: Some(proxy.clone()),
-                    https: Some(proxy),
+                    http: Route::Via(proxy.clone()),
+                    https: Route::Via(proxy),
                     no_proxy: NoProxy::parse(&self.no_proxy),
                 }
             }
@@ -251,20 +251,7 @@ fn explicit_proxy(url: &str) -> Result<ureq::Proxy, Error> {
     ureq::Proxy::new(url.trim()).map_err(|_| bad("is not a valid proxy URL"))
 }
 
-/// A proxy URL as it may be shown: everything before its last `@` after the scheme is user
-/// information, hidden even where it holds a `?`, `#` or `/` (a proxy URL has no path or
-/// query, and a password typed unencoded may hold any of them).
+/// A proxy URL as it may be shown: the one redaction for URLs with user information.
 fn display_proxy(url: &str) -> String {
-    let shown = match url.rfind('@') {
-        Some(at) => {
-            let kept = url
-                .find("://")
-                .map(|i| i + 3)
-                .filter(|&end| end <= at)
-                .unwrap_or(0);
-            format!("{}[redacted]@{}", &url[..kept], &url[at + 1..])
-        }
-        None => url.to_owned(),
-    };
-    shown.chars().take(200).collect()
+    crate::endpoint::display_url(url)
 }

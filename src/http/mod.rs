@@ -113,6 +113,26 @@ pub enum TransportError {
     /// Any other transport failure.
     #[error("{0}")]
     Other(String),
+    /// The transport is configured in a way it cannot honour (a SOCKS or malformed proxy in
+    /// the environment): nothing was sent, not even directly. Not transient: the
+    /// configuration must change.
+    #[error("{0}")]
+    Setup(String),
+}
+
+impl TransportError {
+    /// The configuration error this failure is, if it is one: a [`TransportError::Setup`]
+    /// becomes [`Error::TransportSetup`] wherever a request failed (refresh, revocation,
+    /// discovery, login), so that it is not taken for a network failure that may pass.
+    pub(crate) fn as_setup_error(&self) -> Option<crate::error::Error> {
+        match self {
+            TransportError::Setup(reason) => Some(crate::error::Error::TransportSetup {
+                path: None,
+                reason: reason.clone(),
+            }),
+            _ => None,
+        }
+    }
 }
 
 /// Sends a form POST and returns the response whatever its status.

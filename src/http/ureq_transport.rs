@@ -40,7 +40,12 @@ use crate::form::FormRequest;
 /// plain http would carry the refresh token to it in clear. `no_proxy` / `NO_PROXY` is
 /// honoured: comma-separated hosts (matching the host and its subdomains; a leading `.` or
 /// `*.` is ignored, as is a `:port`), IP addresses, CIDR blocks (`10.0.0.0/8`), or `*`.
-/// SOCKS proxies are not supported. [`TransportBuilder::proxy`] sets one explicitly instead.
+/// Only `http://` proxies (or a bare `host:port`) are supported: a SOCKS (`socks4`,
+/// `socks4a`, `socks5`, `socks5h`) or `https://` proxy, or one that does not parse, is never
+/// bypassed by going direct: every request it would carry is refused, before anything is
+/// sent, with [`TransportError::Setup`] naming the variable (a configuration error,
+/// [`Error::TransportSetup`](crate::Error::TransportSetup), for the store and logins).
+/// [`TransportBuilder::proxy`] sets one explicitly instead.
 #[derive(Clone)]
 pub struct UreqTransport {
     pub(super) agents: Agents,
@@ -52,16 +57,40 @@ pub struct UreqTransport {
 #[derive(Debug, Clone)]
 pub(super) struct Agents {
     direct: ureq::Agent,
-    via_http_proxy: Option<ureq::Agent>,
-    via_https_proxy: Option<ureq::Agent>,
+    via_http_proxy: Route<ureq::Agent>,
+    via_https_proxy: Route<ureq::Agent>,
     pub(super) no_proxy: NoProxy,
+}
+
+/// How requests of one scheme leave: directly, through a proxy, or not at all (a proxy was
+/// asked for that cannot be used: going direct instead would bypass it).
+#[derive(Debug, Clone, Default)]
+pub(super) enum Route<T> {
+    #[default]
+    Direct,
+    Via(T),
+    Refused(String),
+}
+
+impl<T> Route<T> {
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> Route<U> {
+        match self {
+            Route::Direct => Route::Direct,
+            Route::Via(t) => Route::Via(f(t)),
+            Route::Refused(why) => Route::Refused(why),
+        }
+    }
+
+    fn is_via(&self) -> bool {
+        matches!(self, Route::Via(_))
+    }
 }
 
 /// The proxies a transport uses, before their agents are made.
 #[derive(Debug, Clone, Default)]
 pub(super) struct Proxies {
-    pub(super) http: Option<ureq::Proxy>,
-    pub(super) https: Option<ureq::Proxy>,
+    pub(super) http: Route<ureq::Proxy>,
+    pub(super) https: Route<ureq::Proxy>,
     pub(super) no_proxy: NoProxy,
 }
 
@@ -71,9 +100,12 @@ impl Proxies {
         let var = |name: &str| env(name).and_then(|v| v.into_string().ok());
         let proxy_from = |vars: &[&str]| {
             vars.iter()
-                .filter_map(|v| var(v))
-                .find(|v| !v.trim().is_empty())
-                .and_then(|v| ureq::Proxy::new(v.trim()).ok())
+                .find_map(|name| {
+                    var(name)
+                        .filter(|v| !v.trim().is_empty())
+                        .map(|v| (*name, v))
+                })
+                .map_or(Route::Direct, |(name, v)| env_proxy(name, v.trim()))
         };
         Proxies {
             http: proxy_from(&["http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY"]),
@@ -87,13 +119,40 @@ impl Proxies {
     }
 }
 
+/// The proxy `url` from the variable `name`: only `http://` (or no scheme, as curl reads it);
+/// anything else is refused, never skipped.
+fn env_proxy(name: &str, url: &str) -> Route<ureq::Proxy> {
+    let refused = |why: &str| {
+        Route::Refused(format!(
+            "the proxy {} in {name} {why}; unset {name}, or set an http:// proxy there",
+            crate::endpoint::display_url(url)
+        ))
+    };
+    let scheme = url
+        .split_once("://")
+        .map(|(scheme, _)| scheme.to_ascii_lowercase());
+    match scheme.as_deref() {
+        None | Some("http") => match ureq::Proxy::new(url) {
+            Ok(proxy) => Route::Via(proxy),
+            Err(_) => refused("is not a valid proxy URL"),
+        },
+        Some(s) if s.starts_with("socks") => refused(
+            "is a SOCKS proxy, which credlock does not support (it would not go direct instead)",
+        ),
+        Some(_) => refused(
+            "is not an http:// proxy (credlock supports no other kind, and would not go direct \
+             instead)",
+        ),
+    }
+}
+
 impl std::fmt::Debug for UreqTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let a = &self.agents;
         f.debug_struct("UreqTransport")
             .field("roots", &self.tls.describe())
-            .field("http_proxy", &a.via_http_proxy.is_some())
-            .field("https_proxy", &a.via_https_proxy.is_some())
+            .field("http_proxy", &a.via_http_proxy.is_via())
+            .field("https_proxy", &a.via_https_proxy.is_via())
             .field("no_proxy", &a.no_proxy)
             .field("max_body", &self.max_body)
             .finish()
@@ -191,12 +250,16 @@ impl UreqTransport {
         if is_loopback_host(host) || agents.no_proxy.matches(host) {
             return Ok(&agents.direct);
         }
-        let proxied = if https {
-            agents.via_https_proxy.as_ref()
+        let route = if https {
+            &agents.via_https_proxy
         } else {
-            agents.via_http_proxy.as_ref()
+            &agents.via_http_proxy
         };
-        Ok(proxied.unwrap_or(&agents.direct))
+        match route {
+            Route::Direct => Ok(&agents.direct),
+            Route::Via(agent) => Ok(agent),
+            Route::Refused(why) => Err(TransportError::Setup(why.clone())),
+        }
     }
 }
 
@@ -317,5 +380,35 @@ fn tls_reason(e: &rustls::Error) -> String {
             format!("{e}: the server may require a client certificate (mutual TLS)")
         }
         other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(name: &str, value: &str) -> Route<ureq::Proxy> {
+        let (name, value) = (name.to_owned(), value.to_owned());
+        Proxies::from_env(&move |v| (v == name).then(|| OsString::from(&value))).https
+    }
+
+    #[test]
+    fn an_http_proxy_is_used_and_any_other_kind_is_refused_never_skipped() {
+        assert!(route("https_proxy", "http://proxy.example:3128").is_via());
+        assert!(route("HTTPS_PROXY", "proxy.example:3128").is_via());
+        assert!(route("all_proxy", "HTTP://proxy.example:3128").is_via());
+        assert!(matches!(route("https_proxy", "  "), Route::Direct));
+        for value in [
+            "socks5h://u:pw@proxy.example:1080",
+            "SOCKS5://proxy.example:1080",
+            "https://proxy.example:3128",
+            "http://[broken",
+        ] {
+            let Route::Refused(why) = route("https_proxy", value) else {
+                panic!("{value} was not refused");
+            };
+            assert!(why.contains("https_proxy"), "{why}");
+            assert!(!why.contains("pw"), "{why}");
+        }
     }
 }

@@ -279,9 +279,12 @@ fn fetch(
     transport: &dyn Transport,
 ) -> Result<Option<serde_json::Map<String, Value>>, Error> {
     let endpoint = display_url(url);
-    let response = transport.get(url).map_err(|e| Error::LoginUnavailable {
-        endpoint: endpoint.clone(),
-        reason: e.to_string(),
+    let response = transport.get(url).map_err(|e| {
+        e.as_setup_error()
+            .unwrap_or_else(|| Error::LoginUnavailable {
+                endpoint: endpoint.clone(),
+                reason: e.to_string(),
+            })
     })?;
     match response.status {
         200..=299 => match serde_json::from_slice::<Value>(&response.body) {

@@ -32,6 +32,9 @@ pub(crate) fn post<T>(
     let secrets = request.secret_values();
     let guard = crate::secret::EchoGuard::new(&secrets);
     let response = transport.post_form(request).map_err(|e| {
+        if let Some(setup) = e.as_setup_error() {
+            return setup;
+        }
         let text = e.to_string();
         let reason = if guard.echoes(&text) {
             "the response could not be read (details withheld: they quote a secret)".to_owned()

@@ -58,9 +58,11 @@ impl Store {
         }
         let mut use_lease = plan.guards.lease();
         let lock = if plan.guards.advisory() {
-            let waiting = || {
-                self.emit(Event::WaitingForLock {
-                    lock_path: self.lock_path.clone(),
+            let waiting = |blocked| {
+                let lock_path = self.lock_path.clone();
+                self.emit(match blocked {
+                    lock::Blocked::Started => Event::WaitingForLock { lock_path },
+                    lock::Blocked::Long(waited) => Event::StillWaitingForLock { lock_path, waited },
                 });
             };
             let acquired = trace::Span::lock_wait(&self.lock_path).run(|| {
@@ -138,7 +140,7 @@ impl Store {
             &self.lock_path,
             self.options.lock_timeout,
             self.observer.clone(),
-            || (),
+            |_| (),
             &|| None::<Infallible>,
         );
         match taken {

@@ -18,7 +18,8 @@ pub enum LoggedIn {
     /// This call ran the login and saved its session.
     Saved(Session),
     /// Another process's login (or refresh) saved a session while this one waited for the
-    /// guards; this call adopted it and did not log in.
+    /// guards; this call adopted it and did not log in. Never the outcome of
+    /// [`Store::relogin_with`].
     Adopted(Session),
 }
 
@@ -72,6 +73,42 @@ impl Store {
                 .flatten()
                 .filter(|s| Some(s.refresh_token().secret()) != seen.as_deref())
         };
+        self.login_under_guards(deadline, &appeared, login)
+    }
+
+    /// Runs a login under the store's guards and saves its session, whatever is stored and
+    /// whatever is saved while it waits: for a user who asked to log in (again: another
+    /// account, a scope the session lacks), where [`Store::login_with`] would adopt a
+    /// session that a routine refresh saved meanwhile (a refresh that rotates the refresh
+    /// token cannot be told from another login) and so never log in.
+    ///
+    /// It waits, as [`Store::login_with`] does, for a refresh or login in progress to
+    /// release the guards (up to `deadline` plus the lock timeout), then runs `login` under
+    /// them, so that no refresh can overwrite its session. Two such calls at once log in one
+    /// after the other.
+    ///
+    /// # Errors
+    /// As [`Store::login_with`].
+    pub fn relogin_with(
+        &self,
+        deadline: Duration,
+        login: impl FnOnce() -> Result<Session, Error>,
+    ) -> Result<Session, Error> {
+        // Read first, as `login_with` does: a corrupt or foreign file is reported, not
+        // replaced.
+        self.load()?;
+        let outcome = self.login_under_guards(deadline, &|| None, login)?;
+        Ok(outcome.session().clone())
+    }
+
+    /// Takes the guards (ending the wait with `adopt`'s session, if it finds one) and runs
+    /// `login` under them.
+    fn login_under_guards(
+        &self,
+        deadline: Duration,
+        adopt: &dyn Fn() -> Option<Session>,
+        login: impl FnOnce() -> Result<Session, Error>,
+    ) -> Result<LoggedIn, Error> {
         let wait = deadline.saturating_add(self.options.lock_timeout);
         let ttl = self.options.lease_ttl.max(wait);
         let adopted = |session: Session| {
@@ -80,11 +117,11 @@ impl Store {
             });
             Ok(LoggedIn::Adopted(session))
         };
-        let _held = match self.take_guards_for(wait, ttl, &appeared)? {
+        let _held = match self.take_guards_for(wait, ttl, adopt)? {
             Acquired::Held(held) => held,
             Acquired::Resolved(session) => return adopted(session),
         };
-        if let Some(session) = appeared() {
+        if let Some(session) = adopt() {
             return adopted(session);
         }
         let session = login()?;

@@ -179,10 +179,12 @@ impl Store {
         let secrets_sent = request.secret_values();
         // Transport errors can quote what the server sent back, the refresh token included.
         let response = self.transport().post_form(&request).map_err(|e| {
-            unavailable(crate::secret::withheld_if_echoing(
-                &secrets_sent,
-                e.to_string(),
-            ))
+            e.as_setup_error().unwrap_or_else(|| {
+                unavailable(crate::secret::withheld_if_echoing(
+                    &secrets_sent,
+                    e.to_string(),
+                ))
+            })
         })?;
         match response.status {
             200 => Ok(()),

@@ -171,6 +171,7 @@ fn endpoint(session: &Session) -> String {
 pub(crate) fn event(event: &Event) {
     let (name, path, reason) = match event {
         Event::WaitingForLock { lock_path } => ("waiting_for_lock", lock_path, None),
+        Event::StillWaitingForLock { lock_path, .. } => ("still_waiting_for_lock", lock_path, None),
         Event::Refreshing { path } => ("refreshing", path, None),
         Event::Refreshed { path } => ("refreshed", path, None),
         Event::AdoptedNewerSession { path } => ("adopted_newer_session", path, None),
@@ -211,7 +212,9 @@ pub(crate) fn event(event: &Event) {
         | Event::Refreshing { .. }
         | Event::AdoptedNewerSession { .. }
         | Event::RetryingTornRead { .. } => emit!(tracing::Level::DEBUG),
-        Event::Refreshed { .. } => emit!(tracing::Level::INFO),
+        Event::Refreshed { .. } | Event::StillWaitingForLock { .. } => {
+            emit!(tracing::Level::INFO)
+        }
         Event::DeletedStaleSession { .. }
         | Event::PermissionsTightened { .. }
         | Event::UsingUnexpiredToken { .. }

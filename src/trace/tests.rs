@@ -83,6 +83,14 @@ fn every_event_has_the_level_and_fields_of_the_documented_table() {
             Level::DEBUG,
             "waiting_for_lock",
         ),
+        (
+            Event::StillWaitingForLock {
+                lock_path: p(),
+                waited: std::time::Duration::from_secs(1),
+            },
+            Level::INFO,
+            "still_waiting_for_lock",
+        ),
         (Event::Refreshing { path: p() }, Level::DEBUG, "refreshing"),
         (Event::Refreshed { path: p() }, Level::INFO, "refreshed"),
         (

@@ -450,3 +450,209 @@ fn a_token_endpoint_beside_an_issuer_is_a_usage_error_not_silently_dropped() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("not both"), "{stderr}");
 }
+
+/// Every `CREDLOCK_*` variable the CLI reads counts as unset when it is empty: the defaults
+/// apply, nothing is a usage error.
+#[test]
+fn an_empty_credlock_variable_is_the_same_as_an_unset_one() {
+    let fake = FakeServer::builder().build();
+    let http = HttpServer::start(std::sync::Arc::clone(&fake)).expect("server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("s.json");
+    let session = fake
+        .seed_session(&http.token_endpoint())
+        .expect("seed session");
+    Store::new(&store).save(&session).expect("save");
+    for var in [
+        "CREDLOCK_PROFILE",
+        "CREDLOCK_LOCK",
+        "CREDLOCK_MARGIN",
+        "CREDLOCK_ACCESS_TOKEN",
+        "CREDLOCK_FS_KIND",
+        "CREDLOCK_PEAK_RSS",
+    ] {
+        let mut cmd = credlock(&store, &["token"]);
+        cmd.env(var, "");
+        let out = run(cmd);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{var}=: {stderr}");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            session.access_token().secret(),
+            "{var}="
+        );
+        assert!(stderr.is_empty(), "{var}=: {stderr}");
+    }
+    // An empty CREDLOCK_STORE (and CREDLOCK_PROFILE) falls back to the default file.
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_credlock"));
+    cmd.arg("status")
+        .env("CREDLOCK_STORE", "")
+        .env("CREDLOCK_PROFILE", "")
+        .env("XDG_CONFIG_HOME", home.path())
+        .env("HOME", home.path())
+        .env_remove("CREDLOCK_ACCESS_TOKEN");
+    let out = run(cmd);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "no session at the default: {stderr}"
+    );
+}
+
+/// `credlock token` run while the test holds the session's lock for `held`, with `args`
+/// before `token`: its stderr, after it succeeded.
+fn token_behind_a_held_lock(held: std::time::Duration, args: &[&str]) -> String {
+    let fake = FakeServer::builder().build();
+    let http = HttpServer::start(std::sync::Arc::clone(&fake)).expect("server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("s.json");
+    let session = fake
+        .seed_session(&http.token_endpoint())
+        .expect("seed session")
+        .with_expires_at(std::time::SystemTime::now());
+    Store::new(&store).save(&session).expect("save");
+    let lock_path = credlock::unversioned::lock_path_for(&store);
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&lock_path)
+        .expect("open lock file");
+    let mut holder = fd_lock::RwLock::new(lock);
+    let guard = holder.try_write().expect("hold the lock");
+    let mut full = args.to_vec();
+    full.push("token");
+    let child = credlock(&store, &full)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    std::thread::sleep(held);
+    drop(guard);
+    let out = crate::common::finish(child, std::time::Duration::from_secs(60));
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    stderr
+}
+
+/// Waiting for the lock is normal under contention: a short wait is silent (a kubectl or git
+/// user must not see a line at every expiry); one of a second or more is said once, and
+/// `-v` says every wait.
+#[test]
+fn a_short_lock_wait_is_silent_a_long_one_is_said_once_and_verbose_says_every_wait() {
+    let short = token_behind_a_held_lock(std::time::Duration::from_millis(300), &[]);
+    assert!(!short.contains("waiting for file lock"), "{short}");
+    let verbose = token_behind_a_held_lock(std::time::Duration::from_millis(300), &["-v"]);
+    assert_eq!(
+        verbose.matches("Blocking waiting for file lock").count(),
+        1,
+        "{verbose}"
+    );
+    let long = token_behind_a_held_lock(std::time::Duration::from_millis(1800), &[]);
+    assert_eq!(long.matches("waiting for file lock").count(), 1, "{long}");
+}
+
+/// `token --login` with the login flags a kubeconfig or a script gives: explicit endpoints,
+/// the paste flow (which would print its URL on stderr if a login started).
+fn token_login(store: &std::path::Path, extra: &[&str]) -> Command {
+    let mut args = vec![
+        "token",
+        "--login",
+        "--client-id",
+        "cli",
+        "--token-endpoint",
+        "https://as.example/token",
+        "--authorization-endpoint",
+        "https://as.example/authorize",
+        "--paste",
+    ];
+    args.extend(extra);
+    let mut cmd = credlock(store, &args);
+    cmd.env_remove("CREDLOCK_ACCESS_TOKEN")
+        .env_remove("KUBERNETES_EXEC_INFO");
+    cmd
+}
+
+/// `token --login` is `token` when no login is needed: `--format`, `--out` and `--json`
+/// shape the output exactly as they do without `--login`.
+#[test]
+fn token_login_honours_format_and_out_when_the_session_is_valid() {
+    let fake = FakeServer::builder().build();
+    let http = HttpServer::start(std::sync::Arc::clone(&fake)).expect("server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("s.json");
+    let session = fake
+        .seed_session(&http.token_endpoint())
+        .expect("seed session");
+    Store::new(&store).save(&session).expect("save");
+    let token = session.access_token().secret().to_owned();
+
+    let out = run(token_login(&store, &["--format", "exec-credential"]));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json(&out);
+    assert_eq!(v["kind"], "ExecCredential", "{v}");
+    assert_eq!(v["status"]["token"], token.as_str());
+
+    let out = run(token_login(&store, &["--format", "header"]));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("Authorization: Bearer {token}")
+    );
+
+    let file = dir.path().join("token.txt");
+    let out = run(token_login(
+        &store,
+        &["--out", file.to_str().expect("utf-8")],
+    ));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("token file").trim(),
+        token
+    );
+}
+
+/// With `CREDLOCK_ACCESS_TOKEN` set, the store is not used: `token --login` hands out the
+/// override in the format asked for and starts no login, even with no session stored.
+#[test]
+fn token_login_with_the_ci_override_starts_no_login() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("none.json");
+    for (extra, expected) in [
+        (vec![], "ci-token".to_owned()),
+        (
+            vec!["--format", "header"],
+            "Authorization: Bearer ci-token".to_owned(),
+        ),
+    ] {
+        let mut cmd = token_login(&store, &extra);
+        cmd.env("CREDLOCK_ACCESS_TOKEN", "ci-token");
+        let out = run(cmd);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{extra:?}: {stderr}");
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), expected);
+        assert!(
+            !stderr.contains("open this URL"),
+            "a login started: {stderr}"
+        );
+    }
+    assert!(!store.exists());
+}

@@ -114,3 +114,37 @@ fn the_help_text_documents_every_exit_code() {
     }
     assert!(help.contains("configuration"), "{help}");
 }
+
+/// A password in an endpoint URL is user information however it is written: unencoded `?`,
+/// `#` or `/` in it do not end it for the purpose of hiding it. It never reaches stdout or
+/// stderr, with `--json` or without, from `import` or from `login --issuer`.
+#[test]
+fn a_password_in_an_endpoint_url_never_appears_in_any_output_of_import_or_login() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("session.json");
+    for url in [
+        "https://user:pw?SECRET@idp.example/token",
+        "https://user:123?SECRET@idp.example/token",
+        "https://user:pw#SECRET@idp.example/token",
+        "https://user:12/SECRET@idp.example/token",
+        "https://user:SECRET@idp.example/token",
+        "https://user:pw?SECRET@idp.example/token?tenant=a",
+    ] {
+        for json in [false, true] {
+            let mut import_args = vec!["import", "--token-endpoint", url, "--client-id", "cli"];
+            let mut login_args = vec!["login", "--issuer", url, "--client-id", "cli", "--paste"];
+            if json {
+                import_args.push("--json");
+                login_args.push("--json");
+            }
+            for args in [import_args, login_args] {
+                let out = run_with_stdin(credlock(&path, &args), b"");
+                let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+                assert!(!out.status.success(), "{args:?}");
+                assert!(!all.contains("SECRET"), "{args:?}: {all}");
+                assert!(all.contains("[redacted]"), "{args:?}: {all}");
+                assert!(!path.exists(), "{args:?}: nothing stored");
+            }
+        }
+    }
+}

@@ -93,3 +93,99 @@ fn eight_processes_needing_a_login_cause_one_login_and_print_the_same_token() {
     assert_eq!(stats["device_grants"], 1, "{stats}");
     assert_eq!(stats["refresh_ok"], 0, "{stats}");
 }
+
+/// `token --login` that does log in still hands the token out as asked: with `--out FILE`
+/// it goes to the file (0600), and stdout carries only the `--json` report, no token.
+#[test]
+#[ignore = "needs node-oidc-provider; .ci/run runs it"]
+fn a_token_login_that_logs_in_writes_the_token_file_it_was_asked_for() {
+    let p = Provider::start(&["--device-interval", "1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("session.json");
+    let file = dir.path().join("bt");
+    let err = dir.path().join("stderr");
+    let child = spawn_device(
+        &store,
+        &err,
+        &p.issuer,
+        &["token", "--login", "--out", file.to_str().unwrap()],
+    );
+    let code = crate::login_kit::user_code_in(&err, Duration::from_secs(20));
+    Browser::new().approve_device(&p.issuer, &code, false);
+    let out = crate::common::finish(child, Duration::from_secs(30));
+    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+    assert!(out.status.success(), "{stderr}");
+    let token = credlock::Store::new(&store)
+        .load()
+        .unwrap()
+        .expect("saved")
+        .access_token()
+        .secret()
+        .to_owned();
+    assert_eq!(std::fs::read_to_string(&file).unwrap().trim(), token);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["written"], true, "{v}");
+    assert!(!String::from_utf8_lossy(&out.stdout).contains(&token));
+}
+
+/// An explicit `credlock login` logs in even when a routine refresh saves a rotated session
+/// while it waits for the guards: adopting it would hand back the very session the user asked
+/// to replace (say, to get a scope it lacks).
+#[test]
+#[ignore = "needs node-oidc-provider; .ci/run runs it"]
+fn an_explicit_login_is_not_replaced_by_a_refresh_saved_while_it_waited() {
+    let p = Provider::start(&["--device-interval", "1"]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("session.json");
+    let client = credlock::Client::new(
+        format!("{}/token", p.issuer),
+        "cli-device",
+        credlock::ClientAuth::None,
+    )
+    .unwrap();
+    let stored = |rt: &str| {
+        let body = format!(
+            r#"{{"access_token":"at-{rt}","token_type":"Bearer","expires_in":3600,"refresh_token":"{rt}"}}"#
+        );
+        credlock::Session::from_token_response(
+            client.clone(),
+            credlock::TokenResponse::from_json(body.as_bytes()).unwrap(),
+            std::time::SystemTime::now(),
+        )
+        .unwrap()
+    };
+    credlock::Store::new(&store)
+        .save(&stored("rt-old"))
+        .unwrap();
+
+    // Another process holds the lock (a refresh in progress) when the login starts.
+    let lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(credlock::unversioned::lock_path_for(&store))
+        .unwrap();
+    let mut holder = fd_lock::RwLock::new(lock);
+    let guard = holder.try_write().unwrap();
+    let err = dir.path().join("stderr");
+    let child = spawn_device(&store, &err, &p.issuer, &["login"]);
+    std::thread::sleep(Duration::from_millis(500));
+    // The refresh saves its rotated session, then releases the lock.
+    credlock::Store::new(&store)
+        .with_lock_mode(credlock::LockMode::Off)
+        .save(&stored("rt-rotated"))
+        .unwrap();
+    drop(guard);
+
+    let code = crate::login_kit::user_code_in(&err, Duration::from_secs(20));
+    Browser::new().approve_device(&p.issuer, &code, false);
+    let out = crate::common::finish(child, Duration::from_secs(30));
+    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+    assert!(out.status.success(), "{stderr}");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["logged_in"], true, "{v}");
+    let now = credlock::Store::new(&store).load().unwrap().expect("saved");
+    assert_ne!(now.refresh_token().secret(), "rt-rotated");
+    assert_eq!(p.stats()["device_grants"], 1);
+}

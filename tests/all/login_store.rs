@@ -170,3 +170,44 @@ fn a_login_held_longer_than_the_waiters_patience_times_them_out_transiently() {
     );
     assert!(holder.join().unwrap().is_err());
 }
+
+/// `relogin_with` waits for whoever holds the guards, then logs in anyway: a session saved
+/// meanwhile (here a refresh's rotated one) is replaced, not adopted.
+#[test]
+fn a_relogin_runs_its_login_even_when_a_session_is_saved_while_it_waits() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("session.json");
+    Store::new(&path).save(&session(1)).unwrap();
+    let (started_tx, started_rx) = std::sync::mpsc::channel();
+    let refresher = {
+        let path = path.clone();
+        // Holds the guards the way a refresh does, and saves a rotated session under them.
+        std::thread::spawn(move || {
+            Store::new(&path).login_with(Duration::from_secs(10), || {
+                let _ = started_tx.send(());
+                std::thread::sleep(Duration::from_millis(300));
+                Ok(session(2))
+            })
+        })
+    };
+    started_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let ran = AtomicUsize::new(0);
+    let saved = Store::new(&path)
+        .relogin_with(Duration::from_secs(10), || {
+            ran.fetch_add(1, Ordering::SeqCst);
+            Ok(session(3))
+        })
+        .unwrap();
+    assert!(refresher.join().unwrap().unwrap().logged_in());
+    assert_eq!(ran.load(Ordering::SeqCst), 1, "the login ran");
+    assert_eq!(saved.refresh_token().secret(), "rt-3");
+    assert_eq!(
+        Store::new(&path)
+            .load()
+            .unwrap()
+            .unwrap()
+            .refresh_token()
+            .secret(),
+        "rt-3"
+    );
+}

@@ -275,3 +275,83 @@ fn an_explicit_proxy_tunnels_https_with_its_credentials_unless_no_proxy_names_th
     );
     assert_eq!(std::fs::read(&path).expect("read"), before);
 }
+
+/// This machine's address on a non-loopback interface (a loopback endpoint is never proxied,
+/// so the endpoint that must stay untouched has to live elsewhere). Connecting a UDP socket
+/// sends nothing; it only picks the source address of the route.
+fn non_loopback_address() -> std::net::IpAddr {
+    let socket = std::net::UdpSocket::bind("0.0.0.0:0").expect("udp bind");
+    socket
+        .connect("198.51.100.1:9")
+        .expect("this test needs a non-loopback interface with a route");
+    let ip = socket.local_addr().expect("local addr").ip();
+    assert!(!ip.is_loopback(), "{ip}");
+    ip
+}
+
+/// A SOCKS proxy in the environment (which credlock does not speak) is refused as a
+/// configuration error (exit 5) before anything is sent: neither the endpoint, reachable
+/// directly, nor the proxy hears a byte, and the session is untouched.
+#[test]
+fn a_socks_proxy_from_the_environment_is_a_configuration_error_and_nothing_goes_direct() {
+    let ip = non_loopback_address();
+    for (var, scheme) in [
+        ("https_proxy", "socks5h"),
+        ("HTTPS_PROXY", "socks5"),
+        ("all_proxy", "socks4"),
+        ("ALL_PROXY", "socks4a"),
+        ("https_proxy", "https"),
+        ("https_proxy", "socks5h://[broken"),
+    ] {
+        let endpoint = TcpListener::bind((ip, 0)).expect("bind the endpoint");
+        let endpoint_port = endpoint.local_addr().expect("addr").port();
+        let touched = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&touched);
+        std::thread::spawn(move || {
+            for conn in endpoint.incoming() {
+                flag.store(true, Ordering::SeqCst);
+                drop(conn);
+            }
+        });
+        let proxy = tripwire();
+        let url = format!("https://{ip}:{endpoint_port}/token");
+        let (_dir, path, before) = expired_session_for(&url);
+        let proxy_url = if scheme.contains("://") {
+            scheme.to_owned()
+        } else {
+            format!("{scheme}://127.0.0.1:{}", proxy.port)
+        };
+        let mut cmd = credlock(&path, &["token", "--json"]);
+        for v in [
+            "HTTP_PROXY",
+            "http_proxy",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+            "NO_PROXY",
+            "no_proxy",
+        ] {
+            cmd.env_remove(v);
+        }
+        cmd.env(var, &proxy_url);
+        let child = cmd
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let out = finish(child, Duration::from_secs(60));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(5), "{var}={proxy_url}: {stderr}");
+        assert!(stderr.contains(var), "names the variable: {stderr}");
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(json["error"]["configuration"], true, "{json}");
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(
+            !touched.load(Ordering::SeqCst),
+            "{var}={proxy_url}: the request went direct"
+        );
+        assert!(!proxy.touched.load(Ordering::SeqCst), "{var}={proxy_url}");
+        assert_eq!(std::fs::read(&path).expect("read"), before);
+    }
+}

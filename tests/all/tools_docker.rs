@@ -24,6 +24,13 @@ fn helper(store: &Path, verb: &str) -> Command {
     c
 }
 
+/// The helper with `registry.example.com` as its one registry.
+fn scoped(store: &Path, verb: &str) -> Command {
+    let mut c = helper(store, verb);
+    c.env("CREDLOCK_DOCKER_REGISTRIES", "registry.example.com");
+    c
+}
+
 fn json(out: &Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}): {}", text(&out.stdout)))
@@ -32,14 +39,14 @@ fn json(out: &Output) -> serde_json::Value {
 #[test]
 fn get_answers_the_access_token_as_the_secret_for_the_server_asked_about() {
     let b = Backend::fresh();
-    let out = run_with_stdin(helper(&b.store, "get"), b"registry.example.com\n");
+    let out = run_with_stdin(scoped(&b.store, "get"), b"registry.example.com\n");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v = json(&out);
     assert_eq!(v["ServerURL"], "registry.example.com");
     assert_eq!(v["Username"], "oauth2accesstoken");
     assert_eq!(v["Secret"], b.access_token().as_str());
 
-    let mut named = helper(&b.store, "get");
+    let mut named = scoped(&b.store, "get");
     named.env("CREDLOCK_DOCKER_USERNAME", "robot");
     let out = run_with_stdin(named, b"registry.example.com");
     assert_eq!(json(&out)["Username"], "robot");
@@ -94,7 +101,7 @@ fn a_registry_outside_the_configured_list_gets_no_token() {
 fn without_a_session_get_fails_on_stderr_and_unknown_verbs_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let missing = dir.path().join("none.json");
-    let out = run_with_stdin(helper(&missing, "get"), b"registry.example.com");
+    let out = run_with_stdin(scoped(&missing, "get"), b"registry.example.com");
     assert_eq!(out.status.code(), Some(1));
     assert!(
         text(&out.stdout).contains("credlock"),
@@ -110,7 +117,7 @@ fn without_a_session_get_fails_on_stderr_and_unknown_verbs_are_refused() {
 fn the_ci_override_is_handed_to_docker_without_a_store() {
     let dir = tempfile::tempdir().expect("tempdir");
     let missing = dir.path().join("none.json");
-    let mut get = helper(&missing, "get");
+    let mut get = scoped(&missing, "get");
     get.env("CREDLOCK_ACCESS_TOKEN", "ci-token");
     let out = run_with_stdin(get, b"registry.example.com");
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -118,17 +125,60 @@ fn the_ci_override_is_handed_to_docker_without_a_store() {
     assert!(!missing.exists());
 }
 
+/// Without `CREDLOCK_DOCKER_REGISTRIES` the helper answers no registry (the token, or the CI
+/// override, goes to none), and says on stderr how to name them.
 #[test]
-fn the_docker_cli_pulls_a_manifest_with_the_token_through_the_helper() {
+fn without_configured_registries_get_answers_no_registry_and_says_how_to_name_them() {
+    let b = Backend::fresh();
+    for registries in [None, Some(""), Some(" , ")] {
+        let mut get = helper(&b.store, "get");
+        if let Some(r) = registries {
+            get.env("CREDLOCK_DOCKER_REGISTRIES", r);
+        }
+        let out = run_with_stdin(get, b"registry.example.com");
+        assert_eq!(out.status.code(), Some(1), "{registries:?}");
+        assert_eq!(
+            text(&out.stdout).trim(),
+            "credentials not found in native keychain"
+        );
+        assert!(
+            text(&out.stderr).contains("CREDLOCK_DOCKER_REGISTRIES"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert!(!text(&out.stderr).contains(&b.access_token()));
+    }
+    let mut ci = helper(&b.store, "get");
+    ci.env("CREDLOCK_ACCESS_TOKEN", "ci-token");
+    let out = run_with_stdin(ci, b"registry.example.com");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!text(&out.stdout).contains("ci-token"));
+    assert_eq!(b.refreshes(), 0);
+}
+
+#[test]
+fn the_docker_cli_sends_no_token_to_a_registry_the_helper_was_not_given() {
     require("docker", "docker.io (only the CLI is used; no daemon)");
     let b = Backend::fresh();
     let stub = Stub::start(b.dir.path(), "registry", true, None);
     let registry = format!("127.0.0.1:{}", stub.port);
+    for registries in [None, Some("registry.example.com")] {
+        let out = docker_inspect(&b, &registry, registries);
+        assert!(!out.status.success(), "the stub requires a token");
+        assert!(stub.tokens().is_empty(), "{:?}", stub.tokens());
+        assert!(!text(&out.stderr).contains(&b.access_token()));
+        assert!(!text(&out.stdout).contains(&b.access_token()));
+    }
+}
+
+/// `docker manifest inspect` of `registry`'s `team/app:1.0` with credlock as the registry's
+/// credential helper, given `registries` as `CREDLOCK_DOCKER_REGISTRIES`.
+fn docker_inspect(b: &Backend, registry: &str, registries: Option<&str>) -> Output {
     let config = b.dir.path().join("docker");
     std::fs::create_dir_all(&config).expect("mkdir");
     std::fs::write(
         config.join("config.json"),
-        serde_json::json!({"credHelpers": {registry.clone(): "credlock"}}).to_string(),
+        serde_json::json!({"credHelpers": {registry: "credlock"}}).to_string(),
     )
     .expect("docker config");
     let helper_dir = Path::new(HELPER).parent().expect("helper dir");
@@ -146,11 +196,64 @@ fn the_docker_cli_pulls_a_manifest_with_the_token_through_the_helper() {
         .env("CREDLOCK_STORE", &b.store)
         .env_remove("CREDLOCK_ACCESS_TOKEN")
         .env_remove("CREDLOCK_PROFILE")
+        .env_remove("CREDLOCK_DOCKER_REGISTRIES")
         .env_remove("DOCKER_HOST");
-    let out = run_with_stdin(docker, b"");
+    if let Some(r) = registries {
+        docker.env("CREDLOCK_DOCKER_REGISTRIES", r);
+    }
+    run_with_stdin(docker, b"")
+}
+
+#[test]
+fn the_docker_cli_pulls_a_manifest_with_the_token_through_the_helper() {
+    require("docker", "docker.io (only the CLI is used; no daemon)");
+    let b = Backend::fresh();
+    let stub = Stub::start(b.dir.path(), "registry", true, None);
+    let registry = format!("127.0.0.1:{}", stub.port);
+    let out = docker_inspect(
+        &b,
+        &registry,
+        Some(&format!("other.example.com,{registry}")),
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("schemaVersion"));
     let tokens = stub.tokens();
     assert!(!tokens.is_empty(), "docker sent no credentials");
     assert!(tokens.iter().all(|t| *t == b.access_token()), "{tokens:?}");
+}
+
+/// An empty `CREDLOCK_*` variable is an unset one for the docker helper too.
+#[test]
+fn the_docker_helper_treats_empty_credlock_variables_as_unset() {
+    let b = Backend::fresh();
+    let mut get = scoped(&b.store, "get");
+    for var in [
+        "CREDLOCK_PROFILE",
+        "CREDLOCK_LOCK",
+        "CREDLOCK_MARGIN",
+        "CREDLOCK_ACCESS_TOKEN",
+        "CREDLOCK_DOCKER_USERNAME",
+    ] {
+        get.env(var, "");
+    }
+    let out = run_with_stdin(get, b"registry.example.com");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v = json(&out);
+    assert_eq!(v["Secret"], b.access_token().as_str());
+    assert_eq!(v["Username"], "oauth2accesstoken");
+
+    // An empty CREDLOCK_STORE falls back to the profile's file, as an unset one does.
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut get = scoped(&b.store, "get");
+    get.env("CREDLOCK_STORE", "")
+        .env("CREDLOCK_PROFILE", "")
+        .env("XDG_CONFIG_HOME", home.path())
+        .env("HOME", home.path());
+    let out = run_with_stdin(get, b"registry.example.com");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("no session"),
+        "{}",
+        text(&out.stdout)
+    );
 }

@@ -8,10 +8,17 @@ use std::time::Duration;
 use crate::common::run_with_stdin;
 use crate::tools_support::{Backend, Stub, require, run_together, text};
 
-/// git with only credlock as its credential helper and nothing from the user's configuration.
+/// git with only credlock as its credential helper, scoped to `git.example.com`, and
+/// nothing from the user's configuration.
 fn git(dir: &Path, store: &Path, args: &[&str]) -> Command {
+    git_scoped(dir, store, "--host git.example.com", args)
+}
+
+/// git with credlock as its credential helper given `scope` (its `--host`/`--url-prefix`
+/// flags, or none).
+fn git_scoped(dir: &Path, store: &Path, scope: &str, args: &[&str]) -> Command {
     let helper = format!(
-        "!'{}' --store '{}' git-credential",
+        "!'{}' --store '{}' git-credential {scope}",
         env!("CARGO_BIN_EXE_credlock"),
         store.display()
     );
@@ -116,9 +123,10 @@ fn six_concurrent_git_ls_remotes_on_an_expired_session_refresh_once_and_a_clone_
     let stub = Stub::start(b.dir.path(), "git", true, Some(&repo));
     stub.refuse(&b.access_token());
     let url = format!("https://127.0.0.1:{}/served.git", stub.port);
+    let scope = format!("--host 127.0.0.1:{}", stub.port);
     let outs = run_together(
         (0..6)
-            .map(|_| git(b.dir.path(), &b.store, &["ls-remote", &url]))
+            .map(|_| git_scoped(b.dir.path(), &b.store, &scope, &["ls-remote", &url]))
             .collect(),
         Duration::from_secs(120),
     );
@@ -132,7 +140,12 @@ fn six_concurrent_git_ls_remotes_on_an_expired_session_refresh_once_and_a_clone_
     assert_eq!(stub.tokens(), vec![fresh.clone(); 6]);
 
     let out = run_with_stdin(
-        git(b.dir.path(), &b.store, &["clone", "-q", &url, "cloned"]),
+        git_scoped(
+            b.dir.path(),
+            &b.store,
+            &scope,
+            &["clone", "-q", &url, "cloned"],
+        ),
         b"",
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -148,7 +161,11 @@ fn git_without_a_session_is_refused_by_the_server_and_no_token_leaks() {
     let stub = Stub::start(b.dir.path(), "git", true, Some(&repo));
     let url = format!("https://127.0.0.1:{}/served.git", stub.port);
     let missing = b.dir.path().join("none.json");
-    let out = run_with_stdin(git(b.dir.path(), &missing, &["ls-remote", &url]), b"");
+    let scope = format!("--host 127.0.0.1:{}", stub.port);
+    let out = run_with_stdin(
+        git_scoped(b.dir.path(), &missing, &scope, &["ls-remote", &url]),
+        b"",
+    );
     assert!(!out.status.success());
     assert!(
         text(&out.stderr).contains("credlock"),
@@ -238,4 +255,219 @@ fn git_credential_approve_stores_nothing() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(std::fs::read(&b.store).expect("read"), before);
+}
+
+/// The token goes only to the hosts the helper was told: a real `git clone` from another
+/// https host (here a self-signed server on loopback) sends no credential, and that host's
+/// 401 (`credential reject`) refreshes nothing.
+#[test]
+fn a_clone_from_a_host_the_helper_was_not_scoped_to_gets_no_token_and_its_reject_refreshes_nothing()
+{
+    require("git", "git");
+    let b = Backend::fresh();
+    let repo = bare_repo(b.dir.path());
+    let stub = Stub::start(b.dir.path(), "git", true, Some(&repo));
+    let url = format!("https://127.0.0.1:{}/served.git", stub.port);
+    let out = run_with_stdin(
+        git(b.dir.path(), &b.store, &["clone", "-q", &url, "cloned"]),
+        b"",
+    );
+    assert!(!out.status.success(), "the clone needs a credential");
+    assert!(stub.tokens().is_empty(), "{:?}", stub.tokens());
+    assert!(!text(&out.stderr).contains(&b.access_token()));
+
+    // The same host on another port is another host.
+    let other_port = format!("--host 127.0.0.1:{}", stub.port.wrapping_add(1));
+    let out = run_with_stdin(
+        git_scoped(b.dir.path(), &b.store, &other_port, &["ls-remote", &url]),
+        b"",
+    );
+    assert!(!out.status.success());
+    assert!(stub.tokens().is_empty(), "{:?}", stub.tokens());
+
+    let reject = format!(
+        "protocol=https\nhost=127.0.0.1:{}\nusername=oauth2\npassword={}\n\n",
+        stub.port,
+        b.access_token()
+    );
+    let out = run_with_stdin(
+        git(b.dir.path(), &b.store, &["credential", "reject"]),
+        reject.as_bytes(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(b.refreshes(), 0, "another host's 401 refreshes nothing");
+    assert_eq!(b.stored_token(), b.access_token());
+}
+
+/// A helper configured without `--host` or `--url-prefix` answers nothing (git then asks the
+/// next helper or the user) and says once on stderr how to scope it; its `erase` does nothing.
+#[test]
+fn a_helper_without_a_scope_answers_no_host_and_says_how_to_name_one() {
+    require("git", "git");
+    let b = Backend::fresh();
+    let out = run_with_stdin(
+        git_scoped(b.dir.path(), &b.store, "", &["credential", "fill"]),
+        b"protocol=https\nhost=git.example.com\n\n",
+    );
+    assert!(!out.status.success(), "git finds no credential");
+    assert_eq!(field(&out.stdout, "password"), None);
+    assert!(!text(&out.stdout).contains(&b.access_token()));
+    assert!(!text(&out.stderr).contains(&b.access_token()));
+    assert!(
+        text(&out.stderr).contains("--host"),
+        "the hint names the flag: {}",
+        text(&out.stderr)
+    );
+
+    let reject = format!(
+        "protocol=https\nhost=git.example.com\npassword={}\n\n",
+        b.access_token()
+    );
+    let out = run_with_stdin(
+        git_scoped(b.dir.path(), &b.store, "", &["credential", "reject"]),
+        reject.as_bytes(),
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(b.refreshes(), 0);
+}
+
+/// Scope matching: https only, the host exactly (a port named must match, `:443` is the
+/// default), and a URL prefix on whole path segments (git sends the path with
+/// `credential.useHttpPath`; without a path, a prefix with one does not match).
+#[test]
+fn only_https_requests_for_a_named_host_or_under_a_named_url_prefix_are_answered() {
+    require("git", "git");
+    let b = Backend::fresh();
+    let fill = |scope: &str, request: &str, use_path: bool| {
+        let mut args = vec![];
+        if use_path {
+            args.extend(["-c", "credential.useHttpPath=true"]);
+        }
+        args.extend(["credential", "fill"]);
+        let out = run_with_stdin(
+            git_scoped(b.dir.path(), &b.store, scope, &args),
+            request.as_bytes(),
+        );
+        field(&out.stdout, "password")
+    };
+    let token = Some(b.access_token());
+    let host = "--host git.example.com";
+    assert_eq!(
+        fill(host, "protocol=https\nhost=git.example.com\n\n", false),
+        token
+    );
+    assert_eq!(
+        fill(host, "protocol=https\nhost=GIT.example.com:443\n\n", false),
+        token
+    );
+    assert_eq!(
+        fill(host, "protocol=http\nhost=git.example.com\n\n", false),
+        None
+    );
+    assert_eq!(
+        fill(host, "protocol=https\nhost=git.example.com:8443\n\n", false),
+        None
+    );
+    assert_eq!(
+        fill(host, "protocol=https\nhost=git.example.com.evil\n\n", false),
+        None
+    );
+    assert_eq!(
+        fill(host, "protocol=https\nhost=evil.example.com\n\n", false),
+        None
+    );
+    let port = "--host git.example.com:8443";
+    assert_eq!(
+        fill(port, "protocol=https\nhost=git.example.com:8443\n\n", false),
+        token
+    );
+    assert_eq!(
+        fill(port, "protocol=https\nhost=git.example.com\n\n", false),
+        None
+    );
+
+    let prefix = "--url-prefix https://git.example.com/team/";
+    let team = "protocol=https\nhost=git.example.com\npath=team/app.git\n\n";
+    assert_eq!(fill(prefix, team, true), token);
+    let other = "protocol=https\nhost=git.example.com\npath=teammate/app.git\n\n";
+    assert_eq!(fill(prefix, other, true), None);
+    assert_eq!(
+        fill(prefix, "protocol=https\nhost=git.example.com\n\n", false),
+        None
+    );
+    let both = "--host a.example.com --url-prefix https://git.example.com/team";
+    assert_eq!(fill(both, team, true), token);
+    assert_eq!(
+        fill(both, "protocol=https\nhost=a.example.com\n\n", false),
+        token
+    );
+}
+
+#[test]
+fn a_scope_that_is_not_an_https_host_is_a_usage_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("session.json");
+    for scope in [
+        ["--host", "https://git.example.com"],
+        ["--host", "user@git.example.com"],
+        ["--host", ""],
+        ["--url-prefix", "http://git.example.com/"],
+        ["--url-prefix", "git.example.com/team"],
+        ["--url-prefix", "https://u:pw@git.example.com/"],
+    ] {
+        let mut cmd = crate::common::credlock(&store, &["git-credential", "get"]);
+        cmd.args(scope);
+        // Refused before stdin is read: give it none, or writing it could hit a closed pipe.
+        let out = run_with_stdin(cmd, b"");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{scope:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(!text(&out.stderr).contains("pw"), "{}", text(&out.stderr));
+    }
+}
+
+/// The exit codes the README's helper table gives: with no session, `get` and an in-scope
+/// `erase` exit 3 (git shows the message and moves on), `store` and out-of-scope requests 0;
+/// nothing creates a session file; with the CI override, `erase` refreshes nothing.
+#[test]
+fn without_a_session_get_and_erase_exit_3_and_store_and_other_hosts_exit_0() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("none.json");
+    let helper = |store: &Path, op: &str, request: &str| {
+        let mut cmd =
+            crate::common::credlock(store, &["git-credential", "--host", "git.example.com", op]);
+        cmd.env_remove("CREDLOCK_ACCESS_TOKEN");
+        run_with_stdin(cmd, request.as_bytes())
+    };
+    let named = "protocol=https\nhost=git.example.com\npassword=p\n\n";
+    let other = "protocol=https\nhost=other.example.com\npassword=p\n\n";
+    for (op, request, code) in [
+        ("get", named, 3),
+        ("erase", named, 3),
+        ("store", named, 0),
+        ("get", other, 0),
+        ("erase", other, 0),
+    ] {
+        let out = helper(&missing, op, request);
+        assert_eq!(out.status.code(), Some(code), "{op}: {}", text(&out.stderr));
+        assert!(out.stdout.is_empty(), "{op}: {}", text(&out.stdout));
+    }
+    assert!(!missing.exists(), "no session file is created");
+
+    let b = Backend::fresh();
+    let mut erase = crate::common::credlock(
+        &b.store,
+        &["git-credential", "--host", "git.example.com", "erase"],
+    );
+    erase.env("CREDLOCK_ACCESS_TOKEN", "ci-token");
+    let request = format!(
+        "protocol=https\nhost=git.example.com\npassword={}\n\n",
+        b.access_token()
+    );
+    let out = run_with_stdin(erase, request.as_bytes());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(b.refreshes(), 0);
 }

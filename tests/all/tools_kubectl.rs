@@ -137,3 +137,32 @@ fn the_exec_credential_answers_in_the_api_version_kubectl_asked_for() {
     assert!(!text(&out.stderr).contains(&b.access_token()));
     assert!(out.stdout.is_empty());
 }
+
+/// An empty `CREDLOCK_*` variable is an unset one: kubectl handing the plugin
+/// `CREDLOCK_PROFILE=`, `CREDLOCK_LOCK=`, `CREDLOCK_MARGIN=` (an `env:` entry left blank, or
+/// a shell's `export VAR=`) still gets its credential, not a usage error.
+#[test]
+fn kubectl_gets_its_credential_when_credlock_variables_are_set_but_empty() {
+    require("kubectl", "kubectl (Google Cloud SDK apt repository)");
+    let b = Backend::fresh();
+    let stub = Stub::start(b.dir.path(), "bearer", true, None);
+    let config = kubeconfig(b.dir.path(), stub.port, &b.store, "v1");
+    let mut cmd = kubectl(b.dir.path(), &config);
+    for var in [
+        "CREDLOCK_PROFILE",
+        "CREDLOCK_LOCK",
+        "CREDLOCK_MARGIN",
+        "CREDLOCK_ACCESS_TOKEN",
+        "CREDLOCK_PEAK_RSS",
+    ] {
+        cmd.env(var, "");
+    }
+    let out = run_with_stdin(cmd, b"");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        !text(&out.stderr).contains("peak RSS"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(stub.tokens().last(), Some(&b.access_token()));
+}

@@ -56,13 +56,18 @@ impl TokenArgs {
     }
 }
 
+/// Checks what can be checked before any store access (or login), so that a misconfigured
+/// kubeconfig costs no refresh: the `ExecCredential` version asked for.
+pub fn check(args: &TokenArgs) -> Result<(), Failure> {
+    if args.format == Format::ExecCredential {
+        exec_credential_api_version()?;
+    }
+    Ok(())
+}
+
 /// `credlock token` with a tool format, a token file, `--min-valid` or the override.
 pub fn token(g: &Global, rejected_on_stdin: bool, args: &TokenArgs) -> Outcome {
-    // Checked before any store access, so that a misconfigured kubeconfig costs no refresh.
-    let api_version = match args.format {
-        Format::ExecCredential => Some(exec_credential_api_version()?),
-        _ => None,
-    };
+    check(args)?;
     let min_valid = args.min_valid.map(Duration::from_secs);
     let got = if rejected_on_stdin && !obtain::override_active() {
         let rejected = obtain::read_stdin("the rejected token")?;
@@ -80,6 +85,11 @@ pub fn token(g: &Global, rejected_on_stdin: bool, args: &TokenArgs) -> Outcome {
     } else {
         obtain::token(g, min_valid)?
     };
+    deliver(g, args, &got)
+}
+
+/// Hands `got` over as `args` ask: to the token file, or on stdout in the format asked for.
+pub fn deliver(g: &Global, args: &TokenArgs, got: &Obtained) -> Outcome {
     if let Some(out) = &args.out {
         let path = match out {
             Some(path) => path.clone(),
@@ -98,8 +108,9 @@ pub fn token(g: &Global, rejected_on_stdin: bool, args: &TokenArgs) -> Outcome {
         }
         return Ok(0);
     }
-    match (args.format, api_version) {
-        (Format::ExecCredential, Some(api_version)) => {
+    match args.format {
+        Format::ExecCredential => {
+            let api_version = exec_credential_api_version()?;
             let mut status = json!({ "token": got.token.secret() });
             if let Some(e) = got.expires_at {
                 status["expirationTimestamp"] = json!(rfc3339(e));
@@ -109,7 +120,7 @@ pub fn token(g: &Global, rejected_on_stdin: bool, args: &TokenArgs) -> Outcome {
                 json!({"apiVersion": api_version, "kind": "ExecCredential", "status": status})
             )?;
         }
-        (Format::Header, _) => outln!("Authorization: Bearer {}", got.token.secret())?,
+        Format::Header => outln!("Authorization: Bearer {}", got.token.secret())?,
         _ if g.json => outln!(
             "{}",
             json!({"access_token": got.token.secret(), "expires_at": got.expires_at.map(rfc3339)})

@@ -1,10 +1,15 @@
 //! `credlock git-credential get|store|erase`: a git credential helper
-//! (`credential.helper = !credlock --profile X git-credential`), per gitcredentials(7).
+//! (`credential.https://HOST.helper = !credlock --profile X git-credential --host HOST`), per
+//! gitcredentials(7).
+//!
+//! The helper answers only the hosts or URL prefixes it is given, over https, and nothing
+//! without them: a helper configured for every host (`credential.helper`) would otherwise
+//! hand the token to any server a user clones from, and let any server's 401 force a refresh.
 
 use std::time::UNIX_EPOCH;
 
 use crate::obtain;
-use crate::{Global, Outcome};
+use crate::{Failure, Global, Outcome};
 
 /// Arguments of `credlock git-credential`.
 #[derive(Debug, Clone, clap::Args)]
@@ -16,12 +21,122 @@ pub struct GitCredentialArgs {
     /// most servers accept any).
     #[arg(long, default_value = "oauth2")]
     pub username: String,
+    /// Answer for this host (`git.example.com`, or `host:port`), over https only; repeatable.
+    /// Without --host or --url-prefix the helper answers no host.
+    #[arg(long = "host", value_name = "HOST")]
+    pub hosts: Vec<String>,
+    /// Answer for URLs under this prefix (`https://git.example.com/team/`, whole path segments);
+    /// repeatable. A prefix with a path needs git's `credential.useHttpPath=true`, or git
+    /// sends no path and the prefix matches nothing.
+    // Checked in `run`, not by clap, whose error would echo a password in the URL.
+    #[arg(long = "url-prefix", value_name = "URL")]
+    pub url_prefixes: Vec<String>,
+}
+
+/// One host (and path prefix) the helper answers for, over https.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// Lower case, with its port unless it is 443.
+    host: String,
+    /// Without leading or trailing `/`; empty for the whole host.
+    path: String,
+}
+
+impl Scope {
+    fn parse_host(text: &str) -> Result<Scope, String> {
+        Ok(Scope {
+            host: normal_host(text).ok_or_else(|| {
+                "--host wants a host name, with a port if not 443 (git.example.com, \
+                 git.example.com:8443); for a URL use --url-prefix"
+                    .to_owned()
+            })?,
+            path: String::new(),
+        })
+    }
+
+    fn parse_url_prefix(text: &str) -> Result<Scope, String> {
+        let bad = || {
+            "--url-prefix wants an https URL without user information, query or fragment \
+             (https://git.example.com/team/)"
+                .to_owned()
+        };
+        let rest = text
+            .get(..8)
+            .filter(|s| s.eq_ignore_ascii_case("https://"))
+            .map(|_| &text[8..])
+            .ok_or_else(bad)?;
+        if rest.contains(['?', '#']) {
+            return Err(bad());
+        }
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        Ok(Scope {
+            host: normal_host(host).ok_or_else(bad)?,
+            path: path.trim_matches('/').to_owned(),
+        })
+    }
+
+    /// Whether an https request for `host` (as git sends it, `name[:port]`) and `path` (sent
+    /// only with `credential.useHttpPath`) is in this scope.
+    fn covers(&self, host: &str, path: Option<&str>) -> bool {
+        if normal_host(host).as_deref() != Some(self.host.as_str()) {
+            return false;
+        }
+        if self.path.is_empty() {
+            return true;
+        }
+        let Some(path) = path.map(|p| p.trim_start_matches('/')) else {
+            return false;
+        };
+        // `team/../other` starts with `team/` but names another place once resolved.
+        if path.split('/').any(|segment| matches!(segment, "." | "..")) {
+            return false;
+        }
+        path == self.path
+            || path
+                .strip_prefix(self.path.as_str())
+                .is_some_and(|rest| rest.starts_with('/'))
+    }
+}
+
+/// `host[:port]` in lower case, without a default `:443`; `None` for anything that is not a
+/// bare host (a scheme, user information, a path, an empty name or port).
+fn normal_host(text: &str) -> Option<String> {
+    let text = text.trim().to_ascii_lowercase();
+    if text.is_empty() || text.contains(['/', '@', '?', '#', ' ']) {
+        return None;
+    }
+    let (name, port) = if text.starts_with('[') {
+        let end = text.find(']')?;
+        let rest = &text[end + 1..];
+        let port = if rest.is_empty() {
+            None
+        } else {
+            Some(rest.strip_prefix(':')?)
+        };
+        (&text[..=end], port)
+    } else {
+        match text.split_once(':') {
+            Some((name, port)) => (name, Some(port)),
+            None => (text.as_str(), None),
+        }
+    };
+    if name.is_empty() || name == "[]" {
+        return None;
+    }
+    match port {
+        None | Some("443") => Some(name.to_owned()),
+        Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => {
+            Some(format!("{name}:{p}"))
+        }
+        Some(_) => None,
+    }
 }
 
 /// One credential request: the `key=value` lines git writes, up to a blank line.
 struct Request {
     protocol: Option<String>,
     host: Option<String>,
+    path: Option<String>,
     username: Option<String>,
     password: Option<String>,
 }
@@ -31,6 +146,7 @@ impl Request {
         let mut r = Request {
             protocol: None,
             host: None,
+            path: None,
             username: None,
             password: None,
         };
@@ -41,6 +157,7 @@ impl Request {
             let slot = match key {
                 "protocol" => &mut r.protocol,
                 "host" => &mut r.host,
+                "path" => &mut r.path,
                 "username" => &mut r.username,
                 "password" => &mut r.password,
                 _ => continue,
@@ -50,22 +167,46 @@ impl Request {
         r
     }
 
-    /// Plain http to anything but this machine would put the token on the wire in clear;
-    /// credlock sends credentials only over https or to loopback (as the library does).
-    fn is_cleartext_to_remote(&self) -> bool {
-        let host = self.host.as_deref().unwrap_or_default();
-        let host = match host.rsplit_once(':') {
-            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => h,
-            _ => host,
+    /// Whether the helper was told to answer for this request: https, and a named host or
+    /// URL prefix. A request without a protocol or host is in no scope.
+    fn in_scope(&self, scopes: &[Scope]) -> bool {
+        let (Some("https"), Some(host)) = (self.protocol.as_deref(), self.host.as_deref()) else {
+            return false;
         };
-        self.protocol.as_deref() == Some("http")
-            && !matches!(host, "localhost" | "127.0.0.1" | "[::1]")
+        scopes
+            .iter()
+            .any(|scope| scope.covers(host, self.path.as_deref()))
     }
 }
 
 /// `credlock git-credential OPERATION`
 pub fn run(g: &Global, args: &GitCredentialArgs) -> Outcome {
+    let scopes = args
+        .hosts
+        .iter()
+        .map(|h| Scope::parse_host(h))
+        .chain(args.url_prefixes.iter().map(|u| Scope::parse_url_prefix(u)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(Failure::Usage)?;
     let request = Request::parse(&obtain::read_stdin("the credential request")?);
+    let answered = matches!(args.operation.as_str(), "get" | "erase");
+    if answered && scopes.is_empty() {
+        eprintln!(
+            "credlock: git-credential answers no host until told which: add --host HOST (or \
+             --url-prefix https://HOST/PATH/) to the helper command"
+        );
+        return Ok(0);
+    }
+    if answered && !request.in_scope(&scopes) {
+        if g.verbose {
+            eprintln!(
+                "credlock: not answering for {}://{} (not a --host or --url-prefix of this helper)",
+                request.protocol.as_deref().unwrap_or("?"),
+                request.host.as_deref().unwrap_or_default()
+            );
+        }
+        return Ok(0);
+    }
     match args.operation.as_str() {
         "get" => get(g, args, &request),
         "erase" => erase(g, &request),
@@ -75,13 +216,6 @@ pub fn run(g: &Global, args: &GitCredentialArgs) -> Outcome {
 }
 
 fn get(g: &Global, args: &GitCredentialArgs, request: &Request) -> Outcome {
-    if request.is_cleartext_to_remote() {
-        eprintln!(
-            "credlock: not answering for http://{} (credentials go only over https or to loopback)",
-            request.host.as_deref().unwrap_or_default()
-        );
-        return Ok(0);
-    }
     let got = obtain::token(g, None)?;
     let username = request.username.as_deref().unwrap_or(&args.username);
     outln!("username={username}")?;
@@ -120,11 +254,44 @@ mod tests {
     }
 
     #[test]
-    fn cleartext_is_refused_except_to_loopback() {
-        let req = |p: &str, h: &str| Request::parse(&format!("protocol={p}\nhost={h}\n"));
-        assert!(req("http", "git.example.com").is_cleartext_to_remote());
-        assert!(!req("http", "127.0.0.1:8080").is_cleartext_to_remote());
-        assert!(!req("http", "localhost").is_cleartext_to_remote());
-        assert!(!req("https", "git.example.com").is_cleartext_to_remote());
+    fn hosts_are_compared_in_lower_case_with_443_as_the_default_port() {
+        let host = |t: &str| Scope::parse_host(t).map(|s| s.host);
+        assert_eq!(host("Git.Example.com").as_deref(), Ok("git.example.com"));
+        assert_eq!(
+            host("git.example.com:443").as_deref(),
+            Ok("git.example.com")
+        );
+        assert_eq!(host("127.0.0.1:8443").as_deref(), Ok("127.0.0.1:8443"));
+        assert_eq!(host("[::1]:8443").as_deref(), Ok("[::1]:8443"));
+        assert_eq!(host("[::1]").as_deref(), Ok("[::1]"));
+        for bad in ["", "h:", "h:x", "::1", "https://h", "u@h", "h/p", ":443"] {
+            assert!(host(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_request_without_protocol_or_host_is_in_no_scope() {
+        let scopes = [Scope::parse_host("git.example.com").expect("host")];
+        let req = |t: &str| Request::parse(t).in_scope(&scopes);
+        assert!(req("protocol=https\nhost=git.example.com\n"));
+        assert!(!req("host=git.example.com\n"));
+        assert!(!req("protocol=https\n"));
+        assert!(!req("protocol=HTTPS\nhost=git.example.com\n"));
+    }
+
+    #[test]
+    fn a_url_prefix_covers_whole_path_segments_and_no_dot_segments() {
+        let prefix = [Scope::parse_url_prefix("https://git.example.com/team/").expect("url")];
+        let under = |path: &str| {
+            Request::parse(&format!(
+                "protocol=https\nhost=git.example.com\npath={path}\n"
+            ))
+            .in_scope(&prefix)
+        };
+        assert!(under("team/app.git"));
+        assert!(under("team"));
+        assert!(!under("team/../other/app.git"));
+        assert!(!under("team/./app.git"));
+        assert!(!under("teams/app.git"));
     }
 }

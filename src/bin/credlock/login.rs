@@ -223,14 +223,16 @@ fn run(args: &LoginArgs, chosen: &mut Option<Flow>) -> Result<Session, Error> {
     }
 }
 
-/// `credlock login`: logs in and saves the session, replacing a stored one; if another
-/// process logs in at the same time, one login happens and both use it.
+/// `credlock login`: logs in and saves the session, replacing a stored one. It always logs
+/// in (the user asked to): it waits for a refresh or another login in progress, then logs in
+/// under the guards, never adopting what they saved (`token --login` is the command that
+/// shares one login among many processes).
 pub fn login(g: &Global, args: &LoginArgs) -> Outcome {
     args.check()?;
     let store = g.store();
     let mut chosen = None;
-    let outcome = match store.login_with(args.deadline(), || run(args, &mut chosen)) {
-        Ok(outcome) => outcome,
+    let outcome = match store.relogin_with(args.deadline(), || run(args, &mut chosen)) {
+        Ok(session) => LoggedIn::Saved(session),
         Err(e @ Error::NotSaved { .. }) => {
             if g.json {
                 outln!(
@@ -282,8 +284,14 @@ fn report(g: &Global, outcome: &LoggedIn, flow: Option<Flow>) -> Result<(), Fail
 }
 
 /// `credlock token --login`: logs in first when the session needs a login (one login across
-/// all the processes that ask at once), then prints the token as `credlock token` does.
-pub fn token(g: &Global, args: &LoginArgs) -> Outcome {
+/// all the processes that ask at once), then hands the token out as `credlock token` does
+/// with the same `--format`, `--out` and `--min-valid`. With `CREDLOCK_ACCESS_TOKEN` set the
+/// store is not used, so there is nothing to log in to: the override is handed out.
+pub fn token(g: &Global, args: &LoginArgs, tools: &crate::formats::TokenArgs) -> Outcome {
+    crate::formats::check(tools)?;
+    if crate::obtain::override_active() {
+        return crate::formats::token(g, false, tools);
+    }
     let store = g.store();
     match store.access_token() {
         Ok(_) => {}
@@ -298,7 +306,11 @@ pub fn token(g: &Global, args: &LoginArgs) -> Outcome {
                 }
                 Err(Error::NotSaved { session, source }) => {
                     // The login worked: its token is valid now, though not stored.
-                    outln!("{}", session.access_token().secret())?;
+                    let got = crate::obtain::Obtained {
+                        token: Secret::new(session.access_token().secret()),
+                        expires_at: session.expires_at(),
+                    };
+                    crate::formats::deliver(g, tools, &got)?;
                     return Err(Error::NotSaved { session, source }.into());
                 }
                 Err(e) => return Err(e.into()),
@@ -306,7 +318,11 @@ pub fn token(g: &Global, args: &LoginArgs) -> Outcome {
         }
         Err(e) => return Err(e.into()),
     }
-    crate::commands::token(g, false)
+    if tools.is_plain() {
+        crate::commands::token(g, false)
+    } else {
+        crate::formats::token(g, false, tools)
+    }
 }
 
 /// After a login of this process's own: say now, not at `logout --revoke`, that the server

@@ -109,7 +109,9 @@ enum Command {
     Doctor,
     /// List the profiles and the state of their sessions (no secrets).
     Profiles,
-    /// A git credential helper: `credential.helper = !credlock --profile X git-credential`.
+    /// A git credential helper for the hosts named:
+    /// `git config credential.https://HOST.helper '!credlock --profile X git-credential --host HOST'`.
+    /// Without --host or --url-prefix it answers no host.
     GitCredential(git_credential::GitCredentialArgs),
     /// Run a command with a valid access token in its environment; exits with its status.
     Exec(exec::ExecArgs),
@@ -146,9 +148,11 @@ impl Global {
             .on_event(move |e| {
                 // Not DeletedStaleSession: the session_expired error that follows it says
                 // "the stale session was removed" already.
+                // A lock wait is normal under contention and usually milliseconds: said at
+                // once only with -v, else when it has lasted about a second.
                 let important = matches!(
                     e,
-                    credlock::Event::WaitingForLock { .. }
+                    credlock::Event::StillWaitingForLock { .. }
                         | credlock::Event::LocksUnavailable { .. }
                         | credlock::Event::PermissionsTightened { .. }
                         | credlock::Event::UsingUnexpiredToken { .. }
@@ -186,7 +190,7 @@ fn exit_code_for(e: &Error) -> u8 {
 }
 
 fn main() -> ExitCode {
-    let parsed = Cli::command()
+    let parsed = command_ignoring_empty_env()
         .try_get_matches()
         .and_then(|matches| Cli::from_arg_matches(&matches).map(|cli| (matches, cli)));
     let (matches, cli) = match parsed {
@@ -207,8 +211,9 @@ fn main() -> ExitCode {
         Command::Token {
             login: true,
             login_args,
+            tools,
             ..
-        } => login::token(&global, &login_args),
+        } => login::token(&global, &login_args, &tools),
         Command::Token {
             rejected_on_stdin,
             tools,
@@ -275,6 +280,25 @@ fn fs_kind_override_is_known() -> Result<(), Failure> {
         "{FS_KIND_ENV}={value:?} is not a filesystem kind credlock knows ({}); fix it, or unset it to let credlock detect the filesystem",
         FS_KIND_NAMES.join(", ")
     )))
+}
+
+/// The command line parser, with the environment variables that are set but empty left out:
+/// an empty `CREDLOCK_PROFILE=` (a blank `env:` entry in a kubeconfig, an `export VAR=`)
+/// means "not set", as it does for every `CREDLOCK_*` variable, not a usage error.
+fn command_ignoring_empty_env() -> clap::Command {
+    let mut command = Cli::command();
+    let empty: Vec<clap::Id> = command
+        .get_arguments()
+        .filter(|a| {
+            a.get_env()
+                .is_some_and(|var| std::env::var_os(var).is_some_and(|v| v.is_empty()))
+        })
+        .map(|a| a.get_id().clone())
+        .collect();
+    for id in empty {
+        command = command.mut_arg(id, |a| a.env(None));
+    }
+    command
 }
 
 /// A command line clap refused: its own text on stderr, and with `--json` anywhere on the
@@ -365,7 +389,7 @@ type Outcome = Result<u8, Failure>;
 /// With `CREDLOCK_PEAK_RSS=1`, print the process's peak resident set size (Linux `VmHWM`)
 /// on stderr at exit: how `credlock bench` measures the memory of `credlock token`.
 fn peak_rss_report() {
-    if std::env::var_os("CREDLOCK_PEAK_RSS").is_none() {
+    if std::env::var_os("CREDLOCK_PEAK_RSS").is_none_or(|v| v.is_empty()) {
         return;
     }
     if let Some(line) = std::fs::read_to_string("/proc/self/status")
