@@ -63,6 +63,10 @@ pub struct LoginArgs {
     /// The revocation endpoint to store, instead of discovery.
     #[arg(long)]
     revocation_endpoint: Option<String>,
+    /// How the new session is kept at rest: keyring (sealed with a key in the OS keychain) or
+    /// none (plain JSON, mode 0600). Default: as the stored file is (none for a new store).
+    #[arg(long, value_parser = crate::commands::PROTECTIONS)]
+    protect: Option<String>,
 }
 
 impl LoginArgs {
@@ -219,7 +223,7 @@ fn run(args: &LoginArgs, chosen: &mut Option<Flow>) -> Result<Session, Error> {
 /// process logs in at the same time, one login happens and both use it.
 pub fn login(g: &Global, args: &LoginArgs) -> Outcome {
     args.check()?;
-    let store = g.store();
+    let store = crate::commands::with_protection(g.store(), args.protect.as_deref());
     let mut chosen = None;
     let outcome = match store.login_with(args.deadline(), || run(args, &mut chosen)) {
         Ok(outcome) => outcome,
@@ -274,7 +278,7 @@ fn report(g: &Global, outcome: &LoggedIn, flow: Option<Flow>) -> Result<(), Fail
 /// `credlock token --login`: logs in first when the session needs a login (one login across
 /// all the processes that ask at once), then prints the token as `credlock token` does.
 pub fn token(g: &Global, args: &LoginArgs) -> Outcome {
-    let store = g.store();
+    let store = crate::commands::with_protection(g.store(), args.protect.as_deref());
     match store.access_token() {
         Ok(_) => {}
         Err(e) if e.needs_login() => {
