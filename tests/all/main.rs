@@ -23,6 +23,8 @@ mod faults;
 mod files;
 mod hostile;
 mod import;
+#[cfg(all(unix, feature = "cli"))]
+mod keychain;
 mod lease;
 mod locking;
 #[cfg(all(unix, feature = "cli"))]
