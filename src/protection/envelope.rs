@@ -176,7 +176,7 @@ pub(crate) fn open(key: &LessSafeKey, bytes: &[u8]) -> Result<Vec<u8>, Unreadabl
 }
 
 /// Standard base64 with padding (RFC 4648 §4), strictly: no whitespace, padding only at the
-/// end; `None` for anything else.
+/// end, unused bits zero; `None` for anything else.
 fn base64_decode(input: &[u8]) -> Option<Vec<u8>> {
     fn value(c: u8) -> Option<u32> {
         Some(u32::from(match c {
@@ -204,6 +204,11 @@ fn base64_decode(input: &[u8]) -> Option<Vec<u8>> {
         }
         n <<= 6 * pad as u32;
         let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        // Canonical only: bits past the data must be zero, so that no two texts decode to
+        // the same bytes (a changed character is never an unchanged file).
+        if bytes[3 - pad..].iter().any(|b| *b != 0) {
+            return None;
+        }
         out.extend_from_slice(&bytes[..3 - pad]);
     }
     Some(out)

@@ -117,7 +117,9 @@ fn base64_decoding_undoes_the_crates_encoder_and_refuses_what_it_never_writes() 
             Some(input)
         );
     }
-    for bad in ["A", "AB=C", "====", "AA==AAAA", "A B=", "AAA\n"] {
+    for bad in [
+        "A", "AB=C", "====", "AA==AAAA", "A B=", "AAA\n", "AB==", "AAB=",
+    ] {
         assert_eq!(
             envelope::base64_decode_for_tests(bad.as_bytes()),
             None,

@@ -440,11 +440,7 @@ fn the_keyring_killed_mid_run_refuses_the_sealed_store_and_leaves_it_byte_for_by
     keyring.kill_daemon();
     // A new process has no key in memory: the keychain's absence must not turn into a
     // plaintext write, a delete, or "log in again".
-    for args in [
-        &["token"][..],
-        &["status"],
-        &["protect", "none"],
-    ] {
+    for args in [&["token"][..], &["status"], &["protect", "none"]] {
         let out = run(keyring.credlock(&path, args));
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
