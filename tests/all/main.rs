@@ -25,6 +25,8 @@ mod hostile;
 mod import;
 #[cfg(all(unix, feature = "cli"))]
 mod keychain;
+#[cfg(all(windows, feature = "cli"))]
+mod keychain_windows;
 mod lease;
 mod locking;
 #[cfg(all(unix, feature = "cli"))]
