@@ -56,6 +56,16 @@ pub(crate) fn get(id: &str, deadline: Duration) -> Result<Arc<LessSafeKey>, KeyF
     Ok(remember(id, &bytes))
 }
 
+/// Whether the keychain answers, by looking up an entry that is never there: reachable and
+/// unlocked if it says "no such entry" (or, oddly, has one).
+pub(crate) fn probe(deadline: Duration) -> Result<(), KeyFailure> {
+    match fetch("credlock-probe", deadline) {
+        Ok(_) => Ok(()),
+        Err(f) if f.problem == KeychainProblem::KeyMissing => Ok(()),
+        Err(f) => Err(f),
+    }
+}
+
 /// A new random key, stored in the keychain under a new random id, read back from it (a
 /// keychain that accepts a secret it cannot give back would leave a file nobody can open).
 pub(crate) fn create(deadline: Duration) -> Result<(String, Arc<LessSafeKey>), KeyFailure> {

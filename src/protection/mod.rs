@@ -164,6 +164,11 @@ pub(crate) fn new_sealing(path: &Path, deadline: Duration) -> Result<Sealing, Er
     Ok(Sealing::Key { id, key })
 }
 
+/// Whether the keychain answers now (a lookup of an entry that is never there).
+pub(crate) fn probe_keychain(path: &Path, deadline: Duration) -> Result<(), Error> {
+    keys::probe(deadline).map_err(|f| keychain_error(f, path, "(new)"))
+}
+
 /// The bytes of a session file holding `session`, sealed as `sealing` says.
 pub(crate) fn encode(session: &Session, sealing: &Sealing, path: &Path) -> Result<Vec<u8>, Error> {
     let json = session.to_json();

@@ -103,6 +103,22 @@ impl Store {
         })
     }
 
+    /// Whether a session this store writes anew could be protected as
+    /// [`Store::with_protection`] asks, checked before a login that would otherwise be lost
+    /// at its save: with [`Protection::Keyring`], refuses a file other machines may share and
+    /// asks the keychain whether it answers (within the keychain timeout). Nothing is written
+    /// or created.
+    ///
+    /// # Errors
+    /// [`Error::ProtectionRefused`], [`Error::Keychain`].
+    pub fn check_protection(&self) -> Result<(), Error> {
+        if self.options.protection != Some(Protection::Keyring) {
+            return Ok(());
+        }
+        self.refuse_keyring_if_shared()?;
+        protection::probe_keychain(&self.path, self.options.keychain_timeout)
+    }
+
     /// The stored session file's protection, from its header (no keychain is asked); `None`
     /// if there is no file.
     ///

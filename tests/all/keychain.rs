@@ -509,3 +509,35 @@ fn a_key_gone_from_the_keychain_makes_the_file_unreadable_says_so_and_keeps_it()
         "kept byte for byte"
     );
 }
+
+#[test]
+fn login_with_protect_keyring_is_refused_before_the_login_when_the_session_could_not_be_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("session.json");
+    let nowhere = format!("unix:path={}", dir.path().join("no-bus").display());
+    let login = [
+        "login",
+        "--protect",
+        "keyring",
+        "--issuer",
+        "https://id.invalid",
+        "--client-id",
+        "my-cli",
+        "--device",
+    ];
+    let out = run(credlock_on(&nowhere, &path, &login));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("no OS keychain is reachable"), "{stderr}");
+    assert!(
+        !stderr.contains("id.invalid"),
+        "no login was started: {stderr}"
+    );
+    let mut on_nfs = credlock_on(&nowhere, &path, &login);
+    on_nfs.env("CREDLOCK_FS_KIND", "nfs");
+    let out = run(on_nfs);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("other machines"), "{stderr}");
+    assert!(!path.exists(), "nothing stored");
+}

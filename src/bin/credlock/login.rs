@@ -224,6 +224,8 @@ fn run(args: &LoginArgs, chosen: &mut Option<Flow>) -> Result<Session, Error> {
 pub fn login(g: &Global, args: &LoginArgs) -> Outcome {
     args.check()?;
     let store = crate::commands::with_protection(g.store(), args.protect.as_deref());
+    // Before the user logs in, not at the save: a session that cannot be kept is lost.
+    store.check_protection()?;
     let mut chosen = None;
     let outcome = match store.login_with(args.deadline(), || run(args, &mut chosen)) {
         Ok(outcome) => outcome,
@@ -283,6 +285,7 @@ pub fn token(g: &Global, args: &LoginArgs) -> Outcome {
         Ok(_) => {}
         Err(e) if e.needs_login() => {
             args.check()?;
+            store.check_protection()?;
             let mut chosen = None;
             match store.login_with(args.deadline(), || run(args, &mut chosen)) {
                 Ok(outcome) => {
