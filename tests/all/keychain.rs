@@ -542,3 +542,55 @@ fn login_with_protect_keyring_is_refused_before_the_login_when_the_session_could
     assert!(stderr.contains("other machines"), "{stderr}");
     assert!(!path.exists(), "nothing stored");
 }
+
+#[test]
+#[ignore = "needs dbus-daemon and gnome-keyring (the CI's full run installs them)"]
+fn a_locked_keyring_refuses_the_sealed_store_says_unlock_and_leaves_it_byte_for_byte() {
+    let keyring = Keyring::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (fake, _http, path) = expired_store(dir.path());
+    let out = run(keyring.credlock(&path, &["protect", "keyring"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sealed = std::fs::read(&path).expect("read");
+    let locked = Command::new("dbus-send")
+        .args([
+            &format!("--bus={}", keyring.bus),
+            "--print-reply",
+            "--dest=org.freedesktop.secrets",
+            "/org/freedesktop/secrets",
+            "org.freedesktop.Secret.Service.Lock",
+            "array:objpath:/org/freedesktop/secrets/collection/login",
+        ])
+        .output()
+        .expect("dbus-send");
+    assert!(
+        locked.status.success(),
+        "{}",
+        String::from_utf8_lossy(&locked.stderr)
+    );
+
+    // No one can answer the unlock prompt here (no display): refused, within the timeout.
+    let started = Instant::now();
+    let out = run(keyring.credlock(&path, &["token", "--json"]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("unlock"), "{stderr}");
+    assert!(!stderr.contains("log in again"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["error"]["kind"], "keychain", "{json}");
+    assert_eq!(std::fs::read(&path).expect("read"), sealed, "byte for byte");
+    assert_eq!(
+        fake.counters().refresh_requests,
+        0,
+        "nothing sent without the key"
+    );
+}
