@@ -25,6 +25,12 @@ fuzz_target!(|data: &[u8]| {
     let i = data.first().map_or(0, |b| usize::from(*b)) % sealed.len();
     let mut flipped = sealed.clone();
     flipped[i] ^= 1 << (data.len() % 8);
-    assert!(open_with_key(&KEY, &flipped).is_err(), "a flipped bit at {i} opened");
-    assert!(open_with_key(&[7; 32], &sealed).is_err(), "another key opened");
+    assert!(
+        open_with_key(&KEY, &flipped).is_err(),
+        "a flipped bit at {i} opened"
+    );
+    assert!(
+        open_with_key(&[7; 32], &sealed).is_err(),
+        "another key opened"
+    );
 });

@@ -12,7 +12,10 @@ pub mod keychain_problem;
 /// `super` here is this crate, which has the two types it takes from the library's
 /// `protection` module (`keys.rs` itself needs ring, whose C code needs an Apple toolchain).
 #[path = "../../../src/protection/keychain.rs"]
-#[allow(dead_code, reason = "the library calls these; the probe only type-checks them")]
+#[allow(
+    dead_code,
+    reason = "the library calls these; the probe only type-checks them"
+)]
 pub mod keychain;
 
 pub use keychain_problem::KeychainProblem;
