@@ -125,6 +125,7 @@ mod error;
 mod trace;
 
 mod endpoint;
+mod protection;
 mod session_file;
 
 mod atomic;
@@ -171,9 +172,10 @@ pub use options::{
     NETWORK_POLL_SCHEDULE,
 };
 pub use plan::{Guards, LockPlan};
+pub use protection::{DEFAULT_KEYCHAIN_TIMEOUT, FileProtection, KeychainProblem, Protection};
 pub use secret::Secret;
 pub use session::{Client, ClientAuth, SESSION_FORMAT_VERSION, Session};
-pub use store::{LoggedIn, LoggedOut, Revocation, Store};
+pub use store::{LoggedIn, LoggedOut, Protected, Revocation, Store};
 pub use token_response::{ResponseError, TokenResponse, TokenResponseBuilder};
 
 /// The HTTP seam, for a [`Transport`] of one's own: the request it is handed and the
@@ -196,6 +198,7 @@ pub mod unversioned {
     pub use crate::filesystem::classify::{classify_f_type, classify_fstypename};
     pub use crate::filesystem::mountinfo::{MountInfo, mount_of};
     pub use crate::lease::{Holder, LeaseRecord};
+    pub use crate::protection::envelope::{open_with_key, seal_with_key};
 }
 
 /// The README's Rust examples, compiled and run as doctests so that they stay true.

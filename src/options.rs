@@ -112,6 +112,11 @@ pub(crate) struct Options {
     pub(crate) poll_schedule: Option<Vec<Duration>>,
     /// `None`: [`DEFAULT_TORN_READ_RETRIES`], or longer on a network filesystem.
     pub(crate) torn_read_retries: Option<Vec<Duration>>,
+    /// Set by [`crate::Store::with_protection`]: how a new session is written. `None`: as the
+    /// file there is (plain JSON if there is none).
+    pub(crate) protection: Option<crate::protection::Protection>,
+    /// How long a keychain call may take.
+    pub(crate) keychain_timeout: Duration,
 }
 
 impl Default for Options {
@@ -124,6 +129,8 @@ impl Default for Options {
             filesystem_kind: None,
             poll_schedule: None,
             torn_read_retries: None,
+            protection: None,
+            keychain_timeout: crate::protection::DEFAULT_KEYCHAIN_TIMEOUT,
         }
     }
 }

@@ -28,7 +28,9 @@ impl Error {
     /// Whether the client's configuration is wrong, so that neither a new login nor a retry
     /// will help: the server rejects the client (`invalid_client`, `unauthorized_client`,
     /// `unsupported_grant_type`, HTTP 401), a token response carries no refresh token, an
-    /// endpoint is insecure or malformed, or the HTTP transport's files or proxy are unusable.
+    /// endpoint is insecure or malformed, the HTTP transport's files or proxy are unusable, or
+    /// the OS keychain of a protected store does not give its key (unlock it, or unprotect
+    /// the store where it does: a new login would not help).
     #[must_use]
     pub fn is_configuration(&self) -> bool {
         match self {
@@ -37,7 +39,9 @@ impl Error {
             | Error::InvalidEndpoint { .. }
             | Error::TransportSetup { .. }
             | Error::LoginUnsupported { .. }
-            | Error::LoginRequestRejected { .. } => true,
+            | Error::LoginRequestRejected { .. }
+            | Error::Keychain { .. }
+            | Error::ProtectionRefused { .. } => true,
             Error::Rejected { status, oauth, .. } => rejects_client(*status, oauth.as_ref()),
             Error::LoginRefused { status, oauth, .. } => {
                 login_rejects_configuration(*status, oauth.as_ref())
@@ -100,6 +104,10 @@ impl Error {
             Error::LoginInvalidResponse { .. } => "login_invalid_response",
             Error::LoginUnsupported { .. } => "login_unsupported",
             Error::LoginAborted { .. } => "login_aborted",
+            Error::Keychain { .. } => "keychain",
+            Error::Undecryptable { .. } => "undecryptable",
+            Error::UnsupportedProtection { .. } => "unsupported_protection",
+            Error::ProtectionRefused { .. } => "protection_refused",
         }
     }
 

@@ -156,6 +156,29 @@ impl Clone for Error {
             Error::LoginAborted { reason } => Error::LoginAborted {
                 reason: reason.clone(),
             },
+            Error::Keychain {
+                path,
+                key_id,
+                problem,
+                detail,
+            } => Error::Keychain {
+                path: path.clone(),
+                key_id: key_id.clone(),
+                problem: *problem,
+                detail: detail.clone(),
+            },
+            Error::Undecryptable { path, key_id } => Error::Undecryptable {
+                path: path.clone(),
+                key_id: key_id.clone(),
+            },
+            Error::UnsupportedProtection { path, scheme } => Error::UnsupportedProtection {
+                path: path.clone(),
+                scheme: scheme.clone(),
+            },
+            Error::ProtectionRefused { path, reason } => Error::ProtectionRefused {
+                path: path.clone(),
+                reason: reason.clone(),
+            },
         }
     }
 }

@@ -2,6 +2,7 @@
 
 mod class;
 mod clone;
+mod keychain;
 #[cfg(test)]
 mod tests;
 
@@ -12,6 +13,7 @@ use crate::oauth_error::OAuthError;
 use crate::session::Session;
 use crate::token_response::ResponseError;
 use class::{login_rejects_configuration, rejects_client};
+pub use keychain::KeychainProblem;
 
 /// An error from the store or the refresh protocol.
 ///
@@ -341,6 +343,51 @@ pub enum Error {
     #[error("the login could not continue: {reason}")]
     LoginAborted {
         /// What happened.
+        reason: String,
+    },
+
+    /// The session file is sealed with a key in the OS keychain (or is to be), and the
+    /// keychain did not give or take the key: missing, locked, refusing, too slow, or the key
+    /// is gone. The file was left as it was: never rewritten in the clear, never deleted.
+    #[error("the OS keychain could not give key {key_id} of the session file {}: {} ({detail}); the file was left untouched: {}", path.display(), .problem.what(), .problem.advice())]
+    Keychain {
+        /// The session file.
+        path: PathBuf,
+        /// The key's id (`(new)` for a key being created).
+        key_id: String,
+        /// What went wrong.
+        problem: KeychainProblem,
+        /// The keychain's own words (never a secret).
+        detail: String,
+    },
+
+    /// The sealed session file does not decrypt with its key from the keychain: the file was
+    /// altered, or the keychain entry was replaced. The file was left untouched.
+    #[error("the sealed session file {} does not decrypt with key {key_id} from the OS keychain (the file was altered, or the keychain entry under that id was replaced); the file was left untouched: restore the file or the keychain entry, or remove the file and log in again", path.display())]
+    Undecryptable {
+        /// The session file.
+        path: PathBuf,
+        /// The key's id.
+        key_id: String,
+    },
+
+    /// The session file is sealed in a format version, scheme or key source this credlock does
+    /// not know (a newer credlock wrote it). The file was left untouched.
+    #[error("the session file {} is sealed as `{scheme}`, which this credlock cannot read; the file was left untouched: use the credlock that wrote it (or a newer one)", path.display())]
+    UnsupportedProtection {
+        /// The session file.
+        path: PathBuf,
+        /// The format or scheme named by the file's header.
+        scheme: String,
+    },
+
+    /// A change of protection was refused, and nothing was changed: a per-machine keychain
+    /// cannot protect a file that several machines share.
+    #[error("credlock will not change the protection of {}: {reason}; nothing was changed", path.display())]
+    ProtectionRefused {
+        /// The session file.
+        path: PathBuf,
+        /// Why.
         reason: String,
     },
 }

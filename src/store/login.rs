@@ -126,7 +126,10 @@ impl Store {
         }
         let session = login()?;
         let fenced = Fence::current(&self.lease_path).still_held();
-        match fenced.and_then(|()| atomic::write(&self.path, &session.to_json())) {
+        let saved = fenced
+            .and_then(|()| self.encode_new(&session))
+            .and_then(|bytes| atomic::write(&self.path, &bytes));
+        match saved {
             Ok(()) => Ok(LoggedIn::Saved(session)),
             Err(e) => Err(Error::NotSaved {
                 session: Box::new(session),

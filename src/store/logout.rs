@@ -41,10 +41,12 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Io`] (the old file is then untouched and no temp file remains),
-    /// [`Error::NotASessionFile`], [`Error::LockTimeout`].
+    /// [`Error::NotASessionFile`], [`Error::LockTimeout`]; for a protected store (see
+    /// [`Store::with_protection`]) also [`Error::Keychain`] and [`Error::ProtectionRefused`],
+    /// and nothing is written.
     pub fn save(&self, session: &Session) -> Result<(), Error> {
-        let bytes = session.to_json();
         let _held = self.hold()?;
+        let bytes = self.encode_new(session)?;
         atomic::write(&self.path, &bytes)
     }
 
@@ -123,7 +125,7 @@ impl Store {
         // just revoked is dead and goes; one that holds another (saved by a process that took
         // the lease over, or by a writer that takes no lock) is kept.
         let holds_the_revoked_token = |bytes: &[u8]| {
-            Session::from_json(bytes, &self.path)
+            self.decode(bytes)
                 .is_ok_and(|s| s.refresh_token() == session.refresh_token())
         };
         if atomic::remove_if(&self.path, holds_the_revoked_token)?

@@ -10,6 +10,7 @@ mod guards;
 mod import;
 mod login;
 mod logout;
+mod protect;
 mod refresh;
 
 use std::path::{Path, PathBuf};
@@ -28,10 +29,12 @@ use crate::options::{
     DEFAULT_TORN_READ_RETRIES, LockMode, NETWORK_POLL_SCHEDULE, Options, WINDOWS_REPLACE_PAUSES,
 };
 use crate::plan::LockPlan;
+use crate::protection::Protection;
 use crate::session::Session;
 
 pub use login::LoggedIn;
 pub use logout::{LoggedOut, Revocation};
+pub use protect::Protected;
 
 /// One session file shared by any number of processes and threads.
 ///
@@ -70,6 +73,7 @@ impl std::fmt::Debug for Store {
             .field("lock_mode", &self.options.lock_mode)
             .field("margin", &self.options.margin)
             .field("lock_timeout", &self.options.lock_timeout)
+            .field("protection", &self.options.protection)
             .finish_non_exhaustive()
     }
 }
@@ -163,6 +167,46 @@ impl Store {
         self
     }
 
+    /// How a session this store writes anew ([`Store::save`], an import, a login) is
+    /// protected at rest: [`Protection::Keyring`] seals it under a key kept in the OS keychain
+    /// (created on the first such write, then reused), [`Protection::None`] writes plain
+    /// JSON. Without this setting a new session is written as the file it replaces is (plain
+    /// JSON if there is none).
+    ///
+    /// Whatever the setting, a file is read as its own header says, and a refresh keeps the
+    /// protection and the key of the file it replaces; [`Store::protect`] converts a stored
+    /// session. A sealed file whose key the keychain does not give is refused
+    /// ([`Error::Keychain`]), never rewritten in the clear. Keychain support needs the
+    /// `keyring` feature.
+    ///
+    /// # Examples
+    /// ```no_run
+    /// use credlock::{Protection, Store};
+    /// let store = Store::new("/home/me/.config/my-cli/session.json")
+    ///     .with_protection(Protection::Keyring);
+    /// # Ok::<(), credlock::Error>(())
+    /// ```
+    #[must_use]
+    pub fn with_protection(mut self, protection: Protection) -> Store {
+        self.options.protection = Some(protection);
+        self
+    }
+
+    /// The protection set by [`Store::with_protection`], if any.
+    #[must_use]
+    pub fn protection(&self) -> Option<Protection> {
+        self.options.protection
+    }
+
+    /// How long any one call to the OS keychain may take before it is given up with
+    /// [`Error::Keychain`] (a keychain waiting on an unlock prompt, an agent that never
+    /// answers). Defaults to [`crate::DEFAULT_KEYCHAIN_TIMEOUT`] (5 s).
+    #[must_use]
+    pub fn with_keychain_timeout(mut self, timeout: Duration) -> Store {
+        self.options.keychain_timeout = timeout;
+        self
+    }
+
     /// The clock for expiry decisions and fallback pauses. Defaults to [`SystemClock`].
     #[must_use]
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Store {
@@ -234,8 +278,9 @@ impl Store {
     ///
     /// # Errors
     /// [`Error::Corrupt`], [`Error::UnsupportedVersion`], [`Error::NotASessionFile`] (a
-    /// symlink, a directory, a FIFO, an oversized file), [`Error::Io`]. None of them modifies
-    /// the file.
+    /// symlink, a directory, a FIFO, an oversized file), [`Error::Io`]; for a sealed file
+    /// also [`Error::Keychain`], [`Error::Undecryptable`] and
+    /// [`Error::UnsupportedProtection`]. None of them modifies the file.
     pub fn load(&self) -> Result<Option<Session>, Error> {
         // Decided on the first failure only: a good read never pays for filesystem detection.
         let mut retries: Option<std::vec::IntoIter<Duration>> = None;
@@ -286,9 +331,10 @@ impl Store {
                     from_mode,
                 });
             }
-            match Session::from_json(&content.bytes, &self.path) {
+            match self.decode(&content.bytes) {
                 Ok(session) => return Ok(Some(session)),
-                Err(e @ Error::Corrupt { .. }) => {
+                // A torn read of a sealed file can fail to authenticate as well as to parse.
+                Err(e @ (Error::Corrupt { .. } | Error::Undecryptable { .. })) => {
                     let pauses =
                         retries.get_or_insert_with(|| self.torn_read_schedule().into_iter());
                     match pauses.next() {

@@ -229,7 +229,7 @@ impl Store {
     /// saved, and what is there can no longer be used); otherwise the newer session, or the
     /// absence a logout left, is kept and the error is [`Error::LeaseLost`].
     fn save_rotated(&self, new: &Session, sent: &Session) -> Result<(), Error> {
-        let bytes = new.to_json();
+        let bytes = self.encode_successor(new)?;
         let Err(lost) = Fence::current(&self.lease_path).still_held() else {
             return atomic::write(&self.path, &bytes);
         };
@@ -238,7 +238,7 @@ impl Store {
         // by ours, whose refresh token the server issued too.
         let holds_what_we_sent = |current: Option<&[u8]>| {
             current.is_some_and(|b| {
-                Session::from_json(b, &self.path)
+                self.decode(b)
                     .is_ok_and(|s| s.refresh_token() == sent.refresh_token())
             })
         };
@@ -266,7 +266,7 @@ impl fallback::Store for Store {
 
     fn remove_if_holds_refresh_token_of(&self, failed: &Session) -> Result<bool, Error> {
         let holds_the_failed_token = |bytes: &[u8]| {
-            Session::from_json(bytes, &self.path)
+            self.decode(bytes)
                 .is_ok_and(|s| s.refresh_token() == failed.refresh_token())
         };
         atomic::remove_if(&self.path, holds_the_failed_token)

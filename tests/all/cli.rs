@@ -231,6 +231,7 @@ fn import_token_status_logout_round_trip_with_exit_codes_and_no_secrets() {
     assert_eq!(status["client_id"], credlock::testing::TEST_CLIENT_ID);
     assert_eq!(status["token_endpoint"], token_endpoint.as_str());
     assert_eq!(status["has_refresh_token"], true);
+    assert_eq!(status["protection"], "none");
     assert!(
         status["lock_mode"]
             .as_str()
@@ -244,7 +245,11 @@ fn import_token_status_logout_round_trip_with_exit_codes_and_no_secrets() {
         .iter()
         .map(|c| c["check"].as_str().expect("name"))
         .collect();
-    assert_eq!(names, ["store", "permissions", "lock", "filesystem"]);
+    assert_eq!(
+        names,
+        ["store", "protection", "permissions", "lock", "filesystem"]
+    );
+    assert_eq!(doctor["protection"], "none");
 
     let out = run(credlock(&store, &["logout", "--revoke", "--json"]));
     assert!(

@@ -26,6 +26,10 @@ mod faults;
 mod files;
 mod hostile;
 mod import;
+#[cfg(all(unix, feature = "cli"))]
+mod keychain;
+#[cfg(all(windows, feature = "cli"))]
+mod keychain_windows;
 mod lease;
 mod locking;
 #[cfg(all(unix, feature = "cli"))]

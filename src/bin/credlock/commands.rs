@@ -4,7 +4,10 @@ use std::io::Read;
 use std::time::SystemTime;
 
 use credlock::unversioned::rfc3339;
-use credlock::{Client, ClientAuth, LoggedOut, Revocation, Secret, Session, TokenResponse};
+use credlock::{
+    Client, ClientAuth, LoggedOut, Protected, Protection, Revocation, Secret, Session, Store,
+    TokenResponse,
+};
 use serde_json::json;
 
 use crate::{Failure, Global, Outcome};
@@ -81,6 +84,7 @@ pub fn token(g: &Global, rejected_on_stdin: bool) -> Outcome {
 pub fn status(g: &Global) -> Outcome {
     let store = g.store();
     let session = store.load()?;
+    let protection = store.file_protection()?;
     let lock = store.lock_plan();
     let now = SystemTime::now();
     let mode = store.file_mode().map(|m| format!("{m:04o}"));
@@ -113,6 +117,7 @@ pub fn status(g: &Global) -> Outcome {
             "client_auth": s.client().auth().method_name(),
             "scope": s.scope(),
             "file_mode": mode,
+            "protection": protection.as_ref().map(ToString::to_string),
         });
         if let (Some(all), Some(more)) = (report.as_object_mut(), details.as_object()) {
             all.extend(more.clone());
@@ -160,6 +165,9 @@ pub fn status(g: &Global) -> Outcome {
                 s.client().auth().method_name()
             )?;
             outln!("file mode:      {}", mode.as_deref().unwrap_or("n/a"))?;
+            if let Some(p) = &protection {
+                outln!("protection:     {p}")?;
+            }
         }
     }
     outln!("lock:           {}", lock.summary())?;
@@ -198,6 +206,10 @@ pub struct ImportArgs {
     /// The RFC 7009 revocation endpoint, for `logout --revoke`.
     #[arg(long)]
     revocation_endpoint: Option<String>,
+    /// How the session is kept at rest: keyring (sealed with a key in the OS keychain) or none
+    /// (plain JSON, mode 0600). Default: as the stored file is (none for a new store).
+    #[arg(long, value_parser = PROTECTIONS)]
+    protect: Option<String>,
 }
 
 /// `credlock import`
@@ -239,7 +251,7 @@ pub fn import(g: &Global, args: &ImportArgs) -> Outcome {
         .map_err(|e| Failure::Other(format!("could not read the token response on stdin: {e}")))?;
     let response = TokenResponse::from_json(&body)
         .map_err(|e| Failure::Other(format!("the token response on stdin is unusable: {e}")))?;
-    let store = g.store();
+    let store = with_protection(g.store(), args.protect.as_deref());
     // This process ends here, so the session a failed save hands back is of no use: report
     // why the save failed (a lock timeout is still "try again later").
     store
@@ -295,6 +307,45 @@ pub fn logout(g: &Global, revoke: bool) -> Outcome {
             "Logged out locally: deleted {} (the refresh token was not revoked at the server; use --revoke for that)",
             store.path().display()
         )?;
+    }
+    Ok(0)
+}
+
+/// The names `--protect` and `credlock protect` accept.
+pub const PROTECTIONS: [&str; 2] = ["keyring", "none"];
+
+/// `store` set to write new sessions with `protection` (one of [`PROTECTIONS`]), if given.
+pub fn with_protection(store: Store, protection: Option<&str>) -> Store {
+    match protection.and_then(|p| p.parse::<Protection>().ok()) {
+        Some(p) => store.with_protection(p),
+        None => store,
+    }
+}
+
+/// `credlock protect keyring|none`: converts the stored session, under the lock, atomically.
+pub fn protect(g: &Global, to: &str) -> Outcome {
+    let to = to.parse::<Protection>().map_err(Failure::Usage)?;
+    let store = g.store();
+    let outcome = store.protect(to)?;
+    let (changed, from, now) = match &outcome {
+        Protected::Unchanged(p) => (false, p.clone(), p.clone()),
+        Protected::Changed { from, to } => (true, from.clone(), to.clone()),
+        other => return Err(Failure::Other(format!("unexpected outcome {other:?}"))),
+    };
+    if g.json {
+        outln!(
+            "{}",
+            json!({
+                "store": store.path(),
+                "changed": changed,
+                "from": from.to_string(),
+                "protection": now.to_string(),
+            })
+        )?;
+    } else if changed {
+        outln!("{}: protection {from} -> {now}", store.path().display())?;
+    } else {
+        outln!("{}: protection already {now}", store.path().display())?;
     }
     Ok(0)
 }

@@ -54,6 +54,20 @@ pub fn run(g: &Global) -> Outcome {
         Err(e) => checks.push(("store", Level::Fail, e.with_causes())),
     }
 
+    let protection = store.file_protection();
+    match &protection {
+        Ok(Some(p @ credlock::FileProtection::None)) => checks.push((
+            "protection",
+            Level::Ok,
+            format!(
+                "{p}: plain JSON; `credlock protect keyring` seals it with a key in the OS keychain"
+            ),
+        )),
+        Ok(Some(p)) => checks.push(("protection", Level::Ok, p.to_string())),
+        Ok(None) => {}
+        Err(e) => checks.push(("protection", Level::Fail, e.with_causes())),
+    }
+
     // Files another user controls, or a directory anyone may write to: the store refuses them.
     let problems = credlock::filesystem::ownership_problems(store.path());
     for problem in &problems {
@@ -138,7 +152,11 @@ pub fn run(g: &Global) -> Outcome {
             .iter()
             .map(|(name, level, detail)| json!({"check": name, "level": level.name(), "detail": detail}))
             .collect();
-        outln!("{}", json!({"checks": list, "worst": worst.name()}))?;
+        let protection = protection.ok().flatten().map(|p| p.to_string());
+        outln!(
+            "{}",
+            json!({"checks": list, "worst": worst.name(), "protection": protection})
+        )?;
     } else {
         for (name, level, detail) in &checks {
             outln!("{:<5} {:<12} {detail}", level.name(), name)?;

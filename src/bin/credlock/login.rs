@@ -66,6 +66,10 @@ pub struct LoginArgs {
     /// where the metadata names none).
     #[arg(long)]
     revocation_endpoint: Option<String>,
+    /// How the new session is kept at rest: keyring (sealed with a key in the OS keychain) or
+    /// none (plain JSON, mode 0600). Default: as the stored file is (none for a new store).
+    #[arg(long, value_parser = crate::commands::PROTECTIONS)]
+    protect: Option<String>,
 }
 
 impl LoginArgs {
@@ -229,7 +233,9 @@ fn run(args: &LoginArgs, chosen: &mut Option<Flow>) -> Result<Session, Error> {
 /// shares one login among many processes).
 pub fn login(g: &Global, args: &LoginArgs) -> Outcome {
     args.check()?;
-    let store = g.store();
+    let store = crate::commands::with_protection(g.store(), args.protect.as_deref());
+    // Before the user logs in, not at the save: a session that cannot be kept is lost.
+    store.check_protection()?;
     let mut chosen = None;
     let outcome = match store.relogin_with(args.deadline(), || run(args, &mut chosen)) {
         Ok(session) => LoggedIn::Saved(session),
@@ -292,11 +298,12 @@ pub fn token(g: &Global, args: &LoginArgs, tools: &crate::formats::TokenArgs) ->
     if crate::obtain::override_active() {
         return crate::formats::token(g, false, tools);
     }
-    let store = g.store();
+    let store = crate::commands::with_protection(g.store(), args.protect.as_deref());
     match store.access_token() {
         Ok(_) => {}
         Err(e) if e.needs_login() => {
             args.check()?;
+            store.check_protection()?;
             let mut chosen = None;
             match store.login_with(args.deadline(), || run(args, &mut chosen)) {
                 Ok(outcome) => {

@@ -107,6 +107,16 @@ enum Command {
     },
     /// Check the store, its permissions, the lock and the filesystem.
     Doctor,
+    /// Change how the stored session is kept at rest, under the lock and atomically: `keyring`
+    /// seals it with a new key kept in the OS keychain (refused on a filesystem other machines
+    /// share); `none` writes it back as plain JSON (mode 0600), on a machine whose keychain
+    /// has the key. Every keychain call gives up after CREDLOCK_KEYCHAIN_TIMEOUT seconds
+    /// (default 5).
+    Protect {
+        /// keyring or none.
+        #[arg(value_parser = commands::PROTECTIONS)]
+        protection: String,
+    },
     /// List the profiles and the state of their sessions (no secrets).
     Profiles,
     /// A git credential helper for the hosts named:
@@ -143,6 +153,7 @@ impl Global {
     fn store(&self) -> Store {
         let verbose = self.verbose;
         Store::new(&self.store)
+            .with_keychain_timeout(keychain_timeout())
             .with_lock_mode(self.lock)
             .with_margin(self.margin)
             .on_event(move |e| {
@@ -162,6 +173,15 @@ impl Global {
                 }
             })
     }
+}
+
+/// `CREDLOCK_KEYCHAIN_TIMEOUT` (seconds, fractions allowed), else the library's default.
+fn keychain_timeout() -> Duration {
+    std::env::var("CREDLOCK_KEYCHAIN_TIMEOUT")
+        .ok()
+        .and_then(|s| s.trim().parse::<f64>().ok())
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map_or(credlock::DEFAULT_KEYCHAIN_TIMEOUT, Duration::from_secs_f64)
 }
 
 const EXIT_CODES: &str = "Exit codes:
@@ -229,6 +249,7 @@ fn main() -> ExitCode {
         Command::Import(args) => commands::import(&global, &args),
         Command::Logout { revoke } => commands::logout(&global, revoke),
         Command::Doctor => doctor::run(&global),
+        Command::Protect { protection } => commands::protect(&global, &protection),
         Command::Profiles => profiles::list(&global),
         Command::GitCredential(args) => git_credential::run(&global, &args),
         Command::Exec(args) => exec::run(&global, &args),
