@@ -40,6 +40,7 @@ fn credlock_on(bus: &str, store: &Path, args: &[&str]) -> Command {
     c
 }
 
+/// Failure table: sealed file, no keychain reachable (no session bus, no Secret Service, headless SSH, WSL)
 #[test]
 fn with_no_keychain_reachable_a_sealed_store_is_refused_without_exit_0_or_3_and_left_byte_for_byte()
 {
@@ -77,6 +78,7 @@ fn with_no_keychain_reachable_a_sealed_store_is_refused_without_exit_0_or_3_and_
     assert_eq!(json["error"]["needs_login"], false, "{json}");
 }
 
+/// Failure table: sealed file, keychain does not answer within the keychain timeout (5 s)
 #[test]
 fn a_keychain_that_never_answers_costs_the_keychain_timeout_not_forever() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -102,6 +104,7 @@ fn a_keychain_that_never_answers_costs_the_keychain_timeout_not_forever() {
     assert_eq!(std::fs::read(&path).expect("read"), FOREIGN_SEALED);
 }
 
+/// Failure table: `protect keyring` (or a first protected save) on NFS, SMB, FUSE, or under a lease
 #[test]
 fn protect_keyring_on_an_nfs_like_store_is_refused_and_changes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -475,6 +478,7 @@ fn the_keyring_killed_mid_run_refuses_the_sealed_store_and_leaves_it_byte_for_by
     );
 }
 
+/// Failure table: sealed file, its key gone from the keychain
 #[test]
 #[ignore = "needs dbus-daemon and gnome-keyring (the CI's full run installs them)"]
 fn a_key_gone_from_the_keychain_makes_the_file_unreadable_says_so_and_keeps_it() {
@@ -511,6 +515,7 @@ fn a_key_gone_from_the_keychain_makes_the_file_unreadable_says_so_and_keeps_it()
     );
 }
 
+/// Failure table: `login --protect keyring` (`Store::check_protection`) with no keychain answering, or on a shared filesystem
 #[test]
 fn login_with_protect_keyring_is_refused_before_the_login_when_the_session_could_not_be_kept() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -543,6 +548,7 @@ fn login_with_protect_keyring_is_refused_before_the_login_when_the_session_could
     assert!(!path.exists(), "nothing stored");
 }
 
+/// Failure table: sealed file, keychain locked or refusing access
 #[test]
 #[ignore = "needs dbus-daemon and gnome-keyring (the CI's full run installs them)"]
 fn a_locked_keyring_refuses_the_sealed_store_says_unlock_and_leaves_it_byte_for_byte() {
@@ -592,5 +598,125 @@ fn a_locked_keyring_refuses_the_sealed_store_says_unlock_and_leaves_it_byte_for_
         fake.counters().refresh_requests,
         0,
         "nothing sent without the key"
+    );
+}
+
+/// Failure table: sealed file with a damaged header
+/// Failure table: sealed file of a newer format version, scheme or key source
+/// Failure table: sealed file altered (any byte), or the keychain entry replaced by another key
+#[test]
+fn a_damaged_newer_or_altered_sealed_file_is_reported_as_such_and_kept_byte_for_byte() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("session.json");
+    let cases: [(&[u8], &str); 3] = [
+        (b"credlock-sealed/1 aes-256-gcm\nAAAA\n", "corrupt"),
+        (
+            b"credlock-sealed/2 aes-256-gcm keyring:0123456789abcdef\nAAAA\n",
+            "unsupported_protection",
+        ),
+        (
+            b"credlock-sealed/1 chacha20-poly1305 tpm:0123456789abcdef\nAAAA\n",
+            "unsupported_protection",
+        ),
+    ];
+    for (bytes, kind) in cases {
+        std::fs::write(&path, bytes).expect("write");
+        let out = run(credlock(&path, &["token", "--json"]));
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+        assert_eq!(json["error"]["kind"], kind, "{json}");
+        assert_eq!(json["error"]["needs_login"], false, "{json}");
+        assert_ne!(out.status.code(), Some(0));
+        assert_ne!(out.status.code(), Some(3));
+        assert_eq!(
+            std::fs::read(&path).expect("read"),
+            bytes,
+            "kept byte for byte"
+        );
+    }
+}
+
+/// Failure table: `protect keyring`, keychain missing or refusing the new key
+#[test]
+fn protect_keyring_with_no_keychain_reachable_makes_no_key_and_leaves_the_plain_file_byte_for_byte()
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("session.json");
+    let fake = FakeServer::builder().build();
+    let session = fake.seed_session("http://127.0.0.1:9/token").expect("seed");
+    Store::new(&path).save(&session).expect("save");
+    let before = std::fs::read(&path).expect("read");
+    let nowhere = format!("unix:path={}", dir.path().join("no-bus").display());
+    let out = run(credlock_on(&nowhere, &path, &["protect", "keyring"]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("keychain"), "{stderr}");
+    assert!(
+        !stderr.contains(session.access_token().secret()),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        before,
+        "kept byte for byte"
+    );
+}
+
+/// Failure table: sealed file, keychain entry not a 32-byte key, or the keychain fails otherwise
+#[test]
+#[ignore = "needs dbus-daemon and gnome-keyring (the CI's full run installs them)"]
+fn a_keychain_entry_that_is_not_a_key_is_refused_and_the_file_kept_byte_for_byte() {
+    let keyring = Keyring::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (_fake, _http, path) = expired_store(dir.path());
+    let out = run(keyring.credlock(&path, &["protect", "keyring"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let sealed = std::fs::read(&path).expect("read");
+    let key_id = sealed_key_id(&path);
+    let cleared = keyring.secret_tool(&["clear", "service", "credlock", "username", &key_id]);
+    assert!(cleared.status.success());
+    // The entry comes back holding something that is not a 32-byte key.
+    let mut store = Command::new("secret-tool")
+        .args([
+            "store",
+            "--label=not a key",
+            "service",
+            "credlock",
+            "username",
+            &key_id,
+        ])
+        .env("DBUS_SESSION_BUS_ADDRESS", &keyring.bus)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("secret-tool");
+    store
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(b"short")
+        .expect("write the secret");
+    let stored = finish(store, Duration::from_secs(30));
+    assert!(
+        stored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&stored.stderr)
+    );
+
+    let out = run(keyring.credlock(&path, &["token", "--json"]));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(json["error"]["kind"], "keychain", "{json}");
+    assert!(stderr.contains("not a 32-byte credlock key"), "{stderr}");
+    assert!(!stderr.contains("log in again"), "{stderr}");
+    assert_eq!(
+        std::fs::read(&path).expect("read"),
+        sealed,
+        "kept byte for byte"
     );
 }

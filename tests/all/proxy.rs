@@ -292,6 +292,7 @@ fn non_loopback_address() -> std::net::IpAddr {
 /// A SOCKS proxy in the environment (which credlock does not speak) is refused as a
 /// configuration error (exit 5) before anything is sent: neither the endpoint, reachable
 /// directly, nor the proxy hears a byte, and the session is untouched.
+/// Failure table: a SOCKS, `https://` or unparsable proxy in `https_proxy` / `http_proxy` / `all_proxy`
 #[test]
 fn a_socks_proxy_from_the_environment_is_a_configuration_error_and_nothing_goes_direct() {
     let ip = non_loopback_address();
