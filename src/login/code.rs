@@ -35,7 +35,7 @@ impl Login {
         open: &dyn Fn(&str) -> std::io::Result<()>,
         tell: &mut dyn FnMut(&str),
     ) -> Result<Session, Error> {
-        let deadline = Instant::now() + self.deadline;
+        let deadline = super::instant_after(Instant::now(), self.deadline);
         let loopback = Loopback::bind(self.port)?;
         let redirect_uri = loopback.redirect_uri();
         let (url, state, pkce) = self.authorization_url(&redirect_uri)?;

@@ -72,7 +72,7 @@ impl Login {
             }
         };
         let expires_at = started + code.expires_in;
-        let deadline = started + self.deadline;
+        let deadline = super::time_after(started, self.deadline);
         show(&code);
         let mut transient = 0;
         loop {

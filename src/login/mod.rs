@@ -47,7 +47,7 @@ mod tests;
 mod token;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 pub use browser::open_browser;
 pub use device::DeviceCode;
@@ -63,6 +63,24 @@ use crate::token_response::TokenResponse;
 
 /// The default overall deadline of a login: enough to read a code and type it on a phone.
 pub const DEFAULT_LOGIN_DEADLINE: Duration = Duration::from_secs(300);
+
+/// What a deadline too far to add to a clock becomes: a century is no deadline.
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `now + after`, saturated: a huge deadline (`Duration::MAX`, `--login-timeout` in the
+/// quintillions) means "no deadline", not an overflow panic.
+pub(crate) fn instant_after(now: Instant, after: Duration) -> Instant {
+    now.checked_add(after)
+        .or_else(|| now.checked_add(FOREVER))
+        .unwrap_or(now)
+}
+
+/// [`instant_after`] for the wall clock of the device flow.
+pub(crate) fn time_after(now: SystemTime, after: Duration) -> SystemTime {
+    now.checked_add(after)
+        .or_else(|| now.checked_add(FOREVER))
+        .unwrap_or(now)
+}
 
 /// The scope that asks for a refresh token at OpenID providers.
 const OFFLINE_ACCESS: &str = "offline_access";
@@ -191,7 +209,8 @@ impl Login {
         self
     }
 
-    /// How long a flow may take in all. Defaults to [`DEFAULT_LOGIN_DEADLINE`].
+    /// How long a flow may take in all. Defaults to [`DEFAULT_LOGIN_DEADLINE`]. A deadline
+    /// too far to add to the clock (such as `Duration::MAX`) is no deadline.
     #[must_use]
     pub fn with_deadline(mut self, deadline: Duration) -> Login {
         self.deadline = deadline;

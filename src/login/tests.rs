@@ -247,3 +247,19 @@ fn flows_without_their_endpoint_are_unsupported() {
         .unwrap_err();
     assert!(matches!(e, Error::LoginUnsupported { .. }), "{e}");
 }
+
+#[test]
+fn a_deadline_too_far_to_add_to_the_clock_means_no_deadline_rather_than_a_panic() {
+    let (l, _, _) = login(&[(200, DEVICE), pending(), (200, TOKENS)]);
+    device(&l.with_deadline(Duration::MAX)).unwrap();
+    let bare = Login::new(
+        Endpoints::new("https://id.example/token").unwrap(),
+        "cli",
+        ClientAuth::None,
+    )
+    .unwrap()
+    .with_deadline(Duration::MAX)
+    .with_transport(Arc::new(Scripted::new()));
+    let e = bare.browser(&|_| Ok(()), &mut |_| {}).unwrap_err();
+    assert!(matches!(e, Error::LoginUnsupported { .. }), "{e}");
+}

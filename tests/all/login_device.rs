@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::common::{credlock, finish};
-use crate::login_kit::{Browser, Provider, user_code_in};
+use crate::login_kit::{Browser, Provider, Reply, Stub, device_answer, user_code_in};
 
 /// `credlock <args> --issuer … --client-id cli-device --device --json` with stderr in a file.
 pub fn spawn_device(store: &Path, stderr: &Path, issuer: &str, args: &[&str]) -> Child {
@@ -168,4 +168,42 @@ fn slow_down_makes_the_client_add_five_seconds_and_the_login_still_succeeds() {
     assert_eq!(stats["device_slow_down"], 1, "{stats}");
     assert_eq!(stats["device_grants"], 1, "{stats}");
     assert_eq!(stats["device_polls"], 3, "{stats}");
+}
+
+/// `credlock <args>` against `stub` with the device flow, stdout piped, stderr in `stderr`.
+pub fn spawn_stub_device(store: &Path, stderr: &Path, stub: &Stub, args: &[&str]) -> Child {
+    let mut cmd = credlock(store, &["--json"]);
+    cmd.args(args)
+        .args(stub.device_args())
+        .env_remove("BROWSER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(stderr).expect("stderr file"));
+    cmd.spawn().expect("spawn credlock")
+}
+
+/// A login deadline too far to add to the clock is no deadline, not an overflow panic.
+#[test]
+fn a_login_timeout_of_u64_max_is_no_deadline_and_does_not_panic() {
+    let stub = Stub::start(|path| {
+        if path == "/device" {
+            device_answer("ABCD", 1)
+        } else {
+            Reply::Json(400, r#"{"error":"access_denied"}"#.into())
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let err = dir.path().join("stderr");
+    let child = spawn_stub_device(
+        &dir.path().join("session.json"),
+        &err,
+        &stub,
+        &["login", "--login-timeout", &u64::MAX.to_string()],
+    );
+    let out = finish(child, Duration::from_secs(30));
+    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(json_of(&out)["error"]["kind"], "login_denied");
+    assert_eq!(stub.requests().first().map(String::as_str), Some("/device"));
 }

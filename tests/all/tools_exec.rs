@@ -173,6 +173,22 @@ fn the_token_file_is_written_atomically_once_per_token_and_rewritten_after_a_ref
     assert!(strays.is_empty(), "temp files left: {strays:?}");
 }
 
+/// A `--min-valid` too large to add to the clock is an answer, never an overflow panic.
+#[test]
+fn a_min_valid_of_u64_max_does_not_panic() {
+    let b = Backend::fresh();
+    let out = run(credlock(
+        &b.store,
+        &["token", "--min-valid", &u64::MAX.to_string()],
+    ));
+    assert!(
+        !text(&out.stderr).contains("panicked"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_ne!(out.status.code(), Some(101), "{}", text(&out.stderr));
+}
+
 #[test]
 fn min_valid_refreshes_once_for_many_jobs_only_when_less_is_left() {
     let b = Backend::fresh();

@@ -48,8 +48,11 @@ pub fn token(g: &Global, min_valid: Option<Duration>) -> Result<Obtained, Failur
     let store = g.store();
     let mut got = store.access_token()?;
     if let Some(min) = min_valid {
-        let short =
-            |t: &credlock::AccessToken| t.expires_at().is_some_and(|e| e < SystemTime::now() + min);
+        // Saturating: a --min-valid too far to add to the clock asks for more than any token has.
+        let short = |t: &credlock::AccessToken| {
+            t.expires_at()
+                .is_some_and(|e| SystemTime::now().checked_add(min).is_none_or(|m| e < m))
+        };
         if short(&got) && !got.refreshed() {
             got = store.access_token_after_rejection(got.secret())?;
         }
