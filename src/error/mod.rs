@@ -258,11 +258,12 @@ pub enum Error {
         what: String,
     },
 
-    /// The browser redirect carried a `state` other than the one this login sent: it does
+    /// A pasted redirect URL carried a `state` other than the one this login sent: it does
     /// not answer this login (a stale tab, or a forged redirect). Nothing was exchanged or
-    /// stored.
+    /// stored. (The browser flow answers such a redirect with an error page and keeps
+    /// waiting for the right one.)
     #[error(
-        "the redirect to the login's loopback address carried the wrong state (not this login's request: a stale browser tab, or a forged redirect); nothing was stored"
+        "the pasted redirect carried the wrong state (not this login's request: a stale browser tab, or a forged redirect); nothing was stored"
     )]
     LoginStateMismatch,
 

@@ -17,13 +17,13 @@ use crate::session::Session;
 impl Login {
     /// Logs in in the browser: listens on 127.0.0.1, calls `open` with the authorization URL
     /// (use [`super::open_browser`]; if it fails, the URL is still handed to `tell`, so the
-    /// user can open it by hand), waits for the one redirect, checks its `state`, and
-    /// exchanges the code with the PKCE verifier.
+    /// user can open it by hand), waits for the redirect with this login's `state`, and
+    /// exchanges the code with the PKCE verifier. A redirect with another `state` (or none)
+    /// gets an error page and the wait goes on: any web page can send one to the port.
     ///
     /// `tell` receives the authorization URL (to print it) before the wait.
     ///
     /// # Errors
-    /// - [`Error::LoginStateMismatch`]: the redirect's `state` is not this login's.
     /// - [`Error::LoginDenied`]: the user cancelled (`error=access_denied`).
     /// - [`Error::LoginExpired`]: no redirect before the deadline.
     /// - [`Error::LoginAborted`]: the loopback port could not be bound.
@@ -53,7 +53,8 @@ impl Login {
     /// ([`Login::with_paste_redirect_uri`]).
     ///
     /// # Errors
-    /// As [`Login::browser`]; [`Error::LoginAborted`] when `input` ends before a code.
+    /// As [`Login::browser`]; [`Error::LoginStateMismatch`] when a pasted URL's `state` is
+    /// not this login's; [`Error::LoginAborted`] when `input` ends before a code.
     pub fn paste(
         &self,
         input: &mut dyn BufRead,

@@ -103,9 +103,11 @@ fn browser_login_with_pkce_and_loopback_redirect_saves_the_session() {
     assert!(out.status.success());
 }
 
+/// Any web page can send a request to the loopback port: a forged redirect gets an error
+/// page and exchanges nothing, and the login goes on to the real one.
 #[test]
 #[ignore = "needs node-oidc-provider; .ci/run runs it"]
-fn a_redirect_with_the_wrong_state_is_refused_and_no_code_is_exchanged() {
+fn a_redirect_with_the_wrong_state_gets_an_error_page_and_the_real_one_still_logs_in() {
     let p = Provider::start(&[]);
     let dir = tempfile::tempdir().unwrap();
     let (child, url_file) = spawn_browser(dir.path(), &p.issuer, &[]);
@@ -116,11 +118,21 @@ fn a_redirect_with_the_wrong_state_is_refused_and_no_code_is_exchanged() {
     let forged = callback.replace(&format!("state={state}"), "state=forged-state");
     let landing = b.get(&forged);
     assert_eq!(landing.status, 400);
+    assert_eq!(
+        p.stats()["code_grants"],
+        0,
+        "nothing exchanged for the forgery"
+    );
+    let landing = b.get(&callback);
+    assert!(landing.body.contains("Signed in"), "{}", landing.body);
     let out = finish(child, Duration::from_secs(30));
-    assert_eq!(out.status.code(), Some(1));
-    assert_eq!(json_of(&out)["error"]["kind"], "login_state_mismatch");
-    assert_eq!(p.stats()["code_grants"], 0);
-    assert!(!dir.path().join("session.json").exists());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json_of(&out)["logged_in"], true);
+    assert_eq!(p.stats()["code_grants"], 1);
 }
 
 #[test]

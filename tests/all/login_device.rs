@@ -207,3 +207,55 @@ fn a_login_timeout_of_u64_max_is_no_deadline_and_does_not_panic() {
     assert_eq!(json_of(&out)["error"]["kind"], "login_denied");
     assert_eq!(stub.requests().first().map(String::as_str), Some("/device"));
 }
+
+/// The login's deadline bounds each request: a token endpoint that accepts the poll and
+/// never answers does not hold a 3 s login past it.
+#[test]
+fn a_poll_the_server_never_answers_ends_a_3_s_login_in_time() {
+    let stub = Stub::start(|path| {
+        if path == "/device" {
+            device_answer("ABCD", 1)
+        } else {
+            Reply::Hang
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let err = dir.path().join("stderr");
+    let started = std::time::Instant::now();
+    let child = spawn_stub_device(
+        &dir.path().join("session.json"),
+        &err,
+        &stub,
+        &["login", "--login-timeout", "3"],
+    );
+    let out = finish(child, Duration::from_secs(90));
+    let took = started.elapsed();
+    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+    assert!(took < Duration::from_secs(10), "a 3 s login took {took:?}");
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(json_of(&out)["error"]["kind"], "login_expired");
+    assert!(
+        stub.requests().iter().any(|p| p == "/token"),
+        "{:?}",
+        stub.requests()
+    );
+}
+
+/// Discovery counts against the login's deadline too.
+#[test]
+fn a_discovery_the_server_never_answers_ends_a_3_s_login_in_time() {
+    let stub = Stub::start(|_| Reply::Hang);
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let mut cmd = credlock(&dir.path().join("session.json"), &["--json", "login"]);
+    cmd.args(["--issuer", &stub.base, "--client-id", "cli", "--device"])
+        .args(["--login-timeout", "3"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = finish(cmd.spawn().expect("spawn"), Duration::from_secs(150));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "a 3 s login took {took:?}");
+    assert!(!out.status.success());
+    assert_eq!(stub.requests().len(), 1, "{:?}", stub.requests());
+}

@@ -111,7 +111,13 @@ impl LoginArgs {
 
     /// Discovery (or the explicit endpoints) and the login's settings.
     fn build(&self) -> Result<Login, Failure> {
-        let transport = Arc::new(UreqTransport::new());
+        // Discovery counts against the login's deadline: no request may outlive it (the
+        // flows bound theirs by the time left; discovery runs before the flow starts).
+        let left = self.deadline();
+        let transport = Arc::new(UreqTransport::with_timeouts(
+            Duration::from_secs(10).min(left),
+            Duration::from_secs(30).min(left),
+        ));
         let endpoints = match (&self.token_endpoint, &self.issuer) {
             (Some(token), _) => {
                 let mut e = Endpoints::new(token)?;
