@@ -72,7 +72,7 @@ pub enum Error {
     },
 
     /// Another process held the lock for the whole wait.
-    #[error("could not lock {} within {:.1} s: another process is refreshing or hung. If no credlock process is running, the OS lock is gone and this is a bug; the lock file itself never needs deleting", lock_path.display(), waited.as_secs_f64())]
+    #[error("could not lock {} within {:.1} s: another process held it all along (refreshing, logging in, or hung); try again later. An OS lock ends with its holder; a lease file ends when its holder releases it or, if the holder died on another machine, when its time-to-live passes. Neither file ever needs deleting", lock_path.display(), waited.as_secs_f64())]
     LockTimeout {
         /// The sidecar lock file.
         lock_path: PathBuf,

@@ -43,8 +43,8 @@ impl Store {
     /// saves its session: one login for any number of callers.
     ///
     /// The store is read first; then the guards are taken (advisory lock, and the lease
-    /// where the [`LockPlan`](crate::LockPlan) uses one, its time-to-live stretched to cover
-    /// `deadline`). While waiting for them, and again once they are held, a session that
+    /// where the [`LockPlan`](crate::LockPlan) uses one, with its normal time-to-live: its
+    /// heartbeat renews it while the login runs). While waiting for them, and again once they are held, a session that
     /// differs from the one first read (another process's login, or a refresh) ends the wait:
     /// it is adopted ([`LoggedIn::Adopted`]) and `login` does not run. Otherwise `login` runs
     /// while the guards are held, so other callers of this method wait for it (up to
@@ -73,7 +73,10 @@ impl Store {
                 .filter(|s| Some(s.refresh_token().secret()) != seen.as_deref())
         };
         let wait = deadline.saturating_add(self.options.lock_timeout);
-        let ttl = self.options.lease_ttl.max(wait);
+        // The normal time-to-live, not one stretched over the login: the heartbeat keeps a
+        // live holder's lease alive however long the user takes, and a holder that is
+        // killed must not block the other machines for the rest of its deadline.
+        let ttl = self.options.lease_ttl;
         let adopted = |session: Session| {
             self.emit(Event::AdoptedNewerSession {
                 path: self.path.clone(),

@@ -259,3 +259,77 @@ fn a_discovery_the_server_never_answers_ends_a_3_s_login_in_time() {
     assert!(!out.status.success());
     assert_eq!(stub.requests().len(), 1, "{:?}", stub.requests());
 }
+
+/// Waits until `file` contains `text`, failing the test after 20 s.
+fn wait_for_text(file: &Path, text: &str) {
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .contains(text)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no {text:?} in {}",
+            std::fs::read_to_string(file).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A server that shows a code and never approves it.
+fn never_approving() -> Stub {
+    Stub::start(|path| {
+        if path == "/device" {
+            device_answer("WXYZ", 1)
+        } else {
+            Reply::Json(400, r#"{"error":"authorization_pending"}"#.into())
+        }
+    })
+}
+
+/// A login holds its lease with the normal time-to-live, not one stretched over the whole
+/// login (the heartbeat keeps a live holder's lease alive), and a login ended by SIGTERM or
+/// SIGINT releases the lease at once: another machine need not wait for it to expire.
+#[test]
+fn a_login_ended_by_a_signal_releases_its_lease_which_has_the_normal_ttl() {
+    let stub = never_approving();
+    for signal in [rustix::process::Signal::TERM, rustix::process::Signal::INT] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("session.json");
+        let lease = credlock::unversioned::lease_path_for(&store);
+        let err = dir.path().join("stderr");
+        let child = spawn_stub_device(
+            &store,
+            &err,
+            &stub,
+            &["--lock", "lease", "login", "--login-timeout", "600"],
+        );
+        let mut child = crate::common::Reaped(child);
+        wait_for_text(&err, "WXYZ");
+        let record: Value =
+            serde_json::from_slice(&std::fs::read(&lease).expect("the lease while logging in"))
+                .expect("lease json");
+        assert_eq!(
+            record["ttl_ms"],
+            credlock::DEFAULT_LEASE_TTL.as_millis() as u64,
+            "{record}"
+        );
+        let pid = rustix::process::Pid::from_raw(child.0.id() as i32).expect("pid");
+        rustix::process::kill_process(pid, signal).expect("kill");
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.0.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "still running");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+        assert!(!status.success(), "{stderr}");
+        assert!(
+            !lease.exists(),
+            "{signal:?} left the lease behind: {stderr}"
+        );
+        assert!(!store.exists());
+    }
+}

@@ -225,6 +225,7 @@ fn run(args: &LoginArgs, chosen: &mut Option<Flow>) -> Result<Session, Error> {
 /// process logs in at the same time, one login happens and both use it.
 pub fn login(g: &Global, args: &LoginArgs) -> Outcome {
     args.check()?;
+    crate::signals::release_leases_on_termination();
     let store = g.store();
     let mut chosen = None;
     let outcome = match store.login_with(args.deadline(), || run(args, &mut chosen)) {
@@ -285,6 +286,7 @@ pub fn token(g: &Global, args: &LoginArgs) -> Outcome {
         Ok(_) => {}
         Err(e) if e.needs_login() => {
             args.check()?;
+            crate::signals::release_leases_on_termination();
             let mut chosen = None;
             match store.login_with(args.deadline(), || run(args, &mut chosen)) {
                 Ok(outcome) => {
