@@ -1,7 +1,7 @@
 //! `credlock login`, and the login behind `credlock token --login`.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use credlock::login::{Endpoints, Flow, Login, open_browser};
 use credlock::unversioned::rfc3339;
@@ -109,11 +109,11 @@ impl LoginArgs {
         })
     }
 
-    /// Discovery (or the explicit endpoints) and the login's settings.
-    fn build(&self) -> Result<Login, Failure> {
+    /// Discovery (or the explicit endpoints) and the login's settings, for a login that
+    /// has `left` of its deadline.
+    fn build(&self, left: Duration) -> Result<Login, Failure> {
         // Discovery counts against the login's deadline: no request may outlive it (the
         // flows bound theirs by the time left; discovery runs before the flow starts).
-        let left = self.deadline();
         let transport = Arc::new(UreqTransport::with_timeouts(
             Duration::from_secs(10).min(left),
             Duration::from_secs(30).min(left),
@@ -138,7 +138,7 @@ impl LoginArgs {
         let client_id = self.client_id.clone().unwrap_or_default();
         let mut login = Login::new(endpoints, client_id, self.auth()?)?
             .with_scopes(&self.scope)
-            .with_deadline(self.deadline())
+            .with_deadline(left)
             .with_transport(transport);
         if let Some(a) = &self.audience {
             login = login.with_audience(a);
@@ -184,10 +184,20 @@ fn flow_name(flow: Flow) -> &'static str {
     }
 }
 
-/// Runs the chosen flow; prompts go to stderr.
-fn run(args: &LoginArgs, chosen: &mut Option<Flow>) -> Result<Session, Error> {
+/// Runs the chosen flow with what is left of the deadline that began at `started` (waiting
+/// for another process's login counted); prompts go to stderr.
+fn run(args: &LoginArgs, started: Instant, chosen: &mut Option<Flow>) -> Result<Session, Error> {
+    let left = args.deadline().saturating_sub(started.elapsed());
+    if left.is_zero() {
+        return Err(Error::LoginExpired {
+            what: format!(
+                "the login deadline of {} s passed while waiting for another process's login",
+                args.deadline().as_secs()
+            ),
+        });
+    }
     // Usage errors were ruled out by `check` before the guards were taken.
-    let login = args.build().map_err(|f| match f {
+    let login = args.build(left).map_err(|f| match f {
         Failure::Credlock(e) => e,
         Failure::Usage(reason) | Failure::Other(reason) => Error::LoginAborted { reason },
         other => Error::LoginAborted {
@@ -226,9 +236,10 @@ fn run(args: &LoginArgs, chosen: &mut Option<Flow>) -> Result<Session, Error> {
 pub fn login(g: &Global, args: &LoginArgs) -> Outcome {
     args.check()?;
     crate::signals::release_leases_on_termination();
+    let started = Instant::now();
     let store = g.store();
     let mut chosen = None;
-    let outcome = match store.login_with(args.deadline(), || run(args, &mut chosen)) {
+    let outcome = match store.login_with(args.deadline(), || run(args, started, &mut chosen)) {
         Ok(outcome) => outcome,
         Err(e @ Error::NotSaved { .. }) => {
             if g.json {
@@ -281,6 +292,7 @@ fn report(g: &Global, outcome: &LoggedIn, flow: Option<Flow>) -> Result<(), Fail
 /// `credlock token --login`: logs in first when the session needs a login (one login across
 /// all the processes that ask at once), then prints the token as `credlock token` does.
 pub fn token(g: &Global, args: &LoginArgs) -> Outcome {
+    let started = Instant::now();
     let store = g.store();
     match store.access_token() {
         Ok(_) => {}
@@ -288,7 +300,7 @@ pub fn token(g: &Global, args: &LoginArgs) -> Outcome {
             args.check()?;
             crate::signals::release_leases_on_termination();
             let mut chosen = None;
-            match store.login_with(args.deadline(), || run(args, &mut chosen)) {
+            match store.login_with(args.deadline(), || run(args, started, &mut chosen)) {
                 Ok(outcome) => {
                     if g.verbose || outcome.logged_in() {
                         report_quietly(&outcome);
