@@ -293,7 +293,6 @@ pub enum Reply {
     /// Answers with this status and JSON body.
     Json(u16, String),
     /// Never answers: the connection is held open until the stub is dropped.
-    #[allow(dead_code, reason = "the deadline tests of the next commits use it")]
     Hang,
 }
 
