@@ -232,3 +232,60 @@ fn paste_login_reads_the_redirect_url_from_stdin() {
     assert_eq!(v["logged_in"], true);
     assert_eq!(p.stats()["code_grants"], 1);
 }
+
+/// Any local process can connect to the loopback port: one that trickles a byte at a time
+/// neither holds a 3 s login past its deadline nor keeps the browser's redirect out.
+#[test]
+fn a_client_trickling_bytes_to_the_loopback_port_does_not_hold_a_3_s_login_past_its_deadline() {
+    let stub = crate::login_kit::Stub::start(|_| {
+        crate::login_kit::Reply::Json(400, r#"{"error":"invalid_request"}"#.into())
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let (script, url_file) = recording_browser(dir.path());
+    let mut cmd = credlock(
+        &dir.path().join("session.json"),
+        &["--json", "login", "--browser"],
+    );
+    cmd.args(["--token-endpoint", &format!("{}/token", stub.base)])
+        .args(["--authorization-endpoint", &format!("{}/auth", stub.base)])
+        .args(["--client-id", "cli", "--login-timeout", "3"])
+        .env("BROWSER", &script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let started = Instant::now();
+    let child = cmd.spawn().expect("spawn credlock");
+    let url = wait_for_file(&url_file, Duration::from_secs(20));
+    let redirect = query_param(&url, "redirect_uri").expect("redirect_uri");
+    let port = redirect
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
+    let mut slow = std::net::TcpStream::connect(format!("127.0.0.1:{port}")).expect("connect");
+    let trickler = std::thread::spawn(move || {
+        for b in b"GET /callback?state=x HTTP/1.1\r\n"
+            .iter()
+            .cycle()
+            .take(100)
+        {
+            if slow.write_all(&[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    let out = finish(child, Duration::from_secs(60));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "a 3 s login took {took:?}");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json_of(&out)["error"]["kind"], "login_expired");
+    drop(trickler);
+}

@@ -48,7 +48,8 @@ pub struct LoginArgs {
     /// The loopback port for --browser (default: any free port).
     #[arg(long)]
     port: Option<u16>,
-    /// Give up on the login after this many seconds.
+    /// Give up on the login after this many seconds, counted from the start of the command
+    /// (waiting for another process's login counts too).
     #[arg(long, default_value_t = 300)]
     login_timeout: u64,
     /// The token endpoint, instead of discovery (with the endpoints below).
