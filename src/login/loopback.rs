@@ -369,10 +369,16 @@ mod tests {
                 .map(|_| TcpStream::connect(("127.0.0.1", lb.port)).unwrap())
                 .collect();
             let real = in_thread("/callback?code=c-1&state=s1", lb.port);
-            let r = lb.wait("s1", Instant::now() + Duration::from_secs(10));
+            let started = Instant::now();
+            let r = lb.wait("s1", Instant::now() + Duration::from_secs(20));
+            let took = started.elapsed();
             assert!(
                 matches!(r, Ok(Redirect::Code(ref c)) if c == "c-1"),
                 "{r:?}"
+            );
+            assert!(
+                took < Duration::from_secs(5),
+                "the redirect waited {took:?}"
             );
             assert!(real.join().unwrap().contains("Signed in"));
             drop(idle);
