@@ -197,7 +197,7 @@ pub mod unversioned {
     pub use crate::files::{lease_path_for, lock_path_for};
     pub use crate::filesystem::classify::{classify_f_type, classify_fstypename};
     pub use crate::filesystem::mountinfo::{MountInfo, mount_of};
-    pub use crate::lease::{Holder, LeaseRecord};
+    pub use crate::lease::{Holder, LeaseRecord, release_held_leases};
     pub use crate::protection::envelope::{open_with_key, seal_with_key};
 }
 

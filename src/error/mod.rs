@@ -74,7 +74,7 @@ pub enum Error {
     },
 
     /// Another process held the lock for the whole wait.
-    #[error("could not lock {} within {:.1} s: another process is refreshing or hung. If no credlock process is running, the OS lock is gone and this is a bug; the lock file itself never needs deleting", lock_path.display(), waited.as_secs_f64())]
+    #[error("could not lock {} within {:.1} s: another process held it all along (refreshing, logging in, or hung); try again later. An OS lock ends with its holder; a lease file ends when its holder releases it or, if the holder died on another machine, when its time-to-live passes. Neither file ever needs deleting", lock_path.display(), waited.as_secs_f64())]
     LockTimeout {
         /// The sidecar lock file.
         lock_path: PathBuf,
@@ -268,11 +268,12 @@ pub enum Error {
         what: String,
     },
 
-    /// The browser redirect carried a `state` other than the one this login sent: it does
+    /// A pasted redirect URL carried a `state` other than the one this login sent: it does
     /// not answer this login (a stale tab, or a forged redirect). Nothing was exchanged or
-    /// stored.
+    /// stored. (The browser flow answers such a redirect with an error page and keeps
+    /// waiting for the right one.)
     #[error(
-        "the redirect to the login's loopback address carried the wrong state (not this login's request: a stale browser tab, or a forged redirect); nothing was stored"
+        "the pasted redirect carried the wrong state (not this login's request: a stale browser tab, or a forged redirect); nothing was stored"
     )]
     LoginStateMismatch,
 

@@ -121,3 +121,19 @@ fn question_mark_turns_an_unusable_token_response_into_an_error_that_quotes_noth
     assert!(!all.contains("zz"), "{all}");
     assert!(!(e.needs_login() || e.is_transient() || e.is_configuration()));
 }
+
+/// A lock held for the whole wait is what a login in progress, or one killed on another
+/// machine whose lease has not expired yet, looks like: nothing to call a bug.
+#[test]
+fn a_lock_timeout_names_the_ordinary_causes_and_never_calls_itself_a_bug() {
+    for path in ["/s/session.json.lock", "/s/session.json.lease"] {
+        let e = Error::LockTimeout {
+            lock_path: PathBuf::from(path),
+            waited: std::time::Duration::from_secs(10),
+        };
+        let text = e.to_string();
+        assert!(!text.contains("bug"), "{text}");
+        assert!(text.contains("logging in"), "{text}");
+        assert!(text.contains("time-to-live"), "{text}");
+    }
+}

@@ -27,8 +27,9 @@ pub enum Roots {
     /// When `SSL_CERT_FILE` (a PEM bundle) or `SSL_CERT_DIR` (directories of PEM files,
     /// separated as in `PATH`) is set, the certificates they name are trusted **instead of**
     /// the operating system's store, on every platform, as curl and OpenSSL do; credlock
-    /// reads them itself. Each must hold a certificate (files without one are skipped in a
-    /// directory); an empty `SSL_CERT_FILE` is an error, empty `SSL_CERT_DIR` entries are
+    /// reads them itself. Each must be a regular file of at most 16 MiB holding a
+    /// certificate (a FIFO or a device is refused unread; files without one are skipped in
+    /// a directory); an empty `SSL_CERT_FILE` is an error, empty `SSL_CERT_DIR` entries are
     /// skipped. Where the platform verifier cannot be built (a Linux container without CA
     /// files), the bundled roots are used instead ([`Roots::Bundled`]).
     ///
@@ -289,11 +290,13 @@ fn certificates_in_dir(dir: &Path) -> Result<Named, Error> {
     Ok(out)
 }
 
+/// The largest certificate file read: a full public bundle is about 250 KiB.
+const MAX_CERT_FILE: u64 = 16 * 1024 * 1024;
+
 /// The PEM certificates in `path`: one or many, other PEM sections ignored; none, or a
 /// malformed one, is an error naming the file.
 pub(super) fn certificates_in_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, Error> {
-    let bytes =
-        std::fs::read(path).map_err(|e| setup(Some(path), &format!("it cannot be read ({e})")))?;
+    let bytes = read_certificate_file(path)?;
     let certs = CertificateDer::pem_slice_iter(&bytes)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| {
@@ -309,6 +312,50 @@ pub(super) fn certificates_in_file(path: &Path) -> Result<Vec<CertificateDer<'st
         ));
     }
     Ok(certs)
+}
+
+/// The bytes of a regular file of at most [`MAX_CERT_FILE`]. Anything else is refused
+/// before it is read: a FIFO would block the process for as long as nobody writes to it (a
+/// refresh waiting there holds the lock), and `/dev/zero` never ends.
+fn read_certificate_file(path: &Path) -> Result<Vec<u8>, Error> {
+    use std::io::Read;
+    let unreadable = |e: std::io::Error| setup(Some(path), &format!("it cannot be read ({e})"));
+    let not_a_file = || {
+        setup(
+            Some(path),
+            "it is not a regular file (a pipe, a device or a directory); name a PEM file",
+        )
+    };
+    if !std::fs::metadata(path).map_err(unreadable)?.is_file() {
+        return Err(not_a_file());
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    // Should it have become a FIFO since: opening one without a writer must not block.
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        rustix::fs::OFlags::NONBLOCK.bits().cast_signed(),
+    );
+    let file = options.open(path).map_err(unreadable)?;
+    let meta = file.metadata().map_err(unreadable)?;
+    if !meta.is_file() {
+        return Err(not_a_file());
+    }
+    if meta.len() > MAX_CERT_FILE {
+        return Err(setup(
+            Some(path),
+            &format!(
+                "it is larger than {} MiB, which no file of certificates is",
+                MAX_CERT_FILE >> 20
+            ),
+        ));
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_CERT_FILE)
+        .read_to_end(&mut bytes)
+        .map_err(unreadable)?;
+    Ok(bytes)
 }
 
 /// A PEM error without quoting the file (it may be a private key).

@@ -51,11 +51,25 @@ impl SharedTls {
 
     /// The configuration, built now if it was not; or why it cannot be.
     pub(super) fn get(&self) -> Result<&BuiltTls, String> {
+        self.try_get().map_err(|e| {
+            format!(
+                "the HTTP transport could not be set up, so nothing was sent: {}",
+                e.with_causes()
+            )
+        })
+    }
+
+    /// [`SharedTls::get`] with the typed error ([`Error::TransportSetup`] for files that
+    /// cannot be used).
+    pub(super) fn try_get(&self) -> Result<&BuiltTls, crate::error::Error> {
         if let Some(built) = self.cell.get() {
             return Ok(built);
         }
         let Some((settings, env)) = &self.lazy else {
-            return Err("the HTTP transport has no TLS configuration".to_owned());
+            return Err(crate::error::Error::TransportSetup {
+                path: None,
+                reason: "the HTTP transport has no TLS configuration".to_owned(),
+            });
         };
         match super::tls::build(settings, &|name| env(name)) {
             Ok(built) => Ok(self.cell.get_or_init(|| built)),
@@ -64,8 +78,8 @@ impl SharedTls {
                     "the HTTP transport could not be set up, so nothing was sent: {}",
                     e.with_causes()
                 );
-                *self.failed.lock().unwrap_or_else(PoisonError::into_inner) = Some(why.clone());
-                Err(why)
+                *self.failed.lock().unwrap_or_else(PoisonError::into_inner) = Some(why);
+                Err(e)
             }
         }
     }

@@ -314,6 +314,22 @@ impl Transport for UreqTransport {
 }
 
 impl UreqTransport {
+    /// Reads the roots now if a request to `url` will need them (https) and they were not
+    /// read yet: the store calls it before taking the lock, so that unusable roots are a
+    /// configuration error found at once rather than a failed request under the lock.
+    ///
+    /// # Errors
+    /// [`Error::TransportSetup`](crate::Error::TransportSetup), naming the file.
+    pub(crate) fn roots_for(&self, url: &str) -> Result<(), crate::error::Error> {
+        let https = url
+            .get(..8)
+            .is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
+        if https {
+            self.tls.try_get()?;
+        }
+        Ok(())
+    }
+
     /// Status, `Retry-After` and the body (bounded) of a response, whatever its status.
     fn read(
         &self,

@@ -149,31 +149,57 @@ impl OwnLease {
 
 impl Drop for OwnLease {
     fn drop(&mut self) {
-        // Only our own lease: if we were paused past the TTL, another process may have
-        // broken it and taken a new one, which must stay. Under the breaker lock nobody else
-        // removes the lease, so what we read is what we remove.
-        let here = Holder::this_process();
-        let ttl = break_ttl(self.ttl);
-        let deadline = Instant::now() + ttl + Duration::from_secs(1);
-        let mut backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(20));
-        loop {
-            match BreakLock::take(&self.path, ttl, &here) {
-                Ok(Some(_breaking)) => {
-                    let nonce = &self.nonce;
-                    let ours = |seen: &Seen| matches!(seen, Seen::Record(r) if r.nonce == *nonce);
-                    if inspect(&self.path).is_ok_and(|seen| ours(&seen)) {
-                        let _ = set_aside_if(&self.path, ours);
-                    }
-                    return;
+        held_registry().retain(|(path, nonce, _)| !(*path == self.path && *nonce == self.nonce));
+        release(&self.path, &self.nonce, self.ttl);
+    }
+}
+
+/// Removes the lease at `path` if it still carries `nonce`. Only our own lease: if we were
+/// paused past the TTL, another process may have broken it and taken a new one, which must
+/// stay. Under the breaker lock nobody else removes the lease, so what we read is what we
+/// remove.
+fn release(path: &Path, nonce: &str, ttl: Duration) {
+    let here = Holder::this_process();
+    let ttl = break_ttl(ttl);
+    let deadline = Instant::now() + ttl + Duration::from_secs(1);
+    let mut backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(20));
+    loop {
+        match BreakLock::take(path, ttl, &here) {
+            Ok(Some(_breaking)) => {
+                let ours = |seen: &Seen| matches!(seen, Seen::Record(r) if r.nonce == *nonce);
+                if inspect(path).is_ok_and(|seen| ours(&seen)) {
+                    let _ = set_aside_if(path, ours);
                 }
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(backoff.next().unwrap_or(Duration::from_millis(20)));
-                }
-                // An I/O error, or a breaker holding on past its TTL: leave the lease, which
-                // its TTL ends (or, on this machine, our exit).
-                _ => return,
+                return;
             }
+            Ok(None) if Instant::now() < deadline => {
+                std::thread::sleep(backoff.next().unwrap_or(Duration::from_millis(20)));
+            }
+            // An I/O error, or a breaker holding on past its TTL: leave the lease, which
+            // its TTL ends (or, on this machine, our exit).
+            _ => return,
         }
+    }
+}
+
+/// The leases this process holds (path, nonce, TTL), for [`release_held_leases`].
+type HeldRegistry = std::sync::Mutex<Vec<(PathBuf, String, Duration)>>;
+
+fn held_registry() -> std::sync::MutexGuard<'static, Vec<(PathBuf, String, Duration)>> {
+    static HELD: HeldRegistry = std::sync::Mutex::new(Vec::new());
+    HELD.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Releases every lease this process holds, as dropping them would: for a process about to
+/// exit on a signal (Ctrl-C, SIGTERM) in the middle of a critical section, whose
+/// destructors will not run. On this machine a dead holder's lease is broken at once
+/// anyway; other machines would otherwise wait for its time-to-live. The advisory lock
+/// needs nothing: the OS releases it with the process.
+pub fn release_held_leases() {
+    let held = std::mem::take(&mut *held_registry());
+    for (path, nonce, ttl) in held {
+        release(&path, &nonce, ttl);
     }
 }
 
@@ -204,6 +230,7 @@ pub(crate) fn try_acquire(
 }
 
 fn held(lease_path: &Path, record: &LeaseRecord, ttl: Duration) -> OwnLease {
+    held_registry().push((lease_path.to_path_buf(), record.nonce.clone(), ttl));
     OwnLease {
         path: lease_path.to_path_buf(),
         nonce: record.nonce.clone(),

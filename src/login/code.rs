@@ -20,8 +20,9 @@ const OPENID: &str = "openid";
 impl Login {
     /// Logs in in the browser: listens on 127.0.0.1, calls `open` with the authorization URL
     /// (use [`super::open_browser`]; if it fails, the URL is still handed to `tell`, so the
-    /// user can open it by hand), waits for the one redirect, checks its `state`, and
-    /// exchanges the code with the PKCE verifier.
+    /// user can open it by hand), waits for the redirect with this login's `state`, and
+    /// exchanges the code with the PKCE verifier. A redirect with another `state` (or none)
+    /// gets an error page and the wait goes on: any web page can send one to the port.
     ///
     /// `tell` receives the authorization URL (to print it) before the wait.
     ///
@@ -30,7 +31,6 @@ impl Login {
     ///   endpoint answered the request (asked without cookies) with an error page (HTTP 400,
     ///   no redirect): it would never redirect back. [`Error::LoginRefused`] when it
     ///   redirected back at once with an `error`.
-    /// - [`Error::LoginStateMismatch`]: the redirect's `state` is not this login's.
     /// - [`Error::LoginDenied`]: the user cancelled (`error=access_denied`).
     /// - [`Error::LoginExpired`]: no redirect before the deadline.
     /// - [`Error::LoginAborted`]: the loopback port could not be bound.
@@ -42,7 +42,7 @@ impl Login {
         open: &dyn Fn(&str) -> std::io::Result<()>,
         tell: &mut dyn FnMut(&str),
     ) -> Result<Session, Error> {
-        let deadline = Instant::now() + self.deadline;
+        let deadline = super::instant_after(Instant::now(), self.deadline);
         let loopback = Loopback::bind(self.port)?;
         let redirect_uri = loopback.redirect_uri();
         let (url, state, pkce, nonce) = self.authorization_url(&redirect_uri)?;
@@ -111,7 +111,8 @@ impl Login {
     /// ([`Login::with_paste_redirect_uri`]).
     ///
     /// # Errors
-    /// As [`Login::browser`]; [`Error::LoginAborted`] when `input` ends before a code.
+    /// As [`Login::browser`]; [`Error::LoginStateMismatch`] when a pasted URL's `state` is
+    /// not this login's; [`Error::LoginAborted`] when `input` ends before a code.
     pub fn paste(
         &self,
         input: &mut dyn BufRead,

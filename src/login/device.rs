@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::Login;
 use super::token::{self, Answer};
+use super::{Bounded, Login};
 use crate::error::Error;
 use crate::form::FormRequest;
 use crate::secret::Secret;
@@ -62,6 +62,13 @@ impl Login {
             }
         })?;
         let started = self.clock.now();
+        let deadline = super::time_after(started, self.deadline);
+        let no_answer = || Error::LoginExpired {
+            what: format!(
+                "the server did not answer within the login deadline of {} s",
+                self.deadline.as_secs()
+            ),
+        };
         let mut request = FormRequest::for_client(&self.client, endpoint);
         // RFC 8628 §3.1 allows `client_id` beside the client's authentication, and some
         // servers (django-oauth-toolkit) refuse the request without it in the body.
@@ -71,25 +78,24 @@ impl Login {
                 .insert(0, ("client_id", Secret::new(self.client.client_id())));
         }
         self.add_scope_and_targets(&mut request);
-        let (code, device_code, mut interval) = match token::post(
-            self.transport.as_ref(),
-            &request,
-            started,
-            parse_authorization,
-        )? {
-            Answer::Ok(parsed) => parsed,
-            Answer::Refused { status, oauth } => {
-                return Err(token::refused(endpoint, status, oauth));
-            }
-        };
+        let bounded = Bounded::new(&self.transport, self.deadline);
+        let (code, device_code, mut interval) =
+            match token::post(&bounded, &request, started, parse_authorization) {
+                Err(_) if bounded.cut() => return Err(no_answer()),
+                Err(e) => return Err(e),
+                Ok(Answer::Ok(parsed)) => parsed,
+                Ok(Answer::Refused { status, oauth }) => {
+                    return Err(token::refused(endpoint, status, oauth));
+                }
+            };
         let expires_at = started + code.expires_in;
-        let deadline = started + self.deadline;
         show(&code);
         let mut transient = 0;
         loop {
             let stop = expires_at.min(deadline);
             let now = self.clock.now();
-            if now + interval > stop {
+            // A poll sent when no time is left could not be answered in time.
+            if now + interval >= stop {
                 self.clock
                     .sleep(stop.duration_since(now).unwrap_or_default());
                 return Err(Error::LoginExpired {
@@ -109,8 +115,13 @@ impl Login {
                 .insert(0, ("grant_type", Secret::new(DEVICE_GRANT)));
             poll.form.insert(1, ("device_code", device_code.clone()));
             let now = self.clock.now();
-            let answer = token::post(self.transport.as_ref(), &poll, now, token::parse_tokens);
+            let bounded = Bounded::new(
+                &self.transport,
+                stop.duration_since(now).unwrap_or_default(),
+            );
+            let answer = token::post(&bounded, &poll, now, token::parse_tokens);
             match answer {
+                Err(_) if bounded.cut() => return Err(no_answer()),
                 Ok(Answer::Ok(tokens)) => return self.session_from(tokens, now),
                 Ok(Answer::Refused { status, oauth }) => {
                     transient = 0;

@@ -46,87 +46,163 @@ impl Loopback {
         format!("http://127.0.0.1:{}{CALLBACK_PATH}", self.port)
     }
 
-    /// Waits until `deadline` for the redirect to [`CALLBACK_PATH`]. Other paths (a
-    /// browser's `/favicon.ico`) get a 404 and the wait goes on. The first request to the
-    /// callback decides: a `state` other than `state` is [`Error::LoginStateMismatch`] and
-    /// nothing else is accepted afterwards (the listener closes when this returns).
+    /// Waits until `deadline` for the redirect to [`CALLBACK_PATH`] whose `state` is
+    /// `state`.
+    ///
+    /// Any local process (and any web page open in the user's browser) can connect to the
+    /// port, so no connection may hold the wait up: connections are read without blocking,
+    /// side by side, and none outlives `deadline`; past [`MAX_CONNECTIONS`] the oldest is
+    /// dropped, so a client that trickles bytes or never sends any cannot keep the
+    /// browser's redirect out. Other paths (a browser's `/favicon.ico`) get a 404, and a
+    /// callback with another `state` (or none) gets an error page: the wait goes on
+    /// through both. Only the callback with this login's `state` ends it.
     pub(crate) fn wait(&self, state: &str, deadline: Instant) -> Result<Redirect, Error> {
+        let mut open: Vec<Pending> = Vec::new();
         loop {
-            match self.listener.accept() {
-                Ok((stream, _)) => {
-                    if let Some(result) = handle(stream, state, deadline) {
-                        return result;
-                    }
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    if Instant::now() >= deadline {
-                        return Err(Error::LoginExpired {
-                            what: "the browser did not come back to the loopback redirect before the login's deadline".to_owned(),
+            loop {
+                match self.listener.accept() {
+                    Ok((stream, _)) => {
+                        if stream.set_nonblocking(true).is_err() {
+                            continue;
+                        }
+                        if open.len() >= MAX_CONNECTIONS {
+                            open.remove(0);
+                        }
+                        open.push(Pending {
+                            stream,
+                            head: Vec::new(),
                         });
                     }
-                    std::thread::sleep(Duration::from_millis(20));
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e)
+                        if matches!(
+                            e.kind(),
+                            std::io::ErrorKind::ConnectionAborted
+                                | std::io::ErrorKind::ConnectionReset
+                                | std::io::ErrorKind::Interrupted
+                        ) => {}
+                    Err(e) => {
+                        return Err(Error::LoginAborted {
+                            reason: format!("the loopback listener failed: {e}"),
+                        });
+                    }
                 }
-                Err(e) => {
-                    return Err(Error::LoginAborted {
-                        reason: format!("the loopback listener failed: {e}"),
-                    });
+            }
+            let mut i = 0;
+            while i < open.len() {
+                match open[i].read_more() {
+                    Progress::Waiting => i += 1,
+                    Progress::Gone => {
+                        open.remove(i);
+                    }
+                    Progress::Complete => {
+                        let done = open.remove(i);
+                        if let Some(result) = done.answer(state, deadline) {
+                            return result;
+                        }
+                    }
                 }
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::LoginExpired {
+                    what: "the browser did not come back to the loopback redirect before the login's deadline".to_owned(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// How many connections are read at once; a new one beyond this drops the oldest.
+const MAX_CONNECTIONS: usize = 16;
+/// The most of a request head read: a redirect with a code is well under 4 KiB.
+const MAX_HEAD: usize = 16 * 1024;
+
+/// A connection whose request head is still coming in.
+struct Pending {
+    stream: TcpStream,
+    head: Vec<u8>,
+}
+
+enum Progress {
+    Waiting,
+    /// The head is complete (or at its limit): answer it.
+    Complete,
+    /// Closed or failed before a full head: nothing to answer.
+    Gone,
+}
+
+impl Pending {
+    /// Reads what has arrived, without blocking.
+    fn read_more(&mut self) -> Progress {
+        let mut buf = [0u8; 2048];
+        loop {
+            if self.head.windows(4).any(|w| w == b"\r\n\r\n") || self.head.len() >= MAX_HEAD {
+                return Progress::Complete;
+            }
+            match self.stream.read(&mut buf) {
+                Ok(0) => return Progress::Gone,
+                Ok(n) => self.head.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Progress::Waiting,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return Progress::Gone,
             }
         }
     }
-}
 
-/// One HTTP request on the listener; `None` when it was not the callback.
-fn handle(
-    mut stream: TcpStream,
-    state: &str,
-    deadline: Instant,
-) -> Option<Result<Redirect, Error>> {
-    let _ = stream.set_nonblocking(false);
-    let left = deadline.saturating_duration_since(Instant::now());
-    let _ = stream.set_read_timeout(Some(
-        left.clamp(Duration::from_millis(100), Duration::from_secs(5)),
-    ));
-    let Some(target) = read_request_target(&mut stream) else {
-        respond(&mut stream, "400 Bad Request", "Bad request.");
-        return None;
-    };
-    let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-    if path != CALLBACK_PATH {
-        respond(&mut stream, "404 Not Found", "Not found.");
-        return None;
-    }
-    let result = super::paste::redirect_from_query(query, state);
-    match &result {
-        Ok(Redirect::Code(_)) => respond(
-            &mut stream,
-            "200 OK",
-            "Signed in. You can close this tab and return to the terminal.",
-        ),
-        Ok(Redirect::Error { .. }) => respond(
-            &mut stream,
-            "200 OK",
-            "The sign-in was not completed. You can close this tab; the terminal says more.",
-        ),
-        Err(_) => respond(
-            &mut stream,
-            "400 Bad Request",
-            "This redirect does not belong to the sign-in in progress. Nothing was done.",
-        ),
-    }
-    Some(result)
-}
-
-/// The request target of a `GET`, from at most 16 KiB of request head.
-fn read_request_target(stream: &mut TcpStream) -> Option<String> {
-    let mut head = Vec::with_capacity(1024);
-    let mut buf = [0u8; 2048];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
-        match stream.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => head.extend_from_slice(&buf[..n]),
+    /// Answers the request; `Some` when it was the callback with this login's `state`.
+    fn answer(mut self, state: &str, deadline: Instant) -> Option<Result<Redirect, Error>> {
+        // The answer is a few hundred bytes, but a peer that reads nothing must not block
+        // the wait either.
+        let _ = self.stream.set_nonblocking(false);
+        let left = deadline.saturating_duration_since(Instant::now());
+        let _ = self.stream.set_write_timeout(Some(
+            left.clamp(Duration::from_millis(10), Duration::from_secs(1)),
+        ));
+        let stream = &mut self.stream;
+        let Some(target) = request_target(&self.head) else {
+            respond(stream, "400 Bad Request", "Bad request.");
+            return None;
+        };
+        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+        if path != CALLBACK_PATH {
+            respond(stream, "404 Not Found", "Not found.");
+            return None;
         }
+        let result = super::paste::redirect_from_query(query, state);
+        match &result {
+            Ok(Redirect::Code(_)) => respond(
+                stream,
+                "200 OK",
+                "Signed in. You can close this tab and return to the terminal.",
+            ),
+            Ok(Redirect::Error { .. }) => respond(
+                stream,
+                "200 OK",
+                "The sign-in was not completed. You can close this tab; the terminal says more.",
+            ),
+            Err(Error::LoginStateMismatch) => {
+                // Any web page can send this request to a loopback port: it must not end
+                // the login the user is in the middle of.
+                respond(
+                    stream,
+                    "400 Bad Request",
+                    "This redirect does not belong to the sign-in in progress. Nothing was done.",
+                );
+                return None;
+            }
+            Err(_) => respond(
+                stream,
+                "400 Bad Request",
+                "The sign-in did not return a code. The terminal says more.",
+            ),
+        }
+        Some(result)
     }
+}
+
+/// The request target of a `GET`, from its request line.
+fn request_target(head: &[u8]) -> Option<String> {
     let line = head.split(|&b| b == b'\n').next()?;
     let line = std::str::from_utf8(line).ok()?.trim_end();
     let mut parts = line.split(' ');
@@ -150,6 +226,9 @@ fn respond(stream: &mut TcpStream, status: &str, text: &str) {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
     use super::*;
 
     fn get(port: u16, target: &str) -> String {
@@ -187,13 +266,123 @@ mod tests {
         );
     }
 
+    /// Runs `f` on a thread and fails the test if it takes longer than `limit`: a test of
+    /// a hang must not hang.
+    fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(f());
+        });
+        rx.recv_timeout(limit)
+            .unwrap_or_else(|_| panic!("still waiting after {limit:?}"))
+    }
+
+    /// Any web page can send a request to a loopback port: a callback with another `state`
+    /// (or none) gets an error page, and only the one with this login's `state` ends the wait.
     #[test]
-    fn a_wrong_state_ends_the_wait_with_a_typed_error() {
+    fn a_wrong_state_gets_an_error_page_and_the_wait_goes_on_to_the_right_one() {
+        within(Duration::from_secs(30), || {
+            let lb = Loopback::bind(0).unwrap();
+            let forged = in_thread("/callback?code=c-forged&state=other", lb.port);
+            let stateless = in_thread("/callback?code=c-forged", lb.port);
+            let port = lb.port;
+            let real = std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(500));
+                get(port, "/callback?code=c-1&state=s1")
+            });
+            let r = lb.wait("s1", Instant::now() + Duration::from_secs(10));
+            assert!(
+                matches!(r, Ok(Redirect::Code(ref c)) if c == "c-1"),
+                "{r:?}"
+            );
+            let (forged, stateless) = (forged.join().unwrap(), stateless.join().unwrap());
+            assert!(forged.starts_with("HTTP/1.1 400"), "{forged}");
+            assert!(forged.contains("does not belong"), "{forged}");
+            assert!(stateless.starts_with("HTTP/1.1 400"), "{stateless}");
+            assert!(real.join().unwrap().contains("Signed in"));
+        });
+    }
+
+    /// A local client that sends one byte every 300 ms, until told to stop.
+    fn slowloris(port: u16) -> (Arc<AtomicBool>, std::thread::JoinHandle<()>) {
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        let t = std::thread::spawn(move || {
+            for b in b"GET /callback?state=s1".iter().cycle() {
+                if stop2.load(Ordering::SeqCst) || s.write_all(&[*b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        });
+        (stop, t)
+    }
+
+    /// The deadline bounds the wait whatever a connected client does.
+    #[test]
+    fn a_client_trickling_bytes_neither_holds_back_the_redirect_nor_outlives_the_deadline() {
         let lb = Loopback::bind(0).unwrap();
-        let cb = in_thread("/callback?code=c-1&state=other", lb.port);
-        let r = lb.wait("s1", Instant::now() + Duration::from_secs(5));
-        assert!(matches!(r, Err(Error::LoginStateMismatch)), "{r:?}");
-        assert!(cb.join().unwrap().starts_with("HTTP/1.1 400"));
+        let (stop, trickler) = slowloris(lb.port);
+        let stop2 = stop.clone();
+        let _stop_anyway = StopOnDrop(stop2);
+        within(Duration::from_secs(30), move || {
+            std::thread::sleep(Duration::from_millis(100));
+            let real = in_thread("/callback?code=c-1&state=s1", lb.port);
+            let started = Instant::now();
+            let r = lb.wait("s1", Instant::now() + Duration::from_secs(20));
+            let took = started.elapsed();
+            assert!(
+                matches!(r, Ok(Redirect::Code(ref c)) if c == "c-1"),
+                "{r:?}"
+            );
+            assert!(
+                took < Duration::from_secs(5),
+                "the redirect waited {took:?}"
+            );
+            assert!(real.join().unwrap().contains("Signed in"));
+
+            let started = Instant::now();
+            let r = lb.wait("s1", Instant::now() + Duration::from_secs(1));
+            let took = started.elapsed();
+            stop.store(true, Ordering::SeqCst);
+            trickler.join().unwrap();
+            assert!(matches!(r, Err(Error::LoginExpired { .. })), "{r:?}");
+            assert!(took < Duration::from_secs(4), "a 1 s wait took {took:?}");
+        });
+    }
+
+    struct StopOnDrop(Arc<AtomicBool>);
+
+    impl Drop for StopOnDrop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Connections that never send anything cannot crowd out the browser: the oldest goes.
+    #[test]
+    fn more_idle_connections_than_the_limit_do_not_keep_the_redirect_out() {
+        within(Duration::from_secs(30), || {
+            let lb = Loopback::bind(0).unwrap();
+            let idle: Vec<TcpStream> = (0..MAX_CONNECTIONS * 2)
+                .map(|_| TcpStream::connect(("127.0.0.1", lb.port)).unwrap())
+                .collect();
+            let real = in_thread("/callback?code=c-1&state=s1", lb.port);
+            let started = Instant::now();
+            let r = lb.wait("s1", Instant::now() + Duration::from_secs(20));
+            let took = started.elapsed();
+            assert!(
+                matches!(r, Ok(Redirect::Code(ref c)) if c == "c-1"),
+                "{r:?}"
+            );
+            assert!(
+                took < Duration::from_secs(5),
+                "the redirect waited {took:?}"
+            );
+            assert!(real.join().unwrap().contains("Signed in"));
+            drop(idle);
+        });
     }
 
     #[test]

@@ -49,7 +49,7 @@ mod tests;
 mod token;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 pub use browser::open_browser;
 pub use device::DeviceCode;
@@ -65,6 +65,97 @@ use crate::token_response::TokenResponse;
 
 /// The default overall deadline of a login: enough to read a code and type it on a phone.
 pub const DEFAULT_LOGIN_DEADLINE: Duration = Duration::from_secs(300);
+
+/// What a deadline too far to add to a clock becomes: a century is no deadline.
+const FOREVER: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// `now + after`, saturated: a huge deadline (`Duration::MAX`, `--login-timeout` in the
+/// quintillions) means "no deadline", not an overflow panic.
+pub(crate) fn instant_after(now: Instant, after: Duration) -> Instant {
+    now.checked_add(after)
+        .or_else(|| now.checked_add(FOREVER))
+        .unwrap_or(now)
+}
+
+/// [`instant_after`] for the wall clock of the device flow.
+pub(crate) fn time_after(now: SystemTime, after: Duration) -> SystemTime {
+    now.checked_add(after)
+        .or_else(|| now.checked_add(FOREVER))
+        .unwrap_or(now)
+}
+
+/// A transport whose requests end when the time left to the login does: a server that
+/// accepts the connection and never answers must not hold a login past its deadline (the
+/// transport's own timeouts are for one request, not for a login). The request runs on a
+/// thread of its own, which is left to finish (within the transport's own timeout) if the
+/// time runs out first; [`Bounded::cut`] then says so.
+#[derive(Debug)]
+pub(crate) struct Bounded {
+    inner: Arc<dyn Transport>,
+    left: Duration,
+    cut: std::sync::atomic::AtomicBool,
+}
+
+impl Bounded {
+    pub(crate) fn new(inner: &Arc<dyn Transport>, left: Duration) -> Bounded {
+        Bounded {
+            inner: Arc::clone(inner),
+            left,
+            cut: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Whether a request was given up because the time ran out.
+    pub(crate) fn cut(&self) -> bool {
+        self.cut.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn run(
+        &self,
+        request: impl FnOnce(
+            &dyn Transport,
+        ) -> Result<crate::http::HttpResponse, crate::http::TransportError>
+        + Send
+        + 'static,
+    ) -> Result<crate::http::HttpResponse, crate::http::TransportError> {
+        use crate::http::TransportError;
+        let inner = Arc::clone(&self.inner);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::Builder::new()
+            .name("credlock-login-request".to_owned())
+            .spawn(move || {
+                let _ = tx.send(request(inner.as_ref()));
+            })
+            .map_err(|e| TransportError::Other(format!("could not start the request: {e}")))?;
+        match rx.recv_timeout(self.left) {
+            Ok(answer) => answer,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+                Err(TransportError::Timeout(
+                    "no answer before the login's deadline".to_owned(),
+                ))
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(TransportError::Other(
+                "the request ended without an answer".to_owned(),
+            )),
+        }
+    }
+}
+
+impl Transport for Bounded {
+    fn post_form(
+        &self,
+        request: &FormRequest,
+    ) -> Result<crate::http::HttpResponse, crate::http::TransportError> {
+        let request = request.clone();
+        self.run(move |t| t.post_form(&request))
+    }
+
+    fn get(&self, url: &str) -> Result<crate::http::HttpResponse, crate::http::TransportError> {
+        let url = url.to_owned();
+        self.run(move |t| t.get(&url))
+    }
+}
 
 /// The scope that asks for a refresh token at OpenID providers.
 const OFFLINE_ACCESS: &str = "offline_access";
@@ -201,7 +292,8 @@ impl Login {
         self
     }
 
-    /// How long a flow may take in all. Defaults to [`DEFAULT_LOGIN_DEADLINE`].
+    /// How long a flow may take in all. Defaults to [`DEFAULT_LOGIN_DEADLINE`]. A deadline
+    /// too far to add to the clock (such as `Duration::MAX`) is no deadline.
     #[must_use]
     pub fn with_deadline(mut self, deadline: Duration) -> Login {
         self.deadline = deadline;

@@ -40,8 +40,19 @@ pub(crate) fn read_redirect(input: &mut dyn BufRead, state: &str) -> Result<Redi
     };
     match query {
         Some(q) => redirect_from_query(q.split('#').next().unwrap_or(q), state),
-        None => Ok(Redirect::Code(line.to_owned())),
+        None => Ok(Redirect::Code(percent_decoded(line))),
     }
+}
+
+/// A bare code as the server issued it: some pages show it percent-encoded (Google's
+/// `4%2F0Ab…`), and a code sent still encoded is spent on an `invalid_grant`. Only `%XX`
+/// escapes are decoded (a `+` stays a `+`: this is not a form), and only when every `%`
+/// starts one and the result is UTF-8; otherwise the line is the code as it stands.
+fn percent_decoded(line: &str) -> String {
+    if !line.contains('%') {
+        return line.to_owned();
+    }
+    form_urldecode(&line.replace('+', "%2B")).unwrap_or_else(|| line.to_owned())
 }
 
 /// The redirect's parameters (RFC 6749 §4.1.2), checked against the login's `state`
@@ -95,6 +106,16 @@ mod tests {
             Ok(Redirect::Code(c)) if c == "x+y"
         ));
         assert!(matches!(read("code=q&state=st"), Ok(Redirect::Code(c)) if c == "q"));
+    }
+
+    /// Google shows the code percent-encoded (`4%2F0Ab…`); sending it as pasted would spend
+    /// the single-use code on an `invalid_grant`.
+    #[test]
+    fn a_percent_encoded_bare_code_is_decoded_and_a_literal_percent_or_plus_is_kept() {
+        assert!(matches!(read("4%2F0AbCd-e_f\n"), Ok(Redirect::Code(c)) if c == "4/0AbCd-e_f"));
+        assert!(matches!(read("4/0Ab+x\n"), Ok(Redirect::Code(c)) if c == "4/0Ab+x"));
+        assert!(matches!(read("4%2F0Ab+x\n"), Ok(Redirect::Code(c)) if c == "4/0Ab+x"));
+        assert!(matches!(read("50%off\n"), Ok(Redirect::Code(c)) if c == "50%off"));
     }
 
     #[test]

@@ -145,13 +145,14 @@ fn access_denied_and_expired_token_end_the_polling_with_typed_errors() {
 
 #[test]
 fn the_device_code_lifetime_and_the_deadline_stop_the_polling() {
-    // expires_in 60, interval 2: 30 polls at most, then expired without another request.
+    // expires_in 60, interval 2: 29 polls at most (the one at 60 s could not be answered
+    // in time), then expired without another request.
     let mut posts = vec![(200, DEVICE)];
-    posts.extend(std::iter::repeat_n(pending(), 30));
+    posts.extend(std::iter::repeat_n(pending(), 29));
     let (l, t, c) = login(&posts);
     let e = device(&l).unwrap_err();
     assert!(e.to_string().contains("device code expired"), "{e}");
-    assert_eq!(t.posts_sent(), 31);
+    assert_eq!(t.posts_sent(), 30);
     assert!(c.now() <= SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_060));
     let (l, t, _) = login(&[(200, DEVICE), pending(), pending()]);
     let e = device(&l.with_deadline(Duration::from_secs(5))).unwrap_err();
@@ -410,4 +411,75 @@ fn a_login_page_a_redirect_to_one_or_a_failed_peek_lets_the_browser_open() {
         assert!(opened, "{what}: the browser is opened");
         assert_eq!(result.unwrap_err().kind(), "login_expired", "{what}");
     }
+}
+
+#[test]
+fn a_deadline_too_far_to_add_to_the_clock_means_no_deadline_rather_than_a_panic() {
+    let (l, _, _) = login(&[(200, DEVICE), pending(), (200, TOKENS)]);
+    device(&l.with_deadline(Duration::MAX)).unwrap();
+    let bare = Login::new(
+        Endpoints::new("https://id.example/token").unwrap(),
+        "cli",
+        ClientAuth::None,
+    )
+    .unwrap()
+    .with_deadline(Duration::MAX)
+    .with_transport(Arc::new(Scripted::new()));
+    let e = bare.browser(&|_| Ok(()), &mut |_| {}).unwrap_err();
+    assert!(matches!(e, Error::LoginUnsupported { .. }), "{e}");
+}
+
+/// Answers the device authorization, then never answers in time: each poll takes a minute.
+#[derive(Debug)]
+struct StallingPolls {
+    posts: std::sync::atomic::AtomicUsize,
+}
+
+impl crate::http::Transport for StallingPolls {
+    fn post_form(
+        &self,
+        _: &crate::form::FormRequest,
+    ) -> Result<crate::http::HttpResponse, crate::http::TransportError> {
+        if self.posts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
+            return Ok(crate::http::HttpResponse::new(
+                200,
+                DEVICE.replace(r#""interval":2"#, r#""interval":1"#),
+            ));
+        }
+        std::thread::sleep(Duration::from_secs(60));
+        Ok(crate::http::HttpResponse::new(
+            400,
+            r#"{"error":"authorization_pending"}"#,
+        ))
+    }
+}
+
+/// The deadline bounds each request, not only the pauses between them.
+#[test]
+fn a_poll_the_server_never_answers_ends_at_the_login_deadline() {
+    let login = Login::new(
+        Endpoints::new("https://id.example/token")
+            .unwrap()
+            .with_device_authorization("https://id.example/device")
+            .unwrap(),
+        "cli",
+        ClientAuth::None,
+    )
+    .unwrap()
+    .with_deadline(Duration::from_secs(3))
+    .with_transport(Arc::new(StallingPolls {
+        posts: std::sync::atomic::AtomicUsize::new(0),
+    }));
+    let started = std::time::Instant::now();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(login.device(&mut |_| {}));
+    });
+    let r = rx
+        .recv_timeout(Duration::from_secs(20))
+        .expect("the 3 s login still runs after 20 s");
+    let took = started.elapsed();
+    let e = r.unwrap_err();
+    assert!(matches!(e, Error::LoginExpired { .. }), "{e}");
+    assert!(took < Duration::from_secs(10), "a 3 s login took {took:?}");
 }

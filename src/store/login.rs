@@ -44,13 +44,18 @@ impl Store {
     /// saves its session: one login for any number of callers.
     ///
     /// The store is read first; then the guards are taken (advisory lock, and the lease
-    /// where the [`LockPlan`](crate::LockPlan) uses one, its time-to-live stretched to cover
-    /// `deadline`). While waiting for them, and again once they are held, a session that
+    /// where the [`LockPlan`](crate::LockPlan) uses one, with its normal time-to-live: its
+    /// heartbeat renews it while the login runs). While waiting for them, and again once they are held, a session that
     /// differs from the one first read (another process's login, or a refresh) ends the wait:
     /// it is adopted ([`LoggedIn::Adopted`]) and `login` does not run. Otherwise `login` runs
     /// while the guards are held, so other callers of this method wait for it (up to
     /// `deadline` plus the lock timeout) and adopt what it saves. A failed login saves
-    /// nothing, releases the guards, and the next waiter runs its own.
+    /// nothing and releases the guards. If it ended [`Error::LoginExpired`] or
+    /// [`Error::LoginDenied`] (nobody approved it, or the user refused), the callers that
+    /// waited for it return that error too rather than show the user another code or tab
+    /// (the outcome is left in `<store>.login-ended` for the other processes); after any
+    /// other failure the next waiter runs its own login. `login` should bound its flow by
+    /// the time left of the caller's deadline (the CLI does), since waiting counted too.
     ///
     /// # Errors
     /// - whatever `login` returns; nothing was saved.
@@ -63,6 +68,7 @@ impl Store {
         deadline: Duration,
         login: impl FnOnce() -> Result<Session, Error>,
     ) -> Result<LoggedIn, Error> {
+        let started = self.clock.now();
         let before = self.load()?;
         let refresh_token =
             |s: &Option<Session>| s.as_ref().map(|s| s.refresh_token().secret().to_owned());
@@ -73,7 +79,7 @@ impl Store {
                 .flatten()
                 .filter(|s| Some(s.refresh_token().secret()) != seen.as_deref())
         };
-        self.login_under_guards(deadline, &appeared, login)
+        self.login_under_guards(deadline, Some(started), &appeared, login)
     }
 
     /// Runs a login under the store's guards and saves its session, whatever is stored and
@@ -97,7 +103,9 @@ impl Store {
         // Read first, as `login_with` does: a corrupt or foreign file is reported, not
         // replaced.
         self.load()?;
-        let outcome = self.login_under_guards(deadline, &|| None, login)?;
+        // The user asked to log in: another login that expired or was denied meanwhile is
+        // no answer to that, so no recorded end is read.
+        let outcome = self.login_under_guards(deadline, None, &|| None, login)?;
         Ok(outcome.session().clone())
     }
 
@@ -106,11 +114,15 @@ impl Store {
     fn login_under_guards(
         &self,
         deadline: Duration,
+        waiting_since: Option<std::time::SystemTime>,
         adopt: &dyn Fn() -> Option<Session>,
         login: impl FnOnce() -> Result<Session, Error>,
     ) -> Result<LoggedIn, Error> {
         let wait = deadline.saturating_add(self.options.lock_timeout);
-        let ttl = self.options.lease_ttl.max(wait);
+        // The normal time-to-live, not one stretched over the login: the heartbeat keeps a
+        // live holder's lease alive however long the user takes, and a holder that is
+        // killed must not block the other machines for the rest of its deadline.
+        let ttl = self.options.lease_ttl;
         let adopted = |session: Session| {
             self.emit(Event::AdoptedNewerSession {
                 path: self.path.clone(),
@@ -124,17 +136,118 @@ impl Store {
         if let Some(session) = adopt() {
             return adopted(session);
         }
-        let session = login()?;
+        if let Some(ended) = waiting_since.and_then(|since| self.login_ended_since(since)) {
+            return Err(ended);
+        }
+        let session = match login() {
+            Ok(session) => session,
+            Err(e) => {
+                self.record_login_end(&e);
+                return Err(e);
+            }
+        };
         let fenced = Fence::current(&self.lease_path).still_held();
         let saved = fenced
             .and_then(|()| self.encode_new(&session))
             .and_then(|bytes| atomic::write(&self.path, &bytes));
         match saved {
-            Ok(()) => Ok(LoggedIn::Saved(session)),
+            Ok(()) => {
+                let _ = std::fs::remove_file(self.login_ended_path());
+                Ok(LoggedIn::Saved(session))
+            }
             Err(e) => Err(Error::NotSaved {
                 session: Box::new(session),
                 source: Box::new(e),
             }),
         }
     }
+}
+
+/// How long a recorded login end is read: a few KiB at most.
+const LOGIN_ENDED_LIMIT: u64 = 4096;
+
+impl Store {
+    /// `<store>.login-ended`: how the last login that was not approved ended, for the
+    /// processes that waited for it.
+    fn login_ended_path(&self) -> std::path::PathBuf {
+        crate::files::with_suffix(&self.path, ".login-ended")
+    }
+
+    /// Leaves the end of a login nobody approved (expired, or denied) where the callers
+    /// waiting for it look once they hold the guards. Best effort: without it, they log in
+    /// themselves, as before.
+    fn record_login_end(&self, e: &Error) {
+        let (kind, detail) = match e {
+            Error::LoginExpired { what } => ("login_expired", Some(what.clone())),
+            Error::LoginDenied { description } => ("login_denied", description.clone()),
+            _ => return,
+        };
+        let record = serde_json::json!({
+            "kind": kind,
+            "at_ms": crate::clock::unix_ms(self.clock.now()),
+            "detail": detail,
+        });
+        let _ = open_sidecar(&self.login_ended_path(), true)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, record.to_string().as_bytes()));
+    }
+
+    /// The error of a login that was not approved and ended after `since` (while this
+    /// caller waited for the guards), if one did.
+    fn login_ended_since(&self, since: std::time::SystemTime) -> Option<Error> {
+        use std::io::Read;
+        let mut bytes = Vec::new();
+        open_sidecar(&self.login_ended_path(), false)
+            .ok()?
+            .take(LOGIN_ENDED_LIMIT)
+            .read_to_end(&mut bytes)
+            .ok()?;
+        let record: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+        // Strictly after: a login that ended in the same millisecond this caller began may
+        // have ended before it; then this caller logs in itself, as it would have anyway.
+        if record["at_ms"].as_u64()? <= crate::clock::unix_ms(since) {
+            return None;
+        }
+        let detail = record["detail"].as_str().map(|d| {
+            d.chars()
+                .filter(|c| !c.is_control())
+                .take(200)
+                .collect::<String>()
+        });
+        match record["kind"].as_str()? {
+            "login_expired" => Some(Error::LoginExpired {
+                what: format!(
+                    "another process's login, which this one waited for, ended unapproved: {}",
+                    detail.unwrap_or_else(|| "expired".to_owned())
+                ),
+            }),
+            "login_denied" => Some(Error::LoginDenied {
+                description: detail,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// Opens the `.login-ended` file as the lease and lock files are opened: not through a
+/// symbolic link, without blocking on a FIFO, and only if it is a regular file; created 0600.
+fn open_sidecar(path: &std::path::Path, write: bool) -> std::io::Result<std::fs::File> {
+    let mut options = std::fs::OpenOptions::new();
+    if write {
+        options.write(true).create(true).truncate(true);
+    } else {
+        options.read(true);
+    }
+    #[cfg(unix)]
+    {
+        use rustix::fs::OFlags;
+        use std::os::unix::fs::OpenOptionsExt;
+        options
+            .mode(0o600)
+            .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits().cast_signed());
+    }
+    let file = options.open(path)?;
+    if !file.metadata()?.is_file() {
+        return Err(std::io::Error::other("not a regular file"));
+    }
+    Ok(file)
 }

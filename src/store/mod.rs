@@ -62,6 +62,8 @@ pub struct Store {
     plan: OnceLock<LockPlan>,
     clock: Arc<dyn Clock>,
     transport: OnceLock<Arc<dyn Transport>>,
+    /// The transport the store made itself (none given), whose roots it reads before the lock.
+    own_transport: OnceLock<Arc<UreqTransport>>,
     observer: Option<Observer>,
     told_locks_unavailable: AtomicBool,
 }
@@ -94,6 +96,7 @@ impl Store {
             plan: OnceLock::new(),
             clock: Arc::new(SystemClock),
             transport: OnceLock::new(),
+            own_transport: OnceLock::new(),
             observer: None,
             told_locks_unavailable: AtomicBool::new(false),
         }
@@ -397,8 +400,26 @@ impl Store {
 
     pub(crate) fn transport(&self) -> &dyn Transport {
         self.transport
-            .get_or_init(|| Arc::new(UreqTransport::new()))
+            .get_or_init(|| {
+                let own: Arc<dyn Transport> = self
+                    .own_transport
+                    .get_or_init(|| Arc::new(UreqTransport::new()))
+                    .clone();
+                own
+            })
             .as_ref()
+    }
+
+    /// Before the lock: reads the roots of the store's own transport if a refresh to `url`
+    /// needs them, so that a `SSL_CERT_FILE` naming a FIFO, a device or an empty file is a
+    /// configuration error at once, never a wait or a failure under the lock. A transport
+    /// given with [`Store::with_transport`] is its owner's business.
+    pub(crate) fn roots_ready_for(&self, url: &str) -> Result<(), Error> {
+        let _ = self.transport();
+        match self.own_transport.get() {
+            Some(own) => own.roots_for(url),
+            None => Ok(()),
+        }
     }
 
     pub(crate) fn no_session(&self) -> Error {

@@ -91,6 +91,9 @@ impl Store {
     /// adopt a session another process saves that is `done`), re-read under them, and refresh
     /// only if the session is still not `done`; the guards are released on return.
     fn refresh_unless(&self, done: impl Fn(&Session) -> bool) -> Result<AccessToken, Error> {
+        if let Ok(Some(session)) = self.load() {
+            self.roots_ready_for(session.client().token_endpoint())?;
+        }
         let adopt = || self.load().ok().flatten().filter(|s| done(s));
         let _held = match self.take_guards(&adopt)? {
             Acquired::Held(held) => held,

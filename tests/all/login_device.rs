@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::common::{credlock, finish};
-use crate::login_kit::{Browser, Provider, user_code_in};
+use crate::login_kit::{Browser, Provider, Reply, Stub, device_answer, user_code_in};
 
 /// `credlock <args> --issuer … --client-id cli-device --device --json` with stderr in a file.
 pub fn spawn_device(store: &Path, stderr: &Path, issuer: &str, args: &[&str]) -> Child {
@@ -226,4 +226,168 @@ fn a_login_at_a_server_without_a_revocation_endpoint_warns_that_logout_cannot_re
         "{stderr}"
     );
     assert_eq!(json_of(&out)["revocable"], false);
+}
+
+/// `credlock <args>` against `stub` with the device flow, stdout piped, stderr in `stderr`.
+pub fn spawn_stub_device(store: &Path, stderr: &Path, stub: &Stub, args: &[&str]) -> Child {
+    let mut cmd = credlock(store, &["--json"]);
+    cmd.args(args)
+        .args(stub.device_args())
+        .env_remove("BROWSER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(stderr).expect("stderr file"));
+    cmd.spawn().expect("spawn credlock")
+}
+
+/// A login deadline too far to add to the clock is no deadline, not an overflow panic.
+#[test]
+fn a_login_timeout_of_u64_max_is_no_deadline_and_does_not_panic() {
+    let stub = Stub::start(|path| {
+        if path == "/device" {
+            device_answer("ABCD", 1)
+        } else {
+            Reply::Json(400, r#"{"error":"access_denied"}"#.into())
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let err = dir.path().join("stderr");
+    let child = spawn_stub_device(
+        &dir.path().join("session.json"),
+        &err,
+        &stub,
+        &["login", "--login-timeout", &u64::MAX.to_string()],
+    );
+    let out = finish(child, Duration::from_secs(30));
+    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(json_of(&out)["error"]["kind"], "login_denied");
+    assert_eq!(stub.requests().first().map(String::as_str), Some("/device"));
+}
+
+/// The login's deadline bounds each request: a token endpoint that accepts the poll and
+/// never answers does not hold a 3 s login past it.
+#[test]
+fn a_poll_the_server_never_answers_ends_a_3_s_login_in_time() {
+    let stub = Stub::start(|path| {
+        if path == "/device" {
+            device_answer("ABCD", 1)
+        } else {
+            Reply::Hang
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let err = dir.path().join("stderr");
+    let started = std::time::Instant::now();
+    let child = spawn_stub_device(
+        &dir.path().join("session.json"),
+        &err,
+        &stub,
+        &["login", "--login-timeout", "3"],
+    );
+    let out = finish(child, Duration::from_secs(90));
+    let took = started.elapsed();
+    let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+    assert!(took < Duration::from_secs(10), "a 3 s login took {took:?}");
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert_eq!(json_of(&out)["error"]["kind"], "login_expired");
+    assert!(
+        stub.requests().iter().any(|p| p == "/token"),
+        "{:?}",
+        stub.requests()
+    );
+}
+
+/// Discovery counts against the login's deadline too.
+#[test]
+fn a_discovery_the_server_never_answers_ends_a_3_s_login_in_time() {
+    let stub = Stub::start(|_| Reply::Hang);
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let mut cmd = credlock(&dir.path().join("session.json"), &["--json", "login"]);
+    cmd.args(["--issuer", &stub.base, "--client-id", "cli", "--device"])
+        .args(["--login-timeout", "3"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let out = finish(cmd.spawn().expect("spawn"), Duration::from_secs(150));
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(10), "a 3 s login took {took:?}");
+    assert!(!out.status.success());
+    assert_eq!(stub.requests().len(), 1, "{:?}", stub.requests());
+}
+
+/// Waits until `file` contains `text`, failing the test after 20 s.
+fn wait_for_text(file: &Path, text: &str) {
+    let started = std::time::Instant::now();
+    while !std::fs::read_to_string(file)
+        .unwrap_or_default()
+        .contains(text)
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no {text:?} in {}",
+            std::fs::read_to_string(file).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A server that shows a code and never approves it.
+fn never_approving() -> Stub {
+    Stub::start(|path| {
+        if path == "/device" {
+            device_answer("WXYZ", 1)
+        } else {
+            Reply::Json(400, r#"{"error":"authorization_pending"}"#.into())
+        }
+    })
+}
+
+/// A login holds its lease with the normal time-to-live, not one stretched over the whole
+/// login (the heartbeat keeps a live holder's lease alive), and a login ended by SIGTERM or
+/// SIGINT releases the lease at once: another machine need not wait for it to expire.
+#[test]
+fn a_login_ended_by_a_signal_releases_its_lease_which_has_the_normal_ttl() {
+    let stub = never_approving();
+    for signal in [rustix::process::Signal::TERM, rustix::process::Signal::INT] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dir.path().join("session.json");
+        let lease = credlock::unversioned::lease_path_for(&store);
+        let err = dir.path().join("stderr");
+        let child = spawn_stub_device(
+            &store,
+            &err,
+            &stub,
+            &["--lock", "lease", "login", "--login-timeout", "600"],
+        );
+        let mut child = crate::common::Reaped(child);
+        wait_for_text(&err, "WXYZ");
+        let record: Value =
+            serde_json::from_slice(&std::fs::read(&lease).expect("the lease while logging in"))
+                .expect("lease json");
+        assert_eq!(
+            record["ttl_ms"],
+            credlock::DEFAULT_LEASE_TTL.as_millis() as u64,
+            "{record}"
+        );
+        let pid = rustix::process::Pid::from_raw(child.0.id() as i32).expect("pid");
+        rustix::process::kill_process(pid, signal).expect("kill");
+        let started = std::time::Instant::now();
+        let status = loop {
+            if let Some(status) = child.0.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(started.elapsed() < Duration::from_secs(20), "still running");
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stderr = std::fs::read_to_string(&err).unwrap_or_default();
+        assert!(!status.success(), "{stderr}");
+        assert!(
+            !lease.exists(),
+            "{signal:?} left the lease behind: {stderr}"
+        );
+        assert!(!store.exists());
+    }
 }

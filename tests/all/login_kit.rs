@@ -287,3 +287,126 @@ pub fn user_code_in(path: &Path, limit: Duration) -> String {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// What [`Stub`] does with one request.
+pub enum Reply {
+    /// Answers with this status and JSON body.
+    Json(u16, String),
+    /// Never answers: the connection is held open until the stub is dropped.
+    Hang,
+}
+
+/// A loopback authorization server for the behaviours node-oidc-provider cannot script (a
+/// request it never answers, a server that never approves): `reply` decides from the path.
+/// Stopped (thread joined, connections closed) on drop.
+pub struct Stub {
+    pub base: String,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Stub {
+    pub fn start(reply: impl Fn(&str) -> Reply + Send + 'static) -> Stub {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (stop2, requests2) = (stop.clone(), requests.clone());
+        let thread = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            while !stop2.load(Ordering::SeqCst) {
+                let Ok((mut s, _)) = listener.accept() else {
+                    std::thread::sleep(Duration::from_millis(10));
+                    continue;
+                };
+                let _ = s.set_nonblocking(false);
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let text = String::from_utf8_lossy(&head).into_owned();
+                // Read the body too: closing on unread bytes would reset the connection.
+                let length = text
+                    .lines()
+                    .find_map(|l| {
+                        let (k, v) = l.split_once(':')?;
+                        k.eq_ignore_ascii_case("content-length")
+                            .then(|| v.trim().parse::<usize>().ok())?
+                    })
+                    .unwrap_or(0);
+                let split = text.find("\r\n\r\n").map_or(head.len(), |i| i + 4);
+                let mut have = head.len().saturating_sub(split);
+                while have < length {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => have += n,
+                    }
+                }
+                let path = text.split(' ').nth(1).unwrap_or("").to_owned();
+                requests2.lock().unwrap().push(path.clone());
+                match reply(&path) {
+                    Reply::Json(status, body) => {
+                        let _ = write!(
+                            s,
+                            "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            body.len()
+                        );
+                    }
+                    Reply::Hang => held.push(s),
+                }
+            }
+        });
+        Stub {
+            base,
+            stop,
+            thread: Some(thread),
+            requests,
+        }
+    }
+
+    /// The paths requested so far, in order.
+    pub fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+
+    /// `--token-endpoint` and `--device-authorization-endpoint` pointing here.
+    pub fn device_args(&self) -> Vec<String> {
+        vec![
+            "--token-endpoint".into(),
+            format!("{}/token", self.base),
+            "--device-authorization-endpoint".into(),
+            format!("{}/device", self.base),
+            "--client-id".into(),
+            "cli".into(),
+            "--device".into(),
+        ]
+    }
+}
+
+impl Drop for Stub {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A device authorization answer: code `user_code`, `interval` seconds, valid 10 minutes.
+pub fn device_answer(user_code: &str, interval: u64) -> Reply {
+    Reply::Json(
+        200,
+        format!(
+            r#"{{"device_code":"dc-{user_code}","user_code":"{user_code}","verification_uri":"http://127.0.0.1/device","expires_in":600,"interval":{interval}}}"#
+        ),
+    )
+}

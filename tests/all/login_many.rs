@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use crate::common::Reaped;
-use crate::login_device::spawn_device;
-use crate::login_kit::{Browser, Provider};
+use crate::login_device::{spawn_device, spawn_stub_device};
+use crate::login_kit::{Browser, Provider, Reply, Stub, device_answer};
 
 #[test]
 #[ignore = "needs node-oidc-provider; .ci/run runs it"]
@@ -188,4 +188,62 @@ fn an_explicit_login_is_not_replaced_by_a_refresh_saved_while_it_waited() {
     let now = credlock::Store::new(&store).load().unwrap().expect("saved");
     assert_ne!(now.refresh_token().secret(), "rt-rotated");
     assert_eq!(p.stats()["device_grants"], 1);
+}
+
+/// Four processes need a login and the server never approves: one code is shown, the
+/// others report how that login ended instead of prompting again, and every process ends
+/// within its own deadline (waiting counts against it).
+#[test]
+fn a_login_that_expires_ends_every_waiter_with_it_and_no_one_prompts_again() {
+    let stub = Stub::start(|path| {
+        if path == "/device" {
+            device_answer("NOPE", 1)
+        } else {
+            Reply::Json(400, r#"{"error":"authorization_pending"}"#.into())
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("session.json");
+    let started = Instant::now();
+    let mut children = Vec::new();
+    let mut stderrs = Vec::new();
+    for i in 0..4 {
+        let err = dir.path().join(format!("stderr-{i}"));
+        children.push(Reaped(spawn_stub_device(
+            &store,
+            &err,
+            &stub,
+            &["token", "--login", "--login-timeout", "6"],
+        )));
+        stderrs.push(err);
+    }
+    for (i, r) in children.iter_mut().enumerate() {
+        let status = loop {
+            if let Some(status) = r.0.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "process {i} did not finish"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let stderr = std::fs::read_to_string(&stderrs[i]).unwrap_or_default();
+        assert_eq!(status.code(), Some(3), "process {i}: {stderr}");
+    }
+    let took = started.elapsed();
+    let shown: Vec<String> = stderrs
+        .iter()
+        .map(|e| std::fs::read_to_string(e).unwrap_or_default())
+        .filter(|t| t.contains("enter the code"))
+        .collect();
+    assert_eq!(shown.len(), 1, "codes shown: {shown:?}");
+    assert!(took < Duration::from_secs(12), "6 s logins took {took:?}");
+    assert_eq!(
+        stub.requests().iter().filter(|p| *p == "/device").count(),
+        1,
+        "{:?}",
+        stub.requests()
+    );
+    assert!(!store.exists());
 }

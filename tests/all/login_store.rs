@@ -211,3 +211,48 @@ fn a_relogin_runs_its_login_even_when_a_session_is_saved_while_it_waits() {
         "rt-3"
     );
 }
+
+/// A login nobody approved (expired, or denied) ends the callers that waited for it with
+/// the same error, without running their own; a caller that comes later logs in.
+#[test]
+fn callers_waiting_for_a_login_that_expires_get_its_error_and_later_ones_log_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("session.json");
+    let ran = Arc::new(AtomicUsize::new(0));
+    let (p1, ran1) = (path.clone(), ran.clone());
+    let holder = std::thread::spawn(move || {
+        Store::new(&p1).login_with(Duration::from_secs(20), || {
+            ran1.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(600));
+            Err(Error::LoginExpired {
+                what: "no approval".into(),
+            })
+        })
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    let (p2, ran2) = (path.clone(), ran.clone());
+    let waiter = std::thread::spawn(move || {
+        Store::new(&p2).login_with(Duration::from_secs(20), || {
+            ran2.fetch_add(1, Ordering::SeqCst);
+            Ok(session(2))
+        })
+    });
+    let (held, waited) = crate::common::within(Duration::from_secs(60), move || {
+        (holder.join().unwrap(), waiter.join().unwrap())
+    });
+    assert!(matches!(held, Err(Error::LoginExpired { .. })), "{held:?}");
+    assert!(
+        matches!(waited, Err(Error::LoginExpired { ref what }) if what.contains("no approval")),
+        "{waited:?}"
+    );
+    assert_eq!(
+        ran.load(Ordering::SeqCst),
+        1,
+        "the waiter did not prompt again"
+    );
+    std::thread::sleep(Duration::from_millis(5));
+    let later = Store::new(&path)
+        .login_with(Duration::from_secs(5), || Ok(session(3)))
+        .unwrap();
+    assert!(later.logged_in());
+}

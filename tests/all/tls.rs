@@ -485,3 +485,74 @@ fn the_default_transport_trusts_ssl_cert_file_instead_of_the_platform_store() {
     assert!(changed, "the refreshed session was not saved");
     assert_eq!(server.requests(), 1);
 }
+
+/// `SSL_CERT_FILE` naming something that is no file of certificates (a FIFO nobody writes,
+/// `/dev/zero`, `/dev/null`, an empty file) is a configuration error (exit 5), found before
+/// the lock is taken: the command neither hangs nor waits for a lock another process holds,
+/// and the session is untouched.
+#[cfg(unix)]
+#[test]
+fn an_unusable_ssl_cert_file_is_a_configuration_error_found_before_the_lock() {
+    let pki = Pki::new();
+    let server = TlsServer::start(pki.server_config(false));
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let fifo = scratch.path().join("fifo.pem");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .expect("mkfifo");
+    assert!(made.success());
+    let empty = scratch.path().join("empty.pem");
+    std::fs::write(&empty, b"").expect("write");
+    for file in [
+        fifo.clone(),
+        PathBuf::from("/dev/zero"),
+        PathBuf::from("/dev/null"),
+        empty,
+    ] {
+        let (_dir, path, before) = expired_session_for(&server.endpoint());
+        // Another process holds the lock for the whole run: reading the roots under it
+        // would wait the lock timeout out (exit 4).
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(credlock::unversioned::lock_path_for(&path))
+            .expect("lock file");
+        let mut holder = fd_lock::RwLock::new(lock);
+        let _held = holder.try_write().expect("lock");
+        let mut cmd = credlock(&path, &["--json", "token"]);
+        for var in [
+            "SSL_CERT_DIR",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "ALL_PROXY",
+            "all_proxy",
+        ] {
+            cmd.env_remove(var);
+        }
+        let started = std::time::Instant::now();
+        let child = cmd
+            .env("SSL_CERT_FILE", &file)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spawn");
+        let out = finish(child, LIMIT);
+        let took = started.elapsed();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(5), "{}: {stderr}", file.display());
+        assert!(
+            stderr.contains(&file.display().to_string()),
+            "{}: {stderr}",
+            file.display()
+        );
+        assert!(
+            took < Duration::from_secs(8),
+            "{}: took {took:?}",
+            file.display()
+        );
+        assert_eq!(std::fs::read(&path).expect("read"), before);
+    }
+    assert_eq!(server.requests(), 0);
+}

@@ -193,6 +193,22 @@ fn age_session(store: &Path, age: Duration, left: Duration) {
     std::fs::write(store, v.to_string()).expect("write session");
 }
 
+/// A `--min-valid` too large to add to the clock is an answer, never an overflow panic.
+#[test]
+fn a_min_valid_of_u64_max_does_not_panic() {
+    let b = Backend::fresh();
+    let out = run(credlock(
+        &b.store,
+        &["token", "--min-valid", &u64::MAX.to_string()],
+    ));
+    assert!(
+        !text(&out.stderr).contains("panicked"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_ne!(out.status.code(), Some(101), "{}", text(&out.stderr));
+}
+
 #[test]
 fn min_valid_refreshes_once_for_many_jobs_only_when_less_is_left() {
     let b = Backend::fresh();

@@ -1,7 +1,7 @@
 //! `credlock login`, and the login behind `credlock token --login`.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use credlock::login::{Endpoints, Flow, Login, open_browser};
 use credlock::unversioned::rfc3339;
@@ -48,7 +48,8 @@ pub struct LoginArgs {
     /// The loopback port for --browser (default: any free port).
     #[arg(long)]
     port: Option<u16>,
-    /// Give up on the login after this many seconds.
+    /// Give up on the login after this many seconds, counted from the start of the command
+    /// (waiting for another process's login counts too).
     #[arg(long, default_value_t = 300)]
     login_timeout: u64,
     /// The token endpoint, instead of --issuer and its discovery (with the endpoints below).
@@ -122,9 +123,15 @@ impl LoginArgs {
         })
     }
 
-    /// Discovery (or the explicit endpoints) and the login's settings.
-    fn build(&self) -> Result<Login, Failure> {
-        let transport = Arc::new(UreqTransport::new());
+    /// Discovery (or the explicit endpoints) and the login's settings, for a login that
+    /// has `left` of its deadline.
+    fn build(&self, left: Duration) -> Result<Login, Failure> {
+        // Discovery counts against the login's deadline: no request may outlive it (the
+        // flows bound theirs by the time left; discovery runs before the flow starts).
+        let transport = Arc::new(UreqTransport::with_timeouts(
+            Duration::from_secs(10).min(left),
+            Duration::from_secs(30).min(left),
+        ));
         let mut endpoints = match (&self.token_endpoint, &self.issuer) {
             (Some(token), _) => Endpoints::new(token)?,
             (None, Some(issuer)) => Endpoints::discover(issuer, transport.as_ref())?,
@@ -144,7 +151,7 @@ impl LoginArgs {
         let client_id = self.client_id.clone().unwrap_or_default();
         let mut login = Login::new(endpoints, client_id, self.auth()?)?
             .with_scopes(&self.scope)
-            .with_deadline(self.deadline())
+            .with_deadline(left)
             .with_transport(transport);
         if let Some(a) = &self.audience {
             login = login.with_audience(a);
@@ -190,10 +197,20 @@ fn flow_name(flow: Flow) -> &'static str {
     }
 }
 
-/// Runs the chosen flow; prompts go to stderr.
-fn run(args: &LoginArgs, chosen: &mut Option<Flow>) -> Result<Session, Error> {
+/// Runs the chosen flow with what is left of the deadline that began at `started` (waiting
+/// for another process's login counted); prompts go to stderr.
+fn run(args: &LoginArgs, started: Instant, chosen: &mut Option<Flow>) -> Result<Session, Error> {
+    let left = args.deadline().saturating_sub(started.elapsed());
+    if left.is_zero() {
+        return Err(Error::LoginExpired {
+            what: format!(
+                "the login deadline of {} s passed while waiting for another process's login",
+                args.deadline().as_secs()
+            ),
+        });
+    }
     // Usage errors were ruled out by `check` before the guards were taken.
-    let login = args.build().map_err(|f| match f {
+    let login = args.build(left).map_err(|f| match f {
         Failure::Credlock(e) => e,
         Failure::Usage(reason) | Failure::Other(reason) => Error::LoginAborted { reason },
         other => Error::LoginAborted {
@@ -233,11 +250,13 @@ fn run(args: &LoginArgs, chosen: &mut Option<Flow>) -> Result<Session, Error> {
 /// shares one login among many processes).
 pub fn login(g: &Global, args: &LoginArgs) -> Outcome {
     args.check()?;
+    crate::signals::release_leases_on_termination();
+    let started = Instant::now();
     let store = crate::commands::with_protection(g.store(), args.protect.as_deref());
     // Before the user logs in, not at the save: a session that cannot be kept is lost.
     store.check_protection()?;
     let mut chosen = None;
-    let outcome = match store.relogin_with(args.deadline(), || run(args, &mut chosen)) {
+    let outcome = match store.relogin_with(args.deadline(), || run(args, started, &mut chosen)) {
         Ok(session) => LoggedIn::Saved(session),
         Err(e @ Error::NotSaved { .. }) => {
             if g.json {
@@ -294,6 +313,7 @@ fn report(g: &Global, outcome: &LoggedIn, flow: Option<Flow>) -> Result<(), Fail
 /// with the same `--format`, `--out` and `--min-valid`. With `CREDLOCK_ACCESS_TOKEN` set the
 /// store is not used, so there is nothing to log in to: the override is handed out.
 pub fn token(g: &Global, args: &LoginArgs, tools: &crate::formats::TokenArgs) -> Outcome {
+    let started = Instant::now();
     crate::formats::check(tools)?;
     if crate::obtain::override_active() {
         return crate::formats::token(g, false, tools);
@@ -304,8 +324,9 @@ pub fn token(g: &Global, args: &LoginArgs, tools: &crate::formats::TokenArgs) ->
         Err(e) if e.needs_login() => {
             args.check()?;
             store.check_protection()?;
+            crate::signals::release_leases_on_termination();
             let mut chosen = None;
-            match store.login_with(args.deadline(), || run(args, &mut chosen)) {
+            match store.login_with(args.deadline(), || run(args, started, &mut chosen)) {
                 Ok(outcome) => {
                     if g.verbose || outcome.logged_in() {
                         report_quietly(&outcome);
