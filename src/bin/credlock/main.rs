@@ -3,8 +3,7 @@
 //! Exit codes: 0 success; 2 usage; 3 login required; 4 transient (network, 5xx, 429, lock
 //! timeout); 5 configuration (client rejected, no refresh token issued, bad endpoint); 1
 //! anything else.
-// `deny`, not `forbid`: the signal watcher (signals.rs) alone needs libc, and says why.
-#![deny(unsafe_code)]
+#![forbid(unsafe_code)]
 
 /// `println!` that hands a closed or full standard output back as a [`Failure`] instead of
 /// panicking (`credlock token > /dev/full`, `credlock status | head -1`).
