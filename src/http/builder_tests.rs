@@ -235,7 +235,7 @@ fn without_ssl_cert_variables_the_platform_store_or_the_bundled_roots_are_used()
     );
 }
 
-/// Failure table: `SSL_CERT_FILE` / `SSL_CERT_DIR` unusable with the default transport (`UreqTransport::new`)
+/// Failure table: `SSL_CERT_FILE` / `SSL_CERT_DIR` unusable (not a regular file, over 16 MiB, no certificate) with the store's default transport
 #[test]
 fn the_default_transport_reads_roots_at_the_first_https_request_and_refuses_if_unusable() {
     let env: super::tls_connector::Env = Box::new(|name| {

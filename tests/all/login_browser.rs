@@ -332,8 +332,14 @@ fn an_authorization_request_refused_outright_fails_within_seconds_naming_the_cau
 /// neither holds a 3 s login past its deadline nor keeps the browser's redirect out.
 #[test]
 fn a_client_trickling_bytes_to_the_loopback_port_does_not_hold_a_3_s_login_past_its_deadline() {
-    let stub = crate::login_kit::Stub::start(|_| {
-        crate::login_kit::Reply::Json(400, r#"{"error":"invalid_request"}"#.into())
+    // The authorization endpoint answers the pre-flight look with a page (a login page would
+    // be HTML; any 200 lets the browser open); nothing else is ever approved.
+    let stub = crate::login_kit::Stub::start(|path| {
+        if path.starts_with("/auth") {
+            crate::login_kit::Reply::Json(200, "{}".into())
+        } else {
+            crate::login_kit::Reply::Json(400, r#"{"error":"invalid_request"}"#.into())
+        }
     });
     let dir = tempfile::tempdir().unwrap();
     let (script, url_file) = recording_browser(dir.path());

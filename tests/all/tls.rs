@@ -490,6 +490,7 @@ fn the_default_transport_trusts_ssl_cert_file_instead_of_the_platform_store() {
 /// `/dev/zero`, `/dev/null`, an empty file) is a configuration error (exit 5), found before
 /// the lock is taken: the command neither hangs nor waits for a lock another process holds,
 /// and the session is untouched.
+/// Failure table: `SSL_CERT_FILE` / `SSL_CERT_DIR` unusable (not a regular file, over 16 MiB, no certificate) with the store's default transport
 #[cfg(unix)]
 #[test]
 fn an_unusable_ssl_cert_file_is_a_configuration_error_found_before_the_lock() {
