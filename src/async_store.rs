@@ -40,6 +40,7 @@ type Shared = Arc<Result<AccessToken, Error>>;
 /// # }
 /// ```
 #[derive(Debug, Clone)]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub struct AsyncStore {
     store: Arc<Store>,
     in_flight: Arc<Mutex<Option<Flight>>>,

@@ -102,6 +102,8 @@
 //!
 //! The design, its invariants and a table of every failure are in `docs/design.md`.
 #![forbid(unsafe_code)]
+// docs.rs builds with `--cfg docsrs` (Cargo.toml): feature badges on the gated items.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 
 // The modules, from the leaves up: each imports only modules above it in this list.
@@ -150,10 +152,12 @@ mod async_store;
 mod location;
 
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
 pub use access_token::AccessToken;
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use async_store::AsyncStore;
 pub use clock::{Clock, SystemClock};
 pub use error::Error;

@@ -121,3 +121,29 @@ fn question_mark_turns_an_unusable_token_response_into_an_error_that_quotes_noth
     assert!(!all.contains("zz"), "{all}");
     assert!(!(e.needs_login() || e.is_transient() || e.is_configuration()));
 }
+
+/// `fn main() -> Result<(), Error>` prints the error's `Debug`: it must say what happened
+/// (the message and its causes), not just a variant name, and still name no secret.
+#[test]
+fn debug_says_what_happened_so_an_error_returned_from_main_is_readable() {
+    let mismatch = format!("{:?}", Error::LoginStateMismatch);
+    assert!(
+        mismatch.contains("carried the wrong state") && mismatch.contains("login_state_mismatch"),
+        "{mismatch}"
+    );
+    let not_saved = Error::NotSaved {
+        session: Box::new(session()),
+        source: Box::new(Error::Io {
+            action: "write",
+            path: PathBuf::from("/s.json"),
+            source: std::io::Error::other("disk on fire"),
+        }),
+    };
+    let shown = format!("{not_saved:?}");
+    assert!(shown.contains("disk on fire"), "{shown}");
+    // The session's tokens ("a", "r") are not quoted: only the message and its causes.
+    assert!(
+        !shown.contains("\"a\"") && !shown.contains("\"r\""),
+        "{shown}"
+    );
+}

@@ -37,6 +37,7 @@ mod clock;
 mod http_server;
 mod server;
 #[cfg(feature = "proptest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "proptest")))]
 pub mod strategies;
 
 pub use clock::ManualClock;

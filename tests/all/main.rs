@@ -50,6 +50,7 @@ mod proxy;
 mod readers;
 mod refresh;
 mod review;
+mod rustdoc;
 mod secrets;
 #[cfg(feature = "cli")]
 mod tls;

@@ -316,6 +316,13 @@ impl FakeServer {
     /// token as usual, then `reshape` turns the response it would send (a JSON object) into
     /// the bytes actually sent. Tests use it for the quirks of real servers (`expires_in` as a
     /// string, `scope` as an array, no `token_type`…) and for broken ones. Queued in order.
+    ///
+    /// A broken body (such as one of `strategies::hostile_body()`, feature `proptest`)
+    /// models an **unrecoverable server**: the rotation happened before the body was spoiled,
+    /// so a client that cannot use the body never learns the new refresh token, and the one
+    /// it holds is dead: the next refresh gets `invalid_grant` (unless a
+    /// [`ReusePolicy::Grace`] still accepts it) and a login is needed. To model a failure the
+    /// client recovers from, use [`FakeServer::push_failure`] (nothing is rotated).
     pub fn reshape_next_success(
         &self,
         reshape: impl FnOnce(Map<String, Value>) -> Vec<u8> + Send + 'static,
