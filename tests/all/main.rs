@@ -52,6 +52,7 @@ mod refresh;
 mod review;
 mod rustdoc;
 mod secrets;
+mod test_kit_login;
 #[cfg(feature = "cli")]
 mod tls;
 #[cfg(all(unix, feature = "cli"))]

@@ -1,0 +1,229 @@
+//! The test kit's login endpoints: discovery, the device flow and the browser flow with PKCE
+//! against `FakeServer`, its person replaced by a `ScriptedUser`, in memory and over the
+//! loopback HTTP server. The real login code (`credlock::Login`) runs against them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use credlock::testing::{FakeServer, FakeTransport, HttpServer, ManualClock, ScriptedUser};
+use credlock::transport::{FormRequest, Transport};
+use credlock::{ClientAuth, DeviceCode, Endpoints, Error, Login, Secret, UreqTransport};
+
+const ISSUER: &str = "https://id.example.test";
+
+/// A login at the in-memory server, discovered from its issuer, on a manual clock (polls
+/// take no time).
+fn in_memory(user: ScriptedUser) -> (Arc<FakeServer>, Login) {
+    let clock = ManualClock::starting_now();
+    let server = FakeServer::builder()
+        .clock(clock.clone())
+        .user(user)
+        .build();
+    let transport: Arc<dyn Transport> = Arc::new(FakeTransport::new(server.clone()));
+    let endpoints = Endpoints::discover(ISSUER, transport.as_ref()).expect("discovery");
+    let login = Login::new(
+        endpoints,
+        credlock::testing::TEST_CLIENT_ID,
+        ClientAuth::None,
+    )
+    .unwrap()
+    .with_scopes(["openid"])
+    .with_transport(transport)
+    .with_clock(clock);
+    (server, login)
+}
+
+fn device(login: &Login) -> (Result<credlock::Session, Error>, Vec<DeviceCode>) {
+    let mut shown = Vec::new();
+    let result = login.device(&mut |code| shown.push(code.clone()));
+    (result, shown)
+}
+
+#[test]
+fn discovery_names_the_kit_endpoints_under_the_issuer() {
+    let (_, login) = in_memory(ScriptedUser::approves());
+    let e = login.endpoints();
+    assert_eq!(e.issuer(), Some(ISSUER));
+    assert_eq!(e.token(), format!("{ISSUER}/token"));
+    assert_eq!(
+        e.authorization(),
+        Some(format!("{ISSUER}/authorize").as_str())
+    );
+    assert_eq!(
+        e.device_authorization(),
+        Some(format!("{ISSUER}/device_authorization").as_str())
+    );
+    assert_eq!(e.revocation(), Some(format!("{ISSUER}/revoke").as_str()));
+    // The kit advertises offline_access, so the login asks for it.
+    assert_eq!(login.scope().as_deref(), Some("openid offline_access"));
+}
+
+#[test]
+fn an_approving_user_gives_the_device_flow_a_token_after_pending_and_slow_down_polls() {
+    let (server, login) = in_memory(
+        ScriptedUser::approves()
+            .asking_to_slow_down()
+            .after_polls(2),
+    );
+    let (result, shown) = device(&login);
+    let session = result.expect("approved");
+    assert_eq!(shown.len(), 1);
+    assert!(shown[0].user_code.starts_with("WDJB-"), "{:?}", shown[0]);
+    assert_eq!(shown[0].verification_uri, format!("{ISSUER}/device"));
+    assert!(server.is_access_token_valid(session.access_token().secret()));
+    assert!(server.is_live(session.refresh_token().secret()));
+    let c = server.counters();
+    assert_eq!((c.device_authorizations, c.logins), (1, 1));
+    // Logins are not refreshes.
+    assert_eq!(c.refresh_requests, 0);
+}
+
+#[test]
+fn a_denying_user_ends_the_device_flow_in_login_denied() {
+    let (server, login) = in_memory(ScriptedUser::denies().after_polls(1));
+    let (result, _) = device(&login);
+    assert!(
+        matches!(result, Err(Error::LoginDenied { .. })),
+        "{result:?}"
+    );
+    assert_eq!(server.counters().logins, 0);
+}
+
+#[test]
+fn a_user_who_never_answers_lets_the_device_code_expire() {
+    let (server, login) = in_memory(ScriptedUser::never_answers());
+    let login = login.with_deadline(Duration::from_secs(3600));
+    let (result, _) = device(&login);
+    assert!(
+        matches!(result, Err(Error::LoginExpired { .. })),
+        "{result:?}"
+    );
+    assert_eq!(server.counters().logins, 0);
+}
+
+#[test]
+fn the_user_can_change_their_mind_at_run_time() {
+    let (server, login) = in_memory(ScriptedUser::denies());
+    server.set_user(ScriptedUser::approves());
+    let (result, _) = device(&login);
+    assert!(result.is_ok(), "{result:?}");
+}
+
+#[test]
+fn an_approving_user_gives_the_browser_flow_a_token_over_loopback_http() {
+    let server = FakeServer::builder().build();
+    let http = HttpServer::start(server.clone()).unwrap();
+    let transport = UreqTransport::new();
+    let endpoints = Endpoints::discover(&http.issuer(), &transport).expect("discovery");
+    let login = Login::new(
+        endpoints,
+        credlock::testing::TEST_CLIENT_ID,
+        ClientAuth::None,
+    )
+    .unwrap()
+    .with_scopes(["openid"])
+    .with_deadline(Duration::from_secs(30));
+    let browser = server.clone();
+    let mut told = Vec::new();
+    let session = credlock_within(move || {
+        let s = login.browser(&|url| browser.open_browser(url), &mut |url| {
+            told.push(url.to_owned());
+        });
+        (s, told)
+    });
+    let (session, told) = session;
+    let session = session.expect("approved");
+    assert!(told[0].starts_with(&format!("{}/authorize?", http.issuer())));
+    assert!(server.is_access_token_valid(session.access_token().secret()));
+    // The id_token carries the login's nonce (the login checks it) and a subject.
+    assert!(session.id_token().is_some());
+    assert_eq!(server.counters().logins, 1);
+    assert_eq!(server.counters().pkce_failures, 0);
+}
+
+fn credlock_within<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    crate::common::within(Duration::from_secs(60), f)
+}
+
+#[test]
+fn a_denying_user_ends_the_browser_flow_in_login_denied() {
+    let (server, login) = in_memory(ScriptedUser::denies());
+    let browser = server.clone();
+    let result =
+        credlock_within(move || login.browser(&|url| browser.open_browser(url), &mut |_| {}));
+    assert!(
+        matches!(result, Err(Error::LoginDenied { .. })),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn a_user_who_never_answers_leaves_the_browser_flow_to_expire() {
+    let (server, login) = in_memory(ScriptedUser::never_answers());
+    let login = login.with_deadline(Duration::from_millis(500));
+    let browser = server.clone();
+    let result =
+        credlock_within(move || login.browser(&|url| browser.open_browser(url), &mut |_| {}));
+    assert!(
+        matches!(result, Err(Error::LoginExpired { .. })),
+        "{result:?}"
+    );
+}
+
+/// RFC 7636 §4.6: the code is bound to the challenge; a verifier that does not hash to it is
+/// refused (and burns the code), the right one is accepted.
+#[test]
+fn a_code_exchanged_with_the_wrong_pkce_verifier_is_refused() {
+    let server = FakeServer::builder().build();
+    let transport = FakeTransport::new(server.clone());
+    let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+    // RFC 7636 Appendix B's pair.
+    let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+    let code_for = |challenge: &str| {
+        let url = format!(
+            "{ISSUER}/authorize?response_type=code&client_id={}&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcallback&state=s&code_challenge={challenge}&code_challenge_method=S256",
+            credlock::testing::TEST_CLIENT_ID
+        );
+        let peek = transport.peek(&url, Duration::from_secs(1)).unwrap();
+        assert_eq!(peek.status, 302);
+        let location = peek.location.unwrap();
+        assert!(
+            location.starts_with("http://127.0.0.1:9/callback?code="),
+            "{location}"
+        );
+        assert!(location.ends_with("&state=s"), "{location}");
+        location["http://127.0.0.1:9/callback?code=".len()..location.len() - "&state=s".len()]
+            .to_owned()
+    };
+    let exchange = |code: &str, verifier: &str| {
+        let mut request =
+            FormRequest::refresh(&server.seed_session(&format!("{ISSUER}/token")).unwrap());
+        request.form.clear();
+        for (k, v) in [
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", "http://127.0.0.1:9/callback"),
+            ("code_verifier", verifier),
+            ("client_id", credlock::testing::TEST_CLIENT_ID),
+        ] {
+            request.form.push((k, Secret::new(v)));
+        }
+        transport.post_form(&request).unwrap()
+    };
+    let code = code_for(challenge);
+    let refused = exchange(&code, "not-the-verifier-of-this-challenge-at-all-xxxxx");
+    assert_eq!(refused.status, 400);
+    assert!(String::from_utf8_lossy(&refused.body).contains("invalid_grant"));
+    assert_eq!(server.counters().pkce_failures, 1);
+    // The code was burnt by the failed attempt.
+    assert_eq!(exchange(&code, verifier).status, 400);
+    let fresh = code_for(challenge);
+    let accepted = exchange(&fresh, verifier);
+    assert_eq!(
+        accepted.status,
+        200,
+        "{}",
+        String::from_utf8_lossy(&accepted.body)
+    );
+    assert_eq!(server.counters().logins, 1);
+}
