@@ -168,7 +168,7 @@ pub use location::{
     DEFAULT_PROFILE, LocationError, MAX_PROFILE_NAME_LEN, config_dir, default_session_path,
     session_path_in, validate_profile_name,
 };
-pub use login::{DeviceCode, Endpoints, Flow, Login};
+pub use login::{DeviceCode, Endpoints, Flow, Login, Prompt};
 pub use oauth_error::{OAuthError, OAuthErrorCode};
 pub use options::{
     DEFAULT_LEASE_TTL, DEFAULT_LOCK_TIMEOUT, DEFAULT_MARGIN, DEFAULT_POLL_SCHEDULE, LockMode,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use credlock::testing::{FakeServer, FakeTransport, HttpServer, ManualClock, ScriptedUser};
 use credlock::transport::{FormRequest, Transport};
-use credlock::{ClientAuth, DeviceCode, Endpoints, Error, Login, Secret, UreqTransport};
+use credlock::{ClientAuth, DeviceCode, Endpoints, Error, Login, Prompt, Secret, UreqTransport};
 
 const ISSUER: &str = "https://id.example.test";
 
@@ -226,4 +226,131 @@ fn a_code_exchanged_with_the_wrong_pkce_verifier_is_refused() {
         String::from_utf8_lossy(&accepted.body)
     );
     assert_eq!(server.counters().logins, 1);
+}
+
+/// Log in on first use, in one call: an empty store logs in (the device code is shown once)
+/// and stores the session; the next call uses it without a login.
+#[test]
+fn access_token_or_login_logs_in_on_first_use_and_then_uses_the_stored_session() {
+    let (server, login) = in_memory(ScriptedUser::approves().after_polls(1));
+    let dir = tempfile::tempdir().unwrap();
+    let store = credlock::Store::new(dir.path().join("session.json"));
+    let mut prompts = 0;
+    let first = store
+        .access_token_or_login(&login, &mut |prompt| {
+            assert!(matches!(prompt, Prompt::DeviceCode(_)), "{prompt:?}");
+            prompts += 1;
+        })
+        .expect("logged in");
+    assert!(server.is_access_token_valid(first.secret()));
+    assert_eq!(prompts, 1);
+    let second = store
+        .access_token_or_login(&login, &mut |_| panic!("no second login"))
+        .expect("stored session");
+    assert_eq!(second.secret(), first.secret());
+    assert_eq!(server.counters().logins, 1);
+    assert_eq!(
+        store.load().unwrap().unwrap().access_token().secret(),
+        first.secret()
+    );
+}
+
+#[test]
+fn access_token_or_login_with_a_denying_user_fails_and_stores_nothing() {
+    let (_, login) = in_memory(ScriptedUser::denies());
+    let dir = tempfile::tempdir().unwrap();
+    let store = credlock::Store::new(dir.path().join("session.json"));
+    let err = store
+        .access_token_or_login(&login, &mut |_| {})
+        .unwrap_err();
+    assert!(matches!(err, Error::LoginDenied { .. }), "{err:?}");
+    assert!(store.load().unwrap().is_none());
+}
+
+/// The browser flow through `Login::run`: the login knows its browser (the kit's scripted
+/// one) and tells the URL through the prompt.
+#[test]
+fn access_token_or_login_runs_the_browser_flow_it_is_given() {
+    let (server, login) = in_memory(ScriptedUser::approves());
+    let browser = server.clone();
+    let login = login
+        .with_flow(credlock::Flow::Browser)
+        .with_browser(move |url| browser.open_browser(url))
+        .with_deadline(Duration::from_secs(30));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("session.json");
+    let (token, urls) = credlock_within(move || {
+        let mut urls = Vec::new();
+        let token = credlock::Store::new(path).access_token_or_login(&login, &mut |p| {
+            if let Prompt::Url(u) = p {
+                urls.push(u.to_owned());
+            }
+        });
+        (token, urls)
+    });
+    let token = token.expect("logged in");
+    assert!(server.is_access_token_valid(token.secret()));
+    assert_eq!(urls.len(), 1);
+    assert!(
+        urls[0].starts_with(&format!("{ISSUER}/authorize?")),
+        "{}",
+        urls[0]
+    );
+}
+
+/// `AsyncStore` logs in and imports on the blocking pool, as its other calls run.
+#[test]
+fn the_async_store_logs_in_on_first_use_and_imports() {
+    let (server, login) = in_memory(ScriptedUser::approves());
+    let dir = tempfile::tempdir().unwrap();
+    let store = credlock::AsyncStore::new(credlock::Store::new(dir.path().join("a.json")));
+    let other = credlock::AsyncStore::new(credlock::Store::new(dir.path().join("b.json")));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    let seeded = server.seed();
+    let client = credlock::Client::new(
+        format!("{ISSUER}/token"),
+        credlock::testing::TEST_CLIENT_ID,
+        ClientAuth::None,
+    )
+    .unwrap();
+    let (first, second, imported, denied) = runtime.block_on(async {
+        let first = store.access_token_or_login(login.clone(), |_| {}).await;
+        let second = store
+            .access_token_or_login(login.clone(), |_| panic!("no second login"))
+            .await;
+        let imported = other
+            .import_json(
+                client.clone(),
+                br#"{"access_token":"at-imported","token_type":"Bearer","expires_in":60,"refresh_token":"rt-imported"}"#.to_vec(),
+            )
+            .await;
+        let again = other.import_token_response(client, seeded).await;
+        server.set_user(ScriptedUser::denies());
+        let fresh = credlock::AsyncStore::new(credlock::Store::new(dir.path().join("c.json")));
+        let denied = fresh
+            .login_with(login.deadline(), move || login.device(&mut |_| {}))
+            .await;
+        (first, second, imported.and(again), denied)
+    });
+    let first = first.expect("logged in");
+    assert!(server.is_access_token_valid(first.secret()));
+    assert_eq!(second.unwrap().secret(), first.secret());
+    assert_eq!(server.counters().logins, 1);
+    let imported = imported.expect("imported");
+    assert!(server.is_live(imported.refresh_token().secret()));
+    assert_eq!(
+        credlock::Store::new(dir.path().join("b.json"))
+            .load()
+            .unwrap()
+            .unwrap()
+            .refresh_token()
+            .secret(),
+        imported.refresh_token().secret()
+    );
+    assert!(
+        matches!(denied, Err(Error::LoginDenied { .. })),
+        "{denied:?}"
+    );
 }
