@@ -354,3 +354,51 @@ fn the_async_store_logs_in_on_first_use_and_imports() {
         "{denied:?}"
     );
 }
+
+/// RFC 8628 §3.5 on the server's side: a device code polled after its lifetime (by the
+/// server's clock) is answered `expired_token`, and is gone after that.
+#[test]
+fn a_device_code_polled_after_it_expired_is_answered_expired_token() {
+    let clock = ManualClock::starting_now();
+    let server = FakeServer::builder()
+        .clock(clock.clone())
+        .user(ScriptedUser::never_answers())
+        .build();
+    let transport = FakeTransport::new(server.clone());
+    let post = |url: &str, fields: &[(&'static str, &str)]| {
+        let mut request =
+            FormRequest::refresh(&server.seed_session(&format!("{ISSUER}/token")).unwrap());
+        request.url = url.to_owned();
+        request.form.clear();
+        for (k, v) in fields {
+            request.form.push((k, Secret::new(*v)));
+        }
+        let response = transport.post_form(&request).unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+        (response.status, body)
+    };
+    let client_id = credlock::testing::TEST_CLIENT_ID;
+    let (status, authorization) = post(
+        &format!("{ISSUER}/device_authorization"),
+        &[("client_id", client_id)],
+    );
+    assert_eq!(status, 200);
+    assert_eq!(authorization["interval"], 1);
+    let device_code = authorization["device_code"].as_str().unwrap().to_owned();
+    let poll = || {
+        post(
+            &format!("{ISSUER}/token"),
+            &[
+                ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+                ("device_code", &device_code),
+                ("client_id", client_id),
+            ],
+        )
+    };
+    assert_eq!(poll().1["error"], "authorization_pending");
+    clock.advance(Duration::from_secs(
+        authorization["expires_in"].as_u64().unwrap() + 1,
+    ));
+    assert_eq!(poll().1["error"], "expired_token");
+    assert_eq!(poll().1["error"], "invalid_grant");
+}
