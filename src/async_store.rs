@@ -7,8 +7,10 @@ use tokio::sync::watch;
 
 use crate::access_token::AccessToken;
 use crate::error::Error;
-use crate::session::Session;
-use crate::store::{LoggedOut, Revocation, Store};
+use crate::login::{Login, Prompt};
+use crate::session::{Client, Session};
+use crate::store::{LoggedIn, LoggedOut, Revocation, Store};
+use crate::token_response::TokenResponse;
 
 /// The outcome of one refresh, shared by every task that waited for it.
 type Shared = Arc<Result<AccessToken, Error>>;
@@ -40,6 +42,7 @@ type Shared = Arc<Result<AccessToken, Error>>;
 /// # }
 /// ```
 #[derive(Debug, Clone)]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub struct AsyncStore {
     store: Arc<Store>,
     in_flight: Arc<Mutex<Option<Flight>>>,
@@ -138,6 +141,63 @@ impl AsyncStore {
     pub async fn save(&self, session: Session) -> Result<(), Error> {
         let store = Arc::clone(&self.store);
         blocking(move || store.save(&session)).await
+    }
+
+    /// [`Store::login_with`] on the blocking pool: `login` (such as a [`Login`] flow) runs
+    /// there under the store's guards, and its session is saved, or another process's is
+    /// adopted.
+    ///
+    /// # Errors
+    /// As [`Store::login_with`].
+    pub async fn login_with(
+        &self,
+        deadline: std::time::Duration,
+        login: impl FnOnce() -> Result<Session, Error> + Send + 'static,
+    ) -> Result<LoggedIn, Error> {
+        let store = Arc::clone(&self.store);
+        blocking(move || store.login_with(deadline, login)).await
+    }
+
+    /// A valid access token, logging in first when that is what it takes: the token of
+    /// [`AsyncStore::access_token`] (one refresh in flight per process), or, when a login is
+    /// needed ([`Error::needs_login`]), [`Store::access_token_or_login`]'s login on the
+    /// blocking pool, `show` receiving the device code or URL there.
+    ///
+    /// # Errors
+    /// As [`Store::access_token_or_login`].
+    pub async fn access_token_or_login(
+        &self,
+        login: Login,
+        mut show: impl FnMut(Prompt<'_>) + Send + 'static,
+    ) -> Result<AccessToken, Error> {
+        match self.access_token().await {
+            Err(e) if e.needs_login() => {}
+            other => return other,
+        }
+        let store = Arc::clone(&self.store);
+        blocking(move || store.access_token_or_login(&login, &mut show)).await
+    }
+
+    /// [`Store::import_token_response`] on the blocking pool.
+    ///
+    /// # Errors
+    /// As [`Store::import_token_response`].
+    pub async fn import_token_response(
+        &self,
+        client: Client,
+        response: TokenResponse,
+    ) -> Result<Session, Error> {
+        let store = Arc::clone(&self.store);
+        blocking(move || store.import_token_response(client, response)).await
+    }
+
+    /// [`Store::import_json`] on the blocking pool.
+    ///
+    /// # Errors
+    /// As [`Store::import_json`].
+    pub async fn import_json(&self, client: Client, body: Vec<u8>) -> Result<Session, Error> {
+        let store = Arc::clone(&self.store);
+        blocking(move || store.import_json(client, &body)).await
     }
 
     /// [`Store::logout`] on the blocking pool.

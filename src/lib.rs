@@ -102,6 +102,8 @@
 //!
 //! The design, its invariants and a table of every failure are in `docs/design.md`.
 #![forbid(unsafe_code)]
+// docs.rs builds with `--cfg docsrs` (Cargo.toml): feature badges on the gated items.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 
 // The modules, from the leaves up: each imports only modules above it in this list.
@@ -151,10 +153,12 @@ mod async_store;
 mod location;
 
 #[cfg(feature = "testing")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
 pub mod testing;
 
 pub use access_token::AccessToken;
 #[cfg(feature = "tokio")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use async_store::AsyncStore;
 pub use clock::{Clock, SystemClock};
 pub use error::Error;
@@ -165,7 +169,7 @@ pub use location::{
     DEFAULT_PROFILE, LocationError, MAX_PROFILE_NAME_LEN, config_dir, default_session_path,
     session_path_in, validate_profile_name,
 };
-pub use login::{DeviceCode, Endpoints, Flow, Login};
+pub use login::{DeviceCode, Endpoints, Flow, Login, Prompt};
 pub use oauth_error::{OAuthError, OAuthErrorCode};
 pub use options::{
     DEFAULT_LEASE_TTL, DEFAULT_LOCK_TIMEOUT, DEFAULT_MARGIN, DEFAULT_POLL_SCHEDULE, LockMode,

@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::secret::Secret;
 use crate::token_response::TokenResponse;
 
+#[cfg_attr(docsrs, doc(cfg(feature = "oauth2")))]
 impl TokenResponse {
     /// The token response oauth2-rs received at `received_at`, as credlock's, for
     /// [`crate::Store::import_token_response`] (the `From` conversions take `received_at` to
@@ -91,6 +92,7 @@ fn from_oauth2_at<EF: ExtraTokenFields, TT: TokenType>(
 }
 
 /// oauth2-rs's response, taken to have arrived now (see [`TokenResponse::from_oauth2`]).
+#[cfg_attr(docsrs, doc(cfg(feature = "oauth2")))]
 impl<EF: ExtraTokenFields, TT: TokenType> From<&StandardTokenResponse<EF, TT>> for TokenResponse {
     fn from(response: &StandardTokenResponse<EF, TT>) -> TokenResponse {
         TokenResponse::from_oauth2(response, SystemTime::now())
@@ -98,6 +100,7 @@ impl<EF: ExtraTokenFields, TT: TokenType> From<&StandardTokenResponse<EF, TT>> f
 }
 
 /// oauth2-rs's response, taken to have arrived now (see [`TokenResponse::from_oauth2`]).
+#[cfg_attr(docsrs, doc(cfg(feature = "oauth2")))]
 impl<EF: ExtraTokenFields, TT: TokenType> From<StandardTokenResponse<EF, TT>> for TokenResponse {
     fn from(response: StandardTokenResponse<EF, TT>) -> TokenResponse {
         TokenResponse::from_oauth2(&response, SystemTime::now())

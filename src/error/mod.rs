@@ -20,7 +20,11 @@ pub use keychain::KeychainProblem;
 /// Each variant names the file it concerns. [`Error::needs_login`] tells "ask the user to log
 /// in again" from "try again later" ([`Error::is_transient`]). No variant's `Debug` or
 /// `Display` contains a token or a secret.
-#[derive(Debug, thiserror::Error)]
+///
+/// `Debug` is the message with its causes and the [`Error::kind`], as `Display` would print
+/// them: `fn main() -> Result<(), credlock::Error>` prints an error's `Debug`, and it must
+/// say what happened (a unit variant's bare name would not).
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// There is no session file: the user has not logged in, or logged out.
@@ -391,6 +395,12 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+}
+
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} [{}]", self.with_causes(), self.kind())
+    }
 }
 
 /// `?` on [`crate::TokenResponse::from_json`] in a function returning [`Error`]: an unusable

@@ -137,3 +137,29 @@ fn a_lock_timeout_names_the_ordinary_causes_and_never_calls_itself_a_bug() {
         assert!(text.contains("time-to-live"), "{text}");
     }
 }
+
+/// `fn main() -> Result<(), Error>` prints the error's `Debug`: it must say what happened
+/// (the message and its causes), not just a variant name, and still name no secret.
+#[test]
+fn debug_says_what_happened_so_an_error_returned_from_main_is_readable() {
+    let mismatch = format!("{:?}", Error::LoginStateMismatch);
+    assert!(
+        mismatch.contains("carried the wrong state") && mismatch.contains("login_state_mismatch"),
+        "{mismatch}"
+    );
+    let not_saved = Error::NotSaved {
+        session: Box::new(session()),
+        source: Box::new(Error::Io {
+            action: "write",
+            path: PathBuf::from("/s.json"),
+            source: std::io::Error::other("disk on fire"),
+        }),
+    };
+    let shown = format!("{not_saved:?}");
+    assert!(shown.contains("disk on fire"), "{shown}");
+    // The session's tokens ("a", "r") are not quoted: only the message and its causes.
+    assert!(
+        !shown.contains("\"a\"") && !shown.contains("\"r\""),
+        "{shown}"
+    );
+}

@@ -17,21 +17,29 @@
 //! claims.
 //!
 //! # Example
+//! Log in on first use, in one call: a token from the stored session, or, when there is
+//! none (or it needs a login), a login whose session is stored, then its token.
 //! ```no_run
-//! use credlock::login::{Endpoints, Login};
-//! use credlock::{ClientAuth, Store, UreqTransport};
+//! use credlock::login::{Login, Prompt};
+//! use credlock::{ClientAuth, Store};
 //!
 //! let store = Store::new("/home/me/.config/my-cli/session.json");
-//! let endpoints = Endpoints::discover("https://id.example.com", &UreqTransport::new())?;
-//! let login = Login::new(endpoints, "my-cli", ClientAuth::None)?.with_scopes(["openid"]);
-//! let outcome = store.login_with(login.deadline(), || {
-//!     login.device(&mut |code| {
+//! let login = Login::discover("https://id.example.com", "my-cli", ClientAuth::None)?
+//!     .with_scopes(["openid"]);
+//! let token = store.access_token_or_login(&login, &mut |prompt| match prompt {
+//!     Prompt::DeviceCode(code) => {
 //!         eprintln!("Open {} and enter {}", code.verification_uri, code.user_code);
-//!     })
+//!     }
+//!     Prompt::Url(url) => eprintln!("Open {url}"),
+//!     _ => {}
 //! })?;
-//! println!("logged in: {}", outcome.logged_in());
+//! # let _ = token;
 //! # Ok::<(), credlock::Error>(())
 //! ```
+//!
+//! The pieces, for more control: [`Endpoints::discover`] with a transport of one's own,
+//! [`Login::new`], a flow ([`Login::device`]), and [`crate::Store::login_with`] to run it
+//! under the store's guards.
 
 mod browser;
 mod code;
@@ -180,6 +188,33 @@ pub enum Flow {
     Paste,
 }
 
+/// What a login shows the user while it runs ([`Login::run`],
+/// [`crate::Store::access_token_or_login`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Prompt<'a> {
+    /// The device flow's code: where to go, what to enter.
+    DeviceCode(&'a DeviceCode),
+    /// The authorization URL of the browser flow (the browser is also opened on it) or of
+    /// the paste flow (the user opens it, then pastes the code or the redirect URL on
+    /// standard input).
+    Url(&'a str),
+}
+
+/// The browser a [`Flow::Browser`] login opens: [`open_browser`] unless
+/// [`Login::with_browser`] names another.
+#[derive(Clone)]
+struct Browser(Arc<OpenBrowser>);
+
+/// What opens a URL in a browser.
+type OpenBrowser = dyn Fn(&str) -> std::io::Result<()> + Send + Sync;
+
+impl std::fmt::Debug for Browser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Browser")
+    }
+}
+
 /// One login to one authorization server, ready to run a [`Flow`].
 #[derive(Debug, Clone)]
 pub struct Login {
@@ -195,6 +230,8 @@ pub struct Login {
     deadline: Duration,
     transport: Arc<dyn Transport>,
     clock: Arc<dyn Clock>,
+    flow: Option<Flow>,
+    opener: Browser,
 }
 
 impl Login {
@@ -229,7 +266,24 @@ impl Login {
             deadline: DEFAULT_LOGIN_DEADLINE,
             transport: Arc::new(UreqTransport::new()),
             clock: Arc::new(SystemClock),
+            flow: None,
+            opener: Browser(Arc::new(open_browser)),
         })
+    }
+
+    /// A login as `client_id` at the issuer `issuer`, its endpoints read from the issuer's
+    /// metadata ([`Endpoints::discover`]) with ureq; for another transport, discover with
+    /// it and use [`Login::new`] then [`Login::with_transport`].
+    ///
+    /// # Errors
+    /// Those of [`Endpoints::discover`] and [`Login::new`].
+    pub fn discover(
+        issuer: &str,
+        client_id: impl Into<String>,
+        auth: ClientAuth,
+    ) -> Result<Login, Error> {
+        let endpoints = Endpoints::discover(issuer, &UreqTransport::new())?;
+        Login::new(endpoints, client_id, auth)
     }
 
     /// The scopes to ask for (space-separated strings are split).
@@ -312,6 +366,54 @@ impl Login {
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Login {
         self.clock = clock;
         self
+    }
+
+    /// The flow [`Login::run`] uses. Defaults to the device flow when the server has a
+    /// device authorization endpoint (it works over SSH and without a display), else the
+    /// browser flow.
+    #[must_use]
+    pub fn with_flow(mut self, flow: Flow) -> Login {
+        self.flow = Some(flow);
+        self
+    }
+
+    /// The browser [`Login::run`] opens for [`Flow::Browser`]. Defaults to [`open_browser`];
+    /// tests pass the test kit's scripted one (`FakeServer::open_browser`, feature
+    /// `testing`).
+    #[must_use]
+    pub fn with_browser(
+        mut self,
+        open: impl Fn(&str) -> std::io::Result<()> + Send + Sync + 'static,
+    ) -> Login {
+        self.opener = Browser(Arc::new(open));
+        self
+    }
+
+    /// The flow [`Login::run`] uses (see [`Login::with_flow`]).
+    #[must_use]
+    pub fn flow(&self) -> Flow {
+        self.flow
+            .unwrap_or(if self.endpoints.device_authorization().is_some() {
+                Flow::Device
+            } else {
+                Flow::Browser
+            })
+    }
+
+    /// Runs the login's [`Login::flow`], handing what the user must see to `show`: the
+    /// device code ([`Login::device`]), or the authorization URL while the browser opens
+    /// ([`Login::browser`]) or before a code is read from standard input ([`Login::paste`]).
+    ///
+    /// # Errors
+    /// Those of the flow.
+    pub fn run(&self, show: &mut dyn FnMut(Prompt<'_>)) -> Result<Session, Error> {
+        match self.flow() {
+            Flow::Device => self.device(&mut |code| show(Prompt::DeviceCode(code))),
+            Flow::Browser => self.browser(&*self.opener.0, &mut |url| show(Prompt::Url(url))),
+            Flow::Paste => self.paste(&mut std::io::stdin().lock(), &mut |url| {
+                show(Prompt::Url(url));
+            }),
+        }
     }
 
     /// The endpoints.

@@ -4,10 +4,12 @@
 use std::time::Duration;
 
 use super::Store;
+use crate::access_token::AccessToken;
 use crate::atomic;
 use crate::error::Error;
 use crate::event::Event;
 use crate::lease::Fence;
+use crate::login::{Login, Prompt};
 use crate::session::Session;
 use crate::wait::Acquired;
 
@@ -40,6 +42,35 @@ impl LoggedIn {
 }
 
 impl Store {
+    /// A valid access token, logging in first when that is what it takes: log in on first
+    /// use, in one call.
+    ///
+    /// Returns [`Store::access_token`]'s token (refreshed if needed) when the stored session
+    /// gives one. When it cannot because a login is needed ([`Error::needs_login`]: nothing
+    /// stored, the session expired, the refresh token was refused), runs `login`'s flow
+    /// ([`Login::run`], showing the device code or URL through `show`) under the store's
+    /// guards as [`Store::login_with`] does (so that many processes starting at once log in
+    /// once, and the others adopt its session), and returns the new session's token.
+    ///
+    /// # Errors
+    /// - the errors of [`Store::access_token`] that a login would not cure (transient ones,
+    ///   a corrupt file, a rejected client), unchanged;
+    /// - the login's errors ([`Error::LoginDenied`], [`Error::LoginExpired`], …); nothing
+    ///   was saved;
+    /// - those of [`Store::login_with`].
+    pub fn access_token_or_login(
+        &self,
+        login: &Login,
+        show: &mut dyn FnMut(Prompt<'_>),
+    ) -> Result<AccessToken, Error> {
+        match self.access_token() {
+            Err(e) if e.needs_login() => {}
+            other => return other,
+        }
+        let outcome = self.login_with(login.deadline(), || login.run(show))?;
+        Ok(AccessToken::from_session(outcome.session(), false))
+    }
+
     /// Runs a login (`login`, such as a [`crate::Login`] flow) under the store's guards and
     /// saves its session: one login for any number of callers.
     ///

@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 use crate::encoding::form_urldecode;
 use crate::http::HttpResponse;
 
-use super::server::FakeServer;
+use super::server::{AtAuthorization, FakeServer};
 
 /// A [`FakeServer`] listening on `127.0.0.1` on a free port, one thread per request.
 /// Dropping it stops the listener.
@@ -16,6 +16,13 @@ use super::server::FakeServer;
 /// answers `{"active":true|false}` for a refresh token, and `GET /resource`, a protected
 /// API ([`HttpServer::resource_url`]): 200 for an `Authorization: Bearer` token
 /// [`FakeServer::is_access_token_valid`] accepts, else 401 (RFC 6750 `invalid_token`).
+///
+/// The login endpoints, for testing a login without a network: `GET
+/// /.well-known/openid-configuration` (the issuer is [`HttpServer::issuer`]), `POST
+/// /device_authorization` (RFC 8628), `GET /authorize` (the authorization code with PKCE
+/// S256: the [`crate::testing::ScriptedUser`]'s answer as a 302 to the loopback
+/// `redirect_uri`, or a login page it never leaves), and the device and code grants at
+/// `POST /token`. A browser login's `open` is [`FakeServer::open_browser`].
 #[must_use = "dropping the server stops it"]
 pub struct HttpServer {
     server: Arc<tiny_http::Server>,
@@ -46,9 +53,11 @@ impl HttpServer {
         let server = Arc::new(server);
         let listener = Arc::clone(&server);
         let thread = std::thread::spawn(move || {
+            let issuer = format!("http://127.0.0.1:{port}");
             for request in listener.incoming_requests() {
                 let fake = Arc::clone(&fake);
-                std::thread::spawn(move || serve(&fake, request));
+                let issuer = issuer.clone();
+                std::thread::spawn(move || serve(&fake, &issuer, request));
             }
         });
         Ok(HttpServer {
@@ -62,6 +71,13 @@ impl HttpServer {
     #[must_use]
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// `http://127.0.0.1:PORT`: the issuer whose discovery document names the login
+    /// endpoints (for [`crate::Endpoints::discover`]).
+    #[must_use]
+    pub fn issuer(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
     }
 
     /// `http://127.0.0.1:PORT/token`.
@@ -95,7 +111,7 @@ impl Drop for HttpServer {
 
 const MAX_REQUEST_BODY: u64 = 64 * 1024;
 
-fn serve(fake: &FakeServer, mut request: tiny_http::Request) {
+fn serve(fake: &FakeServer, issuer: &str, mut request: tiny_http::Request) {
     let mut body = Vec::new();
     let read = request
         .as_reader()
@@ -108,8 +124,31 @@ fn serve(fake: &FakeServer, mut request: tiny_http::Request) {
         .find(|h| h.field.equiv("Authorization"))
         .map(|h| h.value.as_str().to_owned());
     let form = parse_form(&String::from_utf8_lossy(&body));
+    let login_grant = form.iter().any(|(k, v)| {
+        k == "grant_type" && (v == "authorization_code" || v.ends_with(":device_code"))
+    });
+    let mut location = None;
     let response = match (request.method(), url.split('?').next().unwrap_or("")) {
         _ if read.is_err() => plain(400, "unreadable body"),
+        (tiny_http::Method::Post, "/token") if login_grant => {
+            fake.handle_token(&form, authorization.as_deref())
+        }
+        (tiny_http::Method::Post, "/device_authorization") => {
+            fake.handle_device_authorization(issuer, &form, authorization.as_deref())
+        }
+        (tiny_http::Method::Get, "/.well-known/openid-configuration") => {
+            plain(200, &fake.discovery_document(issuer).to_string())
+        }
+        (tiny_http::Method::Get, "/authorize") => {
+            match fake.authorize(url.split_once('?').map_or("", |(_, q)| q)) {
+                AtAuthorization::Redirect(to) => {
+                    location = Some(to);
+                    plain(302, "")
+                }
+                AtAuthorization::Page(status, text) => plain(status, &text),
+            }
+        }
+        (tiny_http::Method::Get, "/device") => plain(200, "<html>Enter the code</html>"),
         (tiny_http::Method::Post, "/token") => {
             if fake.pop_transport_failure().is_some() {
                 // No response at all: drop the connection, as a crashed proxy would.
@@ -148,6 +187,11 @@ fn serve(fake: &FakeServer, mut request: tiny_http::Request) {
     }
     let mut reply = tiny_http::Response::from_data(response.body).with_status_code(response.status);
     if let Ok(h) = tiny_http::Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]) {
+        reply.add_header(h);
+    }
+    if let Some(to) = location
+        && let Ok(h) = tiny_http::Header::from_bytes(&b"Location"[..], to.as_bytes())
+    {
         reply.add_header(h);
     }
     if let Some(ra) = response.retry_after

@@ -5,6 +5,11 @@
 //!   to a reused one, with scripted failures, latency and counters.
 //! - [`FakeTransport`]: the fake server in memory, as a [`crate::Transport`].
 //! - [`HttpServer`]: the same fake server over real HTTP on 127.0.0.1, for several processes.
+//! - Login endpoints on both: discovery (`/.well-known/openid-configuration`), the device
+//!   flow (RFC 8628) and the authorization code with PKCE S256, where a [`ScriptedUser`]
+//!   approves, denies or never answers ([`FakeServerBuilder::user`], [`FakeServer::set_user`]);
+//!   [`FakeServer::open_browser`] is the browser of [`crate::Login::browser`]. A consumer
+//!   tests "log in on first use" with [`crate::Login`] and its own code, without a network.
 //! - `strategies` (feature `proptest`): proptest strategies for sessions and token responses,
 //!   hostile ones included, and an example of a consumer's property test.
 //! - The lock mode and the filesystem kind are forced on the store itself:
@@ -37,10 +42,12 @@ mod clock;
 mod http_server;
 mod server;
 #[cfg(feature = "proptest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "proptest")))]
 pub mod strategies;
 
 pub use clock::ManualClock;
 pub use http_server::HttpServer;
 pub use server::{
-    Counters, Failure, FakeServer, FakeServerBuilder, FakeTransport, ReusePolicy, TEST_CLIENT_ID,
+    Counters, Failure, FakeServer, FakeServerBuilder, FakeTransport, ReusePolicy, ScriptedUser,
+    TEST_CLIENT_ID,
 };

@@ -128,6 +128,15 @@ pub fn token_response() -> impl Strategy<Value = TokenResponse> {
 
 /// Hostile or broken token endpoint bodies: not JSON, the wrong shape, missing or mistyped
 /// fields, huge or negative numbers, error bodies, deep nesting, random bytes.
+///
+/// Served with [`crate::testing::FakeServer::reshape_next_success`], such a body models an
+/// **unrecoverable server**: the server has already rotated the refresh token when it sends
+/// the broken answer, so a body the client cannot use leaves it holding a dead refresh token.
+/// The session cannot be refreshed again: the next refresh gets `invalid_grant` (unless a
+/// [`crate::testing::ReusePolicy::Grace`] still accepts the old token) and a login is needed
+/// ([`crate::Error::needs_login`]). A property built on the pair should expect that, never a
+/// silent recovery; for a failure the client recovers from, script a
+/// [`crate::testing::Failure`] instead (nothing is rotated).
 pub fn hostile_body() -> impl Strategy<Value = Vec<u8>> {
     prop_oneof![
         proptest::collection::vec(any::<u8>(), 0..200),

@@ -54,7 +54,9 @@ mod proxy;
 mod readers;
 mod refresh;
 mod review;
+mod rustdoc;
 mod secrets;
+mod test_kit_login;
 #[cfg(feature = "cli")]
 mod tls;
 #[cfg(all(unix, feature = "cli"))]

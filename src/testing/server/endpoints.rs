@@ -7,7 +7,7 @@ use serde_json::Value;
 use super::{Failure, FakeServer, RefreshRecord, RefreshState, ReusePolicy, State, TEST_CLIENT_ID};
 use crate::encoding::form_urldecode;
 use crate::form::FormRequest;
-use crate::http::{HttpResponse, Transport, TransportError};
+use crate::http::{HttpResponse, Peek, Transport, TransportError};
 use crate::secret::Secret;
 use crate::session::ClientAuth;
 
@@ -77,6 +77,11 @@ impl FakeServer {
         form: &[(String, String)],
         authorization: Option<&str>,
     ) -> HttpResponse {
+        // Logins are not refreshes: they neither count as refresh requests nor take the
+        // scripted refresh failures.
+        if let Some(answer) = self.handle_login_grant(form, authorization) {
+            return answer;
+        }
         let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
         if let Some(rt) = field("refresh_token") {
             let hook = self
@@ -245,7 +250,7 @@ fn decode_basic(b64: &str) -> Option<(String, String)> {
     Some((form_urldecode(id)?, form_urldecode(secret)?))
 }
 
-fn ok(body: Vec<u8>) -> HttpResponse {
+pub(super) fn ok(body: Vec<u8>) -> HttpResponse {
     HttpResponse {
         status: 200,
         retry_after: None,
@@ -253,7 +258,7 @@ fn ok(body: Vec<u8>) -> HttpResponse {
     }
 }
 
-fn error(status: u16, code: &str, description: &str) -> HttpResponse {
+pub(super) fn error(status: u16, code: &str, description: &str) -> HttpResponse {
     HttpResponse {
         status,
         retry_after: None,
@@ -284,23 +289,62 @@ impl FakeTransport {
 
 impl Transport for FakeTransport {
     fn post_form(&self, request: &FormRequest) -> Result<HttpResponse, TransportError> {
-        if let Some(e) = self.server.pop_transport_failure() {
-            return Err(e);
-        }
         let form: Vec<(String, String)> = request
             .form
             .iter()
             .map(|(k, v)| ((*k).to_owned(), v.secret().to_owned()))
             .collect();
         let auth = request.authorization.as_ref().map(Secret::secret);
-        let response = if request.url.ends_with("/revoke") {
-            self.server.handle_revoke(&form, auth)
-        } else {
+        let login_grant = form.iter().any(|(k, v)| {
+            k == "grant_type" && (v == "authorization_code" || v.ends_with(":device_code"))
+        });
+        let response = if let Some(issuer) = request.url.strip_suffix("/device_authorization") {
+            self.server.handle_device_authorization(issuer, &form, auth)
+        } else if login_grant {
             self.server.handle_token(&form, auth)
+        } else {
+            // Scripted transport failures are for refreshes and revocations only.
+            if let Some(e) = self.server.pop_transport_failure() {
+                return Err(e);
+            }
+            if request.url.ends_with("/revoke") {
+                self.server.handle_revoke(&form, auth)
+            } else {
+                self.server.handle_token(&form, auth)
+            }
         };
         if !self.server.latency.is_zero() {
             std::thread::sleep(self.server.latency);
         }
         Ok(response)
+    }
+
+    /// The discovery document at `<issuer>/.well-known/openid-configuration`, for any
+    /// issuer URL; 404 elsewhere.
+    fn get(&self, url: &str) -> Result<HttpResponse, TransportError> {
+        Ok(
+            match url.strip_suffix("/.well-known/openid-configuration") {
+                Some(issuer) => ok(self
+                    .server
+                    .discovery_document(issuer)
+                    .to_string()
+                    .into_bytes()),
+                None => HttpResponse::new(404, "not found"),
+            },
+        )
+    }
+
+    /// The authorization endpoint as a browser without cookies sees it: the scripted user's
+    /// redirect, or a page.
+    fn peek(&self, url: &str, _timeout: std::time::Duration) -> Result<Peek, TransportError> {
+        let (path, query) = url.split_once('?').unwrap_or((url, ""));
+        Ok(if path.ends_with("/authorize") {
+            match self.server.authorize(query) {
+                super::login::AtAuthorization::Redirect(location) => Peek::new(302, Some(location)),
+                super::login::AtAuthorization::Page(status, _) => Peek::new(status, None),
+            }
+        } else {
+            Peek::new(404, None)
+        })
     }
 }

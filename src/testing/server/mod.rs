@@ -1,8 +1,11 @@
 //! A fake token server that behaves like the real ones on refresh-token reuse.
 
 mod endpoints;
+mod login;
 
 pub use endpoints::FakeTransport;
+pub(crate) use login::AtAuthorization;
+pub use login::ScriptedUser;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -99,6 +102,12 @@ pub struct Counters {
     pub scripted_failures: u64,
     /// Grants revoked (by reuse detection, revocation requests or the test).
     pub grants_revoked: u64,
+    /// Device authorization requests answered with a code (RFC 8628).
+    pub device_authorizations: u64,
+    /// Logins completed: a device code or an authorization code exchanged for tokens.
+    pub logins: u64,
+    /// Code exchanges refused because the PKCE verifier does not match the challenge.
+    pub pkce_failures: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,6 +137,9 @@ struct State {
     scripted: VecDeque<Failure>,
     counters: Counters,
     refused: std::collections::HashSet<String>,
+    user: ScriptedUser,
+    device_codes: HashMap<String, login::DeviceGrant>,
+    codes: HashMap<String, login::CodeGrant>,
 }
 
 type RefreshHook = Box<dyn Fn(&str) + Send + Sync>;
@@ -171,9 +183,19 @@ pub struct FakeServerBuilder {
     latency: Duration,
     auth: ClientAuth,
     clock: Arc<dyn Clock>,
+    user: ScriptedUser,
 }
 
 impl FakeServerBuilder {
+    /// What the person at the other end of a login does: approve, deny, never answer (see
+    /// [`ScriptedUser`]). Defaults to [`ScriptedUser::approves`]; [`FakeServer::set_user`]
+    /// changes it at run time.
+    #[must_use]
+    pub fn user(mut self, user: ScriptedUser) -> Self {
+        self.user = user;
+        self
+    }
+
     /// The reuse policy. Defaults to [`ReusePolicy::RevokeGrant`].
     #[must_use]
     pub fn policy(mut self, policy: ReusePolicy) -> Self {
@@ -235,7 +257,10 @@ impl FakeServerBuilder {
             auth: self.auth,
             clock: self.clock,
             nonce,
-            state: Mutex::new(State::default()),
+            state: Mutex::new(State {
+                user: self.user,
+                ..State::default()
+            }),
             on_refresh: Mutex::new(None),
             reshapes: Mutex::new(VecDeque::new()),
         })
@@ -253,6 +278,7 @@ impl FakeServer {
             latency: Duration::ZERO,
             auth: ClientAuth::None,
             clock: Arc::new(SystemClock),
+            user: ScriptedUser::approves(),
         }
     }
 
@@ -316,6 +342,13 @@ impl FakeServer {
     /// token as usual, then `reshape` turns the response it would send (a JSON object) into
     /// the bytes actually sent. Tests use it for the quirks of real servers (`expires_in` as a
     /// string, `scope` as an array, no `token_type`…) and for broken ones. Queued in order.
+    ///
+    /// A broken body (such as one of `strategies::hostile_body()`, feature `proptest`)
+    /// models an **unrecoverable server**: the rotation happened before the body was spoiled,
+    /// so a client that cannot use the body never learns the new refresh token, and the one
+    /// it holds is dead: the next refresh gets `invalid_grant` (unless a
+    /// [`ReusePolicy::Grace`] still accepts it) and a login is needed. To model a failure the
+    /// client recovers from, use [`FakeServer::push_failure`] (nothing is rotated).
     pub fn reshape_next_success(
         &self,
         reshape: impl FnOnce(Map<String, Value>) -> Vec<u8> + Send + 'static,
