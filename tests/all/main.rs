@@ -26,6 +26,8 @@ mod faults;
 mod files;
 mod hostile;
 mod import;
+#[cfg(all(unix, feature = "cli"))]
+mod json_shapes;
 mod lease;
 mod locking;
 #[cfg(all(unix, feature = "cli"))]

@@ -41,17 +41,16 @@ pub fn token(g: &Global, rejected_on_stdin: bool) -> Outcome {
             };
             if g.json {
                 // One object: the usable token and the error that it was not saved.
-                outln!(
-                    "{}",
-                    json!({
-                        "access_token": session.access_token().secret(),
-                        "token_type": session.token_type(),
-                        "expires_at": session.expires_at().map(rfc3339),
-                        "refreshed": true,
-                        "saved": false,
-                        "error": crate::error_json(&e),
-                    })
-                )?;
+                let got = crate::obtain::Obtained {
+                    token: credlock::Secret::new(session.access_token().secret()),
+                    expires_at: session.expires_at(),
+                    stored: Some(crate::obtain::FromStore {
+                        token_type: session.token_type().to_owned(),
+                        refreshed: true,
+                        saved: false,
+                    }),
+                };
+                outln!("{}", got.json(Some(&e)))?;
                 return Err(Failure::Reported(e));
             }
             outln!("{}", session.access_token().secret())?;
@@ -60,16 +59,7 @@ pub fn token(g: &Global, rejected_on_stdin: bool) -> Outcome {
         Err(e) => return Err(e.into()),
     };
     if g.json {
-        outln!(
-            "{}",
-            json!({
-                "access_token": token.secret(),
-                "token_type": token.token_type(),
-                "expires_at": token.expires_at().map(rfc3339),
-                "refreshed": token.refreshed(),
-                "saved": true,
-            })
-        )?;
+        outln!("{}", crate::obtain::Obtained::from_store(&token).json(None))?;
     } else {
         outln!("{}", token.secret())?;
     }
@@ -92,7 +82,9 @@ pub fn status(g: &Global) -> Outcome {
                 Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
                 Err(past) => -i64::try_from(past.duration().as_secs()).unwrap_or(i64::MAX),
             });
-    let mut report = json!({
+    // The same keys with or without a session (docs/json.md): null where there is none.
+    let s = session.as_ref();
+    let report = json!({
         "present": session.is_some(),
         "store": store.path(),
         "lock_mode": lock.requested.name(),
@@ -100,24 +92,17 @@ pub fn status(g: &Global) -> Outcome {
         "lock_degraded": lock.degraded,
         "filesystem": lock.filesystem.kind.name(),
         "access_token_override": crate::obtain::override_active(),
+        "expires_at": s.and_then(Session::expires_at).map(rfc3339),
+        "seconds_left": seconds_left,
+        "expired": s.map(|_| seconds_left.is_some_and(|left| left <= 0)),
+        "fresh": s.map(|s| store.is_fresh(s)),
+        "has_refresh_token": s.map(|s| !s.refresh_token().secret().is_empty()),
+        "token_endpoint": s.map(|s| s.client().token_endpoint_for_display()),
+        "client_id": s.map(|s| s.client().client_id()),
+        "client_auth": s.map(|s| s.client().auth().method_name()),
+        "scope": s.and_then(Session::scope),
+        "file_mode": s.and(mode.as_deref()),
     });
-    if let Some(s) = &session {
-        let details = json!({
-            "expires_at": s.expires_at().map(rfc3339),
-            "seconds_left": seconds_left,
-            "expired": seconds_left.is_some_and(|left| left <= 0),
-            "fresh": store.is_fresh(s),
-            "has_refresh_token": !s.refresh_token().secret().is_empty(),
-            "token_endpoint": s.client().token_endpoint_for_display(),
-            "client_id": s.client().client_id(),
-            "client_auth": s.client().auth().method_name(),
-            "scope": s.scope(),
-            "file_mode": mode,
-        });
-        if let (Some(all), Some(more)) = (report.as_object_mut(), details.as_object()) {
-            all.extend(more.clone());
-        }
-    }
     let code = if session.is_some() { 0 } else { 3 };
     if g.json {
         outln!("{report}")?;

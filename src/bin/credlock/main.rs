@@ -60,7 +60,8 @@ struct Cli {
     /// Refresh a token this many seconds before it expires (capped at a quarter of its lifetime).
     #[arg(long, global = true, env = "CREDLOCK_MARGIN", default_value_t = 30)]
     margin: u64,
-    /// Structured output.
+    /// One JSON object on stdout, with stable keys (docs/json.md); a failure is an
+    /// `{"error": …}` object.
     #[arg(long, global = true)]
     json: bool,
     /// Also report the routine steps on stderr (refreshing, adopting another process's
