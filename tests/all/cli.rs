@@ -753,3 +753,116 @@ fn token_login_with_the_ci_override_starts_no_login() {
     }
     assert!(!store.exists());
 }
+
+/// `exec` without `--` before its command is a usage error whose text shows where the
+/// command goes (`credlock exec [OPTIONS] -- COMMAND ARGS…`), not only "unexpected argument".
+#[test]
+fn exec_without_the_double_dash_suggests_where_the_command_goes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("none.json");
+    for (args, command) in [
+        (&["exec", "sh", "-c", "true"][..], "sh"),
+        (&["exec", "--env", "TOKEN", "sh", "-c", "true"][..], "sh"),
+        (&["--json", "exec", "printenv"][..], "printenv"),
+    ] {
+        let out = run(credlock(&store, args));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("credlock exec [OPTIONS] -- COMMAND ARGS"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("credlock exec -- {command}")),
+            "{args:?}, names the fix with its command: {stderr}"
+        );
+    }
+    assert!(!store.exists());
+}
+
+/// Client authentication is one option with one name on `import` and `login`,
+/// `--client-auth` (basic, post or none), with `--auth` accepted as its alias on both; a
+/// `--client-secret-env` without it means basic on both (it used to be ignored by `import`).
+#[test]
+fn client_auth_and_auth_are_one_option_on_import_and_login() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let response =
+        br#"{"access_token":"a","refresh_token":"r","token_type":"Bearer","expires_in":3600}"#;
+    for (flags, expected) in [
+        (&["--client-auth", "post"][..], "client_secret_post"),
+        (&["--auth", "post"][..], "client_secret_post"),
+        (&[][..], "client_secret_basic"),
+        (&["--client-auth", "basic"][..], "client_secret_basic"),
+    ] {
+        let store = dir.path().join(format!("{}.json", flags.join("_")));
+        let mut import = credlock(
+            &store,
+            &[
+                "import",
+                "--token-endpoint",
+                "https://as.example/t",
+                "--client-id",
+                "c",
+                "--client-secret-env",
+                "CREDLOCK_TEST_CLIENT_SECRET",
+            ],
+        );
+        import
+            .args(flags)
+            .env("CREDLOCK_TEST_CLIENT_SECRET", "s3cret");
+        let out = run_with_stdin(import, response);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{flags:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let status = json(&run(credlock(&store, &["status", "--json"])));
+        assert_eq!(status["client_auth"], expected, "{flags:?}");
+    }
+    let store = dir.path().join("public.json");
+    let mut import = credlock(
+        &store,
+        &[
+            "import",
+            "--token-endpoint",
+            "https://as.example/t",
+            "--client-id",
+            "c",
+            "--auth",
+            "none",
+        ],
+    );
+    import.env_remove("CREDLOCK_TEST_CLIENT_SECRET");
+    assert_eq!(run_with_stdin(import, response).status.code(), Some(0));
+    let status = json(&run(credlock(&store, &["status", "--json"])));
+    assert_eq!(status["client_auth"], "none");
+
+    // login takes both names too: parsing passes, and the login stops at the secret missing
+    // from the environment (a usage error of credlock's, before anything is sent).
+    for name in ["--auth", "--client-auth"] {
+        let mut login = credlock(
+            &dir.path().join("login.json"),
+            &[
+                "login",
+                "--issuer",
+                "https://as.example",
+                "--client-id",
+                "c",
+                name,
+                "post",
+                "--client-secret-env",
+                "CREDLOCK_TEST_UNSET_SECRET",
+                "--paste",
+            ],
+        );
+        login.env_remove("CREDLOCK_TEST_UNSET_SECRET");
+        let out = run(login);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(
+            stderr.contains("CREDLOCK_TEST_UNSET_SECRET is not set"),
+            "{name}: {stderr}"
+        );
+    }
+}

@@ -174,9 +174,10 @@ pub struct ImportArgs {
     /// The OAuth client id.
     #[arg(long)]
     client_id: String,
-    /// Client authentication: basic (client_secret_basic), post (client_secret_post) or none.
-    #[arg(long, default_value = "none", value_parser = ["basic", "post", "none"])]
-    auth: String,
+    /// Client authentication: basic (client_secret_basic), post (client_secret_post) or none
+    /// [default: basic with --client-secret-env, else none]. `--auth` is an alias.
+    #[arg(long, alias = "auth", value_parser = ["basic", "post", "none"])]
+    client_auth: Option<String>,
     /// The environment variable that holds the client secret (never pass it on the command line).
     #[arg(long)]
     client_secret_env: Option<String>,
@@ -187,20 +188,33 @@ pub struct ImportArgs {
 
 /// `credlock import`
 pub fn import(g: &Global, args: &ImportArgs) -> Outcome {
+    // As at login: a client secret without a method is basic, and none without a secret.
+    let method = args
+        .client_auth
+        .as_deref()
+        .unwrap_or(if args.client_secret_env.is_some() {
+            "basic"
+        } else {
+            "none"
+        });
     let secret = || -> Result<Secret, Failure> {
         let var = args.client_secret_env.as_deref().ok_or_else(|| {
             Failure::Usage(format!(
-                "--auth {} needs --client-secret-env VAR",
-                args.auth
+                "--client-auth {method} needs --client-secret-env VAR"
             ))
         })?;
         std::env::var(var)
             .map(Secret::new)
             .map_err(|_| Failure::Usage(format!("the environment variable {var} is not set")))
     };
-    let auth = match args.auth.as_str() {
+    let auth = match method {
         "basic" => ClientAuth::Basic { secret: secret()? },
         "post" => ClientAuth::Post { secret: secret()? },
+        _ if args.client_secret_env.is_some() => {
+            return Err(Failure::Usage(
+                "--client-auth none is a public client: it takes no --client-secret-env".into(),
+            ));
+        }
         _ => ClientAuth::None,
     };
     // A bad endpoint is a usage error here, where it is typed, not at every refresh later.

@@ -23,8 +23,9 @@ pub struct LoginArgs {
     /// line). Without it the client is public.
     #[arg(long)]
     client_secret_env: Option<String>,
-    /// How a confidential client authenticates: basic (client_secret_basic) or post.
-    #[arg(long, default_value = "basic", value_parser = ["basic", "post"])]
+    /// How a confidential client authenticates: basic (client_secret_basic), post
+    /// (client_secret_post) or none (a public client). `--auth` is an alias.
+    #[arg(long, alias = "auth", default_value = "basic", value_parser = ["basic", "post", "none"])]
     client_auth: String,
     /// Scopes to request (repeatable, or space-separated). `offline_access` is added when
     /// the issuer advertises it.
@@ -109,6 +110,11 @@ impl LoginArgs {
         let Some(var) = &self.client_secret_env else {
             return Ok(ClientAuth::None);
         };
+        if self.client_auth == "none" {
+            return Err(Failure::Usage(
+                "--client-auth none is a public client: it takes no --client-secret-env".into(),
+            ));
+        }
         let secret = std::env::var(var)
             .map(Secret::new)
             .map_err(|_| Failure::Usage(format!("the environment variable {var} is not set")))?;
