@@ -66,7 +66,8 @@ struct Cli {
     json: bool,
     /// Also report the routine steps on stderr (refreshing, adopting another process's
     /// refresh, re-reads). Warnings are shown without it: a lock wait past about a second,
-    /// permissions tightened, a session deleted, an unexpired token handed out, degraded locks.
+    /// permissions tightened, a session deleted, an unexpired token handed out, guards that may
+    /// not exclude other machines (--lock off; advisory where locks do not cross machines).
     #[arg(short, long, global = true)]
     verbose: bool,
     #[command(subcommand)]
