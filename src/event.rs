@@ -68,12 +68,23 @@ pub enum Event {
         /// Why the refresh failed.
         reason: String,
     },
-    /// Protection is degraded: the filesystem refuses locks, or its locks may not reach
-    /// other machines (the lease then guards them, where the plan has one), or locks are off.
-    /// Reported once per store; `reason` says which.
+    /// Protection is degraded: locks are off, or an advisory lock alone is taken where it may
+    /// not reach other machines, so only the `invalid_grant` fallback stands between two
+    /// machines refreshing at once. Reported once per store; `reason` says which. (Where the
+    /// lease guards refreshes, [`Event::LeaseInForce`] is reported instead.)
     LocksUnavailable {
         /// The sidecar lock file.
         lock_path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The lease file guards refreshes, across machines: the filesystem's locks may not reach
+    /// other machines (or it refuses locks, in `auto` mode), or the lease was asked for.
+    /// Routine, not a warning: the lease relies only on the machines' clocks agreeing within
+    /// its time-to-live. Reported once per store; `reason` says why the lease is used.
+    LeaseInForce {
+        /// The lease file.
+        lease_path: PathBuf,
         /// Why.
         reason: String,
     },
@@ -138,6 +149,11 @@ impl std::fmt::Display for Event {
                 f,
                 "warning: the lock {} may not exclude every process sharing the session: {reason}",
                 lock_path.display()
+            ),
+            Event::LeaseInForce { lease_path, reason } => write!(
+                f,
+                "The lease {} guards refreshes: {reason}",
+                lease_path.display()
             ),
             Event::UnlockFailed { lock_path, reason } => write!(
                 f,

@@ -90,7 +90,9 @@
 //! Advisory locks on NFS without a lock manager (`nolock`, `local_lock=`), SMB and most FUSE
 //! filesystems do not exclude other machines. credlock detects those ([`filesystem`]) and, in
 //! the default [`LockMode::Auto`], adds a lease file that works across machines
-//! ([`LockPlan`], `docs/filesystems.md`), and says so once ([`Event::LocksUnavailable`]).
+//! ([`LockPlan`], `docs/filesystems.md`), and says so once ([`Event::LeaseInForce`], routine:
+//! the lease is a full guard). Only an advisory lock forced there, or no locks at all, is
+//! degraded ([`Event::LocksUnavailable`], a warning).
 //!
 //! ## Limitations
 //! - The lease relies on clocks agreeing within its time-to-live (120 s by default) and on a

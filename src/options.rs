@@ -12,7 +12,7 @@ use crate::filesystem::FsKind;
 pub enum LockMode {
     /// The advisory lock on a local filesystem. Where locks do not reach other machines
     /// (NFS without a lock manager, SMB, FUSE, …) or the filesystem refuses them, the lease
-    /// file as well (or instead), said once ([`crate::Event::LocksUnavailable`]). The
+    /// file as well (or instead), said once ([`crate::Event::LeaseInForce`]). The
     /// `invalid_grant` fallback is always the last line. See [`crate::LockPlan`].
     #[default]
     Auto,

@@ -36,6 +36,10 @@ impl Guards {
     }
 }
 
+/// What the lease relies on, said wherever it is in force.
+pub(crate) const LEASE_RELIES_ON: &str =
+    "the lease relies on the machines' clocks agreeing within its time-to-live (120 s by default)";
+
 /// The protection in effect for a store: the guards, and the reason for them beside them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -46,9 +50,12 @@ pub struct LockPlan {
     pub filesystem: Detected,
     /// The guards taken.
     pub guards: Guards,
-    /// Whether the OS lock does not (or may not) reach every process sharing the file, so that
-    /// other machines are guarded only by the lease (if [`Guards::lease`]) and the
-    /// `invalid_grant` fallback.
+    /// Whether the guards may not exclude every process sharing the file: locks are off, or
+    /// an advisory lock alone is taken where it may not reach other machines, so that only
+    /// the `invalid_grant` fallback stands between two machines refreshing at once. A plan
+    /// with the lease in force ([`Guards::lease`]) is not degraded: the lease reaches every
+    /// machine, relying on their clocks agreeing within its time-to-live
+    /// (`docs/filesystems.md`).
     pub degraded: bool,
     /// Why, in a sentence.
     pub reason: String,
@@ -76,11 +83,11 @@ impl LockPlan {
         let reliable = filesystem.kind.locks_are_reliable();
         let (guards, degraded, reason) = match mode {
             LockMode::Off => (Guards::None, true, "locks are off: concurrent refreshes are resolved only by the invalid_grant fallback".to_owned()),
-            LockMode::Lease => (Guards::LeaseOnly, !reliable, format!("lease file on a {fs} filesystem, plus the invalid_grant fallback")),
+            LockMode::Lease => (Guards::LeaseOnly, false, format!("lease file on a {fs} filesystem, plus the invalid_grant fallback; {LEASE_RELIES_ON}")),
             LockMode::Advisory if reliable => (Guards::Advisory, false, format!("advisory lock on a {fs} filesystem")),
             LockMode::Advisory => (Guards::Advisory, true, format!("advisory lock forced on a {fs} filesystem, whose locks may not reach other machines")),
             LockMode::Auto if reliable => (Guards::Advisory, false, format!("advisory lock: the {fs} filesystem's locks are reliable")),
-            LockMode::Auto => (Guards::AdvisoryThenLease, true, format!("locks on a {fs} filesystem may not reach other machines: advisory lock, then a lease file, plus the invalid_grant fallback with longer polling")),
+            LockMode::Auto => (Guards::AdvisoryThenLease, false, format!("locks on a {fs} filesystem may not reach other machines: advisory lock, then a lease file, plus the invalid_grant fallback with longer polling; {LEASE_RELIES_ON}")),
         };
         LockPlan {
             requested: mode,
@@ -91,7 +98,8 @@ impl LockPlan {
         }
     }
 
-    /// One line: `auto: advisory lock (…)`.
+    /// One line: `auto: advisory lock (…)`, and `[degraded: …]` where the guards may not
+    /// exclude every process.
     #[must_use]
     pub fn summary(&self) -> String {
         format!(
@@ -99,7 +107,7 @@ impl LockPlan {
             self.requested.name(),
             self.reason,
             if self.degraded {
-                " [degraded: other machines are not excluded by the OS lock]"
+                " [degraded: other machines are not excluded]"
             } else {
                 ""
             }
@@ -132,11 +140,16 @@ mod tests {
     fn each_mode_and_filesystem_gets_its_guards() {
         let cases = [
             (LockMode::Auto, FsKind::Local, Guards::Advisory, false),
-            (LockMode::Auto, FsKind::Smb, Guards::AdvisoryThenLease, true),
+            (
+                LockMode::Auto,
+                FsKind::Smb,
+                Guards::AdvisoryThenLease,
+                false,
+            ),
             (LockMode::Advisory, FsKind::Local, Guards::Advisory, false),
             (LockMode::Advisory, FsKind::Smb, Guards::Advisory, true),
             (LockMode::Lease, FsKind::Local, Guards::LeaseOnly, false),
-            (LockMode::Lease, FsKind::Smb, Guards::LeaseOnly, true),
+            (LockMode::Lease, FsKind::Smb, Guards::LeaseOnly, false),
             (LockMode::Off, FsKind::Local, Guards::None, true),
         ];
         for (mode, kind, guards, degraded) in cases {

@@ -2,6 +2,11 @@
 //! protocol of docker-credential-helpers) that answers credlock's access token, for
 //! registries that accept an OAuth access token as the password.
 //!
+//! Run under the name `docker-credential-credlock-NAME` (a symlink or a copy; docker runs it
+//! for a `credHelpers` value `credlock-NAME`), it answers from the profile NAME: two
+//! registries with two accounts need no wrapper scripts. The name wins over
+//! `CREDLOCK_PROFILE` and `CREDLOCK_STORE`; NAME must be a valid profile name.
+//!
 //! Configuration, all from the environment (docker passes its own to the helper):
 //! `CREDLOCK_STORE` or `CREDLOCK_PROFILE` select the session, and `CREDLOCK_LOCK` and
 //! `CREDLOCK_MARGIN` tune it, as for `credlock`;
@@ -17,7 +22,7 @@
 #![forbid(unsafe_code)]
 
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use serde_json::json;
@@ -126,10 +131,39 @@ fn get(server_url: &str) -> Result<String, String> {
     Ok(json!({"ServerURL": server_url, "Username": username(), "Secret": token}).to_string())
 }
 
+/// What the helper's own name puts before a profile name.
+const NAMED_PREFIX: &str = "docker-credential-credlock-";
+
+/// The profile the program's name selects: `docker-credential-credlock-NAME` is profile NAME
+/// (checked by the library's profile-name rule), any other name none.
+fn profile_from_program_name() -> Result<Option<String>, String> {
+    let Some(arg0) = std::env::args_os().next() else {
+        return Ok(None);
+    };
+    let file_name = Path::new(&arg0)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let name = file_name.strip_suffix(".exe").unwrap_or(&file_name);
+    let Some(profile) = name.strip_prefix(NAMED_PREFIX) else {
+        return Ok(None);
+    };
+    credlock::validate_profile_name(profile).map_err(|e| {
+        format!("credlock: the helper's name {name:?} selects the profile {profile:?}, which is not a profile name: {e}; rename the link to {NAMED_PREFIX}PROFILE")
+    })?;
+    Ok(Some(profile.to_owned()))
+}
+
 fn store() -> Result<credlock::Store, String> {
-    let path = match std::env::var_os("CREDLOCK_STORE").filter(|s| !s.is_empty()) {
-        Some(p) => PathBuf::from(p),
-        None => {
+    let named = profile_from_program_name()?;
+    let path = match (
+        named,
+        std::env::var_os("CREDLOCK_STORE").filter(|s| !s.is_empty()),
+    ) {
+        (Some(profile), _) => credlock::default_session_path("credlock", Some(&profile))
+            .map_err(|e| format!("credlock: {e}"))?,
+        (None, Some(p)) => PathBuf::from(p),
+        (None, None) => {
             let profile = var("CREDLOCK_PROFILE");
             credlock::default_session_path("credlock", profile.as_deref())
                 .map_err(|e| format!("credlock: {e}"))?

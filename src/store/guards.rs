@@ -55,6 +55,8 @@ impl Store {
         let plan = self.lock_plan();
         if plan.degraded {
             self.say_once(&plan.reason);
+        } else if plan.guards.lease() {
+            self.say_lease_once(&plan.reason);
         }
         let mut use_lease = plan.guards.lease();
         let lock = if plan.guards.advisory() {
@@ -73,8 +75,9 @@ impl Store {
                 Ok(Acquired::Resolved(r)) => return Ok(Acquired::Resolved(r)),
                 // The filesystem refuses locks: in auto mode, the lease takes over.
                 Err(LockFailure::Unsupported(e)) if plan.requested == LockMode::Auto => {
-                    self.say_once(&format!(
-                        "the filesystem refuses locks ({e}); using the lease file instead"
+                    self.say_lease_once(&format!(
+                        "the filesystem refuses locks ({e}), so the lease file is used instead; {}",
+                        crate::plan::LEASE_RELIES_ON
                     ));
                     use_lease = true;
                     None
@@ -150,6 +153,16 @@ impl Store {
             }
             Ok(Acquired::Resolved(never)) => match never {},
             Err(failure) => Err(self.lock_error(failure)),
+        }
+    }
+
+    /// Reports the lease in force once per store (routine, where a degraded plan warns).
+    fn say_lease_once(&self, reason: &str) {
+        if !self.told_locks_unavailable.swap(true, Ordering::Relaxed) {
+            self.emit(Event::LeaseInForce {
+                lease_path: self.lease_path.clone(),
+                reason: reason.to_owned(),
+            });
         }
     }
 

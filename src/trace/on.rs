@@ -184,6 +184,9 @@ pub(crate) fn event(event: &Event) {
         Event::LocksUnavailable { lock_path, reason } => {
             ("locks_unavailable", lock_path, Some(reason.as_str()))
         }
+        Event::LeaseInForce { lease_path, reason } => {
+            ("lease_in_force", lease_path, Some(reason.as_str()))
+        }
         Event::UnlockFailed { lock_path, reason } => {
             ("unlock_failed", lock_path, Some(reason.as_str()))
         }
@@ -212,7 +215,9 @@ pub(crate) fn event(event: &Event) {
         | Event::Refreshing { .. }
         | Event::AdoptedNewerSession { .. }
         | Event::RetryingTornRead { .. } => emit!(tracing::Level::DEBUG),
-        Event::Refreshed { .. } | Event::StillWaitingForLock { .. } => {
+        Event::Refreshed { .. }
+        | Event::StillWaitingForLock { .. }
+        | Event::LeaseInForce { .. } => {
             emit!(tracing::Level::INFO)
         }
         Event::DeletedStaleSession { .. }

@@ -133,6 +133,14 @@ fn every_event_has_the_level_and_fields_of_the_documented_table() {
             "locks_unavailable",
         ),
         (
+            Event::LeaseInForce {
+                lease_path: p(),
+                reason: reason(),
+            },
+            Level::INFO,
+            "lease_in_force",
+        ),
+        (
             Event::UnlockFailed {
                 lock_path: p(),
                 reason: reason(),
@@ -153,6 +161,7 @@ fn every_event_has_the_level_and_fields_of_the_documented_table() {
             e,
             Event::UsingUnexpiredToken { .. }
                 | Event::LocksUnavailable { .. }
+                | Event::LeaseInForce { .. }
                 | Event::UnlockFailed { .. }
         );
         assert_eq!(

@@ -376,7 +376,7 @@ fn on_a_filesystem_whose_locks_do_not_cross_machines_auto_adds_the_lease_and_say
     let s = json(&run(status));
     assert_eq!(s["filesystem"], "nfs-nolock");
     assert_eq!(s["lock_mode"], "auto", "{s}");
-    assert_eq!(s["lock_degraded"], true, "{s}");
+    assert_eq!(s["lock_degraded"], false, "the lease guards it: {s}");
     let reason = s["lock_reason"].as_str().expect("reason");
     assert!(reason.contains("lease"), "{reason}");
 
@@ -409,6 +409,103 @@ fn on_a_filesystem_whose_locks_do_not_cross_machines_auto_adds_the_lease_and_say
         (Some(1), Some(0)),
         "{r}"
     );
+}
+
+/// Where the lease is in force (`auto` on a filesystem whose locks stay on one machine, or
+/// `--lock lease` anywhere), a refresh is guarded across machines: it says nothing on stderr
+/// without `-v` (a kubectl plugin or git helper would put it in the user's terminal), `-v`
+/// names the lease, and `status`/`doctor` call the protection healthy, with what it relies
+/// on (clocks within the lease's tolerance).
+#[test]
+fn a_refresh_guarded_by_the_lease_is_silent_without_verbose_and_doctor_calls_it_ok() {
+    for (mode, kind) in [
+        ("auto", "nfs-nolock"),
+        ("auto", "smb"),
+        ("auto", "fuse"),
+        ("lease", "nfs-nolock"),
+        ("lease", "local"),
+    ] {
+        for verbose in [false, true] {
+            let fake = FakeServer::builder().build();
+            let http = HttpServer::start(fake.clone()).expect("server");
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = dir.path().join("session.json");
+            let session = fake
+                .seed_session(&http.token_endpoint())
+                .expect("seed")
+                .with_expires_at(std::time::SystemTime::now());
+            Store::new(&store).save(&session).expect("save");
+            let mut args = vec!["--lock", mode, "token"];
+            if verbose {
+                args.push("-v");
+            }
+            let mut cmd = credlock(&store, &args);
+            cmd.env("CREDLOCK_FS_KIND", kind)
+                .env_remove("CREDLOCK_ACCESS_TOKEN");
+            let out = run(cmd);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(0), "{mode} on {kind}: {stderr}");
+            assert_eq!(fake.counters().refresh_requests, 1, "{mode} on {kind}");
+            if verbose {
+                assert!(
+                    stderr.contains("lease") && !stderr.contains("warning"),
+                    "{mode} on {kind}, -v names the lease: {stderr}"
+                );
+            } else {
+                assert_eq!(stderr, "", "{mode} on {kind}: nothing on stderr");
+            }
+        }
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = dir.path().join("session.json");
+        let mut status = credlock(&store, &["--lock", mode, "status", "--json"]);
+        status.env("CREDLOCK_FS_KIND", kind);
+        let s = json(&run(status));
+        assert_eq!(s["lock_degraded"], false, "{mode} on {kind}: {s}");
+        let mut doctor = credlock(&store, &["--lock", mode, "doctor", "--json"]);
+        doctor.env("CREDLOCK_FS_KIND", kind);
+        let d = json(&run(doctor));
+        let fs = d["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["check"] == "filesystem"))
+            .unwrap_or_else(|| panic!("a filesystem check: {d}"));
+        assert_eq!(fs["level"], "ok", "{mode} on {kind}: {fs}");
+        let detail = fs["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains("lease") && detail.contains("clock"),
+            "{mode} on {kind}, says what the lease relies on: {detail}"
+        );
+        assert!(!detail.contains("degraded"), "{detail}");
+    }
+}
+
+/// Locks off, or an advisory lock alone where locks do not cross machines, really can let two
+/// machines refresh at once: `doctor` warns, and says what to do.
+#[test]
+fn doctor_warns_where_no_guard_reaches_other_machines_and_names_the_fix() {
+    for (mode, kind) in [("advisory", "nfs-nolock"), ("off", "local")] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = dir.path().join("session.json");
+        let mut status = credlock(&store, &["--lock", mode, "status", "--json"]);
+        status.env("CREDLOCK_FS_KIND", kind);
+        assert_eq!(
+            json(&run(status))["lock_degraded"],
+            true,
+            "{mode} on {kind}"
+        );
+        let mut doctor = credlock(&store, &["--lock", mode, "doctor", "--json"]);
+        doctor.env("CREDLOCK_FS_KIND", kind);
+        let d = json(&run(doctor));
+        let fs = d["checks"]
+            .as_array()
+            .and_then(|c| c.iter().find(|c| c["check"] == "filesystem"))
+            .unwrap_or_else(|| panic!("a filesystem check: {d}"));
+        assert_eq!(fs["level"], "warn", "{mode} on {kind}: {fs}");
+        let detail = fs["detail"].as_str().unwrap_or_default();
+        assert!(
+            detail.contains("--lock auto") || detail.contains("--lock lease"),
+            "{mode} on {kind}, names the fix: {detail}"
+        );
+    }
 }
 
 #[test]
@@ -660,4 +757,117 @@ fn token_login_with_the_ci_override_starts_no_login() {
         );
     }
     assert!(!store.exists());
+}
+
+/// `exec` without `--` before its command is a usage error whose text shows where the
+/// command goes (`credlock exec [OPTIONS] -- COMMAND ARGS…`), not only "unexpected argument".
+#[test]
+fn exec_without_the_double_dash_suggests_where_the_command_goes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("none.json");
+    for (args, command) in [
+        (&["exec", "sh", "-c", "true"][..], "sh"),
+        (&["exec", "--env", "TOKEN", "sh", "-c", "true"][..], "sh"),
+        (&["--json", "exec", "printenv"][..], "printenv"),
+    ] {
+        let out = run(credlock(&store, args));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("credlock exec [OPTIONS] -- COMMAND ARGS"),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains(&format!("credlock exec -- {command}")),
+            "{args:?}, names the fix with its command: {stderr}"
+        );
+    }
+    assert!(!store.exists());
+}
+
+/// Client authentication is one option with one name on `import` and `login`,
+/// `--client-auth` (basic, post or none), with `--auth` accepted as its alias on both; a
+/// `--client-secret-env` without it means basic on both (it used to be ignored by `import`).
+#[test]
+fn client_auth_and_auth_are_one_option_on_import_and_login() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let response =
+        br#"{"access_token":"a","refresh_token":"r","token_type":"Bearer","expires_in":3600}"#;
+    for (flags, expected) in [
+        (&["--client-auth", "post"][..], "client_secret_post"),
+        (&["--auth", "post"][..], "client_secret_post"),
+        (&[][..], "client_secret_basic"),
+        (&["--client-auth", "basic"][..], "client_secret_basic"),
+    ] {
+        let store = dir.path().join(format!("{}.json", flags.join("_")));
+        let mut import = credlock(
+            &store,
+            &[
+                "import",
+                "--token-endpoint",
+                "https://as.example/t",
+                "--client-id",
+                "c",
+                "--client-secret-env",
+                "CREDLOCK_TEST_CLIENT_SECRET",
+            ],
+        );
+        import
+            .args(flags)
+            .env("CREDLOCK_TEST_CLIENT_SECRET", "s3cret");
+        let out = run_with_stdin(import, response);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{flags:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let status = json(&run(credlock(&store, &["status", "--json"])));
+        assert_eq!(status["client_auth"], expected, "{flags:?}");
+    }
+    let store = dir.path().join("public.json");
+    let mut import = credlock(
+        &store,
+        &[
+            "import",
+            "--token-endpoint",
+            "https://as.example/t",
+            "--client-id",
+            "c",
+            "--auth",
+            "none",
+        ],
+    );
+    import.env_remove("CREDLOCK_TEST_CLIENT_SECRET");
+    assert_eq!(run_with_stdin(import, response).status.code(), Some(0));
+    let status = json(&run(credlock(&store, &["status", "--json"])));
+    assert_eq!(status["client_auth"], "none");
+
+    // login takes both names too: parsing passes, and the login stops at the secret missing
+    // from the environment (a usage error of credlock's, before anything is sent).
+    for name in ["--auth", "--client-auth"] {
+        let mut login = credlock(
+            &dir.path().join("login.json"),
+            &[
+                "login",
+                "--issuer",
+                "https://as.example",
+                "--client-id",
+                "c",
+                name,
+                "post",
+                "--client-secret-env",
+                "CREDLOCK_TEST_UNSET_SECRET",
+                "--paste",
+            ],
+        );
+        login.env_remove("CREDLOCK_TEST_UNSET_SECRET");
+        let out = run(login);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}: {stderr}");
+        assert!(
+            stderr.contains("CREDLOCK_TEST_UNSET_SECRET is not set"),
+            "{name}: {stderr}"
+        );
+    }
 }

@@ -30,6 +30,8 @@ mod import;
 mod keychain;
 #[cfg(all(windows, feature = "cli"))]
 mod keychain_windows;
+#[cfg(all(unix, feature = "cli"))]
+mod json_shapes;
 mod lease;
 mod locking;
 #[cfg(all(unix, feature = "cli"))]

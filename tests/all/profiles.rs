@@ -69,7 +69,9 @@ fn profiles_lists_every_profile_with_its_state_and_no_secret() {
     let out = run_with_stdin(credlock_in(home.path(), &["profiles", "--json"]), b"");
     assert!(out.status.success(), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
-    let rows = v.as_array().expect("an array");
+    let rows = v["profiles"]
+        .as_array()
+        .expect("an object with the profiles");
     assert_eq!(rows.len(), 2, "{v}");
     assert_eq!(rows[0]["profile"], "default");
     assert_eq!(rows[0]["state"], "fresh");

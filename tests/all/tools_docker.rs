@@ -257,3 +257,143 @@ fn the_docker_helper_treats_empty_credlock_variables_as_unset() {
         text(&out.stdout)
     );
 }
+
+/// A temporary `bin` directory with `docker-credential-credlock-NAME` symlinks to the helper,
+/// one per name.
+fn helper_links(dir: &Path, names: &[&str]) -> std::path::PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    for name in names {
+        std::os::unix::fs::symlink(
+            HELPER,
+            bin.join(format!("docker-credential-credlock-{name}")),
+        )
+        .expect("symlink");
+    }
+    bin
+}
+
+/// `docker-credential-credlock-NAME` (a symlink or copy of the helper) selects profile NAME,
+/// over `CREDLOCK_PROFILE` and `CREDLOCK_STORE`: docker's `credHelpers` value `credlock-NAME`
+/// runs it, so two registries with two accounts need no wrapper scripts. A name that is not
+/// a valid profile name is refused and reads nothing.
+#[test]
+fn a_helper_named_docker_credential_credlock_name_answers_profile_names_token() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let path = |p| {
+        credlock::session_path_in(&home.path().join("config"), "credlock", Some(p)).expect("path")
+    };
+    let (_fw, _hw, work) = crate::tools_support::seed_at(&path("work"), false);
+    let (_fp, _hp, personal) = crate::tools_support::seed_at(&path("personal"), false);
+    assert_ne!(work.access_token(), personal.access_token());
+    let bin = helper_links(home.path(), &["work", "personal", ".hidden"]);
+    let other = tempfile::tempdir().expect("tempdir");
+    for (name, session) in [("work", &work), ("personal", &personal)] {
+        let mut get = Command::new(bin.join(format!("docker-credential-credlock-{name}")));
+        get.arg("get")
+            .env("HOME", home.path())
+            .env("XDG_CONFIG_HOME", home.path().join("config"))
+            .env("CREDLOCK_DOCKER_REGISTRIES", "registry.example.com")
+            // Both lose to the program's name.
+            .env("CREDLOCK_PROFILE", "elsewhere")
+            .env("CREDLOCK_STORE", other.path().join("session.json"))
+            .env_remove("CREDLOCK_ACCESS_TOKEN");
+        let out = run_with_stdin(get, b"registry.example.com");
+        assert!(out.status.success(), "{name}: {}", text(&out.stdout));
+        assert_eq!(
+            json(&out)["Secret"],
+            session.access_token().secret(),
+            "{name}"
+        );
+    }
+    let mut bad = Command::new(bin.join("docker-credential-credlock-.hidden"));
+    bad.arg("get")
+        .env("HOME", home.path())
+        .env("XDG_CONFIG_HOME", home.path().join("config"))
+        .env("CREDLOCK_DOCKER_REGISTRIES", "registry.example.com")
+        .env_remove("CREDLOCK_ACCESS_TOKEN");
+    let out = run_with_stdin(bad, b"registry.example.com");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stdout).contains(".hidden") && text(&out.stdout).contains("profile"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!text(&out.stdout).contains(work.access_token().secret()));
+}
+
+/// The real docker CLI with `credHelpers` naming `credlock-work` for one registry and
+/// `credlock-personal` for another sends each registry its own profile's token.
+#[test]
+fn the_docker_cli_sends_each_registry_the_token_of_the_profile_its_helper_name_selects() {
+    require("docker", "docker.io (only the CLI is used; no daemon)");
+    let home = tempfile::tempdir().expect("tempdir");
+    let path = |p| {
+        credlock::session_path_in(&home.path().join("config"), "credlock", Some(p)).expect("path")
+    };
+    let (_fw, _hw, work) = crate::tools_support::seed_at(&path("work"), false);
+    let (_fp, _hp, personal) = crate::tools_support::seed_at(&path("personal"), false);
+    assert_ne!(work.access_token(), personal.access_token());
+    let bin = helper_links(home.path(), &["work", "personal"]);
+    let work_dir = home.path().join("work-registry");
+    let personal_dir = home.path().join("personal-registry");
+    std::fs::create_dir_all(&work_dir).expect("mkdir");
+    std::fs::create_dir_all(&personal_dir).expect("mkdir");
+    let work_stub = Stub::start(&work_dir, "registry", true, None);
+    let personal_stub = Stub::start(&personal_dir, "registry", true, None);
+    let work_registry = format!("127.0.0.1:{}", work_stub.port);
+    let personal_registry = format!("127.0.0.1:{}", personal_stub.port);
+    let config = home.path().join("docker");
+    std::fs::create_dir_all(&config).expect("mkdir");
+    std::fs::write(
+        config.join("config.json"),
+        serde_json::json!({"credHelpers": {
+            &work_registry: "credlock-work",
+            &personal_registry: "credlock-personal",
+        }})
+        .to_string(),
+    )
+    .expect("docker config");
+    let path_var = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    for registry in [&work_registry, &personal_registry] {
+        let mut docker = Command::new("docker");
+        docker
+            .args(["manifest", "inspect", "--insecure"])
+            .arg(format!("{registry}/team/app:1.0"))
+            .env("DOCKER_CONFIG", &config)
+            .env("PATH", &path_var)
+            .env("HOME", home.path())
+            .env("XDG_CONFIG_HOME", home.path().join("config"))
+            .env(
+                "CREDLOCK_DOCKER_REGISTRIES",
+                format!("{work_registry},{personal_registry}"),
+            )
+            .env_remove("CREDLOCK_STORE")
+            .env_remove("CREDLOCK_PROFILE")
+            .env_remove("CREDLOCK_ACCESS_TOKEN")
+            .env_remove("DOCKER_HOST");
+        let out = run_with_stdin(docker, b"");
+        assert!(out.status.success(), "{registry}: {}", text(&out.stderr));
+    }
+    let sent = |stub: &Stub| {
+        let tokens = stub.tokens();
+        assert!(!tokens.is_empty(), "docker sent no credentials");
+        tokens
+    };
+    assert!(
+        sent(&work_stub)
+            .iter()
+            .all(|t| t == work.access_token().secret()),
+        "the work registry got the work token"
+    );
+    assert!(
+        sent(&personal_stub)
+            .iter()
+            .all(|t| t == personal.access_token().secret()),
+        "the personal registry got the personal token"
+    );
+}

@@ -44,17 +44,16 @@ pub fn token(g: &Global, rejected_on_stdin: bool) -> Outcome {
             };
             if g.json {
                 // One object: the usable token and the error that it was not saved.
-                outln!(
-                    "{}",
-                    json!({
-                        "access_token": session.access_token().secret(),
-                        "token_type": session.token_type(),
-                        "expires_at": session.expires_at().map(rfc3339),
-                        "refreshed": true,
-                        "saved": false,
-                        "error": crate::error_json(&e),
-                    })
-                )?;
+                let got = crate::obtain::Obtained {
+                    token: credlock::Secret::new(session.access_token().secret()),
+                    expires_at: session.expires_at(),
+                    stored: Some(crate::obtain::FromStore {
+                        token_type: session.token_type().to_owned(),
+                        refreshed: true,
+                        saved: false,
+                    }),
+                };
+                outln!("{}", got.json(Some(&e)))?;
                 return Err(Failure::Reported(e));
             }
             outln!("{}", session.access_token().secret())?;
@@ -63,16 +62,7 @@ pub fn token(g: &Global, rejected_on_stdin: bool) -> Outcome {
         Err(e) => return Err(e.into()),
     };
     if g.json {
-        outln!(
-            "{}",
-            json!({
-                "access_token": token.secret(),
-                "token_type": token.token_type(),
-                "expires_at": token.expires_at().map(rfc3339),
-                "refreshed": token.refreshed(),
-                "saved": true,
-            })
-        )?;
+        outln!("{}", crate::obtain::Obtained::from_store(&token).json(None))?;
     } else {
         outln!("{}", token.secret())?;
     }
@@ -96,7 +86,9 @@ pub fn status(g: &Global) -> Outcome {
                 Ok(d) => i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
                 Err(past) => -i64::try_from(past.duration().as_secs()).unwrap_or(i64::MAX),
             });
-    let mut report = json!({
+    // The same keys with or without a session (docs/json.md): null where there is none.
+    let s = session.as_ref();
+    let report = json!({
         "present": session.is_some(),
         "store": store.path(),
         "lock_mode": lock.requested.name(),
@@ -104,25 +96,18 @@ pub fn status(g: &Global) -> Outcome {
         "lock_degraded": lock.degraded,
         "filesystem": lock.filesystem.kind.name(),
         "access_token_override": crate::obtain::override_active(),
+        "expires_at": s.and_then(Session::expires_at).map(rfc3339),
+        "seconds_left": seconds_left,
+        "expired": s.map(|_| seconds_left.is_some_and(|left| left <= 0)),
+        "fresh": s.map(|s| store.is_fresh(s)),
+        "has_refresh_token": s.map(|s| !s.refresh_token().secret().is_empty()),
+        "token_endpoint": s.map(|s| s.client().token_endpoint_for_display()),
+        "client_id": s.map(|s| s.client().client_id()),
+        "client_auth": s.map(|s| s.client().auth().method_name()),
+        "scope": s.and_then(Session::scope),
+        "file_mode": s.and(mode.as_deref()),
+        "protection": s.and(protection.as_ref()).map(ToString::to_string),
     });
-    if let Some(s) = &session {
-        let details = json!({
-            "expires_at": s.expires_at().map(rfc3339),
-            "seconds_left": seconds_left,
-            "expired": seconds_left.is_some_and(|left| left <= 0),
-            "fresh": store.is_fresh(s),
-            "has_refresh_token": !s.refresh_token().secret().is_empty(),
-            "token_endpoint": s.client().token_endpoint_for_display(),
-            "client_id": s.client().client_id(),
-            "client_auth": s.client().auth().method_name(),
-            "scope": s.scope(),
-            "file_mode": mode,
-            "protection": protection.as_ref().map(ToString::to_string),
-        });
-        if let (Some(all), Some(more)) = (report.as_object_mut(), details.as_object()) {
-            all.extend(more.clone());
-        }
-    }
     let code = if session.is_some() { 0 } else { 3 };
     if g.json {
         outln!("{report}")?;
@@ -197,9 +182,10 @@ pub struct ImportArgs {
     /// The OAuth client id.
     #[arg(long)]
     client_id: String,
-    /// Client authentication: basic (client_secret_basic), post (client_secret_post) or none.
-    #[arg(long, default_value = "none", value_parser = ["basic", "post", "none"])]
-    auth: String,
+    /// Client authentication: basic (client_secret_basic), post (client_secret_post) or none
+    /// [default: basic with --client-secret-env, else none]. `--auth` is an alias.
+    #[arg(long, alias = "auth", value_parser = ["basic", "post", "none"])]
+    client_auth: Option<String>,
     /// The environment variable that holds the client secret (never pass it on the command line).
     #[arg(long)]
     client_secret_env: Option<String>,
@@ -214,20 +200,33 @@ pub struct ImportArgs {
 
 /// `credlock import`
 pub fn import(g: &Global, args: &ImportArgs) -> Outcome {
+    // As at login: a client secret without a method is basic, and none without a secret.
+    let method = args
+        .client_auth
+        .as_deref()
+        .unwrap_or(if args.client_secret_env.is_some() {
+            "basic"
+        } else {
+            "none"
+        });
     let secret = || -> Result<Secret, Failure> {
         let var = args.client_secret_env.as_deref().ok_or_else(|| {
             Failure::Usage(format!(
-                "--auth {} needs --client-secret-env VAR",
-                args.auth
+                "--client-auth {method} needs --client-secret-env VAR"
             ))
         })?;
         std::env::var(var)
             .map(Secret::new)
             .map_err(|_| Failure::Usage(format!("the environment variable {var} is not set")))
     };
-    let auth = match args.auth.as_str() {
+    let auth = match method {
         "basic" => ClientAuth::Basic { secret: secret()? },
         "post" => ClientAuth::Post { secret: secret()? },
+        _ if args.client_secret_env.is_some() => {
+            return Err(Failure::Usage(
+                "--client-auth none is a public client: it takes no --client-secret-env".into(),
+            ));
+        }
         _ => ClientAuth::None,
     };
     // A bad endpoint is a usage error here, where it is typed, not at every refresh later.

@@ -129,13 +129,20 @@ pub fn run(g: &Global) -> Outcome {
         }
     }
 
+    // The lease in force is healthy (the plan's reason says what it relies on); only guards
+    // that may let two machines refresh at once warn, with the way out.
     let plan = store.lock_plan();
-    let fs_line = format!(
+    let mut fs_line = format!(
         "{} ({}); {}",
         plan.filesystem.kind.name(),
         plan.filesystem.evidence,
         plan.summary()
     );
+    if plan.degraded {
+        fs_line.push_str(
+            "; to guard every machine sharing the session, use --lock auto (it adds the lease where locks do not reach other machines) or --lock lease",
+        );
+    }
     checks.push((
         "filesystem",
         if plan.degraded {

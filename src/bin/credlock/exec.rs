@@ -52,14 +52,21 @@ pub fn run(g: &Global, args: &ExecArgs) -> Outcome {
         Ok(code) => return Ok(code),
         Err(e) => e,
     };
-    eprintln!(
-        "credlock: error: could not run {}: {error}",
-        program.to_string_lossy()
-    );
-    Ok(match error.kind() {
-        std::io::ErrorKind::NotFound => NOT_FOUND,
-        _ => NOT_EXECUTABLE,
-    })
+    let message = format!("could not run {}: {error}", program.to_string_lossy());
+    eprintln!("credlock: error: {message}");
+    let (kind, code) = match error.kind() {
+        std::io::ErrorKind::NotFound => ("command_not_found", NOT_FOUND),
+        _ => ("command_not_runnable", NOT_EXECUTABLE),
+    };
+    if g.json {
+        // The command never ran, so stdout is still credlock's: one error object, as for
+        // every other failure with --json.
+        outln!(
+            "{}",
+            serde_json::json!({ "error": crate::plain_error_json(kind, &message, code) })
+        )?;
+    }
+    Ok(code)
 }
 
 /// On Unix the process becomes CMD (`execvp`): signals, the exit status and the process id

@@ -78,18 +78,27 @@ pub fn token(g: &Global, rejected_on_stdin: bool, args: &TokenArgs) -> Outcome {
             ));
         }
         let t = g.store().access_token_after_rejection(rejected)?;
-        Obtained {
-            token: credlock::Secret::new(t.secret()),
-            expires_at: t.expires_at(),
-        }
+        Obtained::from_store(&t)
     } else {
         obtain::token(g, min_valid)?
     };
-    deliver(g, args, &got)
+    deliver(g, args, &got, None)
+}
+
+/// Whether [`deliver`] puts `--json` output of credlock's own (`docs/json.md`) on stdout,
+/// where an `error` reported with it belongs.
+pub fn delivers_json(g: &Global, args: &TokenArgs) -> bool {
+    g.json && (args.out.is_some() || args.format == Format::Plain)
 }
 
 /// Hands `got` over as `args` ask: to the token file, or on stdout in the format asked for.
-pub fn deliver(g: &Global, args: &TokenArgs, got: &Obtained) -> Outcome {
+/// `error`, with `--json`, is why a token that works was not saved.
+pub fn deliver(
+    g: &Global,
+    args: &TokenArgs,
+    got: &Obtained,
+    error: Option<&credlock::Error>,
+) -> Outcome {
     if let Some(out) = &args.out {
         let path = match out {
             Some(path) => path.clone(),
@@ -103,7 +112,12 @@ pub fn deliver(g: &Global, args: &TokenArgs, got: &Obtained) -> Outcome {
         if g.json {
             outln!(
                 "{}",
-                json!({"out": path, "written": written, "expires_at": got.expires_at.map(rfc3339)})
+                json!({
+                    "out": path,
+                    "written": written,
+                    "expires_at": got.expires_at.map(rfc3339),
+                    "error": error.map(crate::error_json),
+                })
             )?;
         }
         return Ok(0);
@@ -121,10 +135,7 @@ pub fn deliver(g: &Global, args: &TokenArgs, got: &Obtained) -> Outcome {
             )?;
         }
         Format::Header => outln!("Authorization: Bearer {}", got.token.secret())?,
-        _ if g.json => outln!(
-            "{}",
-            json!({"access_token": got.token.secret(), "expires_at": got.expires_at.map(rfc3339)})
-        )?,
+        _ if g.json => outln!("{}", got.json(error))?,
         _ => outln!("{}", got.token.secret())?,
     }
     Ok(0)

@@ -23,8 +23,9 @@ pub struct LoginArgs {
     /// line). Without it the client is public.
     #[arg(long)]
     client_secret_env: Option<String>,
-    /// How a confidential client authenticates: basic (client_secret_basic) or post.
-    #[arg(long, default_value = "basic", value_parser = ["basic", "post"])]
+    /// How a confidential client authenticates: basic (client_secret_basic), post
+    /// (client_secret_post) or none (a public client). `--auth` is an alias.
+    #[arg(long, alias = "auth", default_value = "basic", value_parser = ["basic", "post", "none"])]
     client_auth: String,
     /// Scopes to request (repeatable, or space-separated). `offline_access` is added when
     /// the issuer advertises it.
@@ -114,6 +115,11 @@ impl LoginArgs {
         let Some(var) = &self.client_secret_env else {
             return Ok(ClientAuth::None);
         };
+        if self.client_auth == "none" {
+            return Err(Failure::Usage(
+                "--client-auth none is a public client: it takes no --client-secret-env".into(),
+            ));
+        }
         let secret = std::env::var(var)
             .map(Secret::new)
             .map_err(|_| Failure::Usage(format!("the environment variable {var} is not set")))?;
@@ -260,10 +266,11 @@ pub fn login(g: &Global, args: &LoginArgs) -> Outcome {
         Ok(session) => LoggedIn::Saved(session),
         Err(e @ Error::NotSaved { .. }) => {
             if g.json {
-                outln!(
-                    "{}",
-                    json!({ "logged_in": true, "saved": false, "error": crate::error_json(&e) })
-                )?;
+                let Error::NotSaved { session, .. } = &e else {
+                    unreachable!("matched above")
+                };
+                // The same object as a saved login's, with why it was not saved.
+                outln!("{}", login_json(g, session, true, chosen, Some(&e)))?;
                 return Err(Failure::Reported(e));
             }
             return Err(e.into());
@@ -278,22 +285,7 @@ fn report(g: &Global, outcome: &LoggedIn, flow: Option<Flow>) -> Result<(), Fail
     let s = outcome.session();
     warn_if_unrevocable(outcome);
     if g.json {
-        outln!(
-            "{}",
-            json!({
-                "logged_in": outcome.logged_in(),
-                "adopted": !outcome.logged_in(),
-                "flow": flow.map(flow_name),
-                "saved": true,
-                "store": g.store,
-                "client_id": s.client().client_id(),
-                "token_endpoint": s.client().token_endpoint_for_display(),
-                "scope": s.scope(),
-                "expires_at": s.expires_at().map(rfc3339),
-                "has_id_token": s.id_token().is_some(),
-                "revocable": s.client().revocation_endpoint().is_some(),
-            })
-        )?;
+        outln!("{}", login_json(g, s, outcome.logged_in(), flow, None))?;
     } else if outcome.logged_in() {
         eprintln!(
             "credlock: logged in; session saved to {}",
@@ -306,6 +298,31 @@ fn report(g: &Global, outcome: &LoggedIn, flow: Option<Flow>) -> Result<(), Fail
         );
     }
     Ok(())
+}
+
+/// The `login --json` object (`docs/json.md`): `saved` is false, and `error` says why, when
+/// the login worked but its session could not be stored.
+fn login_json(
+    g: &Global,
+    s: &Session,
+    logged_in: bool,
+    flow: Option<Flow>,
+    not_saved: Option<&Error>,
+) -> serde_json::Value {
+    json!({
+        "logged_in": logged_in,
+        "adopted": !logged_in,
+        "flow": flow.map(flow_name),
+        "saved": not_saved.is_none(),
+        "store": g.store,
+        "client_id": s.client().client_id(),
+        "token_endpoint": s.client().token_endpoint_for_display(),
+        "scope": s.scope(),
+        "expires_at": s.expires_at().map(rfc3339),
+        "has_id_token": s.id_token().is_some(),
+        "revocable": s.client().revocation_endpoint().is_some(),
+        "error": not_saved.map(crate::error_json),
+    })
 }
 
 /// `credlock token --login`: logs in first when the session needs a login (one login across
@@ -332,14 +349,25 @@ pub fn token(g: &Global, args: &LoginArgs, tools: &crate::formats::TokenArgs) ->
                         report_quietly(&outcome);
                     }
                 }
-                Err(Error::NotSaved { session, source }) => {
+                Err(e @ Error::NotSaved { .. }) => {
+                    let Error::NotSaved { session, .. } = &e else {
+                        unreachable!("matched above")
+                    };
                     // The login worked: its token is valid now, though not stored.
                     let got = crate::obtain::Obtained {
                         token: Secret::new(session.access_token().secret()),
                         expires_at: session.expires_at(),
+                        stored: Some(crate::obtain::FromStore {
+                            token_type: session.token_type().to_owned(),
+                            refreshed: false,
+                            saved: false,
+                        }),
                     };
-                    crate::formats::deliver(g, tools, &got)?;
-                    return Err(Error::NotSaved { session, source }.into());
+                    crate::formats::deliver(g, tools, &got, Some(&e))?;
+                    if crate::formats::delivers_json(g, tools) {
+                        return Err(Failure::Reported(e));
+                    }
+                    return Err(e.into());
                 }
                 Err(e) => return Err(e.into()),
             }

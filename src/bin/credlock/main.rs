@@ -61,12 +61,14 @@ struct Cli {
     /// Refresh a token this many seconds before it expires (capped at a quarter of its lifetime).
     #[arg(long, global = true, env = "CREDLOCK_MARGIN", default_value_t = 30)]
     margin: u64,
-    /// Structured output.
+    /// One JSON object on stdout, with stable keys (docs/json.md); a failure is an
+    /// `{"error": …}` object.
     #[arg(long, global = true)]
     json: bool,
     /// Also report the routine steps on stderr (refreshing, adopting another process's
     /// refresh, re-reads). Warnings are shown without it: a lock wait past about a second,
-    /// permissions tightened, a session deleted, an unexpired token handed out, degraded locks.
+    /// permissions tightened, a session deleted, an unexpired token handed out, guards that may
+    /// not exclude other machines (--lock off; advisory where locks do not cross machines).
     #[arg(short, long, global = true)]
     verbose: bool,
     #[command(subcommand)]
@@ -216,7 +218,7 @@ fn main() -> ExitCode {
         .and_then(|matches| Cli::from_arg_matches(&matches).map(|cli| (matches, cli)));
     let (matches, cli) = match parsed {
         Ok(parsed) => parsed,
-        Err(e) => return usage_error(&e),
+        Err(e) => return usage_error(&with_exec_tip(e)),
     };
     let (store, profile) = profiles::select(&matches, cli.store, cli.profile);
     let json_output = cli.json;
@@ -321,6 +323,31 @@ fn command_ignoring_empty_env() -> clap::Command {
         command = command.mut_arg(id, |a| a.env(None));
     }
     command
+}
+
+/// `credlock exec sh -c true` (the command without `--` before it): clap's "unexpected
+/// argument 'sh'" alone does not say that the command goes after `--`; a tip does.
+fn with_exec_tip(mut e: clap::Error) -> clap::Error {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    if e.kind() != ErrorKind::UnknownArgument
+        || !e.render().to_string().contains("Usage: credlock exec ")
+    {
+        return e;
+    }
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return e;
+    };
+    if arg.starts_with('-') {
+        return e;
+    }
+    let tip = format!(
+        "the command goes after '--': credlock exec [OPTIONS] -- COMMAND ARGS… (here: credlock exec -- {arg} …)"
+    );
+    e.insert(
+        ContextKind::Suggested,
+        ContextValue::StyledStrs(vec![tip.into()]),
+    );
+    e
 }
 
 /// A command line clap refused: its own text on stderr, and with `--json` anywhere on the

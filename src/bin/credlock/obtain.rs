@@ -15,6 +15,50 @@ pub struct Obtained {
     pub token: Secret,
     /// `None` for the override (its lifetime is unknown) or a session without `expires_in`.
     pub expires_at: Option<SystemTime>,
+    /// What the store knows of the token; `None` for the override.
+    pub stored: Option<FromStore>,
+}
+
+/// A token that came from the session (for `token --json`).
+pub struct FromStore {
+    pub token_type: String,
+    /// This call refreshed it.
+    pub refreshed: bool,
+    /// It is the token the session file holds (false: a refresh or login worked, its save
+    /// failed).
+    pub saved: bool,
+}
+
+impl Obtained {
+    /// The token the store handed out (saved in the session file).
+    pub fn from_store(token: &credlock::AccessToken) -> Obtained {
+        Obtained {
+            token: Secret::new(token.secret()),
+            expires_at: token.expires_at(),
+            stored: Some(FromStore {
+                token_type: token.token_type().to_owned(),
+                refreshed: token.refreshed(),
+                saved: true,
+            }),
+        }
+    }
+
+    /// The `token --json` object (`docs/json.md`): the same keys for the store's token and
+    /// the override, null where they do not apply. `error` is the reason a token that
+    /// works was not saved.
+    pub fn json(&self, error: Option<&credlock::Error>) -> serde_json::Value {
+        use credlock::unversioned::rfc3339;
+        let stored = self.stored.as_ref();
+        serde_json::json!({
+            "access_token": self.token.secret(),
+            "token_type": stored.map(|s| s.token_type.as_str()),
+            "expires_at": self.expires_at.map(rfc3339),
+            "refreshed": stored.map(|s| s.refreshed),
+            "saved": stored.map(|s| s.saved),
+            "source": if stored.is_some() { "store" } else { "override" },
+            "error": error.map(crate::error_json),
+        })
+    }
 }
 
 /// The override, if set and not empty.
@@ -43,6 +87,7 @@ pub fn token(g: &Global, min_valid: Option<Duration>) -> Result<Obtained, Failur
         return Ok(Obtained {
             token,
             expires_at: None,
+            stored: None,
         });
     }
     let store = g.store();
@@ -53,10 +98,7 @@ pub fn token(g: &Global, min_valid: Option<Duration>) -> Result<Obtained, Failur
     if let Some(min) = min_valid {
         warn_if_short(&store, &got, min);
     }
-    Ok(Obtained {
-        token: Secret::new(got.secret()),
-        expires_at: got.expires_at(),
-    })
+    Ok(Obtained::from_store(&got))
 }
 
 /// Says so on stderr when the token has less than `min` left because the server's tokens do

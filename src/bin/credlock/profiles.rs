@@ -146,7 +146,8 @@ pub fn list(g: &Global) -> Outcome {
                 })
             })
             .collect();
-        outln!("{}", serde_json::Value::Array(rows))?;
+        // An object, not a bare array, so that keys can be added beside the list.
+        outln!("{}", json!({ "profiles": rows }))?;
         return Ok(0);
     }
     if rows.is_empty() {
