@@ -36,6 +36,8 @@ mod login_device;
 mod login_kit;
 #[cfg(all(unix, feature = "cli"))]
 mod login_many;
+#[cfg(all(unix, feature = "cli"))]
+mod login_settings;
 mod login_store;
 mod logout;
 #[cfg(feature = "proptest")]

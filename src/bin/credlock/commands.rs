@@ -113,10 +113,25 @@ pub fn status(g: &Global) -> Outcome {
             "client_auth": s.client().auth().method_name(),
             "scope": s.scope(),
             "file_mode": mode,
+            "account": account_json(s),
         });
         if let (Some(all), Some(more)) = (report.as_object_mut(), details.as_object()) {
             all.extend(more.clone());
         }
+    }
+    // Read only when there is no session to describe: why the last one went.
+    let ended = if session.is_none() {
+        crate::settings::load(&g.store)
+            .ok()
+            .and_then(|s| s.last_session_end)
+    } else {
+        None
+    };
+    if session.is_none() {
+        if let Some(all) = report.as_object_mut() {
+            all.insert("last_session_end".into(), json!(ended));
+        }
+        crate::profiles::hint_if_unknown(g);
     }
     let code = if session.is_some() { 0 } else { 3 };
     if g.json {
@@ -131,11 +146,19 @@ pub fn status(g: &Global) -> Outcome {
         )?;
     }
     match &session {
-        None => outln!(
-            "session:        none (log in with `credlock login`, or store a token response with `credlock import`)"
-        )?,
+        None => {
+            outln!(
+                "session:        none (log in with `credlock login`, or store a token response with `credlock import`)"
+            )?;
+            if let Some(end) = &ended {
+                outln!("session ended:  {}: {}", end.at, end.reason)?;
+            }
+        }
         Some(s) => {
             outln!("session:        present")?;
+            if let Some(account) = describe_account(s) {
+                outln!("account:        {account}")?;
+            }
             match (s.expires_at(), seconds_left) {
                 (Some(e), Some(left)) => outln!(
                     "expires at:     {} ({}{})",
@@ -154,10 +177,10 @@ pub fn status(g: &Global) -> Outcome {
                 "token endpoint: {}",
                 s.client().token_endpoint_for_display()
             )?;
+            outln!("client id:      {}", s.client().client_id())?;
             outln!(
-                "client id:      {} ({})",
-                s.client().client_id(),
-                s.client().auth().method_name()
+                "client auth:    {}",
+                describe_client_auth(s.client().auth())
             )?;
             outln!("file mode:      {}", mode.as_deref().unwrap_or("n/a"))?;
         }
@@ -169,6 +192,51 @@ pub fn status(g: &Global) -> Outcome {
         lock.filesystem.evidence
     )?;
     Ok(code)
+}
+
+/// The account the session's ID token names, unverified: `null` when it names none.
+pub fn account_json(s: &Session) -> serde_json::Value {
+    match s.unverified_id_token_claims() {
+        None => serde_json::Value::Null,
+        Some(c) => json!({
+            "sub": c.sub,
+            "email": c.email,
+            "preferred_username": c.preferred_username,
+            "name": c.name,
+            "iss": c.iss,
+            "verified": false,
+        }),
+    }
+}
+
+/// "jane@example.com (sub 2482, iss https://id.example; from the ID token, unverified)".
+pub fn describe_account(s: &Session) -> Option<String> {
+    let c = s.unverified_id_token_claims()?;
+    let mut details = Vec::new();
+    if let Some(sub) = c.sub.as_deref().filter(|sub| Some(*sub) != c.account()) {
+        details.push(format!("sub {sub}"));
+    }
+    if let Some(iss) = &c.iss {
+        details.push(format!("iss {iss}"));
+    }
+    let details = if details.is_empty() {
+        String::new()
+    } else {
+        format!("{}; ", details.join(", "))
+    };
+    Some(format!(
+        "{} ({details}from the ID token, unverified)",
+        c.account().unwrap_or("unnamed")
+    ))
+}
+
+/// The client authentication method in words.
+fn describe_client_auth(auth: &ClientAuth) -> &'static str {
+    match auth {
+        ClientAuth::Basic { .. } => "client_secret_basic (a secret, in HTTP Basic)",
+        ClientAuth::Post { .. } => "client_secret_post (a secret, in the request body)",
+        _ => "none (public client)",
+    }
 }
 
 /// "42 s left", or "expired 12 s ago" (never "-12 s left").
@@ -278,6 +346,18 @@ pub fn logout(g: &Global, revoke: bool) -> Outcome {
         LoggedOut::NothingStored => (false, false),
         LoggedOut::Deleted { revoked } => (true, revoked),
     };
+    if deleted {
+        crate::settings::record_end(
+            &g.store,
+            if revoked {
+                "logged out with `credlock logout --revoke` (the refresh token was revoked)"
+            } else {
+                "logged out with `credlock logout` (the refresh token was not revoked)"
+            },
+        );
+    } else {
+        crate::profiles::hint_if_unknown(g);
+    }
     if g.json {
         outln!(
             "{}",
