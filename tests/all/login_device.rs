@@ -295,6 +295,7 @@ fn after_a_device_login_and_a_logout_token_login_with_no_flags_logs_in_again_and
         ],
     );
     approved(&p, login, &err);
+    let login_said = std::fs::read_to_string(&err).unwrap();
     let store = credlock::session_path_in(&home.path().join("config"), "credlock", Some("work"))
         .expect("path");
     let sub = credlock::Store::new(&store)
@@ -305,6 +306,10 @@ fn after_a_device_login_and_a_logout_token_login_with_no_flags_logs_in_again_and
         .and_then(|c| c.sub)
         .expect("the ID token names a subject");
 
+    assert!(
+        login_said.contains(&format!("logged in as {sub} (unverified)")),
+        "{login_said}"
+    );
     // Which account: status, status --json and profiles name it.
     let status = stdout_of(in_profile(home.path(), &["status"]));
     assert!(
@@ -354,6 +359,11 @@ fn after_a_device_login_and_a_logout_token_login_with_no_flags_logs_in_again_and
     // The kubeconfig's exec entry: nothing but the profile and --login.
     let out = approved(&p, in_profile(home.path(), &["token", "--login"]), &err);
     let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let relogin_said = std::fs::read_to_string(&err).unwrap();
+    assert!(
+        relogin_said.contains(&format!("credlock: logged in as {sub} (unverified)")),
+        "{relogin_said}"
+    );
     let session = credlock::Store::new(&store)
         .load()
         .unwrap()

@@ -122,6 +122,70 @@ fn prompt_login_hint_and_param_reach_the_authorization_url() {
         b"",
     );
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    for (param, says) in [
+        ("client_secret=s3cret-zz", "--client-secret-env"),
+        (
+            "redirect_uri=https://evil.example/",
+            "credlock sends redirect_uri itself",
+        ),
+    ] {
+        let out = run_with_stdin(
+            credlock(
+                &store,
+                &[
+                    "login",
+                    "--issuer",
+                    "http://127.0.0.1:9",
+                    "--client-id",
+                    "x",
+                    "--param",
+                    param,
+                ],
+            ),
+            b"",
+        );
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+        assert!(!stderr.contains("s3cret-zz"), "{stderr}");
+    }
+    assert!(!settings_path(&store).exists());
+}
+
+#[test]
+fn unreadable_settings_stop_a_login_that_needs_them_and_not_one_given_every_flag() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("session.json");
+    std::fs::write(settings_path(&store), b"{not json").unwrap();
+    let out = run_with_stdin(credlock(&store, &["token", "--login"]), b"");
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("session.settings.json") && stderr.contains("fix or delete"),
+        "{stderr}"
+    );
+    let out = run_with_stdin(
+        credlock(
+            &store,
+            &[
+                "login",
+                "--paste",
+                "--token-endpoint",
+                "http://127.0.0.1:9/token",
+                "--authorization-endpoint",
+                "http://127.0.0.1:9/authorize",
+                "--client-id",
+                "cli",
+            ],
+        ),
+        b"",
+    );
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("warning") && stderr.contains("fix or delete"),
+        "{stderr}"
+    );
+    assert!(printed_url(&stderr).contains("client_id=cli"), "{stderr}");
 }
 
 #[test]

@@ -84,7 +84,23 @@ pub struct LoginArgs {
     param: Vec<(String, String)>,
 }
 
-/// clap's parser for `--param NAME=VALUE`.
+/// The parameters credlock sends itself: a `--param` cannot replace them.
+const OWN_PARAMS: [&str; 7] = [
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+    "scope",
+];
+
+/// Parameters that carry a secret: refused, since parameters are remembered in the settings
+/// file, which holds no secret.
+const SECRET_PARAMS: [&str; 3] = ["client_secret", "client_assertion", "code_verifier"];
+
+/// clap's parser for `--param NAME=VALUE` (the name is checked by `LoginArgs::check`, whose
+/// message does not repeat the value as clap's would).
 fn parse_param(given: &str) -> Result<(String, String), String> {
     match given.split_once('=') {
         Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
@@ -209,6 +225,18 @@ impl LoginArgs {
                 "logging in needs --client-id (and --issuer): this profile remembers no login yet; after one login with them, `login` and `token --login` reuse its flags"
                     .into(),
             ));
+        }
+        for (name, _) in &self.param {
+            if OWN_PARAMS.contains(&name.as_str()) {
+                return Err(Failure::Usage(format!(
+                    "--param {name}=…: credlock sends {name} itself (--scope gives the scope, --client-id the client)"
+                )));
+            }
+            if SECRET_PARAMS.contains(&name.as_str()) {
+                return Err(Failure::Usage(format!(
+                    "--param {name}=… would put a secret in the profile's settings file: give a client secret with --client-secret-env VAR"
+                )));
+            }
         }
         if self.issuer.is_some() && self.token_endpoint.is_some() {
             return Err(Failure::Usage(
@@ -385,21 +413,29 @@ pub fn login(g: &Global, args: &LoginArgs) -> Outcome {
     Ok(0)
 }
 
-/// The flags given, completed with what the profile remembers.
+/// The flags given, completed with what the profile remembers. Unreadable settings are an
+/// error only when a flag they would give is missing: a login with every flag goes on (and
+/// its success replaces them).
 fn resolve(g: &Global, args: &LoginArgs) -> Result<LoginArgs, Failure> {
-    let settings = settings::load(&g.store).map_err(Failure::Other)?;
-    Ok(args.with_remembered(settings.login.as_ref()))
+    match settings::load(&g.store) {
+        Ok(settings) => Ok(args.with_remembered(settings.login.as_ref())),
+        Err(e) if args.check().is_ok() => {
+            eprintln!("credlock: warning: {e}");
+            Ok(args.clone())
+        }
+        Err(e) => Err(Failure::Other(e)),
+    }
 }
 
 /// After a login of this process's own was saved: its flags become the profile's login
 /// settings, and the record of how the last session ended goes with the session it was about.
 /// A failure is a warning: the session is saved, only the next login needs the flags again.
 fn remember(g: &Global, args: &LoginArgs) {
-    let result = settings::load(&g.store).and_then(|mut settings| {
-        settings.login = Some(args.remembered());
-        settings.last_session_end = None;
-        settings::save(&g.store, &settings)
-    });
+    // Unreadable settings are replaced: these are the flags that just worked.
+    let mut settings = settings::load(&g.store).unwrap_or_default();
+    settings.login = Some(args.remembered());
+    settings.last_session_end = None;
+    let result = settings::save(&g.store, &settings);
     if let Err(e) = result {
         eprintln!("credlock: warning: could not remember the login settings: {e}");
     }
@@ -422,12 +458,14 @@ fn report(g: &Global, outcome: &LoggedIn, flow: Option<Flow>) -> Result<(), Fail
                 "scope": s.scope(),
                 "expires_at": s.expires_at().map(rfc3339),
                 "has_id_token": s.id_token().is_some(),
+                "account": crate::commands::account_json(s),
                 "revocable": s.client().revocation_endpoint().is_some(),
             })
         )?;
     } else if outcome.logged_in() {
         eprintln!(
-            "credlock: logged in; session saved to {}",
+            "credlock: logged in{}; session saved to {}",
+            as_account(s),
             g.store.display()
         );
     } else {
@@ -495,10 +533,17 @@ fn warn_if_unrevocable(outcome: &LoggedIn) {
     }
 }
 
+/// " as jane@example.com (unverified)", or nothing when the ID token names no account.
+fn as_account(s: &Session) -> String {
+    s.unverified_id_token_claims()
+        .and_then(|c| c.account().map(|a| format!(" as {a} (unverified)")))
+        .unwrap_or_default()
+}
+
 fn report_quietly(outcome: &LoggedIn) {
     warn_if_unrevocable(outcome);
     if outcome.logged_in() {
-        eprintln!("credlock: logged in");
+        eprintln!("credlock: logged in{}", as_account(outcome.session()));
     } else {
         eprintln!("credlock: adopted the session another process's login saved");
     }
