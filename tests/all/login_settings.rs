@@ -228,6 +228,10 @@ fn logout_keeps_the_login_settings_and_status_says_when_and_why_the_session_ende
         human.contains("session ended:  20") && human.contains("logged out with `credlock logout`"),
         "{human}"
     );
+    assert!(
+        human.contains("login settings: remembered (client kept-cli at https://id.example)"),
+        "{human}"
+    );
     let out = run_with_stdin(credlock(&store, &["status", "--json"]), b"");
     let v: Value = serde_json::from_slice(&out.stdout).expect("json");
     assert!(

@@ -283,11 +283,10 @@ fn a_mistyped_profile_for_status_token_and_logout_names_the_known_profiles() {
     let home = tempfile::tempdir().expect("tempdir");
     let (_fa, _ha, _) = seed_at(&profile_path(home.path(), Some("personal")), false);
     let (_fb, _hb, _) = seed_at(&profile_path(home.path(), Some("work")), false);
-    for command in ["status", "token", "logout"] {
-        let out = run_with_stdin(
-            credlock_in(home.path(), &["--profile", "wrok", command]),
-            b"",
-        );
+    for command in ["status", "token", "logout", "token --login"] {
+        let mut args = vec!["--profile", "wrok"];
+        args.extend(command.split(' '));
+        let out = run_with_stdin(credlock_in(home.path(), &args), b"");
         let stderr = text(&out.stderr);
         assert!(
             stderr.contains("known profiles: personal, work"),

@@ -119,14 +119,15 @@ pub fn status(g: &Global) -> Outcome {
             all.extend(more.clone());
         }
     }
-    // Read only when there is no session to describe: why the last one went.
-    let ended = if session.is_none() {
-        crate::settings::load(&g.store)
-            .ok()
-            .and_then(|s| s.last_session_end)
+    // Read only when there is no session to describe: why the last one went, and whether a
+    // login needs no flags.
+    let settings = if session.is_none() {
+        crate::settings::load(&g.store).ok()
     } else {
         None
     };
+    let remembered = settings.as_ref().and_then(|s| s.login.clone());
+    let ended = settings.and_then(|s| s.last_session_end);
     if session.is_none() {
         if let Some(all) = report.as_object_mut() {
             all.insert("last_session_end".into(), json!(ended));
@@ -152,6 +153,21 @@ pub fn status(g: &Global) -> Outcome {
             )?;
             if let Some(end) = &ended {
                 outln!("session ended:  {}: {}", end.at, end.reason)?;
+            }
+            if let Some(login) = &remembered {
+                outln!(
+                    "login settings: remembered (client {} at {}): `credlock{} token --login` or `login` logs in again",
+                    login.client_id,
+                    login
+                        .issuer
+                        .as_deref()
+                        .or(login.token_endpoint.as_deref())
+                        .unwrap_or("-"),
+                    g.profile
+                        .as_deref()
+                        .map(|p| format!(" --profile {p}"))
+                        .unwrap_or_default()
+                )?;
             }
         }
         Some(s) => {

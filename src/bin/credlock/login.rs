@@ -491,7 +491,8 @@ pub fn token(g: &Global, args: &LoginArgs, tools: &crate::formats::TokenArgs) ->
         Ok(_) => {}
         Err(e) if e.needs_login() => {
             let args = &resolve(g, args)?;
-            args.check()?;
+            args.check()
+                .inspect_err(|_| crate::profiles::hint_if_unknown(g))?;
             let mut chosen = None;
             match store.login_with(args.deadline(), || run(args, &mut chosen)) {
                 Ok(outcome) => {
