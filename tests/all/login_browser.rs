@@ -315,3 +315,112 @@ fn an_authorization_request_refused_outright_fails_within_seconds_naming_the_cau
     assert!(!url_file.exists(), "the browser was not opened");
     assert!(!store.exists());
 }
+
+/// `credlock --json login ARGS` at `store` with `$BROWSER` recording into `recorder_dir`.
+fn spawn_login(store: &Path, recorder_dir: &Path, args: &[&str]) -> (Child, std::path::PathBuf) {
+    std::fs::create_dir_all(recorder_dir).unwrap();
+    let (script, url_file) = recording_browser(recorder_dir);
+    let mut cmd = credlock(store, &["--json", "login"]);
+    cmd.args(args)
+        .env("BROWSER", &script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    (cmd.spawn().expect("spawn credlock"), url_file)
+}
+
+#[test]
+#[ignore = "needs node-oidc-provider; .ci/run runs it"]
+fn the_login_hint_reaches_the_server_and_a_remembered_prompt_login_signs_in_again_a_signed_in_browser()
+ {
+    let p = Provider::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("session.json");
+    let (child, url_file) = spawn_login(
+        &store,
+        &dir.path().join("first"),
+        &[
+            "--browser",
+            "--issuer",
+            &p.issuer,
+            "--client-id",
+            "cli-native",
+            "--scope",
+            "openid",
+            "--login-hint",
+            "jane@example.com",
+        ],
+    );
+    let url = wait_for_file(&url_file, Duration::from_secs(20));
+    assert_eq!(
+        query_param(&url, "login_hint").as_deref(),
+        Some("jane@example.com")
+    );
+    let mut b = Browser::new();
+    let first = b.get(&url);
+    let login_page = b.follow(first, &p.issuer);
+    // node-oidc-provider's login page fills the login field in from login_hint.
+    assert!(
+        login_page.body.contains("value=\"jane@example.com\""),
+        "{}",
+        login_page.body
+    );
+    let callback = b
+        .sign_in(login_page, &p.issuer, false)
+        .location
+        .expect("a redirect back to the client");
+    b.get(&callback);
+    let out = finish(child, Duration::from_secs(30));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The same, signed-in browser: a login with only --prompt asks for the sign-in again
+    // (the rest of the flags are remembered), and keeps the refresh token ("consent").
+    let (child, url_file) = spawn_login(
+        &store,
+        &dir.path().join("second"),
+        &["--prompt", "login consent"],
+    );
+    let url = wait_for_file(&url_file, Duration::from_secs(20));
+    assert_eq!(
+        query_param(&url, "client_id").as_deref(),
+        Some("cli-native")
+    );
+    assert_eq!(
+        query_param(&url, "login_hint").as_deref(),
+        Some("jane@example.com")
+    );
+    assert_eq!(
+        query_param(&url, "prompt").as_deref(),
+        Some("login consent")
+    );
+    let first = b.get(&url);
+    let page = b.follow(first, &p.issuer);
+    assert!(
+        page.body.contains("name=\"password\""),
+        "a signed-in browser was not asked to sign in again: {}",
+        page.body
+    );
+    let callback = b
+        .sign_in(page, &p.issuer, false)
+        .location
+        .expect("a redirect back to the client");
+    b.get(&callback);
+    let out = finish(child, Duration::from_secs(30));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json_of(&out);
+    assert_eq!(v["flow"], "browser");
+    assert_eq!(v["account"]["sub"], "user-1", "{v}");
+    let settings: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("session.settings.json")).unwrap())
+            .unwrap();
+    assert_eq!(settings["login"]["prompt"], "login consent", "{settings}");
+    assert_eq!(settings["login"]["login_hint"], "jane@example.com");
+}
