@@ -6,6 +6,9 @@ use serde_json::{Map, Value};
 /// returned, and is not decoded at all.
 const MAX_ID_TOKEN_BYTES: usize = 64 * 1024;
 
+/// The longest claim value kept.
+const MAX_CLAIM_BYTES: usize = 512;
+
 /// The claims of a session's ID token that say which account it is, read **without verifying**
 /// the token (its signature, `aud`, `exp` and `nonce` are not checked): fit to show a user
 /// which account a profile is logged into, never to decide what that account may do.
@@ -49,11 +52,14 @@ impl UnverifiedClaims {
         }
         let bytes = base64url_decode(payload)?;
         let object: Map<String, Value> = serde_json::from_slice(&bytes).ok()?;
+        // A claim is shown on terminals: one holding a control character (an escape sequence
+        // that could rewrite the screen) or of unreasonable length is left out.
         let text = |name: &str| {
             object
                 .get(name)
                 .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
+                .filter(|s| !s.is_empty() && s.len() <= MAX_CLAIM_BYTES)
+                .filter(|s| !s.chars().any(char::is_control))
                 .map(str::to_owned)
         };
         let claims = UnverifiedClaims {
@@ -151,6 +157,20 @@ mod tests {
         ] {
             assert_eq!(UnverifiedClaims::decode(&bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_claim_with_a_control_character_or_of_unreasonable_length_is_left_out() {
+        let long = "x".repeat(MAX_CLAIM_BYTES + 1);
+        let payload = serde_json::json!({
+            "sub": "u-1",
+            "email": "jane@example.com\u{1b}[2J",
+            "name": long,
+        });
+        let claims = UnverifiedClaims::decode(&jwt(&payload.to_string())).expect("claims");
+        assert_eq!(claims.sub.as_deref(), Some("u-1"));
+        assert_eq!(claims.email, None);
+        assert_eq!(claims.name, None);
     }
 
     #[test]
