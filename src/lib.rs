@@ -113,6 +113,8 @@ mod busy;
 mod clock;
 mod durable;
 mod encoding;
+
+mod claims;
 mod event;
 mod salvage;
 mod secret;
@@ -162,6 +164,7 @@ pub use access_token::AccessToken;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
 pub use async_store::AsyncStore;
+pub use claims::UnverifiedClaims;
 pub use clock::{Clock, SystemClock};
 pub use error::Error;
 pub use event::Event;
@@ -198,6 +201,7 @@ pub mod transport {
 /// `unversioned` module).
 #[doc(hidden)]
 pub mod unversioned {
+    pub use crate::atomic::{read_private_file, write_private_file};
     pub use crate::clock::rfc3339;
     pub use crate::encoding::{base64, describe_json_error, form_urldecode, form_urlencode};
     pub use crate::files::{lease_path_for, lock_path_for};

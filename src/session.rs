@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::claims::UnverifiedClaims;
 use crate::clock::{from_unix_ms, unix_ms};
 use crate::secret::Secret;
 use crate::token_response::TokenResponse;
@@ -197,6 +198,15 @@ impl Session {
         self.extra
             .get("id_token")
             .and_then(serde_json::Value::as_str)
+    }
+
+    /// Which account the ID token says this session is, read **without verifying** the token
+    /// (see [`UnverifiedClaims`]): for showing a user, never for an access decision. `None`
+    /// when there is no ID token, or it is not a JWT whose payload names `sub`, `email`,
+    /// `preferred_username`, `name` or `iss`.
+    #[must_use]
+    pub fn unverified_id_token_claims(&self) -> Option<UnverifiedClaims> {
+        self.id_token().and_then(UnverifiedClaims::decode)
     }
 
     /// The client this session belongs to.
@@ -452,5 +462,27 @@ mod tests {
             assert!(!dbg.contains(needle), "{needle} leaked in {dbg}");
         }
         assert!(dbg.contains("id_token"));
+    }
+
+    #[test]
+    fn the_unverified_claims_name_the_account_and_a_malformed_id_token_gives_none() {
+        let with_id_token = |id_token: &str| {
+            let body = serde_json::json!({
+                "access_token": "a", "token_type": "Bearer", "refresh_token": "r",
+                "id_token": id_token,
+            });
+            Session::from_token_response(client(), response(&body.to_string()), from_unix_ms(0))
+                .expect("session")
+        };
+        // {"alg":"none"} . {"sub":"u-1","email":"jane@example.com","iss":"https://id.example"}
+        let jwt = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1LTEiLCJlbWFpbCI6ImphbmVAZXhhbXBsZS5jb20iLCJpc3MiOiJodHRwczovL2lkLmV4YW1wbGUifQ.";
+        let claims = with_id_token(jwt)
+            .unverified_id_token_claims()
+            .expect("claims");
+        assert_eq!(claims.sub.as_deref(), Some("u-1"));
+        assert_eq!(claims.account(), Some("jane@example.com"));
+        assert_eq!(claims.iss.as_deref(), Some("https://id.example"));
+        assert!(!format!("{claims:?}").contains(jwt));
+        assert_eq!(with_id_token("idtok-zz").unverified_id_token_claims(), None);
     }
 }

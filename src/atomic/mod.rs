@@ -71,6 +71,28 @@ pub(crate) fn write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     crate::trace::Span::save(path).run(|| write_checked(path, bytes, None).map(|_| ()))
 }
 
+/// Replaces a file of a program's own beside its session (a CLI's settings) as a session is
+/// saved: a temp file (0600) in the same directory, `sync_all`, rename, directory sync, and the
+/// same checks (no symbolic link followed, the owner, the directory).
+///
+/// # Errors
+/// As a session save: [`Error::Io`] naming the step, [`Error::NotASessionFile`] for a
+/// symbolic link or another non-regular file at `path`, an ownership or directory error.
+pub fn write_private_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
+    write(path, bytes)
+}
+
+/// Reads a file of a program's own beside its session as a session is read: `Ok(None)` if
+/// there is none; the same checks (no symbolic link, the owner, at most 1 MiB), and a file
+/// group or others can read is tightened to 0600.
+///
+/// # Errors
+/// As a session read: [`Error::Io`], [`Error::NotASessionFile`], an ownership or directory
+/// error.
+pub fn read_private_file(path: &Path) -> Result<Option<Vec<u8>>, Error> {
+    read(path).map(|c| c.map(|c| c.bytes))
+}
+
 /// As [`write`], but only if what `path` holds right before the rename (its bytes, `None` if
 /// there is no file) satisfies `still_ok`; `Ok(false)`, and nothing changed, if not.
 ///

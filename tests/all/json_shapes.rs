@@ -209,6 +209,27 @@ fn every_json_object_has_the_keys_and_types_that_docs_json_md_lists() {
     let v = json_of(&out, "status without a session");
     c.check("status", &v, "status (no session)");
     assert_eq!(v["client_id"], Value::Null, "{v}");
+    // status of a session whose ID token names the account: the account object.
+    let named = tempfile::tempdir().expect("tempdir");
+    let with_id_token = named.path().join("session.json");
+    let mut session: Value =
+        serde_json::from_slice(&std::fs::read(&fresh.store).expect("read")).expect("json");
+    // {"sub":"user-1","email":"jane@example.com","iss":"https://id.example"}, unsigned.
+    session["extra"]["id_token"] = Value::from(
+        "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1c2VyLTEiLCJlbWFpbCI6ImphbmVAZXhhbXBsZS5jb20iLCJpc3MiOiJodHRwczovL2lkLmV4YW1wbGUifQ.",
+    );
+    let session = credlock::Session::from_json(
+        &serde_json::to_vec(&session).expect("bytes"),
+        &with_id_token,
+    )
+    .expect("a session with an ID token");
+    credlock::Store::new(&with_id_token)
+        .save(&session)
+        .expect("save");
+    let v = json_of(&run(on(&with_id_token, &["status", "--json"])), "status");
+    c.check("status", &v, "status (a session with an ID token)");
+    c.check("account", &v["account"], "status's account");
+    assert_eq!(v["account"]["sub"], "user-1", "{v}");
 
     // doctor.
     let v = json_of(&run(on(&fresh.store, &["doctor", "--json"])), "doctor");

@@ -390,3 +390,193 @@ fn a_client_trickling_bytes_to_the_loopback_port_does_not_hold_a_3_s_login_past_
     assert_eq!(json_of(&out)["error"]["kind"], "login_expired");
     drop(trickler);
 }
+
+/// `credlock --json login ARGS` at `store` with `$BROWSER` recording into `recorder_dir`.
+fn spawn_login(store: &Path, recorder_dir: &Path, args: &[&str]) -> (Child, std::path::PathBuf) {
+    std::fs::create_dir_all(recorder_dir).unwrap();
+    let (script, url_file) = recording_browser(recorder_dir);
+    let mut cmd = credlock(store, &["--json", "login"]);
+    cmd.args(args)
+        .env("BROWSER", &script)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    (cmd.spawn().expect("spawn credlock"), url_file)
+}
+
+#[test]
+#[ignore = "needs node-oidc-provider; .ci/run runs it"]
+fn the_login_hint_reaches_the_server_and_a_remembered_prompt_login_signs_in_again_a_signed_in_browser()
+ {
+    let p = Provider::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("session.json");
+    let (child, url_file) = spawn_login(
+        &store,
+        &dir.path().join("first"),
+        &[
+            "--browser",
+            "--issuer",
+            &p.issuer,
+            "--client-id",
+            "cli-native",
+            "--scope",
+            "openid",
+            "--login-hint",
+            "jane@example.com",
+        ],
+    );
+    let url = wait_for_file(&url_file, Duration::from_secs(20));
+    assert_eq!(
+        query_param(&url, "login_hint").as_deref(),
+        Some("jane@example.com")
+    );
+    let mut b = Browser::new();
+    let first = b.get(&url);
+    let login_page = b.follow(first, &p.issuer);
+    // node-oidc-provider's login page fills the login field in from login_hint.
+    assert!(
+        login_page.body.contains("value=\"jane@example.com\""),
+        "{}",
+        login_page.body
+    );
+    let callback = b
+        .sign_in(login_page, &p.issuer, false)
+        .location
+        .expect("a redirect back to the client");
+    b.get(&callback);
+    let out = finish(child, Duration::from_secs(30));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The same, signed-in browser: a login with only --prompt asks for the sign-in again
+    // (the rest of the flags are remembered), and keeps the refresh token ("consent").
+    let (child, url_file) = spawn_login(
+        &store,
+        &dir.path().join("second"),
+        &["--prompt", "login consent"],
+    );
+    let url = wait_for_file(&url_file, Duration::from_secs(20));
+    assert_eq!(
+        query_param(&url, "client_id").as_deref(),
+        Some("cli-native")
+    );
+    assert_eq!(
+        query_param(&url, "login_hint").as_deref(),
+        Some("jane@example.com")
+    );
+    assert_eq!(
+        query_param(&url, "prompt").as_deref(),
+        Some("login consent")
+    );
+    let first = b.get(&url);
+    let page = b.follow(first, &p.issuer);
+    assert!(
+        page.body.contains("name=\"password\""),
+        "a signed-in browser was not asked to sign in again: {}",
+        page.body
+    );
+    let callback = b
+        .sign_in(page, &p.issuer, false)
+        .location
+        .expect("a redirect back to the client");
+    b.get(&callback);
+    let out = finish(child, Duration::from_secs(30));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = json_of(&out);
+    assert_eq!(v["flow"], "browser");
+    assert_eq!(v["account"]["sub"], "user-1", "{v}");
+    let settings: Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("session.settings.json")).unwrap())
+            .unwrap();
+    assert_eq!(settings["login"]["prompt"], "login consent", "{settings}");
+    assert_eq!(settings["login"]["login_hint"], "jane@example.com");
+}
+
+/// Runs `credlock --json login ARGS` at `store` as a paste login the test completes in its own
+/// browser, with `env` set; returns the output.
+fn paste_login(
+    p: &Provider,
+    store: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> std::process::Output {
+    let err = store.with_file_name("paste-stderr");
+    let mut cmd = credlock(store, &["--json", "login"]);
+    cmd.args(args)
+        .env_remove("BROWSER")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&err).unwrap());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let start = Instant::now();
+    let url = loop {
+        let text = std::fs::read_to_string(&err).unwrap_or_default();
+        if let Some(u) = text.lines().map(str::trim).find(|l| l.starts_with("http")) {
+            break u.to_owned();
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "no URL: {text}");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let callback = sign_in_to_redirect(&mut Browser::new(), &p.issuer, &url);
+    let mut stdin = child.stdin.take().unwrap();
+    writeln!(stdin, "{callback}").unwrap();
+    drop(stdin);
+    let out = finish(child, Duration::from_secs(30));
+    assert!(
+        out.status.success(),
+        "{}",
+        std::fs::read_to_string(&err).unwrap()
+    );
+    out
+}
+
+#[test]
+#[ignore = "needs node-oidc-provider; .ci/run runs it"]
+fn a_confidential_client_is_remembered_by_its_secret_variable_and_a_login_with_no_flags_uses_it() {
+    let p = Provider::start(&[]);
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("session.json");
+    let secret = [("CLI_POST_SECRET", "post-secret-1")];
+    paste_login(
+        &p,
+        &store,
+        &[
+            "--paste",
+            "--issuer",
+            &p.issuer,
+            "--client-id",
+            "cli-post",
+            "--client-secret-env",
+            "CLI_POST_SECRET",
+            "--client-auth",
+            "post",
+            "--scope",
+            "openid",
+        ],
+        &secret,
+    );
+    let raw = std::fs::read_to_string(dir.path().join("session.settings.json")).unwrap();
+    assert!(!raw.contains("post-secret-1"), "{raw}");
+    let settings: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(settings["login"]["client_secret_env"], "CLI_POST_SECRET");
+    assert_eq!(settings["login"]["client_auth"], "post");
+    assert_eq!(settings["login"]["flow"], "paste");
+
+    let out = paste_login(&p, &store, &[], &secret);
+    assert_eq!(json_of(&out)["client_id"], "cli-post");
+    assert_eq!(p.stats()["code_grants"], 2);
+    // The remembered method is the one the session refreshes with.
+    let session = credlock::Store::new(&store).load().unwrap().expect("saved");
+    assert_eq!(session.client().auth().method_name(), "client_secret_post");
+}

@@ -391,3 +391,148 @@ fn a_login_ended_by_a_signal_releases_its_lease_which_has_the_normal_ttl() {
         assert!(!store.exists());
     }
 }
+
+/// `credlock --profile work ARGS` with its configuration directory under `home`.
+fn in_profile(home: &Path, args: &[&str]) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_credlock"));
+    c.args(["--profile", "work"])
+        .args(args)
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join("config"))
+        .env_remove("BROWSER")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped());
+    for var in [
+        "CREDLOCK_STORE",
+        "CREDLOCK_PROFILE",
+        "CREDLOCK_LOCK",
+        "CREDLOCK_MARGIN",
+        "CREDLOCK_FS_KIND",
+        "CREDLOCK_ACCESS_TOKEN",
+    ] {
+        c.env_remove(var);
+    }
+    c
+}
+
+/// Runs `cmd` with stderr in `err`, approving the device code it prints, and returns its output.
+fn approved(p: &Provider, mut cmd: std::process::Command, err: &Path) -> std::process::Output {
+    cmd.stderr(std::fs::File::create(err).expect("stderr file"));
+    let child = cmd.spawn().expect("spawn credlock");
+    let code = user_code_in(err, Duration::from_secs(20));
+    Browser::new().approve_device(&p.issuer, &code, false);
+    let out = finish(child, Duration::from_secs(30));
+    assert!(
+        out.status.success(),
+        "{}",
+        std::fs::read_to_string(err).unwrap()
+    );
+    out
+}
+
+fn stdout_of(cmd: std::process::Command) -> String {
+    let out = finish(
+        { cmd }.stderr(Stdio::piped()).spawn().expect("spawn"),
+        Duration::from_secs(30),
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+#[ignore = "needs node-oidc-provider; .ci/run runs it"]
+fn after_a_device_login_and_a_logout_token_login_with_no_flags_logs_in_again_and_status_names_the_account()
+ {
+    let p = Provider::start(&["--device-interval", "1"]);
+    let home = tempfile::tempdir().unwrap();
+    let err = home.path().join("stderr");
+    let login = in_profile(
+        home.path(),
+        &[
+            "login",
+            "--issuer",
+            &p.issuer,
+            "--client-id",
+            "cli-device",
+            "--device",
+            "--scope",
+            "openid",
+        ],
+    );
+    approved(&p, login, &err);
+    let login_said = std::fs::read_to_string(&err).unwrap();
+    let store = credlock::session_path_in(&home.path().join("config"), "credlock", Some("work"))
+        .expect("path");
+    let sub = credlock::Store::new(&store)
+        .load()
+        .unwrap()
+        .expect("saved")
+        .unverified_id_token_claims()
+        .and_then(|c| c.sub)
+        .expect("the ID token names a subject");
+
+    assert!(
+        login_said.contains(&format!("logged in as {sub} (unverified)")),
+        "{login_said}"
+    );
+    // Which account: status, status --json and profiles name it.
+    let status = stdout_of(in_profile(home.path(), &["status"]));
+    assert!(
+        status.contains(&format!(
+            "account:        {sub} (iss {}; from the ID token, unverified)",
+            p.issuer
+        )),
+        "{status}"
+    );
+    let v: Value = serde_json::from_str(&stdout_of(in_profile(home.path(), &["status", "--json"])))
+        .expect("json");
+    assert_eq!(v["account"]["sub"], sub.as_str(), "{v}");
+    assert_eq!(v["account"]["iss"], p.issuer.as_str());
+    let listing = stdout_of(in_profile(home.path(), &["profiles"]));
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("work") && l.contains(&sub)),
+        "{listing}"
+    );
+
+    // The login's flags are remembered apart from the session, and survive a logout.
+    let settings_path = store.with_file_name("session.settings.json");
+    let settings: Value =
+        serde_json::from_slice(&std::fs::read(&settings_path).expect("settings")).unwrap();
+    assert_eq!(settings["login"]["issuer"], p.issuer.as_str(), "{settings}");
+    assert_eq!(settings["login"]["client_id"], "cli-device");
+    assert_eq!(settings["login"]["flow"], "device");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&settings_path)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let out = finish(
+        in_profile(home.path(), &["logout"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success());
+    assert!(!store.exists());
+
+    // The kubeconfig's exec entry: nothing but the profile and --login.
+    let out = approved(&p, in_profile(home.path(), &["token", "--login"]), &err);
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let relogin_said = std::fs::read_to_string(&err).unwrap();
+    assert!(
+        relogin_said.contains(&format!("credlock: logged in as {sub} (unverified)")),
+        "{relogin_said}"
+    );
+    let session = credlock::Store::new(&store)
+        .load()
+        .unwrap()
+        .expect("saved again");
+    assert_eq!(token, session.access_token().secret());
+    assert!(!token.is_empty());
+    assert_eq!(p.stats()["device_authorizations"], 2);
+}

@@ -27,11 +27,11 @@ mod files;
 mod hostile;
 mod import;
 #[cfg(all(unix, feature = "cli"))]
+mod json_shapes;
+#[cfg(all(unix, feature = "cli"))]
 mod keychain;
 #[cfg(all(windows, feature = "cli"))]
 mod keychain_windows;
-#[cfg(all(unix, feature = "cli"))]
-mod json_shapes;
 mod lease;
 mod locking;
 #[cfg(all(unix, feature = "cli"))]
@@ -42,6 +42,8 @@ mod login_device;
 mod login_kit;
 #[cfg(all(unix, feature = "cli"))]
 mod login_many;
+#[cfg(all(unix, feature = "cli"))]
+mod login_settings;
 mod login_store;
 mod logout;
 #[cfg(feature = "proptest")]

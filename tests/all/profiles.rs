@@ -161,3 +161,148 @@ fn a_named_profile_without_a_session_asks_for_a_login_naming_its_file() {
         text(&out.stderr)
     );
 }
+
+/// `{"alg":"none"}.{"sub":"u-248289","email":"jane@example.com","iss":"https://id.example"}.`
+const ID_TOKEN: &str = "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ1LTI0ODI4OSIsImVtYWlsIjoiamFuZUBleGFtcGxlLmNvbSIsImlzcyI6Imh0dHBzOi8vaWQuZXhhbXBsZSJ9.";
+
+/// Stores at `store` a session whose token response carried `id_token`, for client `auth`.
+fn store_with_id_token(store: &Path, id_token: &str, auth: credlock::ClientAuth) {
+    let client = credlock::Client::new("https://as.example/token", "my-cli", auth).expect("client");
+    let body = serde_json::json!({
+        "access_token": "at-zz", "token_type": "Bearer", "expires_in": 3600,
+        "refresh_token": "rt-zz", "id_token": id_token,
+    });
+    let response = credlock::TokenResponse::from_json(body.to_string().as_bytes()).expect("body");
+    credlock::Store::new(store)
+        .import_token_response(client, response)
+        .expect("stored");
+}
+
+#[test]
+fn status_and_profiles_show_the_account_the_id_token_names_labelled_unverified() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let work = profile_path(home.path(), Some("work"));
+    store_with_id_token(&work, ID_TOKEN, credlock::ClientAuth::None);
+    let out = run_with_stdin(
+        credlock_in(home.path(), &["--profile", "work", "status"]),
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let human = text(&out.stdout);
+    assert!(
+        human.contains("account:        jane@example.com (sub u-248289, iss https://id.example; from the ID token, unverified)"),
+        "{human}"
+    );
+    let out = run_with_stdin(
+        credlock_in(home.path(), &["--profile", "work", "status", "--json"]),
+        b"",
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["account"]["sub"], "u-248289", "{v}");
+    assert_eq!(v["account"]["email"], "jane@example.com");
+    assert_eq!(v["account"]["iss"], "https://id.example");
+    assert_eq!(v["account"]["verified"], false);
+    let out = run_with_stdin(credlock_in(home.path(), &["profiles", "--json"]), b"");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let work_row = v
+        .as_array()
+        .and_then(|rows| rows.iter().find(|r| r["profile"] == "work"))
+        .or_else(|| {
+            v["profiles"]
+                .as_array()
+                .and_then(|rows| rows.iter().find(|r| r["profile"] == "work"))
+        })
+        .expect("the work profile is listed");
+    assert_eq!(work_row["account"]["sub"], "u-248289", "{v}");
+    let out = run_with_stdin(credlock_in(home.path(), &["profiles"]), b"");
+    let listing = text(&out.stdout);
+    assert!(listing.contains("ACCOUNT (UNVERIFIED)"), "{listing}");
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("work") && l.contains("jane@example.com")),
+        "{listing}"
+    );
+    for output in [&human, &listing] {
+        assert!(
+            !output.contains(ID_TOKEN) && !output.contains("at-zz") && !output.contains("rt-zz")
+        );
+    }
+}
+
+#[test]
+fn a_malformed_id_token_shows_no_account_and_status_still_succeeds() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let work = profile_path(home.path(), Some("work"));
+    store_with_id_token(&work, "not.a-jwt.!", credlock::ClientAuth::None);
+    let out = run_with_stdin(
+        credlock_in(home.path(), &["--profile", "work", "status", "--json"]),
+        b"",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert!(v["account"].is_null(), "{v}");
+    assert!(!text(&out.stdout).contains("not.a-jwt"));
+}
+
+#[test]
+fn human_status_names_the_client_auth_method_in_words() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let public = profile_path(home.path(), Some("public"));
+    store_with_id_token(&public, ID_TOKEN, credlock::ClientAuth::None);
+    let confidential = profile_path(home.path(), Some("confidential"));
+    store_with_id_token(
+        &confidential,
+        ID_TOKEN,
+        credlock::ClientAuth::Post {
+            secret: credlock::Secret::new("client-secret-zz"),
+        },
+    );
+    let out = run_with_stdin(
+        credlock_in(home.path(), &["--profile", "public", "status"]),
+        b"",
+    );
+    let human = text(&out.stdout);
+    assert!(human.contains("client id:      my-cli\n"), "{human}");
+    assert!(
+        human.contains("client auth:    none (public client)"),
+        "{human}"
+    );
+    let out = run_with_stdin(
+        credlock_in(home.path(), &["--profile", "confidential", "status"]),
+        b"",
+    );
+    let human = text(&out.stdout);
+    assert!(
+        human.contains("client auth:    client_secret_post"),
+        "{human}"
+    );
+    assert!(!human.contains("client-secret-zz"));
+}
+
+#[test]
+fn a_mistyped_profile_for_status_token_and_logout_names_the_known_profiles() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let (_fa, _ha, _) = seed_at(&profile_path(home.path(), Some("personal")), false);
+    let (_fb, _hb, _) = seed_at(&profile_path(home.path(), Some("work")), false);
+    for command in ["status", "token", "logout", "token --login"] {
+        let mut args = vec!["--profile", "wrok"];
+        args.extend(command.split(' '));
+        let out = run_with_stdin(credlock_in(home.path(), &args), b"");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains("known profiles: personal, work"),
+            "{command}: {stderr}"
+        );
+    }
+    // A profile that exists says nothing of the others.
+    let out = run_with_stdin(
+        credlock_in(home.path(), &["--profile", "work", "status"]),
+        b"",
+    );
+    assert!(!text(&out.stderr).contains("known profiles"));
+    assert!(
+        !profile_path(home.path(), Some("wrok")).exists(),
+        "the mistyped profile was created"
+    );
+}

@@ -88,7 +88,7 @@ pub fn status(g: &Global) -> Outcome {
             });
     // The same keys with or without a session (docs/json.md): null where there is none.
     let s = session.as_ref();
-    let report = json!({
+    let mut report = json!({
         "present": session.is_some(),
         "store": store.path(),
         "lock_mode": lock.requested.name(),
@@ -107,7 +107,23 @@ pub fn status(g: &Global) -> Outcome {
         "scope": s.and_then(Session::scope),
         "file_mode": s.and(mode.as_deref()),
         "protection": s.and(protection.as_ref()).map(ToString::to_string),
+        "account": s.map(account_json),
     });
+    // Read only when there is no session to describe: why the last one went, and whether a
+    // login needs no flags.
+    let settings = if session.is_none() {
+        crate::settings::load(&g.store).ok()
+    } else {
+        None
+    };
+    let remembered = settings.as_ref().and_then(|s| s.login.clone());
+    let ended = settings.and_then(|s| s.last_session_end);
+    if let Some(all) = report.as_object_mut() {
+        all.insert("last_session_end".into(), json!(ended));
+    }
+    if session.is_none() {
+        crate::profiles::hint_if_unknown(g);
+    }
     let code = if session.is_some() { 0 } else { 3 };
     if g.json {
         outln!("{report}")?;
@@ -121,11 +137,34 @@ pub fn status(g: &Global) -> Outcome {
         )?;
     }
     match &session {
-        None => outln!(
-            "session:        none (log in with `credlock login`, or store a token response with `credlock import`)"
-        )?,
+        None => {
+            outln!(
+                "session:        none (log in with `credlock login`, or store a token response with `credlock import`)"
+            )?;
+            if let Some(end) = &ended {
+                outln!("session ended:  {}: {}", end.at, end.reason)?;
+            }
+            if let Some(login) = &remembered {
+                outln!(
+                    "login settings: remembered (client {} at {}): `credlock{} token --login` or `login` logs in again",
+                    login.client_id,
+                    login
+                        .issuer
+                        .as_deref()
+                        .or(login.token_endpoint.as_deref())
+                        .unwrap_or("-"),
+                    g.profile
+                        .as_deref()
+                        .map(|p| format!(" --profile {p}"))
+                        .unwrap_or_default()
+                )?;
+            }
+        }
         Some(s) => {
             outln!("session:        present")?;
+            if let Some(account) = describe_account(s) {
+                outln!("account:        {account}")?;
+            }
             match (s.expires_at(), seconds_left) {
                 (Some(e), Some(left)) => outln!(
                     "expires at:     {} ({}{})",
@@ -144,10 +183,10 @@ pub fn status(g: &Global) -> Outcome {
                 "token endpoint: {}",
                 s.client().token_endpoint_for_display()
             )?;
+            outln!("client id:      {}", s.client().client_id())?;
             outln!(
-                "client id:      {} ({})",
-                s.client().client_id(),
-                s.client().auth().method_name()
+                "client auth:    {}",
+                describe_client_auth(s.client().auth())
             )?;
             outln!("file mode:      {}", mode.as_deref().unwrap_or("n/a"))?;
             if let Some(p) = &protection {
@@ -162,6 +201,51 @@ pub fn status(g: &Global) -> Outcome {
         lock.filesystem.evidence
     )?;
     Ok(code)
+}
+
+/// The account the session's ID token names, unverified: `null` when it names none.
+pub fn account_json(s: &Session) -> serde_json::Value {
+    match s.unverified_id_token_claims() {
+        None => serde_json::Value::Null,
+        Some(c) => json!({
+            "sub": c.sub,
+            "email": c.email,
+            "preferred_username": c.preferred_username,
+            "name": c.name,
+            "iss": c.iss,
+            "verified": false,
+        }),
+    }
+}
+
+/// "jane@example.com (sub 2482, iss https://id.example; from the ID token, unverified)".
+pub fn describe_account(s: &Session) -> Option<String> {
+    let c = s.unverified_id_token_claims()?;
+    let mut details = Vec::new();
+    if let Some(sub) = c.sub.as_deref().filter(|sub| Some(*sub) != c.account()) {
+        details.push(format!("sub {sub}"));
+    }
+    if let Some(iss) = &c.iss {
+        details.push(format!("iss {iss}"));
+    }
+    let details = if details.is_empty() {
+        String::new()
+    } else {
+        format!("{}; ", details.join(", "))
+    };
+    Some(format!(
+        "{} ({details}from the ID token, unverified)",
+        c.account().unwrap_or("unnamed")
+    ))
+}
+
+/// The client authentication method in words.
+fn describe_client_auth(auth: &ClientAuth) -> &'static str {
+    match auth {
+        ClientAuth::Basic { .. } => "client_secret_basic (a secret, in HTTP Basic)",
+        ClientAuth::Post { .. } => "client_secret_post (a secret, in the request body)",
+        _ => "none (public client)",
+    }
 }
 
 /// "42 s left", or "expired 12 s ago" (never "-12 s left").
@@ -289,6 +373,18 @@ pub fn logout(g: &Global, revoke: bool) -> Outcome {
         LoggedOut::NothingStored => (false, false),
         LoggedOut::Deleted { revoked } => (true, revoked),
     };
+    if deleted {
+        crate::settings::record_end(
+            &g.store,
+            if revoked {
+                "logged out with `credlock logout --revoke` (the refresh token was revoked)"
+            } else {
+                "logged out with `credlock logout` (the refresh token was not revoked)"
+            },
+        );
+    } else {
+        crate::profiles::hint_if_unknown(g);
+    }
     if g.json {
         outln!(
             "{}",

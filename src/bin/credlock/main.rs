@@ -26,6 +26,7 @@ mod login;
 mod obtain;
 mod profiles;
 mod race;
+mod settings;
 mod signals;
 mod token_file;
 
@@ -86,20 +87,24 @@ enum Command {
         #[command(flatten)]
         tools: formats::TokenArgs,
         /// When the session needs a login (none stored, or the grant is gone), log in first
-        /// with the login flags below: one login across all processes asking at once.
+        /// with the login flags below, or those the profile remembers from its last login: one
+        /// login across all processes asking at once.
         #[arg(long, conflicts_with = "rejected_on_stdin")]
         login: bool,
         #[command(flatten)]
         login_args: Box<login::LoginArgs>,
     },
-    /// Log in (device flow, browser with PKCE, or paste) and save the session.
-    Login(login::LoginArgs),
+    /// Log in (device flow, browser with PKCE, or paste) and save the session. The flags of a
+    /// login that succeeds are remembered for the profile (a client secret only by its
+    /// variable's name), and fill in those a later login does not give.
+    Login(Box<login::LoginArgs>),
     /// Describe the stored session without printing any secret.
     Status,
     /// Store an RFC 6749 token response read from stdin as the session (after a login).
     Import(commands::ImportArgs),
     /// Delete the session (under the lock). Without --revoke only the local copy goes; the
-    /// refresh token stays valid at the server until it expires.
+    /// refresh token stays valid at the server until it expires. The remembered login
+    /// settings stay.
     Logout {
         /// Revoke the refresh token at the session's revocation endpoint (RFC 7009) first, in
         /// the same critical section as the delete. If the revocation fails, the session is
@@ -160,6 +165,11 @@ impl Global {
             .with_lock_mode(self.lock)
             .with_margin(self.margin)
             .on_event(move |e| {
+                // The server refused the grant and the dead session was deleted: remembered
+                // beside the login settings, for `status` to say when and why it went.
+                if let credlock::Event::DeletedStaleSession { path, .. } = e {
+                    settings::record_end(path, settings::REFUSED);
+                }
                 // Not DeletedStaleSession: the session_expired error that follows it says
                 // "the stale session was removed" already.
                 // A lock wait is normal under contention and usually milliseconds: said at
@@ -261,6 +271,12 @@ fn main() -> ExitCode {
         Command::RaceChild => race::child(&global),
     });
     peak_rss_report();
+    if let Err(
+        Failure::Credlock(Error::NoSession { .. }) | Failure::Reported(Error::NoSession { .. }),
+    ) = &result
+    {
+        profiles::hint_if_unknown(&global);
+    }
     let failure = match result {
         Ok(code) => return ExitCode::from(code),
         Err(failure) => failure,

@@ -74,6 +74,9 @@ struct Row {
     store: PathBuf,
     state: &'static str,
     expires_at: Option<SystemTime>,
+    /// The account the ID token names (unverified), for the table and `account` in JSON.
+    account: Option<String>,
+    account_json: serde_json::Value,
     problem: Option<String>,
 }
 
@@ -89,6 +92,13 @@ fn row(g: &Global, profile: String, store: PathBuf) -> Row {
         store,
         state,
         expires_at: session.as_ref().and_then(Session::expires_at),
+        account: session
+            .as_ref()
+            .and_then(Session::unverified_id_token_claims)
+            .and_then(|c| c.account().map(str::to_owned)),
+        account_json: session
+            .as_ref()
+            .map_or(serde_json::Value::Null, crate::commands::account_json),
         problem,
     }
 }
@@ -119,6 +129,36 @@ fn named_profiles(app_dir: &Path) -> Vec<String> {
     names
 }
 
+/// The profiles that exist: `default` when its session or settings file does, and every
+/// named one.
+fn known_profiles() -> Vec<String> {
+    let default = store_path(None);
+    let mut known = Vec::new();
+    if default.exists() || crate::settings::path_for(&default).exists() {
+        known.push(DEFAULT_PROFILE.to_owned());
+    }
+    known.extend(named_profiles(&config_base().join(APP)));
+    known
+}
+
+/// A `--profile` naming a profile with neither a session nor settings is likely a typo:
+/// says so on stderr with the profiles that exist, if any do.
+pub fn hint_if_unknown(g: &Global) {
+    let Some(name) = g.profile.as_deref() else {
+        return;
+    };
+    if g.store.exists() || crate::settings::path_for(&g.store).exists() {
+        return;
+    }
+    let known: Vec<String> = known_profiles().into_iter().filter(|k| k != name).collect();
+    if !known.is_empty() {
+        eprintln!(
+            "credlock: no profile named {name:?} has a session or login settings; known profiles: {}",
+            known.join(", ")
+        );
+    }
+}
+
 /// `credlock profiles`: the default profile (when it has a session) and every named one.
 /// Creates nothing.
 pub fn list(g: &Global) -> Outcome {
@@ -126,7 +166,7 @@ pub fn list(g: &Global) -> Outcome {
     let app_dir = base.join(APP);
     let mut rows = Vec::new();
     let default = store_path(None);
-    if default.exists() {
+    if default.exists() || crate::settings::path_for(&default).exists() {
         rows.push(row(g, DEFAULT_PROFILE.to_owned(), default));
     }
     for name in named_profiles(&app_dir) {
@@ -142,6 +182,7 @@ pub fn list(g: &Global) -> Outcome {
                     "store": r.store,
                     "state": r.state,
                     "expires_at": r.expires_at.map(rfc3339),
+                    "account": r.account_json,
                     "problem": r.problem,
                 })
             })
@@ -154,14 +195,21 @@ pub fn list(g: &Global) -> Outcome {
         outln!("No profiles under {}", app_dir.display())?;
         return Ok(0);
     }
-    outln!("{:<20} {:<10} {:<25} STORE", "PROFILE", "STATE", "EXPIRES")?;
+    outln!(
+        "{:<20} {:<10} {:<25} {:<30} STORE",
+        "PROFILE",
+        "STATE",
+        "EXPIRES",
+        "ACCOUNT (UNVERIFIED)"
+    )?;
     for r in &rows {
         let expires = r.expires_at.map_or_else(|| "-".to_owned(), rfc3339);
         outln!(
-            "{:<20} {:<10} {:<25} {}",
+            "{:<20} {:<10} {:<25} {:<30} {}",
             r.profile,
             r.state,
             expires,
+            r.account.as_deref().unwrap_or("-"),
             r.store.display()
         )?;
         if let Some(problem) = &r.problem {

@@ -1,0 +1,184 @@
+//! Who a session belongs to, as its ID token says, without verifying it: for display only.
+
+use serde_json::{Map, Value};
+
+/// The longest ID token whose claims are decoded: a JWT larger than this is not one a login
+/// returned, and is not decoded at all.
+const MAX_ID_TOKEN_BYTES: usize = 64 * 1024;
+
+/// The longest claim value kept.
+const MAX_CLAIM_BYTES: usize = 512;
+
+/// The claims of a session's ID token that say which account it is, read **without verifying**
+/// the token (its signature, `aud`, `exp` and `nonce` are not checked): fit to show a user
+/// which account a profile is logged into, never to decide what that account may do.
+///
+/// Holds no secret (the token itself is not kept), so `Debug` shows every claim.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct UnverifiedClaims {
+    /// `sub`: the account's identifier at the issuer.
+    pub sub: Option<String>,
+    /// `email`.
+    pub email: Option<String>,
+    /// `preferred_username`.
+    pub preferred_username: Option<String>,
+    /// `name`.
+    pub name: Option<String>,
+    /// `iss`: the issuer that says it signed the token.
+    pub iss: Option<String>,
+}
+
+impl UnverifiedClaims {
+    /// The name a user knows the account by: `email`, else `preferred_username`, else `sub`.
+    #[must_use]
+    pub fn account(&self) -> Option<&str> {
+        self.email
+            .as_deref()
+            .or(self.preferred_username.as_deref())
+            .or(self.sub.as_deref())
+    }
+
+    /// Decodes the payload of a compact JWS (`header.payload.signature`); `None` if `jwt` is
+    /// not one, or its payload is not a JSON object, or it names none of the claims.
+    pub(crate) fn decode(jwt: &str) -> Option<UnverifiedClaims> {
+        if jwt.len() > MAX_ID_TOKEN_BYTES {
+            return None;
+        }
+        let mut parts = jwt.split('.');
+        let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let bytes = base64url_decode(payload)?;
+        let object: Map<String, Value> = serde_json::from_slice(&bytes).ok()?;
+        // A claim is shown on terminals: one holding a control character (an escape sequence
+        // that could rewrite the screen) or of unreasonable length is left out.
+        let text = |name: &str| {
+            object
+                .get(name)
+                .and_then(Value::as_str)
+                .filter(|s| !s.is_empty() && s.len() <= MAX_CLAIM_BYTES)
+                .filter(|s| !s.chars().any(char::is_control))
+                .map(str::to_owned)
+        };
+        let claims = UnverifiedClaims {
+            sub: text("sub"),
+            email: text("email"),
+            preferred_username: text("preferred_username"),
+            name: text("name"),
+            iss: text("iss"),
+        };
+        (claims != UnverifiedClaims::default()).then_some(claims)
+    }
+}
+
+/// base64url without padding (RFC 7515 §2); padding is tolerated. `None` on any other byte.
+fn base64url_decode(input: &str) -> Option<Vec<u8>> {
+    let input = input.trim_end_matches('=');
+    let mut out = Vec::with_capacity(input.len() * 3 / 4);
+    let mut buffer: u32 = 0;
+    let mut bits = 0u32;
+    for byte in input.bytes() {
+        let value = match byte {
+            b'A'..=b'Z' => byte - b'A',
+            b'a'..=b'z' => byte - b'a' + 26,
+            b'0'..=b'9' => byte - b'0' + 52,
+            b'-' | b'+' => 62,
+            b'_' | b'/' => 63,
+            _ => return None,
+        };
+        buffer = (buffer << 6) | u32::from(value);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(u8::try_from((buffer >> bits) & 0xff).ok()?);
+        }
+    }
+    // A single leftover character carries fewer than 8 bits: not base64.
+    (bits < 6).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn encode(json: &str) -> String {
+        crate::encoding::base64(json.as_bytes())
+            .trim_end_matches('=')
+            .replace('+', "-")
+            .replace('/', "_")
+    }
+
+    fn jwt(payload: &str) -> String {
+        format!(
+            "{}.{}.c2lnbmF0dXJl",
+            encode(r#"{"alg":"RS256"}"#),
+            encode(payload)
+        )
+    }
+
+    #[test]
+    fn the_account_claims_are_read_from_the_payload_without_a_signature_check() {
+        let claims = UnverifiedClaims::decode(&jwt(
+            r#"{"sub":"248289761001","email":"jane@example.com","iss":"https://id.example","aud":"x","exp":1}"#,
+        ))
+        .expect("claims");
+        assert_eq!(claims.sub.as_deref(), Some("248289761001"));
+        assert_eq!(claims.email.as_deref(), Some("jane@example.com"));
+        assert_eq!(claims.iss.as_deref(), Some("https://id.example"));
+        assert_eq!(claims.preferred_username, None);
+        assert_eq!(claims.account(), Some("jane@example.com"));
+    }
+
+    #[test]
+    fn the_account_falls_back_to_the_preferred_username_then_the_subject() {
+        let named = UnverifiedClaims::decode(&jwt(r#"{"sub":"1","preferred_username":"jane"}"#));
+        assert_eq!(named.unwrap().account(), Some("jane"));
+        let bare = UnverifiedClaims::decode(&jwt(r#"{"sub":"1"}"#));
+        assert_eq!(bare.unwrap().account(), Some("1"));
+    }
+
+    #[test]
+    fn a_malformed_id_token_gives_no_claims_and_never_panics() {
+        for bad in [
+            String::new(),
+            "not-a-jwt".to_owned(),
+            "a.b".to_owned(),
+            "a.b.c.d".to_owned(),
+            "e30.!!!.sig".to_owned(),
+            format!("e30.{}.sig", encode("[1,2]")),
+            format!("e30.{}.sig", encode("{\"sub\":")),
+            format!("e30.{}.sig", encode(r#"{"sub":7,"aud":"x"}"#)),
+            format!("e30.{}.sig", encode(r#"{"aud":"x"}"#)),
+            "e30.A.sig".to_owned(),
+            "e30.\u{e9}\u{e9}.sig".to_owned(),
+            format!("e30.{}.sig", "A".repeat(MAX_ID_TOKEN_BYTES)),
+        ] {
+            assert_eq!(UnverifiedClaims::decode(&bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_claim_with_a_control_character_or_of_unreasonable_length_is_left_out() {
+        let long = "x".repeat(MAX_CLAIM_BYTES + 1);
+        let payload = serde_json::json!({
+            "sub": "u-1",
+            "email": "jane@example.com\u{1b}[2J",
+            "name": long,
+        });
+        let claims = UnverifiedClaims::decode(&jwt(&payload.to_string())).expect("claims");
+        assert_eq!(claims.sub.as_deref(), Some("u-1"));
+        assert_eq!(claims.email, None);
+        assert_eq!(claims.name, None);
+    }
+
+    #[test]
+    fn base64url_decoding_matches_the_standard_alphabet_and_its_url_safe_twin() {
+        assert_eq!(base64url_decode("aGk").unwrap(), b"hi");
+        assert_eq!(base64url_decode("aGk=").unwrap(), b"hi");
+        assert_eq!(base64url_decode("-_8").unwrap(), [0xfb, 0xff]);
+        assert_eq!(base64url_decode("+/8").unwrap(), [0xfb, 0xff]);
+        assert_eq!(base64url_decode("").unwrap(), b"");
+    }
+}
