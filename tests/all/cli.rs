@@ -331,6 +331,30 @@ fn usage_errors_are_exit_code_2() {
     );
 }
 
+/// The README's "With `--json`, a failure is one object on stdout too", for usage errors too:
+/// one that clap detects (an unknown lock mode, a bad flag value) must not leave clap's text
+/// on stderr as the only answer.
+#[cfg(feature = "cli")]
+#[test]
+fn review_json_usage_errors_are_one_object_on_stdout() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("session.json");
+    for args in [
+        &["--json", "--lock", "sideways", "status"][..],
+        &["--json", "--margin", "soon", "token"][..],
+    ] {
+        let out = crate::common::credlock(&store, args).output().expect("run");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let parsed: Result<serde_json::Value, _> = serde_json::from_slice(&out.stdout);
+        assert!(
+            parsed.as_ref().is_ok_and(|v| v["error"]["exit_code"] == 2),
+            "{args:?}: stdout {:?}, stderr {:?}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
 /// A mistyped `CREDLOCK_FS_KIND` is not silently replaced by detection (which could leave a
 /// `nolock` NFS home without its lease): every command refuses it as a usage error that
 /// lists the kinds (docs/filesystems.md, "Override"); `cifs` is the documented alias of `smb`.

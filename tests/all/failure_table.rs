@@ -115,7 +115,7 @@ fn every_row_of_the_failure_table_is_named_by_a_test() {
 #[cfg(all(unix, feature = "cli"))]
 #[test]
 fn advisory_mode_where_locks_do_not_cross_machines_refreshes_under_the_lock_alone_with_a_warning() {
-    let b = crate::tools_support::Backend::expired();
+    let b = crate::common::tools::Backend::expired();
     let mut cmd = crate::common::credlock(&b.store, &["--lock", "advisory", "token"]);
     cmd.env("CREDLOCK_FS_KIND", "nfs-nolock")
         .env_remove("CREDLOCK_ACCESS_TOKEN");

@@ -134,6 +134,37 @@ fn a_directory_a_symlink_or_a_huge_file_at_the_path_is_refused() {
     );
 }
 
+/// A 2xx body under the transport's 256 KiB cap is accepted and its unknown fields kept in
+/// `extra`, but the session is saved pretty-printed: a vendor field holding a long list (one
+/// line and one indentation per element) grows past the 1 MiB a session file may have, so
+/// the save succeeds and every later read refuses the file (`NotASessionFile`): the session,
+/// rotated refresh token included, can no longer be used. Failure-table row "a response whose
+/// unmodelled fields would make the session file larger than 1 MiB", and invariant 8: the
+/// file credlock writes must be one credlock reads.
+#[test]
+fn review_a_session_credlock_saved_is_one_it_can_read_back() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    bed.seed_expired();
+    bed.server.reshape_next_success(|mut m| {
+        let ones = vec![serde_json::json!(1); 110_000];
+        m.insert("groups".into(), serde_json::json!({ "ids": [ones] }));
+        let body = serde_json::to_vec(&m).expect("json");
+        assert!(
+            body.len() < 256 * 1024,
+            "within the transport's cap: {}",
+            body.len()
+        );
+        body
+    });
+    bed.store().access_token().expect("refreshed and saved");
+    let size = std::fs::metadata(&bed.path).expect("saved").len();
+    let reread = bed.store().load();
+    assert!(
+        matches!(reread, Ok(Some(_))),
+        "the saved file ({size} bytes) cannot be read back: {reread:?}"
+    );
+}
+
 #[cfg(unix)]
 #[test]
 fn files_are_0600_and_a_new_directory_0700_whatever_the_umask() {

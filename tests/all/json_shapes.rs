@@ -8,8 +8,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+use crate::common::tools::{Backend, seed_at, text};
 use crate::common::{credlock, run_with_stdin};
-use crate::tools_support::{Backend, seed_at, text};
 
 /// One documented key: its name and the JSON types it may have.
 type Shape = Vec<(String, BTreeSet<String>)>;
@@ -360,7 +360,7 @@ fn exec_json_prints_one_error_object_when_the_command_cannot_start() {
 #[test]
 #[ignore = "needs node-oidc-provider; .ci/run runs it"]
 fn login_json_has_the_keys_and_types_that_docs_json_md_lists() {
-    use crate::login_kit::{Browser, Provider, user_code_in};
+    use crate::common::idp::{Browser, Provider, user_code_in};
     let p = Provider::start(&["--device-interval", "1"]);
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("session.json");

@@ -663,7 +663,7 @@ fn two_hundred_rounds_of_one_stale_lease_and_six_processes_refresh_once_per_roun
     );
 }
 
-/// Invariant 2 under the lease (issue 9 B: "two holders never refresh at once"). The fence
+/// Invariant 2 under the lease: two holders never refresh at once. The fence
 /// checks only that the lease has not run out *yet* right before the send; a request that
 /// takes longer than what is left of the TTL (here: TTL 400 ms, the server answers in 800 ms,
 /// well within the 30 s transport timeout) overlaps the next holder's. Nothing stops a TTL

@@ -1,6 +1,6 @@
 //! `credlock login --browser` and `--paste` against node-oidc-provider: success, wrong
 //! state, the user cancelling, the deadline. `$BROWSER` is a script that records the URL; the
-//! test then plays the user on the provider's own pages (`login_kit`).
+//! test then plays the user on the provider's own pages (`common::idp`).
 
 use std::io::Write;
 use std::path::Path;
@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::common::idp::{Browser, Page, Provider, recording_browser, wait_for_file};
 use crate::common::{credlock, finish};
-use crate::login_kit::{Browser, Page, Provider, recording_browser, wait_for_file};
 
 fn spawn_browser(dir: &Path, issuer: &str, extra: &[&str]) -> (Child, std::path::PathBuf) {
     let store = dir.join("session.json");
@@ -153,7 +153,7 @@ fn the_user_cancelling_at_the_login_page_exits_3_with_login_denied() {
         .find(|h| h.ends_with("/abort"))
         .unwrap_or_else(|| panic!("no abort link: {}", login_page.body))
         .to_owned();
-    let abort = crate::login_kit::absolute(&login_page.url, &abort);
+    let abort = crate::common::idp::absolute(&login_page.url, &abort);
     let redirected = b.get(&abort);
     let back = b.follow(redirected, &p.issuer);
     let callback = back.location.expect("redirect to the client");
@@ -334,11 +334,11 @@ fn an_authorization_request_refused_outright_fails_within_seconds_naming_the_cau
 fn a_client_trickling_bytes_to_the_loopback_port_does_not_hold_a_3_s_login_past_its_deadline() {
     // The authorization endpoint answers the pre-flight look with a page (a login page would
     // be HTML; any 200 lets the browser open); nothing else is ever approved.
-    let stub = crate::login_kit::Stub::start(|path| {
+    let stub = crate::common::idp::Stub::start(|path| {
         if path.starts_with("/auth") {
-            crate::login_kit::Reply::Json(200, "{}".into())
+            crate::common::idp::Reply::Json(200, "{}".into())
         } else {
-            crate::login_kit::Reply::Json(400, r#"{"error":"invalid_request"}"#.into())
+            crate::common::idp::Reply::Json(400, r#"{"error":"invalid_request"}"#.into())
         }
     });
     let dir = tempfile::tempdir().unwrap();

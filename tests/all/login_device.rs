@@ -1,5 +1,5 @@
 //! `credlock login --device` against node-oidc-provider: approve, deny, expire, slow_down.
-//! The user's side is a scripted browser on the provider's own pages (`login_kit`).
+//! The user's side is a scripted browser on the provider's own pages (`common::idp`).
 
 use std::path::Path;
 use std::process::{Child, Stdio};
@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::common::idp::{Browser, Provider, Reply, Stub, device_answer, user_code_in};
 use crate::common::{credlock, finish};
-use crate::login_kit::{Browser, Provider, Reply, Stub, device_answer, user_code_in};
 
 /// `credlock <args> --issuer … --client-id cli-device --device --json` with stderr in a file.
 pub fn spawn_device(store: &Path, stderr: &Path, issuer: &str, args: &[&str]) -> Child {

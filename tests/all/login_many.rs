@@ -4,8 +4,8 @@
 use std::time::{Duration, Instant};
 
 use crate::common::Reaped;
+use crate::common::idp::{Browser, Provider, Reply, Stub, device_answer};
 use crate::login_device::{spawn_device, spawn_stub_device};
-use crate::login_kit::{Browser, Provider, Reply, Stub, device_answer};
 
 #[test]
 #[ignore = "needs node-oidc-provider; .ci/run runs it"]
@@ -110,7 +110,7 @@ fn a_token_login_that_logs_in_writes_the_token_file_it_was_asked_for() {
         &p.issuer,
         &["token", "--login", "--out", file.to_str().unwrap()],
     );
-    let code = crate::login_kit::user_code_in(&err, Duration::from_secs(20));
+    let code = crate::common::idp::user_code_in(&err, Duration::from_secs(20));
     Browser::new().approve_device(&p.issuer, &code, false);
     let out = crate::common::finish(child, Duration::from_secs(30));
     let stderr = std::fs::read_to_string(&err).unwrap_or_default();
@@ -178,7 +178,7 @@ fn an_explicit_login_is_not_replaced_by_a_refresh_saved_while_it_waited() {
         .unwrap();
     drop(guard);
 
-    let code = crate::login_kit::user_code_in(&err, Duration::from_secs(20));
+    let code = crate::common::idp::user_code_in(&err, Duration::from_secs(20));
     Browser::new().approve_device(&p.issuer, &code, false);
     let out = crate::common::finish(child, Duration::from_secs(30));
     let stderr = std::fs::read_to_string(&err).unwrap_or_default();

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
+use crate::common::tools::{seed_at, text};
 use crate::common::{credlock, run_with_stdin};
-use crate::tools_support::{seed_at, text};
 
 fn settings_path(store: &Path) -> PathBuf {
     store.with_file_name("session.settings.json")

@@ -88,7 +88,7 @@ fn logout_with_nothing_stored_creates_no_directory_and_no_lock_file() {
     assert!(left.is_empty(), "no lock file, no lease: {left:?}");
 }
 
-/// The review's race: a refresh is in flight (the server has rotated the token, its answer
+/// Invariant 4 in a race: a refresh is in flight (the server has rotated the token, its answer
 /// is on the way) when the user logs out. Revoking what was on disk before the refresh
 /// revokes a token that is already dead, and the deletion then throws away the only copy of
 /// the live one: the grant outlives the logout. Under the guards, the logout waits for the
@@ -231,7 +231,7 @@ fn a_logout_that_lost_its_lease_before_the_revocation_sends_nothing_and_keeps_th
     );
 }
 
-/// Issue 9 D under the lease: a logout whose lease is taken over while its revocation is at
+/// Invariant 4 under the lease: a logout whose lease is taken over while its revocation is at
 /// the server revoked the old refresh token; the newer session the new holder saved meanwhile
 /// holds another one, live at the server, and is kept: deleting it would leave a live grant
 /// nobody can revoke any more.
@@ -297,7 +297,7 @@ fn a_logout_that_lost_its_lease_still_deletes_the_session_it_revoked() {
     assert!(lease.exists(), "the new holder's lease was left alone");
 }
 
-/// Issue 9 C / H: a logout must not answer "nothing stored" while a compare-and-delete has
+/// Invariant 4: a logout must not answer "nothing stored" while a compare-and-delete has
 /// the file renamed aside (the session is then put back and outlives the logout).
 ///
 /// Failure table: logout while a compare-and-delete has the file aside
@@ -348,10 +348,10 @@ impl credlock::Transport for SlowRevocation {
     }
 }
 
-/// Issue 9 D under the lease: `logout --revoke` checks no fence. A logout whose revocation
-/// outlives its lease revokes the (by then rotated) old refresh token, then deletes the new
-/// holder's session unconditionally: the newest refresh token stays live at the server and is
-/// gone locally, exactly what item D was about.
+/// Invariant 4 under the lease: a logout deletes only the session whose refresh token it
+/// revoked. A logout whose revocation outlives its lease revokes the (by then rotated) old
+/// refresh token; deleting the new holder's session after it would leave the newest refresh
+/// token live at the server and gone locally.
 #[test]
 fn review_logout_under_a_lost_lease_never_deletes_a_newer_session_it_did_not_revoke() {
     let bed = Arc::new(Bed::new(ReusePolicy::RevokeGrant));

@@ -39,8 +39,6 @@ mod login_browser;
 #[cfg(all(unix, feature = "cli"))]
 mod login_device;
 #[cfg(all(unix, feature = "cli"))]
-mod login_kit;
-#[cfg(all(unix, feature = "cli"))]
 mod login_many;
 #[cfg(all(unix, feature = "cli"))]
 mod login_settings;
@@ -57,7 +55,6 @@ mod profiles;
 mod proxy;
 mod readers;
 mod refresh;
-mod review;
 mod rustdoc;
 mod secrets;
 mod test_kit_login;
@@ -71,8 +68,6 @@ mod tools_exec;
 mod tools_git;
 #[cfg(all(unix, feature = "cli"))]
 mod tools_kubectl;
-#[cfg(all(unix, feature = "cli"))]
-mod tools_support;
 #[cfg(feature = "tracing")]
 mod traces;
 #[cfg(all(unix, feature = "cli"))]

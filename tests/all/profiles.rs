@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::common::run_with_stdin;
-use crate::tools_support::{run_together, seed_at, text};
+use crate::common::tools::{run_together, seed_at, text};
 
 /// `credlock` with its configuration directory in `home` and no store given.
 fn credlock_in(home: &Path, args: &[&str]) -> Command {
@@ -45,8 +45,8 @@ fn two_profiles_racing_on_expired_sessions_refresh_once_each_and_never_mix() {
     let outs = run_together(cmds, Duration::from_secs(60));
     assert_eq!(fake_a.counters().refresh_requests, 1);
     assert_eq!(fake_b.counters().refresh_requests, 1);
-    let token_a = crate::tools_support::stored_token(&profile_path(home.path(), Some("alpha")));
-    let token_b = crate::tools_support::stored_token(&profile_path(home.path(), Some("beta")));
+    let token_a = crate::common::tools::stored_token(&profile_path(home.path(), Some("alpha")));
+    let token_b = crate::common::tools::stored_token(&profile_path(home.path(), Some("beta")));
     assert_ne!(token_a, token_b);
     for (i, out) in outs.iter().enumerate() {
         assert!(out.status.success(), "{}", text(&out.stderr));

@@ -99,7 +99,8 @@ impl Transport for WinnerSavesThenInvalidGrant {
     }
 }
 
-/// Issue 9 C: "a reader must not conclude 'no session' while a delete is in progress". The
+/// Failure-table row "lock-free read while a compare-and-delete has the file aside": a reader
+/// must not conclude "no session" while a delete is in progress. The
 /// reader's check (`delete_in_progress`) runs after its failed open, so a put-back that lands
 /// in between (or a rename aside before its flock mark is taken) gives `NoSession`.
 // Unix only: the flock mark it tests is the Unix mechanism. (Its two tight-loop readers used

@@ -132,6 +132,27 @@ fn server_errors_and_network_failures_are_transient_and_keep_the_session() {
     }
 }
 
+/// Failure-table row "408, 425, 429, 5xx" (`Unavailable`, transient): HTTP 408 (Request
+/// Timeout) is one the client may repeat (RFC 9110 §15.5.9), not the "log in again"
+/// (`needs_login`, exit 3) of another 4xx without an OAuth body, so that the row "transient
+/// failure while the stored access token has not expired" can still hand that token out.
+#[test]
+fn review_http_408_is_transient_not_log_in_again() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    bed.seed_expired();
+    bed.server.push_failure(Failure::Status {
+        status: 408,
+        body: String::new(),
+        retry_after: None,
+    });
+    let err = bed.store().access_token().unwrap_err();
+    assert!(
+        err.is_transient() && !err.needs_login(),
+        "408 classified as {}: {err}",
+        err.kind()
+    );
+}
+
 /// Failure table: 401, or 4xx `invalid_client` / `unauthorized_client` / `unsupported_grant_type`
 #[test]
 fn invalid_client_is_a_configuration_error_and_keeps_the_session() {
@@ -419,4 +440,53 @@ fn a_success_with_a_new_refresh_token_but_no_access_token_saves_the_refresh_toke
     let token = bed.store().access_token().expect("the next call refreshes");
     assert!(token.refreshed());
     assert_eq!(bed.server.counters().grants_revoked, 0);
+}
+
+/// Invariant 8 ("a 2xx that carries a rotated refresh token reaches disk before anything
+/// else happens") and the failure-table row "2xx that serde_json refuses as a whole". serde_json refuses some bodies that are JSON by RFC 8259's grammar
+/// (a number out of f64 range), or that real servers send (a Latin-1 byte in a vendor field,
+/// a deeply nested claim): the whole body is then "not JSON" and the rotated refresh token,
+/// already consumed on the server, is dropped; the next call meets invalid_grant and deletes
+/// the session.
+#[test]
+fn review_a_rotated_refresh_token_survives_a_body_serde_json_refuses() {
+    let splice = |extra: &'static [u8]| {
+        move |m: serde_json::Map<String, serde_json::Value>| {
+            let mut body = serde_json::to_vec(&m).expect("json");
+            body.pop(); // the closing brace
+            body.extend_from_slice(extra);
+            body.push(b'}');
+            body
+        }
+    };
+    let nested: &'static [u8] = Box::leak(
+        format!(r#","claims":{}1{}"#, "[".repeat(200), "]".repeat(200))
+            .into_bytes()
+            .into_boxed_slice(),
+    );
+    let cases: [(&str, &'static [u8]); 3] = [
+        (
+            "a vendor field 1e400 (ext_expires_in)",
+            br#","ext_expires_in":1e400"#,
+        ),
+        ("a Latin-1 byte in a vendor field", b",\"name\":\"Jos\xe9\""),
+        ("a claim nested 200 deep", nested),
+    ];
+    let mut lost = Vec::new();
+    for (what, extra) in cases {
+        let bed = Bed::new(ReusePolicy::RevokeGrant);
+        bed.seed_expired();
+        bed.server.reshape_next_success(splice(extra));
+        let first = bed.store().access_token();
+        let stored = bed.stored().expect("a session is still stored");
+        if !bed.server.is_live(stored.refresh_token().secret()) {
+            let next = bed.store().access_token();
+            lost.push(format!("{what}: first {first:?}, then {next:?}"));
+        }
+    }
+    assert!(
+        lost.is_empty(),
+        "rotated refresh token dropped:\n{}",
+        lost.join("\n")
+    );
 }

@@ -3,10 +3,10 @@
 use std::sync::{Arc, Mutex};
 
 use credlock::Clock as _;
-use credlock::testing::{Failure, FakeServer, ManualClock};
-use credlock::{Client, ClientAuth, Secret, Session, TokenResponse};
+use credlock::testing::{Failure, FakeServer, ManualClock, ReusePolicy};
+use credlock::{Client, ClientAuth, Revocation, Secret, Session, TokenResponse, TransportError};
 
-use crate::common::Bed;
+use crate::common::{Bed, TOKEN_ENDPOINT, seed_revocable};
 
 const CLIENT_SECRET: &str = "client-SECRET-d7e1";
 
@@ -260,4 +260,77 @@ fn a_secret_echoed_in_any_encoding_never_reaches_an_error() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Invariant 7 (no secret in errors): the refresh path withholds a transport error that
+/// quotes a secret sent; the revocation path (`logout --revoke`) does not.
+#[test]
+fn review_a_revocation_transport_error_quoting_the_refresh_token_is_withheld() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    let session = seed_revocable(&bed);
+    let rt = session.refresh_token().secret().to_owned();
+    bed.server
+        .push_failure(Failure::Transport(TransportError::Other(format!(
+            "malformed response header near \"token={rt}\""
+        ))));
+    let err = bed.store().logout(Revocation::Required).unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(
+        !shown.contains(&rt),
+        "the refresh token leaked through a revocation error: {shown}"
+    );
+}
+
+/// Invariant 7 (a URL with user information is shown through one redaction): a session file
+/// whose endpoint carries user information (written by a credlock from before endpoints were
+/// validated, or by hand). `display_url` treats that as a password and hides it in errors;
+/// `Session`'s `Debug` (derived `Client` Debug; also in `NotSaved`'s Debug) and
+/// `credlock status` must hide it too.
+fn session_with_password_in_endpoint(bed: &Bed) -> (Vec<u8>, &'static str) {
+    const PASSWORD: &str = "hunter2-endpoint-pw";
+    let session = bed.server.seed_session(TOKEN_ENDPOINT).expect("seed");
+    let json = String::from_utf8(session.to_json()).expect("utf8").replace(
+        TOKEN_ENDPOINT,
+        "https://me:hunter2-endpoint-pw@auth.example.com/token",
+    );
+    (json.into_bytes(), PASSWORD)
+}
+
+#[test]
+fn review_a_password_in_a_stored_endpoint_is_not_in_session_debug() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    let (bytes, password) = session_with_password_in_endpoint(&bed);
+    let session = Session::from_json(&bytes, &bed.path).expect("the file parses");
+    let shown = format!("{session:?}");
+    assert!(!shown.contains(password), "Debug shows it: {shown}");
+}
+
+#[cfg(feature = "cli")]
+#[test]
+fn review_status_does_not_print_a_password_in_the_stored_endpoint() {
+    let bed = Bed::new(ReusePolicy::RevokeGrant);
+    let (bytes, password) = session_with_password_in_endpoint(&bed);
+    std::fs::write(&bed.path, bytes).expect("write");
+    for args in [&["status"][..], &["--json", "status"][..]] {
+        let out = crate::common::credlock(&bed.path, args)
+            .output()
+            .expect("run");
+        let shown = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!shown.contains(password), "{args:?} shows it: {shown}");
+    }
+}
+
+/// Invariant 7: endpoint errors go through `display_url`, which hides user information only
+/// after a `://`. A URL typed with one slash (`https:/user:pw@host/…`) is refused, and the
+/// refusal must not quote the password.
+#[test]
+fn review_an_endpoint_error_never_quotes_a_password() {
+    let url = "https:/me:hunter2-endpoint-pw@auth.example.com/token";
+    let err = Client::new(url, "cli", credlock::ClientAuth::None).unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(!shown.contains("hunter2-endpoint-pw"), "{shown}");
 }

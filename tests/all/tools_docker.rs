@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use crate::common::run_with_stdin;
-use crate::tools_support::{Backend, Stub, require, text};
+use crate::common::tools::{Backend, Stub, require, text};
 
 const HELPER: &str = env!("CARGO_BIN_EXE_docker-credential-credlock");
 
@@ -283,8 +283,8 @@ fn a_helper_named_docker_credential_credlock_name_answers_profile_names_token() 
     let path = |p| {
         credlock::session_path_in(&home.path().join("config"), "credlock", Some(p)).expect("path")
     };
-    let (_fw, _hw, work) = crate::tools_support::seed_at(&path("work"), false);
-    let (_fp, _hp, personal) = crate::tools_support::seed_at(&path("personal"), false);
+    let (_fw, _hw, work) = crate::common::tools::seed_at(&path("work"), false);
+    let (_fp, _hp, personal) = crate::common::tools::seed_at(&path("personal"), false);
     assert_ne!(work.access_token(), personal.access_token());
     let bin = helper_links(home.path(), &["work", "personal", ".hidden"]);
     let other = tempfile::tempdir().expect("tempdir");
@@ -331,8 +331,8 @@ fn the_docker_cli_sends_each_registry_the_token_of_the_profile_its_helper_name_s
     let path = |p| {
         credlock::session_path_in(&home.path().join("config"), "credlock", Some(p)).expect("path")
     };
-    let (_fw, _hw, work) = crate::tools_support::seed_at(&path("work"), false);
-    let (_fp, _hp, personal) = crate::tools_support::seed_at(&path("personal"), false);
+    let (_fw, _hw, work) = crate::common::tools::seed_at(&path("work"), false);
+    let (_fp, _hp, personal) = crate::common::tools::seed_at(&path("personal"), false);
     assert_ne!(work.access_token(), personal.access_token());
     let bin = helper_links(home.path(), &["work", "personal"]);
     let work_dir = home.path().join("work-registry");

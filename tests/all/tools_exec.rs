@@ -6,8 +6,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, SystemTime};
 
+use crate::common::tools::{Backend, run_together, text};
 use crate::common::{credlock, run_with_stdin};
-use crate::tools_support::{Backend, run_together, text};
 
 fn run(mut cmd: Command) -> Output {
     cmd.env_remove("CREDLOCK_ACCESS_TOKEN");
@@ -274,7 +274,7 @@ fn the_default_token_file_follows_the_bearer_token_discovery_convention() {
 fn min_valid_with_the_token_endpoint_down_hands_out_the_unexpired_token_with_a_warning() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("session.json");
-    let (fake, http, session) = crate::tools_support::seed_at(&store, false);
+    let (fake, http, session) = crate::common::tools::seed_at(&store, false);
     drop(http); // the token endpoint is down: connection refused
     age_session(&store, Duration::from_secs(7200), Duration::from_secs(3600));
     let token = session.access_token().secret().to_owned();
@@ -304,7 +304,7 @@ fn min_valid_with_the_token_endpoint_down_hands_out_the_unexpired_token_with_a_w
     assert_eq!(text(&out.stdout), format!("{token}\n"));
     assert!(!text(&out.stderr).contains(&token));
     assert_eq!(fake.counters().refresh_requests, 0, "the server was down");
-    assert_eq!(crate::tools_support::stored_token(&store), token);
+    assert_eq!(crate::common::tools::stored_token(&store), token);
 }
 
 /// One refresh per expiry whatever the flags: a `--min-valid` longer than the tokens the

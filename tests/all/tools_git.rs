@@ -6,7 +6,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::common::run_with_stdin;
-use crate::tools_support::{Backend, Stub, require, run_together, text};
+use crate::common::tools::{Backend, Stub, require, run_together, text};
 
 /// git with only credlock as its credential helper, scoped to `git.example.com`, and
 /// nothing from the user's configuration.

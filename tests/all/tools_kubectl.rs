@@ -5,8 +5,8 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use crate::common::tools::{Backend, Stub, require, run_together, text};
 use crate::common::{credlock, run_with_stdin};
-use crate::tools_support::{Backend, Stub, require, run_together, text};
 
 fn kubeconfig(dir: &Path, port: u16, store: &Path, api_version: &str) -> std::path::PathBuf {
     let path = dir.join("kubeconfig.yaml");

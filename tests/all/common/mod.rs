@@ -1,4 +1,8 @@
-//! A test bed: a temp directory, a manual clock, a fake server, and stores wired to them.
+//! What the integration tests share, in one place: here a test bed (a temp directory, a
+//! manual clock, a fake server, and stores wired to them) and the helpers that run
+//! processes with a hard timeout; in `idp`, node-oidc-provider, a scripted browser and the
+//! loopback stub of the login tests; in `tools`, the token server, HTTPS stubs and real
+//! clients of the tool integration tests.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -6,6 +10,11 @@ use std::time::Duration;
 
 use credlock::testing::{FakeServer, FakeTransport, ManualClock, ReusePolicy};
 use credlock::{ClientAuth, Secret, Session, Store};
+
+#[cfg(all(unix, feature = "cli"))]
+pub mod idp;
+#[cfg(all(unix, feature = "cli"))]
+pub mod tools;
 
 pub const TOKEN_ENDPOINT: &str = "http://127.0.0.1:9/token";
 

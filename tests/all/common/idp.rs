@@ -1,5 +1,6 @@
-//! For the login tests against node-oidc-provider: the server (killed by PID on drop) and a
-//! scripted browser that drives the provider's own pages with plain HTTP and a cookie jar.
+//! For the login tests against node-oidc-provider: the server (killed by PID on drop), a
+//! scripted browser that drives the provider's own pages with plain HTTP and a cookie jar,
+//! and a loopback stub for what the provider cannot script.
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
