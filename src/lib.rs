@@ -143,9 +143,9 @@ mod lock;
 mod options;
 mod plan;
 
-mod classify;
 mod form;
 mod http;
+mod http_answer;
 
 mod access_token;
 mod fallback;

@@ -76,16 +76,6 @@ impl std::fmt::Debug for EchoGuard {
     }
 }
 
-/// `text` from the other side (a transport error, a server's words), or a placeholder if it
-/// quotes any of `secrets_sent` in any encoding the [`EchoGuard`] knows.
-pub(crate) fn withheld_if_echoing(secrets_sent: &[&str], text: String) -> String {
-    if EchoGuard::new(secrets_sent).echoes(&text) {
-        "details withheld: they quote a secret that was sent".to_owned()
-    } else {
-        text
-    }
-}
-
 impl EchoGuard {
     /// The length of a run of a secret that counts as an echo.
     pub(crate) const RUN: usize = 8;

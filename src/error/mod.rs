@@ -114,8 +114,8 @@ pub enum Error {
         oauth: Option<OAuthError>,
     },
 
-    /// The token endpoint could not be reached or is overloaded (network error, timeout, 429,
-    /// 5xx). The stored session was kept; try again later.
+    /// The token endpoint could not be reached or is overloaded (network error, timeout, 408,
+    /// 425, 429, 5xx). The stored session was kept; try again later.
     #[error("could not refresh {}: {reason}; try again {} (the stored session was kept)", path.display(), retry_after.map_or_else(|| "later".to_owned(), |d| format!("in {} s", d.as_secs())))]
     Unavailable {
         /// The session file.
@@ -314,7 +314,7 @@ pub enum Error {
     },
 
     /// An endpoint of the login could not be reached or is overloaded (network error,
-    /// timeout, 429, 5xx). Try again later.
+    /// timeout, 408, 425, 429, 5xx). Try again later.
     #[error("could not log in at {endpoint}: {reason}; try again later")]
     LoginUnavailable {
         /// The endpoint.

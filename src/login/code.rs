@@ -11,6 +11,7 @@ use super::token::{self, Answer};
 use crate::encoding::form_urlencode;
 use crate::error::Error;
 use crate::form::FormRequest;
+use crate::http_answer::{self, Endpoint, Meaning};
 use crate::secret::Secret;
 use crate::session::Session;
 
@@ -71,15 +72,23 @@ impl Login {
             return Ok(());
         };
         let endpoint = self.endpoints.authorization().unwrap_or_default();
-        match (peek.status, peek.location.as_deref()) {
-            (400, None) => Err(Error::LoginRequestRejected {
+        let answer = crate::http::HttpResponse {
+            status: peek.status,
+            retry_after: None,
+            body: Vec::new(),
+        };
+        let now = self.clock.now();
+        match http_answer::interpret(Endpoint::AuthorizationPeek, &answer, now, &[]) {
+            Meaning::Refused { status, .. } => Err(Error::LoginRequestRejected {
                 endpoint: crate::endpoint::display_url(endpoint),
-                status: 400,
+                status,
                 redirect_uri: redirect_uri.to_owned(),
             }),
-            (300..=399, Some(location)) => {
-                let Some(query) = location
-                    .strip_prefix(redirect_uri)
+            Meaning::Redirect => {
+                let Some(query) = peek
+                    .location
+                    .as_deref()
+                    .and_then(|location| location.strip_prefix(redirect_uri))
                     .and_then(|rest| rest.strip_prefix('?'))
                 else {
                     return Ok(());
@@ -93,13 +102,12 @@ impl Login {
                 let Some(code) = field("error") else {
                     return Ok(());
                 };
-                let oauth = crate::oauth_error::OAuthError::from_json(
-                    serde_json::json!({ "error": code, "error_description": field("error_description") })
-                        .to_string()
-                        .as_bytes(),
-                    &[],
-                );
-                Err(token::refused("the authorization endpoint", 302, oauth))
+                let description = field("error_description");
+                Err(token::refused(
+                    "the authorization endpoint",
+                    302,
+                    http_answer::authorization_error(&code, description.as_deref()),
+                ))
             }
             _ => Ok(()),
         }
@@ -202,13 +210,11 @@ impl Login {
         let code = match redirect {
             Redirect::Code(code) => code,
             Redirect::Error { code, description } => {
-                let oauth = crate::oauth_error::OAuthError::from_json(
-                    serde_json::json!({ "error": code, "error_description": description })
-                        .to_string()
-                        .as_bytes(),
-                    &[],
-                );
-                return Err(token::refused("the authorization endpoint", 302, oauth));
+                return Err(token::refused(
+                    "the authorization endpoint",
+                    302,
+                    http_answer::authorization_error(&code, description.as_deref()),
+                ));
             }
         };
         let mut request = FormRequest::for_client(&self.client, self.endpoints.token());
@@ -223,7 +229,13 @@ impl Login {
             .form
             .insert(3, ("code_verifier", pkce.verifier.clone()));
         let now = self.clock.now();
-        match token::post(self.transport.as_ref(), &request, now, token::parse_tokens)? {
+        match token::post(
+            self.transport.as_ref(),
+            Endpoint::CodeExchange,
+            &request,
+            now,
+            token::parse_tokens,
+        )? {
             Answer::Ok(tokens) => {
                 let session = self.session_from(tokens, now)?;
                 if let (Some(sent), Some(id_token)) = (nonce, session.id_token())
@@ -236,8 +248,8 @@ impl Login {
                 }
                 Ok(session)
             }
-            Answer::Refused { status, oauth } => {
-                Err(token::refused(self.endpoints.token(), status, oauth))
+            Answer::Refused { status, meaning } => {
+                Err(token::refused(self.endpoints.token(), status, meaning))
             }
         }
     }

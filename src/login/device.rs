@@ -8,6 +8,7 @@ use super::token::{self, Answer};
 use super::{Bounded, Login};
 use crate::error::Error;
 use crate::form::FormRequest;
+use crate::http_answer::{Endpoint, Meaning};
 use crate::secret::Secret;
 use crate::session::Session;
 
@@ -79,15 +80,20 @@ impl Login {
         }
         self.add_scope_and_targets(&mut request);
         let bounded = Bounded::new(&self.transport, self.deadline);
-        let (code, device_code, mut interval) =
-            match token::post(&bounded, &request, started, parse_authorization) {
-                Err(_) if bounded.cut() => return Err(no_answer()),
-                Err(e) => return Err(e),
-                Ok(Answer::Ok(parsed)) => parsed,
-                Ok(Answer::Refused { status, oauth }) => {
-                    return Err(token::refused(endpoint, status, oauth));
-                }
-            };
+        let (code, device_code, mut interval) = match token::post(
+            &bounded,
+            Endpoint::DeviceAuthorization,
+            &request,
+            started,
+            parse_authorization,
+        ) {
+            Err(_) if bounded.cut() => return Err(no_answer()),
+            Err(e) => return Err(e),
+            Ok(Answer::Ok(parsed)) => parsed,
+            Ok(Answer::Refused { status, meaning }) => {
+                return Err(token::refused(endpoint, status, meaning));
+            }
+        };
         let expires_at = started + code.expires_in;
         show(&code);
         let mut transient = 0;
@@ -119,21 +125,24 @@ impl Login {
                 &self.transport,
                 stop.duration_since(now).unwrap_or_default(),
             );
-            let answer = token::post(&bounded, &poll, now, token::parse_tokens);
+            let answer = token::post(
+                &bounded,
+                Endpoint::DevicePoll,
+                &poll,
+                now,
+                token::parse_tokens,
+            );
             match answer {
                 Err(_) if bounded.cut() => return Err(no_answer()),
                 Ok(Answer::Ok(tokens)) => return self.session_from(tokens, now),
-                Ok(Answer::Refused { status, oauth }) => {
+                Ok(Answer::Refused { status, meaning }) => {
                     transient = 0;
-                    match oauth.as_ref().map(|o| o.code.as_str()) {
-                        Some("authorization_pending") => {}
-                        Some("slow_down") => interval += SLOW_DOWN_STEP,
-                        Some("expired_token") => {
-                            return Err(Error::LoginExpired {
-                                what: "the device code expired before it was approved".to_owned(),
-                            });
+                    match meaning {
+                        Meaning::Pending => {}
+                        Meaning::SlowDown => interval += SLOW_DOWN_STEP,
+                        meaning => {
+                            return Err(token::refused(self.endpoints.token(), status, meaning));
                         }
-                        _ => return Err(token::refused(self.endpoints.token(), status, oauth)),
                     }
                 }
                 Err(e) if e.is_transient() && transient < MAX_TRANSIENT_POLLS => transient += 1,

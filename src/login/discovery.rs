@@ -1,10 +1,13 @@
 //! Where the login goes: the endpoints, read from the issuer's metadata or given explicitly.
 
+use std::time::SystemTime;
+
 use serde_json::Value;
 
 use crate::endpoint::{display_url, require_secure_endpoint};
 use crate::error::Error;
 use crate::http::Transport;
+use crate::http_answer::{self, Endpoint, Meaning};
 
 /// The endpoints of an authorization server that a login uses.
 ///
@@ -81,7 +84,7 @@ impl Endpoints {
     /// aside; RFC 8414 §3.3), so that one server cannot pose as another.
     ///
     /// # Errors
-    /// - [`Error::LoginUnavailable`]: network error, 429 or 5xx (transient).
+    /// - [`Error::LoginUnavailable`]: network error, 408, 425, 429 or 5xx (transient).
     /// - [`Error::LoginUnsupported`]: no document exists (the error lists every URL tried),
     ///   the `issuer` differs, or it names no token endpoint.
     /// - [`Error::InvalidEndpoint`], [`Error::InsecureEndpoint`]: the issuer or an endpoint
@@ -286,15 +289,12 @@ fn fetch(
                 reason: e.to_string(),
             })
     })?;
-    match response.status {
-        200..=299 => match serde_json::from_slice::<Value>(&response.body) {
+    match http_answer::interpret(Endpoint::Discovery, &response, SystemTime::now(), &[]) {
+        Meaning::Success => match serde_json::from_slice::<Value>(&response.body) {
             Ok(Value::Object(map)) => Ok(Some(map)),
             _ => Ok(None),
         },
-        429 | 500..=599 => Err(Error::LoginUnavailable {
-            endpoint,
-            reason: format!("HTTP {}", response.status),
-        }),
+        Meaning::Unavailable { reason, .. } => Err(Error::LoginUnavailable { endpoint, reason }),
         _ => Ok(None),
     }
 }

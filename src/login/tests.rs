@@ -229,6 +229,34 @@ fn unavailable_and_unusable_answers_are_typed_and_polls_retry_three_times() {
     assert!(matches!(device(&l), Err(Error::LoginUnavailable { .. })));
 }
 
+/// 408 Request Timeout and 425 Too Early invite the same request again: a login treats them
+/// as it treats a 429 or a 5xx (and as a refresh always has), never as a refusal.
+#[test]
+fn a_408_or_425_during_a_login_is_transient_like_a_429() {
+    for status in [408, 425] {
+        let (l, _, _) = login(&[(status, "")]);
+        let e = device(&l).unwrap_err();
+        assert!(
+            matches!(e, Error::LoginUnavailable { .. }) && e.is_transient(),
+            "HTTP {status}: {e}"
+        );
+        let t = Scripted::new().get(status, "");
+        let e = Endpoints::discover(ISSUER, &t).unwrap_err();
+        assert!(
+            matches!(e, Error::LoginUnavailable { .. }) && e.is_transient(),
+            "HTTP {status} at discovery: {e}"
+        );
+        assert_eq!(
+            t.urls().len(),
+            1,
+            "HTTP {status}: no other metadata URL is tried"
+        );
+    }
+    // Device polling rides them out as it does a 5xx.
+    let (l, _, _) = login(&[(200, DEVICE), (408, ""), (425, ""), (200, TOKENS)]);
+    device(&l).unwrap();
+}
+
 #[test]
 fn flows_without_their_endpoint_are_unsupported() {
     let bare = Login::new(

@@ -4,83 +4,67 @@ use std::time::SystemTime;
 
 use crate::endpoint::display_url;
 use crate::error::Error;
-use crate::http::{Transport, TransportError, parse_retry_after};
-use crate::oauth_error::OAuthError;
+use crate::http::{Transport, TransportError};
+use crate::http_answer::{self, Endpoint, Meaning};
 use crate::token_response::TokenResponse;
 
-/// What a login endpoint answered, once transport trouble and unusable bodies are errors.
+/// What a login endpoint answered, once transport trouble, transient answers and unusable
+/// bodies are errors.
 pub(crate) enum Answer<T> {
     /// A 2xx with a usable body.
     Ok(T),
-    /// A 4xx, with its RFC 6749 §5.2 error if the body held one.
-    Refused {
-        status: u16,
-        oauth: Option<OAuthError>,
-    },
+    /// A 4xx: what it means at the endpoint (see [`http_answer::interpret`]).
+    Refused { status: u16, meaning: Meaning },
 }
 
-/// POSTs `request` and parses a 2xx body with `parse`. Network errors, 429 and 5xx are
-/// [`Error::LoginUnavailable`]; a redirect, a bad body or an oversized one are
-/// [`Error::LoginInvalidResponse`]. Nothing in the errors quotes a secret that was sent.
+/// POSTs `request` to `endpoint` and parses a 2xx body with `parse`. Network errors and the
+/// transient statuses are [`Error::LoginUnavailable`]; a redirect, a bad body or an
+/// oversized one are [`Error::LoginInvalidResponse`]. Nothing in the errors quotes a secret
+/// that was sent.
 pub(crate) fn post<T>(
     transport: &dyn Transport,
+    endpoint: Endpoint,
     request: &crate::form::FormRequest,
     now: SystemTime,
     parse: impl FnOnce(&[u8]) -> Result<T, String>,
 ) -> Result<Answer<T>, Error> {
-    let endpoint = display_url(&request.url);
+    let url = display_url(&request.url);
     let secrets = request.secret_values();
-    let guard = crate::secret::EchoGuard::new(&secrets);
     let response = transport.post_form(request).map_err(|e| {
         if let Some(setup) = e.as_setup_error() {
             return setup;
         }
-        let text = e.to_string();
-        let reason = if guard.echoes(&text) {
-            "the response could not be read (details withheld: they quote a secret)".to_owned()
-        } else {
-            text
-        };
+        let reason = http_answer::transport_reason(&e, &secrets);
         match e {
             TransportError::TooLarge(_) => Error::LoginInvalidResponse {
-                endpoint: endpoint.clone(),
+                endpoint: url.clone(),
                 reason,
             },
             _ => Error::LoginUnavailable {
-                endpoint: endpoint.clone(),
+                endpoint: url.clone(),
                 reason,
             },
         }
     })?;
     let status = response.status;
-    match status {
-        200..=299 => {
+    match http_answer::interpret(endpoint, &response, now, &secrets) {
+        Meaning::Success => {
             parse(&response.body)
                 .map(Answer::Ok)
                 .map_err(|reason| Error::LoginInvalidResponse {
-                    endpoint,
+                    endpoint: url,
                     reason: format!("HTTP {status} but {reason}"),
                 })
         }
-        429 | 500..=599 => Err(Error::LoginUnavailable {
-            endpoint,
-            reason: match response
-                .retry_after
-                .as_deref()
-                .and_then(|v| parse_retry_after(v, now))
-            {
-                Some(wait) => format!("HTTP {status} (retry after {} s)", wait.as_secs()),
-                None => format!("HTTP {status}"),
-            },
+        Meaning::Unavailable { reason, .. } => Err(Error::LoginUnavailable {
+            endpoint: url,
+            reason,
         }),
-        400..=499 => Ok(Answer::Refused {
-            status,
-            oauth: OAuthError::from_json(&response.body, &secrets),
+        Meaning::Unusable(reason) => Err(Error::LoginInvalidResponse {
+            endpoint: url,
+            reason,
         }),
-        _ => Err(Error::LoginInvalidResponse {
-            endpoint,
-            reason: format!("unexpected HTTP status {status} (redirects are not followed)"),
-        }),
+        meaning => Ok(Answer::Refused { status, meaning }),
     }
 }
 
@@ -89,16 +73,24 @@ pub(crate) fn parse_tokens(body: &[u8]) -> Result<TokenResponse, String> {
     TokenResponse::parse(body).map_err(|u| u.error.to_string())
 }
 
-/// The error for a refused request at `endpoint`: `access_denied` is the user's refusal.
-pub(crate) fn refused(endpoint: &str, status: u16, oauth: Option<OAuthError>) -> Error {
-    match oauth {
-        Some(o) if o.code.as_str() == "access_denied" => Error::LoginDenied {
-            description: o.description,
+/// The error for a refusal at `endpoint`: `access_denied` is the user's refusal, an expired
+/// device code ends the login.
+pub(crate) fn refused(endpoint: &str, status: u16, meaning: Meaning) -> Error {
+    match meaning {
+        Meaning::Denied { description } => Error::LoginDenied { description },
+        Meaning::CodeExpired => Error::LoginExpired {
+            what: "the device code expired before it was approved".to_owned(),
         },
-        oauth => Error::LoginRefused {
+        Meaning::Refused { oauth, .. } => Error::LoginRefused {
             endpoint: display_url(endpoint),
             status,
             oauth,
+        },
+        // The other meanings are not refusals (the device loop handles its own).
+        _ => Error::LoginRefused {
+            endpoint: display_url(endpoint),
+            status,
+            oauth: None,
         },
     }
 }

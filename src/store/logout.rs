@@ -7,8 +7,8 @@ use super::Store;
 use crate::atomic;
 use crate::error::Error;
 use crate::form::FormRequest;
+use crate::http_answer::{self, Endpoint, Meaning};
 use crate::lease::Fence;
-use crate::oauth_error::OAuthError;
 use crate::session::Session;
 
 /// Whether [`Store::logout`] revokes the refresh token at the server before deleting it.
@@ -179,27 +179,24 @@ impl Store {
             reason,
         };
         let secrets_sent = request.secret_values();
-        // Transport errors can quote what the server sent back, the refresh token included.
         let response = self.transport().post_form(&request).map_err(|e| {
-            e.as_setup_error().unwrap_or_else(|| {
-                unavailable(crate::secret::withheld_if_echoing(
-                    &secrets_sent,
-                    e.to_string(),
-                ))
-            })
+            e.as_setup_error()
+                .unwrap_or_else(|| unavailable(http_answer::transport_reason(&e, &secrets_sent)))
         })?;
-        match response.status {
-            200 => Ok(()),
-            408 | 425 | 429 | 500..=599 => Err(unavailable(format!(
-                "HTTP {} from the revocation endpoint",
-                response.status
-            ))),
-            status => Err(Error::RevocationRefused {
-                path: self.path.clone(),
-                status,
-                oauth: OAuthError::from_json(&response.body, &secrets_sent),
-                public_client: matches!(session.client().auth(), crate::session::ClientAuth::None),
-            }),
-        }
+        let now = self.clock.now();
+        // A revocation is done on a 200 only; any answer but a transient one is a refusal.
+        let oauth =
+            match http_answer::interpret(Endpoint::Revocation, &response, now, &secrets_sent) {
+                Meaning::Success => return Ok(()),
+                Meaning::Unavailable { reason, .. } => return Err(unavailable(reason)),
+                Meaning::Refused { oauth, .. } => oauth,
+                _ => None,
+            };
+        Err(Error::RevocationRefused {
+            path: self.path.clone(),
+            status: response.status,
+            oauth,
+            public_client: matches!(session.client().auth(), crate::session::ClientAuth::None),
+        })
     }
 }

@@ -7,12 +7,12 @@ use std::time::Duration;
 use super::Store;
 use crate::access_token::AccessToken;
 use crate::atomic;
-use crate::classify::{self, Outcome};
 use crate::endpoint::require_secure_endpoint;
 use crate::error::Error;
 use crate::event::Event;
 use crate::fallback::{self, Decision, Retry};
 use crate::form::FormRequest;
+use crate::http_answer::{self, Outcome};
 use crate::lease::Fence;
 use crate::session::Session;
 use crate::trace;
@@ -148,9 +148,9 @@ impl Store {
         let response = self
             .transport()
             .post_form(&request)
-            .map_err(|e| classify::transport_failure(&e, &self.path, &secrets_sent))?;
+            .map_err(|e| http_answer::transport_failure(&e, &self.path, &secrets_sent))?;
         let now = self.clock.now();
-        match classify::classify(&response, now, &secrets_sent) {
+        match http_answer::classify(&response, now, &secrets_sent) {
             Outcome::Refreshed(token_response) => {
                 let refreshed = session.refreshed(token_response, now);
                 self.save_refreshed(refreshed, &session)
@@ -195,11 +195,11 @@ impl Store {
                 oauth,
             }),
             Outcome::Unavailable {
-                status,
                 retry_after,
+                reason,
             } => Err(Error::Unavailable {
                 path: self.path.clone(),
-                reason: classify::unavailable_reason(status),
+                reason,
                 retry_after,
             }),
             Outcome::Unusable(reason) => Err(Error::InvalidResponse {
