@@ -525,7 +525,7 @@ fn login_json(
 /// store is not used, so there is nothing to log in to: the override is handed out.
 pub fn token(g: &Global, args: &LoginArgs, tools: &crate::formats::TokenArgs) -> Outcome {
     let started = Instant::now();
-    crate::formats::check(tools)?;
+    crate::formats::check(g, tools)?;
     if crate::obtain::override_active() {
         return crate::formats::token(g, false, tools);
     }
