@@ -15,7 +15,9 @@
 //! a comma-separated list of registry hosts, is the registries the token (or the override)
 //! goes to and what `list` reports. Without it `get` answers no registry, as docker's "not
 //! found" with a hint on stderr: a helper that ends up configured for every registry
-//! (`credsStore`) must not hand the token to any registry docker asks about.
+//! (`credsStore`) must not hand the token to any registry docker asks about. A server URL
+//! with a scheme other than `https://` (`http://…`) is "not found" too; a bare host, what
+//! docker sends, is https.
 //! An empty variable is the same as an unset one.
 //!
 //! Exit codes: 0 success; 1 failure (message on stdout, where docker reads it); 2 usage.
@@ -116,8 +118,13 @@ fn get(server_url: &str) -> Result<String, String> {
         );
         return Err(NOT_FOUND.to_owned());
     }
+    // A bare host is what docker sends; an explicit scheme must be https, or the token would
+    // go out in clear (`http://`) or to whatever else the caller speaks.
+    let scheme_ok = server_url
+        .split_once("://")
+        .is_none_or(|(scheme, _)| scheme.eq_ignore_ascii_case("https"));
     let asked = host_of(server_url).to_ascii_lowercase();
-    if !allowed.contains(&asked) {
+    if !scheme_ok || !allowed.contains(&asked) {
         return Err(NOT_FOUND.to_owned());
     }
     let token = match var("CREDLOCK_ACCESS_TOKEN") {

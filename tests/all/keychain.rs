@@ -11,7 +11,7 @@ use std::time::{Duration, Instant, SystemTime};
 use credlock::Store;
 use credlock::testing::{FakeServer, HttpServer, ReusePolicy};
 
-use crate::common::{Reaped, credlock, finish};
+use crate::common::{Reaped, credlock, finish, run_with_stdin};
 
 /// A sealed file's first line, for a key this machine's keychain does not have.
 const FOREIGN_SEALED: &[u8] = b"credlock-sealed/1 aes-256-gcm keyring:0123456789abcdef\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n";
@@ -719,4 +719,136 @@ fn a_keychain_entry_that_is_not_a_key_is_refused_and_the_file_kept_byte_for_byte
         sealed,
         "kept byte for byte"
     );
+}
+
+/// `credlock import` of a fresh token response from `fake`, with `extra` flags, on `bus`.
+fn import_on(bus: &str, store: &Path, fake: &FakeServer, extra: &[&str]) -> std::process::Output {
+    let response = fake.seed().to_json();
+    let mut args = vec![
+        "import",
+        "--token-endpoint",
+        "http://127.0.0.1:9/token",
+        "--client-id",
+        credlock::testing::TEST_CLIENT_ID,
+    ];
+    args.extend_from_slice(extra);
+    run_with_stdin(credlock_on(bus, store, &args), &response)
+}
+
+/// The protection a profile remembers (`session.settings.json`), if any.
+fn remembered_protection(store: &Path) -> Option<String> {
+    let bytes = std::fs::read(store.with_file_name("session.settings.json")).ok()?;
+    let settings: serde_json::Value = serde_json::from_slice(&bytes).expect("settings JSON");
+    settings["protection"].as_str().map(str::to_owned)
+}
+
+/// Failure table: a profile that remembers `keyring`, new session, no keychain reachable
+///
+/// The choice to seal outlives the sealed file: once the session is gone (logout, a refused
+/// refresh), the next import is sealed as remembered or refused, never written in the clear.
+#[test]
+fn a_profile_that_remembers_keyring_refuses_a_new_session_with_no_keychain_rather_than_write_it_plain()
+ {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("session.json");
+    std::fs::write(
+        dir.path().join("session.settings.json"),
+        b"{\"protection\": \"keyring\"}\n",
+    )
+    .expect("settings");
+    let nowhere = format!("unix:path={}", dir.path().join("no-bus").display());
+    let fake = FakeServer::builder().build();
+    let out = import_on(&nowhere, &path, &fake, &[]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("keychain"), "{stderr}");
+    assert!(!path.exists(), "written without the keychain");
+
+    let out = run(credlock_on(&nowhere, &path, &["status"]));
+    assert_eq!(out.status.code(), Some(3));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("protection:     keyring (remembered"),
+        "{stdout}"
+    );
+    let out = run(credlock_on(&nowhere, &path, &["status", "--json"]));
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(status["remembered_protection"], "keyring", "{status}");
+
+    // An explicit --protect none is the user's choice for this session, and is remembered.
+    let out = import_on(&nowhere, &path, &fake, &["--protect", "none"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::read(&path).expect("read").starts_with(b"{"));
+    assert_eq!(remembered_protection(&path).as_deref(), Some("none"));
+}
+
+#[test]
+#[ignore = "needs dbus-daemon and gnome-keyring (the CI's full run installs them)"]
+fn protect_keyring_is_remembered_so_a_session_imported_after_logout_is_sealed_again() {
+    let keyring = Keyring::start();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("session.json");
+    let fake = FakeServer::builder().build();
+    let out = import_on(&keyring.bus, &path, &fake, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(keyring.credlock(&path, &["protect", "keyring"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(remembered_protection(&path).as_deref(), Some("keyring"));
+
+    let out = run(keyring.credlock(&path, &["logout"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!path.exists());
+    let out = run(keyring.credlock(&path, &["status"]));
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("protection:     keyring (remembered"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let out = import_on(&keyring.bus, &path, &fake, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_no_token_in(&path, &[], "imported after logout");
+    let out = run(keyring.credlock(&path, &["token"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // `protect none` is remembered too: the next new session is plain, as asked.
+    let out = run(keyring.credlock(&path, &["protect", "none"]));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(remembered_protection(&path).as_deref(), Some("none"));
+    let out = run(keyring.credlock(&path, &["logout"]));
+    assert!(out.status.success());
+    let out = import_on(&keyring.bus, &path, &fake, &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(std::fs::read(&path).expect("read").starts_with(b"{"));
 }

@@ -97,6 +97,34 @@ fn a_registry_outside_the_configured_list_gets_no_token() {
     assert!(!text(&out.stderr).contains(&b.access_token()));
 }
 
+/// A configured registry gets the token over https only: a server URL naming another scheme
+/// (`http://`, `ftp://`) is "not found", while a bare host (what docker sends) and an
+/// `https://` URL are answered.
+#[test]
+fn a_configured_registry_asked_about_over_a_scheme_other_than_https_gets_no_token() {
+    let b = Backend::fresh();
+    for asked in [
+        "http://registry.example.com",
+        "HTTP://registry.example.com/v2/",
+        "ftp://registry.example.com",
+        "://registry.example.com",
+    ] {
+        let out = run_with_stdin(scoped(&b.store, "get"), asked.as_bytes());
+        assert_eq!(out.status.code(), Some(1), "{asked} is answered");
+        assert_eq!(
+            text(&out.stdout).trim(),
+            "credentials not found in native keychain",
+            "{asked}"
+        );
+        assert!(!text(&out.stderr).contains(&b.access_token()));
+    }
+    for asked in ["registry.example.com", "HTTPS://registry.example.com/v1/"] {
+        let out = run_with_stdin(scoped(&b.store, "get"), asked.as_bytes());
+        assert!(out.status.success(), "{asked}: {}", text(&out.stderr));
+        assert_eq!(json(&out)["Secret"], b.access_token().as_str());
+    }
+}
+
 #[test]
 fn without_a_session_get_fails_on_stderr_and_unknown_verbs_are_refused() {
     let dir = tempfile::tempdir().expect("tempdir");

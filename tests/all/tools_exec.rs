@@ -128,6 +128,59 @@ fn token_file_state(path: &Path) -> (String, u64, SystemTime) {
     )
 }
 
+/// `--out` never names the session or one of its sidecars, however the path is spelled: the
+/// bare access token written over the session loses the refresh token, and a new inode
+/// renamed over the lock file breaks mutual exclusion.
+#[test]
+fn token_out_refuses_the_session_file_and_its_lock_file_as_a_usage_error() {
+    let b = Backend::fresh();
+    let out = run(credlock(&b.store, &["token"]));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let lock = b.dir.path().join("session.json.lock");
+    let lock_inode = std::fs::metadata(&lock).expect("lock file").ino();
+    let session = std::fs::read(&b.store).expect("session");
+    let sub = b.dir.path().join("sub");
+    std::fs::create_dir(&sub).expect("mkdir");
+    for target in [
+        b.store.clone(),
+        sub.join("../session.json"),
+        lock.clone(),
+        b.dir.path().join("session.json.lease"),
+        b.dir.path().join("session.json.lease.break"),
+        b.dir.path().join("session.json.login-ended"),
+        b.dir.path().join("session.settings.json"),
+        b.dir.path().join(".session.json.abc123.tmp"),
+    ] {
+        let out = run(credlock(
+            &b.store,
+            &["token", "--out", target.to_str().expect("utf-8")],
+        ));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{}: {}",
+            target.display(),
+            text(&out.stderr)
+        );
+        let name = target
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        assert!(text(&out.stderr).contains(&name), "{}", text(&out.stderr));
+        assert!(!text(&out.stderr).contains(&b.access_token()));
+    }
+    assert_eq!(std::fs::read(&b.store).expect("session"), session);
+    assert_eq!(std::fs::metadata(&lock).expect("lock").ino(), lock_inode);
+    for absent in [
+        "session.json.lease",
+        "session.settings.json",
+        ".session.json.abc123.tmp",
+    ] {
+        assert!(!b.dir.path().join(absent).exists(), "{absent} was written");
+    }
+}
+
 #[test]
 fn the_token_file_is_written_atomically_once_per_token_and_rewritten_after_a_refresh() {
     let b = Backend::fresh();

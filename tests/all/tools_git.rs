@@ -403,6 +403,35 @@ fn only_https_requests_for_a_named_host_or_under_a_named_url_prefix_are_answered
     );
 }
 
+/// A `--url-prefix` answers no path that a server could resolve outside it: Tomcat and
+/// Spring drop `;params` (`..;`) and decode `%2e` before resolving dot segments, so the path
+/// git sends as `team/..;/other` names `other`.
+#[test]
+fn a_url_prefix_answers_no_path_a_server_could_resolve_outside_it() {
+    require("git", "git");
+    let b = Backend::fresh();
+    let fill = |path: &str| {
+        let out = run_with_stdin(
+            git_scoped(
+                b.dir.path(),
+                &b.store,
+                "--url-prefix https://git.example.com/team/",
+                &["-c", "credential.useHttpPath=true", "credential", "fill"],
+            ),
+            format!("protocol=https\nhost=git.example.com\npath={path}\n\n").as_bytes(),
+        );
+        field(&out.stdout, "password")
+    };
+    assert_eq!(fill("team/app.git"), Some(b.access_token()));
+    for path in [
+        "team/..;/other/app.git",
+        "team/%2e%2e/other/app.git",
+        "team//app.git",
+    ] {
+        assert_eq!(fill(path), None, "{path} is answered");
+    }
+}
+
 #[test]
 fn a_scope_that_is_not_an_https_host_is_a_usage_error() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -117,9 +117,11 @@ pub fn status(g: &Global) -> Outcome {
         None
     };
     let remembered = settings.as_ref().and_then(|s| s.login.clone());
+    let remembered_protection = settings.as_ref().and_then(|s| s.protection.clone());
     let ended = settings.and_then(|s| s.last_session_end);
     if let Some(all) = report.as_object_mut() {
         all.insert("last_session_end".into(), json!(ended));
+        all.insert("remembered_protection".into(), json!(remembered_protection));
     }
     if session.is_none() {
         crate::profiles::hint_if_unknown(g);
@@ -143,6 +145,13 @@ pub fn status(g: &Global) -> Outcome {
             )?;
             if let Some(end) = &ended {
                 outln!("session ended:  {}: {}", end.at, end.reason)?;
+            }
+            match remembered_protection.as_deref() {
+                Some("keyring") => outln!(
+                    "protection:     keyring (remembered: the next login or import is sealed, or refused without a keychain)"
+                )?,
+                Some(p) => outln!("protection:     {p} (remembered for the next login or import)")?,
+                None => {}
             }
             if let Some(login) = &remembered {
                 outln!(
@@ -277,7 +286,9 @@ pub struct ImportArgs {
     #[arg(long)]
     revocation_endpoint: Option<String>,
     /// How the session is kept at rest: keyring (sealed with a key in the OS keychain) or none
-    /// (plain JSON, mode 0600). Default: as the stored file is (none for a new store).
+    /// (plain JSON, mode 0600); remembered for the profile's next new sessions. Default: as
+    /// the stored file is; for a new store, as remembered (`credlock protect`, an earlier
+    /// --protect), else none.
     #[arg(long, value_parser = PROTECTIONS)]
     protect: Option<String>,
 }
@@ -334,7 +345,7 @@ pub fn import(g: &Global, args: &ImportArgs) -> Outcome {
         .map_err(|e| Failure::Other(format!("could not read the token response on stdin: {e}")))?;
     let response = TokenResponse::from_json(&body)
         .map_err(|e| Failure::Other(format!("the token response on stdin is unusable: {e}")))?;
-    let store = with_protection(g.store(), args.protect.as_deref());
+    let store = with_protection(g, g.store(), args.protect.as_deref())?;
     // This process ends here, so the session a failed save hands back is of no use: report
     // why the save failed (a lock timeout is still "try again later").
     store
@@ -343,6 +354,7 @@ pub fn import(g: &Global, args: &ImportArgs) -> Outcome {
             credlock::Error::NotSaved { source, .. } => *source,
             other => other,
         })?;
+    remember_protection(g, args.protect.as_deref());
     if g.json {
         outln!(
             "{}",
@@ -409,11 +421,52 @@ pub fn logout(g: &Global, revoke: bool) -> Outcome {
 /// The names `--protect` and `credlock protect` accept.
 pub const PROTECTIONS: [&str; 2] = ["keyring", "none"];
 
-/// `store` set to write new sessions with `protection` (one of [`PROTECTIONS`]), if given.
-pub fn with_protection(store: Store, protection: Option<&str>) -> Store {
-    match protection.and_then(|p| p.parse::<Protection>().ok()) {
-        Some(p) => store.with_protection(p),
-        None => store,
+/// `store` set to write new sessions with `protection` (one of [`PROTECTIONS`]) if given,
+/// else with `keyring` if the profile remembers it (so a session written after the sealed
+/// file is gone, by a logout or a refused refresh, is sealed again or refused, never quietly
+/// plain), else as the stored file is (plain for a new store). Settings that cannot be read
+/// are warned about: they may hold `keyring`.
+pub fn with_protection(
+    g: &Global,
+    store: Store,
+    protection: Option<&str>,
+) -> Result<Store, Failure> {
+    let chosen = match protection {
+        Some(p) => Some(p.to_owned()),
+        // A login given every flag goes on past unreadable settings (`login::resolve`), so
+        // here too, but not quietly: they may have said `keyring`.
+        None => match crate::settings::load(&g.store) {
+            Ok(settings) => settings
+                .protection
+                // `none` remembered is the library's own default: the stored file as it is.
+                .filter(|p| p.as_str() != "none"),
+            Err(e) => {
+                eprintln!(
+                    "credlock: warning: {e}; the protection they may remember is unknown, so a new session is written as the stored file is (plain JSON if there is none): give --protect keyring to seal it"
+                );
+                None
+            }
+        },
+    };
+    match chosen.map(|p| p.parse::<Protection>()) {
+        Some(Ok(p)) => Ok(store.with_protection(p)),
+        Some(Err(e)) => Err(Failure::Other(format!(
+            "the login settings in {} name an unknown protection: {e}; fix the file, or give --protect keyring|none",
+            crate::settings::path_for(&g.store).display()
+        ))),
+        None => Ok(store),
+    }
+}
+
+/// After a session was saved with an explicit `--protect`: it becomes the profile's choice
+/// for new sessions. A failure is a warning: this session carries its protection in its file.
+pub fn remember_protection(g: &Global, protection: Option<&str>) {
+    if let Some(p) = protection
+        && let Err(e) = crate::settings::record_protection(&g.store, p)
+    {
+        eprintln!(
+            "credlock: warning: could not remember --protect {p} for the next new session: {e}"
+        );
     }
 }
 
@@ -427,6 +480,14 @@ pub fn protect(g: &Global, to: &str) -> Outcome {
         Protected::Changed { from, to } => (true, from.clone(), to.clone()),
         other => return Err(Failure::Other(format!("unexpected outcome {other:?}"))),
     };
+    // The sealed file's header says `keyring` only while it exists: remembered, the choice
+    // also holds for the session written after this one is gone.
+    crate::settings::record_protection(&g.store, &to.to_string()).map_err(|e| {
+        Failure::Other(format!(
+            "{}: protection is {now}, but credlock could not remember it for the next new session: {e}",
+            store.path().display()
+        ))
+    })?;
     if g.json {
         outln!(
             "{}",

@@ -33,7 +33,8 @@ pub struct TokenArgs {
     /// changed. Without FILE: $XDG_RUNTIME_DIR/bt_u<uid> (the WLCG bearer token discovery
     /// location), or /tmp/bt_u<uid> when XDG_RUNTIME_DIR is unset (cron, batch; not
     /// $TMPDIR), with -NAME appended for --profile NAME. A file there that another user owns
-    /// is refused (exit 1), never used.
+    /// is refused (exit 1), never used. The session file and its own files (lock, lease,
+    /// settings, temporary files) are refused as FILE (exit 2).
     #[arg(long, value_name = "FILE", num_args = 0..=1)]
     pub out: Option<Option<PathBuf>>,
     /// Refresh when the token has less than this many seconds left, capped at three
@@ -57,17 +58,29 @@ impl TokenArgs {
 }
 
 /// Checks what can be checked before any store access (or login), so that a misconfigured
-/// kubeconfig costs no refresh: the `ExecCredential` version asked for.
-pub fn check(args: &TokenArgs) -> Result<(), Failure> {
+/// kubeconfig costs no refresh: the `ExecCredential` version asked for, and an `--out` file
+/// that is not the session's own.
+pub fn check(g: &Global, args: &TokenArgs) -> Result<(), Failure> {
     if args.format == Format::ExecCredential {
         exec_credential_api_version()?;
+    }
+    if let Some(path) = out_path(g, args) {
+        crate::token_file::refuse_session_files(&path, &g.store)?;
     }
     Ok(())
 }
 
+/// The token file `--out` names, if any.
+fn out_path(g: &Global, args: &TokenArgs) -> Option<PathBuf> {
+    args.out.as_ref().map(|out| match out {
+        Some(path) => path.clone(),
+        None => crate::token_file::default_path(g.profile.as_deref()),
+    })
+}
+
 /// `credlock token` with a tool format, a token file, `--min-valid` or the override.
 pub fn token(g: &Global, rejected_on_stdin: bool, args: &TokenArgs) -> Outcome {
-    check(args)?;
+    check(g, args)?;
     let min_valid = args.min_valid.map(Duration::from_secs);
     let got = if rejected_on_stdin && !obtain::override_active() {
         let rejected = obtain::read_stdin("the rejected token")?;
@@ -99,11 +112,8 @@ pub fn deliver(
     got: &Obtained,
     error: Option<&credlock::Error>,
 ) -> Outcome {
-    if let Some(out) = &args.out {
-        let path = match out {
-            Some(path) => path.clone(),
-            None => crate::token_file::default_path(g.profile.as_deref()),
-        };
+    if let Some(path) = out_path(g, args) {
+        crate::token_file::refuse_session_files(&path, &g.store)?;
         let written = crate::token_file::write_if_changed(&path, got.token.secret())?;
         if g.verbose {
             let what = if written { "wrote" } else { "unchanged:" };

@@ -25,9 +25,10 @@ pub struct GitCredentialArgs {
     /// Without --host or --url-prefix the helper answers no host.
     #[arg(long = "host", value_name = "HOST")]
     pub hosts: Vec<String>,
-    /// Answer for URLs under this prefix (`https://git.example.com/team/`, whole path segments);
-    /// repeatable. A prefix with a path needs git's `credential.useHttpPath=true`, or git
-    /// sends no path and the prefix matches nothing.
+    /// Answer for URLs under this prefix (`https://git.example.com/team/`, whole path segments;
+    /// a path with `..`, `..;`, `%`, `\` or `//` gets nothing); repeatable. A prefix with a
+    /// path needs git's `credential.useHttpPath=true`, or git sends no path and the prefix
+    /// matches nothing.
     // Checked in `run`, not by clap, whose error would echo a password in the URL.
     #[arg(long = "url-prefix", value_name = "URL")]
     pub url_prefixes: Vec<String>,
@@ -87,8 +88,18 @@ impl Scope {
         let Some(path) = path.map(|p| p.trim_start_matches('/')) else {
             return false;
         };
-        // `team/../other` starts with `team/` but names another place once resolved.
-        if path.split('/').any(|segment| matches!(segment, "." | "..")) {
+        // `team/../other` starts with `team/` but names another place once resolved, and so
+        // do the spellings servers normalise before resolving: Tomcat and Spring drop a
+        // `;params` suffix (`..;`), decode `%2e`, treat `\` as `/`, and some collapse `//`.
+        if path.contains(['%', '\\']) {
+            return false;
+        }
+        let inner = path.strip_suffix('/').unwrap_or(path);
+        if inner.split('/').any(|segment| {
+            matches!(segment, "" | "." | "..")
+                || segment.starts_with("..;")
+                || segment.starts_with(".;")
+        }) {
             return false;
         }
         path == self.path
@@ -293,5 +304,32 @@ mod tests {
         assert!(!under("team/../other/app.git"));
         assert!(!under("team/./app.git"));
         assert!(!under("teams/app.git"));
+    }
+
+    #[test]
+    fn a_url_prefix_covers_no_path_a_server_could_normalise_out_of_it() {
+        // Tomcat and Spring drop `;params` and decode `%2e` before resolving dot segments,
+        // so each of these can name a repository outside `team/`.
+        let prefix = [Scope::parse_url_prefix("https://git.example.com/team/").expect("url")];
+        let under = |path: &str| {
+            Request::parse(&format!(
+                "protocol=https\nhost=git.example.com\npath={path}\n"
+            ))
+            .in_scope(&prefix)
+        };
+        assert!(under("team/app.git/"));
+        for path in [
+            "team/..;/other/app.git",
+            "team/.;/app.git",
+            "team/..;jsessionid=1/other/app.git",
+            "team/%2e%2e/other/app.git",
+            "team/%2E%2E/other/app.git",
+            "team/app%2egit",
+            "team/..\\other/app.git",
+            "team//app.git",
+            "team/app.git//x",
+        ] {
+            assert!(!under(path), "{path} is answered");
+        }
     }
 }

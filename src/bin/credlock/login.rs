@@ -71,7 +71,9 @@ pub struct LoginArgs {
     #[arg(long)]
     revocation_endpoint: Option<String>,
     /// How the new session is kept at rest: keyring (sealed with a key in the OS keychain) or
-    /// none (plain JSON, mode 0600). Default: as the stored file is (none for a new store).
+    /// none (plain JSON, mode 0600); remembered for the profile's next new sessions. Default:
+    /// as the stored file is; for a new store, as remembered (`credlock protect`, an earlier
+    /// --protect), else none.
     #[arg(long, value_parser = crate::commands::PROTECTIONS)]
     protect: Option<String>,
     /// The OpenID Connect `prompt` for the browser and paste flows: `select_account` to pick
@@ -421,7 +423,7 @@ pub fn login(g: &Global, args: &LoginArgs) -> Outcome {
     args.check()?;
     crate::signals::release_leases_on_termination();
     let started = Instant::now();
-    let store = crate::commands::with_protection(g.store(), args.protect.as_deref());
+    let store = crate::commands::with_protection(g, g.store(), args.protect.as_deref())?;
     // Before the user logs in, not at the save: a session that cannot be kept is lost.
     store.check_protection()?;
     let mut chosen = None;
@@ -467,6 +469,9 @@ fn remember(g: &Global, args: &LoginArgs) {
     let mut settings = settings::load(&g.store).unwrap_or_default();
     settings.login = Some(args.remembered());
     settings.last_session_end = None;
+    if let Some(p) = &args.protect {
+        settings.protection = Some(p.clone());
+    }
     let result = settings::save(&g.store, &settings);
     if let Err(e) = result {
         eprintln!("credlock: warning: could not remember the login settings: {e}");
@@ -525,17 +530,19 @@ fn login_json(
 /// store is not used, so there is nothing to log in to: the override is handed out.
 pub fn token(g: &Global, args: &LoginArgs, tools: &crate::formats::TokenArgs) -> Outcome {
     let started = Instant::now();
-    crate::formats::check(tools)?;
+    crate::formats::check(g, tools)?;
     if crate::obtain::override_active() {
         return crate::formats::token(g, false, tools);
     }
-    let store = crate::commands::with_protection(g.store(), args.protect.as_deref());
-    match store.access_token() {
+    match g.store().access_token() {
         Ok(_) => {}
         Err(e) if e.needs_login() => {
             let args = &resolve(g, args)?;
             args.check()
                 .inspect_err(|_| crate::profiles::hint_if_unknown(g))?;
+            // Chosen now, not before the token was asked for: a refused refresh has just
+            // deleted the sealed file whose header said `keyring`.
+            let store = crate::commands::with_protection(g, g.store(), args.protect.as_deref())?;
             store.check_protection()?;
             crate::signals::release_leases_on_termination();
             let mut chosen = None;

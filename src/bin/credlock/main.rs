@@ -118,8 +118,9 @@ enum Command {
     /// Change how the stored session is kept at rest, under the lock and atomically: `keyring`
     /// seals it with a new key kept in the OS keychain (refused on a filesystem other machines
     /// share); `none` writes it back as plain JSON (mode 0600), on a machine whose keychain
-    /// has the key. Every keychain call gives up after CREDLOCK_KEYCHAIN_TIMEOUT seconds
-    /// (default 5).
+    /// has the key. The choice is remembered for the profile (session.settings.json): a
+    /// session logged in or imported after this one is gone is kept the same way. Every
+    /// keychain call gives up after CREDLOCK_KEYCHAIN_TIMEOUT seconds (default 5).
     Protect {
         /// keyring or none.
         #[arg(value_parser = commands::PROTECTIONS)]

@@ -29,6 +29,11 @@ pub struct Settings {
     /// When and why the last session went (a refused refresh, a logout).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_session_end: Option<SessionEnd>,
+    /// How the profile's sessions are kept at rest (`keyring` or `none`), as last chosen with
+    /// `credlock protect` or `--protect`: the sealed file's header says so only while the
+    /// file exists, and a session written after it is gone must not quietly be plain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protection: Option<String>,
 }
 
 /// The login flags of the last successful login (none of them secret).
@@ -122,6 +127,16 @@ pub fn record_end(store: &Path, reason: &str) {
     }
 }
 
+/// Remembers `protection` (`keyring` or `none`) as the profile's choice for new sessions.
+pub fn record_protection(store: &Path, protection: &str) -> Result<(), String> {
+    let mut settings = load(store)?;
+    if settings.protection.as_deref() == Some(protection) {
+        return Ok(());
+    }
+    settings.protection = Some(protection.to_owned());
+    save(store, &settings)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +165,7 @@ mod tests {
                 ..Remembered::default()
             }),
             last_session_end: None,
+            protection: Some("keyring".into()),
         };
         save(&store, &settings).unwrap();
         assert_eq!(load(&store).unwrap(), settings);
@@ -165,6 +181,7 @@ mod tests {
         record_end(&store, REFUSED);
         let after = load(&store).unwrap();
         assert_eq!(after.login, settings.login);
+        assert_eq!(after.protection.as_deref(), Some("keyring"));
         assert_eq!(after.last_session_end.unwrap().reason, REFUSED);
     }
 }

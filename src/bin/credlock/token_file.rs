@@ -89,6 +89,54 @@ pub fn write_if_changed(path: &Path, token: &str) -> Result<bool, Failure> {
     Ok(true)
 }
 
+/// Refuses (a usage error naming the file) an `--out` path that is the session file `store`
+/// or one of its own files: its lock, lease and breaker files, its recorded login end and
+/// set-aside names (all `<session>.*`), its temp files (`.<session>.*`) and the settings
+/// file. The token written there would replace the session (the refresh token lost) or put
+/// a new inode where other processes lock. Both paths are compared with their directories
+/// resolved, so `sub/../session.json` or a link to the directory is caught too.
+pub fn refuse_session_files(out: &Path, store: &Path) -> Result<(), Failure> {
+    let (Some((out_dir, out_name)), Some((store_dir, store_name))) =
+        (resolved(out), resolved(store))
+    else {
+        return Ok(());
+    };
+    if out_dir != store_dir {
+        return Ok(());
+    }
+    let settings = crate::settings::path_for(store);
+    let settings_name = settings
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned());
+    let family = |name: &str| {
+        out_name == name
+            || out_name.starts_with(&format!("{name}."))
+            || out_name.starts_with(&format!(".{name}."))
+    };
+    if family(&store_name) || settings_name.as_deref().is_some_and(family) {
+        return Err(Failure::Usage(format!(
+            "--out {} names the session file or one of its own files (lock, lease, settings, \
+             temporary files): the token written there would replace it; write the token \
+             file elsewhere",
+            out.display()
+        )));
+    }
+    Ok(())
+}
+
+/// `path`'s directory, resolved (links and `..` followed) where it exists, and its file name.
+fn resolved(path: &Path) -> Option<(PathBuf, String)> {
+    let name = path.file_name()?.to_string_lossy().into_owned();
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let dir = std::fs::canonicalize(dir)
+        .or_else(|_| std::path::absolute(dir))
+        .ok()?;
+    Some((dir, name))
+}
+
 /// A token file that another user owns is neither trusted nor replaced (in `/tmp` anyone can
 /// create `bt_u<uid>` before us: its readers would get that user's token).
 fn refuse_foreign(path: &Path) -> Result<(), Failure> {
