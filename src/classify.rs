@@ -19,8 +19,8 @@ pub(crate) enum Outcome {
         refresh_token: Secret,
         reason: String,
     },
-    /// The refresh token was refused: `invalid_grant`, or (`stated: false`) an HTTP 400 whose
-    /// body names no error at all.
+    /// The refresh token was refused: `invalid_grant`, or (`stated: false`) an HTTP 400 with
+    /// an empty body.
     InvalidGrant {
         /// Whether the server said `invalid_grant`.
         stated: bool,
@@ -79,11 +79,16 @@ pub(crate) fn classify(
                     ..
                 }) => Outcome::InvalidGrant { stated: true },
                 // RFC 6749 §5.2 answers a bad request with 400 and names the error. A 400
-                // to a refresh that names none (Glewlwyd sends an empty body for reused,
-                // revoked and unknown refresh tokens alike) is a refused grant in all but
-                // name: the fallback must re-read and compare-and-delete as for one, or the
-                // dead session stays and every later call spends a request on it.
-                None if status == 400 => Outcome::InvalidGrant { stated: false },
+                // to a refresh with an EMPTY body (Glewlwyd sends one for reused, revoked
+                // and unknown refresh tokens alike) is a refused grant in all but name: the
+                // fallback must re-read and compare-and-delete as for one, or the dead
+                // session stays and every later call spends a request on it. Only an empty
+                // body: a 400 with HTML, text or JSON without `error` is what a proxy, WAF
+                // or load balancer answers (nginx "Request Header Or Cookie Too Large")
+                // before the server saw the request, and must not delete a valid session.
+                None if status == 400 && response.body.trim_ascii().is_empty() => {
+                    Outcome::InvalidGrant { stated: false }
+                }
                 oauth => Outcome::Rejected { status, oauth },
             }
         }
@@ -149,14 +154,25 @@ mod tests {
             classify(&resp(400, None, ig), now(), &[]),
             Outcome::InvalidGrant { stated: true }
         ));
-        for unnamed in [
-            &b""[..],
-            b"<html>bad request</html>",
+        for empty in [&b""[..], b"  \r\n"] {
+            assert!(matches!(
+                classify(&resp(400, None, empty), now(), &[]),
+                Outcome::InvalidGrant { stated: false }
+            ));
+        }
+        // A proxy's, WAF's or load balancer's 400 page says nothing about the grant: the
+        // session is kept.
+        for page in [
+            &b"<html><head><title>400 Request Header Or Cookie Too Large</title></head></html>"[..],
             br#"{"message":"no"}"#,
+            b"Bad Request",
         ] {
             assert!(matches!(
-                classify(&resp(400, None, unnamed), now(), &[]),
-                Outcome::InvalidGrant { stated: false }
+                classify(&resp(400, None, page), now(), &[]),
+                Outcome::Rejected {
+                    status: 400,
+                    oauth: None
+                }
             ));
         }
         let ir = br#"{"error":"invalid_request"}"#;

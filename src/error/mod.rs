@@ -86,8 +86,8 @@ pub enum Error {
         waited: Duration,
     },
 
-    /// The token endpoint refused the refresh token (`invalid_grant`, or an HTTP 400 that
-    /// names no error at all) and no newer session appeared: the grant is gone. The session
+    /// The token endpoint refused the refresh token (`invalid_grant`, or an HTTP 400 with an
+    /// empty body) and no newer session appeared: the grant is gone. The session
     /// was deleted only if the file still held the very refresh token that failed.
     #[error("the session in {} has expired or was revoked ({}); log in again{}", path.display(), if *unexplained { "the token endpoint refused the refresh with HTTP 400 and gave no reason" } else { "invalid_grant" }, if *deleted { " (the stale session was removed)" } else { "" })]
     SessionExpired {
@@ -95,8 +95,8 @@ pub enum Error {
         path: PathBuf,
         /// Whether the stale session was deleted.
         deleted: bool,
-        /// Whether the refusal was an HTTP 400 with no error named (an empty body, say),
-        /// taken as `invalid_grant` (RFC 6749 §5.2 answers a refused grant with 400).
+        /// Whether the refusal was an HTTP 400 with an empty body, taken as
+        /// `invalid_grant` (RFC 6749 §5.2 answers a refused grant with 400).
         unexplained: bool,
     },
 
