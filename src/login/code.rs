@@ -202,6 +202,7 @@ impl Login {
         let code = match redirect {
             Redirect::Code(code) => code,
             Redirect::Error { code, description } => {
+                super::note_redirect_error();
                 let oauth = crate::oauth_error::OAuthError::from_json(
                     serde_json::json!({ "error": code, "error_description": description })
                         .to_string()

@@ -56,6 +56,26 @@ mod test_transport;
 mod tests;
 mod token;
 
+thread_local! {
+    /// Whether the login on this thread ended with an `error=` that came back through the
+    /// browser's redirect (loopback or paste).
+    static REDIRECT_ERROR: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Notes that the login on this thread ends with an `error=` from the redirect. Anyone who
+/// can read the `state` (another user on the host, from the opener's argv) can send one to
+/// the loopback port, so [`crate::Store::login_with`] must not pass it on to the callers
+/// waiting for this login.
+pub(crate) fn note_redirect_error() {
+    REDIRECT_ERROR.set(true);
+}
+
+/// Whether a login on this thread ended with an `error=` from the redirect since the last
+/// call; clears the note.
+pub(crate) fn take_redirect_error() -> bool {
+    REDIRECT_ERROR.replace(false)
+}
+
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 

@@ -84,8 +84,10 @@ impl Store {
     /// nothing and releases the guards. If it ended [`Error::LoginExpired`] or
     /// [`Error::LoginDenied`] (nobody approved it, or the user refused), the callers that
     /// waited for it return that error too rather than show the user another code or tab
-    /// (the outcome is left in `<store>.login-ended` for the other processes); after any
-    /// other failure the next waiter runs its own login. `login` should bound its flow by
+    /// (the outcome is left in `<store>.login-ended` for the other processes), unless the
+    /// refusal came as an `error=` in the browser's redirect, which anyone who read the
+    /// `state` can send (a [`crate::Login`] flow run on this thread tells); after any other
+    /// failure the next waiter runs its own login. `login` should bound its flow by
     /// the time left of the caller's deadline (the CLI does), since waiting counted too.
     ///
     /// # Errors
@@ -170,10 +172,16 @@ impl Store {
         if let Some(ended) = waiting_since.and_then(|since| self.login_ended_since(since)) {
             return Err(ended);
         }
+        crate::login::take_redirect_error();
         let session = match login() {
             Ok(session) => session,
             Err(e) => {
-                self.record_login_end(&e);
+                // Only an end the server stated over an authenticated channel, or the local
+                // deadline, ends the waiters: an `error=` in the browser's redirect can be
+                // sent to the loopback port by anyone who read the `state`.
+                if !crate::login::take_redirect_error() {
+                    self.record_login_end(&e);
+                }
                 return Err(e);
             }
         };
