@@ -53,7 +53,7 @@ pub(crate) enum Meaning {
     /// [`Endpoint::AuthorizationPeek`], the login may go on.
     Success,
     /// A refresh token refused: `invalid_grant`, or (`stated: false`) an HTTP 400 to a
-    /// refresh whose body names no error at all.
+    /// refresh with an empty body.
     InvalidGrant {
         /// Whether the server said `invalid_grant`.
         stated: bool,
@@ -134,6 +134,7 @@ pub(crate) fn interpret(
                 endpoint,
                 status,
                 OAuthError::from_json(&response.body, secrets_sent),
+                response.body.trim_ascii().is_empty(),
             ),
             300..=399 if endpoint == Endpoint::Refresh => Meaning::Unusable(format!(
                 "HTTP {status}: a redirect, which a token endpoint must not send (not followed)"
@@ -149,16 +150,26 @@ pub(crate) fn interpret(
 }
 
 /// What a 4xx with `oauth` means at a token or device endpoint.
-fn refused(endpoint: Endpoint, status: u16, oauth: Option<OAuthError>) -> Meaning {
+fn refused(
+    endpoint: Endpoint,
+    status: u16,
+    oauth: Option<OAuthError>,
+    empty_body: bool,
+) -> Meaning {
     let code = oauth.as_ref().map(|o| o.code.as_str());
     match (endpoint, code) {
         (Endpoint::Refresh, Some("invalid_grant")) => Meaning::InvalidGrant { stated: true },
         // RFC 6749 §5.2 answers a bad request with 400 and names the error. A 400 to a
-        // refresh that names none (Glewlwyd sends an empty body for reused, revoked and
-        // unknown refresh tokens alike) is a refused grant in all but name: the fallback
-        // must re-read and compare-and-delete as for one, or the dead session stays and
-        // every later call spends a request on it.
-        (Endpoint::Refresh, None) if status == 400 => Meaning::InvalidGrant { stated: false },
+        // refresh with an EMPTY body (Glewlwyd sends one for reused, revoked and unknown
+        // refresh tokens alike) is a refused grant in all but name: the fallback must re-read
+        // and compare-and-delete as for one, or the dead session stays and every later call
+        // spends a request on it. Only an empty body: a 400 with HTML, text or JSON without
+        // `error` is what a proxy, WAF or load balancer answers (nginx "Request Header Or
+        // Cookie Too Large") before the server saw the request, and must not delete a valid
+        // session.
+        (Endpoint::Refresh, None) if status == 400 && empty_body => {
+            Meaning::InvalidGrant { stated: false }
+        }
         (Endpoint::Refresh, _) => Meaning::Refused { status, oauth },
         (Endpoint::DevicePoll, Some("authorization_pending")) => Meaning::Pending,
         (Endpoint::DevicePoll, Some("slow_down")) => Meaning::SlowDown,
@@ -179,7 +190,7 @@ pub(crate) fn authorization_error(code: &str, description: Option<&str>) -> Mean
             .as_bytes(),
         &[],
     );
-    refused(Endpoint::CodeExchange, 302, oauth)
+    refused(Endpoint::CodeExchange, 302, oauth, false)
 }
 
 /// Why the service is unavailable, as each endpoint's error has always said it.
@@ -355,7 +366,10 @@ mod tests {
             (400, r#"{"error":"invalid_grant"}"#, ["invalid_grant", "refused invalid_grant", "refused invalid_grant", "refused invalid_grant", "refused invalid_grant", "not_here", "refused"]),
             (400, r#"{"error":"invalid_request"}"#, ["refused invalid_request", "refused invalid_request", "refused invalid_request", "refused invalid_request", "refused invalid_request", "not_here", "refused"]),
             (400, "", ["invalid_grant unstated", "refused", "refused", "refused", "refused", "not_here", "refused"]),
-            (400, "<html>bad request</html>", ["invalid_grant unstated", "refused", "refused", "refused", "refused", "not_here", "refused"]),
+            (400, "  \r\n", ["invalid_grant unstated", "refused", "refused", "refused", "refused", "not_here", "refused"]),
+            // A proxy's 400 page says nothing about the grant: the session is kept.
+            (400, "<html>bad request</html>", ["refused", "refused", "refused", "refused", "refused", "not_here", "refused"]),
+            (400, r#"{"message":"no"}"#, ["refused", "refused", "refused", "refused", "refused", "not_here", "refused"]),
             (400, r#"{"error":"access_denied"}"#, ["refused access_denied", "refused access_denied", "denied", "denied", "denied", "not_here", "refused"]),
             (400, r#"{"error":"authorization_pending"}"#, ["refused authorization_pending", "refused authorization_pending", "refused authorization_pending", "pending", "refused authorization_pending", "not_here", "refused"]),
             (400, r#"{"error":"slow_down"}"#, ["refused slow_down", "refused slow_down", "refused slow_down", "slow_down", "refused slow_down", "not_here", "refused"]),

@@ -118,7 +118,11 @@ impl Clone for Error {
                 path: path.clone(),
                 reason: reason.clone(),
             },
-            Error::LoginDenied { description } => Error::LoginDenied {
+            Error::LoginDenied {
+                description,
+                via_redirect,
+            } => Error::LoginDenied {
+                via_redirect: *via_redirect,
                 description: description.clone(),
             },
             Error::LoginExpired { what } => Error::LoginExpired { what: what.clone() },

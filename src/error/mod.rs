@@ -86,8 +86,8 @@ pub enum Error {
         waited: Duration,
     },
 
-    /// The token endpoint refused the refresh token (`invalid_grant`, or an HTTP 400 that
-    /// names no error at all) and no newer session appeared: the grant is gone. The session
+    /// The token endpoint refused the refresh token (`invalid_grant`, or an HTTP 400 with an
+    /// empty body) and no newer session appeared: the grant is gone. The session
     /// was deleted only if the file still held the very refresh token that failed.
     #[error("the session in {} has expired or was revoked ({}); log in again{}", path.display(), if *unexplained { "the token endpoint refused the refresh with HTTP 400 and gave no reason" } else { "invalid_grant" }, if *deleted { " (the stale session was removed)" } else { "" })]
     SessionExpired {
@@ -95,8 +95,8 @@ pub enum Error {
         path: PathBuf,
         /// Whether the stale session was deleted.
         deleted: bool,
-        /// Whether the refusal was an HTTP 400 with no error named (an empty body, say),
-        /// taken as `invalid_grant` (RFC 6749 §5.2 answers a refused grant with 400).
+        /// Whether the refusal was an HTTP 400 with an empty body, taken as
+        /// `invalid_grant` (RFC 6749 §5.2 answers a refused grant with 400).
         unexplained: bool,
     },
 
@@ -262,6 +262,10 @@ pub enum Error {
     LoginDenied {
         /// The server's `error_description`, if any (scrubbed, at most 200 characters).
         description: Option<String>,
+        /// The refusal came back through the browser's redirect (loopback or pasted), which
+        /// anyone who read the login's `state` can forge: it ends this login only, and is
+        /// not passed on to the callers waiting for it ([`crate::Store::login_with`]).
+        via_redirect: bool,
     },
 
     /// The login was not completed in time: the device code expired (`expired_token`) or

@@ -60,7 +60,10 @@ fn the_error_stays_small() {
 #[test]
 fn new_errors_clone_and_have_distinct_kinds() {
     let all = [
-        Error::LoginDenied { description: None },
+        Error::LoginDenied {
+            description: None,
+            via_redirect: false,
+        },
         Error::LoginExpired { what: "x".into() },
         Error::LoginStateMismatch,
         Error::LoginRefused {

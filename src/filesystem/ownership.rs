@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 /// What would make credlock refuse the files of the session at `session_path` because
 /// another user could control them, one sentence each (empty if nothing): the directory is
 /// writable by every user without the sticky bit, or the session file, its lock file, its
-/// lease or its breaker lock exists and is owned by neither the current user nor root. For
+/// lease, its breaker lock or its `.login-ended` record exists and is owned by neither the current user nor root. For
 /// `credlock doctor`; the store refuses the same things on use (checked there on the opened
 /// descriptor, not by path). Always empty on non-Unix platforms.
 #[must_use]
@@ -34,6 +34,7 @@ pub fn ownership_problems(session_path: &Path) -> Vec<String> {
             crate::files::lock_path_for(session_path),
             crate::files::break_path_for(&lease),
             lease,
+            crate::files::with_suffix(session_path, ".login-ended"),
         ];
         for f in files {
             if let Ok(m) = std::fs::symlink_metadata(&f)

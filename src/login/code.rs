@@ -210,11 +210,20 @@ impl Login {
         let code = match redirect {
             Redirect::Code(code) => code,
             Redirect::Error { code, description } => {
-                return Err(token::refused(
+                let refused = token::refused(
                     "the authorization endpoint",
                     302,
                     http_answer::authorization_error(&code, description.as_deref()),
-                ));
+                );
+                // Anyone who read the `state` can send this redirect: say so in the error, so
+                // that it ends this login only.
+                return Err(match refused {
+                    Error::LoginDenied { description, .. } => Error::LoginDenied {
+                        description,
+                        via_redirect: true,
+                    },
+                    other => other,
+                });
             }
         };
         let mut request = FormRequest::for_client(&self.client, self.endpoints.token());

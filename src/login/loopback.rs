@@ -51,27 +51,53 @@ impl Loopback {
     ///
     /// Any local process (and any web page open in the user's browser) can connect to the
     /// port, so no connection may hold the wait up: connections are read without blocking,
-    /// side by side, and none outlives `deadline`; past [`MAX_CONNECTIONS`] the oldest is
-    /// dropped, so a client that trickles bytes or never sends any cannot keep the
+    /// side by side, each first as it is accepted, and none outlives `deadline`; past
+    /// [`MAX_CONNECTIONS`] the one idle longest makes room (see [`evictable`]), so a client
+    /// that trickles bytes or floods the port with silent connections cannot keep the
     /// browser's redirect out. Other paths (a browser's `/favicon.ico`) get a 404, and a
     /// callback with another `state` (or none) gets an error page: the wait goes on
     /// through both. Only the callback with this login's `state` ends it.
     pub(crate) fn wait(&self, state: &str, deadline: Instant) -> Result<Redirect, Error> {
         let mut open: Vec<Pending> = Vec::new();
         loop {
-            loop {
+            // Bounded, so that a flood of connections cannot keep the wait from reading the
+            // open ones and from seeing its deadline.
+            for _ in 0..ACCEPTS_PER_PASS {
                 match self.listener.accept() {
                     Ok((stream, _)) => {
                         if stream.set_nonblocking(true).is_err() {
                             continue;
                         }
-                        if open.len() >= MAX_CONNECTIONS {
-                            open.remove(0);
-                        }
-                        open.push(Pending {
+                        let now = Instant::now();
+                        let mut new = Pending {
                             stream,
                             head: Vec::new(),
-                        });
+                            opened: now,
+                            last_bytes: None,
+                        };
+                        // Read at once: a browser sends its request as it connects, so a
+                        // flood of connections that never speak cannot push it out
+                        // before it has been read.
+                        match new.read_more() {
+                            Progress::Gone => continue,
+                            Progress::Complete => {
+                                if let Some(result) = new.answer(state, deadline) {
+                                    return result;
+                                }
+                                continue;
+                            }
+                            Progress::Waiting => {}
+                        }
+                        if open.len() >= MAX_CONNECTIONS {
+                            match evictable(&open, &new, now) {
+                                Some(i) => {
+                                    open.remove(i);
+                                }
+                                // Every open connection is newer or busier than this one.
+                                None => continue,
+                            }
+                        }
+                        open.push(new);
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
                     Err(e)
@@ -113,8 +139,35 @@ impl Loopback {
     }
 }
 
-/// How many connections are read at once; a new one beyond this drops the oldest.
+/// How many connections are read at once; a new one beyond this drops one that has been
+/// idle (see [`evictable`]), or is itself dropped.
 const MAX_CONNECTIONS: usize = 16;
+/// How long a connection may stay silent before a new one may take its place.
+const IDLE_GRACE: Duration = Duration::from_secs(1);
+/// How many connections are accepted before the open ones are read again.
+const ACCEPTS_PER_PASS: usize = 64;
+
+/// Which open connection a new one may replace, if any: eviction goes by idleness, never by
+/// arrival, so that a local process opening connections in a loop cannot push out the
+/// browser's. A connection that has sent bytes is never dropped for one that has sent
+/// none. Among those the new one may replace, the one idle longest goes if it has been idle
+/// for [`IDLE_GRACE`]; a new connection that has sent bytes may also replace one that has
+/// sent nothing at all, however young.
+fn evictable(open: &[Pending], new: &Pending, now: Instant) -> Option<usize> {
+    let replaceable = |p: &Pending| new.last_bytes.is_some() || p.last_bytes.is_none();
+    let idle_for = |p: &Pending| now.saturating_duration_since(p.last_bytes.unwrap_or(p.opened));
+    let longest_idle = |silent_only: bool| {
+        open.iter()
+            .enumerate()
+            .filter(|(_, p)| replaceable(p) && (!silent_only || p.last_bytes.is_none()))
+            .max_by_key(|(_, p)| idle_for(p))
+    };
+    match longest_idle(false) {
+        Some((i, p)) if idle_for(p) >= IDLE_GRACE => Some(i),
+        _ if new.last_bytes.is_some() => longest_idle(true).map(|(i, _)| i),
+        _ => None,
+    }
+}
 /// The most of a request head read: a redirect with a code is well under 4 KiB.
 const MAX_HEAD: usize = 16 * 1024;
 
@@ -122,6 +175,9 @@ const MAX_HEAD: usize = 16 * 1024;
 struct Pending {
     stream: TcpStream,
     head: Vec<u8>,
+    opened: Instant,
+    /// When bytes last arrived; `None` while it has sent nothing.
+    last_bytes: Option<Instant>,
 }
 
 enum Progress {
@@ -142,7 +198,10 @@ impl Pending {
             }
             match self.stream.read(&mut buf) {
                 Ok(0) => return Progress::Gone,
-                Ok(n) => self.head.extend_from_slice(&buf[..n]),
+                Ok(n) => {
+                    self.head.extend_from_slice(&buf[..n]);
+                    self.last_bytes = Some(Instant::now());
+                }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Progress::Waiting,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(_) => return Progress::Gone,
@@ -383,6 +442,75 @@ mod tests {
             assert!(real.join().unwrap().contains("Signed in"));
             drop(idle);
         });
+    }
+
+    /// A local process that keeps opening idle connections cannot evict the browser's
+    /// connection: each is read as it is accepted, and only a silent one is dropped. Here
+    /// the browser's request is followed, before the listener looks, by more silent
+    /// connections than it keeps open.
+    #[test]
+    fn a_flood_of_idle_connections_does_not_keep_the_redirect_out() {
+        within(Duration::from_secs(60), || {
+            let lb = Loopback::bind(0).unwrap();
+            let port = lb.port;
+            let (sent, was_sent) = std::sync::mpsc::channel();
+            let real = std::thread::spawn(move || {
+                let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+                write!(
+                    s,
+                    "GET /callback?code=real-code&state=s1 HTTP/1.1\r\nHost: x\r\n\r\n"
+                )
+                .unwrap();
+                sent.send(()).unwrap();
+                let mut out = String::new();
+                let _ = s.read_to_string(&mut out);
+                out
+            });
+            was_sent.recv().unwrap();
+            let flood: Vec<TcpStream> = (0..MAX_CONNECTIONS * 3)
+                .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+                .collect();
+            let r = lb.wait("s1", Instant::now() + Duration::from_secs(3));
+            drop(flood);
+            assert!(
+                matches!(r, Ok(Redirect::Code(ref c)) if c == "real-code"),
+                "{r:?}"
+            );
+            assert!(real.join().unwrap().contains("Signed in"));
+        });
+    }
+
+    /// Eviction goes by idleness: a silent connection makes room for one that has sent
+    /// bytes, young silent ones are not dropped for a new silent one, and one silent for
+    /// longer than the grace period makes room for anyone.
+    #[test]
+    fn eviction_goes_by_idleness_and_never_drops_a_talker_for_a_silent_one() {
+        let lb = Loopback::bind(0).unwrap();
+        let now = Instant::now();
+        let pending = |opened: Instant, last_bytes: Option<Instant>| Pending {
+            stream: TcpStream::connect(("127.0.0.1", lb.port)).unwrap(),
+            head: Vec::new(),
+            opened,
+            last_bytes,
+        };
+        let old = now - IDLE_GRACE * 2;
+        let open = vec![
+            pending(now, Some(now)),
+            pending(now, None),
+            pending(now, Some(now)),
+        ];
+        assert_eq!(evictable(&open, &pending(now, Some(now)), now), Some(1));
+        assert_eq!(evictable(&open, &pending(now, None), now), None);
+        let open = vec![
+            pending(now, None),
+            pending(old, Some(old)),
+            pending(now, Some(now)),
+        ];
+        assert_eq!(evictable(&open, &pending(now, None), now), None);
+        assert_eq!(evictable(&open, &pending(now, Some(now)), now), Some(1));
+        let open = vec![pending(now, None), pending(old, None)];
+        assert_eq!(evictable(&open, &pending(now, None), now), Some(1));
     }
 
     #[test]

@@ -77,7 +77,10 @@ pub(crate) fn parse_tokens(body: &[u8]) -> Result<TokenResponse, String> {
 /// device code ends the login.
 pub(crate) fn refused(endpoint: &str, status: u16, meaning: Meaning) -> Error {
     match meaning {
-        Meaning::Denied { description } => Error::LoginDenied { description },
+        Meaning::Denied { description } => Error::LoginDenied {
+            description,
+            via_redirect: false,
+        },
         Meaning::CodeExpired => Error::LoginExpired {
             what: "the device code expired before it was approved".to_owned(),
         },

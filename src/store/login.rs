@@ -84,8 +84,10 @@ impl Store {
     /// nothing and releases the guards. If it ended [`Error::LoginExpired`] or
     /// [`Error::LoginDenied`] (nobody approved it, or the user refused), the callers that
     /// waited for it return that error too rather than show the user another code or tab
-    /// (the outcome is left in `<store>.login-ended` for the other processes); after any
-    /// other failure the next waiter runs its own login. `login` should bound its flow by
+    /// (the outcome is left in `<store>.login-ended` for the other processes), unless the
+    /// refusal came as an `error=` in the browser's redirect, which anyone who read the
+    /// `state` can send (a [`crate::Login`] flow run on this thread tells); after any other
+    /// failure the next waiter runs its own login. `login` should bound its flow by
     /// the time left of the caller's deadline (the CLI does), since waiting counted too.
     ///
     /// # Errors
@@ -173,6 +175,8 @@ impl Store {
         let session = match login() {
             Ok(session) => session,
             Err(e) => {
+                // Only an end the server stated over an authenticated channel, or the local
+                // deadline, ends the waiters (see `record_login_end`).
                 self.record_login_end(&e);
                 return Err(e);
             }
@@ -197,6 +201,10 @@ impl Store {
 /// How long a recorded login end is read: a few KiB at most.
 const LOGIN_ENDED_LIMIT: u64 = 4096;
 
+/// How far in the future a recorded login end may be dated (clock skew between machines
+/// sharing the store) and still be read.
+const LOGIN_ENDED_SKEW_MS: u64 = 5_000;
+
 impl Store {
     /// `<store>.login-ended`: how the last login that was not approved ended, for the
     /// processes that waited for it.
@@ -210,7 +218,12 @@ impl Store {
     fn record_login_end(&self, e: &Error) {
         let (kind, detail) = match e {
             Error::LoginExpired { what } => ("login_expired", Some(what.clone())),
-            Error::LoginDenied { description } => ("login_denied", description.clone()),
+            // A denial through the browser's redirect can be forged by anyone who read the
+            // login's `state`: it ends this login, never the callers waiting for it.
+            Error::LoginDenied {
+                via_redirect: true, ..
+            } => return,
+            Error::LoginDenied { description, .. } => ("login_denied", description.clone()),
             _ => return,
         };
         let record = serde_json::json!({
@@ -235,12 +248,24 @@ impl Store {
         let record: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
         // Strictly after: a login that ended in the same millisecond this caller began may
         // have ended before it; then this caller logs in itself, as it would have anyway.
-        if record["at_ms"].as_u64()? <= crate::clock::unix_ms(since) {
+        let at_ms = record["at_ms"].as_u64()?;
+        if at_ms <= crate::clock::unix_ms(since) {
             return None;
         }
+        // Nor from the future, beyond a small skew between machines: a record dated ahead
+        // (a clock far ahead, or planted) would otherwise end every login started before
+        // that date.
+        if at_ms > crate::clock::unix_ms(self.clock.now()).saturating_add(LOGIN_ENDED_SKEW_MS) {
+            return None;
+        }
+        // The text is shown to the user: bounded, and without control characters (terminal
+        // escapes) or the invisible marks that reorder or hide text.
         let detail = record["detail"].as_str().map(|d| {
             d.chars()
-                .filter(|c| !c.is_control())
+                .filter(|&c| {
+                    !c.is_control()
+                        && !matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+                })
                 .take(200)
                 .collect::<String>()
         });
@@ -253,6 +278,7 @@ impl Store {
             }),
             "login_denied" => Some(Error::LoginDenied {
                 description: detail,
+                via_redirect: false,
             }),
             _ => None,
         }
@@ -260,11 +286,16 @@ impl Store {
 }
 
 /// Opens the `.login-ended` file as the lease and lock files are opened: not through a
-/// symbolic link, without blocking on a FIFO, and only if it is a regular file; created 0600.
+/// symbolic link, without blocking on a FIFO, only if it is a regular file owned by the
+/// current user (or root) in a directory that not every user may write without the sticky
+/// bit (another user could plant a record that ends every login with their text); created
+/// 0600.
 fn open_sidecar(path: &std::path::Path, write: bool) -> std::io::Result<std::fs::File> {
+    crate::files::check_dir_of(path).map_err(std::io::Error::other)?;
     let mut options = std::fs::OpenOptions::new();
     if write {
-        options.write(true).create(true).truncate(true);
+        // Truncated only once its owner is checked (below).
+        options.write(true).create(true).truncate(false);
     } else {
         options.read(true);
     }
@@ -277,8 +308,10 @@ fn open_sidecar(path: &std::path::Path, write: bool) -> std::io::Result<std::fs:
             .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits().cast_signed());
     }
     let file = options.open(path)?;
-    if !file.metadata()?.is_file() {
-        return Err(std::io::Error::other("not a regular file"));
+    crate::files::check_regular_and_owned(&file.metadata()?, path)
+        .map_err(std::io::Error::other)?;
+    if write {
+        file.set_len(0)?;
     }
     Ok(file)
 }

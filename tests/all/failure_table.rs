@@ -161,10 +161,20 @@ fn invalid_grant_after_a_logout_during_the_request_is_expired_and_deletes_nothin
     assert!(bed.stray_files().is_empty(), "{:?}", bed.stray_files());
 }
 
-/// Failure table: 4xx with another OAuth error or no OAuth body
+/// Failure table: 4xx with another OAuth error or no OAuth body (a proxy's 400 page: HTML, JSON without `error`)
 #[test]
 fn another_oauth_error_or_a_4xx_without_one_asks_for_a_login_and_keeps_the_session() {
-    for (status, body) in [(400, r#"{"error":"invalid_scope"}"#), (403, "")] {
+    for (status, body) in [
+        (400, r#"{"error":"invalid_scope"}"#),
+        (403, ""),
+        // What nginx, a WAF or a load balancer answers for a request it refuses: nothing
+        // here says the grant is gone, so the session must survive.
+        (
+            400,
+            "<html><head><title>400 Request Header Or Cookie Too Large</title></head></html>",
+        ),
+        (400, r#"{"message":"Bad Request"}"#),
+    ] {
         let bed = Bed::new(ReusePolicy::RevokeGrant);
         bed.seed_expired();
         let before = bed.bytes();

@@ -267,6 +267,7 @@ fn silent_server(policy: ReusePolicy) -> Arc<FakeServer> {
         .build()
 }
 
+/// Failure table: HTTP 400 with an empty (or whitespace-only) body (Glewlwyd)
 #[test]
 fn an_empty_bodied_400_deletes_the_dead_session_and_says_the_server_gave_no_reason() {
     let server = silent_server(ReusePolicy::RevokeGrant);

@@ -412,8 +412,11 @@ fn doctor_reports_a_directory_anyone_may_write_and_a_file_of_another_user() {
     std::fs::set_permissions(bed.dir.path(), std::fs::Permissions::from_mode(0o777))
         .expect("chmod");
     let is_root = rustix::process::geteuid().is_root();
+    let login_ended = bed.path.with_file_name("session.json.login-ended");
     if is_root {
         std::os::unix::fs::chown(&bed.path, Some(65534), Some(65534)).expect("chown");
+        std::fs::write(&login_ended, "{}").expect("plant");
+        std::os::unix::fs::chown(&login_ended, Some(65534), Some(65534)).expect("chown");
     }
     let out = crate::common::credlock(&bed.path, &["doctor"])
         .output()
@@ -437,6 +440,12 @@ fn doctor_reports_a_directory_anyone_may_write_and_a_file_of_another_user() {
             ownership
                 .iter()
                 .any(|l| l.contains("session.json is owned by uid 65534")),
+            "{stdout}"
+        );
+        assert!(
+            ownership
+                .iter()
+                .any(|l| l.contains("session.json.login-ended is owned by uid 65534")),
             "{stdout}"
         );
     } else {

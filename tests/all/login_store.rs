@@ -62,7 +62,10 @@ fn a_failed_login_saves_nothing_and_the_next_caller_logs_in_itself() {
     let store = Store::new(dir.path().join("session.json"));
     let e = store
         .login_with(Duration::from_secs(5), || {
-            Err(Error::LoginDenied { description: None })
+            Err(Error::LoginDenied {
+                description: None,
+                via_redirect: false,
+            })
         })
         .unwrap_err();
     assert!(matches!(e, Error::LoginDenied { .. }));
@@ -255,4 +258,62 @@ fn callers_waiting_for_a_login_that_expires_get_its_error_and_later_ones_log_in(
         .login_with(Duration::from_secs(5), || Ok(session(3)))
         .unwrap();
     assert!(later.logged_in());
+}
+
+/// Writes `<store>.login-ended` as a login denied `ahead_ms` from now would.
+fn plant_login_end(path: &std::path::Path, ahead_ms: u128) -> std::path::PathBuf {
+    let ended = path.with_file_name("session.json.login-ended");
+    let at_ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_millis()
+        + ahead_ms;
+    std::fs::write(
+        &ended,
+        format!(r#"{{"kind":"login_denied","at_ms":{at_ms},"detail":"planted\u001b[31m"}}"#),
+    )
+    .unwrap();
+    ended
+}
+
+/// A `.login-ended` record is trusted only when it could have come from a login that ended
+/// while the caller waited: one dated further in the future than a small clock skew
+/// (planted, or a clock far ahead) does not end a new login; one within the skew does.
+#[test]
+fn a_login_end_dated_in_the_future_does_not_end_a_new_login() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("session.json");
+    plant_login_end(&path, 3_600_000);
+    let outcome = Store::new(&path).login_with(Duration::from_secs(5), || Ok(session(1)));
+    assert!(matches!(outcome, Ok(ref o) if o.logged_in()), "{outcome:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("session.json");
+    plant_login_end(&path, 1_000);
+    let outcome = Store::new(&path).login_with(Duration::from_secs(5), || Ok(session(1)));
+    match outcome {
+        Err(Error::LoginDenied {
+            description: Some(d),
+            ..
+        }) => assert_eq!(d, "planted[31m", "control characters are dropped"),
+        other => panic!("a record within the skew is read: {other:?}"),
+    }
+}
+
+/// A `.login-ended` record owned by another user (planted in a shared directory) is ignored,
+/// as a session, lock or lease file of another user is refused. Needs root to give a file
+/// away; skipped otherwise.
+#[cfg(unix)]
+#[test]
+fn a_login_end_owned_by_another_user_does_not_end_a_login() {
+    if !rustix::process::geteuid().is_root() {
+        eprintln!("skipped: giving a file to another user (uid 65534) needs root");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("session.json");
+    let ended = plant_login_end(&path, 1_000);
+    std::os::unix::fs::chown(&ended, Some(65534), Some(65534)).unwrap();
+    let outcome = Store::new(&path).login_with(Duration::from_secs(5), || Ok(session(1)));
+    assert!(matches!(outcome, Ok(ref o) if o.logged_in()), "{outcome:?}");
 }

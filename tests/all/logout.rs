@@ -20,7 +20,7 @@ fn logout_with_revocation_revokes_the_stored_refresh_token_then_deletes() {
     assert_eq!(bed.server.live_grants(), 0);
 }
 
-/// Failure table: `logout` with revocation: network error, 429, 5xx
+/// Failure table: `logout` with revocation: network error, 408, 425, 429, 5xx
 #[test]
 fn a_revocation_that_cannot_reach_the_server_keeps_the_session_and_is_transient() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);

@@ -402,3 +402,77 @@ fn a_device_code_polled_after_it_expired_is_answered_expired_token() {
     assert_eq!(poll().1["error"], "expired_token");
     assert_eq!(poll().1["error"], "invalid_grant");
 }
+
+/// An `error=` that comes back through the browser's redirect is not authenticated (anyone
+/// who can read the `state` can send it to the loopback port): it ends this login, but the
+/// callers that waited for it run their own rather than inherit the refusal. A refusal the
+/// token endpoint states (the device flow's `access_denied`) still ends them.
+#[test]
+fn a_denial_through_the_redirect_does_not_end_the_callers_waiting_for_the_login() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("session.json");
+    let run = |user: ScriptedUser, browser_flow: bool| {
+        let (_server, login) = in_memory(user);
+        let (p1, p2) = (path.clone(), path.clone());
+        credlock_within(move || {
+            let holder = std::thread::spawn(move || {
+                credlock::Store::new(&p1).login_with(Duration::from_secs(20), || {
+                    std::thread::sleep(Duration::from_millis(400));
+                    if browser_flow {
+                        // Another local user who read the `state` sends the refusal.
+                        login.browser(&|url| forge_denial(url), &mut |_| {})
+                    } else {
+                        login.device(&mut |_| {})
+                    }
+                })
+            });
+            std::thread::sleep(Duration::from_millis(100));
+            let waiter = credlock::Store::new(&p2).login_with(Duration::from_secs(20), || {
+                Err(Error::LoginAborted {
+                    reason: "the waiter's own login".into(),
+                })
+            });
+            (holder.join().unwrap(), waiter)
+        })
+    };
+    let (held, waited) = run(ScriptedUser::never_answers(), true);
+    assert!(matches!(held, Err(Error::LoginDenied { .. })), "{held:?}");
+    assert!(
+        matches!(waited, Err(Error::LoginAborted { ref reason }) if reason == "the waiter's own login"),
+        "{waited:?}"
+    );
+    let (held, waited) = run(ScriptedUser::denies(), false);
+    assert!(matches!(held, Err(Error::LoginDenied { .. })), "{held:?}");
+    assert!(
+        matches!(waited, Err(Error::LoginDenied { .. })),
+        "{waited:?}"
+    );
+}
+
+/// Sends `error=access_denied` with the authorization URL's `state` to its loopback
+/// redirect URI, as anyone who can read the URL could.
+fn forge_denial(url: &str) -> std::io::Result<()> {
+    let param = |name: &str| {
+        url.split(['?', '&'])
+            .find_map(|p| p.strip_prefix(&format!("{name}=")))
+            .map(|v| v.replace("%3A", ":").replace("%2F", "/"))
+            .unwrap_or_else(|| panic!("no {name} in {url}"))
+    };
+    let (state, redirect_uri) = (param("state"), param("redirect_uri"));
+    let port: u16 = redirect_uri
+        .trim_start_matches("http://127.0.0.1:")
+        .trim_end_matches("/callback")
+        .parse()
+        .unwrap();
+    std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        write!(
+            s,
+            "GET /callback?state={state}&error=access_denied HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        .unwrap();
+        let _ = s.read_to_end(&mut Vec::new());
+    });
+    Ok(())
+}
