@@ -16,8 +16,9 @@ use crate::options::LockMode;
 use crate::trace;
 use crate::wait::Acquired;
 
-/// The guards, held: the critical section. Whatever sends a refresh, saves or deletes under
-/// them takes `&Held`, and right before a step that must never overlap another holder's asks
+/// The guards, held: the critical section. A step run under guards its caller took (a
+/// refresh's request and save, a revocation, the fallback's compare-and-delete) takes
+/// `&Held`, and right before a step that must never overlap another holder's asks
 /// [`Held::still_held`], the lease's fence. Dropping it releases the lease first (its
 /// heartbeat, then its file; then its trace span ends), then the advisory lock: the reverse
 /// of the order they were taken in.
