@@ -5,7 +5,9 @@
 //! with a lock violation. Those handles are held for microseconds, so the operation is tried
 //! again for a short while before its error is believed.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use crate::wait::{self, Attempt, Backoff, Waited};
 
 /// How long a file may stay busy before the error is reported.
 pub(crate) const PATIENCE: Duration = Duration::from_secs(2);
@@ -22,16 +24,16 @@ pub(crate) fn retry_while<T>(
     mut op: impl FnMut() -> std::io::Result<T>,
     worth_waiting: impl Fn() -> bool,
 ) -> std::io::Result<T> {
-    let started = Instant::now();
-    let mut pause = Duration::from_micros(500);
-    loop {
-        match op() {
-            Err(e) if is_busy(&e) && started.elapsed() < PATIENCE && worth_waiting() => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(50));
-            }
-            other => return other,
-        }
+    let attempt = || match op() {
+        Err(e) if is_busy(&e) => Attempt::Pending(e),
+        done => Attempt::Done(done),
+    };
+    let pauses = Backoff::doubling(Duration::from_micros(500), Duration::from_millis(50));
+    match wait::until(PATIENCE, pauses, attempt, |_| {
+        (!worth_waiting()).then_some(())
+    }) {
+        Waited::Done(done) => done,
+        Waited::Stopped((), busy) | Waited::TimedOut(_, busy) => Err(busy),
     }
 }
 

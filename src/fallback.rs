@@ -38,8 +38,10 @@ pub(crate) enum Decision {
 }
 
 /// What the fallback needs of the store: its reads, its freshness rule, its clock, and the
-/// compare-and-delete.
+/// compare-and-delete, which runs under the store's guards (`Held`).
 pub(crate) trait Store {
+    /// The store's guards, held: what the compare-and-delete runs under.
+    type Held;
     /// The stored session, read as [`crate::Store::load`] reads it.
     fn load(&self) -> Result<Option<Session>, Error>;
     /// Whether `session` is valid beyond the store's margin now.
@@ -47,8 +49,13 @@ pub(crate) trait Store {
     /// Waits `pause` on the store's clock.
     fn pause(&self, pause: Duration);
     /// Deletes the stored session if, at the moment of deletion, it still holds `failed`'s
-    /// refresh token; whether it did.
-    fn remove_if_holds_refresh_token_of(&self, failed: &Session) -> Result<bool, Error>;
+    /// refresh token; whether it did. The compare makes it safe however `held` fares (even a
+    /// lease lost meanwhile): another holder's newer session is never deleted.
+    fn remove_if_holds_refresh_token_of(
+        &self,
+        held: &Self::Held,
+        failed: &Session,
+    ) -> Result<bool, Error>;
 }
 
 /// Decides what follows the refusal of `failed`'s refresh token. Polls the store after each
@@ -56,10 +63,11 @@ pub(crate) trait Store {
 /// stale one is refreshed once if `retry` allows (never recursively). If nothing newer
 /// appears, compare-and-delete: delete only if the store still holds `failed`'s refresh token.
 ///
-/// The caller holds the guards when locks are in use, so the final compare and the delete
-/// cannot interleave with a local writer.
-pub(crate) fn decide(
-    store: &dyn Store,
+/// The caller holds the guards (`held`) when locks are in use, so the final compare and the
+/// delete cannot interleave with a local writer.
+pub(crate) fn decide<S: Store>(
+    store: &S,
+    held: &S::Held,
     failed: &Session,
     retry: Retry,
     schedule: &[Duration],
@@ -82,7 +90,7 @@ pub(crate) fn decide(
     // The compare and the delete are one step (the file is renamed aside, checked, then
     // deleted or put back), so a winner's save that lands between them survives even where
     // nothing serialises writers (locks off, or not reaching another machine).
-    if store.remove_if_holds_refresh_token_of(failed)? {
+    if store.remove_if_holds_refresh_token_of(held, failed)? {
         return Ok(Decision::Expired { deleted: true });
     }
     Ok(match store.load()? {
@@ -117,6 +125,7 @@ mod tests {
     }
 
     impl Store for Scripted {
+        type Held = ();
         fn load(&self) -> Result<Option<Session>, Error> {
             Ok(self
                 .reads
@@ -130,7 +139,7 @@ mod tests {
         fn pause(&self, pause: Duration) {
             self.pauses.borrow_mut().push(pause);
         }
-        fn remove_if_holds_refresh_token_of(&self, _: &Session) -> Result<bool, Error> {
+        fn remove_if_holds_refresh_token_of(&self, (): &(), _: &Session) -> Result<bool, Error> {
             Ok(self.holds_failed)
         }
     }
@@ -161,11 +170,11 @@ mod tests {
             vec![Some(failed.clone()), Some(session("rt-2", true))],
             false,
         );
-        let d = decide(&store, &failed, Retry::Allowed, &SCHEDULE).expect("decided");
+        let d = decide(&store, &(), &failed, Retry::Allowed, &SCHEDULE).expect("decided");
         assert!(matches!(d, Decision::Adopt(s) if s.refresh_token().secret() == "rt-2"));
         assert_eq!(*store.pauses.borrow(), SCHEDULE.to_vec());
         let store = scripted(vec![Some(session("rt-2", false))], false);
-        let d = decide(&store, &failed, Retry::Allowed, &SCHEDULE).expect("decided");
+        let d = decide(&store, &(), &failed, Retry::Allowed, &SCHEDULE).expect("decided");
         assert!(matches!(d, Decision::RefreshOnce(s) if s.refresh_token().secret() == "rt-2"));
     }
 
@@ -177,10 +186,10 @@ mod tests {
             vec![Some(stale.clone()), Some(stale.clone()), Some(stale)],
             false,
         );
-        let d = decide(&store, &failed, Retry::Spent, &SCHEDULE).expect("decided");
+        let d = decide(&store, &(), &failed, Retry::Spent, &SCHEDULE).expect("decided");
         assert!(matches!(d, Decision::Expired { deleted: false }), "{d:?}");
         let store = scripted(vec![Some(failed.clone()), Some(failed.clone())], true);
-        let d = decide(&store, &failed, Retry::Spent, &SCHEDULE).expect("decided");
+        let d = decide(&store, &(), &failed, Retry::Spent, &SCHEDULE).expect("decided");
         assert!(matches!(d, Decision::Expired { deleted: true }), "{d:?}");
     }
 }

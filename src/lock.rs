@@ -13,12 +13,12 @@
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::Error;
 use crate::event::{Event, Observer};
 use crate::files::{check_dir_of, check_regular_and_owned, ensure_dir, open_error};
-use crate::wait::{Acquired, Backoff};
+use crate::wait::{self, Acquired, Attempt, Backoff, Waited};
 
 /// A wait a user notices (cargo's "Blocking waiting" appears at once; credlock's waits are
 /// usually milliseconds, one per process at every expiry, so only a long one is said).
@@ -115,31 +115,19 @@ pub(crate) fn acquire<R>(
     mut on_blocked: impl FnMut(Blocked),
     while_waiting: &dyn Fn() -> Option<R>,
 ) -> Result<Acquired<LockGuard, R>, LockFailure> {
-    let mut file = open_lock_file(lock_path).map_err(LockFailure::Io)?;
-    let start = Instant::now();
-    let mut backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(20));
+    let file = open_lock_file(lock_path).map_err(LockFailure::Io)?;
+    let attempt = || match try_lock(&file, true) {
+        Ok(true) => Attempt::Done(Ok(())),
+        Ok(false) => Attempt::Pending(()),
+        Err(e) if means_locks_unsupported(&e) => Attempt::Done(Err(LockFailure::Unsupported(e))),
+        Err(e) => Attempt::Done(Err(LockFailure::Io(Error::Io {
+            action: "lock",
+            path: lock_path.to_path_buf(),
+            source: e,
+        }))),
+    };
     let mut told = None;
-    loop {
-        match try_lock(file, true) {
-            (Ok(true), locked) => {
-                return Ok(Acquired::Held(LockGuard {
-                    file: locked,
-                    path: lock_path.to_path_buf(),
-                    report,
-                    unlock,
-                }));
-            }
-            (Ok(false), back) => file = back,
-            (Err(e), _) if means_locks_unsupported(&e) => return Err(LockFailure::Unsupported(e)),
-            (Err(e), _) => {
-                return Err(LockFailure::Io(Error::Io {
-                    action: "lock",
-                    path: lock_path.to_path_buf(),
-                    source: e,
-                }));
-            }
-        }
-        let waited = start.elapsed();
+    let waiting = |waited| {
         match told {
             None => {
                 on_blocked(Blocked::Started);
@@ -151,27 +139,32 @@ pub(crate) fn acquire<R>(
             }
             Some(_) => {}
         }
-        if let Some(resolved) = while_waiting() {
-            return Ok(Acquired::Resolved(resolved));
-        }
-        if waited >= timeout {
-            return Err(LockFailure::Timeout(waited));
-        }
-        let pause = backoff.next().unwrap_or(Duration::from_millis(20));
-        std::thread::sleep(pause.min(timeout - waited));
+        while_waiting()
+    };
+    let pauses = Backoff::new(Duration::from_millis(1), Duration::from_millis(20));
+    match wait::until(timeout, pauses, attempt, waiting) {
+        Waited::Done(Ok(())) => Ok(Acquired::Held(LockGuard {
+            file,
+            path: lock_path.to_path_buf(),
+            report,
+            unlock,
+        })),
+        Waited::Done(Err(failure)) => Err(failure),
+        Waited::Stopped(resolved, ()) => Ok(Acquired::Resolved(resolved)),
+        Waited::TimedOut(waited, ()) => Err(LockFailure::Timeout(waited)),
     }
 }
 
 /// One non-blocking attempt at an exclusive lock on `file`: `Ok(true)` if taken, `Ok(false)`
-/// if another holder has it. The file comes back either way. With `keep`, a lock taken stays
-/// until [`unlock`] or the file's last descriptor closes; without, it is released at once.
+/// if another holder has it. With `keep`, a lock taken stays until [`unlock`] or the file's
+/// last descriptor closes; without, it is released at once.
 #[allow(
     clippy::disallowed_methods,
     reason = "the one place credlock takes an OS lock"
 )]
-fn try_lock(file: File, keep: bool) -> (std::io::Result<bool>, File) {
+fn try_lock(file: &File, keep: bool) -> std::io::Result<bool> {
     let mut lock = fd_lock::RwLock::new(file);
-    let outcome = match lock.try_write() {
+    match lock.try_write() {
         Ok(guard) => {
             if keep {
                 // flock belongs to the open file description: forgetting the guard keeps the
@@ -182,15 +175,14 @@ fn try_lock(file: File, keep: bool) -> (std::io::Result<bool>, File) {
         }
         Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Ok(false),
         Err(e) => Err(e),
-    };
-    (outcome, lock.into_inner())
+    }
 }
 
 /// Takes an exclusive lock on `file` without blocking and keeps it until every descriptor of
 /// that open file is closed; `false` if another holder has it. Marks temp files as in use.
 pub(crate) fn hold_until_closed(file: &File) -> bool {
     file.try_clone()
-        .is_ok_and(|clone| matches!(try_lock(clone, true).0, Ok(true)))
+        .is_ok_and(|clone| matches!(try_lock(&clone, true), Ok(true)))
 }
 
 /// Whether another open file holds an exclusive lock on `file`'s file (a set-aside file whose
@@ -198,7 +190,7 @@ pub(crate) fn hold_until_closed(file: &File) -> bool {
 /// cannot be locked at all counts as held.
 pub(crate) fn is_held_elsewhere(file: &File) -> bool {
     file.try_clone()
-        .is_ok_and(|clone| !matches!(try_lock(clone, false).0, Ok(true)))
+        .is_ok_and(|clone| !matches!(try_lock(&clone, false), Ok(true)))
 }
 
 /// Opens (creating if needed) the lock file: read-write, mode 0600, directory 0700.

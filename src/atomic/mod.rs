@@ -136,33 +136,45 @@ fn write_checked(path: &Path, bytes: &[u8], still_ok: Option<StillOk<'_>>) -> Re
 /// Renames `tmp` over `path`. Where a rename over a file another handle has open is refused
 /// (Windows without POSIX rename semantics), tries again while readers come and go: they hold
 /// the file for microseconds, and never block each other's renames on Unix.
-fn persist_patiently(mut tmp: tempfile::NamedTempFile, path: &Path) -> Result<(), Error> {
-    let started = std::time::Instant::now();
-    let mut pause = std::time::Duration::from_micros(500);
-    loop {
+fn persist_patiently(tmp: tempfile::NamedTempFile, path: &Path) -> Result<(), Error> {
+    use crate::wait::{Attempt, Backoff, Waited};
+    // A refused rename hands the temp file back, for the next attempt.
+    let mut tmp = Some(tmp);
+    let attempt = || {
+        // Only a rename that went through leaves no file, and that ends the wait.
+        let Some(file) = tmp.take() else {
+            return Attempt::Done(Err(std::io::Error::other("the temp file is gone")));
+        };
         #[allow(
             clippy::disallowed_methods,
             reason = "the one rename over the session file"
         )]
-        let persisted = tmp.persist(path);
+        let persisted = file.persist(path);
         match persisted {
-            Ok(_) => return Ok(()),
-            Err(e)
-                if crate::busy::is_busy(&e.error) && started.elapsed() < crate::busy::PATIENCE =>
-            {
-                tmp = e.file;
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(std::time::Duration::from_millis(50));
+            Ok(_) => Attempt::Done(Ok(())),
+            Err(e) if crate::busy::is_busy(&e.error) => {
+                tmp = Some(e.file);
+                Attempt::Pending(e.error)
             }
-            Err(e) => {
-                return Err(Error::Io {
-                    action: "rename the new session file over",
-                    path: path.to_path_buf(),
-                    source: e.error,
-                });
-            }
+            Err(e) => Attempt::Done(Err(e.error)),
         }
-    }
+    };
+    let pauses = Backoff::doubling(
+        std::time::Duration::from_micros(500),
+        std::time::Duration::from_millis(50),
+    );
+    let refused = match crate::wait::until(crate::busy::PATIENCE, pauses, attempt, |_| {
+        None::<std::convert::Infallible>
+    }) {
+        Waited::Done(Ok(())) => return Ok(()),
+        Waited::Done(Err(e)) | Waited::TimedOut(_, e) => e,
+        Waited::Stopped(never, _) => match never {},
+    };
+    Err(Error::Io {
+        action: "rename the new session file over",
+        path: path.to_path_buf(),
+        source: refused,
+    })
 }
 
 /// Creates the temp file and marks it in use (an `flock` held until it is closed), so that
@@ -331,12 +343,22 @@ pub(crate) fn write_in_progress(path: &Path) -> bool {
 /// that poll the file (waiters for the lock adopting a sibling's session) could otherwise
 /// hold it open for the writer's every retry, until its save fails with "Access denied".
 pub(crate) fn wait_out_write(path: &Path) {
-    let started = std::time::Instant::now();
-    let mut pause = std::time::Duration::from_micros(500);
-    while started.elapsed() < crate::busy::PATIENCE && write_in_progress(path) {
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(std::time::Duration::from_millis(10));
-    }
+    use crate::wait::{Attempt, Backoff};
+    let pauses = Backoff::doubling(
+        std::time::Duration::from_micros(500),
+        std::time::Duration::from_millis(10),
+    );
+    let settled = || {
+        if write_in_progress(path) {
+            Attempt::Pending(())
+        } else {
+            Attempt::Done(())
+        }
+    };
+    // Past the patience, the reader goes ahead: a write that long is not one it delays.
+    let _ = crate::wait::until(crate::busy::PATIENCE, pauses, settled, |_| {
+        None::<std::convert::Infallible>
+    });
 }
 
 #[cfg(unix)]

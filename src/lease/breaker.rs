@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use super::file::{Seen, create_exclusive, inspect};
-use super::record::Holder;
+use super::record::{Holder, LeaseRecord};
 use crate::clock::unix_ms;
 use crate::error::Error;
 use crate::files::{break_path_for, unique_token, with_suffix};
@@ -33,7 +33,13 @@ impl BreakLock {
         here: &Holder,
     ) -> Result<Option<BreakLock>, Error> {
         let path = break_path_for(lease_path);
-        Ok(take_file(&path, ttl, here)?.map(|nonce| BreakLock { path, nonce }))
+        // The breaker lock has no breaker of its own: a stale one is set aside directly.
+        let set_aside = |seen: &Seen| set_aside_if(&path, |now| same_lease(now, seen)).map(drop);
+        let taken = take_file(&path, ttl, here, set_aside)?;
+        Ok(taken.map(|record| BreakLock {
+            path,
+            nonce: record.nonce,
+        }))
     }
 }
 
@@ -92,22 +98,26 @@ fn same_lease(a: &Seen, b: &Seen) -> bool {
     }
 }
 
-/// Takes the lease-like file at `path` (a lease or a breaker lock) once: `Some(nonce)` if we
-/// now hold it; a stale one is set aside first and the attempt repeated once.
-fn take_file(path: &Path, ttl: Duration, here: &Holder) -> Result<Option<String>, Error> {
+/// Takes the lease-like file at `path` (a lease or a breaker lock) once: the record we wrote
+/// if we now hold it, `None` if a live one is in the way. A stale one is removed first by
+/// `remove_stale` (given what was judged stale), and the attempt repeated once.
+pub(super) fn take_file(
+    path: &Path,
+    ttl: Duration,
+    here: &Holder,
+    remove_stale: impl Fn(&Seen) -> Result<(), Error>,
+) -> Result<Option<LeaseRecord>, Error> {
     for _ in 0..2 {
         let record = here.record(ttl);
         if create_exclusive(path, &record)? {
-            return Ok(Some(record.nonce));
+            return Ok(Some(record));
         }
         match inspect(path)? {
+            // Just released: try again.
             Seen::Absent => {}
-            Seen::Record(existing) if existing.nonce == record.nonce => {
-                return Ok(Some(record.nonce));
-            }
-            seen if is_breakable(&seen, ttl, here) => {
-                set_aside_if(path, |now| same_lease(now, &seen))?;
-            }
+            // An NFS retransmission can report EEXIST for a link that went through.
+            Seen::Record(existing) if existing.nonce == record.nonce => return Ok(Some(record)),
+            seen if is_breakable(&seen, ttl, here) => remove_stale(&seen)?,
             _ => return Ok(None),
         }
     }

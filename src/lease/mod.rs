@@ -20,7 +20,8 @@
 //! short-lived lease, the breaker lock `<session file>.lease.break`: while it is held the lease
 //! name can change only by creation (which cannot replace a lease), so what was judged under
 //! it is what gets removed. The holder is fenced: right before it sends a refresh and right
-//! before it saves, it checks that the lease still holds its nonce ([`Fence`]).
+//! before it saves, it checks that the lease still holds its nonce ([`Fence`], a value inside
+//! the [`HeldLease`], and so inside the store's held guards).
 //!
 //! A holder keeps its lease alive while its critical section runs: a heartbeat thread renews
 //! the record (same nonce, new creation time) every third of the TTL, under the breaker lock
@@ -42,17 +43,17 @@ mod record;
 #[cfg(test)]
 mod tests;
 
+use std::convert::Infallible;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::error::Error;
-use crate::wait::{Acquired, Backoff};
-use breaker::{BreakLock, break_stale, break_ttl, is_breakable, set_aside_if};
+use crate::wait::{self, Acquired, Attempt, Backoff, Waited};
+use breaker::{BreakLock, break_stale, break_ttl, set_aside_if, take_file};
 pub(crate) use fence::Fence;
-use fence::FenceInstalled;
-use file::{Seen, create_exclusive, inspect};
+use file::{Seen, inspect};
 use heartbeat::Heartbeat;
 pub use record::{Holder, LeaseRecord};
 
@@ -72,18 +73,23 @@ impl crate::trace::Outcome for LeaseFailure {
     }
 }
 
-/// The lease, held: the lease file is ours, a heartbeat renews it, and, on this thread,
-/// [`Fence::current`] returns its fence. Dropping it removes the fence, stops and joins the
-/// heartbeat, then removes the lease file if it is still ours (on every path, panics
-/// included).
+/// The lease, held: the lease file is ours, a heartbeat renews it, and its [`Fence`] says
+/// whether it is still ours. Dropping it stops and joins the heartbeat, then removes the
+/// lease file if it is still ours (on every path, panics included).
 #[must_use = "the lease is released as soon as this is dropped"]
 #[derive(Debug)]
 pub(crate) struct HeldLease {
-    // Dropped in declaration order: the fence goes before the heartbeat, which goes before
-    // the file it renews.
-    _fence: FenceInstalled,
+    fence: Fence,
+    // Dropped in declaration order: the heartbeat goes before the file it renews.
     _heartbeat: Heartbeat,
     _lease: OwnLease,
+}
+
+impl HeldLease {
+    /// The fence to check right before a step that must never overlap another holder's.
+    pub(crate) fn fence(&self) -> &Fence {
+        &self.fence
+    }
 }
 
 /// Takes the lease at `lease_path`, or stops waiting when `while_waiting` finds what the
@@ -95,37 +101,21 @@ pub(crate) fn acquire<R>(
     while_waiting: &dyn Fn() -> Option<R>,
 ) -> Result<Acquired<HeldLease, R>, LeaseFailure> {
     let here = Holder::this_process();
-    let start = Instant::now();
-    let mut backoff = Backoff::new(Duration::from_millis(2), Duration::from_millis(50));
-    loop {
-        match try_acquire(lease_path, ttl, &here) {
-            Ok(Some(lease)) => {
-                return Ok(Acquired::Held(HeldLease {
-                    _fence: FenceInstalled::new(
-                        &lease.path,
-                        &lease.nonce,
-                        Arc::clone(&lease.expires_ms),
-                    ),
-                    _heartbeat: lease.keep_alive(),
-                    _lease: lease,
-                }));
-            }
-            Ok(None) => {}
-            Err(e) => return Err(LeaseFailure::Io(e)),
-        }
-        if let Some(resolved) = while_waiting() {
-            return Ok(Acquired::Resolved(resolved));
-        }
-        let waited = start.elapsed();
-        if waited >= timeout {
-            return Err(LeaseFailure::Timeout(waited));
-        }
-        std::thread::sleep(
-            backoff
-                .next()
-                .unwrap_or(Duration::from_millis(50))
-                .min(timeout - waited),
-        );
+    let attempt = || match try_acquire(lease_path, ttl, &here) {
+        Ok(Some(lease)) => Attempt::Done(Ok(lease)),
+        Ok(None) => Attempt::Pending(()),
+        Err(e) => Attempt::Done(Err(LeaseFailure::Io(e))),
+    };
+    let pauses = Backoff::new(Duration::from_millis(2), Duration::from_millis(50));
+    match wait::until(timeout, pauses, attempt, |_| while_waiting()) {
+        Waited::Done(Ok(lease)) => Ok(Acquired::Held(HeldLease {
+            fence: Fence::new(&lease.path, &lease.nonce, Arc::clone(&lease.expires_ms)),
+            _heartbeat: lease.keep_alive(),
+            _lease: lease,
+        })),
+        Waited::Done(Err(failure)) => Err(failure),
+        Waited::Stopped(resolved, ()) => Ok(Acquired::Resolved(resolved)),
+        Waited::TimedOut(waited, ()) => Err(LeaseFailure::Timeout(waited)),
     }
 }
 
@@ -161,24 +151,23 @@ impl Drop for OwnLease {
 fn release(path: &Path, nonce: &str, ttl: Duration) {
     let here = Holder::this_process();
     let ttl = break_ttl(ttl);
-    let deadline = Instant::now() + ttl + Duration::from_secs(1);
-    let mut backoff = Backoff::new(Duration::from_millis(1), Duration::from_millis(20));
-    loop {
-        match BreakLock::take(path, ttl, &here) {
-            Ok(Some(_breaking)) => {
-                let ours = |seen: &Seen| matches!(seen, Seen::Record(r) if r.nonce == *nonce);
-                if inspect(path).is_ok_and(|seen| ours(&seen)) {
-                    let _ = set_aside_if(path, ours);
-                }
-                return;
-            }
-            Ok(None) if Instant::now() < deadline => {
-                std::thread::sleep(backoff.next().unwrap_or(Duration::from_millis(20)));
-            }
-            // An I/O error, or a breaker holding on past its TTL: leave the lease, which
-            // its TTL ends (or, on this machine, our exit).
-            _ => return,
-        }
+    let attempt = || match BreakLock::take(path, ttl, &here) {
+        Ok(Some(breaking)) => Attempt::Done(Some(breaking)),
+        Ok(None) => Attempt::Pending(()),
+        Err(_) => Attempt::Done(None),
+    };
+    let pauses = Backoff::new(Duration::from_millis(1), Duration::from_millis(20));
+    let waited = wait::until(ttl + Duration::from_secs(1), pauses, attempt, |_| {
+        None::<Infallible>
+    });
+    // An I/O error, or a breaker holding on past its TTL: leave the lease, which its TTL
+    // ends (or, on this machine, our exit).
+    let Waited::Done(Some(_breaking)) = waited else {
+        return;
+    };
+    let ours = |seen: &Seen| matches!(seen, Seen::Record(r) if r.nonce == *nonce);
+    if inspect(path).is_ok_and(|seen| ours(&seen)) {
+        let _ = set_aside_if(path, ours);
     }
 }
 
@@ -204,29 +193,16 @@ pub fn release_held_leases() {
 }
 
 /// One attempt: `Some` if we now hold the lease; `None` if a live lease is in the way (a
-/// stale one is broken first, and the attempt repeated once).
+/// stale one is broken first, under the breaker lock, and the attempt repeated once).
 pub(crate) fn try_acquire(
     lease_path: &Path,
     ttl: Duration,
     here: &Holder,
 ) -> Result<Option<OwnLease>, Error> {
-    for _ in 0..2 {
-        let record = here.record(ttl);
-        if create_exclusive(lease_path, &record)? {
-            return Ok(Some(held(lease_path, &record, ttl)));
-        }
-        match inspect(lease_path)? {
-            // Just released: try again.
-            Seen::Absent => {}
-            // An NFS retransmission can report EEXIST for a link that went through.
-            Seen::Record(existing) if existing.nonce == record.nonce => {
-                return Ok(Some(held(lease_path, &record, ttl)));
-            }
-            seen if is_breakable(&seen, ttl, here) => break_stale(lease_path, ttl, here)?,
-            _ => return Ok(None),
-        }
-    }
-    Ok(None)
+    let taken = take_file(lease_path, ttl, here, |_| {
+        break_stale(lease_path, ttl, here)
+    })?;
+    Ok(taken.map(|record| held(lease_path, &record, ttl)))
 }
 
 fn held(lease_path: &Path, record: &LeaseRecord, ttl: Duration) -> OwnLease {

@@ -16,14 +16,32 @@ use crate::options::LockMode;
 use crate::trace;
 use crate::wait::Acquired;
 
-/// The guards, held. Dropping it releases the lease first (its fence, its heartbeat, then its
-/// file; then its trace span ends), then the advisory lock: the reverse of the order they
-/// were taken in.
+/// The guards, held: the critical section. A step run under guards its caller took (a
+/// refresh's request and save, a revocation, the fallback's compare-and-delete) takes
+/// `&Held`, and right before a step that must never overlap another holder's asks
+/// [`Held::still_held`], the lease's fence. Dropping it releases the lease first (its
+/// heartbeat, then its file; then its trace span ends), then the advisory lock: the reverse
+/// of the order they were taken in.
 #[must_use = "the guards are released as soon as this is dropped"]
 #[derive(Debug)]
-pub(super) struct Held {
-    _lease: Option<(HeldLease, trace::Hold)>,
+pub(crate) struct Held {
+    lease: Option<(HeldLease, trace::Hold)>,
     _lock: Option<LockGuard>,
+}
+
+impl Held {
+    /// The fence: `Ok` if no lease is in force (the advisory lock only, or no guard), or if
+    /// the lease is still ours ([`crate::lease::Fence::still_held`]). Otherwise
+    /// [`Error::LeaseLost`]: the caller must neither send nor save.
+    ///
+    /// # Errors
+    /// [`Error::LeaseLost`].
+    pub(super) fn still_held(&self) -> Result<(), Error> {
+        match &self.lease {
+            Some((lease, _)) => lease.fence().still_held(),
+            None => Ok(()),
+        }
+    }
 }
 
 impl Store {
@@ -106,10 +124,7 @@ impl Store {
         } else {
             None
         };
-        Ok(Acquired::Held(Held {
-            _lease: lease,
-            _lock: lock,
-        }))
+        Ok(Acquired::Held(Held { lease, _lock: lock }))
     }
 
     /// The error for a lock that was not taken.

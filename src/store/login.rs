@@ -8,7 +8,6 @@ use crate::access_token::AccessToken;
 use crate::atomic;
 use crate::error::Error;
 use crate::event::Event;
-use crate::lease::Fence;
 use crate::login::{Login, Prompt};
 use crate::session::Session;
 use crate::wait::Acquired;
@@ -162,7 +161,7 @@ impl Store {
             });
             Ok(LoggedIn::Adopted(session))
         };
-        let _held = match self.take_guards_for(wait, ttl, adopt)? {
+        let held = match self.take_guards_for(wait, ttl, adopt)? {
             Acquired::Held(held) => held,
             Acquired::Resolved(session) => return adopted(session),
         };
@@ -181,8 +180,8 @@ impl Store {
                 return Err(e);
             }
         };
-        let fenced = Fence::current(&self.lease_path).still_held();
-        let saved = fenced
+        let saved = held
+            .still_held()
             .and_then(|()| self.encode_new(&session))
             .and_then(|bytes| atomic::write(&self.path, &bytes));
         match saved {

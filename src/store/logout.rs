@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use super::Store;
+use super::guards::Held;
 use crate::atomic;
 use crate::error::Error;
 use crate::form::FormRequest;
 use crate::http_answer::{self, Endpoint, Meaning};
-use crate::lease::Fence;
 use crate::session::Session;
 
 /// Whether [`Store::logout`] revokes the refresh token at the server before deleting it.
@@ -98,16 +98,15 @@ impl Store {
         if !self.stored_once_deletes_settle()? {
             return Ok(LoggedOut::NothingStored);
         }
-        let _held = self.hold()?;
+        let held = self.hold()?;
         // Under a lease another process may take over: nothing is sent, and nothing is
         // deleted unconditionally, once it may have.
-        let fence = Fence::current(&self.lease_path);
         let session = match revocation {
             Revocation::LocalOnly => {
                 if !self.stored_once_deletes_settle()? {
                     return Ok(LoggedOut::NothingStored);
                 }
-                fence.still_held()?;
+                held.still_held()?;
                 return Ok(if atomic::remove(&self.path)? {
                     LoggedOut::Deleted { revoked: false }
                 } else {
@@ -119,8 +118,7 @@ impl Store {
                 Some(session) => session,
             },
         };
-        fence.still_held()?;
-        self.revoke(&session)?;
+        self.revoke(&held, &session)?;
         // Whatever became of the lease meanwhile, a file that still holds the refresh token
         // just revoked is dead and goes; one that holds another (saved by a process that took
         // the lease over, or by a writer that takes no lock) is kept.
@@ -133,7 +131,7 @@ impl Store {
         {
             return Ok(LoggedOut::Deleted { revoked: true });
         }
-        fence.still_held()?;
+        held.still_held()?;
         Err(Error::Io {
             action: "delete the session file",
             path: self.path.clone(),
@@ -170,7 +168,9 @@ impl Store {
     }
 
     /// Sends the RFC 7009 revocation of `session`'s refresh token; `Ok` only on HTTP 200.
-    fn revoke(&self, session: &Session) -> Result<(), Error> {
+    /// Under a lease, nothing is sent once another process may have taken it over.
+    fn revoke(&self, held: &Held, session: &Session) -> Result<(), Error> {
+        held.still_held()?;
         let request = FormRequest::revoke(session)?.ok_or_else(|| Error::NoRevocationEndpoint {
             path: self.path.clone(),
         })?;

@@ -13,10 +13,11 @@ use crate::event::Event;
 use crate::fallback::{self, Decision, Retry};
 use crate::form::FormRequest;
 use crate::http_answer::{self, Outcome};
-use crate::lease::Fence;
 use crate::session::Session;
 use crate::trace;
 use crate::wait::Acquired;
+
+use super::guards::Held;
 
 impl Store {
     /// A valid access token: the stored one if it is valid beyond the margin (no lock, no
@@ -95,7 +96,7 @@ impl Store {
             self.roots_ready_for(session.client().token_endpoint())?;
         }
         let adopt = || self.load().ok().flatten().filter(|s| done(s));
-        let _held = match self.take_guards(&adopt)? {
+        let held = match self.take_guards(&adopt)? {
             Acquired::Held(held) => held,
             Acquired::Resolved(session) => return Ok(self.adopted(&session)),
         };
@@ -105,7 +106,7 @@ impl Store {
             return Ok(self.adopted(&session));
         }
         trace::Span::refresh(&self.path, &session)
-            .run(|| self.refresh_session(session, Retry::Allowed))
+            .run(|| self.refresh_session(&held, session, Retry::Allowed))
     }
 
     /// After a transient failure to refresh: the stored access token if it has not actually
@@ -136,11 +137,16 @@ impl Store {
 
     /// Sends one refresh for `session` and handles its outcome; `retry` says whether the
     /// `invalid_grant` fallback may still refresh once with a newer session it finds.
-    fn refresh_session(&self, session: Session, retry: Retry) -> Result<AccessToken, Error> {
+    fn refresh_session(
+        &self,
+        held: &Held,
+        session: Session,
+        retry: Retry,
+    ) -> Result<AccessToken, Error> {
         let request = FormRequest::refresh(&session);
         require_secure_endpoint(&request.url)?;
         // Under a lease: never send once another process may have taken it over.
-        Fence::current(&self.lease_path).still_held()?;
+        held.still_held()?;
         self.emit(Event::Refreshing {
             path: self.path.clone(),
         });
@@ -153,7 +159,7 @@ impl Store {
         match http_answer::classify(&response, now, &secrets_sent) {
             Outcome::Refreshed(token_response) => {
                 let refreshed = session.refreshed(token_response, now);
-                self.save_refreshed(refreshed, &session)
+                self.save_refreshed(held, refreshed, &session)
             }
             Outcome::RotatedOnly {
                 refresh_token,
@@ -162,7 +168,7 @@ impl Store {
                 // The server consumed the refresh token we sent: its replacement reaches the
                 // disk before anything else, or the session is lost on the next call.
                 let kept = session.with_rotated_refresh_token(refresh_token, now);
-                let save_error = self.save_rotated(&kept, &session).err().map(Box::new);
+                let save_error = self.save_rotated(held, &kept, &session).err().map(Box::new);
                 Err(Error::IncompleteRefresh {
                     path: self.path.clone(),
                     reason,
@@ -171,10 +177,10 @@ impl Store {
             }
             Outcome::InvalidGrant { stated } => {
                 let schedule = self.poll_schedule();
-                match fallback::decide(self, &session, retry, &schedule)? {
+                match fallback::decide(self, held, &session, retry, &schedule)? {
                     Decision::Adopt(newer) => Ok(self.adopted(&newer)),
                     Decision::RefreshOnce(newer) => trace::Span::refresh(&self.path, &newer)
-                        .run(|| self.refresh_session(newer, Retry::Spent)),
+                        .run(|| self.refresh_session(held, newer, Retry::Spent)),
                     Decision::Expired { deleted } => {
                         if deleted {
                             self.emit(Event::DeletedStaleSession {
@@ -211,8 +217,13 @@ impl Store {
 
     /// Saves the session a refresh of `sent` returned (see [`Store::save_rotated`]); either
     /// way the caller gets the new session (inside [`Error::NotSaved`] if unsaved).
-    fn save_refreshed(&self, session: Session, sent: &Session) -> Result<AccessToken, Error> {
-        match self.save_rotated(&session, sent) {
+    fn save_refreshed(
+        &self,
+        held: &Held,
+        session: Session,
+        sent: &Session,
+    ) -> Result<AccessToken, Error> {
+        match self.save_rotated(held, &session, sent) {
             Ok(()) => {
                 self.emit(Event::Refreshed {
                     path: self.path.clone(),
@@ -231,9 +242,9 @@ impl Store {
     /// we sent: `new` is saved if the file still holds the one we sent (nothing newer was
     /// saved, and what is there can no longer be used); otherwise the newer session, or the
     /// absence a logout left, is kept and the error is [`Error::LeaseLost`].
-    fn save_rotated(&self, new: &Session, sent: &Session) -> Result<(), Error> {
+    fn save_rotated(&self, held: &Held, new: &Session, sent: &Session) -> Result<(), Error> {
         let bytes = self.encode_successor(new)?;
-        let Err(lost) = Fence::current(&self.lease_path).still_held() else {
+        let Err(lost) = held.still_held() else {
             return atomic::write(&self.path, &bytes);
         };
         // Compared again right before the rename. A holder on another machine can still save
@@ -253,8 +264,11 @@ impl Store {
     }
 }
 
-/// What the fallback reads and does: this store's reads, margin, clock and compare-and-delete.
+/// What the fallback reads and does: this store's reads, margin, clock and compare-and-delete
+/// (under its guards).
 impl fallback::Store for Store {
+    type Held = Held;
+
     fn load(&self) -> Result<Option<Session>, Error> {
         Store::load(self)
     }
@@ -267,7 +281,11 @@ impl fallback::Store for Store {
         self.clock.sleep(pause);
     }
 
-    fn remove_if_holds_refresh_token_of(&self, failed: &Session) -> Result<bool, Error> {
+    fn remove_if_holds_refresh_token_of(
+        &self,
+        _held: &Held,
+        failed: &Session,
+    ) -> Result<bool, Error> {
         let holds_the_failed_token = |bytes: &[u8]| {
             self.decode(bytes)
                 .is_ok_and(|s| s.refresh_token() == failed.refresh_token())

@@ -317,3 +317,37 @@ fn a_login_end_owned_by_another_user_does_not_end_a_login() {
     let outcome = Store::new(&path).login_with(Duration::from_secs(5), || Ok(session(1)));
     assert!(matches!(outcome, Ok(ref o) if o.logged_in()), "{outcome:?}");
 }
+
+/// A login under a lease that another process takes over while the user is logging in saves
+/// nothing (the new holder may be saving its own session): the new session comes back in
+/// `NotSaved`, whose source is `LeaseLost`, and the file keeps what it held.
+#[test]
+fn a_login_that_lost_its_lease_saves_nothing_and_hands_its_session_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("session.json");
+    let store = Store::new(&path).with_lock_mode(credlock::LockMode::Lease);
+    store.save(&session(1)).unwrap();
+    let lease = credlock::unversioned::lease_path_for(&path);
+    let e = store
+        .login_with(Duration::from_secs(5), || {
+            std::fs::remove_file(&lease).unwrap();
+            let thief = serde_json::json!({
+                "host": "another-host", "pid": 7, "created_ms": 0u64,
+                "ttl_ms": u64::MAX / 2, "nonce": "thief",
+            });
+            std::fs::write(&lease, thief.to_string()).unwrap();
+            Ok(session(2))
+        })
+        .unwrap_err();
+    match e {
+        Error::NotSaved { session, source } => {
+            assert_eq!(session.refresh_token().secret(), "rt-2");
+            assert!(matches!(*source, Error::LeaseLost { .. }), "{source:?}");
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(
+        store.load().unwrap().unwrap().refresh_token().secret(),
+        "rt-1"
+    );
+}

@@ -16,7 +16,7 @@ fn a_lease_is_kept_alive_while_its_critical_section_runs() {
         Ok(Acquired::Held(h)) => h,
         other => panic!("{other:?}"),
     };
-    let fence = Fence::current(&path);
+    let fence = held.fence().clone();
     // A critical section four TTLs long: a slow token endpoint, say.
     for _ in 0..12 {
         std::thread::sleep(Duration::from_millis(100));
