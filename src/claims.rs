@@ -42,16 +42,7 @@ impl UnverifiedClaims {
     /// Decodes the payload of a compact JWS (`header.payload.signature`); `None` if `jwt` is
     /// not one, or its payload is not a JSON object, or it names none of the claims.
     pub(crate) fn decode(jwt: &str) -> Option<UnverifiedClaims> {
-        if jwt.len() > MAX_ID_TOKEN_BYTES {
-            return None;
-        }
-        let mut parts = jwt.split('.');
-        let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
-        if parts.next().is_some() {
-            return None;
-        }
-        let bytes = base64url_decode(payload)?;
-        let object: Map<String, Value> = serde_json::from_slice(&bytes).ok()?;
+        let object = jwt_payload(jwt)?;
         // A claim is shown on terminals: one holding a control character (an escape sequence
         // that could rewrite the screen) or of unreasonable length is left out.
         let text = |name: &str| {
@@ -73,30 +64,24 @@ impl UnverifiedClaims {
     }
 }
 
-/// base64url without padding (RFC 7515 §2); padding is tolerated. `None` on any other byte.
+/// base64url without padding (RFC 7515 §2); padding and the standard alphabet are
+/// tolerated. `None` on any other byte.
 fn base64url_decode(input: &str) -> Option<Vec<u8>> {
-    let input = input.trim_end_matches('=');
-    let mut out = Vec::with_capacity(input.len() * 3 / 4);
-    let mut buffer: u32 = 0;
-    let mut bits = 0u32;
-    for byte in input.bytes() {
-        let value = match byte {
-            b'A'..=b'Z' => byte - b'A',
-            b'a'..=b'z' => byte - b'a' + 26,
-            b'0'..=b'9' => byte - b'0' + 52,
-            b'-' | b'+' => 62,
-            b'_' | b'/' => 63,
-            _ => return None,
-        };
-        buffer = (buffer << 6) | u32::from(value);
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push(u8::try_from((buffer >> bits) & 0xff).ok()?);
-        }
+    crate::encoding::base64_decode(input, crate::encoding::Strays::Refuse)
+}
+
+/// The payload of a compact JWS (`header.payload.signature`) as a JSON object, read without
+/// checking its signature; `None` if `jwt` is not one or is over 64 KiB.
+pub(crate) fn jwt_payload(jwt: &str) -> Option<Map<String, Value>> {
+    if jwt.len() > MAX_ID_TOKEN_BYTES {
+        return None;
     }
-    // A single leftover character carries fewer than 8 bits: not base64.
-    (bits < 6).then_some(out)
+    let mut parts = jwt.split('.');
+    let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    serde_json::from_slice(&base64url_decode(payload)?).ok()
 }
 
 #[cfg(test)]

@@ -68,6 +68,41 @@ pub fn base64(input: &[u8]) -> String {
     out
 }
 
+/// What a base64 decoder does with a byte outside both alphabets and the padding.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Strays {
+    /// Refuses the input (`None`): a JWT's parts are base64url and nothing else.
+    Refuse,
+    /// Passes over it: text that may quote a secret in base64, split or wrapped.
+    Skip,
+}
+
+/// Standard or URL-safe base64 (either alphabet, padding ignored). With [`Strays::Refuse`],
+/// `None` for any other byte or a lone trailing character (fewer than 8 bits).
+pub(crate) fn base64_decode(input: &str, strays: Strays) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(input.len() * 3 / 4);
+    let mut buffer: u32 = 0;
+    let mut bits = 0u32;
+    for byte in input.trim_end_matches('=').bytes() {
+        let value = match byte {
+            b'A'..=b'Z' => byte - b'A',
+            b'a'..=b'z' => byte - b'a' + 26,
+            b'0'..=b'9' => byte - b'0' + 52,
+            b'-' | b'+' => 62,
+            b'_' | b'/' => 63,
+            _ if strays == Strays::Skip => continue,
+            _ => return None,
+        };
+        buffer = (buffer << 6) | u32::from(value);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push(u8::try_from((buffer >> bits) & 0xff).ok()?);
+        }
+    }
+    (strays == Strays::Skip || bits < 6).then_some(out)
+}
+
 /// A serde_json error described without quoting the input: serde's own messages can contain
 /// a fragment of the document (`invalid type: string "…"`), which may be a token.
 #[must_use]

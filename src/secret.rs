@@ -308,26 +308,7 @@ fn base64_runs(s: &str) -> Vec<String> {
 
 /// Standard or URL-safe base64, padding and stray characters skipped.
 pub(crate) fn base64_decode(s: &str) -> Vec<u8> {
-    let mut bits = 0u32;
-    let mut n = 0;
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    for c in s.bytes() {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => continue,
-        };
-        bits = (bits << 6) | u32::from(v);
-        n += 6;
-        if n >= 8 {
-            n -= 8;
-            out.push(((bits >> n) & 0xff) as u8);
-        }
-    }
-    out
+    crate::encoding::base64_decode(s, crate::encoding::Strays::Skip).unwrap_or_default()
 }
 
 /// Every run of hex digits of at least eight, decoded at both alignments, as lossy UTF-8.

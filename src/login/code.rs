@@ -267,8 +267,8 @@ impl Login {
 /// The `nonce` claim of a JWT's payload, read without checking its signature (the id_token
 /// is not validated; the nonce only ties this answer to this login).
 fn id_token_nonce(id_token: &str) -> Option<String> {
-    let payload = id_token.split('.').nth(1)?;
-    let bytes = crate::secret::base64_decode(payload);
-    let claims: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    claims.get("nonce")?.as_str().map(str::to_owned)
+    crate::claims::jwt_payload(id_token)?
+        .get("nonce")?
+        .as_str()
+        .map(str::to_owned)
 }
