@@ -102,6 +102,11 @@ fn race_through_both(twin: &TwinMount, lock: &str, policy: ReusePolicy) -> Outco
         .policy(policy)
         .latency(Duration::from_millis(20))
         .build();
+    race_through_both_at(twin, lock, fake)
+}
+
+/// [`race_through_both`] against the server `fake`.
+fn race_through_both_at(twin: &TwinMount, lock: &str, fake: Arc<FakeServer>) -> Outcome {
     let http = HttpServer::start(Arc::clone(&fake)).expect("server");
     let (via_a, via_b) = (twin.a.join("session.json"), twin.b.join("session.json"));
     let seeded = fake
@@ -342,5 +347,31 @@ fn a_file_removed_through_the_other_mount_while_read_is_absent_not_an_error() {
         "twin_mount::a_file_removed_through_the_other_mount_while_read_is_absent_not_an_error",
     ) {
         check_removed_through_the_other_mount_is_absent_not_an_error();
+    }
+}
+
+/// A server that refuses a reused refresh token with an empty-bodied 400 (Glewlwyd) instead
+/// of `invalid_grant`: where locks do not meet, the losers go through the same fallback (they
+/// re-read, find the winner's session and adopt it) and nothing is deleted.
+#[test]
+#[ignore = "needs root and bindfs; .ci/run runs it"]
+fn without_a_lease_an_empty_bodied_400_goes_through_the_fallback_like_invalid_grant() {
+    if inside_private_namespace(
+        "twin_mount::without_a_lease_an_empty_bodied_400_goes_through_the_fallback_like_invalid_grant",
+    ) {
+        let twin = TwinMount::new(0);
+        assert_locks_do_not_meet(&twin);
+        let fake = FakeServer::builder()
+            .policy(ReusePolicy::RejectOnly)
+            .silent_refusals()
+            .latency(Duration::from_millis(20))
+            .build();
+        let o = race_through_both_at(&twin, "advisory", fake);
+        eprintln!(
+            "twin mount, lock advisory, reject-only with empty 400s: {} ok, failed {:?}, {:?}",
+            o.ok, o.failed, o.counters
+        );
+        assert_eq!(o.ok, 16, "every process adopted the winner: {:?}", o.failed);
+        assert!(o.store_parses && o.session_alive, "nothing was deleted");
     }
 }
