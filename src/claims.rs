@@ -42,6 +42,9 @@ impl UnverifiedClaims {
     /// Decodes the payload of a compact JWS (`header.payload.signature`); `None` if `jwt` is
     /// not one, or its payload is not a JSON object, or it names none of the claims.
     pub(crate) fn decode(jwt: &str) -> Option<UnverifiedClaims> {
+        if jwt.len() > MAX_ID_TOKEN_BYTES {
+            return None;
+        }
         let object = jwt_payload(jwt)?;
         // A claim is shown on terminals: one holding a control character (an escape sequence
         // that could rewrite the screen) or of unreasonable length is left out.
@@ -71,11 +74,10 @@ fn base64url_decode(input: &str) -> Option<Vec<u8>> {
 }
 
 /// The payload of a compact JWS (`header.payload.signature`) as a JSON object, read without
-/// checking its signature; `None` if `jwt` is not one or is over 64 KiB.
+/// checking its signature; `None` if `jwt` is not one. Its size is the caller's to bound:
+/// the claims shown refuse a token over 64 KiB, the login's nonce check reads whatever the
+/// token endpoint's body limit let through (large group claims can pass 64 KiB).
 pub(crate) fn jwt_payload(jwt: &str) -> Option<Map<String, Value>> {
-    if jwt.len() > MAX_ID_TOKEN_BYTES {
-        return None;
-    }
     let mut parts = jwt.split('.');
     let (_header, payload, _signature) = (parts.next()?, parts.next()?, parts.next()?);
     if parts.next().is_some() {

@@ -79,11 +79,14 @@ impl Login {
         };
         let now = self.clock.now();
         match http_answer::interpret(Endpoint::AuthorizationPeek, &answer, now, &[]) {
-            Meaning::Refused { status, .. } => Err(Error::LoginRequestRejected {
-                endpoint: crate::endpoint::display_url(endpoint),
-                status,
-                redirect_uri: redirect_uri.to_owned(),
-            }),
+            // Only a 400 that leads nowhere: one with a Location sends the browser on.
+            Meaning::Refused { status, .. } if peek.location.is_none() => {
+                Err(Error::LoginRequestRejected {
+                    endpoint: crate::endpoint::display_url(endpoint),
+                    status,
+                    redirect_uri: redirect_uri.to_owned(),
+                })
+            }
             Meaning::Redirect => {
                 let Some(query) = peek
                     .location
@@ -271,4 +274,27 @@ fn id_token_nonce(id_token: &str) -> Option<String> {
         .get("nonce")?
         .as_str()
         .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod nonce_tests {
+    /// An ID token of 64–256 KiB (large group claims) still carries its nonce: only the
+    /// claims shown on a terminal are capped at 64 KiB.
+    #[test]
+    fn a_large_id_token_carries_its_nonce() {
+        let b64 = |b: &[u8]| {
+            crate::encoding::base64(b)
+                .trim_end_matches('=')
+                .replace('+', "-")
+                .replace('/', "_")
+        };
+        let payload = serde_json::json!({"nonce": "n-1", "groups": "x".repeat(70_000)}).to_string();
+        let jwt = format!(
+            "{}.{}.sig",
+            b64(br#"{"alg":"RS256"}"#),
+            b64(payload.as_bytes())
+        );
+        assert!(jwt.len() > 64 * 1024 && jwt.len() < 256 * 1024);
+        assert_eq!(super::id_token_nonce(&jwt).as_deref(), Some("n-1"));
+    }
 }

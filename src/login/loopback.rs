@@ -51,10 +51,13 @@ impl Loopback {
     ///
     /// Any local process (and any web page open in the user's browser) can connect to the
     /// port, so no connection may hold the wait up: connections are read without blocking,
-    /// side by side, each first as it is accepted, and none outlives `deadline`; past
-    /// [`MAX_CONNECTIONS`] the one idle longest makes room (see [`evictable`]), so a client
-    /// that trickles bytes or floods the port with silent connections cannot keep the
-    /// browser's redirect out. Other paths (a browser's `/favicon.ico`) get a 404, and a
+    /// side by side, each first as it is accepted, and none outlives `deadline`. Every new
+    /// connection is taken in; past [`MAX_CONNECTIONS`] the one opened longest ago makes
+    /// room (a browser sends its whole request within milliseconds of connecting, so the
+    /// oldest incomplete connection is a client that trickles or never speaks). At most
+    /// [`ACCEPTS_PER_PASS`] are taken between two reads of every open connection, a
+    /// fraction of the limit: a new connection is read several times before any flood can
+    /// push it out, and trickling bytes buys no connection its place. Other paths (a browser's `/favicon.ico`) get a 404, and a
     /// callback with another `state` (or none) gets an error page: the wait goes on
     /// through both. Only the callback with this login's `state` ends it.
     pub(crate) fn wait(&self, state: &str, deadline: Instant) -> Result<Redirect, Error> {
@@ -68,12 +71,9 @@ impl Loopback {
                         if stream.set_nonblocking(true).is_err() {
                             continue;
                         }
-                        let now = Instant::now();
                         let mut new = Pending {
                             stream,
                             head: Vec::new(),
-                            opened: now,
-                            last_bytes: None,
                         };
                         // Read at once: a browser sends its request as it connects, so a
                         // flood of connections that never speak cannot push it out
@@ -88,14 +88,9 @@ impl Loopback {
                             }
                             Progress::Waiting => {}
                         }
+                        // `open` is in the order the connections were opened.
                         if open.len() >= MAX_CONNECTIONS {
-                            match evictable(&open, &new, now) {
-                                Some(i) => {
-                                    open.remove(i);
-                                }
-                                // Every open connection is newer or busier than this one.
-                                None => continue,
-                            }
+                            open.remove(0);
                         }
                         open.push(new);
                     }
@@ -139,35 +134,14 @@ impl Loopback {
     }
 }
 
-/// How many connections are read at once; a new one beyond this drops one that has been
-/// idle (see [`evictable`]), or is itself dropped.
-const MAX_CONNECTIONS: usize = 16;
-/// How long a connection may stay silent before a new one may take its place.
-const IDLE_GRACE: Duration = Duration::from_secs(1);
-/// How many connections are accepted before the open ones are read again.
-const ACCEPTS_PER_PASS: usize = 64;
+/// How many connections are read at once; a new one beyond this drops the one opened
+/// longest ago.
+const MAX_CONNECTIONS: usize = 128;
+/// How many connections are accepted before the open ones are all read again: a quarter of
+/// [`MAX_CONNECTIONS`], so that a connection is read at least four times (each pass also
+/// reads it as it is accepted) before a flood can drop it.
+const ACCEPTS_PER_PASS: usize = 32;
 
-/// Which open connection a new one may replace, if any: eviction goes by idleness, never by
-/// arrival, so that a local process opening connections in a loop cannot push out the
-/// browser's. A connection that has sent bytes is never dropped for one that has sent
-/// none. Among those the new one may replace, the one idle longest goes if it has been idle
-/// for [`IDLE_GRACE`]; a new connection that has sent bytes may also replace one that has
-/// sent nothing at all, however young.
-fn evictable(open: &[Pending], new: &Pending, now: Instant) -> Option<usize> {
-    let replaceable = |p: &Pending| new.last_bytes.is_some() || p.last_bytes.is_none();
-    let idle_for = |p: &Pending| now.saturating_duration_since(p.last_bytes.unwrap_or(p.opened));
-    let longest_idle = |silent_only: bool| {
-        open.iter()
-            .enumerate()
-            .filter(|(_, p)| replaceable(p) && (!silent_only || p.last_bytes.is_none()))
-            .max_by_key(|(_, p)| idle_for(p))
-    };
-    match longest_idle(false) {
-        Some((i, p)) if idle_for(p) >= IDLE_GRACE => Some(i),
-        _ if new.last_bytes.is_some() => longest_idle(true).map(|(i, _)| i),
-        _ => None,
-    }
-}
 /// The most of a request head read: a redirect with a code is well under 4 KiB.
 const MAX_HEAD: usize = 16 * 1024;
 
@@ -175,9 +149,6 @@ const MAX_HEAD: usize = 16 * 1024;
 struct Pending {
     stream: TcpStream,
     head: Vec<u8>,
-    opened: Instant,
-    /// When bytes last arrived; `None` while it has sent nothing.
-    last_bytes: Option<Instant>,
 }
 
 enum Progress {
@@ -198,10 +169,7 @@ impl Pending {
             }
             match self.stream.read(&mut buf) {
                 Ok(0) => return Progress::Gone,
-                Ok(n) => {
-                    self.head.extend_from_slice(&buf[..n]);
-                    self.last_bytes = Some(Instant::now());
-                }
+                Ok(n) => self.head.extend_from_slice(&buf[..n]),
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Progress::Waiting,
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                 Err(_) => return Progress::Gone,
@@ -424,10 +392,18 @@ mod tests {
     fn more_idle_connections_than_the_limit_do_not_keep_the_redirect_out() {
         within(Duration::from_secs(30), || {
             let lb = Loopback::bind(0).unwrap();
-            let idle: Vec<TcpStream> = (0..MAX_CONNECTIONS * 2)
-                .map(|_| TcpStream::connect(("127.0.0.1", lb.port)).unwrap())
-                .collect();
-            let real = in_thread("/callback?code=c-1&state=s1", lb.port);
+            let port = lb.port;
+            // Opened while the listener runs: more than the kernel's backlog would hold.
+            let client = std::thread::spawn(move || {
+                let idle: Vec<TcpStream> = (0..MAX_CONNECTIONS * 2)
+                    .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
+                    .collect();
+                let answer = in_thread("/callback?code=c-1&state=s1", port)
+                    .join()
+                    .unwrap();
+                drop(idle);
+                answer
+            });
             let started = Instant::now();
             let r = lb.wait("s1", Instant::now() + Duration::from_secs(20));
             let took = started.elapsed();
@@ -439,13 +415,12 @@ mod tests {
                 took < Duration::from_secs(5),
                 "the redirect waited {took:?}"
             );
-            assert!(real.join().unwrap().contains("Signed in"));
-            drop(idle);
+            assert!(client.join().unwrap().contains("Signed in"));
         });
     }
 
     /// A local process that keeps opening idle connections cannot evict the browser's
-    /// connection: each is read as it is accepted, and only a silent one is dropped. Here
+    /// connection: each is read as it is accepted. Here
     /// the browser's request is followed, before the listener looks, by more silent
     /// connections than it keeps open.
     #[test]
@@ -468,11 +443,25 @@ mod tests {
                 out
             });
             was_sent.recv().unwrap();
-            let flood: Vec<TcpStream> = (0..MAX_CONNECTIONS * 3)
-                .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
-                .collect();
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let stop2 = std::sync::Arc::clone(&stop);
+            let flood = std::thread::spawn(move || {
+                let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+                let mut open = Vec::new();
+                while open.len() < MAX_CONNECTIONS * 3
+                    && !stop2.load(std::sync::atomic::Ordering::SeqCst)
+                {
+                    // Bounded: once the wait is over nobody accepts, and the backlog fills.
+                    if let Ok(c) = TcpStream::connect_timeout(&address, Duration::from_millis(100))
+                    {
+                        open.push(c);
+                    }
+                }
+                open.len()
+            });
             let r = lb.wait("s1", Instant::now() + Duration::from_secs(3));
-            drop(flood);
+            stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            flood.join().unwrap();
             assert!(
                 matches!(r, Ok(Redirect::Code(ref c)) if c == "real-code"),
                 "{r:?}"
@@ -481,36 +470,47 @@ mod tests {
         });
     }
 
-    /// Eviction goes by idleness: a silent connection makes room for one that has sent
-    /// bytes, young silent ones are not dropped for a new silent one, and one silent for
-    /// longer than the grace period makes room for anyone.
+    /// Connections that trickle a byte now and then hold no place against the browser's:
+    /// a browser connection silent for a moment after it connects (a preconnected socket, a
+    /// slow first write) still gets in, is read, and ends the wait.
     #[test]
-    fn eviction_goes_by_idleness_and_never_drops_a_talker_for_a_silent_one() {
+    fn trickling_connections_that_fill_every_place_do_not_keep_a_silent_browser_out() {
         let lb = Loopback::bind(0).unwrap();
-        let now = Instant::now();
-        let pending = |opened: Instant, last_bytes: Option<Instant>| Pending {
-            stream: TcpStream::connect(("127.0.0.1", lb.port)).unwrap(),
-            head: Vec::new(),
-            opened,
-            last_bytes,
-        };
-        let old = now - IDLE_GRACE * 2;
-        let open = vec![
-            pending(now, Some(now)),
-            pending(now, None),
-            pending(now, Some(now)),
-        ];
-        assert_eq!(evictable(&open, &pending(now, Some(now)), now), Some(1));
-        assert_eq!(evictable(&open, &pending(now, None), now), None);
-        let open = vec![
-            pending(now, None),
-            pending(old, Some(old)),
-            pending(now, Some(now)),
-        ];
-        assert_eq!(evictable(&open, &pending(now, None), now), None);
-        assert_eq!(evictable(&open, &pending(now, Some(now)), now), Some(1));
-        let open = vec![pending(now, None), pending(old, None)];
-        assert_eq!(evictable(&open, &pending(now, None), now), Some(1));
+        let port = lb.port;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let attacker = std::thread::spawn(move || {
+            let mut conns: Vec<TcpStream> = (0..MAX_CONNECTIONS)
+                .map(|_| {
+                    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+                    s.write_all(b"G").unwrap();
+                    s
+                })
+                .collect();
+            while !stop2.load(std::sync::atomic::Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(200));
+                for c in &mut conns {
+                    let _ = c.write_all(b"E");
+                }
+            }
+        });
+        let browser = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(300));
+            let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            std::thread::sleep(Duration::from_millis(50));
+            let _ = write!(
+                s,
+                "GET /callback?code=real-code&state=s1 HTTP/1.1\r\nHost: x\r\n\r\n"
+            );
+        });
+        let r = lb.wait("s1", Instant::now() + Duration::from_secs(3));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        attacker.join().unwrap();
+        browser.join().unwrap();
+        assert!(
+            matches!(r, Ok(Redirect::Code(ref c)) if c == "real-code"),
+            "{r:?}"
+        );
     }
 
     #[test]

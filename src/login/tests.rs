@@ -511,3 +511,16 @@ fn a_poll_the_server_never_answers_ends_at_the_login_deadline() {
     assert!(matches!(e, Error::LoginExpired { .. }), "{e}");
     assert!(took < Duration::from_secs(10), "a 3 s login took {took:?}");
 }
+
+/// Only a 400 without a redirect is a refused authorization request: one that carries a
+/// `Location` sends the browser on, so the browser opens.
+#[test]
+fn a_400_with_a_location_lets_the_browser_open() {
+    let (result, opened, _, _) = browser_after_peek(|_| {
+        Ok(crate::http::Peek::new(
+            400,
+            Some("https://id.example/login".to_owned()),
+        ))
+    });
+    assert!(opened, "the browser is opened: {result:?}");
+}

@@ -472,6 +472,16 @@ fn remember(g: &Global, args: &LoginArgs) {
     if let Some(p) = &args.protect {
         settings.protection = Some(p.clone());
     }
+    // Settings that could not be read have lost a remembered protection: keep the one the
+    // session was just written with, so that the next session is not written plain.
+    if settings.protection.is_none()
+        && matches!(
+            g.store().file_protection(),
+            Ok(Some(credlock::FileProtection::Keyring { .. }))
+        )
+    {
+        settings.protection = Some("keyring".to_owned());
+    }
     let result = settings::save(&g.store, &settings);
     if let Err(e) = result {
         eprintln!("credlock: warning: could not remember the login settings: {e}");

@@ -346,8 +346,10 @@ fn command_ignoring_empty_env() -> clap::Command {
 /// argument 'sh'" alone does not say that the command goes after `--`; a tip does.
 fn with_exec_tip(mut e: clap::Error) -> clap::Error {
     use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let usage = e.render().to_string();
+    // `credlock.exe` on Windows.
     if e.kind() != ErrorKind::UnknownArgument
-        || !e.render().to_string().contains("Usage: credlock exec ")
+        || !(usage.contains("Usage: credlock exec ") || usage.contains("Usage: credlock.exe exec "))
     {
         return e;
     }

@@ -124,9 +124,16 @@ pub fn refuse_session_files(out: &Path, store: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-/// `path`'s directory, resolved (links and `..` followed) where it exists, and its file name.
+/// `path`'s directory, resolved (links and `..` followed) where it exists, and its file name;
+/// on Windows and macOS, whose filesystems usually ignore case (and Windows trailing dots
+/// and spaces), the name folded so that `SESSION.JSON` is `session.json`.
 fn resolved(path: &Path) -> Option<(PathBuf, String)> {
     let name = path.file_name()?.to_string_lossy().into_owned();
+    let name = if cfg!(any(windows, target_vendor = "apple")) {
+        name.trim_end_matches(['.', ' ']).to_lowercase()
+    } else {
+        name
+    };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
