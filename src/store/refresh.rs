@@ -66,7 +66,7 @@ impl Store {
         if fresh(&session) {
             return Ok(AccessToken::from_session(&session, false));
         }
-        match self.refresh_unless(fresh) {
+        match self.refresh_unless(&session, fresh) {
             Err(e) if e.is_transient() => self.unexpired_despite(e),
             other => other,
         }
@@ -85,16 +85,20 @@ impl Store {
         if replaced(&session) {
             return Ok(AccessToken::from_session(&session, false));
         }
-        self.refresh_unless(replaced)
+        self.refresh_unless(&session, replaced)
     }
 
-    /// The refresh protocol, once a stale session was read: take the guards (while waiting,
-    /// adopt a session another process saves that is `done`), re-read under them, and refresh
-    /// only if the session is still not `done`; the guards are released on return.
-    fn refresh_unless(&self, done: impl Fn(&Session) -> bool) -> Result<AccessToken, Error> {
-        if let Ok(Some(session)) = self.load() {
-            self.roots_ready_for(session.client().token_endpoint())?;
-        }
+    /// The refresh protocol, once the session `stale` was read: take the guards (while
+    /// waiting, adopt a session another process saves that is `done`), re-read under them,
+    /// and refresh only if the session is still not `done`; the guards are released on
+    /// return.
+    fn refresh_unless(
+        &self,
+        stale: &Session,
+        done: impl Fn(&Session) -> bool,
+    ) -> Result<AccessToken, Error> {
+        // Before the guards, from the session already read (not a second read of the file).
+        self.roots_ready_for(stale.client().token_endpoint())?;
         let adopt = || self.load().ok().flatten().filter(|s| done(s));
         let held = match self.take_guards(&adopt)? {
             Acquired::Held(held) => held,

@@ -105,7 +105,8 @@ pub fn delivers_json(g: &Global, args: &TokenArgs) -> bool {
 }
 
 /// Hands `got` over as `args` ask: to the token file, or on stdout in the format asked for.
-/// `error`, with `--json`, is why a token that works was not saved.
+/// `error`, with `--json`, is why a token that works was not saved. Its callers ran [`check`]
+/// first, which refused an `--out` naming the session's own files.
 pub fn deliver(
     g: &Global,
     args: &TokenArgs,
@@ -113,7 +114,6 @@ pub fn deliver(
     error: Option<&credlock::Error>,
 ) -> Outcome {
     if let Some(path) = out_path(g, args) {
-        crate::token_file::refuse_session_files(&path, &g.store)?;
         let written = crate::token_file::write_if_changed(&path, got.token.secret())?;
         if g.verbose {
             let what = if written { "wrote" } else { "unchanged:" };
