@@ -97,7 +97,11 @@ fn without_the_lock_a_grant_revoking_server_logs_everybody_out_and_the_demo_says
         ],
     ));
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "the auto row holds: {text}");
+    assert!(
+        out.status.success(),
+        "the auto row holds: {text}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(text.contains("DEAD"), "{text}");
     assert!(text.contains("This is why the lock exists"), "{text}");
 }
