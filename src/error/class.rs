@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::Error;
-use crate::oauth_error::OAuthError;
+use crate::session::oauth_error::OAuthError;
 
 impl Error {
     /// Whether the user must log in again: no session, or the grant is gone (or the server
@@ -156,7 +156,7 @@ impl Error {
 /// Whether a rejection is about the client rather than the grant. RFC 6749 §5.2 answers 401
 /// only for a client that failed to authenticate.
 pub(super) fn rejects_client(status: u16, oauth: Option<&OAuthError>) -> bool {
-    use crate::oauth_error::OAuthErrorCode;
+    use crate::session::oauth_error::OAuthErrorCode;
     status == 401
         || oauth.is_some_and(|o| {
             matches!(
@@ -173,7 +173,7 @@ pub(super) fn rejects_client(status: u16, oauth: Option<&OAuthError>) -> bool {
 /// the endpoint finds malformed (`invalid_request`: a parameter missing or not allowed, which
 /// a new login would send again just the same).
 pub(super) fn login_rejects_configuration(status: u16, oauth: Option<&OAuthError>) -> bool {
-    use crate::oauth_error::OAuthErrorCode;
+    use crate::session::oauth_error::OAuthErrorCode;
     rejects_client(status, oauth)
         || oauth.is_some_and(|o| {
             matches!(

@@ -9,9 +9,9 @@ mod tests;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::oauth_error::OAuthError;
-use crate::session::Session;
-use crate::token_response::ResponseError;
+use crate::session::model::Session;
+use crate::session::oauth_error::OAuthError;
+use crate::session::token_response::ResponseError;
 use class::{login_rejects_configuration, rejects_client};
 pub use keychain::KeychainProblem;
 

@@ -4,10 +4,10 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
-use crate::endpoint::{display_url, require_secure_endpoint};
 use crate::error::Error;
-use crate::http::Transport;
-use crate::http_answer::{self, Endpoint, Meaning};
+use crate::wire::endpoint::{display_url, require_secure_endpoint};
+use crate::wire::http::Transport;
+use crate::wire::http_answer::{self, Endpoint, Meaning};
 
 /// The endpoints of an authorization server that a login uses.
 ///

@@ -4,7 +4,7 @@
 use std::io::BufRead;
 
 use super::loopback::Redirect;
-use crate::encoding::form_urldecode;
+use crate::basics::encoding::form_urldecode;
 use crate::error::Error;
 
 /// The longest line read from the user: a redirect URL with a code is well under 4 KiB.

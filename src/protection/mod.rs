@@ -27,7 +27,7 @@ use ring::aead::LessSafeKey;
 
 use crate::error::Error;
 pub use crate::error::KeychainProblem;
-use crate::session::Session;
+use crate::session::model::Session;
 use envelope::Unreadable;
 
 /// How long a keychain call may take before it is given up (an unanswered unlock prompt, an

@@ -3,8 +3,8 @@ use std::time::SystemTime;
 
 use super::envelope::{self, KEY_LEN, Unreadable, aead_key, open, parse_header, seal};
 use super::*;
-use crate::session::{Client, ClientAuth};
-use crate::token_response::TokenResponse;
+use crate::session::model::{Client, ClientAuth};
+use crate::session::token_response::TokenResponse;
 
 const ACCESS: &str = "at-sealed-4f1c9";
 const REFRESH: &str = "rt-sealed-8d2e7";
@@ -111,7 +111,7 @@ fn a_newer_version_or_an_unknown_scheme_is_named_not_guessed() {
 fn base64_decoding_undoes_the_crates_encoder_and_refuses_what_it_never_writes() {
     for len in 0..40 {
         let input: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
-        let text = crate::encoding::base64(&input);
+        let text = crate::basics::encoding::base64(&input);
         assert_eq!(
             envelope::base64_decode_for_tests(text.as_bytes()),
             Some(input)

@@ -22,7 +22,11 @@
 //! (which never contains a secret) and its path and reason. The spans, fields, events and
 //! levels are listed in `docs/tracing.md`; the tests in `tests.rs` and
 //! `tests/all/traces.rs` hold them to it.
+//!
+//! Layer 4 of 7 (`api/module-graph` holds the order): it imports `basics`, `session` and
+//! `error`. It owns the [`Event`]s too (`event.rs`): what a store tells its observer.
 
+pub(crate) mod event;
 #[cfg(not(feature = "tracing"))]
 mod off;
 #[cfg(feature = "tracing")]
@@ -32,8 +36,8 @@ mod test_anchor;
 #[cfg(all(test, feature = "tracing"))]
 mod tests;
 
+use crate::basics::wait::Acquired;
 use crate::error::Error;
-use crate::wait::Acquired;
 
 #[cfg(all(feature = "tokio", not(feature = "tracing")))]
 pub(crate) use off::Context;

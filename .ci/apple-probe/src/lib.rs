@@ -1,7 +1,7 @@
 //! See Cargo.toml: the very files credlock compiles, checked for an Apple target.
 #![forbid(unsafe_code)]
 
-#[path = "../../../src/durable.rs"]
+#[path = "../../../src/file/durable.rs"]
 pub mod durable;
 
 /// The keychain's errors, as the library has them.
