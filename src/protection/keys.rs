@@ -9,14 +9,7 @@ use ring::aead::LessSafeKey;
 
 use super::KeychainProblem;
 use super::envelope::{KEY_LEN, aead_key};
-
-/// Why the keychain did not give (or take) a key.
-#[derive(Debug, Clone)]
-pub(crate) struct KeyFailure {
-    pub(crate) problem: KeychainProblem,
-    /// The keychain's own words, without any secret.
-    pub(crate) detail: String,
-}
+use super::key_failure::KeyFailure;
 
 /// The keys this process has read or created, by id.
 static KEYS: Mutex<Vec<(String, Arc<LessSafeKey>)>> = Mutex::new(Vec::new());

@@ -4,6 +4,7 @@
 //! - `envelope.rs`: the sealed file's format and its AEAD (pure, fuzzed);
 //! - `keys.rs`: the keys, read from the keychain once per process;
 //! - `keychain.rs`: the keychain itself (the `keyring` feature);
+//! - `key_failure.rs`: why the keychain did not give or take a key;
 //! - `deadline.rs`: every keychain call with a deadline.
 //!
 //! The file stays the locked, atomically replaced source of truth; only its bytes change. The
@@ -13,6 +14,7 @@
 #[cfg(any(feature = "keyring", test))]
 mod deadline;
 pub(crate) mod envelope;
+mod key_failure;
 #[cfg(feature = "keyring")]
 mod keychain;
 pub(crate) mod keys;
@@ -182,7 +184,7 @@ pub(crate) fn encode(session: &Session, sealing: &Sealing, path: &Path) -> Resul
     }
 }
 
-fn keychain_error(f: keys::KeyFailure, path: &Path, key_id: &str) -> Error {
+fn keychain_error(f: key_failure::KeyFailure, path: &Path, key_id: &str) -> Error {
     Error::Keychain {
         path: path.to_path_buf(),
         key_id: key_id.to_owned(),
