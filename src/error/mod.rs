@@ -3,6 +3,7 @@
 mod class;
 mod clone;
 mod keychain;
+mod rejection;
 #[cfg(test)]
 mod tests;
 
@@ -12,8 +13,8 @@ use std::time::Duration;
 use crate::session::model::Session;
 use crate::session::oauth_error::OAuthError;
 use crate::session::token_response::ResponseError;
-use class::{login_rejects_configuration, rejects_client};
 pub use keychain::KeychainProblem;
+use rejection::{login_rejects_configuration, rejects_client};
 
 /// An error from the store or the refresh protocol.
 ///

@@ -5,8 +5,9 @@ use std::io::BufRead;
 use std::time::Instant;
 
 use super::Login;
-use super::loopback::{Loopback, Redirect};
+use super::loopback::Loopback;
 use super::pkce::{Pkce, random_urlsafe};
+use super::redirect::Redirect;
 use super::token::{self, Answer};
 use crate::basics::encoding::form_urlencode;
 use crate::basics::secret::Secret;

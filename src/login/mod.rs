@@ -50,6 +50,7 @@ mod paste;
 #[cfg(test)]
 mod paste_tests;
 mod pkce;
+mod redirect;
 #[cfg(test)]
 mod test_transport;
 #[cfg(test)]

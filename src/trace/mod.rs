@@ -24,7 +24,7 @@
 //! `tests/all/traces.rs` hold them to it.
 //!
 //! Layer 4 of 7 (`api/module-graph` holds the order): it imports `basics`, `session` and
-//! `error`. It owns the [`Event`]s too (`event.rs`): what a store tells its observer.
+//! `error`. It owns the [`Event`](event::Event)s too (`event.rs`): what a store tells its observer.
 
 pub(crate) mod event;
 #[cfg(not(feature = "tracing"))]

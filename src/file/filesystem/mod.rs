@@ -5,6 +5,7 @@
 //! credlock cannot see that from the lock call, so it asks the filesystem: `statfs` f_type,
 //! and for NFS the mount options in `/proc/self/mountinfo`.
 //!
+//! - `kind.rs`: [`FsKind`], and telling filesystems apart by magic number or type name;
 //! - `mountinfo.rs`: the mount that holds a path, from `/proc/self/mountinfo`;
 //! - `ownership.rs`: the files another user could control (for `credlock doctor`).
 
@@ -14,6 +15,7 @@ mod ownership;
 #[cfg(test)]
 mod tests;
 
+pub use kind::FsKind;
 pub use ownership::ownership_problems;
 
 use std::path::{Path, PathBuf};
@@ -34,87 +36,6 @@ pub const FS_KIND_NAMES: [&str; 8] = [
     "network",
     "unknown",
 ];
-
-/// The kind of filesystem, as far as locking is concerned.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum FsKind {
-    /// A local disk filesystem (ext4, xfs, btrfs, tmpfs, apfs, …): locks work.
-    Local,
-    /// NFS. `local_locks` is true when mounted `nolock` or `local_lock=flock|all`, which keeps
-    /// locks on this client only.
-    Nfs {
-        /// Locks stay on this client.
-        local_locks: bool,
-    },
-    /// SMB / CIFS.
-    Smb,
-    /// FUSE (sshfs, bindfs, most network drives); `subtype` as `/proc/mounts` names it.
-    Fuse {
-        /// e.g. `sshfs`, `bindfs`.
-        subtype: Option<String>,
-    },
-    /// Another network or cluster filesystem (AFS, Ceph, Lustre, GPFS, 9p, GFS2, OCFS2, Coda).
-    Network {
-        /// Its name.
-        name: String,
-    },
-    /// Not determined (not Linux, or `statfs` failed).
-    Unknown,
-}
-
-impl FsKind {
-    /// Whether an advisory lock taken here is trusted to exclude processes on other machines
-    /// that share the directory. `false` for NFS with local locks, SMB, FUSE and other network
-    /// filesystems (a lock manager may exist, but credlock cannot tell); `true` for local
-    /// disks and NFS with a lock manager; `true` for unknown (not Linux, or `statfs` failed):
-    /// most such directories are local, and a lease on every refresh there would cost every
-    /// user for the sake of a few (force the kind for those).
-    #[must_use]
-    pub fn locks_are_reliable(&self) -> bool {
-        matches!(
-            self,
-            FsKind::Local | FsKind::Nfs { local_locks: false } | FsKind::Unknown
-        )
-    }
-
-    /// Whether the directory is known to be shared over a network or FUSE (so attribute
-    /// caches may serve old data for seconds). `false` for local and unknown filesystems.
-    #[must_use]
-    pub fn is_networked(&self) -> bool {
-        !matches!(self, FsKind::Local | FsKind::Unknown)
-    }
-
-    /// A short name: `local`, `nfs`, `nfs-nolock`, `smb`, `fuse`, `fuse.sshfs`, `ceph`, …
-    #[must_use]
-    pub fn name(&self) -> String {
-        match self {
-            FsKind::Local => "local".into(),
-            FsKind::Nfs { local_locks: false } => "nfs".into(),
-            FsKind::Nfs { local_locks: true } => "nfs-nolock".into(),
-            FsKind::Smb => "smb".into(),
-            FsKind::Fuse { subtype: None } => "fuse".into(),
-            FsKind::Fuse { subtype: Some(s) } => format!("fuse.{s}"),
-            FsKind::Network { name } => name.clone(),
-            FsKind::Unknown => "unknown".into(),
-        }
-    }
-
-    fn from_override(value: &str) -> Option<FsKind> {
-        Some(match value {
-            "local" => FsKind::Local,
-            "nfs" => FsKind::Nfs { local_locks: false },
-            "nfs-nolock" => FsKind::Nfs { local_locks: true },
-            "smb" | "cifs" => FsKind::Smb,
-            "fuse" => FsKind::Fuse { subtype: None },
-            "network" => FsKind::Network {
-                name: "network".into(),
-            },
-            "unknown" => FsKind::Unknown,
-            _ => return None,
-        })
-    }
-}
 
 /// What detection found, and how.
 #[derive(Debug, Clone, PartialEq, Eq)]

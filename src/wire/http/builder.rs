@@ -66,6 +66,16 @@ impl std::fmt::Debug for ProxySetting {
     }
 }
 
+// Here rather than in `ureq_transport.rs`: the builder makes the transport, so the transport
+// does not name the builder back.
+impl UreqTransport {
+    /// A builder for a transport with other roots, extra CA files, a client identity for
+    /// mutual TLS, explicit proxies, timeouts or body limit.
+    pub fn builder() -> TransportBuilder {
+        TransportBuilder::new()
+    }
+}
+
 impl Default for TransportBuilder {
     fn default() -> Self {
         TransportBuilder {

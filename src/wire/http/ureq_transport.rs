@@ -4,7 +4,6 @@ use std::ffi::OsString;
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::builder::TransportBuilder;
 use super::proxy::{NoProxy, is_loopback_host};
 use super::tls::TlsSettings;
 use super::tls_connector::{Env, SharedTls, Unusable};
@@ -29,8 +28,8 @@ use crate::wire::form::FormRequest;
 /// `SSL_CERT_FILE` is an error; empty `SSL_CERT_DIR` entries are skipped).
 /// Where the platform verifier cannot be built (a Linux container without CA files), the
 /// bundled Mozilla roots (`webpki-roots`) are used. Roots are read once: by
-/// [`TransportBuilder::build`], or at the first https request of [`UreqTransport::new`]
-/// (again at the next one if they could not be).
+/// [`TransportBuilder::build`](super::TransportBuilder::build), or at the first https request
+/// of [`UreqTransport::new`] (again at the next one if they could not be).
 ///
 /// # Proxies
 /// Read from the environment when the transport is built, as curl does: `https_proxy` /
@@ -45,7 +44,7 @@ use crate::wire::form::FormRequest;
 /// bypassed by going direct: every request it would carry is refused, before anything is
 /// sent, with [`TransportError::Setup`] naming the variable (a configuration error,
 /// [`Error::TransportSetup`](crate::Error::TransportSetup), for the store and logins).
-/// [`TransportBuilder::proxy`] sets one explicitly instead.
+/// [`TransportBuilder::proxy`](super::TransportBuilder::proxy) sets one explicitly instead.
 #[derive(Clone)]
 pub struct UreqTransport {
     pub(super) agents: Agents,
@@ -187,13 +186,8 @@ impl UreqTransport {
         UreqTransport::from_parts(Arc::new(tls), proxies, connect, global, 256 * 1024)
     }
 
-    /// A builder for a transport with other roots, extra CA files, a client identity for
-    /// mutual TLS, explicit proxies, timeouts or body limit.
-    pub fn builder() -> TransportBuilder {
-        TransportBuilder::new()
-    }
-
-    /// The transport from checked parts (see [`TransportBuilder::build`]).
+    /// The transport from checked parts (see
+    /// [`TransportBuilder::build`](super::TransportBuilder::build)).
     pub(super) fn from_parts(
         tls: Arc<SharedTls>,
         proxies: Proxies,
