@@ -1,7 +1,7 @@
 //! The basics: the clock, the encodings, the one wait loop and [`Secret`](secret::Secret).
 //!
-//! Layer 1 of 7, the lowest (`api/module-graph` holds the order): it imports no other layer,
-//! and every layer may import it.
+//! Layer 1 of 7, the lowest, in the order `api/module-graph` checks: it imports no other
+//! layer, and every layer may import it.
 //!
 //! - `clock.rs`: what "now" is, and how to wait (the time seam);
 //! - `encoding.rs`: form-urlencoding, base64, and JSON errors described without the input;

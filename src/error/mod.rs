@@ -1,4 +1,7 @@
 //! Every way credlock can fail, and what the caller should do about it.
+//!
+//! Layer 3 of 7 in the order `api/module-graph` checks: it may import `basics` and
+//! `session`, whose sessions, token responses and OAuth errors the errors carry.
 
 mod class;
 mod clone;

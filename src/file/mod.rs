@@ -1,7 +1,7 @@
 //! The session file and its guards: atomic durable writes, the advisory lock on the sidecar
 //! `.lock`, the lease file for where locks do not reach, and which filesystem holds the file.
 //!
-//! Layer 5 of 7 (`api/module-graph` holds the order): it imports `basics`, `session`,
+//! Layer 5 of 7 in the order `api/module-graph` checks: it may import `basics`, `session`,
 //! `error` and `trace`; not `protection` or `wire`, its siblings on the same level.
 //!
 //! - `session_file.rs`: the file's format, bytes to [`Session`](crate::Session) and back;

@@ -41,6 +41,8 @@
 //! [`Login::new`], a flow ([`Login::device`]), and [`crate::Store::login_with`] to run it
 //! under the store's guards.
 
+// Layer 6 of 7 in the order `api/module-graph` checks: login may import every layer below it
+// (it uses `basics`, `session`, `error` and `wire`); the store runs a login from above.
 mod browser;
 mod code;
 mod device;

@@ -10,6 +10,10 @@
 //! The file stays the locked, atomically replaced source of truth; only its bytes change. The
 //! file's own header decides how it is read; a store's [`Protection`] decides how a new
 //! session is written; a refresh keeps the protection (and the key) of the file it replaces.
+//!
+//! Layer 5 of 7 in the order `api/module-graph` checks: it may import `basics`, `session`,
+//! `error` and `trace`; not `file` or `wire`, its siblings on the same level (the store hands
+//! it the file's bytes).
 
 #[cfg(any(feature = "keyring", test))]
 mod deadline;

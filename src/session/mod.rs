@@ -1,8 +1,8 @@
 //! The session: what is stored (client, tokens, expiry), the token response it is made from,
 //! the ID token's claims, and the OAuth error response.
 //!
-//! Layer 2 of 7 (`api/module-graph` holds the order): it imports only `basics`. The session's
-//! file format (`Session::from_json`, `Session::from_token_response`) returns the crate's
+//! Layer 2 of 7 in the order `api/module-graph` checks: it may import only `basics`. The
+//! session's file format (`Session::from_json`, `Session::from_token_response`) returns the crate's
 //! `Error`, which names a session, so it sits above `error`, in `file/session_file.rs`.
 //!
 //! - `model.rs`: [`Session`](model::Session), [`Client`](model::Client) and their checks;

@@ -1,7 +1,7 @@
 //! The store and its protocol: one session file, lock-free reads, locked writes, the refresh
 //! protocol, and what a store is configured with.
 //!
-//! Layer 7 of 7, the top (`api/module-graph` holds the order): it may import every layer.
+//! Layer 7 of 7, the top, in the order `api/module-graph` checks: it may import every layer.
 //!
 //! - `mod.rs`: the [`Store`], its settings and its reads;
 //! - `refresh.rs`: the refresh protocol, top to bottom;

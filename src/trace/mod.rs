@@ -23,8 +23,9 @@
 //! levels are listed in `docs/tracing.md`; the tests in `tests.rs` and
 //! `tests/all/traces.rs` hold them to it.
 //!
-//! Layer 4 of 7 (`api/module-graph` holds the order): it imports `basics`, `session` and
-//! `error`. It owns the [`Event`](event::Event)s too (`event.rs`): what a store tells its observer.
+//! Layer 4 of 7 in the order `api/module-graph` checks: it may import `basics`, `session`
+//! and `error`. It owns the [`Event`](event::Event)s too (`event.rs`): what a store tells its
+//! observer.
 
 pub(crate) mod event;
 #[cfg(not(feature = "tracing"))]

@@ -1,7 +1,7 @@
 //! OAuth on the wire: where credentials may be sent, the form POSTs, the HTTP transport, and
 //! what every answer means.
 //!
-//! Layer 5 of 7 (`api/module-graph` holds the order): it imports `basics`, `session`,
+//! Layer 5 of 7 in the order `api/module-graph` checks: it may import `basics`, `session`,
 //! `error` and `trace`; not `file` or `protection`, its siblings on the same level.
 //!
 //! - `endpoint.rs`: endpoint URLs checked before any request;
