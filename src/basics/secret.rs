@@ -1,4 +1,5 @@
-//! A string that must never be printed: tokens and client secrets.
+//! A string that must never be printed: tokens and client secrets; and a URL as it may be
+//! printed, without the password its user information may hold.
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -329,6 +330,31 @@ fn hex_runs(s: &str) -> Vec<String> {
         }
     }
     out
+}
+
+/// A URL (an endpoint, an issuer, a proxy) as shown in an error or a log: at most 200
+/// characters, without user information (which may hold a password).
+///
+/// Everything before the URL's **last** `@` after the scheme counts as user information,
+/// even where it holds a `?`, `#` or `/`: a password typed unencoded may hold any of them
+/// (`https://user:pa?ss@idp/token`), and when in doubt, redact. A query with an `@`
+/// (`?login_hint=a@b`) is hidden with it, which costs a less helpful message, never a
+/// secret. Only the scheme, if one is recognisable before it, is kept (also for malformed
+/// URLs such as `https:/me:pw@host` or no scheme at all).
+pub(crate) fn display_url(url: &str) -> String {
+    let shown = match url.rfind('@') {
+        Some(at) => {
+            let kept = url
+                .find("://")
+                .map(|i| i + 3)
+                .or_else(|| url.find(':').map(|i| i + 1))
+                .filter(|&end| end <= at)
+                .unwrap_or(0);
+            format!("{}[redacted]@{}", &url[..kept], &url[at + 1..])
+        }
+        None => url.to_owned(),
+    };
+    shown.chars().take(200).collect()
 }
 
 #[cfg(test)]

@@ -2,7 +2,8 @@
 //! `.lock`, the lease file for where locks do not reach, and which filesystem holds the file.
 //!
 //! Layer 5 of 7 in the order `api/module-graph` checks: it may import `basics`, `session`,
-//! `error` and `trace`; not `protection` or `wire`, its siblings on the same level.
+//! `error` and `trace`; not `protection` or `wire`, its siblings on the same level
+//! (`protection` uses the session file's format from here, not the other way round).
 //!
 //! - `session_file.rs`: the file's format, bytes to [`Session`](crate::Session) and back;
 //! - `atomic/`: replace a file durably and atomically, read one without seeing half of it;

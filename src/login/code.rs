@@ -83,7 +83,7 @@ impl Login {
             // Only a 400 that leads nowhere: one with a Location sends the browser on.
             Meaning::Refused { status, .. } if peek.location.is_none() => {
                 Err(Error::LoginRequestRejected {
-                    endpoint: crate::wire::endpoint::display_url(endpoint),
+                    endpoint: crate::basics::secret::display_url(endpoint),
                     status,
                     redirect_uri: redirect_uri.to_owned(),
                 })
@@ -255,7 +255,7 @@ impl Login {
                     && id_token_nonce(id_token).as_deref() != Some(sent)
                 {
                     return Err(Error::LoginInvalidResponse {
-                        endpoint: crate::wire::endpoint::display_url(self.endpoints.token()),
+                        endpoint: crate::basics::secret::display_url(self.endpoints.token()),
                         reason: "the id_token does not carry the nonce this login sent (an answer to another login, or a replayed one); nothing was stored".to_owned(),
                     });
                 }

@@ -4,8 +4,9 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
+use crate::basics::secret::display_url;
 use crate::error::Error;
-use crate::wire::endpoint::{display_url, require_secure_endpoint};
+use crate::wire::endpoint::require_secure_endpoint;
 use crate::wire::http::Transport;
 use crate::wire::http_answer::{self, Endpoint, Meaning};
 

@@ -2,9 +2,9 @@
 
 use std::time::SystemTime;
 
+use crate::basics::secret::display_url;
 use crate::error::Error;
 use crate::session::token_response::TokenResponse;
-use crate::wire::endpoint::display_url;
 use crate::wire::http::{Transport, TransportError};
 use crate::wire::http_answer::{self, Endpoint, Meaning};
 

@@ -12,8 +12,8 @@
 //! session is written; a refresh keeps the protection (and the key) of the file it replaces.
 //!
 //! Layer 5 of 7 in the order `api/module-graph` checks: it may import `basics`, `session`,
-//! `error` and `trace`; not `file` or `wire`, its siblings on the same level (the store hands
-//! it the file's bytes).
+//! `error` and `trace`, and of `file`, its sibling, the session file's format (the plaintext
+//! is a session file); not `wire`. The store hands it the file's bytes.
 
 #[cfg(any(feature = "keyring", test))]
 mod deadline;

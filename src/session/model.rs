@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::basics::clock::{from_unix_ms, unix_ms};
-use crate::basics::secret::Secret;
+use crate::basics::secret::{Secret, display_url};
 use crate::session::claims::UnverifiedClaims;
 use crate::session::token_response::TokenResponse;
 
@@ -89,6 +89,20 @@ impl std::fmt::Debug for Client {
 }
 
 impl Client {
+    /// The token endpoint as it may be shown (in logs, `credlock status`): without user
+    /// information, at most 200 characters.
+    #[must_use]
+    pub fn token_endpoint_for_display(&self) -> String {
+        display_url(&self.token_endpoint)
+    }
+
+    /// The revocation endpoint as it may be shown, like
+    /// [`Client::token_endpoint_for_display`].
+    #[must_use]
+    pub fn revocation_endpoint_for_display(&self) -> Option<String> {
+        self.revocation_endpoint.as_deref().map(display_url)
+    }
+
     /// The token endpoint URL.
     #[must_use]
     pub fn token_endpoint(&self) -> &str {

@@ -1,6 +1,7 @@
 //! Where credentials may be sent: endpoint URLs checked before any request, and the
 //! constructors of [`Client`] that check them.
 
+use crate::basics::secret::display_url;
 use crate::error::Error;
 use crate::session::model::{Client, ClientAuth};
 
@@ -64,46 +65,7 @@ pub(crate) fn require_secure_endpoint(url: &str) -> Result<(), Error> {
     }
 }
 
-/// A URL (an endpoint, an issuer, a proxy) as shown in an error or a log: at most 200
-/// characters, without user information (which may hold a password).
-///
-/// Everything before the URL's **last** `@` after the scheme counts as user information,
-/// even where it holds a `?`, `#` or `/`: a password typed unencoded may hold any of them
-/// (`https://user:pa?ss@idp/token`), and when in doubt, redact. A query with an `@`
-/// (`?login_hint=a@b`) is hidden with it, which costs a less helpful message, never a
-/// secret. Only the scheme, if one is recognisable before it, is kept (also for malformed
-/// URLs such as `https:/me:pw@host` or no scheme at all).
-pub(crate) fn display_url(url: &str) -> String {
-    let shown = match url.rfind('@') {
-        Some(at) => {
-            let kept = url
-                .find("://")
-                .map(|i| i + 3)
-                .or_else(|| url.find(':').map(|i| i + 1))
-                .filter(|&end| end <= at)
-                .unwrap_or(0);
-            format!("{}[redacted]@{}", &url[..kept], &url[at + 1..])
-        }
-        None => url.to_owned(),
-    };
-    shown.chars().take(200).collect()
-}
-
 impl Client {
-    /// The token endpoint as it may be shown (in logs, `credlock status`): without user
-    /// information, at most 200 characters.
-    #[must_use]
-    pub fn token_endpoint_for_display(&self) -> String {
-        display_url(&self.token_endpoint)
-    }
-
-    /// The revocation endpoint as it may be shown, like
-    /// [`Client::token_endpoint_for_display`].
-    #[must_use]
-    pub fn revocation_endpoint_for_display(&self) -> Option<String> {
-        self.revocation_endpoint.as_deref().map(display_url)
-    }
-
     /// A client that refreshes at `token_endpoint` as `client_id`, authenticating with `auth`.
     ///
     /// # Errors
@@ -191,21 +153,6 @@ mod tests {
             let e = require_secure_endpoint(with_password).unwrap_err();
             assert!(e.to_string().contains("credentials"), "{e}");
             assert!(!e.to_string().contains("SECRET"), "{e}");
-        }
-    }
-
-    #[test]
-    fn everything_before_the_last_at_sign_is_hidden() {
-        for (url, shown) in [
-            ("https://u:pa?ss@idp/t", "https://[redacted]@idp/t"),
-            ("https://u:pa#ss@idp/t?x=1", "https://[redacted]@idp/t?x=1"),
-            ("https://u:pa/ss@idp/t", "https://[redacted]@idp/t"),
-            ("https://u:p@ss@idp/t", "https://[redacted]@idp/t"),
-            ("https:/u:pw@idp", "https:[redacted]@idp"),
-            ("u:pw@idp", "u:[redacted]@idp"),
-            ("https://idp/t?q=1", "https://idp/t?q=1"),
-        ] {
-            assert_eq!(display_url(url), shown, "{url}");
         }
     }
 }

@@ -1,4 +1,4 @@
-use super::{EchoGuard, Secret};
+use super::{EchoGuard, Secret, display_url};
 
 #[test]
 fn an_echo_is_recognised_in_every_encoding_and_prose_is_not() {
@@ -38,4 +38,19 @@ fn debug_never_shows_the_value() {
     let s = Secret::new("hunter2");
     assert!(!format!("{s:?}").contains("hunter2"));
     assert!(!format!("{s:#?}").contains("hunter2"));
+}
+
+#[test]
+fn everything_before_the_last_at_sign_is_hidden() {
+    for (url, shown) in [
+        ("https://u:pa?ss@idp/t", "https://[redacted]@idp/t"),
+        ("https://u:pa#ss@idp/t?x=1", "https://[redacted]@idp/t?x=1"),
+        ("https://u:pa/ss@idp/t", "https://[redacted]@idp/t"),
+        ("https://u:p@ss@idp/t", "https://[redacted]@idp/t"),
+        ("https:/u:pw@idp", "https:[redacted]@idp"),
+        ("u:pw@idp", "u:[redacted]@idp"),
+        ("https://idp/t?q=1", "https://idp/t?q=1"),
+    ] {
+        assert_eq!(display_url(url), shown, "{url}");
+    }
 }

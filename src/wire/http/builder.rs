@@ -263,5 +263,5 @@ fn explicit_proxy(url: &str) -> Result<ureq::Proxy, Error> {
 
 /// A proxy URL as it may be shown: the one redaction for URLs with user information.
 fn display_proxy(url: &str) -> String {
-    crate::wire::endpoint::display_url(url)
+    crate::basics::secret::display_url(url)
 }

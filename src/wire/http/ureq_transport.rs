@@ -124,7 +124,7 @@ fn env_proxy(name: &str, url: &str) -> Route<ureq::Proxy> {
     let refused = |why: &str| {
         Route::Refused(format!(
             "the proxy {} in {name} {why}; unset {name}, or set an http:// proxy there",
-            crate::wire::endpoint::display_url(url)
+            crate::basics::secret::display_url(url)
         ))
     };
     let scheme = url
