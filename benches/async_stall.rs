@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use credlock::testing::{FakeServer, FakeTransport, ReusePolicy};
 use credlock::{AsyncStore, Event, Store};
+use credlock_test::{FakeServer, FakeTransport, ReusePolicy};
 
 const TASKS: usize = 16;
 const LATENCY: Duration = Duration::from_millis(800);

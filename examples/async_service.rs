@@ -17,8 +17,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use credlock::testing::{FakeServer, HttpServer, ManualClock};
 use credlock::{AccessToken, AsyncStore, Store};
+use credlock_test::{FakeServer, HttpServer, ManualClock};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

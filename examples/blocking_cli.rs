@@ -16,8 +16,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use credlock::testing::{FakeServer, HttpServer, ManualClock};
 use credlock::{AccessToken, Store};
+use credlock_test::{FakeServer, HttpServer, ManualClock};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -12,8 +12,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use credlock::testing::{FakeServer, FakeTransport, ManualClock, ReusePolicy, strategies};
 use credlock::{FsKind, Store};
+use credlock_test::{FakeServer, FakeTransport, ManualClock, ReusePolicy, strategies};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 

@@ -18,8 +18,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use credlock::testing::{FakeServer, HttpServer, ScriptedUser, TEST_CLIENT_ID};
 use credlock::{AccessToken, ClientAuth, Error, Flow, Login, Prompt, Store};
+use credlock_test::{FakeServer, HttpServer, ScriptedUser, TEST_CLIENT_ID};
 
 /// The program's one job with credlock: a token, logging in if that is what it takes.
 fn token(store: &Store, login: &Login) -> Result<AccessToken, Error> {

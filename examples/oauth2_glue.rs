@@ -12,8 +12,8 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use credlock::testing::{FakeServer, HttpServer, ManualClock, TEST_CLIENT_ID};
 use credlock::{Client, ClientAuth, Store, TokenResponse};
+use credlock_test::{FakeServer, HttpServer, ManualClock, TEST_CLIENT_ID};
 use oauth2::TokenResponse as _;
 use oauth2::basic::BasicTokenResponse;
 

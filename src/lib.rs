@@ -156,10 +156,6 @@ mod store;
 mod async_store;
 mod location;
 
-#[cfg(feature = "testing")]
-#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
-pub mod testing;
-
 pub use access_token::AccessToken;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
@@ -196,19 +192,18 @@ pub mod transport {
     };
 }
 
-/// Internals that the fuzz targets, the tests and the `credlock` binary reach: **not** part
-/// of the versioned API. Anything here may change or go in any release (as ureq's
-/// `unversioned` module).
+/// For credlock's own CLI (`credlock-cli`), test kit (`credlock-test`) and fuzz targets: **no
+/// semver promise**. Anything here may change or go in any release (rustls's `internal`).
 #[doc(hidden)]
-pub mod unversioned {
+pub mod internal {
     pub use crate::atomic::{read_private_file, write_private_file};
     pub use crate::clock::rfc3339;
     pub use crate::encoding::{base64, describe_json_error, form_urldecode, form_urlencode};
-    pub use crate::files::{lease_path_for, lock_path_for};
     pub use crate::filesystem::classify::{classify_f_type, classify_fstypename};
     pub use crate::filesystem::mountinfo::{MountInfo, mount_of};
     pub use crate::lease::{Holder, LeaseRecord, release_held_leases};
     pub use crate::protection::envelope::{open_with_key, seal_with_key};
+    pub use crate::protection::keys::remember_key_for_tests;
 }
 
 /// The README's Rust examples, compiled and run as doctests so that they stay true.
