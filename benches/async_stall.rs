@@ -3,7 +3,7 @@
 //! blocking `Store` on the runtime. Also counts refresh requests and lock waits.
 //!
 //! ```sh
-//! cargo bench --bench async_stall --features tokio,testing
+//! cargo bench --bench async_stall --features tokio
 //! ```
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -7,8 +7,8 @@
 //! token, and one refresh serves all four.
 //!
 //! ```sh
-//! cargo run --example async_service --features tokio,testing
-//! cargo run --example async_service --features tokio,testing -- ~/.config/my-cli/session.json https://api.example.com/me
+//! cargo run --example async_service --features tokio
+//! cargo run --example async_service --features tokio -- ~/.config/my-cli/session.json https://api.example.com/me
 //! ```
 //!
 //! The HTTP client here is ureq (blocking) on tokio's blocking pool, to keep the example's

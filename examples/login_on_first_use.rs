@@ -9,8 +9,8 @@
 //! redirect) logs in too. It exits non-zero if any outcome is not the expected one.
 //!
 //! ```sh
-//! cargo run --example login_on_first_use --features testing
-//! cargo run --example login_on_first_use --features testing -- https://id.example.com my-cli ~/.config/my-cli/session.json
+//! cargo run --example login_on_first_use
+//! cargo run --example login_on_first_use -- https://id.example.com my-cli ~/.config/my-cli/session.json
 //! ```
 //!
 //! `main` returns `Result<(), credlock::Error>`: an error prints its message.

@@ -6,7 +6,7 @@
 //! answer to the login stands in for what `client.exchange_code(…).request(&http)` returns.
 //!
 //! ```sh
-//! cargo run --example oauth2_glue --features oauth2,testing
+//! cargo run --example oauth2_glue --features oauth2
 //! ```
 
 use std::sync::Arc;
