@@ -26,11 +26,13 @@ mod logout;
 mod model;
 mod processes;
 mod protection;
+mod proxy;
 mod readers;
 mod refresh;
 mod rustdoc;
 mod secrets;
 mod test_kit_login;
+mod tls;
 #[cfg(feature = "tracing")]
 mod traces;
 mod unexpired;

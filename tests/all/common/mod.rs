@@ -13,6 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use credlock::internal::LeaseRecord;
+
+pub mod tls;
 use credlock::{ClientAuth, Secret, Session, Store};
 use credlock_test::{FakeServer, FakeTransport, ManualClock, ReusePolicy};
 
