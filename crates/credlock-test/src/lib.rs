@@ -15,7 +15,15 @@
 //! - The lock mode and the filesystem kind are forced on the store itself:
 //!   [`credlock::Store::with_lock_mode`], [`credlock::Store::with_filesystem_kind`].
 //!
-//! credlock's own tests use this kit.
+//! credlock's own tests use this kit. Add it as a dev-dependency beside `credlock`:
+//!
+//! ```toml
+//! [dev-dependencies]
+//! credlock-test = { version = "0.1", features = ["proptest"] }  # `proptest`: the strategies
+//! ```
+//!
+//! It uses only credlock's public API and its hidden `credlock::internal` module (no semver
+//! promise): keep the two crates at the same version.
 //!
 //! # Examples
 //! ```
