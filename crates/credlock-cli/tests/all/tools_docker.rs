@@ -250,6 +250,30 @@ fn the_docker_cli_pulls_a_manifest_with_the_token_through_the_helper() {
     assert!(tokens.iter().all(|t| *t == b.access_token()), "{tokens:?}");
 }
 
+/// Both binaries open the store through one configuration (`credlock_cli::config`): a
+/// warning `credlock` gives on stderr, the docker helper gives too (docker reads stdout only),
+/// here a session file others could read, tightened to 0600 as it is read.
+#[test]
+fn the_docker_helper_warns_on_stderr_as_credlock_does_when_it_tightens_the_session_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let b = Backend::fresh();
+    std::fs::set_permissions(&b.store, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let out = run_with_stdin(scoped(&b.store, "get"), b"registry.example.com");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(json(&out)["Secret"], b.access_token().as_str());
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("had mode 0644; set it to 0600"),
+        "no warning on stderr: {stderr:?}"
+    );
+    let mode = std::fs::metadata(&b.store)
+        .expect("stat")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600);
+}
+
 /// An empty `CREDLOCK_*` variable is an unset one for the docker helper too.
 #[test]
 fn the_docker_helper_treats_empty_credlock_variables_as_unset() {
