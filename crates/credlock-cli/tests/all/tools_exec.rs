@@ -226,6 +226,40 @@ fn the_token_file_is_written_atomically_once_per_token_and_rewritten_after_a_ref
     assert!(strays.is_empty(), "temp files left: {strays:?}");
 }
 
+/// The token file is written as the session is (`credlock::internal::write_private_file`):
+/// a symbolic link at its path is not followed or replaced (a link planted there would send
+/// the token wherever it points) but refused, and the link and its target stay as they were.
+#[test]
+fn a_token_file_that_is_a_symbolic_link_is_refused_and_neither_the_link_nor_its_target_changes() {
+    let b = Backend::fresh();
+    let target = b.dir.path().join("elsewhere");
+    std::fs::write(&target, "not a token\n").expect("write");
+    let file = b.dir.path().join("bt");
+    std::os::unix::fs::symlink(&target, &file).expect("symlink");
+    let out = run(credlock(
+        &b.store,
+        &["token", "--out", file.to_str().expect("utf-8")],
+    ));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("symbolic link"), "{stderr}");
+    assert!(
+        !stderr.contains(&b.access_token()),
+        "the token in the error"
+    );
+    assert!(
+        std::fs::symlink_metadata(&file)
+            .expect("lstat")
+            .file_type()
+            .is_symlink(),
+        "the link was replaced"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&target).expect("read"),
+        "not a token\n"
+    );
+}
+
 /// Rewrites the session at `store` as obtained `age` ago and expiring `left` from now (the
 /// lifetime is what caps `--min-valid`).
 fn age_session(store: &Path, age: Duration, left: Duration) {
