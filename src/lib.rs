@@ -121,18 +121,6 @@ mod store;
 mod trace;
 mod wire;
 
-#[cfg(feature = "testing")]
-#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
-pub mod testing;
-// `testing` still names the modules by their paths from before the layers; it leaves this
-// crate for a crate of its own (which sees only the public API), and these names go with it.
-#[cfg(feature = "testing")]
-use {
-    basics::{clock, encoding, secret},
-    session::token_response,
-    wire::{form, http},
-};
-
 pub use basics::clock::{Clock, SystemClock};
 pub use basics::secret::Secret;
 pub use error::Error;
@@ -170,21 +158,20 @@ pub mod transport {
     };
 }
 
-/// Internals that the fuzz targets, the tests and the `credlock` binary reach: **not** part
-/// of the versioned API. Anything here may change or go in any release (as ureq's
-/// `unversioned` module).
+/// For credlock's own CLI (`credlock-cli`), test kit (`credlock-test`) and fuzz targets: **no
+/// semver promise**. Anything here may change or go in any release (rustls's `internal`).
 #[doc(hidden)]
-pub mod unversioned {
+pub mod internal {
     pub use crate::basics::clock::rfc3339;
     pub use crate::basics::encoding::{
         base64, describe_json_error, form_urldecode, form_urlencode,
     };
     pub use crate::file::atomic::{read_private_file, write_private_file};
-    pub use crate::file::files::{lease_path_for, lock_path_for};
     pub use crate::file::filesystem::kind::{classify_f_type, classify_fstypename};
     pub use crate::file::filesystem::mountinfo::{MountInfo, mount_of};
     pub use crate::file::lease::{Holder, LeaseRecord, release_held_leases};
     pub use crate::protection::envelope::{open_with_key, seal_with_key};
+    pub use crate::protection::keys::remember_key_for_tests;
 }
 
 /// The README's Rust examples, compiled and run as doctests so that they stay true.

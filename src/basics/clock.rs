@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 /// The source of wall-clock time for expiry decisions, and the way the polling fallback waits.
 ///
 /// The default, [`SystemClock`], reads the system clock and sleeps the thread. Tests replace
-/// it (see `credlock::testing::ManualClock` with the `testing` feature) so that expiry can be
+/// it (see `ManualClock` in the `credlock-test` crate) so that expiry can be
 /// decided without sleeping. Lock waiting always uses real time: another process holds the
 /// lock for real.
 pub trait Clock: Send + Sync + std::fmt::Debug {

@@ -386,8 +386,8 @@ impl Login {
     }
 
     /// The browser [`Login::run`] opens for [`Flow::Browser`]. Defaults to [`open_browser`];
-    /// tests pass the test kit's scripted one (`FakeServer::open_browser`, feature
-    /// `testing`).
+    /// tests pass the test kit's scripted one (`FakeServer::open_browser`, in the
+    /// `credlock-test` crate).
     #[must_use]
     pub fn with_browser(
         mut self,

@@ -130,9 +130,8 @@ fn not_built_in() -> KeyFailure {
     }
 }
 
-/// Puts a key in this process's memory as if read from the keychain: for the unit tests of
-/// sealed stores, which run without a keychain.
-#[cfg(test)]
-pub(crate) fn remember_for_tests(id: &str, bytes: &[u8; KEY_LEN]) {
+/// Puts a key in this process's memory as if read from the keychain: for the tests of sealed
+/// stores, which run without a keychain (`internal`, no semver promise).
+pub fn remember_key_for_tests(id: &str, bytes: &[u8; KEY_LEN]) {
     remember(id, bytes);
 }

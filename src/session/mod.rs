@@ -15,8 +15,3 @@ pub(crate) mod claims;
 pub(crate) mod model;
 pub(crate) mod oauth_error;
 pub(crate) mod token_response;
-
-// For `crate::testing`, which names these by their path from before the layers; it leaves
-// this crate for a crate of its own (which sees only the public API), and this goes with it.
-#[cfg(feature = "testing")]
-pub(crate) use model::{Client, ClientAuth, Session};

@@ -137,7 +137,7 @@ impl TransportError {
 
 /// Sends a form POST and returns the response whatever its status.
 ///
-/// The default is [`UreqTransport`]. Tests replace it (see `credlock::testing`) to count,
+/// The default is [`UreqTransport`]. Tests replace it (see the `credlock-test` crate) to count,
 /// script and delay refreshes without a network.
 pub trait Transport: Send + Sync + std::fmt::Debug {
     /// POSTs `request` and returns the response, including 4xx and 5xx.
