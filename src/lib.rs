@@ -86,6 +86,12 @@
 //! event a tracing event, under the target `credlock`, never with a secret
 //! (`docs/tracing.md`).
 //!
+//! ## Machines that share no disk
+//! With the feature `redis`, a session can live on a Redis or Valkey server instead of a
+//! file (`Store::redis`, and `Fleet` for one session per user or tenant): the same protocol,
+//! with a guard key renewed by a heartbeat and Lua scripts for the compare-and-swap save and
+//! the compare-and-delete (`docs/fleet.md`).
+//!
 //! ## Network filesystems
 //! Advisory locks on NFS without a lock manager (`nolock`, `local_lock=`), SMB and most FUSE
 //! filesystems do not exclude other machines. credlock detects those ([`filesystem`]) and, in
@@ -147,6 +153,9 @@ mod form;
 mod http;
 mod http_answer;
 
+#[cfg(feature = "redis")]
+mod redis;
+
 mod access_token;
 mod fallback;
 pub mod login;
@@ -184,6 +193,9 @@ pub use plan::{Guards, LockPlan};
 pub use protection::{DEFAULT_KEYCHAIN_TIMEOUT, FileProtection, KeychainProblem, Protection};
 pub use secret::Secret;
 pub use session::{Client, ClientAuth, SESSION_FORMAT_VERSION, Session};
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use store::{Fleet, Persistence};
 pub use store::{LoggedIn, LoggedOut, Protected, Revocation, Store};
 pub use token_response::{ResponseError, TokenResponse, TokenResponseBuilder};
 

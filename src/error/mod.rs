@@ -244,6 +244,42 @@ pub enum Error {
         lease_path: PathBuf,
     },
 
+    /// The Redis server that keeps the session could not be reached or did not answer in
+    /// time. No refresh was sent without its guard and nothing was deleted; the stored
+    /// session is as it was.
+    #[error(
+        "the session store {location} is unavailable ({reason}): no refresh was sent and nothing was deleted; try again later"
+    )]
+    StoreUnavailable {
+        /// The store's URL, without its password.
+        location: String,
+        /// What went wrong, as the connection reported it.
+        reason: String,
+    },
+
+    /// The Redis server refused a command: a wrong password or ACL user, a user without the
+    /// permission the store needs (`GET`, `SET`, `HGET`, `EVAL`, `INFO`), a key of another
+    /// type, `rediss://` where this build has no TLS. Nothing was sent to the token endpoint.
+    #[error(
+        "the session store {location} refused the request ({reason}); check the URL, the password (or REDISCLI_AUTH) and the user's ACL"
+    )]
+    StoreRefused {
+        /// The store's URL, without its password.
+        location: String,
+        /// The server's answer (it never quotes a password).
+        reason: String,
+    },
+
+    /// A store URL (`redis://…`) that does not parse. The URL is not quoted: it may hold a
+    /// password.
+    #[error(
+        "the store URL is not usable: {reason}; the form is redis://[user:password@]host:port[/db]?key=NAME"
+    )]
+    InvalidStoreUrl {
+        /// What is wrong with it.
+        reason: String,
+    },
+
     /// The HTTP transport could not be set up: an extra CA file, `SSL_CERT_FILE`, a directory
     /// of `SSL_CERT_DIR`, or a client certificate or key cannot be read or holds nothing
     /// usable, the key does not match the certificate, there is no root to trust, or an

@@ -6,6 +6,9 @@
 //! - `logout.rs`: save, delete, logout and revocation;
 //! - `import.rs`: a session from a token response, saved in one call.
 
+mod backend;
+#[cfg(feature = "redis")]
+mod fleet;
 mod guards;
 mod import;
 mod login;
@@ -32,6 +35,9 @@ use crate::plan::LockPlan;
 use crate::protection::Protection;
 use crate::session::Session;
 
+use backend::Backend;
+#[cfg(feature = "redis")]
+pub use fleet::{Fleet, Persistence};
 pub use login::LoggedIn;
 pub use logout::{LoggedOut, Revocation};
 pub use protect::Protected;
@@ -66,6 +72,7 @@ pub struct Store {
     own_transport: OnceLock<Arc<UreqTransport>>,
     observer: Option<Observer>,
     told_locks_unavailable: AtomicBool,
+    backend: Backend,
 }
 
 impl std::fmt::Debug for Store {
@@ -99,6 +106,7 @@ impl Store {
             own_transport: OnceLock::new(),
             observer: None,
             told_locks_unavailable: AtomicBool::new(false),
+            backend: Backend::File,
         }
     }
 
@@ -285,6 +293,10 @@ impl Store {
     /// also [`Error::Keychain`], [`Error::Undecryptable`] and
     /// [`Error::UnsupportedProtection`]. None of them modifies the file.
     pub fn load(&self) -> Result<Option<Session>, Error> {
+        // A server's read is whole or fails: no torn reads, no compare-and-delete aside.
+        if self.on_server() {
+            return self.current_bytes()?.map(|b| self.decode(&b)).transpose();
+        }
         // Decided on the first failure only: a good read never pays for filesystem detection.
         let mut retries: Option<std::vec::IntoIter<Duration>> = None;
         let mut absent_retries: Option<std::vec::IntoIter<Duration>> = None;
@@ -372,10 +384,13 @@ impl Store {
     }
 
     pub(crate) fn poll_schedule(&self) -> Vec<Duration> {
-        self.options
-            .poll_schedule
-            .clone()
-            .unwrap_or_else(|| self.lock_plan().default_poll_schedule())
+        self.options.poll_schedule.clone().unwrap_or_else(|| {
+            if self.on_server() {
+                crate::options::DEFAULT_POLL_SCHEDULE.to_vec()
+            } else {
+                self.lock_plan().default_poll_schedule()
+            }
+        })
     }
 
     /// The protection in effect: decided once per store, on first need, from the lock mode

@@ -24,6 +24,8 @@ mod fallback;
 #[cfg(all(unix, feature = "cli"))]
 mod faults;
 mod files;
+#[cfg(all(unix, feature = "redis"))]
+mod fleet;
 mod hostile;
 mod import;
 #[cfg(all(unix, feature = "cli"))]

@@ -13,6 +13,8 @@ use credlock::{ClientAuth, Secret, Session, Store};
 
 #[cfg(all(unix, feature = "cli"))]
 pub mod idp;
+#[cfg(all(unix, feature = "redis"))]
+pub mod redis;
 #[cfg(all(unix, feature = "cli"))]
 pub mod tools;
 

@@ -1,0 +1,342 @@
+//! The Redis (and Valkey) side of a store kept on a server: its URL, its connections, and the
+//! session's keys with the scripts that change them. The refresh protocol stays in
+//! `crate::store`; this layer offers it what the file offers: a read, a fenced guard, a save
+//! that is a compare-and-swap, and a compare-and-delete.
+//!
+//! One session named NAME lives in two keys of one hash slot (the `{…}` hash tag), so that
+//! its scripts run on one node of a Redis Cluster:
+//! - `{credlock:NAME}:session`, a hash: `data` (the session's bytes, as a file would hold
+//!   them) and `rt` (the SHA-256 of its refresh token, what compare-and-swap and
+//!   compare-and-delete compare);
+//! - `{credlock:NAME}:guard`, the guard: a random token set with `SET NX PX`, renewed by a
+//!   heartbeat while held, removed by its owner only (a script compares the token).
+//!
+//! - `url.rs`: the URL and its password (never shown);
+//! - `conn.rs`: one RESP2 connection with timeouts;
+//! - `guard.rs`: the guard, its heartbeat and its fence.
+//!
+//! A small client of our own rather than the `redis` crate: the store sends seven commands,
+//! and the crate's blocking API would bring a connection manager, a URL parser and a
+//! dependency tree for them.
+
+mod conn;
+mod guard;
+mod url;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::error::Error;
+use crate::wait::Acquired;
+use conn::{Conn, Failure, Value};
+pub(crate) use guard::Guard;
+pub(crate) use url::{RedisUrl, valid_key};
+
+/// How long one command may take (connect, send, answer) before the server counts as
+/// unreachable. Far below the guard's time-to-live, so a heartbeat that times out once still
+/// renews in time.
+pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Idle connections kept per server.
+const POOL_SIZE: usize = 8;
+
+/// A server and its connections, shared by the stores of all its sessions.
+#[derive(Debug)]
+pub(crate) struct Server {
+    url: RedisUrl,
+    timeout: Duration,
+    idle: Mutex<Vec<Conn>>,
+}
+
+impl Server {
+    pub(crate) fn new(url: RedisUrl) -> Arc<Server> {
+        Arc::new(Server {
+            url,
+            timeout: COMMAND_TIMEOUT,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    pub(crate) fn url(&self) -> &RedisUrl {
+        &self.url
+    }
+
+    /// Runs `args` on a pooled connection (a new one if none is idle). A connection that
+    /// failed is dropped, never reused.
+    fn call(&self, args: &[&[u8]]) -> Result<Value, Failure> {
+        if self.url.tls {
+            return Err(Failure::Refused(
+                "rediss:// (TLS) is not supported by this credlock yet: reach the server over a TLS tunnel (stunnel, a service mesh) with redis://, or keep the session in a file".to_owned(),
+            ));
+        }
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .pop();
+        let mut conn = match idle {
+            Some(conn) => conn,
+            None => Conn::open(&self.url, self.timeout)?,
+        };
+        match conn.call(args) {
+            Err(Failure::Unreachable(reason)) => Err(Failure::Unreachable(reason)),
+            answered => {
+                let mut idle = self
+                    .idle
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if idle.len() < POOL_SIZE {
+                    idle.push(conn);
+                }
+                answered
+            }
+        }
+    }
+
+    /// `INFO persistence`, as `(field, value)` pairs.
+    pub(crate) fn persistence(&self) -> Result<Vec<(String, String)>, Failure> {
+        match self.call(&[b"INFO", b"persistence"])? {
+            Value::Bytes(text) => Ok(String::from_utf8_lossy(&text)
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
+                .collect()),
+            _ => Err(Failure::Refused("INFO answered no text".to_owned())),
+        }
+    }
+}
+
+/// The scripts. KEYS[1] is the session hash, KEYS[2] the guard.
+mod scripts {
+    /// ARGV: token, data, rt. Saves only while the guard holds `token`.
+    pub(super) const SAVE_GUARDED: &str = "\
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+redis.call('HSET', KEYS[1], 'data', ARGV[2], 'rt', ARGV[3])
+return 1";
+    /// ARGV: token, expected rt, data, new rt. Saves only over the session whose refresh
+    /// token was sent: whoever holds the guard now, a newer session is never replaced.
+    /// 1 saved; 0 the session changed under our guard; -1 the guard is lost and the session
+    /// changed.
+    pub(super) const SAVE_REPLACING: &str = "\
+if redis.call('HGET', KEYS[1], 'rt') == ARGV[2] then
+  redis.call('HSET', KEYS[1], 'data', ARGV[3], 'rt', ARGV[4])
+  return 1
+end
+if redis.call('GET', KEYS[2]) == ARGV[1] then return 0 end
+return -1";
+    /// ARGV: token. Deletes only while the guard holds `token`: 1 deleted, 0 nothing
+    /// stored, -1 the guard is lost.
+    pub(super) const DELETE_GUARDED: &str = "\
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return -1 end
+return redis.call('DEL', KEYS[1])";
+    /// ARGV: rt. Deletes only the session that holds this refresh token.
+    pub(super) const DELETE_IF_HOLDS: &str = "\
+if redis.call('HGET', KEYS[1], 'rt') == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0";
+    /// KEYS[1] the guard; ARGV: token, ttl ms. Renews only our own guard.
+    pub(super) const RENEW: &str = "\
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return 0";
+    /// KEYS[1] the guard; ARGV: token. Removes only our own guard.
+    pub(super) const RELEASE: &str = "\
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0";
+}
+
+/// What a guarded write found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Written {
+    Done,
+    /// The guard is no longer ours (and, for a compare-and-swap, the session changed).
+    GuardLost,
+    /// The session changed while the guard was ours: a writer that takes no guard.
+    Changed,
+}
+
+/// One session's keys on one server.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    server: Arc<Server>,
+    name: String,
+    session_key: String,
+    guard_key: String,
+}
+
+impl Entry {
+    pub(crate) fn new(server: Arc<Server>, name: &str) -> Entry {
+        Entry {
+            session_key: format!("{{credlock:{name}}}:session"),
+            guard_key: format!("{{credlock:{name}}}:guard"),
+            name: name.to_owned(),
+            server,
+        }
+    }
+
+    /// The URL naming this session, without the password.
+    pub(crate) fn location(&self) -> String {
+        self.server.url.location(Some(&self.name))
+    }
+
+    /// Where the guard is, for messages.
+    pub(crate) fn guard_location(&self) -> String {
+        format!(
+            "{} (guard {})",
+            self.server.url.location(None),
+            self.guard_key
+        )
+    }
+
+    /// An error for a failed command.
+    pub(crate) fn error(&self, failure: Failure) -> Error {
+        match failure {
+            Failure::Unreachable(reason) => Error::StoreUnavailable {
+                location: self.location(),
+                reason,
+            },
+            Failure::Refused(reason) => Error::StoreRefused {
+                location: self.location(),
+                reason,
+            },
+        }
+    }
+
+    /// The stored session's bytes.
+    pub(crate) fn read(&self) -> Result<Option<Vec<u8>>, Error> {
+        match self
+            .server
+            .call(&[b"HGET", self.session_key.as_bytes(), b"data"])
+            .map_err(|f| self.error(f))?
+        {
+            Value::Bytes(b) => Ok(Some(b)),
+            _ => Ok(None),
+        }
+    }
+
+    fn eval(&self, script: &str, keys: &[&str], argv: &[&[u8]]) -> Result<i64, Error> {
+        let numkeys = keys.len().to_string();
+        let mut args: Vec<&[u8]> = vec![b"EVAL", script.as_bytes(), numkeys.as_bytes()];
+        args.extend(keys.iter().map(|k| k.as_bytes()));
+        args.extend_from_slice(argv);
+        match self.server.call(&args).map_err(|f| self.error(f))? {
+            Value::Int(n) => Ok(n),
+            other => Err(self.error(Failure::Refused(format!(
+                "a script answered {other:?} instead of a number"
+            )))),
+        }
+    }
+
+    fn keys(&self) -> [&str; 2] {
+        [&self.session_key, &self.guard_key]
+    }
+
+    /// Saves `data` (whose refresh token's fingerprint is `rt`) while `guard` is ours.
+    pub(crate) fn save_guarded(
+        &self,
+        guard: &Guard,
+        data: &[u8],
+        rt: &str,
+    ) -> Result<Written, Error> {
+        let n = self.eval(
+            scripts::SAVE_GUARDED,
+            &self.keys(),
+            &[guard.token().as_bytes(), data, rt.as_bytes()],
+        )?;
+        Ok(if n == 1 {
+            Written::Done
+        } else {
+            Written::GuardLost
+        })
+    }
+
+    /// Saves `data` (fingerprint `rt`) only over the session whose refresh token's
+    /// fingerprint is `replaced`.
+    pub(crate) fn save_replacing(
+        &self,
+        guard: &Guard,
+        replaced: &str,
+        data: &[u8],
+        rt: &str,
+    ) -> Result<Written, Error> {
+        let n = self.eval(
+            scripts::SAVE_REPLACING,
+            &self.keys(),
+            &[
+                guard.token().as_bytes(),
+                replaced.as_bytes(),
+                data,
+                rt.as_bytes(),
+            ],
+        )?;
+        Ok(match n {
+            1 => Written::Done,
+            0 => Written::Changed,
+            _ => Written::GuardLost,
+        })
+    }
+
+    /// Deletes the session while `guard` is ours; `Ok(Some(existed))`, or `Ok(None)` if the
+    /// guard is lost (nothing deleted).
+    pub(crate) fn delete_guarded(&self, guard: &Guard) -> Result<Option<bool>, Error> {
+        let n = self.eval(
+            scripts::DELETE_GUARDED,
+            &self.keys(),
+            &[guard.token().as_bytes()],
+        )?;
+        Ok((n >= 0).then_some(n == 1))
+    }
+
+    /// Deletes the session only if it holds the refresh token whose fingerprint is `rt`.
+    pub(crate) fn delete_if_holds(&self, rt: &str) -> Result<bool, Error> {
+        Ok(self.eval(scripts::DELETE_IF_HOLDS, &self.keys(), &[rt.as_bytes()])? == 1)
+    }
+
+    /// Takes the guard for `ttl` (renewed by a heartbeat while held), waiting up to `wait`;
+    /// while waiting, `adopt` may end the wait with what another holder saved, and once the
+    /// wait is over it is asked once more before the wait counts as timed out.
+    pub(crate) fn guard<R>(
+        &self,
+        ttl: Duration,
+        wait: Duration,
+        adopt: &dyn Fn() -> Option<R>,
+    ) -> Result<Acquired<Guard, R>, GuardFailure> {
+        guard::acquire(self, ttl, wait, adopt)
+    }
+}
+
+/// Why the guard was not taken.
+#[derive(Debug)]
+pub(crate) enum GuardFailure {
+    Timeout(Duration),
+    Error(Error),
+}
+
+/// The fingerprint of a refresh token the scripts compare: its SHA-256, in hex (the token
+/// itself never reaches the server outside the session's bytes).
+pub(crate) fn fingerprint(refresh_token: &str) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, refresh_token.as_bytes());
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Redis Cluster hashes only what is inside the first `{…}`: both keys of a session
+    /// carry the same tag, so its scripts touch one slot.
+    #[test]
+    fn the_keys_of_one_session_share_one_hash_tag() {
+        let url = RedisUrl::parse("redis://127.0.0.1:1/0").expect("url");
+        let entry = Entry::new(Server::new(url), "tenant:7");
+        let tag = |k: &str| k[k.find('{').unwrap()..=k.find('}').unwrap()].to_owned();
+        assert_eq!(tag(&entry.session_key), "{credlock:tenant:7}");
+        assert_eq!(tag(&entry.guard_key), tag(&entry.session_key));
+    }
+
+    #[test]
+    fn a_fingerprint_is_the_sha256_of_the_refresh_token_in_hex() {
+        assert_eq!(
+            fingerprint("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}
