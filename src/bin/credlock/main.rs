@@ -26,6 +26,7 @@ mod login;
 mod obtain;
 mod profiles;
 mod race;
+mod server_store;
 mod settings;
 mod signals;
 mod token_file;
@@ -47,7 +48,9 @@ use serde_json::json;
 )]
 struct Cli {
     /// The session file [default: $XDG_CONFIG_HOME/credlock/session.json, or
-    /// profiles/PROFILE/session.json there with --profile].
+    /// profiles/PROFILE/session.json there with --profile], or a session on a Redis or
+    /// Valkey server: redis://[user:password@]host:port[/db]?key=NAME (the key defaults to
+    /// the profile; the password may come from REDISCLI_AUTH and is never shown).
     #[arg(long, global = true, env = "CREDLOCK_STORE")]
     store: Option<PathBuf>,
     /// A named session (its own file, lock and lease) under the default directory. Nothing
@@ -148,7 +151,10 @@ enum Command {
 /// Options shared by the subcommands.
 #[derive(Debug, Clone)]
 struct Global {
+    /// The session file, or the server session's URL without its password.
     store: PathBuf,
+    /// The session on a server, if `--store` names one.
+    server: Option<server_store::ServerStore>,
     /// The profile named with --profile, if any.
     profile: Option<String>,
     lock: LockMode,
@@ -161,31 +167,34 @@ impl Global {
     /// A store with these options; events that matter to a user go to stderr.
     fn store(&self) -> Store {
         let verbose = self.verbose;
-        Store::new(&self.store)
-            .with_keychain_timeout(keychain_timeout())
-            .with_lock_mode(self.lock)
-            .with_margin(self.margin)
-            .on_event(move |e| {
-                // The server refused the grant and the dead session was deleted: remembered
-                // beside the login settings, for `status` to say when and why it went.
-                if let credlock::Event::DeletedStaleSession { path, .. } = e {
-                    settings::record_end(path, settings::REFUSED);
-                }
-                // Not DeletedStaleSession: the session_expired error that follows it says
-                // "the stale session was removed" already.
-                // A lock wait is normal under contention and usually milliseconds: said at
-                // once only with -v, else when it has lasted about a second.
-                let important = matches!(
-                    e,
-                    credlock::Event::StillWaitingForLock { .. }
-                        | credlock::Event::LocksUnavailable { .. }
-                        | credlock::Event::PermissionsTightened { .. }
-                        | credlock::Event::UsingUnexpiredToken { .. }
-                );
-                if verbose || important {
-                    eprintln!("credlock: {e}");
-                }
-            })
+        match &self.server {
+            Some(server) => server.store(),
+            None => Store::new(&self.store),
+        }
+        .with_keychain_timeout(keychain_timeout())
+        .with_lock_mode(self.lock)
+        .with_margin(self.margin)
+        .on_event(move |e| {
+            // The server refused the grant and the dead session was deleted: remembered
+            // beside the login settings, for `status` to say when and why it went.
+            if let credlock::Event::DeletedStaleSession { path, .. } = e {
+                settings::record_end(path, settings::REFUSED);
+            }
+            // Not DeletedStaleSession: the session_expired error that follows it says
+            // "the stale session was removed" already.
+            // A lock wait is normal under contention and usually milliseconds: said at
+            // once only with -v, else when it has lasted about a second.
+            let important = matches!(
+                e,
+                credlock::Event::StillWaitingForLock { .. }
+                    | credlock::Event::LocksUnavailable { .. }
+                    | credlock::Event::PermissionsTightened { .. }
+                    | credlock::Event::UsingUnexpiredToken { .. }
+            );
+            if verbose || important {
+                eprintln!("credlock: {e}");
+            }
+        })
     }
 }
 
@@ -231,10 +240,27 @@ fn main() -> ExitCode {
         Ok(parsed) => parsed,
         Err(e) => return usage_error(&with_exec_tip(e)),
     };
-    let (store, profile) = profiles::select(&matches, cli.store, cli.profile);
     let json_output = cli.json;
+    let (store, profile, server) = match cli.store {
+        Some(url) if server_store::is_server_url(&url) => {
+            match server_store::ServerStore::select(&url, cli.profile.as_deref()) {
+                Ok((server, location)) => (location, cli.profile, Some(server)),
+                Err(message) => {
+                    return usage_error(&Cli::command().error(
+                        clap::error::ErrorKind::ValueValidation,
+                        format!("--store: {message}"),
+                    ));
+                }
+            }
+        }
+        store => {
+            let (store, profile) = profiles::select(&matches, store, cli.profile);
+            (store, profile, None)
+        }
+    };
     let global = Global {
         store,
+        server,
         profile,
         lock: cli.lock,
         margin: Duration::from_secs(cli.margin),
