@@ -5,7 +5,9 @@
 //! Run under the name `docker-credential-credlock-NAME` (a symlink or a copy; docker runs it
 //! for a `credHelpers` value `credlock-NAME`), it answers from the profile NAME: two
 //! registries with two accounts need no wrapper scripts. The name wins over
-//! `CREDLOCK_PROFILE` and `CREDLOCK_STORE`; NAME must be a valid profile name.
+//! `CREDLOCK_PROFILE` and `CREDLOCK_STORE`; NAME must be a valid profile name. When
+//! `CREDLOCK_STORE` is a Redis URL (`redis://…`, `docs/fleet.md`), the session is on that
+//! server, under the URL's key, else the profile's (the name, else `CREDLOCK_PROFILE`).
 //!
 //! Configuration, all from the environment (docker passes its own to the helper):
 //! `CREDLOCK_STORE` or `CREDLOCK_PROFILE` select the session, and `CREDLOCK_LOCK` and
@@ -161,22 +163,35 @@ fn profile_from_program_name() -> Result<Option<String>, String> {
     Ok(Some(profile.to_owned()))
 }
 
-fn store() -> Result<credlock::Store, String> {
-    let named = profile_from_program_name()?;
-    let path = match (
-        named,
-        std::env::var_os("CREDLOCK_STORE").filter(|s| !s.is_empty()),
-    ) {
-        (Some(profile), _) => credlock::default_session_path("credlock", Some(&profile))
-            .map_err(|e| format!("credlock: {e}"))?,
-        (None, Some(p)) => PathBuf::from(p),
+/// A session on a Redis server, when `CREDLOCK_STORE` names one: the key is the URL's, else
+/// the profile's (the helper's name, else `CREDLOCK_PROFILE`), else `default`. The URL's
+/// password is never shown.
+fn server_store(named: Option<&str>) -> Result<Option<credlock::Store>, String> {
+    let Some(url) =
+        var("CREDLOCK_STORE").filter(|s| s.starts_with("redis://") || s.starts_with("rediss://"))
+    else {
+        return Ok(None);
+    };
+    let fleet = credlock::Fleet::redis(&url).map_err(|e| format!("credlock: {e}"))?;
+    let key = match (fleet.url_key(), named) {
+        (Some(key), _) => key.to_owned(),
+        (None, Some(profile)) => profile.to_owned(),
         (None, None) => {
-            let profile = var("CREDLOCK_PROFILE");
-            credlock::default_session_path("credlock", profile.as_deref())
-                .map_err(|e| format!("credlock: {e}"))?
+            var("CREDLOCK_PROFILE").unwrap_or_else(|| credlock::DEFAULT_PROFILE.to_owned())
         }
     };
-    let mut store = credlock::Store::new(path);
+    fleet
+        .store(&key)
+        .map(Some)
+        .map_err(|e| format!("credlock: {e}"))
+}
+
+fn store() -> Result<credlock::Store, String> {
+    let named = profile_from_program_name()?;
+    let mut store = match server_store(named.as_deref())? {
+        Some(store) => store,
+        None => credlock::Store::new(file_path(named)?),
+    };
     if let Some(mode) = var("CREDLOCK_LOCK") {
         store = store.with_lock_mode(mode.parse().map_err(|e| format!("credlock: {e}"))?);
     }
@@ -194,4 +209,23 @@ fn store() -> Result<credlock::Store, String> {
             eprintln!("credlock: {e}");
         }
     }))
+}
+
+/// The session file: the helper's profile, else `CREDLOCK_STORE`, else `CREDLOCK_PROFILE`'s.
+fn file_path(named: Option<String>) -> Result<PathBuf, String> {
+    Ok(
+        match (
+            named,
+            std::env::var_os("CREDLOCK_STORE").filter(|s| !s.is_empty()),
+        ) {
+            (Some(profile), _) => credlock::default_session_path("credlock", Some(&profile))
+                .map_err(|e| format!("credlock: {e}"))?,
+            (None, Some(p)) => PathBuf::from(p),
+            (None, None) => {
+                let profile = var("CREDLOCK_PROFILE");
+                credlock::default_session_path("credlock", profile.as_deref())
+                    .map_err(|e| format!("credlock: {e}"))?
+            }
+        },
+    )
 }

@@ -263,3 +263,57 @@ fn a_bad_redis_store_url_is_a_usage_error_that_does_not_quote_the_password() {
         assert!(!text(&out).contains(PASSWORD), "{}", text(&out));
     }
 }
+
+/// The helpers too: `git-credential` answers the token of a session on Redis, and
+/// `docker-credential-credlock` takes the Redis URL from `CREDLOCK_STORE` (the key from the
+/// URL, else `CREDLOCK_PROFILE`).
+#[test]
+fn the_git_and_docker_helpers_answer_from_a_redis_store() {
+    let redis = RedisServer::start(Some(PASSWORD));
+    let fake = fake(Duration::ZERO);
+    let http = HttpServer::start(fake.clone()).expect("token server");
+    let url = redis.url("ci");
+    let seeded = fake
+        .seed_session(&http.token_endpoint())
+        .expect("seed")
+        .with_expires_at(SystemTime::now());
+    Store::redis(&url)
+        .expect("url")
+        .save(&seeded)
+        .expect("save");
+
+    let out = run_with_stdin(
+        credlock(
+            Path::new(&url),
+            &["git-credential", "--host", "git.example.com", "get"],
+        ),
+        b"protocol=https\nhost=git.example.com\n\n",
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let stored = Store::redis(&url)
+        .expect("url")
+        .load()
+        .expect("load")
+        .expect("kept");
+    let token = stored.access_token().secret().to_owned();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains(&format!("password={token}")),
+        "{}",
+        text(&out)
+    );
+
+    let bare = format!("redis://:{PASSWORD}@127.0.0.1:{}/0", redis.port);
+    let mut docker = std::process::Command::new(env!("CARGO_BIN_EXE_docker-credential-credlock"));
+    docker
+        .arg("get")
+        .env("CREDLOCK_STORE", &bare)
+        .env("CREDLOCK_PROFILE", "ci")
+        .env("CREDLOCK_DOCKER_REGISTRIES", "registry.example.com")
+        .env_remove("CREDLOCK_ACCESS_TOKEN");
+    let out = run_with_stdin(docker, b"registry.example.com\n");
+    assert!(out.status.success(), "{}", text(&out));
+    let answer: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(answer["Secret"], token.as_str());
+    assert!(!text(&out).contains(PASSWORD));
+    assert_eq!(fake.counters().refresh_requests, 1);
+}
