@@ -245,10 +245,9 @@ pub enum Error {
     },
 
     /// The Redis server that keeps the session could not be reached or did not answer in
-    /// time. No refresh was sent without its guard and nothing was deleted; the stored
-    /// session is as it was.
+    /// time. No refresh is sent without its guard, and nothing was deleted.
     #[error(
-        "the session store {location} is unavailable ({reason}): no refresh was sent and nothing was deleted; try again later"
+        "the session store {location} is unavailable ({reason}); no refresh is sent without it and nothing was deleted: try again later"
     )]
     StoreUnavailable {
         /// The store's URL, without its password.

@@ -504,3 +504,64 @@ fn async_stores_of_several_sessions_on_one_fleet_refresh_each_once() {
     let c = fake.counters();
     assert_eq!((c.refresh_requests, c.invalid_grant), (3, 0), "{c:?}");
 }
+
+/// Redis killed (`kill -9`) while the refresh request is in flight: the new session cannot be
+/// saved and comes back in `NotSaved`; nothing is deleted, and after a restart the AOF holds
+/// the session as it was before the refresh. Its refresh token was rotated by the server:
+/// against a server that revokes the grant on reuse, the next refresh is refused and asks
+/// for a login (what any store that loses a save meets). The guard the holder could not
+/// release is kept by the AOF and ends with its time-to-live.
+///
+/// Failure table: Redis stops between the refresh and its save
+#[test]
+fn redis_killed_mid_refresh_loses_that_save_only_and_keeps_the_session_before_it() {
+    let redis = Arc::new(std::sync::Mutex::new(RedisServer::start(None)));
+    let url = redis.lock().expect("server").url("killed");
+    let fake = fake(Duration::ZERO);
+    let seeded = seed_expired(&url, &fake, TOKEN_ENDPOINT);
+    {
+        let redis = Arc::clone(&redis);
+        let once = std::sync::atomic::AtomicBool::new(false);
+        fake.on_refresh(move |_| {
+            if !once.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                redis.lock().expect("server").stop();
+            }
+        });
+    }
+    // The holder cannot release its guard while Redis is down, and the AOF keeps it: it
+    // ends with its time-to-live, short here.
+    let store = on_fake(Store::redis(&url).expect("url"), &fake)
+        .with_poll_schedule(vec![Duration::ZERO])
+        .with_lease_ttl(Duration::from_secs(1));
+    let err = within(Duration::from_secs(60), move || store.access_token()).expect_err("not saved");
+    match &err {
+        Error::NotSaved { session, source } => {
+            assert!(
+                matches!(**source, Error::StoreUnavailable { .. }),
+                "{source:?}"
+            );
+            assert!(fake.is_access_token_valid(session.access_token().secret()));
+        }
+        other => panic!("{other:?}"),
+    }
+    redis.lock().expect("server").restart();
+    let store =
+        on_fake(Store::redis(&url).expect("url"), &fake).with_poll_schedule(vec![Duration::ZERO]);
+    assert_ne!(
+        redis
+            .lock()
+            .expect("server")
+            .cmd(&["PTTL", "{credlock:killed}:guard"]),
+        "-1",
+        "a guard without a time-to-live"
+    );
+    let kept = store.load().expect("load").expect("kept");
+    assert_eq!(
+        kept.refresh_token().secret(),
+        seeded.refresh_token().secret()
+    );
+    let err = store
+        .access_token()
+        .expect_err("the rotated token is refused");
+    assert!(err.needs_login(), "{err:?}");
+}
