@@ -5,6 +5,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::url::RedisUrl;
@@ -31,8 +32,38 @@ pub(crate) enum Failure {
 /// Replies larger than this are refused (a session is a few KiB).
 const MAX_BULK: usize = 16 * 1024 * 1024;
 
+/// The connection's byte stream: TCP, or TLS over TCP (`rediss://`).
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
 pub(crate) struct Conn {
-    reader: BufReader<TcpStream>,
+    reader: BufReader<Stream>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -44,7 +75,11 @@ impl std::fmt::Debug for Conn {
 impl Conn {
     /// Connects, authenticates (a password never reaches an error message: the server's
     /// `WRONGPASS` reply does not quote it) and selects the database.
-    pub(crate) fn open(url: &RedisUrl, timeout: Duration) -> Result<Conn, Failure> {
+    pub(crate) fn open(
+        url: &RedisUrl,
+        tls: Option<&Arc<rustls::ClientConfig>>,
+        timeout: Duration,
+    ) -> Result<Conn, Failure> {
         let addrs = (url.host.as_str(), url.port)
             .to_socket_addrs()
             .map_err(|e| Failure::Unreachable(format!("cannot resolve {}: {e}", url.host)))?;
@@ -73,6 +108,26 @@ impl Conn {
             .set_write_timeout(Some(timeout))
             .map_err(unreachable)?;
         let _ = stream.set_nodelay(true);
+        let stream = match tls {
+            None => Stream::Plain(stream),
+            Some(config) => {
+                let name =
+                    rustls::pki_types::ServerName::try_from(url.host.clone()).map_err(|e| {
+                        Failure::Refused(format!("{} is not a TLS server name ({e})", url.host))
+                    })?;
+                let session = rustls::ClientConnection::new(Arc::clone(config), name)
+                    .map_err(|e| Failure::Refused(format!("TLS: {e}")))?;
+                let mut tls = rustls::StreamOwned::new(session, stream);
+                // The handshake now, so that a certificate the roots do not trust is said as
+                // such rather than as a failed command.
+                while tls.conn.is_handshaking() {
+                    tls.conn
+                        .complete_io(&mut tls.sock)
+                        .map_err(|e| tls_failure(&e))?;
+                }
+                Stream::Tls(Box::new(tls))
+            }
+        };
         let mut conn = Conn {
             reader: BufReader::new(stream),
         };
@@ -107,6 +162,20 @@ impl Conn {
         stream.write_all(&out).map_err(io_failure)?;
         stream.flush().map_err(io_failure)?;
         read_value(&mut self.reader)?
+    }
+}
+
+/// A failed TLS handshake: a certificate not trusted is a configuration error; anything else
+/// (a reset, a timeout) may pass.
+fn tls_failure(e: &std::io::Error) -> Failure {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(tls) => Failure::Refused(format!(
+            "TLS: {tls} (the server's certificate is checked against the roots the HTTP transport trusts: the platform's, or SSL_CERT_FILE / SSL_CERT_DIR)"
+        )),
+        None => io_failure(std::io::Error::new(e.kind(), e.to_string())),
     }
 }
 

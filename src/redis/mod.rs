@@ -12,7 +12,8 @@
 //!   heartbeat while held, removed by its owner only (a script compares the token).
 //!
 //! - `url.rs`: the URL and its password (never shown);
-//! - `conn.rs`: one RESP2 connection with timeouts;
+//! - `conn.rs`: one RESP2 connection with timeouts, over TCP or TLS (`rediss://`, with the
+//!   roots the HTTP transport trusts);
 //! - `guard.rs`: the guard, its heartbeat and its fence.
 //!
 //! A small client of our own rather than the `redis` crate: the store sends seven commands,
@@ -23,7 +24,7 @@ mod conn;
 mod guard;
 mod url;
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::error::Error;
@@ -46,6 +47,7 @@ pub(crate) struct Server {
     url: RedisUrl,
     timeout: Duration,
     idle: Mutex<Vec<Conn>>,
+    tls: OnceLock<Result<Arc<rustls::ClientConfig>, String>>,
 }
 
 impl Server {
@@ -54,6 +56,7 @@ impl Server {
             url,
             timeout: COMMAND_TIMEOUT,
             idle: Mutex::new(Vec::new()),
+            tls: OnceLock::new(),
         })
     }
 
@@ -61,14 +64,20 @@ impl Server {
         &self.url
     }
 
+    /// For `rediss://`: the HTTP transport's TLS configuration (the same roots), built once.
+    fn tls(&self) -> Result<Option<Arc<rustls::ClientConfig>>, Failure> {
+        if !self.url.tls {
+            return Ok(None);
+        }
+        let built = self
+            .tls
+            .get_or_init(|| crate::http::default_tls_config().map_err(|e| e.to_string()));
+        built.clone().map(Some).map_err(Failure::Refused)
+    }
+
     /// Runs `args` on a pooled connection (a new one if none is idle). A connection that
     /// failed is dropped, never reused.
     fn call(&self, args: &[&[u8]]) -> Result<Value, Failure> {
-        if self.url.tls {
-            return Err(Failure::Refused(
-                "rediss:// (TLS) is not supported by this credlock yet: reach the server over a TLS tunnel (stunnel, a service mesh) with redis://, or keep the session in a file".to_owned(),
-            ));
-        }
         let idle = self
             .idle
             .lock()
@@ -76,7 +85,7 @@ impl Server {
             .pop();
         let mut conn = match idle {
             Some(conn) => conn,
-            None => Conn::open(&self.url, self.timeout)?,
+            None => Conn::open(&self.url, self.tls()?.as_ref(), self.timeout)?,
         };
         match conn.call(args) {
             Err(Failure::Unreachable(reason)) => Err(Failure::Unreachable(reason)),

@@ -317,3 +317,67 @@ fn the_git_and_docker_helpers_answer_from_a_redis_store() {
     assert!(!text(&out).contains(PASSWORD));
     assert_eq!(fake.counters().refresh_requests, 1);
 }
+
+/// `rediss://`: the connection is TLS, and the server's certificate is checked against the
+/// roots the HTTP transport trusts. With the test CA in `SSL_CERT_FILE` the session is
+/// reached and refreshed; with the platform's roots alone, the same URL is a configuration
+/// error (exit 5) that says the certificate is not trusted, and nothing is sent.
+///
+/// Failure table: `rediss://` server whose certificate the roots do not trust
+#[test]
+fn rediss_uses_tls_with_the_roots_of_the_http_transport() {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, SanType};
+    let pki = tempfile::tempdir().expect("tempdir");
+    let ca_key = KeyPair::generate().expect("key");
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca.self_signed(&ca_key).expect("ca");
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().expect("key");
+    let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).expect("params");
+    leaf.subject_alt_names
+        .push(SanType::IpAddress([127, 0, 0, 1].into()));
+    let cert = leaf.signed_by(&key, &issuer).expect("leaf");
+    let path = |name: &str| pki.path().join(name);
+    std::fs::write(path("ca.pem"), ca_cert.pem()).expect("write");
+    std::fs::write(path("cert.pem"), cert.pem()).expect("write");
+    std::fs::write(path("key.pem"), key.serialize_pem()).expect("write");
+
+    let redis = RedisServer::start_tls(&path("cert.pem"), &path("key.pem"));
+    let tls_port = redis.tls.as_ref().expect("tls").0;
+    let fake = fake(Duration::ZERO);
+    let http = HttpServer::start(fake.clone()).expect("token server");
+    let seeded = fake
+        .seed_session(&http.token_endpoint())
+        .expect("seed")
+        .with_expires_at(SystemTime::now());
+    Store::redis(&redis.url("tls"))
+        .expect("url")
+        .save(&seeded)
+        .expect("save over TCP");
+    let url = format!("rediss://127.0.0.1:{tls_port}/0?key=tls");
+
+    let mut untrusted = credlock(Path::new(&url), &["token"]);
+    untrusted
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR");
+    let out = run(untrusted);
+    assert_eq!(out.status.code(), Some(5), "{}", text(&out));
+    assert!(text(&out).contains("TLS"), "{}", text(&out));
+    assert_eq!(fake.counters().refresh_requests, 0);
+
+    let mut trusted = credlock(Path::new(&url), &["token"]);
+    trusted.env("SSL_CERT_FILE", path("ca.pem"));
+    let out = run(trusted);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    assert_eq!(fake.counters().refresh_requests, 1);
+    let stored = Store::redis(&redis.url("tls"))
+        .expect("url")
+        .load()
+        .expect("load")
+        .expect("kept");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        stored.access_token().secret()
+    );
+}

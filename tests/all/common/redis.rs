@@ -13,6 +13,8 @@ pub struct RedisServer {
     pub password: Option<String>,
     /// Whether writes survive a restart (AOF, fsynced always).
     pub persistent: bool,
+    /// A TLS port beside the plain one: (port, certificate, key) files.
+    pub tls: Option<(u16, std::path::PathBuf, std::path::PathBuf)>,
     child: Option<Child>,
 }
 
@@ -33,6 +35,22 @@ impl RedisServer {
             port: free_port(),
             password: password.map(str::to_owned),
             persistent: true,
+            tls: None,
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    /// Starts a server that also listens for TLS (`rediss://`) with the certificate and key
+    /// in the PEM files given, clients not authenticated; the plain port stays for the test.
+    pub fn start_tls(cert: &std::path::Path, key: &std::path::Path) -> RedisServer {
+        let mut server = RedisServer {
+            dir: tempfile::tempdir().expect("tempdir"),
+            port: free_port(),
+            password: None,
+            persistent: true,
+            tls: Some((free_port(), cert.to_path_buf(), key.to_path_buf())),
             child: None,
         };
         server.restart();
@@ -46,6 +64,7 @@ impl RedisServer {
             port: free_port(),
             password: None,
             persistent: false,
+            tls: None,
             child: None,
         };
         server.restart();
@@ -73,6 +92,13 @@ impl RedisServer {
             .stderr(Stdio::null());
         if let Some(pw) = &self.password {
             c.args(["--requirepass", pw]);
+        }
+        if let Some((port, cert, key)) = &self.tls {
+            c.args(["--tls-port", &port.to_string(), "--tls-auth-clients", "no"])
+                .arg("--tls-cert-file")
+                .arg(cert)
+                .arg("--tls-key-file")
+                .arg(key);
         }
         self.child = Some(c.spawn().expect(
             "redis-server runs (install it: apt-get install -y redis-server; .ci/run does)",
