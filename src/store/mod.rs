@@ -398,6 +398,9 @@ impl Store {
     #[must_use]
     pub fn lock_plan(&self) -> &LockPlan {
         self.plan.get_or_init(|| {
+            if self.on_server() {
+                return LockPlan::on_server(self.options.lock_mode);
+            }
             LockPlan::for_path(
                 self.options.lock_mode,
                 self.options.filesystem_kind.as_ref(),

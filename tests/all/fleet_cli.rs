@@ -201,6 +201,14 @@ fn every_command_works_on_a_redis_store_and_none_shows_the_password() {
     assert_eq!(out.status.code(), Some(0), "{}", text(&out));
     let status: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     assert_eq!(status["server_persistence"], "aof", "{status}");
+    // The guard is the server's key, not a lock on a local file.
+    assert!(
+        status["lock_reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("guard key on the Redis server")),
+        "{status}"
+    );
+    assert_eq!(status["filesystem"], "unknown", "{status}");
     assert_eq!(
         status["store"],
         format!("redis://127.0.0.1:{}/0?key=team", redis.port)
