@@ -26,6 +26,8 @@ mod faults;
 mod files;
 #[cfg(all(unix, feature = "redis"))]
 mod fleet;
+#[cfg(all(unix, feature = "redis"))]
+mod fleet_bench;
 #[cfg(all(unix, feature = "redis", feature = "cli"))]
 mod fleet_cli;
 mod hostile;

@@ -150,7 +150,7 @@ impl RedisServer {
     }
 }
 
-fn command(port: u16, password: Option<&str>, args: &[&str]) -> std::io::Result<String> {
+pub fn command(port: u16, password: Option<&str>, args: &[&str]) -> std::io::Result<String> {
     {
         let mut s = TcpStream::connect(("127.0.0.1", port))?;
         s.set_read_timeout(Some(Duration::from_secs(5)))?;
