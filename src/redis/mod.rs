@@ -102,15 +102,23 @@ impl Server {
         }
     }
 
+    /// An error for a failed command that concerns no one session.
+    fn error(&self, failure: Failure) -> Error {
+        to_error(self.url.location(None), failure)
+    }
+
     /// `INFO persistence`, as `(field, value)` pairs.
-    pub(crate) fn persistence(&self) -> Result<Vec<(String, String)>, Failure> {
-        match self.call(&[b"INFO", b"persistence"])? {
+    pub(crate) fn persistence(&self) -> Result<Vec<(String, String)>, Error> {
+        match self
+            .call(&[b"INFO", b"persistence"])
+            .map_err(|f| self.error(f))?
+        {
             Value::Bytes(text) => Ok(String::from_utf8_lossy(&text)
                 .lines()
                 .filter_map(|l| l.split_once(':'))
                 .map(|(k, v)| (k.to_owned(), v.trim().to_owned()))
                 .collect()),
-            _ => Err(Failure::Refused("INFO answered no text".to_owned())),
+            _ => Err(self.error(Failure::Refused("INFO answered no text".to_owned()))),
         }
     }
 }
@@ -197,16 +205,7 @@ impl Entry {
 
     /// An error for a failed command.
     pub(crate) fn error(&self, failure: Failure) -> Error {
-        match failure {
-            Failure::Unreachable(reason) => Error::StoreUnavailable {
-                location: self.location(),
-                reason,
-            },
-            Failure::Refused(reason) => Error::StoreRefused {
-                location: self.location(),
-                reason,
-            },
-        }
+        to_error(self.location(), failure)
     }
 
     /// The stored session's bytes.
@@ -309,6 +308,14 @@ impl Entry {
         adopt: &dyn Fn() -> Option<R>,
     ) -> Result<Acquired<Guard, R>, GuardFailure> {
         guard::acquire(self, ttl, wait, adopt)
+    }
+}
+
+/// The error for a failed command on the store at `location`.
+fn to_error(location: String, failure: Failure) -> Error {
+    match failure {
+        Failure::Unreachable(reason) => Error::StoreUnavailable { location, reason },
+        Failure::Refused(reason) => Error::StoreRefused { location, reason },
     }
 }
 

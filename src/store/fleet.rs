@@ -73,9 +73,7 @@ impl Fleet {
     /// # Errors
     /// [`Error::StoreUnavailable`], [`Error::StoreRefused`].
     pub fn persistence(&self) -> Result<Persistence, Error> {
-        let fields = self.server.persistence().map_err(|f| {
-            Entry::new(Arc::clone(&self.server), self.url_key().unwrap_or("-")).error(f)
-        })?;
+        let fields = self.server.persistence()?;
         let get = |name: &str| {
             fields
                 .iter()
