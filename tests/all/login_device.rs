@@ -540,7 +540,7 @@ fn after_a_device_login_and_a_logout_token_login_with_no_flags_logs_in_again_and
 /// `credlock login` on a session kept on Redis: the device login at the real server saves
 /// the session on the server (under the guard), it refreshes there, and no output shows the
 /// password of the URL.
-#[cfg(feature = "redis")]
+#[cfg(all(unix, feature = "redis"))]
 #[test]
 #[ignore = "needs node-oidc-provider; .ci/run runs it"]
 fn device_login_on_a_redis_store_saves_the_session_on_the_server() {

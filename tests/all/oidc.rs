@@ -329,7 +329,7 @@ fn a_server_too_slow_to_detect_reuse_forks_the_grant_without_the_lock_and_not_wi
 /// The fleet's "done when", against the real server: a session on Redis (password in the URL),
 /// 96 `credlock` processes released together on its expired access token, three rounds:
 /// one refresh per round, one token per round for all, no `invalid_grant`, the grant alive.
-#[cfg(feature = "redis")]
+#[cfg(all(unix, feature = "redis"))]
 #[test]
 #[ignore = "needs Node.js and `npm ci` in tests/e2e/oidc-server; .ci/run runs it"]
 fn ninety_six_processes_on_a_redis_store_refresh_once_per_round_against_node_oidc_provider() {
