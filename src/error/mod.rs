@@ -15,6 +15,19 @@ use crate::token_response::ResponseError;
 use class::{login_rejects_configuration, rejects_client};
 pub use keychain::KeychainProblem;
 
+/// How the lock that was not taken ends by itself: a guard on a Redis server, or the
+/// advisory lock and the lease file.
+fn lock_timeout_advice(lock_path: &std::path::Path) -> &'static str {
+    let on_server = lock_path
+        .to_str()
+        .is_some_and(|p| p.starts_with("redis://") || p.starts_with("rediss://"));
+    if on_server {
+        "A guard on the server ends when its holder releases it or, if the holder died, when its time-to-live passes; never delete it while a refresh may be running"
+    } else {
+        "An OS lock ends with its holder; a lease file ends when its holder releases it or, if the holder died on another machine, when its time-to-live passes. Neither file ever needs deleting"
+    }
+}
+
 /// An error from the store or the refresh protocol.
 ///
 /// Each variant names the file it concerns. [`Error::needs_login`] tells "ask the user to log
@@ -78,7 +91,7 @@ pub enum Error {
     },
 
     /// Another process held the lock for the whole wait.
-    #[error("could not lock {} within {:.1} s: another process held it all along (refreshing, logging in, or hung); try again later. An OS lock ends with its holder; a lease file ends when its holder releases it or, if the holder died on another machine, when its time-to-live passes. Neither file ever needs deleting", lock_path.display(), waited.as_secs_f64())]
+    #[error("could not lock {} within {:.1} s: another process held it all along (refreshing, logging in, or hung); try again later. {}", lock_path.display(), waited.as_secs_f64(), lock_timeout_advice(lock_path))]
     LockTimeout {
         /// The sidecar lock file.
         lock_path: PathBuf,

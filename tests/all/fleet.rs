@@ -565,3 +565,35 @@ fn redis_killed_mid_refresh_loses_that_save_only_and_keeps_the_session_before_it
         .expect_err("the rotated token is refused");
     assert!(err.needs_login(), "{err:?}");
 }
+
+/// A guard held by another instance for the whole wait: `LockTimeout` (transient), nothing
+/// sent, and its message speaks of the guard on Redis, not of lock files.
+///
+/// Failure table: the guard is held by another instance for the whole wait
+#[test]
+fn a_guard_held_elsewhere_for_the_whole_wait_is_a_lock_timeout_about_the_guard() {
+    let redis = RedisServer::start(None);
+    let url = redis.url("held");
+    let fake = fake(Duration::ZERO);
+    seed_expired(&url, &fake, TOKEN_ENDPOINT);
+    assert_eq!(
+        redis.cmd(&[
+            "SET",
+            "{credlock:held}:guard",
+            "another-instance",
+            "PX",
+            "60000"
+        ]),
+        "OK"
+    );
+    let store = on_fake(Store::redis(&url).expect("url"), &fake)
+        .with_lock_timeout(Duration::from_millis(300));
+    let err = store.access_token().expect_err("held elsewhere");
+    assert!(matches!(err, Error::LockTimeout { .. }), "{err:?}");
+    assert!(err.is_transient());
+    let said = err.to_string();
+    assert!(said.contains("{credlock:held}:guard"), "{said}");
+    assert!(said.contains("time-to-live"), "{said}");
+    assert!(!said.contains("file"), "{said}");
+    assert_eq!(fake.counters().refresh_requests, 0);
+}
