@@ -597,3 +597,51 @@ fn a_guard_held_elsewhere_for_the_whole_wait_is_a_lock_timeout_about_the_guard()
     assert!(!said.contains("file"), "{said}");
     assert_eq!(fake.counters().refresh_requests, 0);
 }
+
+/// Redis stalls for one instance (a TCP proxy holds the server's answers) right after it took
+/// the guard, for longer than the guard's TTL: that instance cannot check its fence, so it
+/// sends nothing (its refresh fails with `StoreUnavailable`; once Redis answers again it may
+/// hand out the other instance's session, which is still valid); its guard runs out
+/// unrenewed, another instance takes it and refreshes, once; the grant stays alive.
+///
+/// Failure table: Redis stalls for the guard's holder longer than the guard's TTL, before it sends
+#[test]
+fn a_holder_cut_off_from_redis_past_its_ttl_sends_nothing_and_another_refreshes_once() {
+    let redis = RedisServer::start(None);
+    let url = redis.url("stall");
+    let fake = fake(Duration::ZERO);
+    seed_expired(&url, &fake, TOKEN_ENDPOINT);
+    let proxy = crate::common::redis::StallingProxy::start(redis.port, Duration::from_secs(8));
+    let via_proxy = format!("redis://127.0.0.1:{}/0?key=stall", proxy.port);
+    let stalled = {
+        let store = on_fake(Store::redis(&via_proxy).expect("url"), &fake)
+            .with_lease_ttl(Duration::from_secs(1));
+        std::thread::spawn(move || store.access_token())
+    };
+    // Once the stalled instance holds the guard, another one asks.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while redis.cmd(&["EXISTS", "{credlock:stall}:guard"]) != "1" {
+        assert!(
+            Instant::now() < deadline,
+            "the first instance never took the guard"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let other = on_fake(Store::redis(&url).expect("url"), &fake);
+    let token = within(Duration::from_secs(30), move || other.access_token())
+        .expect("the other instance refreshes after the TTL");
+    // It either fails, or (once the stall is over, within its retry after a transient
+    // failure) hands out the other instance's session, still valid: never a request of its own.
+    match within(Duration::from_secs(30), move || {
+        stalled.join().expect("joined")
+    }) {
+        Err(e) => assert!(matches!(e, Error::StoreUnavailable { .. }), "{e:?}"),
+        Ok(adopted) => {
+            assert_eq!(adopted.secret(), token.secret());
+            assert!(!adopted.refreshed());
+        }
+    }
+    let c = fake.counters();
+    assert_eq!((c.refresh_requests, c.invalid_grant), (1, 0), "{c:?}");
+    assert!(fake.is_access_token_valid(token.secret()));
+}

@@ -204,3 +204,72 @@ impl Drop for RedisServer {
         self.stop();
     }
 }
+
+/// A TCP proxy in front of a Redis server that, once a client has taken a guard through it
+/// (`SET …:guard … NX`), holds every answer from the server for `stall` (on every connection
+/// through it): Redis as seen by one instance, stalled past the guard's time-to-live.
+pub struct StallingProxy {
+    pub port: u16,
+}
+
+impl StallingProxy {
+    pub fn start(upstream: u16, stall: Duration) -> StallingProxy {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        // When the stall ends, in ms since `epoch`; 0: no stall yet.
+        let until = Arc::new(AtomicU64::new(0));
+        let epoch = Instant::now();
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let (mut c_in, mut s_out) = (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                );
+                let (mut s_in, mut c_out) = (server, client);
+                let up = Arc::clone(&until);
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16 * 1024];
+                    while let Ok(n) = std::io::Read::read(&mut c_in, &mut buf) {
+                        if n == 0 || s_out.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                        let chunk = &buf[..n];
+                        let takes_guard = chunk.windows(6).any(|w| w == b":guard")
+                            && chunk.windows(2).any(|w| w == b"NX");
+                        if takes_guard && up.load(Ordering::SeqCst) == 0 {
+                            // The answer to this SET still passes; what follows waits.
+                            let from = epoch.elapsed() + Duration::from_millis(50);
+                            up.store((from + stall).as_millis() as u64, Ordering::SeqCst);
+                        }
+                    }
+                });
+                let down = Arc::clone(&until);
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16 * 1024];
+                    while let Ok(n) = std::io::Read::read(&mut s_in, &mut buf) {
+                        if n == 0 {
+                            return;
+                        }
+                        let end = down.load(Ordering::SeqCst);
+                        let now = epoch.elapsed().as_millis() as u64;
+                        // Held only once the guard's own answer has gone by.
+                        let is_guard_answer = &buf[..n] == b"+OK\r\n";
+                        if end > now && !is_guard_answer {
+                            std::thread::sleep(Duration::from_millis(end - now));
+                        }
+                        if c_out.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        StallingProxy { port }
+    }
+}
