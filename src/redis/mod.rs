@@ -76,19 +76,35 @@ impl Server {
     }
 
     /// Runs `args` on a pooled connection (a new one if none is idle). A connection that
-    /// failed is dropped, never reused.
+    /// failed is dropped, never reused. A read that fails on a reused connection (one the
+    /// server closed while it was idle: a restart, an idle timeout) is tried once more on a
+    /// new one; a write is not, since it may have run before the connection broke.
     fn call(&self, args: &[&[u8]]) -> Result<Value, Failure> {
         let idle = self
             .idle
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .pop();
+        let reused = idle.is_some();
         let mut conn = match idle {
             Some(conn) => conn,
-            None => Conn::open(&self.url, self.tls()?.as_ref(), self.timeout)?,
+            None => self.connect()?,
         };
-        match conn.call(args) {
-            Err(Failure::Unreachable(reason)) => Err(Failure::Unreachable(reason)),
+        let mut answered = conn.call(args);
+        let read_only = matches!(args.first(), Some(&(b"GET" | b"HGET" | b"INFO" | b"PING")));
+        if reused && read_only && matches!(answered, Err(Failure::Unreachable(_))) {
+            conn = self.connect()?;
+            answered = conn.call(args);
+        }
+        match answered {
+            Err(Failure::Unreachable(reason)) => {
+                // The other idle connections likely went the same way (a restart): new ones.
+                self.idle
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .clear();
+                Err(Failure::Unreachable(reason))
+            }
             answered => {
                 let mut idle = self
                     .idle
@@ -100,6 +116,10 @@ impl Server {
                 answered
             }
         }
+    }
+
+    fn connect(&self) -> Result<Conn, Failure> {
+        Conn::open(&self.url, self.tls()?.as_ref(), self.timeout)
     }
 
     /// An error for a failed command that concerns no one session.

@@ -645,3 +645,21 @@ fn a_holder_cut_off_from_redis_past_its_ttl_sends_nothing_and_another_refreshes_
     assert_eq!((c.refresh_requests, c.invalid_grant), (1, 0), "{c:?}");
     assert!(fake.is_access_token_valid(token.secret()));
 }
+
+/// A long-lived handle whose pooled connections died with a Redis restart reads at once
+/// after it: a read that fails on a reused connection is tried again on a new one.
+#[test]
+fn a_read_after_a_redis_restart_reconnects_instead_of_failing_once() {
+    let mut redis = RedisServer::start(None);
+    let url = redis.url("restarted");
+    let fake = fake(Duration::ZERO);
+    let seeded = seed_expired(&url, &fake, TOKEN_ENDPOINT);
+    let store = Store::redis(&url).expect("url");
+    assert!(store.load().expect("load").is_some());
+    redis.restart();
+    let again = store.load().expect("read on a new connection");
+    assert_eq!(
+        again.expect("kept by the AOF").refresh_token().secret(),
+        seeded.refresh_token().secret()
+    );
+}
