@@ -2,7 +2,7 @@
 """Prints credlock's public API, one line per item: kind, path, and a signature where easy.
 
 Reads the rustdoc JSON of the library (built with every feature; `#[doc(hidden)]` items,
-such as the `unversioned` module, are left out by rustdoc, as they are out of the promise).
+such as the `internal` module, are left out by rustdoc, as they are out of the promise).
 """
 import json, sys
 

@@ -3,15 +3,15 @@
 //! blocking `Store` on the runtime. Also counts refresh requests and lock waits.
 //!
 //! ```sh
-//! cargo bench --bench async_stall --features tokio,testing
+//! cargo bench --bench async_stall --features tokio
 //! ```
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
-use credlock::testing::{FakeServer, FakeTransport, ReusePolicy};
 use credlock::{AsyncStore, Event, Store};
+use credlock_test::{FakeServer, FakeTransport, ReusePolicy};
 
 const TASKS: usize = 16;
 const LATENCY: Duration = Duration::from_millis(800);

@@ -7,8 +7,8 @@
 //! token, and one refresh serves all four.
 //!
 //! ```sh
-//! cargo run --example async_service --features tokio,testing
-//! cargo run --example async_service --features tokio,testing -- ~/.config/my-cli/session.json https://api.example.com/me
+//! cargo run --example async_service --features tokio
+//! cargo run --example async_service --features tokio -- ~/.config/my-cli/session.json https://api.example.com/me
 //! ```
 //!
 //! The HTTP client here is ureq (blocking) on tokio's blocking pool, to keep the example's
@@ -17,8 +17,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use credlock::testing::{FakeServer, HttpServer, ManualClock};
 use credlock::{AccessToken, AsyncStore, Store};
+use credlock_test::{FakeServer, HttpServer, ManualClock};
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 

@@ -6,8 +6,8 @@
 //! still thinks valid, and the program recovers with one refresh.
 //!
 //! ```sh
-//! cargo run --example blocking_cli --features testing
-//! cargo run --example blocking_cli --features testing -- ~/.config/my-cli/session.json https://api.example.com/me
+//! cargo run --example blocking_cli
+//! cargo run --example blocking_cli -- ~/.config/my-cli/session.json https://api.example.com/me
 //! ```
 //!
 //! Exit codes follow the `credlock` CLI: 3 means "log in again", 4 "try again later".
@@ -16,8 +16,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use credlock::testing::{FakeServer, HttpServer, ManualClock};
 use credlock::{AccessToken, Store};
+use credlock_test::{FakeServer, HttpServer, ManualClock};
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -1,19 +1,20 @@
 //! A consumer's property test: does my code always send a token the server accepts, whatever
 //! the clock does and whatever the server throws at it?
 //!
-//! It uses credlock's test kit (features `testing` and `proptest`): a fake token server that
-//! rotates refresh tokens and revokes the grant on reuse, a manual clock, and strategies for
-//! server failures. It needs `tempfile` and `proptest` as your dev-dependencies.
+//! It uses credlock's test kit (the crate `credlock-test` with its feature `proptest`): a fake
+//! token server that rotates refresh tokens and revokes the grant on reuse, a manual clock,
+//! and strategies for server failures. It needs `credlock-test`, `tempfile` and `proptest` as
+//! your dev-dependencies.
 //!
 //! ```sh
-//! cargo run --example consumer_property_test --features proptest
+//! cargo run --example consumer_property_test
 //! ```
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use credlock::testing::{FakeServer, FakeTransport, ManualClock, ReusePolicy, strategies};
 use credlock::{FsKind, Store};
+use credlock_test::{FakeServer, FakeTransport, ManualClock, ReusePolicy, strategies};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 

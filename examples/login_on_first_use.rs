@@ -9,8 +9,8 @@
 //! redirect) logs in too. It exits non-zero if any outcome is not the expected one.
 //!
 //! ```sh
-//! cargo run --example login_on_first_use --features testing
-//! cargo run --example login_on_first_use --features testing -- https://id.example.com my-cli ~/.config/my-cli/session.json
+//! cargo run --example login_on_first_use
+//! cargo run --example login_on_first_use -- https://id.example.com my-cli ~/.config/my-cli/session.json
 //! ```
 //!
 //! `main` returns `Result<(), credlock::Error>`: an error prints its message.
@@ -18,8 +18,8 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use credlock::testing::{FakeServer, HttpServer, ScriptedUser, TEST_CLIENT_ID};
 use credlock::{AccessToken, ClientAuth, Error, Flow, Login, Prompt, Store};
+use credlock_test::{FakeServer, HttpServer, ScriptedUser, TEST_CLIENT_ID};
 
 /// The program's one job with credlock: a token, logging in if that is what it takes.
 fn token(store: &Store, login: &Login) -> Result<AccessToken, Error> {

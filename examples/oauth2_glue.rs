@@ -6,14 +6,14 @@
 //! answer to the login stands in for what `client.exchange_code(…).request(&http)` returns.
 //!
 //! ```sh
-//! cargo run --example oauth2_glue --features oauth2,testing
+//! cargo run --example oauth2_glue --features oauth2
 //! ```
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use credlock::testing::{FakeServer, HttpServer, ManualClock, TEST_CLIENT_ID};
 use credlock::{Client, ClientAuth, Store, TokenResponse};
+use credlock_test::{FakeServer, HttpServer, ManualClock, TEST_CLIENT_ID};
 use oauth2::TokenResponse as _;
 use oauth2::basic::BasicTokenResponse;
 

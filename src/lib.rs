@@ -114,113 +114,75 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 
-// The modules, from the leaves up: each imports only modules above it in this list.
-mod busy;
-mod clock;
-mod durable;
-mod encoding;
-
-mod claims;
-mod event;
-mod salvage;
-mod secret;
-mod wait;
-
-#[cfg(feature = "oauth2")]
-mod oauth2_glue;
-mod oauth_error;
-mod token_response;
-
-mod session;
-
+// The layers, lowest first; each imports only layers below it (`file`, `protection`, `redis`
+// and `wire` share a level and do not import each other, but for `redis`'s TLS from `wire`). `api/module-graph` checks the order, and that
+// no two files import each other.
+mod basics;
 mod error;
-mod trace;
-
-mod endpoint;
+mod file;
+pub mod login;
 mod protection;
-mod session_file;
-
-mod atomic;
-mod files;
-pub mod filesystem;
-mod lease;
-mod lock;
-
-mod options;
-mod plan;
-
-mod form;
-mod http;
-mod http_answer;
-
 #[cfg(feature = "redis")]
 mod redis;
-
-mod access_token;
-mod fallback;
-pub mod login;
+mod session;
 mod store;
+mod trace;
+mod wire;
 
-#[cfg(feature = "tokio")]
-mod async_store;
-mod location;
-
-#[cfg(feature = "testing")]
-#[cfg_attr(docsrs, doc(cfg(feature = "testing")))]
-pub mod testing;
-
-pub use access_token::AccessToken;
+pub use basics::clock::{Clock, SystemClock};
+pub use basics::secret::Secret;
+pub use error::Error;
+pub use file::filesystem;
+pub use file::filesystem::FsKind;
+pub use login::{DeviceCode, Endpoints, Flow, Login, Prompt};
+pub use protection::{DEFAULT_KEYCHAIN_TIMEOUT, FileProtection, KeychainProblem, Protection};
+pub use session::claims::UnverifiedClaims;
+pub use session::model::{Client, ClientAuth, SESSION_FORMAT_VERSION, Session};
+pub use session::oauth_error::{OAuthError, OAuthErrorCode};
+pub use session::token_response::{ResponseError, TokenResponse, TokenResponseBuilder};
+pub use store::access_token::AccessToken;
 #[cfg(feature = "tokio")]
 #[cfg_attr(docsrs, doc(cfg(feature = "tokio")))]
-pub use async_store::AsyncStore;
-pub use claims::UnverifiedClaims;
-pub use clock::{Clock, SystemClock};
-pub use error::Error;
-pub use event::Event;
-pub use filesystem::FsKind;
-pub use http::{Transport, TransportError, UreqTransport};
-pub use location::{
+pub use store::async_store::AsyncStore;
+pub use store::location::{
     DEFAULT_PROFILE, LocationError, MAX_PROFILE_NAME_LEN, config_dir, default_session_path,
     session_path_in, validate_profile_name,
 };
-pub use login::{DeviceCode, Endpoints, Flow, Login, Prompt};
-pub use oauth_error::{OAuthError, OAuthErrorCode};
-pub use options::{
+pub use store::lock_plan::{Guards, LockPlan};
+pub use store::options::{
     DEFAULT_LEASE_TTL, DEFAULT_LOCK_TIMEOUT, DEFAULT_MARGIN, DEFAULT_POLL_SCHEDULE, LockMode,
     NETWORK_POLL_SCHEDULE,
 };
-pub use plan::{Guards, LockPlan};
-pub use protection::{DEFAULT_KEYCHAIN_TIMEOUT, FileProtection, KeychainProblem, Protection};
-pub use secret::Secret;
-pub use session::{Client, ClientAuth, SESSION_FORMAT_VERSION, Session};
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use store::{Fleet, Persistence};
 pub use store::{LoggedIn, LoggedOut, Protected, Revocation, Store};
-pub use token_response::{ResponseError, TokenResponse, TokenResponseBuilder};
+pub use trace::event::Event;
+pub use wire::http::{Transport, TransportError, UreqTransport};
 
 /// The HTTP seam, for a [`Transport`] of one's own: the request it is handed and the
 /// response it returns.
 pub mod transport {
-    pub use crate::form::FormRequest;
-    pub use crate::http::{
+    pub use crate::wire::form::FormRequest;
+    pub use crate::wire::http::{
         HttpResponse, Peek, Roots, Transport, TransportBuilder, TransportError, UreqTransport,
     };
 }
 
-/// Internals that the fuzz targets, the tests and the `credlock` binary reach: **not** part
-/// of the versioned API. Anything here may change or go in any release (as ureq's
-/// `unversioned` module).
+/// For credlock's own CLI (`credlock-cli`), test kit (`credlock-test`) and fuzz targets: **no
+/// semver promise**. Anything here may change or go in any release (rustls's `internal`).
 #[doc(hidden)]
-pub mod unversioned {
-    pub use crate::atomic::{read_private_file, write_private_file};
-    pub use crate::clock::rfc3339;
-    pub use crate::encoding::{base64, describe_json_error, form_urldecode, form_urlencode};
-    pub use crate::files::{lease_path_for, lock_path_for};
-    pub use crate::filesystem::classify::{classify_f_type, classify_fstypename};
-    pub use crate::filesystem::mountinfo::{MountInfo, mount_of};
-    pub use crate::lease::{Holder, LeaseRecord, release_held_leases};
+pub mod internal {
+    pub use crate::basics::clock::rfc3339;
+    pub use crate::basics::encoding::{
+        base64, describe_json_error, form_urldecode, form_urlencode,
+    };
+    pub use crate::file::atomic::{read_private_file, write_private_file};
+    pub use crate::file::filesystem::kind::{classify_f_type, classify_fstypename};
+    pub use crate::file::filesystem::mountinfo::{MountInfo, mount_of};
+    pub use crate::file::lease::{Holder, LeaseRecord, release_held_leases};
     pub use crate::protection::envelope::{open_with_key, seal_with_key};
+    pub use crate::protection::keys::remember_key_for_tests;
 }
 
 /// The README's Rust examples, compiled and run as doctests so that they stay true.

@@ -5,11 +5,11 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    match credlock::unversioned::LeaseRecord::from_json(data) {
+    match credlock::internal::LeaseRecord::from_json(data) {
         Ok(r) => {
-            let again = credlock::unversioned::LeaseRecord::from_json(&r.to_json()).expect("a serialised lease parses");
+            let again = credlock::internal::LeaseRecord::from_json(&r.to_json()).expect("a serialised lease parses");
             assert_eq!(again, r);
-            let here = credlock::unversioned::Holder {
+            let here = credlock::internal::Holder {
                 host: "fuzz-host".into(),
                 boot_id: "fuzz-boot".into(),
                 machine_id: "fuzz-machine".into(),

@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 
-use credlock::unversioned::{open_with_key, seal_with_key};
+use credlock::internal::{open_with_key, seal_with_key};
 
 const KEY: [u8; 32] = [42; 32];
 

@@ -44,10 +44,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
 
-    let basic = credlock::unversioned::base64(format!("cli:{}", credlock::unversioned::form_urlencode(CLIENT_SECRET)).as_bytes());
+    let basic = credlock::internal::base64(format!("cli:{}", credlock::internal::form_urlencode(CLIENT_SECRET)).as_bytes());
     let sent = [MARKER, CLIENT_SECRET, basic.as_str()];
     if let Some(err) = credlock::OAuthError::from_json(data, &sent) {
-        let watched = [MARKER.to_owned(), CLIENT_SECRET.to_owned(), credlock::unversioned::form_urlencode(CLIENT_SECRET), basic.clone()];
+        let watched = [MARKER.to_owned(), CLIENT_SECRET.to_owned(), credlock::internal::form_urlencode(CLIENT_SECRET), basic.clone()];
         // Each text on its own: joined, the end of one and the start of the other could
         // complete a run neither holds.
         for text in [err.to_string().to_lowercase(), format!("{err:?}").to_lowercase()] {

@@ -1,19 +1,23 @@
 //! Every way credlock can fail, and what the caller should do about it.
+//!
+//! Layer 3 of 7 in the order `api/module-graph` checks: it may import `basics` and
+//! `session`, whose sessions, token responses and OAuth errors the errors carry.
 
 mod class;
 mod clone;
 mod keychain;
+mod rejection;
 #[cfg(test)]
 mod tests;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::oauth_error::OAuthError;
-use crate::session::Session;
-use crate::token_response::ResponseError;
-use class::{login_rejects_configuration, rejects_client};
+use crate::session::model::Session;
+use crate::session::oauth_error::OAuthError;
+use crate::session::token_response::ResponseError;
 pub use keychain::KeychainProblem;
+use rejection::{login_rejects_configuration, rejects_client};
 
 /// How the lock that was not taken ends by itself: a guard on a Redis server, or the
 /// advisory lock and the lease file.

@@ -1,13 +1,13 @@
 use super::*;
 
 fn session() -> Session {
-    let client = crate::session::Client::new(
+    let client = crate::session::model::Client::new(
         "https://as.example/t",
         "c",
-        crate::session::ClientAuth::None,
+        crate::session::model::ClientAuth::None,
     )
     .expect("client");
-    let response = crate::token_response::TokenResponse::from_json(
+    let response = crate::session::token_response::TokenResponse::from_json(
         br#"{"access_token":"a","refresh_token":"r"}"#,
     )
     .expect("response");
@@ -108,8 +108,10 @@ fn new_errors_clone_and_have_distinct_kinds() {
 
 #[test]
 fn question_mark_turns_an_unusable_token_response_into_an_error_that_quotes_nothing() {
-    fn import(body: &[u8]) -> Result<crate::token_response::TokenResponse, Error> {
-        Ok(crate::token_response::TokenResponse::from_json(body)?)
+    fn import(body: &[u8]) -> Result<crate::session::token_response::TokenResponse, Error> {
+        Ok(crate::session::token_response::TokenResponse::from_json(
+            body,
+        )?)
     }
     let e = import(br#"{"access_token":["sekrit-zz"],"refresh_token":"rt-zz"}"#)
         .expect_err("no string access token");

@@ -5,15 +5,16 @@ use std::io::BufRead;
 use std::time::Instant;
 
 use super::Login;
-use super::loopback::{Loopback, Redirect};
+use super::loopback::Loopback;
 use super::pkce::{Pkce, random_urlsafe};
+use super::redirect::Redirect;
 use super::token::{self, Answer};
-use crate::encoding::form_urlencode;
+use crate::basics::encoding::form_urlencode;
+use crate::basics::secret::Secret;
 use crate::error::Error;
-use crate::form::FormRequest;
-use crate::http_answer::{self, Endpoint, Meaning};
-use crate::secret::Secret;
-use crate::session::Session;
+use crate::session::model::Session;
+use crate::wire::form::FormRequest;
+use crate::wire::http_answer::{self, Endpoint, Meaning};
 
 /// The scope that makes an authorization request an OpenID Connect one.
 const OPENID: &str = "openid";
@@ -67,12 +68,12 @@ impl Login {
     /// prompt the browser answers), 403 (bot filters that let browsers through), any other
     /// status and a peek that fails or times out let the login go on as before.
     fn refused_before_the_browser(&self, url: &str, redirect_uri: &str) -> Result<(), Error> {
-        let timeout = crate::http::PEEK_TIMEOUT.min(self.deadline);
+        let timeout = crate::wire::http::PEEK_TIMEOUT.min(self.deadline);
         let Ok(peek) = self.transport.peek(url, timeout) else {
             return Ok(());
         };
         let endpoint = self.endpoints.authorization().unwrap_or_default();
-        let answer = crate::http::HttpResponse {
+        let answer = crate::wire::http::HttpResponse {
             status: peek.status,
             retry_after: None,
             body: Vec::new(),
@@ -82,7 +83,7 @@ impl Login {
             // Only a 400 that leads nowhere: one with a Location sends the browser on.
             Meaning::Refused { status, .. } if peek.location.is_none() => {
                 Err(Error::LoginRequestRejected {
-                    endpoint: crate::endpoint::display_url(endpoint),
+                    endpoint: crate::basics::secret::display_url(endpoint),
                     status,
                     redirect_uri: redirect_uri.to_owned(),
                 })
@@ -99,7 +100,7 @@ impl Login {
                 let field = |name: &str| {
                     query.split('&').find_map(|p| {
                         let (k, v) = p.split_once('=')?;
-                        (k == name).then(|| crate::encoding::form_urldecode(v))?
+                        (k == name).then(|| crate::basics::encoding::form_urldecode(v))?
                     })
                 };
                 let Some(code) = field("error") else {
@@ -254,7 +255,7 @@ impl Login {
                     && id_token_nonce(id_token).as_deref() != Some(sent)
                 {
                     return Err(Error::LoginInvalidResponse {
-                        endpoint: crate::endpoint::display_url(self.endpoints.token()),
+                        endpoint: crate::basics::secret::display_url(self.endpoints.token()),
                         reason: "the id_token does not carry the nonce this login sent (an answer to another login, or a replayed one); nothing was stored".to_owned(),
                     });
                 }
@@ -270,7 +271,7 @@ impl Login {
 /// The `nonce` claim of a JWT's payload, read without checking its signature (the id_token
 /// is not validated; the nonce only ties this answer to this login).
 fn id_token_nonce(id_token: &str) -> Option<String> {
-    crate::claims::jwt_payload(id_token)?
+    crate::session::claims::jwt_payload(id_token)?
         .get("nonce")?
         .as_str()
         .map(str::to_owned)
@@ -283,7 +284,7 @@ mod nonce_tests {
     #[test]
     fn a_large_id_token_carries_its_nonce() {
         let b64 = |b: &[u8]| {
-            crate::encoding::base64(b)
+            crate::basics::encoding::base64(b)
                 .trim_end_matches('=')
                 .replace('+', "-")
                 .replace('/', "_")

@@ -6,11 +6,11 @@ use serde_json::Value;
 
 use super::token::{self, Answer};
 use super::{Bounded, Login};
+use crate::basics::secret::Secret;
 use crate::error::Error;
-use crate::form::FormRequest;
-use crate::http_answer::{Endpoint, Meaning};
-use crate::secret::Secret;
-use crate::session::Session;
+use crate::session::model::Session;
+use crate::wire::form::FormRequest;
+use crate::wire::http_answer::{Endpoint, Meaning};
 
 /// The RFC 8628 grant type.
 const DEVICE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";

@@ -4,10 +4,11 @@ use std::time::SystemTime;
 
 use serde_json::Value;
 
-use crate::endpoint::{display_url, require_secure_endpoint};
+use crate::basics::secret::display_url;
 use crate::error::Error;
-use crate::http::Transport;
-use crate::http_answer::{self, Endpoint, Meaning};
+use crate::wire::endpoint::require_secure_endpoint;
+use crate::wire::http::Transport;
+use crate::wire::http_answer::{self, Endpoint, Meaning};
 
 /// The endpoints of an authorization server that a login uses.
 ///

@@ -4,21 +4,11 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
+use super::redirect::{Redirect, redirect_from_query};
 use crate::error::Error;
 
 /// The path of the redirect URI on the loopback listener.
 pub(crate) const CALLBACK_PATH: &str = "/callback";
-
-/// What the authorization server's redirect carried, once its `state` matched.
-#[derive(Debug)]
-pub(crate) enum Redirect {
-    Code(String),
-    /// `error` (and `error_description`) instead of a code.
-    Error {
-        code: String,
-        description: Option<String>,
-    },
-}
 
 /// A listener on 127.0.0.1 for one redirect.
 pub(crate) struct Loopback {
@@ -196,7 +186,7 @@ impl Pending {
             respond(stream, "404 Not Found", "Not found.");
             return None;
         }
-        let result = super::paste::redirect_from_query(query, state);
+        let result = redirect_from_query(query, state);
         match &result {
             Ok(Redirect::Code(_)) => respond(
                 stream,

@@ -41,6 +41,8 @@
 //! [`Login::new`], a flow ([`Login::device`]), and [`crate::Store::login_with`] to run it
 //! under the store's guards.
 
+// Layer 6 of 7 in the order `api/module-graph` checks: login may import every layer below it
+// (it uses `basics`, `session`, `error` and `wire`); the store runs a login from above.
 mod browser;
 mod code;
 mod device;
@@ -50,6 +52,7 @@ mod paste;
 #[cfg(test)]
 mod paste_tests;
 mod pkce;
+mod redirect;
 #[cfg(test)]
 mod test_transport;
 #[cfg(test)]
@@ -63,13 +66,13 @@ pub use browser::open_browser;
 pub use device::DeviceCode;
 pub use discovery::Endpoints;
 
-use crate::clock::{Clock, SystemClock};
+use crate::basics::clock::{Clock, SystemClock};
+use crate::basics::secret::Secret;
 use crate::error::Error;
-use crate::form::FormRequest;
-use crate::http::{Transport, UreqTransport};
-use crate::secret::Secret;
-use crate::session::{Client, ClientAuth, Session};
-use crate::token_response::TokenResponse;
+use crate::session::model::{Client, ClientAuth, Session};
+use crate::session::token_response::TokenResponse;
+use crate::wire::form::FormRequest;
+use crate::wire::http::{Transport, UreqTransport};
 
 /// The default overall deadline of a login: enough to read a code and type it on a phone.
 pub const DEFAULT_LOGIN_DEADLINE: Duration = Duration::from_secs(300);
@@ -122,11 +125,13 @@ impl Bounded {
         &self,
         request: impl FnOnce(
             &dyn Transport,
-        ) -> Result<crate::http::HttpResponse, crate::http::TransportError>
-        + Send
+        ) -> Result<
+            crate::wire::http::HttpResponse,
+            crate::wire::http::TransportError,
+        > + Send
         + 'static,
-    ) -> Result<crate::http::HttpResponse, crate::http::TransportError> {
-        use crate::http::TransportError;
+    ) -> Result<crate::wire::http::HttpResponse, crate::wire::http::TransportError> {
+        use crate::wire::http::TransportError;
         let inner = Arc::clone(&self.inner);
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::Builder::new()
@@ -154,12 +159,15 @@ impl Transport for Bounded {
     fn post_form(
         &self,
         request: &FormRequest,
-    ) -> Result<crate::http::HttpResponse, crate::http::TransportError> {
+    ) -> Result<crate::wire::http::HttpResponse, crate::wire::http::TransportError> {
         let request = request.clone();
         self.run(move |t| t.post_form(&request))
     }
 
-    fn get(&self, url: &str) -> Result<crate::http::HttpResponse, crate::http::TransportError> {
+    fn get(
+        &self,
+        url: &str,
+    ) -> Result<crate::wire::http::HttpResponse, crate::wire::http::TransportError> {
         let url = url.to_owned();
         self.run(move |t| t.get(&url))
     }
@@ -378,8 +386,8 @@ impl Login {
     }
 
     /// The browser [`Login::run`] opens for [`Flow::Browser`]. Defaults to [`open_browser`];
-    /// tests pass the test kit's scripted one (`FakeServer::open_browser`, feature
-    /// `testing`).
+    /// tests pass the test kit's scripted one (`FakeServer::open_browser`, in the
+    /// `credlock-test` crate).
     #[must_use]
     pub fn with_browser(
         mut self,

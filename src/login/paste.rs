@@ -3,8 +3,8 @@
 
 use std::io::BufRead;
 
-use super::loopback::Redirect;
-use crate::encoding::form_urldecode;
+use super::redirect::{Redirect, redirect_from_query};
+use crate::basics::encoding::form_urldecode;
 use crate::error::Error;
 
 /// The longest line read from the user: a redirect URL with a code is well under 4 KiB.
@@ -53,41 +53,6 @@ fn percent_decoded(line: &str) -> String {
         return line.to_owned();
     }
     form_urldecode(&line.replace('+', "%2B")).unwrap_or_else(|| line.to_owned())
-}
-
-/// The redirect's parameters (RFC 6749 §4.1.2), checked against the login's `state`
-/// exactly (a missing `state` is a mismatch).
-pub(crate) fn redirect_from_query(query: &str, state: &str) -> Result<Redirect, Error> {
-    let mut code = None;
-    let mut error = None;
-    let mut description = None;
-    let mut got_state = None;
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let v = form_urldecode(v).unwrap_or_default();
-        match k {
-            "code" => code = Some(v),
-            "state" => got_state = Some(v),
-            "error" => error = Some(v),
-            "error_description" => description = Some(v),
-            _ => {}
-        }
-    }
-    if got_state.as_deref() != Some(state) {
-        return Err(Error::LoginStateMismatch);
-    }
-    let printable = |s: String| s.chars().filter(|c| !c.is_control()).take(200).collect();
-    match (error, code) {
-        (Some(code), _) => Ok(Redirect::Error {
-            code: printable(code),
-            description: description.map(printable),
-        }),
-        (None, Some(code)) if !code.is_empty() => Ok(Redirect::Code(code)),
-        _ => Err(Error::LoginInvalidResponse {
-            endpoint: "the authorization endpoint".to_owned(),
-            reason: "the redirect carries neither a code nor an error".to_owned(),
-        }),
-    }
 }
 
 #[cfg(test)]

@@ -14,7 +14,10 @@ fn query_of(url: &str) -> Vec<(String, String)> {
         .split('&')
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap();
-            (k.to_owned(), crate::encoding::form_urldecode(v).unwrap())
+            (
+                k.to_owned(),
+                crate::basics::encoding::form_urldecode(v).unwrap(),
+            )
         })
         .collect()
 }

@@ -6,8 +6,8 @@
 
 use ring::rand::SecureRandom;
 
+use crate::basics::secret::Secret;
 use crate::error::Error;
-use crate::secret::Secret;
 
 /// A PKCE pair: the verifier stays here, the challenge goes into the authorization URL.
 pub(crate) struct Pkce {
@@ -47,7 +47,7 @@ pub(crate) fn random_urlsafe(bytes: usize) -> Result<String, Error> {
 
 /// Base64url (RFC 4648 §5) without padding.
 pub(crate) fn base64url(bytes: &[u8]) -> String {
-    crate::encoding::base64(bytes)
+    crate::basics::encoding::base64(bytes)
         .trim_end_matches('=')
         .replace('+', "-")
         .replace('/', "_")

@@ -3,8 +3,8 @@
 use std::collections::VecDeque;
 use std::sync::Mutex;
 
-use crate::form::FormRequest;
-use crate::http::{HttpResponse, Peek, Transport, TransportError};
+use crate::wire::form::FormRequest;
+use crate::wire::http::{HttpResponse, Peek, Transport, TransportError};
 
 type Answer = Result<HttpResponse, TransportError>;
 /// How the transport answers a peek: from the URL peeked at.

@@ -343,14 +343,14 @@ fn invalid_request_from_a_login_endpoint_is_a_configuration_error() {
 fn query_value(url: &str, name: &str) -> Option<String> {
     url.split_once('?')?.1.split('&').find_map(|p| {
         let (k, v) = p.split_once('=')?;
-        (k == name).then(|| crate::encoding::form_urldecode(v).unwrap_or_default())
+        (k == name).then(|| crate::basics::encoding::form_urldecode(v).unwrap_or_default())
     })
 }
 
 /// A browser login whose transport answers the peek at the authorization URL with `peek`;
 /// the deadline is one second. Returns the result and whether the browser was opened.
 fn browser_after_peek(
-    peek: impl Fn(&str) -> Result<crate::http::Peek, crate::http::TransportError>
+    peek: impl Fn(&str) -> Result<crate::wire::http::Peek, crate::wire::http::TransportError>
     + Send
     + Sync
     + 'static,
@@ -376,7 +376,8 @@ fn browser_after_peek(
 
 #[test]
 fn an_authorization_request_refused_with_an_error_page_fails_before_the_browser_opens() {
-    let (result, opened, t, took) = browser_after_peek(|_| Ok(crate::http::Peek::new(400, None)));
+    let (result, opened, t, took) =
+        browser_after_peek(|_| Ok(crate::wire::http::Peek::new(400, None)));
     let e = result.unwrap_err();
     assert!(!opened, "the browser is not opened");
     assert!(took < Duration::from_secs(1), "{took:?}");
@@ -406,7 +407,7 @@ fn an_error_redirected_to_the_loopback_fails_before_the_browser_opens() {
             query_value(url, "redirect_uri").unwrap(),
             query_value(url, "state").unwrap()
         );
-        Ok(crate::http::Peek::new(302, Some(back)))
+        Ok(crate::wire::http::Peek::new(302, Some(back)))
     });
     let e = result.unwrap_err();
     assert!(!opened);
@@ -417,21 +418,25 @@ fn an_error_redirected_to_the_loopback_fails_before_the_browser_opens() {
 
 #[test]
 fn a_login_page_a_redirect_to_one_or_a_failed_peek_lets_the_browser_open() {
-    type PeekFn = fn(&str) -> Result<crate::http::Peek, crate::http::TransportError>;
+    type PeekFn = fn(&str) -> Result<crate::wire::http::Peek, crate::wire::http::TransportError>;
     let cases: [(&str, PeekFn); 5] = [
-        ("a login page", |_| Ok(crate::http::Peek::new(200, None))),
+        ("a login page", |_| {
+            Ok(crate::wire::http::Peek::new(200, None))
+        }),
         ("a redirect to the login page", |_| {
-            Ok(crate::http::Peek::new(
+            Ok(crate::wire::http::Peek::new(
                 303,
                 Some("/interaction/abc".to_owned()),
             ))
         }),
         ("an HTTP authentication prompt", |_| {
-            Ok(crate::http::Peek::new(401, None))
+            Ok(crate::wire::http::Peek::new(401, None))
         }),
-        ("a bot filter", |_| Ok(crate::http::Peek::new(403, None))),
+        ("a bot filter", |_| {
+            Ok(crate::wire::http::Peek::new(403, None))
+        }),
         ("no answer", |_| {
-            Err(crate::http::TransportError::Timeout("slow".into()))
+            Err(crate::wire::http::TransportError::Timeout("slow".into()))
         }),
     ];
     for (what, peek) in cases {
@@ -463,19 +468,19 @@ struct StallingPolls {
     posts: std::sync::atomic::AtomicUsize,
 }
 
-impl crate::http::Transport for StallingPolls {
+impl crate::wire::http::Transport for StallingPolls {
     fn post_form(
         &self,
-        _: &crate::form::FormRequest,
-    ) -> Result<crate::http::HttpResponse, crate::http::TransportError> {
+        _: &crate::wire::form::FormRequest,
+    ) -> Result<crate::wire::http::HttpResponse, crate::wire::http::TransportError> {
         if self.posts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) == 0 {
-            return Ok(crate::http::HttpResponse::new(
+            return Ok(crate::wire::http::HttpResponse::new(
                 200,
                 DEVICE.replace(r#""interval":2"#, r#""interval":1"#),
             ));
         }
         std::thread::sleep(Duration::from_secs(60));
-        Ok(crate::http::HttpResponse::new(
+        Ok(crate::wire::http::HttpResponse::new(
             400,
             r#"{"error":"authorization_pending"}"#,
         ))
@@ -517,7 +522,7 @@ fn a_poll_the_server_never_answers_ends_at_the_login_deadline() {
 #[test]
 fn a_400_with_a_location_lets_the_browser_open() {
     let (result, opened, _, _) = browser_after_peek(|_| {
-        Ok(crate::http::Peek::new(
+        Ok(crate::wire::http::Peek::new(
             400,
             Some("https://id.example/login".to_owned()),
         ))

@@ -2,11 +2,11 @@
 
 use std::time::SystemTime;
 
-use crate::endpoint::display_url;
+use crate::basics::secret::display_url;
 use crate::error::Error;
-use crate::http::{Transport, TransportError};
-use crate::http_answer::{self, Endpoint, Meaning};
-use crate::token_response::TokenResponse;
+use crate::session::token_response::TokenResponse;
+use crate::wire::http::{Transport, TransportError};
+use crate::wire::http_answer::{self, Endpoint, Meaning};
 
 /// What a login endpoint answered, once transport trouble, transient answers and unusable
 /// bodies are errors.
@@ -24,7 +24,7 @@ pub(crate) enum Answer<T> {
 pub(crate) fn post<T>(
     transport: &dyn Transport,
     endpoint: Endpoint,
-    request: &crate::form::FormRequest,
+    request: &crate::wire::form::FormRequest,
     now: SystemTime,
     parse: impl FnOnce(&[u8]) -> Result<T, String>,
 ) -> Result<Answer<T>, Error> {

@@ -153,7 +153,7 @@ pub(crate) fn seal(key: &LessSafeKey, key_id: &str, plaintext: &[u8]) -> Result<
     let mut body = nonce.to_vec();
     body.extend_from_slice(&sealed);
     let mut out = header.into_bytes();
-    out.extend_from_slice(crate::encoding::base64(&body).as_bytes());
+    out.extend_from_slice(crate::basics::encoding::base64(&body).as_bytes());
     out.push(b'\n');
     Ok(out)
 }

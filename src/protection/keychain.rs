@@ -5,7 +5,7 @@
 //! thread of [`super::deadline`], so an abandoned call shares nothing with the next one.
 
 use super::KeychainProblem;
-use super::keys::KeyFailure;
+use super::key_failure::KeyFailure;
 
 /// The keychain entries' service name; the entry's user name is the key id.
 pub(crate) const SERVICE: &str = "credlock";

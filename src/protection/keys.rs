@@ -9,14 +9,7 @@ use ring::aead::LessSafeKey;
 
 use super::KeychainProblem;
 use super::envelope::{KEY_LEN, aead_key};
-
-/// Why the keychain did not give (or take) a key.
-#[derive(Debug, Clone)]
-pub(crate) struct KeyFailure {
-    pub(crate) problem: KeychainProblem,
-    /// The keychain's own words, without any secret.
-    pub(crate) detail: String,
-}
+use super::key_failure::KeyFailure;
 
 /// The keys this process has read or created, by id.
 static KEYS: Mutex<Vec<(String, Arc<LessSafeKey>)>> = Mutex::new(Vec::new());
@@ -137,9 +130,8 @@ fn not_built_in() -> KeyFailure {
     }
 }
 
-/// Puts a key in this process's memory as if read from the keychain: for the unit tests of
-/// sealed stores, which run without a keychain.
-#[cfg(test)]
-pub(crate) fn remember_for_tests(id: &str, bytes: &[u8; KEY_LEN]) {
+/// Puts a key in this process's memory as if read from the keychain: for the tests of sealed
+/// stores, which run without a keychain (`internal`, no semver promise).
+pub fn remember_key_for_tests(id: &str, bytes: &[u8; KEY_LEN]) {
     remember(id, bytes);
 }

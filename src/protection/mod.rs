@@ -4,15 +4,21 @@
 //! - `envelope.rs`: the sealed file's format and its AEAD (pure, fuzzed);
 //! - `keys.rs`: the keys, read from the keychain once per process;
 //! - `keychain.rs`: the keychain itself (the `keyring` feature);
+//! - `key_failure.rs`: why the keychain did not give or take a key;
 //! - `deadline.rs`: every keychain call with a deadline.
 //!
 //! The file stays the locked, atomically replaced source of truth; only its bytes change. The
 //! file's own header decides how it is read; a store's [`Protection`] decides how a new
 //! session is written; a refresh keeps the protection (and the key) of the file it replaces.
+//!
+//! Layer 5 of 7 in the order `api/module-graph` checks: it may import `basics`, `session`,
+//! `error` and `trace`, and of `file`, its sibling, the session file's format (the plaintext
+//! is a session file); not `wire`. The store hands it the file's bytes.
 
 #[cfg(any(feature = "keyring", test))]
 mod deadline;
 pub(crate) mod envelope;
+mod key_failure;
 #[cfg(feature = "keyring")]
 mod keychain;
 pub(crate) mod keys;
@@ -27,7 +33,7 @@ use ring::aead::LessSafeKey;
 
 use crate::error::Error;
 pub use crate::error::KeychainProblem;
-use crate::session::Session;
+use crate::session::model::Session;
 use envelope::Unreadable;
 
 /// How long a keychain call may take before it is given up (an unanswered unlock prompt, an
@@ -182,7 +188,7 @@ pub(crate) fn encode(session: &Session, sealing: &Sealing, path: &Path) -> Resul
     }
 }
 
-fn keychain_error(f: keys::KeyFailure, path: &Path, key_id: &str) -> Error {
+fn keychain_error(f: key_failure::KeyFailure, path: &Path, key_id: &str) -> Error {
     Error::Keychain {
         path: path.to_path_buf(),
         key_id: key_id.to_owned(),

@@ -3,8 +3,8 @@ use std::time::SystemTime;
 
 use super::envelope::{self, KEY_LEN, Unreadable, aead_key, open, parse_header, seal};
 use super::*;
-use crate::session::{Client, ClientAuth};
-use crate::token_response::TokenResponse;
+use crate::session::model::{Client, ClientAuth};
+use crate::session::token_response::TokenResponse;
 
 const ACCESS: &str = "at-sealed-4f1c9";
 const REFRESH: &str = "rt-sealed-8d2e7";
@@ -111,7 +111,7 @@ fn a_newer_version_or_an_unknown_scheme_is_named_not_guessed() {
 fn base64_decoding_undoes_the_crates_encoder_and_refuses_what_it_never_writes() {
     for len in 0..40 {
         let input: Vec<u8> = (0..len).map(|i| (i * 37 + 11) as u8).collect();
-        let text = crate::encoding::base64(&input);
+        let text = crate::basics::encoding::base64(&input);
         assert_eq!(
             envelope::base64_decode_for_tests(text.as_bytes()),
             Some(input)
@@ -132,7 +132,7 @@ fn base64_decoding_undoes_the_crates_encoder_and_refuses_what_it_never_writes() 
 fn decode_reads_a_sealed_file_with_a_key_this_process_holds_and_names_the_key_when_it_does_not_open()
  {
     let path = Path::new("/nonexistent/session.json");
-    keys::remember_for_tests("decode-test-1", &KEY);
+    keys::remember_key_for_tests("decode-test-1", &KEY);
     let s = session();
     let sealed = seal(&aead_key(&KEY), "decode-test-1", &s.to_json()).expect("seal");
     let back = decode(&sealed, path, Duration::from_secs(1)).expect("decode");
@@ -196,86 +196,6 @@ fn protections_parse_from_and_print_as_their_cli_names() {
         }
         .to_string(),
         "keyring (aes-256-gcm, key k1)"
-    );
-}
-
-/// A store on a temp directory whose file is sealed under `key_id`, a key this process holds,
-/// wired to an in-memory token server.
-fn sealed_bed(
-    key_id: &str,
-) -> (
-    tempfile::TempDir,
-    crate::Store,
-    std::sync::Arc<crate::testing::ManualClock>,
-) {
-    use crate::testing::{FakeServer, FakeTransport, ManualClock, ReusePolicy};
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("session.json");
-    let clock = ManualClock::starting_now();
-    let server = FakeServer::builder()
-        .policy(ReusePolicy::RevokeGrant)
-        .clock(clock.clone())
-        .build();
-    keys::remember_for_tests(key_id, &KEY);
-    let seeded = server
-        .seed_session("http://127.0.0.1:9/token")
-        .expect("seed");
-    let sealed = seal(&aead_key(&KEY), key_id, &seeded.to_json()).expect("seal");
-    std::fs::write(&path, sealed).expect("write");
-    let store = crate::Store::new(&path)
-        .with_clock(clock.clone())
-        .with_filesystem_kind(crate::FsKind::Local)
-        .with_transport(std::sync::Arc::new(FakeTransport::new(server)));
-    (dir, store, clock)
-}
-
-#[test]
-fn a_refresh_of_a_sealed_store_writes_it_sealed_under_the_same_key_with_no_token_in_the_clear() {
-    let (_dir, store, clock) = sealed_bed("refresh-test-1");
-    let before = store.load().expect("load").expect("a session");
-    clock.advance(Duration::from_secs(7200));
-    let token = store.access_token().expect("refreshed");
-    assert!(token.refreshed());
-    let bytes = std::fs::read(store.path()).expect("read");
-    assert!(bytes.starts_with(b"credlock-sealed/1 aes-256-gcm keyring:refresh-test-1\n"));
-    let after = store.load().expect("load").expect("a session");
-    assert_ne!(after.refresh_token(), before.refresh_token(), "rotated");
-    for secret in [
-        after.access_token().secret(),
-        after.refresh_token().secret(),
-    ] {
-        assert!(
-            !contains(&bytes, secret),
-            "a token in the clear after the refresh"
-        );
-    }
-}
-
-#[test]
-fn a_save_over_a_sealed_file_keeps_its_key_and_protect_none_converts_it_back() {
-    let (_dir, store, _clock) = sealed_bed("save-test-1");
-    let session = store.load().expect("load").expect("a session");
-    store.save(&session).expect("save");
-    assert_eq!(
-        store.file_protection().expect("header"),
-        Some(FileProtection::Keyring {
-            key_id: "save-test-1".into(),
-            scheme: "aes-256-gcm"
-        })
-    );
-    let converted = store.protect(Protection::None).expect("protect none");
-    assert!(matches!(
-        converted,
-        crate::Protected::Changed {
-            to: FileProtection::None,
-            ..
-        }
-    ));
-    let plain = std::fs::read(store.path()).expect("read");
-    assert_eq!(plain, session.to_json(), "the same session, in plain JSON");
-    assert_eq!(
-        store.protect(Protection::None).expect("again"),
-        crate::Protected::Unchanged(FileProtection::None)
     );
 }
 

@@ -14,10 +14,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime};
 
 use super::conn::{Failure, Value};
-use super::{Entry, GuardFailure, scripts};
-use crate::clock::unix_ms;
+use super::{Entry, GuardFailure, Written, scripts};
+use crate::basics::clock::unix_ms;
+use crate::basics::wait::{self, Acquired, Attempt, Backoff, Waited};
 use crate::error::Error;
-use crate::wait::{self, Acquired, Attempt, Backoff, Waited};
 
 /// The guard, held. Dropping it stops the heartbeat and removes the guard if it is still ours.
 #[must_use = "the guard is released as soon as this is dropped"]
@@ -55,7 +55,10 @@ fn new_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub(super) fn acquire<R>(
+/// Takes the guard of `entry` for `ttl` (renewed by a heartbeat while held), waiting up to
+/// `timeout`; while waiting, `adopt` may end the wait with what another holder saved, and once
+/// the wait is over it is asked once more before the wait counts as timed out.
+pub(crate) fn acquire<R>(
     entry: &Entry,
     ttl: Duration,
     timeout: Duration,
@@ -148,8 +151,64 @@ impl Guard {
         }
     }
 
-    pub(super) fn token(&self) -> &str {
-        &self.token
+    /// Saves `data` (whose refresh token's fingerprint is `rt`) while this guard is ours.
+    ///
+    /// # Errors
+    /// [`Error::StoreUnavailable`], [`Error::StoreRefused`].
+    pub(crate) fn save(&self, data: &[u8], rt: &str) -> Result<Written, Error> {
+        let n = self.entry.eval(
+            scripts::SAVE_GUARDED,
+            &self.entry.keys(),
+            &[self.token.as_bytes(), data, rt.as_bytes()],
+        )?;
+        Ok(if n == 1 {
+            Written::Done
+        } else {
+            Written::GuardLost
+        })
+    }
+
+    /// Saves `data` (fingerprint `rt`) only over the session whose refresh token's
+    /// fingerprint is `replaced`, whoever holds the guard now (a newer session is never
+    /// replaced).
+    ///
+    /// # Errors
+    /// [`Error::StoreUnavailable`], [`Error::StoreRefused`].
+    pub(crate) fn save_replacing(
+        &self,
+        replaced: &str,
+        data: &[u8],
+        rt: &str,
+    ) -> Result<Written, Error> {
+        let n = self.entry.eval(
+            scripts::SAVE_REPLACING,
+            &self.entry.keys(),
+            &[
+                self.token.as_bytes(),
+                replaced.as_bytes(),
+                data,
+                rt.as_bytes(),
+            ],
+        )?;
+        Ok(match n {
+            1 => Written::Done,
+            0 => Written::Changed,
+            _ => Written::GuardLost,
+        })
+    }
+
+    /// Deletes the session while this guard is ours: `Ok(Some(existed))`, or `Ok(None)` if
+    /// the guard is lost (nothing deleted).
+    ///
+    /// # Errors
+    /// [`Error::StoreUnavailable`], [`Error::StoreRefused`].
+    pub(crate) fn delete(&self) -> Result<Option<bool>, Error> {
+        let n = self.entry.eval(
+            scripts::DELETE_GUARDED,
+            &self.entry.keys(),
+            &[self.token.as_bytes()],
+        )?;
+        Ok((n >= 0).then_some(n == 1))
     }
 
     /// The fence: `Ok` if our TTL has not run out by our clock and the guard still holds our

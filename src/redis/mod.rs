@@ -28,9 +28,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::error::Error;
-use crate::wait::Acquired;
 use conn::{Conn, Failure, Value};
-pub(crate) use guard::Guard;
+pub(crate) use guard::{Guard, acquire};
 pub(crate) use url::{RedisUrl, valid_key};
 
 /// How long one command may take (connect, send, answer) before the server counts as
@@ -71,7 +70,7 @@ impl Server {
         }
         let built = self
             .tls
-            .get_or_init(|| crate::http::default_tls_config().map_err(|e| e.to_string()));
+            .get_or_init(|| crate::wire::http::default_tls_config().map_err(|e| e.to_string()));
         built.clone().map(Some).map_err(Failure::Refused)
     }
 
@@ -240,7 +239,7 @@ impl Entry {
         }
     }
 
-    fn eval(&self, script: &str, keys: &[&str], argv: &[&[u8]]) -> Result<i64, Error> {
+    pub(crate) fn eval(&self, script: &str, keys: &[&str], argv: &[&[u8]]) -> Result<i64, Error> {
         let numkeys = keys.len().to_string();
         let mut args: Vec<&[u8]> = vec![b"EVAL", script.as_bytes(), numkeys.as_bytes()];
         args.extend(keys.iter().map(|k| k.as_bytes()));
@@ -253,81 +252,13 @@ impl Entry {
         }
     }
 
-    fn keys(&self) -> [&str; 2] {
+    pub(crate) fn keys(&self) -> [&str; 2] {
         [&self.session_key, &self.guard_key]
-    }
-
-    /// Saves `data` (whose refresh token's fingerprint is `rt`) while `guard` is ours.
-    pub(crate) fn save_guarded(
-        &self,
-        guard: &Guard,
-        data: &[u8],
-        rt: &str,
-    ) -> Result<Written, Error> {
-        let n = self.eval(
-            scripts::SAVE_GUARDED,
-            &self.keys(),
-            &[guard.token().as_bytes(), data, rt.as_bytes()],
-        )?;
-        Ok(if n == 1 {
-            Written::Done
-        } else {
-            Written::GuardLost
-        })
-    }
-
-    /// Saves `data` (fingerprint `rt`) only over the session whose refresh token's
-    /// fingerprint is `replaced`.
-    pub(crate) fn save_replacing(
-        &self,
-        guard: &Guard,
-        replaced: &str,
-        data: &[u8],
-        rt: &str,
-    ) -> Result<Written, Error> {
-        let n = self.eval(
-            scripts::SAVE_REPLACING,
-            &self.keys(),
-            &[
-                guard.token().as_bytes(),
-                replaced.as_bytes(),
-                data,
-                rt.as_bytes(),
-            ],
-        )?;
-        Ok(match n {
-            1 => Written::Done,
-            0 => Written::Changed,
-            _ => Written::GuardLost,
-        })
-    }
-
-    /// Deletes the session while `guard` is ours; `Ok(Some(existed))`, or `Ok(None)` if the
-    /// guard is lost (nothing deleted).
-    pub(crate) fn delete_guarded(&self, guard: &Guard) -> Result<Option<bool>, Error> {
-        let n = self.eval(
-            scripts::DELETE_GUARDED,
-            &self.keys(),
-            &[guard.token().as_bytes()],
-        )?;
-        Ok((n >= 0).then_some(n == 1))
     }
 
     /// Deletes the session only if it holds the refresh token whose fingerprint is `rt`.
     pub(crate) fn delete_if_holds(&self, rt: &str) -> Result<bool, Error> {
         Ok(self.eval(scripts::DELETE_IF_HOLDS, &self.keys(), &[rt.as_bytes()])? == 1)
-    }
-
-    /// Takes the guard for `ttl` (renewed by a heartbeat while held), waiting up to `wait`;
-    /// while waiting, `adopt` may end the wait with what another holder saved, and once the
-    /// wait is over it is asked once more before the wait counts as timed out.
-    pub(crate) fn guard<R>(
-        &self,
-        ttl: Duration,
-        wait: Duration,
-        adopt: &dyn Fn() -> Option<R>,
-    ) -> Result<Acquired<Guard, R>, GuardFailure> {
-        guard::acquire(self, ttl, wait, adopt)
     }
 }
 

@@ -1,8 +1,8 @@
 //! `redis://[user:password@]host:port[/db][?key=NAME]` (and `rediss://`): parsed once; the
 //! password is kept out of every `Debug`, `Display` and error.
 
+use crate::basics::secret::Secret;
 use crate::error::Error;
-use crate::secret::Secret;
 
 /// The default port of `redis-server`.
 const DEFAULT_PORT: u16 = 6379;

@@ -13,21 +13,11 @@
 //! says what protects it. A closed set of two rather than a trait object: both need the
 //! store's encoding, events and guards, which a trait would have to hand back and forth.
 
-use super::Store;
 use super::guards::Held;
-use crate::atomic;
+use super::{Backend, Store};
 use crate::error::Error;
-use crate::session::Session;
-
-/// Where a store keeps its session.
-#[derive(Debug, Clone)]
-pub(crate) enum Backend {
-    /// A file, with its sidecar lock and lease files.
-    File,
-    /// A key on a Redis (or Valkey) server.
-    #[cfg(feature = "redis")]
-    Redis(crate::redis::Entry),
-}
+use crate::file::atomic;
+use crate::session::model::Session;
 
 impl Store {
     /// The stored bytes, if any, read once (the file's torn-read retries are `Store::load`'s).
@@ -53,10 +43,10 @@ impl Store {
                 atomic::write(&self.path, bytes)
             }
             #[cfg(feature = "redis")]
-            Backend::Redis(entry) => {
+            Backend::Redis(_) => {
                 let guard = held.redis_guard();
                 let rt = crate::redis::fingerprint(session.refresh_token().secret());
-                match entry.save_guarded(guard, bytes, &rt)? {
+                match guard.save(bytes, &rt)? {
                     crate::redis::Written::Done => Ok(()),
                     _ => Err(guard.lost_error()),
                 }
@@ -98,12 +88,12 @@ impl Store {
                 }
             }
             #[cfg(feature = "redis")]
-            Backend::Redis(entry) => {
+            Backend::Redis(_) => {
                 // One script: the compare and the write cannot be split by another holder.
                 let guard = held.redis_guard();
                 let replaced = crate::redis::fingerprint(sent.refresh_token().secret());
                 let rt = crate::redis::fingerprint(new.refresh_token().secret());
-                match entry.save_replacing(guard, &replaced, bytes, &rt)? {
+                match guard.save_replacing(&replaced, bytes, &rt)? {
                     crate::redis::Written::Done => Ok(()),
                     _ => Err(guard.lost_error()),
                 }
@@ -119,11 +109,9 @@ impl Store {
                 atomic::remove(&self.path)
             }
             #[cfg(feature = "redis")]
-            Backend::Redis(entry) => {
+            Backend::Redis(_) => {
                 let guard = held.redis_guard();
-                entry
-                    .delete_guarded(guard)?
-                    .ok_or_else(|| guard.lost_error())
+                guard.delete()?.ok_or_else(|| guard.lost_error())
             }
         }
     }

@@ -4,8 +4,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::Store;
-use super::backend::Backend;
+use super::{Backend, Store};
 use crate::error::Error;
 use crate::redis::{Entry, RedisUrl, Server};
 

@@ -8,13 +8,13 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use super::Store;
+use crate::basics::wait::Acquired;
 use crate::error::Error;
-use crate::event::Event;
-use crate::lease::{self, HeldLease, LeaseFailure};
-use crate::lock::{self, LockFailure, LockGuard};
-use crate::options::LockMode;
+use crate::file::lease::{self, HeldLease, LeaseFailure};
+use crate::file::lock::{self, LockFailure, LockGuard};
+use crate::store::options::LockMode;
 use crate::trace;
-use crate::wait::Acquired;
+use crate::trace::event::Event;
 
 /// The guards, held: the critical section. A step run under guards its caller took (a
 /// refresh's request and save, a revocation, the fallback's compare-and-delete) takes
@@ -34,7 +34,7 @@ pub(crate) struct Held {
 
 impl Held {
     /// The fence: `Ok` if no lease is in force (the advisory lock only, or no guard), or if
-    /// the lease is still ours ([`crate::lease::Fence::still_held`]). Otherwise
+    /// the lease is still ours ([`crate::file::lease::Fence::still_held`]). Otherwise
     /// [`Error::LeaseLost`]: the caller must neither send nor save.
     ///
     /// # Errors
@@ -86,8 +86,8 @@ impl Store {
         adopt: &dyn Fn() -> Option<R>,
     ) -> Result<Acquired<Held, R>, Error> {
         #[cfg(feature = "redis")]
-        if let super::backend::Backend::Redis(entry) = &self.backend {
-            return match entry.guard(lease_ttl, wait, adopt) {
+        if let super::Backend::Redis(entry) = &self.backend {
+            return match crate::redis::acquire(entry, lease_ttl, wait, adopt) {
                 Ok(Acquired::Held(guard)) => Ok(Acquired::Held(Held {
                     lease: None,
                     _lock: None,
@@ -126,7 +126,7 @@ impl Store {
                 Err(LockFailure::Unsupported(e)) if plan.requested == LockMode::Auto => {
                     self.say_lease_once(&format!(
                         "the filesystem refuses locks ({e}), so the lease file is used instead; {}",
-                        crate::plan::LEASE_RELIES_ON
+                        crate::store::lock_plan::LEASE_RELIES_ON
                     ));
                     use_lease = true;
                     None

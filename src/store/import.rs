@@ -4,8 +4,8 @@
 
 use super::Store;
 use crate::error::Error;
-use crate::session::{Client, Session};
-use crate::token_response::{ResponseError, TokenResponse};
+use crate::session::model::{Client, Session};
+use crate::session::token_response::{ResponseError, TokenResponse};
 
 impl Store {
     /// Stores the session that `response` starts for `client`, and returns it: the token

@@ -4,12 +4,12 @@
 use std::time::Duration;
 
 use super::Store;
-use crate::access_token::AccessToken;
+use crate::basics::wait::Acquired;
 use crate::error::Error;
-use crate::event::Event;
 use crate::login::{Login, Prompt};
-use crate::session::Session;
-use crate::wait::Acquired;
+use crate::session::model::Session;
+use crate::store::access_token::AccessToken;
+use crate::trace::event::Event;
 
 /// What [`Store::login_with`] did.
 #[derive(Debug, Clone)]
@@ -209,7 +209,7 @@ impl Store {
     /// `<store>.login-ended`: how the last login that was not approved ended, for the
     /// processes that waited for it.
     fn login_ended_path(&self) -> std::path::PathBuf {
-        crate::files::with_suffix(&self.path, ".login-ended")
+        crate::file::files::with_suffix(&self.path, ".login-ended")
     }
 
     /// Leaves the end of a login nobody approved (expired, or denied) where the callers
@@ -233,7 +233,7 @@ impl Store {
         };
         let record = serde_json::json!({
             "kind": kind,
-            "at_ms": crate::clock::unix_ms(self.clock.now()),
+            "at_ms": crate::basics::clock::unix_ms(self.clock.now()),
             "detail": detail,
         });
         let _ = open_sidecar(&self.login_ended_path(), true)
@@ -257,13 +257,15 @@ impl Store {
         // Strictly after: a login that ended in the same millisecond this caller began may
         // have ended before it; then this caller logs in itself, as it would have anyway.
         let at_ms = record["at_ms"].as_u64()?;
-        if at_ms <= crate::clock::unix_ms(since) {
+        if at_ms <= crate::basics::clock::unix_ms(since) {
             return None;
         }
         // Nor from the future, beyond a small skew between machines: a record dated ahead
         // (a clock far ahead, or planted) would otherwise end every login started before
         // that date.
-        if at_ms > crate::clock::unix_ms(self.clock.now()).saturating_add(LOGIN_ENDED_SKEW_MS) {
+        if at_ms
+            > crate::basics::clock::unix_ms(self.clock.now()).saturating_add(LOGIN_ENDED_SKEW_MS)
+        {
             return None;
         }
         // The text is shown to the user: bounded, and without control characters (terminal
@@ -299,7 +301,7 @@ impl Store {
 /// bit (another user could plant a record that ends every login with their text); created
 /// 0600.
 fn open_sidecar(path: &std::path::Path, write: bool) -> std::io::Result<std::fs::File> {
-    crate::files::check_dir_of(path).map_err(std::io::Error::other)?;
+    crate::file::files::check_dir_of(path).map_err(std::io::Error::other)?;
     let mut options = std::fs::OpenOptions::new();
     if write {
         // Truncated only once its owner is checked (below).
@@ -316,7 +318,7 @@ fn open_sidecar(path: &std::path::Path, write: bool) -> std::io::Result<std::fs:
             .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits().cast_signed());
     }
     let file = options.open(path)?;
-    crate::files::check_regular_and_owned(&file.metadata()?, path)
+    crate::file::files::check_regular_and_owned(&file.metadata()?, path)
         .map_err(std::io::Error::other)?;
     if write {
         file.set_len(0)?;

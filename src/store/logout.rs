@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use super::Store;
 use super::guards::Held;
-use crate::atomic;
 use crate::error::Error;
-use crate::form::FormRequest;
-use crate::http_answer::{self, Endpoint, Meaning};
-use crate::session::Session;
+use crate::file::atomic;
+use crate::session::model::Session;
+use crate::wire::form::FormRequest;
+use crate::wire::http_answer::{self, Endpoint, Meaning};
 
 /// Whether [`Store::logout`] revokes the refresh token at the server before deleting it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,7 +193,10 @@ impl Store {
             path: self.path.clone(),
             status: response.status,
             oauth,
-            public_client: matches!(session.client().auth(), crate::session::ClientAuth::None),
+            public_client: matches!(
+                session.client().auth(),
+                crate::session::model::ClientAuth::None
+            ),
         })
     }
 }

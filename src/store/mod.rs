@@ -1,18 +1,36 @@
-//! The store: one session file, lock-free reads, locked writes, and the refresh protocol.
+//! The store and its protocol: one session file, lock-free reads, locked writes, the refresh
+//! protocol, and what a store is configured with.
+//!
+//! Layer 7 of 7, the top, in the order `api/module-graph` checks: it may import every layer.
 //!
 //! - `mod.rs`: the [`Store`], its settings and its reads;
 //! - `refresh.rs`: the refresh protocol, top to bottom;
 //! - `guards.rs`: taking the guards the [`LockPlan`] calls for;
+//! - `lock_plan.rs`: which guards protect a refresh, from the lock mode and the filesystem;
+//! - `options.rs`: the settings and their defaults;
+//! - `fallback.rs`: after `invalid_grant`, a sibling's newer session, and compare-and-delete;
+//! - `login.rs`: a login run under the store's guards;
 //! - `logout.rs`: save, delete, logout and revocation;
-//! - `import.rs`: a session from a token response, saved in one call.
+//! - `protect.rs`: turning protection at rest on and off;
+//! - `import.rs`: a session from a token response, saved in one call;
+//! - `access_token.rs`: the token a store hands out;
+//! - `async_store.rs`: the store for async programs (feature `tokio`);
+//! - `location.rs`: where a session lives by default.
 
+pub(crate) mod access_token;
+#[cfg(feature = "tokio")]
+pub(crate) mod async_store;
 mod backend;
+pub(crate) mod fallback;
 #[cfg(feature = "redis")]
 mod fleet;
 mod guards;
 mod import;
+pub(crate) mod location;
+pub(crate) mod lock_plan;
 mod login;
 mod logout;
+pub(crate) mod options;
 mod protect;
 mod refresh;
 
@@ -21,21 +39,20 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use crate::atomic;
-use crate::clock::{Clock, SystemClock};
+use crate::basics::clock::{Clock, SystemClock};
 use crate::error::Error;
-use crate::event::{Event, Observer};
-use crate::files::{lease_path_for, lock_path_for};
-use crate::filesystem::FsKind;
-use crate::http::{Transport, UreqTransport};
-use crate::options::{
+use crate::file::atomic;
+use crate::file::files::{lease_path_for, lock_path_for};
+use crate::file::filesystem::FsKind;
+use crate::protection::Protection;
+use crate::session::model::Session;
+use crate::store::lock_plan::LockPlan;
+use crate::store::options::{
     DEFAULT_TORN_READ_RETRIES, LockMode, NETWORK_POLL_SCHEDULE, Options, WINDOWS_REPLACE_PAUSES,
 };
-use crate::plan::LockPlan;
-use crate::protection::Protection;
-use crate::session::Session;
+use crate::trace::event::{Event, Observer};
+use crate::wire::http::{Transport, UreqTransport};
 
-use backend::Backend;
 #[cfg(feature = "redis")]
 pub use fleet::{Fleet, Persistence};
 pub use login::LoggedIn;
@@ -73,6 +90,16 @@ pub struct Store {
     observer: Option<Observer>,
     told_locks_unavailable: AtomicBool,
     backend: Backend,
+}
+
+/// Where a store keeps its session.
+#[derive(Debug, Clone)]
+pub(crate) enum Backend {
+    /// A file, with its sidecar lock and lease files.
+    File,
+    /// A key on a Redis (or Valkey) server.
+    #[cfg(feature = "redis")]
+    Redis(crate::redis::Entry),
 }
 
 impl std::fmt::Debug for Store {
@@ -271,7 +298,7 @@ impl Store {
     /// The session file's permission bits (unix), `None` if there is no file or no mode bits.
     #[must_use]
     pub fn file_mode(&self) -> Option<u32> {
-        crate::files::mode_of(&self.path)
+        crate::file::files::mode_of(&self.path)
     }
 
     /// The validity margin.
@@ -386,7 +413,7 @@ impl Store {
     pub(crate) fn poll_schedule(&self) -> Vec<Duration> {
         self.options.poll_schedule.clone().unwrap_or_else(|| {
             if self.on_server() {
-                crate::options::DEFAULT_POLL_SCHEDULE.to_vec()
+                crate::store::options::DEFAULT_POLL_SCHEDULE.to_vec()
             } else {
                 self.lock_plan().default_poll_schedule()
             }

@@ -2,10 +2,10 @@
 //! the conversion of a stored session from one protection to the other.
 
 use super::Store;
-use crate::atomic;
 use crate::error::Error;
+use crate::file::atomic;
 use crate::protection::{self, FileProtection, Protection, Sealing};
-use crate::session::Session;
+use crate::session::model::Session;
 
 /// What [`Store::protect`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -5,16 +5,16 @@
 use std::time::Duration;
 
 use super::Store;
-use crate::access_token::AccessToken;
-use crate::endpoint::require_secure_endpoint;
+use crate::basics::wait::Acquired;
 use crate::error::Error;
-use crate::event::Event;
-use crate::fallback::{self, Decision, Retry};
-use crate::form::FormRequest;
-use crate::http_answer::{self, Outcome};
-use crate::session::Session;
+use crate::session::model::Session;
+use crate::store::access_token::AccessToken;
+use crate::store::fallback::{self, Decision, Retry};
 use crate::trace;
-use crate::wait::Acquired;
+use crate::trace::event::Event;
+use crate::wire::endpoint::require_secure_endpoint;
+use crate::wire::form::FormRequest;
+use crate::wire::http_answer::{self, Outcome};
 
 use super::guards::Held;
 

@@ -22,7 +22,12 @@
 //! (which never contains a secret) and its path and reason. The spans, fields, events and
 //! levels are listed in `docs/tracing.md`; the tests in `tests.rs` and
 //! `tests/all/traces.rs` hold them to it.
+//!
+//! Layer 4 of 7 in the order `api/module-graph` checks: it may import `basics`, `session`
+//! and `error`. It owns the [`Event`](event::Event)s too (`event.rs`): what a store tells its
+//! observer.
 
+pub(crate) mod event;
 #[cfg(not(feature = "tracing"))]
 mod off;
 #[cfg(feature = "tracing")]
@@ -32,8 +37,8 @@ mod test_anchor;
 #[cfg(all(test, feature = "tracing"))]
 mod tests;
 
+use crate::basics::wait::Acquired;
 use crate::error::Error;
-use crate::wait::Acquired;
 
 #[cfg(all(feature = "tokio", not(feature = "tracing")))]
 pub(crate) use off::Context;

@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use super::Outcome;
-use crate::event::Event;
-use crate::session::Session;
+use crate::session::model::Session;
+use crate::trace::event::Event;
 
 /// Without the feature: nothing, and no cost.
 #[must_use = "the span ends as soon as this is dropped"]

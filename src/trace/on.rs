@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 use tracing::field::Empty;
 
 use super::Outcome;
-use crate::event::Event;
-use crate::session::Session;
+use crate::session::model::Session;
+use crate::trace::event::Event;
 
 /// Every span and event is under this target: `RUST_LOG=credlock=debug`.
 const TARGET: &str = "credlock";

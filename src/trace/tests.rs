@@ -10,9 +10,9 @@ use tracing::span::{Attributes, Id, Record};
 use tracing::{Level, Metadata, Subscriber};
 
 use super::*;
-use crate::event::Event;
-use crate::session::{Client, ClientAuth, Session};
-use crate::token_response::TokenResponse;
+use crate::session::model::{Client, ClientAuth, Session};
+use crate::session::token_response::TokenResponse;
+use crate::trace::event::Event;
 use crate::trace::test_anchor::anchor_callsite_interest;
 
 type Fields = BTreeMap<String, String>;

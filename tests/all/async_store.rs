@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use credlock::testing::{Failure, ReusePolicy};
 use credlock::{AsyncStore, Error, Event};
+use credlock_test::{Failure, ReusePolicy};
 
 use crate::common::Bed;
 

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use credlock::Clock as _;
-use credlock::testing::{FakeServer, FakeTransport, ReusePolicy};
 use credlock::{Error, LockMode, Store, SystemClock};
+use credlock_test::{FakeServer, FakeTransport, ReusePolicy};
 
 use crate::common::{Bed, TOKEN_ENDPOINT, tokens_from_threads, within};
 

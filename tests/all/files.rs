@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use credlock::Error;
 #[cfg(unix)]
 use credlock::Store;
-use credlock::testing::ReusePolicy;
+use credlock_test::ReusePolicy;
 
 use crate::common::Bed;
 
@@ -182,7 +182,7 @@ fn files_are_0600_and_a_new_directory_0700_whatever_the_umask() {
     let mode =
         |p: &std::path::Path| std::fs::metadata(p).expect("meta").permissions().mode() & 0o777;
     assert_eq!(mode(&nested), 0o600);
-    assert_eq!(mode(&credlock::unversioned::lock_path_for(&nested)), 0o600);
+    assert_eq!(mode(&crate::common::lock_path(&nested)), 0o600);
     assert_eq!(mode(nested.parent().expect("b")), 0o700);
     assert_eq!(mode(&bed.dir.path().join("a")), 0o700);
 }
@@ -250,7 +250,7 @@ fn a_failed_write_leaves_the_old_file_and_no_temp_file() {
     }
     let bed = Bed::new(ReusePolicy::RevokeGrant);
     bed.seed();
-    std::fs::remove_file(credlock::unversioned::lock_path_for(&bed.path)).expect("rm lock");
+    std::fs::remove_file(crate::common::lock_path(&bed.path)).expect("rm lock");
     std::fs::set_permissions(&bed.path, std::fs::Permissions::from_mode(0o644))
         .expect("chmod file");
     std::fs::set_permissions(bed.dir.path(), std::fs::Permissions::from_mode(0o555))
@@ -339,7 +339,7 @@ fn a_session_lock_or_lease_owned_by_another_user_is_refused_and_left_alone() {
     // The lock file.
     let bed = Bed::new(ReusePolicy::RevokeGrant);
     bed.seed_expired();
-    let lock = credlock::unversioned::lock_path_for(&bed.path);
+    let lock = crate::common::lock_path(&bed.path);
     give_away(&lock);
     refused(bed.store().access_token().map(drop), &lock, "lock");
     assert_eq!(bed.server.counters().refresh_requests, 0);
@@ -347,7 +347,7 @@ fn a_session_lock_or_lease_owned_by_another_user_is_refused_and_left_alone() {
     // The lease.
     let bed = Bed::new(ReusePolicy::RevokeGrant);
     bed.seed_expired();
-    let lease = credlock::unversioned::lease_path_for(&bed.path);
+    let lease = crate::common::lease_path(&bed.path);
     std::fs::write(&lease, b"{}").expect("plant");
     give_away(&lease);
     refused(
@@ -400,55 +400,4 @@ fn a_directory_writable_by_every_user_without_the_sticky_bit_is_refused() {
         "with the sticky bit (as /tmp), nobody can replace our files"
     );
     chmod(0o700);
-}
-
-/// `credlock doctor` says what the store would refuse.
-#[cfg(all(unix, feature = "cli"))]
-#[test]
-fn doctor_reports_a_directory_anyone_may_write_and_a_file_of_another_user() {
-    use std::os::unix::fs::PermissionsExt;
-    let bed = Bed::new(ReusePolicy::RevokeGrant);
-    bed.seed();
-    std::fs::set_permissions(bed.dir.path(), std::fs::Permissions::from_mode(0o777))
-        .expect("chmod");
-    let is_root = rustix::process::geteuid().is_root();
-    let login_ended = bed.path.with_file_name("session.json.login-ended");
-    if is_root {
-        std::os::unix::fs::chown(&bed.path, Some(65534), Some(65534)).expect("chown");
-        std::fs::write(&login_ended, "{}").expect("plant");
-        std::os::unix::fs::chown(&login_ended, Some(65534), Some(65534)).expect("chown");
-    }
-    let out = crate::common::credlock(&bed.path, &["doctor"])
-        .output()
-        .expect("doctor");
-    std::fs::set_permissions(bed.dir.path(), std::fs::Permissions::from_mode(0o700))
-        .expect("chmod");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
-    let ownership: Vec<_> = stdout
-        .lines()
-        .filter(|l| l.starts_with("fail  permissions"))
-        .collect();
-    assert!(
-        ownership
-            .iter()
-            .any(|l| l.contains("writable by every user")),
-        "{stdout}"
-    );
-    if is_root {
-        assert!(
-            ownership
-                .iter()
-                .any(|l| l.contains("session.json is owned by uid 65534")),
-            "{stdout}"
-        );
-        assert!(
-            ownership
-                .iter()
-                .any(|l| l.contains("session.json.login-ended is owned by uid 65534")),
-            "{stdout}"
-        );
-    } else {
-        eprintln!("skipped the foreign-owner half: chown needs root");
-    }
 }

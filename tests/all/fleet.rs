@@ -8,8 +8,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use credlock::testing::{FakeServer, FakeTransport, HttpServer, ReusePolicy};
 use credlock::{Error, Fleet, Store};
+use credlock_test::{FakeServer, FakeTransport, HttpServer, ReusePolicy};
 
 use crate::common::redis::RedisServer;
 use crate::common::{Reaped, TOKEN_ENDPOINT, tokens_from_threads, within};

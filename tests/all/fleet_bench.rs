@@ -11,9 +11,9 @@ use std::path::Path;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant, SystemTime};
 
-use credlock::testing::{FakeServer, FakeTransport, ReusePolicy};
 use credlock::transport::FormRequest;
 use credlock::{Session, Store, TokenResponse, Transport};
+use credlock_test::{FakeServer, FakeTransport, ReusePolicy};
 
 use crate::common::TOKEN_ENDPOINT;
 use crate::common::redis::{RedisServer, command};

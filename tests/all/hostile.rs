@@ -7,8 +7,8 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use credlock::testing::FakeServer;
 use credlock::{Error, Store, UreqTransport};
+use credlock_test::FakeServer;
 
 /// A loopback server that answers every connection with `reply`, on a thread; stops on drop.
 struct Scripted {
@@ -397,7 +397,7 @@ fn quirks() -> Vec<(&'static str, Quirk)> {
 /// Failure table: 2xx with an `access_token` and sloppy fields (no or odd `token_type`, `scope` as an array, `expires_in` as a string or float)
 #[test]
 fn a_quirky_success_never_loses_the_rotated_refresh_token() {
-    use credlock::testing::{HttpServer, ReusePolicy};
+    use credlock_test::{HttpServer, ReusePolicy};
     for (what, quirk) in quirks() {
         let fake = FakeServer::builder()
             .policy(ReusePolicy::RevokeGrant)

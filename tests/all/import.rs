@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use credlock::testing::ReusePolicy;
 use credlock::{Client, ClientAuth, Clock, Error, Secret, TokenResponse};
+use credlock_test::ReusePolicy;
 
 use crate::common::{Bed, TOKEN_ENDPOINT};
 
@@ -60,7 +60,7 @@ fn an_import_waits_for_the_lock_and_hands_the_session_back_when_it_cannot_save()
     let lock = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
-        .open(credlock::unversioned::lock_path_for(&bed.path))
+        .open(crate::common::lock_path(&bed.path))
         .expect("the lock file a save created");
     let mut holder = fd_lock::RwLock::new(lock);
     let _held = holder.try_write().expect("hold the lock");

@@ -3,11 +3,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use credlock::testing::ReusePolicy;
-use credlock::unversioned::LeaseRecord;
+use credlock::internal::LeaseRecord;
 use credlock::{Clock, LockMode};
+use credlock_test::ReusePolicy;
 
-use crate::common::{Bed, sixteen_threads_on_an_expired_session};
+use crate::common::{Bed, now_ms, record, remote_record, sixteen_threads_on_an_expired_session};
 
 #[test]
 fn sixteen_threads_with_only_the_lease_send_exactly_one_refresh() {
@@ -16,7 +16,7 @@ fn sixteen_threads_with_only_the_lease_send_exactly_one_refresh() {
     let c = bed.server.counters();
     assert_eq!((c.refresh_requests, c.invalid_grant), (1, 0), "{c:?}");
     assert!(
-        !credlock::unversioned::lease_path_for(&bed.path).exists(),
+        !crate::common::lease_path(&bed.path).exists(),
         "the holder removed its lease"
     );
 }
@@ -32,11 +32,7 @@ fn a_lease_left_by_a_killed_holder_on_this_machine_is_broken_at_once() {
         .spawn()
         .expect("spawn");
     let record = local_record(holder.id(), 30_000, |_| {});
-    std::fs::write(
-        credlock::unversioned::lease_path_for(&bed.path),
-        record.to_json(),
-    )
-    .expect("lease");
+    std::fs::write(crate::common::lease_path(&bed.path), record.to_json()).expect("lease");
     holder.kill().expect("SIGKILL");
     holder.wait().expect("reap");
     let start = Instant::now();
@@ -93,27 +89,13 @@ fn a_lease_held_past_the_timeout_is_a_transient_error_naming_it() {
 /// A live lease of a process on another machine, taken just now, for `ttl_ms`.
 fn leave_remote_lease(bed: &Bed, ttl_ms: u64) {
     let record = remote_record("remote", ttl_ms);
-    std::fs::write(
-        credlock::unversioned::lease_path_for(&bed.path),
-        record.to_json(),
-    )
-    .expect("lease");
-}
-
-fn now_ms() -> u64 {
-    u64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("after 1970")
-            .as_millis(),
-    )
-    .expect("fits")
+    std::fs::write(crate::common::lease_path(&bed.path), record.to_json()).expect("lease");
 }
 
 /// Counts refresh requests in flight at once, around the fake server.
 #[derive(Debug)]
 struct Gauged {
-    inner: credlock::testing::FakeTransport,
+    inner: credlock_test::FakeTransport,
     now: std::sync::atomic::AtomicUsize,
     max: std::sync::atomic::AtomicUsize,
 }
@@ -157,13 +139,9 @@ fn five_hundred_rounds_of_one_stale_lease_and_eight_waiters_never_refresh_twice(
             ttl_ms: 1,
             ..remote_record("stale", 1)
         };
-        std::fs::write(
-            credlock::unversioned::lease_path_for(&bed.path),
-            stale.to_json(),
-        )
-        .expect("lease");
+        std::fs::write(crate::common::lease_path(&bed.path), stale.to_json()).expect("lease");
         let gauge = Arc::new(Gauged {
-            inner: credlock::testing::FakeTransport::new(bed.server.clone()),
+            inner: credlock_test::FakeTransport::new(bed.server.clone()),
             now: 0.into(),
             max: 0.into(),
         });
@@ -211,21 +189,10 @@ fn five_hundred_rounds_of_one_stale_lease_and_eight_waiters_never_refresh_twice(
     );
 }
 
-/// A lease record of a process on another machine (no machine id: only its TTL breaks it).
-fn remote_record(nonce: &str, ttl_ms: u64) -> LeaseRecord {
-    record(serde_json::json!({
-        "host": "some-other-machine",
-        "pid": 4242,
-        "created_ms": now_ms(),
-        "ttl_ms": ttl_ms,
-        "nonce": nonce,
-    }))
-}
-
 /// A lease record of process `pid` of this machine, boot and PID namespace, taken now;
 /// `change` edits its JSON first.
 fn local_record(pid: u32, ttl_ms: u64, change: impl FnOnce(&mut serde_json::Value)) -> LeaseRecord {
-    let here = credlock::unversioned::Holder::this_process();
+    let here = credlock::internal::Holder::this_process();
     let mut v = serde_json::json!({
         "host": here.host,
         "pid": pid,
@@ -246,10 +213,6 @@ type EditJson = fn(&mut serde_json::Value);
 /// Puts something at a path.
 #[cfg(unix)]
 type Plant = fn(&std::path::Path);
-
-fn record(v: serde_json::Value) -> LeaseRecord {
-    LeaseRecord::from_json(v.to_string().as_bytes()).expect("a lease record")
-}
 
 #[cfg(unix)]
 fn dead_pid() -> u32 {
@@ -296,11 +259,7 @@ fn a_lease_not_proved_to_be_of_this_machine_boot_and_pid_namespace_waits_for_its
         // Its pid does not exist here: on this machine, boot and namespace that would be a
         // dead holder.
         let record = local_record(dead_pid(), 400, change);
-        std::fs::write(
-            credlock::unversioned::lease_path_for(&bed.path),
-            record.to_json(),
-        )
-        .expect("lease");
+        std::fs::write(crate::common::lease_path(&bed.path), record.to_json()).expect("lease");
         let start = Instant::now();
         let token = bed
             .store()
@@ -318,11 +277,7 @@ fn a_lease_not_proved_to_be_of_this_machine_boot_and_pid_namespace_waits_for_its
     let bed = Bed::new(ReusePolicy::RevokeGrant);
     bed.seed_expired();
     let record = local_record(dead_pid(), 60_000, |_| {});
-    std::fs::write(
-        credlock::unversioned::lease_path_for(&bed.path),
-        record.to_json(),
-    )
-    .expect("lease");
+    std::fs::write(crate::common::lease_path(&bed.path), record.to_json()).expect("lease");
     let start = Instant::now();
     bed.store()
         .with_lock_mode(LockMode::Lease)
@@ -334,7 +289,7 @@ fn a_lease_not_proved_to_be_of_this_machine_boot_and_pid_namespace_waits_for_its
 /// A transport that runs `during` while the request is at the server: what "another process
 /// broke our lease meanwhile" looks like from the holder.
 struct Meddling {
-    inner: credlock::testing::FakeTransport,
+    inner: credlock_test::FakeTransport,
     during: Box<dyn Fn(usize) + Send + Sync>,
     calls: std::sync::atomic::AtomicUsize,
 }
@@ -358,7 +313,7 @@ impl credlock::Transport for Meddling {
 
 fn meddling(bed: &Bed, during: impl Fn(usize) + Send + Sync + 'static) -> std::sync::Arc<Meddling> {
     std::sync::Arc::new(Meddling {
-        inner: credlock::testing::FakeTransport::new(bed.server.clone()),
+        inner: credlock_test::FakeTransport::new(bed.server.clone()),
         during: Box::new(during),
         calls: 0.into(),
     })
@@ -377,7 +332,7 @@ fn a_holder_that_lost_its_lease_during_the_refresh_does_not_save_over_a_newer_se
         .server
         .seed_session(crate::common::TOKEN_ENDPOINT)
         .expect("seed");
-    let lease = credlock::unversioned::lease_path_for(&bed.path);
+    let lease = crate::common::lease_path(&bed.path);
     let thief = {
         let (bed2, lease, newer) = (Arc::clone(&bed), lease.clone(), newer.clone());
         meddling(&bed, move |_| {
@@ -428,7 +383,7 @@ fn a_holder_that_lost_its_lease_during_the_refresh_does_not_save_over_a_newer_se
 fn a_holder_that_lost_its_lease_during_the_refresh_still_saves_the_token_the_server_rotated() {
     let bed = Bed::new(ReusePolicy::RejectOnly);
     let sent = bed.seed_expired();
-    let lease = credlock::unversioned::lease_path_for(&bed.path);
+    let lease = crate::common::lease_path(&bed.path);
     let thief = {
         let lease = lease.clone();
         meddling(&bed, move |_| {
@@ -472,7 +427,7 @@ fn a_rotation_without_an_access_token_under_a_lost_lease_keeps_a_newer_session()
         .server
         .seed_session(crate::common::TOKEN_ENDPOINT)
         .expect("seed");
-    let lease = credlock::unversioned::lease_path_for(&bed.path);
+    let lease = crate::common::lease_path(&bed.path);
     let thief = {
         let (bed2, lease, newer) = (Arc::clone(&bed), lease.clone(), newer.clone());
         meddling(&bed, move |_| {
@@ -511,7 +466,7 @@ fn a_holder_that_lost_its_lease_sends_no_further_refresh() {
     // The first refresh meets invalid_grant; while it is at the server, another process takes
     // the lease over and saves a newer session that is itself stale. The fallback would
     // refresh once with it: not without the lease.
-    bed.server.push_failure(credlock::testing::Failure::Status {
+    bed.server.push_failure(credlock_test::Failure::Status {
         status: 400,
         body: r#"{"error":"invalid_grant"}"#.into(),
         retry_after: None,
@@ -521,7 +476,7 @@ fn a_holder_that_lost_its_lease_sends_no_further_refresh() {
         .seed_session(crate::common::TOKEN_ENDPOINT)
         .expect("seed")
         .with_expires_at(bed.clock.now() - Duration::from_secs(1));
-    let lease = credlock::unversioned::lease_path_for(&bed.path);
+    let lease = crate::common::lease_path(&bed.path);
     let thief = {
         let (bed2, lease, newer) = (Arc::clone(&bed), lease.clone(), newer.clone());
         meddling(&bed, move |_| {
@@ -575,7 +530,7 @@ fn a_fifo_a_symlink_or_a_directory_at_the_lease_is_refused_at_once() {
     for (what, plant) in cases {
         let bed = Arc::new(Bed::new(ReusePolicy::RevokeGrant));
         bed.seed_expired();
-        let lease = credlock::unversioned::lease_path_for(&bed.path);
+        let lease = crate::common::lease_path(&bed.path);
         plant(&lease);
         let store = {
             let bed = Arc::clone(&bed);
@@ -603,64 +558,6 @@ fn a_fifo_a_symlink_or_a_directory_at_the_lease_is_refused_at_once() {
             "{what}: left in place"
         );
     }
-}
-
-/// The same race between processes: one stale lease, six `credlock race-child --lock lease`
-/// released at once against a grant-revoking server over loopback HTTP, each round.
-/// `CREDLOCK_BREAK_PROCESS_ROUNDS` sets the rounds (default 200).
-#[cfg(feature = "cli")]
-#[test]
-fn two_hundred_rounds_of_one_stale_lease_and_six_processes_refresh_once_per_round() {
-    use credlock::testing::{FakeServer, HttpServer};
-    let rounds: usize = std::env::var("CREDLOCK_BREAK_PROCESS_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        // Wine stops creating processes ("Internal error", 1359) after about a thousand.
-        .unwrap_or(if cfg!(windows) { 20 } else { 200 });
-    let started = Instant::now();
-    for round in 0..rounds {
-        let fake = FakeServer::builder()
-            .policy(ReusePolicy::RevokeGrant)
-            .latency(Duration::from_millis(5))
-            .build();
-        let http = HttpServer::start(Arc::clone(&fake)).expect("server");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("session.json");
-        let seeded = fake
-            .seed_session(&http.token_endpoint())
-            .expect("seed")
-            .with_expires_at(std::time::SystemTime::now());
-        credlock::Store::new(&path).save(&seeded).expect("save");
-        let stale = LeaseRecord {
-            created_ms: 0,
-            ttl_ms: 1,
-            ..remote_record("stale", 1)
-        };
-        std::fs::write(
-            credlock::unversioned::lease_path_for(&path),
-            stale.to_json(),
-        )
-        .expect("lease");
-        let answers = crate::common::released_together(&[(path.as_path(), "lease"); 6]);
-        let c = fake.counters();
-        let stored = credlock::Store::new(&path)
-            .load()
-            .expect("load")
-            .expect("a session");
-        assert!(
-            c.refresh_requests == 1
-                && c.invalid_grant == 0
-                && fake.is_live(stored.refresh_token().secret())
-                && answers
-                    .iter()
-                    .all(|a| a["token"].as_str() == Some(stored.access_token().secret())),
-            "round {round}: {c:?}, answers {answers:?}"
-        );
-    }
-    eprintln!(
-        "stale-lease break: {rounds} rounds x 6 processes, one refresh each, {:.1} s",
-        started.elapsed().as_secs_f64()
-    );
 }
 
 /// Invariant 2 under the lease: two holders never refresh at once. The fence

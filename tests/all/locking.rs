@@ -3,8 +3,8 @@
 use std::sync::{Arc, Barrier, Mutex};
 use std::time::Duration;
 
-use credlock::testing::ReusePolicy;
 use credlock::{Error, LockMode};
+use credlock_test::ReusePolicy;
 
 use crate::common::{Bed, sixteen_threads_on_an_expired_session, within};
 
@@ -25,7 +25,7 @@ fn sixteen_threads_on_one_expired_session_send_exactly_one_refresh() {
 fn a_lock_held_too_long_is_a_transient_error_naming_the_lock_file() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);
     bed.seed_expired();
-    let lock_path = credlock::unversioned::lock_path_for(&bed.path);
+    let lock_path = crate::common::lock_path(&bed.path);
     let mut holder = fd_lock_holder(&lock_path);
     let _held = holder.try_write().expect("hold the lock");
     let events = Arc::new(Mutex::new(Vec::new()));
@@ -55,7 +55,7 @@ fn a_lock_held_too_long_is_a_transient_error_naming_the_lock_file() {
 fn a_waiter_adopts_a_session_saved_while_it_waits_without_taking_the_lock() {
     let bed = Arc::new(Bed::new(ReusePolicy::RevokeGrant));
     bed.seed_expired();
-    let lock_path = credlock::unversioned::lock_path_for(&bed.path);
+    let lock_path = crate::common::lock_path(&bed.path);
     let mut holder = fd_lock_holder(&lock_path);
     let _held = holder.try_write().expect("hold the lock");
     let newer = bed
@@ -117,7 +117,7 @@ fn a_logout_during_a_refresh_is_not_undone_by_the_refresh() {
 fn a_refresh_queued_behind_a_logout_finds_nothing_and_writes_nothing() {
     let bed = Arc::new(Bed::new(ReusePolicy::RevokeGrant));
     bed.seed_expired();
-    let lock_path = credlock::unversioned::lock_path_for(&bed.path);
+    let lock_path = crate::common::lock_path(&bed.path);
     let mut holder = fd_lock_holder(&lock_path);
     let held = holder.try_write().expect("hold the lock");
     let refresher = {
@@ -227,7 +227,7 @@ fn a_fifo_a_symlink_or_a_directory_at_the_lock_file_is_refused_at_once() {
     for (what, plant) in cases {
         let bed = Arc::new(Bed::new(ReusePolicy::RevokeGrant));
         bed.seed_expired();
-        let lock = credlock::unversioned::lock_path_for(&bed.path);
+        let lock = crate::common::lock_path(&bed.path);
         std::fs::remove_file(&lock).expect("rm the lock file the seed created");
         plant(&lock);
         let started = std::time::Instant::now();

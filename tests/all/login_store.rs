@@ -327,7 +327,7 @@ fn a_login_that_lost_its_lease_saves_nothing_and_hands_its_session_back() {
     let path = dir.path().join("session.json");
     let store = Store::new(&path).with_lock_mode(credlock::LockMode::Lease);
     store.save(&session(1)).unwrap();
-    let lease = credlock::unversioned::lease_path_for(&path);
+    let lease = crate::common::lease_path(&path);
     let e = store
         .login_with(Duration::from_secs(5), || {
             std::fs::remove_file(&lease).unwrap();

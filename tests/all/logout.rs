@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use credlock::testing::{Failure, FakeServer, FakeTransport, ReusePolicy};
 use credlock::{Client, Error, LoggedOut, Revocation, Session, Store, TransportError};
+use credlock_test::{Failure, FakeServer, FakeTransport, ReusePolicy};
 
 use crate::common::{Bed, REVOCATION_ENDPOINT, TOKEN_ENDPOINT, seed_revocable};
 
@@ -104,7 +104,7 @@ fn a_logout_racing_a_refresh_revokes_the_newest_refresh_token() {
     let store = || Store::new(&path).with_transport(Arc::new(FakeTransport::new(server.clone())));
     let client = Client::new(
         TOKEN_ENDPOINT,
-        credlock::testing::TEST_CLIENT_ID,
+        credlock_test::TEST_CLIENT_ID,
         credlock::ClientAuth::None,
     )
     .and_then(|c| c.with_revocation_endpoint(REVOCATION_ENDPOINT))
@@ -150,7 +150,7 @@ fn revocable_session(bed: &Bed) -> Session {
     let response = bed.server.seed();
     let client = Client::new(
         TOKEN_ENDPOINT,
-        credlock::testing::TEST_CLIENT_ID,
+        credlock_test::TEST_CLIENT_ID,
         credlock::ClientAuth::None,
     )
     .and_then(|c| c.with_revocation_endpoint(REVOCATION_ENDPOINT))
@@ -207,7 +207,7 @@ fn a_logout_that_lost_its_lease_before_the_revocation_sends_nothing_and_keeps_th
     let bed = Bed::new(ReusePolicy::RevokeGrant);
     let session = seed_revocable(&bed);
     std::fs::set_permissions(&bed.path, std::fs::Permissions::from_mode(0o644)).expect("chmod");
-    let lease = credlock::unversioned::lease_path_for(&bed.path);
+    let lease = crate::common::lease_path(&bed.path);
     let thief = lease.clone();
     let err = bed
         .store()
@@ -242,7 +242,7 @@ fn a_logout_that_lost_its_lease_keeps_a_newer_session_it_did_not_revoke() {
     let bed = Arc::new(Bed::new(ReusePolicy::RevokeGrant));
     let old = seed_revocable(&bed);
     let newer = revocable_session(&bed);
-    let lease = credlock::unversioned::lease_path_for(&bed.path);
+    let lease = crate::common::lease_path(&bed.path);
     let transport = {
         let (bed2, lease, newer) = (Arc::clone(&bed), lease.clone(), newer.clone());
         DuringRevocation {
@@ -277,7 +277,7 @@ fn a_logout_that_lost_its_lease_keeps_a_newer_session_it_did_not_revoke() {
 fn a_logout_that_lost_its_lease_still_deletes_the_session_it_revoked() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);
     let old = seed_revocable(&bed);
-    let lease = credlock::unversioned::lease_path_for(&bed.path);
+    let lease = crate::common::lease_path(&bed.path);
     let transport = {
         let lease = lease.clone();
         DuringRevocation {
@@ -334,7 +334,7 @@ fn review_logout_during_a_compare_and_delete_does_not_leave_the_session_behind()
 
 /// Delays revocation requests before the server sees them (a slow revocation endpoint).
 #[derive(Debug)]
-struct SlowRevocation(credlock::testing::FakeTransport, Duration);
+struct SlowRevocation(credlock_test::FakeTransport, Duration);
 
 impl credlock::Transport for SlowRevocation {
     fn post_form(
@@ -361,7 +361,7 @@ fn review_logout_under_a_lost_lease_never_deletes_a_newer_session_it_did_not_rev
         Store::new(&bed.path)
             .with_clock(bed.clock.clone())
             .with_transport(Arc::new(SlowRevocation(
-                credlock::testing::FakeTransport::new(bed.server.clone()),
+                credlock_test::FakeTransport::new(bed.server.clone()),
                 Duration::from_millis(800),
             )))
             .with_lock_mode(credlock::LockMode::Lease)

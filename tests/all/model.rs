@@ -7,8 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use credlock::testing::{Failure, FakeServer, FakeTransport, ManualClock, ReusePolicy};
 use credlock::{Error, FsKind, LockMode, Session, Store};
+use credlock_test::{Failure, FakeServer, FakeTransport, ManualClock, ReusePolicy};
 use proptest::prelude::*;
 use proptest_state_machine::{ReferenceStateMachine, StateMachineTest, prop_state_machine};
 

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use credlock::Store;
 
 use crate::common::Reaped;
-use credlock::testing::{FakeServer, HttpServer, ReusePolicy};
+use credlock_test::{FakeServer, HttpServer, ReusePolicy};
 
 const CHILD_ENV: &str = "CREDLOCK_TEST_CHILD_STORE";
 const GO_ENV: &str = "CREDLOCK_TEST_CHILD_GO";

@@ -6,9 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use credlock::testing::ReusePolicy;
 use credlock::transport::{FormRequest, HttpResponse};
 use credlock::{LockMode, Session, Store, Transport, TransportError};
+use credlock_test::ReusePolicy;
 
 use crate::common::{Bed, TOKEN_ENDPOINT};
 

@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use credlock::Clock as _;
-use credlock::testing::{Failure, ReusePolicy};
 use credlock::{Client, ClientAuth, Error, Secret, Session, TokenResponse};
+use credlock_test::{Failure, ReusePolicy};
 
 use crate::common::{Bed, TOKEN_ENDPOINT};
 
@@ -69,8 +69,8 @@ fn a_session_within_the_margin_is_refreshed_early() {
 #[test]
 fn a_short_lived_token_is_not_refreshed_on_every_call() {
     let bed = Bed::from_parts(
-        credlock::testing::ManualClock::starting_now(),
-        credlock::testing::FakeServer::builder()
+        credlock_test::ManualClock::starting_now(),
+        credlock_test::FakeServer::builder()
             .access_ttl(Duration::from_secs(4))
             .build(),
     );
@@ -156,8 +156,8 @@ fn review_http_408_is_transient_not_log_in_again() {
 /// Failure table: 401, or 4xx `invalid_client` / `unauthorized_client` / `unsupported_grant_type`
 #[test]
 fn invalid_client_is_a_configuration_error_and_keeps_the_session() {
-    let clock = credlock::testing::ManualClock::starting_now();
-    let server = credlock::testing::FakeServer::builder()
+    let clock = credlock_test::ManualClock::starting_now();
+    let server = credlock_test::FakeServer::builder()
         .client_auth(ClientAuth::Basic {
             secret: Secret::new("right"),
         })
@@ -166,7 +166,7 @@ fn invalid_client_is_a_configuration_error_and_keeps_the_session() {
     let bed = Bed::from_parts(clock, server);
     let client = Client::new(
         TOKEN_ENDPOINT,
-        credlock::testing::TEST_CLIENT_ID,
+        credlock_test::TEST_CLIENT_ID,
         ClientAuth::Basic {
             secret: Secret::new("wrong"),
         },
@@ -201,8 +201,8 @@ fn basic_and_post_client_authentication_both_refresh() {
         },
         ClientAuth::None,
     ] {
-        let clock = credlock::testing::ManualClock::starting_now();
-        let server = credlock::testing::FakeServer::builder()
+        let clock = credlock_test::ManualClock::starting_now();
+        let server = credlock_test::FakeServer::builder()
             .client_auth(auth.clone())
             .clock(clock.clone())
             .build();

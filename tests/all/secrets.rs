@@ -3,10 +3,10 @@
 use std::sync::{Arc, Mutex};
 
 use credlock::Clock as _;
-use credlock::testing::{Failure, FakeServer, ManualClock, ReusePolicy};
 use credlock::{Client, ClientAuth, Revocation, Secret, Session, TokenResponse, TransportError};
+use credlock_test::{Failure, FakeServer, ManualClock, ReusePolicy};
 
-use crate::common::{Bed, TOKEN_ENDPOINT, seed_revocable};
+use crate::common::{Bed, seed_revocable, session_with_password_in_endpoint};
 
 const CLIENT_SECRET: &str = "client-SECRET-d7e1";
 
@@ -147,7 +147,7 @@ type Encode = Box<dyn Fn(&str) -> String>;
 /// Failure table: server text echoing a secret sent, in any encoding, any 8-character run
 #[test]
 fn a_secret_echoed_in_any_encoding_never_reaches_an_error() {
-    use credlock::unversioned::{base64, form_urlencode};
+    use credlock::internal::{base64, form_urlencode};
     const SECRET: &str = "cs+/0==Zq;x y@K9~ab";
     let clock = ManualClock::starting_now();
     let server = FakeServer::builder()
@@ -159,7 +159,7 @@ fn a_secret_echoed_in_any_encoding_never_reaches_an_error() {
     let bed = Bed::from_parts(clock, server);
     let pair = format!(
         "{}:{}",
-        credlock::testing::TEST_CLIENT_ID,
+        credlock_test::TEST_CLIENT_ID,
         form_urlencode(SECRET)
     );
     let basic = base64(pair.as_bytes());
@@ -281,21 +281,6 @@ fn review_a_revocation_transport_error_quoting_the_refresh_token_is_withheld() {
     );
 }
 
-/// Invariant 7 (a URL with user information is shown through one redaction): a session file
-/// whose endpoint carries user information (written by a credlock from before endpoints were
-/// validated, or by hand). `display_url` treats that as a password and hides it in errors;
-/// `Session`'s `Debug` (derived `Client` Debug; also in `NotSaved`'s Debug) and
-/// `credlock status` must hide it too.
-fn session_with_password_in_endpoint(bed: &Bed) -> (Vec<u8>, &'static str) {
-    const PASSWORD: &str = "hunter2-endpoint-pw";
-    let session = bed.server.seed_session(TOKEN_ENDPOINT).expect("seed");
-    let json = String::from_utf8(session.to_json()).expect("utf8").replace(
-        TOKEN_ENDPOINT,
-        "https://me:hunter2-endpoint-pw@auth.example.com/token",
-    );
-    (json.into_bytes(), PASSWORD)
-}
-
 #[test]
 fn review_a_password_in_a_stored_endpoint_is_not_in_session_debug() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);
@@ -303,25 +288,6 @@ fn review_a_password_in_a_stored_endpoint_is_not_in_session_debug() {
     let session = Session::from_json(&bytes, &bed.path).expect("the file parses");
     let shown = format!("{session:?}");
     assert!(!shown.contains(password), "Debug shows it: {shown}");
-}
-
-#[cfg(feature = "cli")]
-#[test]
-fn review_status_does_not_print_a_password_in_the_stored_endpoint() {
-    let bed = Bed::new(ReusePolicy::RevokeGrant);
-    let (bytes, password) = session_with_password_in_endpoint(&bed);
-    std::fs::write(&bed.path, bytes).expect("write");
-    for args in [&["status"][..], &["--json", "status"][..]] {
-        let out = crate::common::credlock(&bed.path, args)
-            .output()
-            .expect("run");
-        let shown = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(!shown.contains(password), "{args:?} shows it: {shown}");
-    }
 }
 
 /// Invariant 7: endpoint errors go through `display_url`, which hides user information only

@@ -5,9 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use credlock::testing::{FakeServer, FakeTransport, HttpServer, ManualClock, ScriptedUser};
 use credlock::transport::{FormRequest, Transport};
 use credlock::{ClientAuth, DeviceCode, Endpoints, Error, Login, Prompt, Secret, UreqTransport};
+use credlock_test::{FakeServer, FakeTransport, HttpServer, ManualClock, ScriptedUser};
 
 const ISSUER: &str = "https://id.example.test";
 
@@ -21,15 +21,11 @@ fn in_memory(user: ScriptedUser) -> (Arc<FakeServer>, Login) {
         .build();
     let transport: Arc<dyn Transport> = Arc::new(FakeTransport::new(server.clone()));
     let endpoints = Endpoints::discover(ISSUER, transport.as_ref()).expect("discovery");
-    let login = Login::new(
-        endpoints,
-        credlock::testing::TEST_CLIENT_ID,
-        ClientAuth::None,
-    )
-    .unwrap()
-    .with_scopes(["openid"])
-    .with_transport(transport)
-    .with_clock(clock);
+    let login = Login::new(endpoints, credlock_test::TEST_CLIENT_ID, ClientAuth::None)
+        .unwrap()
+        .with_scopes(["openid"])
+        .with_transport(transport)
+        .with_clock(clock);
     (server, login)
 }
 
@@ -115,14 +111,10 @@ fn an_approving_user_gives_the_browser_flow_a_token_over_loopback_http() {
     let http = HttpServer::start(server.clone()).unwrap();
     let transport = UreqTransport::new();
     let endpoints = Endpoints::discover(&http.issuer(), &transport).expect("discovery");
-    let login = Login::new(
-        endpoints,
-        credlock::testing::TEST_CLIENT_ID,
-        ClientAuth::None,
-    )
-    .unwrap()
-    .with_scopes(["openid"])
-    .with_deadline(Duration::from_secs(30));
+    let login = Login::new(endpoints, credlock_test::TEST_CLIENT_ID, ClientAuth::None)
+        .unwrap()
+        .with_scopes(["openid"])
+        .with_deadline(Duration::from_secs(30));
     let browser = server.clone();
     let mut told = Vec::new();
     let session = credlock_within(move || {
@@ -182,7 +174,7 @@ fn a_code_exchanged_with_the_wrong_pkce_verifier_is_refused() {
     let code_for = |challenge: &str| {
         let url = format!(
             "{ISSUER}/authorize?response_type=code&client_id={}&redirect_uri=http%3A%2F%2F127.0.0.1%3A9%2Fcallback&state=s&code_challenge={challenge}&code_challenge_method=S256",
-            credlock::testing::TEST_CLIENT_ID
+            credlock_test::TEST_CLIENT_ID
         );
         let peek = transport.peek(&url, Duration::from_secs(1)).unwrap();
         assert_eq!(peek.status, 302);
@@ -204,7 +196,7 @@ fn a_code_exchanged_with_the_wrong_pkce_verifier_is_refused() {
             ("code", code),
             ("redirect_uri", "http://127.0.0.1:9/callback"),
             ("code_verifier", verifier),
-            ("client_id", credlock::testing::TEST_CLIENT_ID),
+            ("client_id", credlock_test::TEST_CLIENT_ID),
         ] {
             request.form.push((k, Secret::new(v)));
         }
@@ -311,7 +303,7 @@ fn the_async_store_logs_in_on_first_use_and_imports() {
     let seeded = server.seed();
     let client = credlock::Client::new(
         format!("{ISSUER}/token"),
-        credlock::testing::TEST_CLIENT_ID,
+        credlock_test::TEST_CLIENT_ID,
         ClientAuth::None,
     )
     .unwrap();
@@ -377,7 +369,7 @@ fn a_device_code_polled_after_it_expired_is_answered_expired_token() {
         let body: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
         (response.status, body)
     };
-    let client_id = credlock::testing::TEST_CLIENT_ID;
+    let client_id = credlock_test::TEST_CLIENT_ID;
     let (status, authorization) = post(
         &format!("{ISSUER}/device_authorization"),
         &[("client_id", client_id)],

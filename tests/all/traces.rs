@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use credlock::testing::ReusePolicy;
 use credlock::{Error, LockMode, Store};
+use credlock_test::ReusePolicy;
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Level, Metadata, Subscriber};
@@ -300,7 +300,7 @@ fn under_a_lease_the_refresh_nests_in_the_lease_span_which_records_its_hold() {
 fn a_lock_held_past_the_timeout_is_a_lock_wait_with_outcome_timeout_and_a_waiting_event() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);
     bed.seed_expired();
-    let lock_path = credlock::unversioned::lock_path_for(&bed.path);
+    let lock_path = crate::common::lock_path(&bed.path);
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)

@@ -4,8 +4,8 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use credlock::testing::{Failure, ReusePolicy};
 use credlock::{Error, Event, TransportError};
+use credlock_test::{Failure, ReusePolicy};
 
 use crate::common::Bed;
 

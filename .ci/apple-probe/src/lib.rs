@@ -1,7 +1,7 @@
 //! See Cargo.toml: the very files credlock compiles, checked for an Apple target.
 #![forbid(unsafe_code)]
 
-#[path = "../../../src/durable.rs"]
+#[path = "../../../src/file/durable.rs"]
 pub mod durable;
 
 /// The keychain's errors, as the library has them.
@@ -10,7 +10,8 @@ pub mod keychain_problem;
 
 /// `src/protection/keychain.rs`, the Keychain through `apple-native-keyring-store`; its
 /// `super` here is this crate, which has the two types it takes from the library's
-/// `protection` module (`keys.rs` itself needs ring, whose C code needs an Apple toolchain).
+/// `protection` module (`keys.rs`, which calls it, needs ring, whose C code needs an Apple
+/// toolchain).
 #[path = "../../../src/protection/keychain.rs"]
 #[allow(
     dead_code,
@@ -20,11 +21,7 @@ pub mod keychain;
 
 pub use keychain_problem::KeychainProblem;
 
-/// As in `src/protection/keys.rs`.
-pub mod keys {
-    #[derive(Debug, Clone)]
-    pub struct KeyFailure {
-        pub problem: super::KeychainProblem,
-        pub detail: String,
-    }
-}
+/// Why the keychain did not give a key, as the library has it.
+#[path = "../../../src/protection/key_failure.rs"]
+#[allow(dead_code, reason = "the library reads its fields; the probe only builds it")]
+pub mod key_failure;

@@ -1,22 +1,25 @@
-//! What the integration tests share, in one place: here a test bed (a temp directory, a
-//! manual clock, a fake server, and stores wired to them) and the helpers that run
-//! processes with a hard timeout; in `idp`, node-oidc-provider, a scripted browser and the
-//! loopback stub of the login tests; in `tools`, the token server, HTTPS stubs and real
-//! clients of the tool integration tests.
+//! What the integration tests of both suites share, in one place: a test bed (a temp
+//! directory, a manual clock, a fake server, and stores wired to them) and the helpers that
+//! run processes with a hard timeout. The library's suite (`tests/all/`) mounts it as
+//! `common`; the CLI's (`crates/credlock-cli/tests/all/`) includes this file by path and adds
+//! what runs the binaries (`credlock`, `released_together`), node-oidc-provider (`idp`) and the
+//! tools' stubs (`tools`).
+
+// Each suite uses its own part of what is shared.
+#![allow(dead_code)]
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use credlock::testing::{FakeServer, FakeTransport, ManualClock, ReusePolicy};
-use credlock::{ClientAuth, Secret, Session, Store};
+use credlock::internal::LeaseRecord;
 
-#[cfg(all(unix, feature = "cli"))]
-pub mod idp;
-#[cfg(all(unix, feature = "redis"))]
+pub mod tls;
+// The harness needs no credlock feature: both suites' Redis tests use it.
+#[cfg(unix)]
 pub mod redis;
-#[cfg(all(unix, feature = "cli"))]
-pub mod tools;
+use credlock::{ClientAuth, Secret, Session, Store};
+use credlock_test::{FakeServer, FakeTransport, ManualClock, ReusePolicy};
 
 pub const TOKEN_ENDPOINT: &str = "http://127.0.0.1:9/token";
 
@@ -115,23 +118,6 @@ pub fn within<T: Send + 'static>(limit: Duration, f: impl FnOnce() -> T + Send +
     });
     rx.recv_timeout(limit)
         .unwrap_or_else(|_| panic!("timed out after {limit:?}"))
-}
-
-/// The `credlock` binary on `store`, with credlock's own environment variables cleared so the
-/// caller's shell cannot change what a test sees.
-#[cfg(feature = "cli")]
-pub fn credlock(store: &std::path::Path, args: &[&str]) -> std::process::Command {
-    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_credlock"));
-    c.arg("--store").arg(store).args(args);
-    for var in [
-        "CREDLOCK_STORE",
-        "CREDLOCK_LOCK",
-        "CREDLOCK_MARGIN",
-        "CREDLOCK_FS_KIND",
-    ] {
-        c.env_remove(var);
-    }
-    c
 }
 
 /// A child process killed (by PID) when dropped, so a failing test leaves none behind.
@@ -252,56 +238,6 @@ pub fn tokens_from_threads(
     })
 }
 
-/// Starts one `credlock race-child` per `(store, lock mode)`, waits until all are up, then
-/// releases them at the same instant; returns each one's JSON answer (`token` or `error`).
-/// This is how tests make processes really meet, which spawning them one by one does not.
-#[cfg(feature = "cli")]
-pub fn released_together(racers: &[(&std::path::Path, &str)]) -> Vec<serde_json::Value> {
-    use std::io::{BufRead, Write};
-    let (tx, rx) = std::sync::mpsc::channel();
-    let mut children = Vec::new();
-    for (store, lock) in racers {
-        let mut c = credlock(store, &["--lock", lock, "race-child"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn credlock race-child");
-        let stdout = c.stdout.take().expect("stdout");
-        let tx = tx.clone();
-        std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-            {
-                let _ = tx.send(line);
-            }
-        });
-        children.push(Reaped(c));
-    }
-    drop(tx);
-    let mut ready = 0;
-    while ready < children.len() {
-        let line = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the racers start");
-        ready += usize::from(line == "ready");
-    }
-    for c in &mut children {
-        let stdin = c.0.stdin.as_mut().expect("stdin");
-        let _ = stdin.write_all(b"go\n");
-        let _ = stdin.flush();
-    }
-    (0..children.len())
-        .map(|_| {
-            let line = rx
-                .recv_timeout(Duration::from_secs(90))
-                .expect("the racers answer");
-            serde_json::from_str(&line).expect("a JSON line")
-        })
-        .collect()
-}
-
 /// Sixteen threads, each with its own store handle in `mode`, ask for a token on one expired
 /// session at the same instant (server latency 20 ms, grant revoked on reuse). Returns the bed
 /// and the tokens they got.
@@ -323,51 +259,6 @@ pub fn sixteen_threads_on_an_expired_session(
     (bed, tokens)
 }
 
-/// Starts `tests/e2e/oidc-server` (node-oidc-provider) on a free loopback port with `extra`
-/// arguments, and returns the child (the caller kills it by PID on drop) and its ready line.
-/// Fails loudly when node or `npm ci` is missing.
-#[cfg(feature = "cli")]
-pub fn start_oidc_server(extra: &[&str]) -> (std::process::Child, serde_json::Value) {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/e2e/oidc-server");
-    assert!(
-        dir.join("node_modules/oidc-provider").is_dir(),
-        "prerequisite missing: run `npm ci` in {} (Node.js 20.18+ needed)",
-        dir.display()
-    );
-    let mut child = Command::new("node")
-        .arg("server.js")
-        .args(["--port", "0"])
-        .args(extra)
-        .current_dir(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| panic!("prerequisite missing: cannot run `node` ({e})"));
-    let stdout = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = match rx.recv_timeout(Duration::from_secs(30)) {
-        Ok(line) => line,
-        Err(_) => {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("the oidc server printed no ready line within 30 s");
-        }
-    };
-    let ready = serde_json::from_str(&line).unwrap_or_else(|e| {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("bad ready line {line:?}: {e}")
-    });
-    (child, ready)
-}
-
 /// The endpoint the fake transport routes revocation requests to.
 pub const REVOCATION_ENDPOINT: &str = "http://127.0.0.1:9/revoke";
 
@@ -376,7 +267,7 @@ pub fn seed_revocable(bed: &Bed) -> Session {
     let response = bed.server.seed();
     let client = credlock::Client::new(
         TOKEN_ENDPOINT,
-        credlock::testing::TEST_CLIENT_ID,
+        credlock_test::TEST_CLIENT_ID,
         credlock::ClientAuth::None,
     )
     .and_then(|c| c.with_revocation_endpoint(REVOCATION_ENDPOINT))
@@ -385,4 +276,71 @@ pub fn seed_revocable(bed: &Bed) -> Session {
         .expect("session");
     bed.store().save(&session).expect("save");
     session
+}
+
+/// The sidecar lock file of the session at `path`.
+pub fn lock_path(path: &std::path::Path) -> PathBuf {
+    Store::new(path).lock_path().to_path_buf()
+}
+
+/// The lease file of the session at `path`.
+pub fn lease_path(path: &std::path::Path) -> PathBuf {
+    Store::new(path).lease_path().to_path_buf()
+}
+
+/// Whether `needle` occurs in `haystack`, byte for byte.
+pub fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// The repository's top directory (the library's package), from either suite.
+pub fn repo_root() -> &'static std::path::Path {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .find(|d| d.join("tests/e2e").is_dir())
+        .expect("the repository's top directory")
+}
+
+/// Milliseconds since the Unix epoch, as a lease record counts them.
+pub fn now_ms() -> u64 {
+    u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_millis(),
+    )
+    .expect("fits")
+}
+
+/// A lease record from its JSON.
+pub fn record(v: serde_json::Value) -> LeaseRecord {
+    LeaseRecord::from_json(v.to_string().as_bytes()).expect("a lease record")
+}
+
+/// A lease record of a process on another machine (no machine id: only its TTL breaks it).
+pub fn remote_record(nonce: &str, ttl_ms: u64) -> LeaseRecord {
+    record(serde_json::json!({
+        "host": "some-other-machine",
+        "pid": 4242,
+        "created_ms": now_ms(),
+        "ttl_ms": ttl_ms,
+        "nonce": nonce,
+    }))
+}
+
+/// Invariant 7 (a URL with user information is shown through one redaction): a session file
+/// whose endpoint carries user information (written by a credlock from before endpoints were
+/// validated, or by hand). `display_url` treats that as a password and hides it in errors;
+/// `Session`'s `Debug` (derived `Client` Debug; also in `NotSaved`'s Debug) and
+/// `credlock status` must hide it too.
+pub fn session_with_password_in_endpoint(bed: &Bed) -> (Vec<u8>, &'static str) {
+    const PASSWORD: &str = "hunter2-endpoint-pw";
+    let session = bed.server.seed_session(TOKEN_ENDPOINT).expect("seed");
+    let json = String::from_utf8(session.to_json()).expect("utf8").replace(
+        TOKEN_ENDPOINT,
+        "https://me:hunter2-endpoint-pw@auth.example.com/token",
+    );
+    (json.into_bytes(), PASSWORD)
 }
