@@ -86,6 +86,12 @@
 //! event a tracing event, under the target `credlock`, never with a secret
 //! (`docs/tracing.md`).
 //!
+//! ## Machines that share no disk
+//! With the feature `redis`, a session can live on a Redis or Valkey server instead of a
+//! file (`Store::redis`, and `Fleet` for one session per user or tenant): the same protocol,
+//! with a guard key renewed by a heartbeat and Lua scripts for the compare-and-swap save and
+//! the compare-and-delete (`docs/fleet.md`).
+//!
 //! ## Network filesystems
 //! Advisory locks on NFS without a lock manager (`nolock`, `local_lock=`), SMB and most FUSE
 //! filesystems do not exclude other machines. credlock detects those ([`filesystem`]) and, in
@@ -108,14 +114,16 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 
-// The layers, lowest first; each imports only layers below it (`file`, `protection` and `wire`
-// share a level and do not import each other). `api/module-graph` checks the order, and that
+// The layers, lowest first; each imports only layers below it (`file`, `protection`, `redis`
+// and `wire` share a level and do not import each other, but for `redis`'s TLS from `wire`). `api/module-graph` checks the order, and that
 // no two files import each other.
 mod basics;
 mod error;
 mod file;
 pub mod login;
 mod protection;
+#[cfg(feature = "redis")]
+mod redis;
 mod session;
 mod store;
 mod trace;
@@ -145,6 +153,9 @@ pub use store::options::{
     DEFAULT_LEASE_TTL, DEFAULT_LOCK_TIMEOUT, DEFAULT_MARGIN, DEFAULT_POLL_SCHEDULE, LockMode,
     NETWORK_POLL_SCHEDULE,
 };
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use store::{Fleet, Persistence};
 pub use store::{LoggedIn, LoggedOut, Protected, Revocation, Store};
 pub use trace::event::Event;
 pub use wire::http::{Transport, TransportError, UreqTransport};

@@ -41,7 +41,9 @@ impl Error {
             | Error::LoginUnsupported { .. }
             | Error::LoginRequestRejected { .. }
             | Error::Keychain { .. }
-            | Error::ProtectionRefused { .. } => true,
+            | Error::ProtectionRefused { .. }
+            | Error::StoreRefused { .. }
+            | Error::InvalidStoreUrl { .. } => true,
             Error::Rejected { status, oauth, .. } => rejects_client(*status, oauth.as_ref()),
             Error::LoginRefused { status, oauth, .. } => {
                 login_rejects_configuration(*status, oauth.as_ref())
@@ -61,6 +63,7 @@ impl Error {
                 | Error::LockTimeout { .. }
                 | Error::RevocationUnavailable { .. }
                 | Error::LeaseLost { .. }
+                | Error::StoreUnavailable { .. }
                 | Error::LoginUnavailable { .. }
                 | Error::IncompleteRefresh {
                     save_error: None,
@@ -94,6 +97,9 @@ impl Error {
             Error::RevocationRefused { .. } => "revocation_refused",
             Error::NotSaved { .. } => "not_saved",
             Error::LeaseLost { .. } => "lease_lost",
+            Error::StoreUnavailable { .. } => "store_unavailable",
+            Error::StoreRefused { .. } => "store_refused",
+            Error::InvalidStoreUrl { .. } => "invalid_store_url",
             Error::TransportSetup { .. } => "transport_setup",
             Error::LoginDenied { .. } => "login_denied",
             Error::LoginExpired { .. } => "login_expired",

@@ -114,6 +114,17 @@ impl Clone for Error {
             Error::LeaseLost { lease_path } => Error::LeaseLost {
                 lease_path: lease_path.clone(),
             },
+            Error::StoreUnavailable { location, reason } => Error::StoreUnavailable {
+                location: location.clone(),
+                reason: reason.clone(),
+            },
+            Error::StoreRefused { location, reason } => Error::StoreRefused {
+                location: location.clone(),
+                reason: reason.clone(),
+            },
+            Error::InvalidStoreUrl { reason } => Error::InvalidStoreUrl {
+                reason: reason.clone(),
+            },
             Error::TransportSetup { path, reason } => Error::TransportSetup {
                 path: path.clone(),
                 reason: reason.clone(),

@@ -19,6 +19,19 @@ use crate::session::token_response::ResponseError;
 pub use keychain::KeychainProblem;
 use rejection::{login_rejects_configuration, rejects_client};
 
+/// How the lock that was not taken ends by itself: a guard on a Redis server, or the
+/// advisory lock and the lease file.
+fn lock_timeout_advice(lock_path: &std::path::Path) -> &'static str {
+    let on_server = lock_path
+        .to_str()
+        .is_some_and(|p| p.starts_with("redis://") || p.starts_with("rediss://"));
+    if on_server {
+        "A guard on the server ends when its holder releases it or, if the holder died, when its time-to-live passes; never delete it while a refresh may be running"
+    } else {
+        "An OS lock ends with its holder; a lease file ends when its holder releases it or, if the holder died on another machine, when its time-to-live passes. Neither file ever needs deleting"
+    }
+}
+
 /// An error from the store or the refresh protocol.
 ///
 /// Each variant names the file it concerns. [`Error::needs_login`] tells "ask the user to log
@@ -82,7 +95,7 @@ pub enum Error {
     },
 
     /// Another process held the lock for the whole wait.
-    #[error("could not lock {} within {:.1} s: another process held it all along (refreshing, logging in, or hung); try again later. An OS lock ends with its holder; a lease file ends when its holder releases it or, if the holder died on another machine, when its time-to-live passes. Neither file ever needs deleting", lock_path.display(), waited.as_secs_f64())]
+    #[error("could not lock {} within {:.1} s: another process held it all along (refreshing, logging in, or hung); try again later. {}", lock_path.display(), waited.as_secs_f64(), lock_timeout_advice(lock_path))]
     LockTimeout {
         /// The sidecar lock file.
         lock_path: PathBuf,
@@ -246,6 +259,41 @@ pub enum Error {
     LeaseLost {
         /// The lease file.
         lease_path: PathBuf,
+    },
+
+    /// The Redis server that keeps the session could not be reached or did not answer in
+    /// time. No refresh is sent without its guard, and nothing was deleted.
+    #[error(
+        "the session store {location} is unavailable ({reason}); no refresh is sent without it and nothing was deleted: try again later"
+    )]
+    StoreUnavailable {
+        /// The store's URL, without its password.
+        location: String,
+        /// What went wrong, as the connection reported it.
+        reason: String,
+    },
+
+    /// The Redis server refused a command: a wrong password or ACL user, a user without the
+    /// permission the store needs (`GET`, `SET`, `HGET`, `EVAL`, `INFO`), a key of another
+    /// type, `rediss://` where this build has no TLS. Nothing was sent to the token endpoint.
+    #[error(
+        "the session store {location} refused the request ({reason}); check the URL, the password (or REDISCLI_AUTH) and the user's ACL"
+    )]
+    StoreRefused {
+        /// The store's URL, without its password.
+        location: String,
+        /// The server's answer (it never quotes a password).
+        reason: String,
+    },
+
+    /// A store URL (`redis://…`) that does not parse. The URL is not quoted: it may hold a
+    /// password.
+    #[error(
+        "the store URL is not usable: {reason}; the form is redis://[user:password@]host:port[/db]?key=NAME"
+    )]
+    InvalidStoreUrl {
+        /// What is wrong with it.
+        reason: String,
     },
 
     /// The HTTP transport could not be set up: an extra CA file, `SSL_CERT_FILE`, a directory

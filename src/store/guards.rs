@@ -27,6 +27,9 @@ use crate::trace::event::Event;
 pub(crate) struct Held {
     lease: Option<(HeldLease, trace::Hold)>,
     _lock: Option<LockGuard>,
+    /// The guard of a session kept on Redis (its only guard).
+    #[cfg(feature = "redis")]
+    redis: Option<crate::redis::Guard>,
 }
 
 impl Held {
@@ -37,10 +40,22 @@ impl Held {
     /// # Errors
     /// [`Error::LeaseLost`].
     pub(super) fn still_held(&self) -> Result<(), Error> {
+        #[cfg(feature = "redis")]
+        if let Some(guard) = &self.redis {
+            return guard.still_held();
+        }
         match &self.lease {
             Some((lease, _)) => lease.fence().still_held(),
             None => Ok(()),
         }
+    }
+
+    /// The Redis guard of a store on Redis, whose guards are taken by `take_guards_for`.
+    #[cfg(feature = "redis")]
+    pub(super) fn redis_guard(&self) -> &crate::redis::Guard {
+        self.redis
+            .as_ref()
+            .expect("a store on Redis holds its Redis guard")
     }
 }
 
@@ -70,6 +85,22 @@ impl Store {
         lease_ttl: Duration,
         adopt: &dyn Fn() -> Option<R>,
     ) -> Result<Acquired<Held, R>, Error> {
+        #[cfg(feature = "redis")]
+        if let super::Backend::Redis(entry) = &self.backend {
+            return match crate::redis::acquire(entry, lease_ttl, wait, adopt) {
+                Ok(Acquired::Held(guard)) => Ok(Acquired::Held(Held {
+                    lease: None,
+                    _lock: None,
+                    redis: Some(guard),
+                })),
+                Ok(Acquired::Resolved(r)) => Ok(Acquired::Resolved(r)),
+                Err(crate::redis::GuardFailure::Timeout(waited)) => Err(Error::LockTimeout {
+                    lock_path: self.lock_path.clone(),
+                    waited,
+                }),
+                Err(crate::redis::GuardFailure::Error(e)) => Err(e),
+            };
+        }
         let plan = self.lock_plan();
         if plan.degraded {
             self.say_once(&plan.reason);
@@ -124,7 +155,12 @@ impl Store {
         } else {
             None
         };
-        Ok(Acquired::Held(Held { lease, _lock: lock }))
+        Ok(Acquired::Held(Held {
+            lease,
+            _lock: lock,
+            #[cfg(feature = "redis")]
+            redis: None,
+        }))
     }
 
     /// The error for a lock that was not taken.

@@ -20,6 +20,9 @@ pub enum Guards {
     LeaseOnly,
     /// Nothing: concurrent refreshes are resolved only by the `invalid_grant` fallback.
     None,
+    /// The guard key on the server that keeps the session (Redis, `docs/fleet.md`): set if
+    /// absent with a time-to-live, renewed while held, removed by its owner only, fenced.
+    ServerKey,
 }
 
 impl Guards {
@@ -62,6 +65,22 @@ pub struct LockPlan {
 }
 
 impl LockPlan {
+    /// The plan of a session kept on a server (Redis): its guard key, whatever `mode` asks
+    /// (the lock modes are about files).
+    #[must_use]
+    pub(crate) fn on_server(mode: LockMode) -> LockPlan {
+        LockPlan {
+            requested: mode,
+            filesystem: Detected {
+                kind: FsKind::Unknown,
+                evidence: "the session is kept on a Redis server, not in a file".to_owned(),
+            },
+            guards: Guards::ServerKey,
+            degraded: false,
+            reason: "a guard key on the Redis server, renewed while held and fenced, which every instance using the server sees (the lock modes apply to files only)".to_owned(),
+        }
+    }
+
     /// The plan for `mode` and the session file at `path`: its filesystem is detected, unless
     /// `forced` names it (as [`crate::Store::with_filesystem_kind`] does).
     #[must_use]

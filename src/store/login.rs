@@ -6,7 +6,6 @@ use std::time::Duration;
 use super::Store;
 use crate::basics::wait::Acquired;
 use crate::error::Error;
-use crate::file::atomic;
 use crate::login::{Login, Prompt};
 use crate::session::model::Session;
 use crate::store::access_token::AccessToken;
@@ -183,10 +182,12 @@ impl Store {
         let saved = held
             .still_held()
             .and_then(|()| self.encode_new(&session))
-            .and_then(|bytes| atomic::write(&self.path, &bytes));
+            .and_then(|bytes| self.write_held(&held, &bytes, &session));
         match saved {
             Ok(()) => {
-                let _ = std::fs::remove_file(self.login_ended_path());
+                if !self.on_server() {
+                    let _ = std::fs::remove_file(self.login_ended_path());
+                }
                 Ok(LoggedIn::Saved(session))
             }
             Err(e) => Err(Error::NotSaved {
@@ -215,6 +216,11 @@ impl Store {
     /// waiting for it look once they hold the guards. Best effort: without it, they log in
     /// themselves, as before.
     fn record_login_end(&self, e: &Error) {
+        // A sidecar file of a session file; a session on a server has none (its waiters log
+        // in themselves, as before).
+        if self.on_server() {
+            return;
+        }
         let (kind, detail) = match e {
             Error::LoginExpired { what } => ("login_expired", Some(what.clone())),
             // A denial through the browser's redirect can be forged by anyone who read the
@@ -238,6 +244,9 @@ impl Store {
     /// caller waited for the guards), if one did.
     fn login_ended_since(&self, since: std::time::SystemTime) -> Option<Error> {
         use std::io::Read;
+        if self.on_server() {
+            return None;
+        }
         let mut bytes = Vec::new();
         open_sidecar(&self.login_ended_path(), false)
             .ok()?

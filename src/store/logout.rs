@@ -45,9 +45,9 @@ impl Store {
     /// [`Store::with_protection`]) also [`Error::Keychain`] and [`Error::ProtectionRefused`],
     /// and nothing is written.
     pub fn save(&self, session: &Session) -> Result<(), Error> {
-        let _held = self.hold()?;
+        let held = self.hold()?;
         let bytes = self.encode_new(session)?;
-        atomic::write(&self.path, &bytes)
+        self.write_held(&held, &bytes, session)
     }
 
     /// Deletes the stored session under the lock (logout). A refresh in flight elsewhere
@@ -57,8 +57,8 @@ impl Store {
     /// # Errors
     /// [`Error::Io`], [`Error::NotASessionFile`], [`Error::LockTimeout`].
     pub fn delete(&self) -> Result<bool, Error> {
-        let _held = self.hold()?;
-        atomic::remove(&self.path)
+        let held = self.hold()?;
+        self.remove_held(&held)
     }
 
     /// Logs out: under the guards, reads the session, revokes its refresh token at the
@@ -107,7 +107,7 @@ impl Store {
                     return Ok(LoggedOut::NothingStored);
                 }
                 held.still_held()?;
-                return Ok(if atomic::remove(&self.path)? {
+                return Ok(if self.remove_held(&held)? {
                     LoggedOut::Deleted { revoked: false }
                 } else {
                     LoggedOut::NothingStored
@@ -122,13 +122,7 @@ impl Store {
         // Whatever became of the lease meanwhile, a file that still holds the refresh token
         // just revoked is dead and goes; one that holds another (saved by a process that took
         // the lease over, or by a writer that takes no lock) is kept.
-        let holds_the_revoked_token = |bytes: &[u8]| {
-            self.decode(bytes)
-                .is_ok_and(|s| s.refresh_token() == session.refresh_token())
-        };
-        if atomic::remove_if(&self.path, holds_the_revoked_token)?
-            || !self.stored_once_deletes_settle()?
-        {
+        if self.remove_if_holds(&held, &session)? || !self.stored_once_deletes_settle()? {
             return Ok(LoggedOut::Deleted { revoked: true });
         }
         held.still_held()?;
@@ -149,6 +143,9 @@ impl Store {
     /// the lock).
     fn stored_once_deletes_settle(&self) -> Result<bool, Error> {
         let mut pauses: Option<std::vec::IntoIter<Duration>> = None;
+        if self.on_server() {
+            return Ok(self.current_bytes()?.is_some());
+        }
         loop {
             if atomic::exists(&self.path)? {
                 return Ok(true);

@@ -20,7 +20,10 @@
 pub(crate) mod access_token;
 #[cfg(feature = "tokio")]
 pub(crate) mod async_store;
+mod backend;
 pub(crate) mod fallback;
+#[cfg(feature = "redis")]
+mod fleet;
 mod guards;
 mod import;
 pub(crate) mod location;
@@ -50,6 +53,8 @@ use crate::store::options::{
 use crate::trace::event::{Event, Observer};
 use crate::wire::http::{Transport, UreqTransport};
 
+#[cfg(feature = "redis")]
+pub use fleet::{Fleet, Persistence};
 pub use login::LoggedIn;
 pub use logout::{LoggedOut, Revocation};
 pub use protect::Protected;
@@ -84,6 +89,17 @@ pub struct Store {
     own_transport: OnceLock<Arc<UreqTransport>>,
     observer: Option<Observer>,
     told_locks_unavailable: AtomicBool,
+    backend: Backend,
+}
+
+/// Where a store keeps its session.
+#[derive(Debug, Clone)]
+pub(crate) enum Backend {
+    /// A file, with its sidecar lock and lease files.
+    File,
+    /// A key on a Redis (or Valkey) server.
+    #[cfg(feature = "redis")]
+    Redis(crate::redis::Entry),
 }
 
 impl std::fmt::Debug for Store {
@@ -117,6 +133,7 @@ impl Store {
             own_transport: OnceLock::new(),
             observer: None,
             told_locks_unavailable: AtomicBool::new(false),
+            backend: Backend::File,
         }
     }
 
@@ -303,6 +320,10 @@ impl Store {
     /// also [`Error::Keychain`], [`Error::Undecryptable`] and
     /// [`Error::UnsupportedProtection`]. None of them modifies the file.
     pub fn load(&self) -> Result<Option<Session>, Error> {
+        // A server's read is whole or fails: no torn reads, no compare-and-delete aside.
+        if self.on_server() {
+            return self.current_bytes()?.map(|b| self.decode(&b)).transpose();
+        }
         // Decided on the first failure only: a good read never pays for filesystem detection.
         let mut retries: Option<std::vec::IntoIter<Duration>> = None;
         let mut absent_retries: Option<std::vec::IntoIter<Duration>> = None;
@@ -390,10 +411,13 @@ impl Store {
     }
 
     pub(crate) fn poll_schedule(&self) -> Vec<Duration> {
-        self.options
-            .poll_schedule
-            .clone()
-            .unwrap_or_else(|| self.lock_plan().default_poll_schedule())
+        self.options.poll_schedule.clone().unwrap_or_else(|| {
+            if self.on_server() {
+                crate::store::options::DEFAULT_POLL_SCHEDULE.to_vec()
+            } else {
+                self.lock_plan().default_poll_schedule()
+            }
+        })
     }
 
     /// The protection in effect: decided once per store, on first need, from the lock mode
@@ -401,6 +425,9 @@ impl Store {
     #[must_use]
     pub fn lock_plan(&self) -> &LockPlan {
         self.plan.get_or_init(|| {
+            if self.on_server() {
+                return LockPlan::on_server(self.options.lock_mode);
+            }
             LockPlan::for_path(
                 self.options.lock_mode,
                 self.options.filesystem_kind.as_ref(),

@@ -34,7 +34,7 @@ impl Store {
     /// protected as [`Store::with_protection`] says, or else as the file it replaces is. A
     /// sealed file's key is reused; a new key is made only for a file not yet sealed.
     pub(crate) fn encode_new(&self, session: &Session) -> Result<Vec<u8>, Error> {
-        let current = atomic::read(&self.path)?.map(|c| c.bytes);
+        let current = self.current_bytes()?;
         let sealing = match (self.options.protection, current) {
             (Some(Protection::None), _) | (None, None) => Sealing::Plain,
             (Some(Protection::Keyring), Some(bytes)) if protection::envelope::is_sealed(&bytes) => {
@@ -60,9 +60,9 @@ impl Store {
     /// never written); a keychain that does not give it fails the save, and nothing is
     /// written in the clear.
     pub(crate) fn encode_successor(&self, session: &Session) -> Result<Vec<u8>, Error> {
-        match atomic::read(&self.path)? {
-            Some(content) => {
-                let sealing = self.sealing_of(&content.bytes)?;
+        match self.current_bytes()? {
+            Some(bytes) => {
+                let sealing = self.sealing_of(&bytes)?;
                 protection::encode(session, &sealing, &self.path)
             }
             None => self.encode_new(session),
@@ -82,6 +82,12 @@ impl Store {
     /// A key in this machine's keychain cannot be read by another machine: refused where the
     /// file may be shared by several (a network or FUSE filesystem, or a lease in force).
     fn refuse_keyring_if_shared(&self) -> Result<(), Error> {
+        if self.on_server() {
+            return Err(Error::ProtectionRefused {
+                path: self.path.clone(),
+                reason: "the session is kept on a server that other machines share, and a key in this machine's keychain cannot be read on another machine; protect the server instead (ACL users, TLS, no persistence files readable by others)".to_owned(),
+            });
+        }
         let plan = self.lock_plan();
         let kind = &plan.filesystem.kind;
         if !kind.is_networked() && !plan.guards.lease() {
@@ -126,9 +132,9 @@ impl Store {
     /// The read errors of [`Store::load`] other than the keychain's: [`Error::Corrupt`] for a
     /// damaged header, [`Error::UnsupportedProtection`], [`Error::Io`].
     pub fn file_protection(&self) -> Result<Option<FileProtection>, Error> {
-        match atomic::read(&self.path)? {
+        match self.current_bytes()? {
             None => Ok(None),
-            Some(content) => protection::protection_of(&content.bytes, &self.path).map(Some),
+            Some(bytes) => protection::protection_of(&bytes, &self.path).map(Some),
         }
     }
 

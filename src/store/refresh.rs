@@ -7,7 +7,6 @@ use std::time::Duration;
 use super::Store;
 use crate::basics::wait::Acquired;
 use crate::error::Error;
-use crate::file::atomic;
 use crate::session::model::Session;
 use crate::store::access_token::AccessToken;
 use crate::store::fallback::{self, Decision, Retry};
@@ -248,23 +247,7 @@ impl Store {
     /// absence a logout left, is kept and the error is [`Error::LeaseLost`].
     fn save_rotated(&self, held: &Held, new: &Session, sent: &Session) -> Result<(), Error> {
         let bytes = self.encode_successor(new)?;
-        let Err(lost) = held.still_held() else {
-            return atomic::write(&self.path, &bytes);
-        };
-        // Compared again right before the rename. A holder on another machine can still save
-        // in between (nothing serialises us with it any more); then its session is replaced
-        // by ours, whose refresh token the server issued too.
-        let holds_what_we_sent = |current: Option<&[u8]>| {
-            current.is_some_and(|b| {
-                self.decode(b)
-                    .is_ok_and(|s| s.refresh_token() == sent.refresh_token())
-            })
-        };
-        if atomic::write_if(&self.path, &bytes, holds_what_we_sent)? {
-            Ok(())
-        } else {
-            Err(lost)
-        }
+        self.write_replacing(held, &bytes, new, sent)
     }
 }
 
@@ -287,13 +270,9 @@ impl fallback::Store for Store {
 
     fn remove_if_holds_refresh_token_of(
         &self,
-        _held: &Held,
+        held: &Held,
         failed: &Session,
     ) -> Result<bool, Error> {
-        let holds_the_failed_token = |bytes: &[u8]| {
-            self.decode(bytes)
-                .is_ok_and(|s| s.refresh_token() == failed.refresh_token())
-        };
-        atomic::remove_if(&self.path, holds_the_failed_token)
+        self.remove_if_holds(held, failed)
     }
 }

@@ -1,4 +1,4 @@
-//! docs/design.md's "What happens on each failure" table is held by tests: every row's
+//! docs/design.md's "What happens on each failure" table (and docs/fleet.md's) is held by tests: every row's
 //! failure (its first cell) is named, word for word, by a `/// Failure table: …` line in the
 //! doc comment of a test that shows it (in `tests/all` or beside the code in `src`), and every
 //! such line names a row that exists. Rewording a row without its test, or deleting a row a
@@ -13,6 +13,8 @@ use credlock_test::{Failure, ReusePolicy};
 use crate::common::Bed;
 
 const DESIGN: &str = include_str!("../../docs/design.md");
+/// The failure table of sessions kept on Redis, held the same way.
+const FLEET: &str = include_str!("../../docs/fleet.md");
 const MARKER: &str = "/// Failure table: ";
 
 /// Rows that need what this machine cannot provide, with why; each still has to be a row.
@@ -29,9 +31,16 @@ const NOT_SHOWN_HERE: [(&str, &str); 2] = [
     ),
 ];
 
-/// The first cell of each row of the failure table.
+/// The first cell of each row of the failure tables.
 fn rows() -> Vec<String> {
-    let table = DESIGN
+    let mut rows = rows_of(DESIGN);
+    rows.extend(rows_of(FLEET));
+    rows
+}
+
+/// The first cell of each row of `doc`'s failure table.
+fn rows_of(doc: &str) -> Vec<String> {
+    let table = doc
         .split_once("## What happens on each failure")
         .expect("the table's heading")
         .1;

@@ -17,6 +17,10 @@ mod async_store;
 mod failure_table;
 mod fallback;
 mod files;
+#[cfg(all(unix, feature = "redis"))]
+mod fleet;
+#[cfg(all(unix, feature = "redis"))]
+mod fleet_bench;
 mod hostile;
 mod import;
 mod lease;

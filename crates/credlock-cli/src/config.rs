@@ -38,8 +38,10 @@ pub fn keychain_timeout() -> Duration {
 /// How a session is opened, the same for both binaries.
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// The session file.
+    /// The session file, or the server session's URL without its password.
     pub path: PathBuf,
+    /// The session on a server (`redis://…`), if the store names one.
+    pub server: Option<crate::server_store::ServerStore>,
     /// How refreshes are serialised.
     pub lock: LockMode,
     /// Refresh this long before expiry.
@@ -52,6 +54,8 @@ impl StoreOptions {
     /// The options from the environment alone: the session of `named_profile` (a profile the
     /// caller's own name selects) if given, else `CREDLOCK_STORE`, else `CREDLOCK_PROFILE`
     /// under the default directory; `CREDLOCK_LOCK` and `CREDLOCK_MARGIN` as for `credlock`.
+    /// A `CREDLOCK_STORE` that is a Redis URL (`redis://…`) names a session on that server,
+    /// under the URL's key, else the profile's (`named_profile`, else `CREDLOCK_PROFILE`).
     ///
     /// # Errors
     /// A message for the user: no configuration directory, an invalid profile name, or a
@@ -60,11 +64,40 @@ impl StoreOptions {
         let default_path = |profile: Option<&str>| {
             credlock::default_session_path(APP, profile).map_err(|e| format!("credlock: {e}"))
         };
-        let path = match (named_profile, var("CREDLOCK_STORE")) {
+        // A Redis URL in CREDLOCK_STORE keeps the session on that server, under the URL's
+        // key, else the profile's (the caller's own name, else CREDLOCK_PROFILE).
+        let store = var("CREDLOCK_STORE");
+        if let Some(url) = store
+            .as_deref()
+            .filter(|s| crate::server_store::is_server_url(std::path::Path::new(s)))
+        {
+            let profile = named_profile
+                .map(str::to_owned)
+                .or_else(|| var("CREDLOCK_PROFILE"));
+            let (server, location) = crate::server_store::ServerStore::select(
+                std::path::Path::new(url),
+                profile.as_deref(),
+            )
+            .map_err(|e| format!("credlock: CREDLOCK_STORE: {e}"))?;
+            return Ok(StoreOptions {
+                path: location,
+                server: Some(server),
+                ..StoreOptions::tuning_from_env()?
+            });
+        }
+        let path = match (named_profile, store) {
             (Some(profile), _) => default_path(Some(profile))?,
             (None, Some(p)) => PathBuf::from(p),
             (None, None) => default_path(var("CREDLOCK_PROFILE").as_deref())?,
         };
+        Ok(StoreOptions {
+            path,
+            ..StoreOptions::tuning_from_env()?
+        })
+    }
+
+    /// `CREDLOCK_LOCK` and `CREDLOCK_MARGIN`, for a store still to be named.
+    fn tuning_from_env() -> Result<StoreOptions, String> {
         let lock = match var("CREDLOCK_LOCK") {
             Some(mode) => mode.parse().map_err(|e| format!("credlock: {e}"))?,
             None => LockMode::default(),
@@ -76,7 +109,8 @@ impl StoreOptions {
             None => credlock::DEFAULT_MARGIN,
         };
         Ok(StoreOptions {
-            path,
+            path: PathBuf::new(),
+            server: None,
             lock,
             margin,
             verbose: false,
@@ -87,16 +121,19 @@ impl StoreOptions {
     /// with `verbose`); `also` sees every event first.
     pub fn open(&self, also: impl Fn(&Event) + Send + Sync + 'static) -> Store {
         let verbose = self.verbose;
-        Store::new(&self.path)
-            .with_keychain_timeout(keychain_timeout())
-            .with_lock_mode(self.lock)
-            .with_margin(self.margin)
-            .on_event(move |e| {
-                also(e);
-                if verbose || is_warning(e) {
-                    eprintln!("credlock: {e}");
-                }
-            })
+        match &self.server {
+            Some(server) => server.store(),
+            None => Store::new(&self.path),
+        }
+        .with_keychain_timeout(keychain_timeout())
+        .with_lock_mode(self.lock)
+        .with_margin(self.margin)
+        .on_event(move |e| {
+            also(e);
+            if verbose || is_warning(e) {
+                eprintln!("credlock: {e}");
+            }
+        })
     }
 }
 

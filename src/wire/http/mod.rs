@@ -183,6 +183,17 @@ pub trait Transport: Send + Sync + std::fmt::Debug {
 /// How long a [`Transport::peek`] may take at most, and the timeout the login gives it.
 pub(crate) const PEEK_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The rustls configuration the default transport uses (the platform's roots, or
+/// `SSL_CERT_FILE` / `SSL_CERT_DIR` instead, or the bundled ones), for another TLS client of
+/// the crate that must trust what the HTTP transport trusts (a `rediss://` session store).
+///
+/// # Errors
+/// [`crate::Error::TransportSetup`], as the transport's.
+#[cfg(feature = "redis")]
+pub(crate) fn default_tls_config() -> Result<std::sync::Arc<rustls::ClientConfig>, crate::Error> {
+    tls::build(&tls::TlsSettings::default(), &|name| std::env::var_os(name)).map(|b| b.config)
+}
+
 /// A `Retry-After` value (RFC 9110 §10.2.3) as a wait from `now`: delay-seconds, or an HTTP
 /// date (IMF-fixdate, or the obsolete RFC 850 and asctime forms). A date in the past is no
 /// wait; anything else unreadable is `None`.

@@ -15,6 +15,9 @@ use std::time::Duration;
 use credlock::internal::LeaseRecord;
 
 pub mod tls;
+// The harness needs no credlock feature: both suites' Redis tests use it.
+#[cfg(unix)]
+pub mod redis;
 use credlock::{ClientAuth, Secret, Session, Store};
 use credlock_test::{FakeServer, FakeTransport, ManualClock, ReusePolicy};
 

@@ -5,7 +5,9 @@
 //! Run under the name `docker-credential-credlock-NAME` (a symlink or a copy; docker runs it
 //! for a `credHelpers` value `credlock-NAME`), it answers from the profile NAME: two
 //! registries with two accounts need no wrapper scripts. The name wins over
-//! `CREDLOCK_PROFILE` and `CREDLOCK_STORE`; NAME must be a valid profile name.
+//! `CREDLOCK_PROFILE` and `CREDLOCK_STORE`; NAME must be a valid profile name. When
+//! `CREDLOCK_STORE` is a Redis URL (`redis://…`, `docs/fleet.md`), the session is on that
+//! server, under the URL's key, else the profile's (the name, else `CREDLOCK_PROFILE`).
 //!
 //! Configuration, all from the environment (docker passes its own to the helper):
 //! `CREDLOCK_STORE` or `CREDLOCK_PROFILE` select the session, and `CREDLOCK_LOCK`,

@@ -536,3 +536,63 @@ fn after_a_device_login_and_a_logout_token_login_with_no_flags_logs_in_again_and
     assert!(!token.is_empty());
     assert_eq!(p.stats()["device_authorizations"], 2);
 }
+
+/// `credlock login` on a session kept on Redis: the device login at the real server saves
+/// the session on the server (under the guard), it refreshes there, and no output shows the
+/// password of the URL.
+#[cfg(unix)]
+#[test]
+#[ignore = "needs node-oidc-provider; .ci/run runs it"]
+fn device_login_on_a_redis_store_saves_the_session_on_the_server() {
+    const PASSWORD: &str = "pw-login-on-redis";
+    let p = Provider::start(&["--device-interval", "1", "--access-ttl", "60"]);
+    let redis = crate::common::redis::RedisServer::start(Some(PASSWORD));
+    let url = redis.url("device");
+    let dir = tempfile::tempdir().unwrap();
+    let err = dir.path().join("stderr");
+    let mut cmd = credlock(Path::new(&url), &["--json", "login"]);
+    cmd.args([
+        "--issuer",
+        &p.issuer,
+        "--client-id",
+        "cli-device",
+        "--device",
+        "--scope",
+        "openid",
+    ])
+    .env("XDG_CONFIG_HOME", dir.path())
+    .env_remove("BROWSER")
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(std::fs::File::create(&err).expect("stderr file"));
+    let child = cmd.spawn().expect("spawn credlock");
+    let code = user_code_in(&err, Duration::from_secs(20));
+    Browser::new().approve_device(&p.issuer, &code, false);
+    let out = finish(child, Duration::from_secs(30));
+    let stderr = std::fs::read_to_string(&err).unwrap();
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(json_of(&out)["logged_in"], true);
+    let said = format!("{}{stderr}", String::from_utf8_lossy(&out.stdout));
+    assert!(!said.contains(PASSWORD), "{said}");
+    assert_eq!(redis.cmd(&["EXISTS", "{credlock:device}:session"]), "1");
+
+    let store = credlock::Store::redis(&url).unwrap();
+    let session = store.load().unwrap().expect("saved on the server");
+    store
+        .save(&session.with_expires_at(std::time::SystemTime::now()))
+        .unwrap();
+    let out = finish(
+        credlock(Path::new(&url), &["token"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+        Duration::from_secs(30),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(p.stats()["refresh_ok"], 1);
+}

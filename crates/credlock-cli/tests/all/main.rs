@@ -21,6 +21,8 @@ mod failure_table;
 mod faults;
 mod files;
 #[cfg(unix)]
+mod fleet_cli;
+#[cfg(unix)]
 mod json_shapes;
 #[cfg(unix)]
 mod keychain;

@@ -325,3 +325,40 @@ fn a_server_too_slow_to_detect_reuse_forks_the_grant_without_the_lock_and_not_wi
         }
     }
 }
+
+/// The fleet's "done when", against the real server: a session on Redis (password in the URL),
+/// 96 `credlock` processes released together on its expired access token, three rounds:
+/// one refresh per round, one token per round for all, no `invalid_grant`, the grant alive.
+#[cfg(unix)]
+#[test]
+#[ignore = "needs Node.js and `npm ci` in tests/e2e/oidc-server; .ci/run runs it"]
+fn ninety_six_processes_on_a_redis_store_refresh_once_per_round_against_node_oidc_provider() {
+    use crate::common::redis::RedisServer;
+    let server = OidcServer::start(&[]);
+    let redis = RedisServer::start(Some("pw-oidc-fleet"));
+    let url = redis.url("oidc");
+    let store = Path::new(&url);
+    login(&server, store, "cli-public", "none", None);
+    for round in 1..=3u64 {
+        let started = Instant::now();
+        let answers = released_together(&vec![(store, "auto"); 96]);
+        let tokens: Vec<&str> = answers
+            .iter()
+            .map(|a| a["token"].as_str().unwrap_or_else(|| panic!("{a}")))
+            .collect();
+        assert!(tokens.iter().all(|t| *t == tokens[0]), "round {round}");
+        let stats = server.stats();
+        assert_eq!(stats["refresh_ok"], round, "{stats}");
+        assert_eq!(stats["refresh_invalid_grant"], 0, "{stats}");
+        eprintln!(
+            "node-oidc-provider, Redis store, round {round}: 96 processes, {} refreshes in all, {:?}",
+            stats["refresh_ok"],
+            started.elapsed()
+        );
+        let s = Store::redis(&url).expect("url");
+        let session = s.load().expect("load").expect("stored");
+        assert!(server.is_live(session.refresh_token().secret()));
+        s.save(&session.with_expires_at(std::time::SystemTime::now()))
+            .expect("expire it for the next round");
+    }
+}

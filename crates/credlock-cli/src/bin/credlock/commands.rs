@@ -109,6 +109,18 @@ pub fn status(g: &Global) -> Outcome {
         "protection": s.and(protection.as_ref()).map(ToString::to_string),
         "account": s.map(account_json),
     });
+    // A session on a server: whether the server keeps it across a restart.
+    let persistence = g.server.as_ref().map(|server| server.persistence());
+    if let Some(all) = report.as_object_mut() {
+        all.insert(
+            "server_persistence".into(),
+            json!(
+                persistence
+                    .as_ref()
+                    .map(|p| p.as_ref().map_or("unknown", |p| p.0))
+            ),
+        );
+    }
     // Read only when there is no session to describe: why the last one went, and whether a
     // login needs no flags.
     let settings = if session.is_none() {
@@ -132,6 +144,11 @@ pub fn status(g: &Global) -> Outcome {
         return Ok(code);
     }
     outln!("store:          {}", store.path().display())?;
+    match &persistence {
+        Some(Ok((_, _, sentence))) => outln!("persistence:    {sentence}")?,
+        Some(Err(e)) => outln!("persistence:    unknown ({})", e.with_causes())?,
+        None => {}
+    }
     if crate::obtain::override_active() {
         outln!(
             "override:       {} is set: `token` prints it and uses no session",

@@ -68,6 +68,11 @@ pub fn run(g: &Global) -> Outcome {
         Err(e) => checks.push(("protection", Level::Fail, e.with_causes())),
     }
 
+    if let Some(server) = &g.server {
+        server_checks(server, &mut checks);
+        return report(g, &checks, protection.ok().flatten());
+    }
+
     // Files another user controls, or a directory anyone may write to: the store refuses them.
     let problems = credlock::filesystem::ownership_problems(store.path());
     for problem in &problems {
@@ -153,19 +158,49 @@ pub fn run(g: &Global) -> Outcome {
         fs_line,
     ));
 
+    report(g, &checks, protection.ok().flatten())
+}
+
+/// A session on a server: whether the server keeps it across a restart, and what a failover
+/// can lose (no lock file, no filesystem to check).
+fn server_checks(
+    server: &credlock_cli::server_store::ServerStore,
+    checks: &mut Vec<(&str, Level, String)>,
+) {
+    match server.persistence() {
+        Ok((_, enough, sentence)) => checks.push((
+            "persistence",
+            if enough { Level::Ok } else { Level::Warn },
+            sentence,
+        )),
+        Err(e) => checks.push(("persistence", Level::Fail, e.with_causes())),
+    }
+    checks.push((
+        "replication",
+        Level::Ok,
+        credlock_cli::server_store::REPLICATION.to_owned(),
+    ));
+}
+
+/// Prints the checks; exits 1 if any failed.
+fn report(
+    g: &Global,
+    checks: &[(&str, Level, String)],
+    protection: Option<credlock::FileProtection>,
+) -> Outcome {
     let worst = checks.iter().map(|c| c.1).max().unwrap_or(Level::Ok);
     if g.json {
         let list: Vec<_> = checks
             .iter()
             .map(|(name, level, detail)| json!({"check": name, "level": level.name(), "detail": detail}))
             .collect();
-        let protection = protection.ok().flatten().map(|p| p.to_string());
+        let protection = protection.map(|p| p.to_string());
         outln!(
             "{}",
             json!({"checks": list, "worst": worst.name(), "protection": protection})
         )?;
     } else {
-        for (name, level, detail) in &checks {
+        for (name, level, detail) in checks {
             outln!("{:<5} {:<12} {detail}", level.name(), name)?;
         }
     }

@@ -48,7 +48,9 @@ use serde_json::json;
 )]
 struct Cli {
     /// The session file [default: $XDG_CONFIG_HOME/credlock/session.json, or
-    /// profiles/PROFILE/session.json there with --profile].
+    /// profiles/PROFILE/session.json there with --profile], or a session on a Redis or
+    /// Valkey server: redis://[user:password@]host:port[/db]?key=NAME (the key defaults to
+    /// the profile; the password may come from REDISCLI_AUTH and is never shown).
     #[arg(long, global = true, env = "CREDLOCK_STORE")]
     store: Option<PathBuf>,
     /// A named session (its own file, lock and lease) under the default directory. Nothing
@@ -149,7 +151,10 @@ enum Command {
 /// Options shared by the subcommands.
 #[derive(Debug, Clone)]
 struct Global {
+    /// The session file, or the server session's URL without its password.
     store: PathBuf,
+    /// The session on a server, if `--store` names one.
+    server: Option<credlock_cli::server_store::ServerStore>,
     /// The profile named with --profile, if any.
     profile: Option<String>,
     lock: LockMode,
@@ -164,6 +169,7 @@ impl Global {
     fn store(&self) -> Store {
         StoreOptions {
             path: self.store.clone(),
+            server: self.server.clone(),
             lock: self.lock,
             margin: self.margin,
             verbose: self.verbose,
@@ -211,10 +217,27 @@ fn main() -> ExitCode {
         Ok(parsed) => parsed,
         Err(e) => return usage_error(&with_exec_tip(e)),
     };
-    let (store, profile) = profiles::select(&matches, cli.store, cli.profile);
     let json_output = cli.json;
+    let (store, profile, server) = match cli.store {
+        Some(url) if credlock_cli::server_store::is_server_url(&url) => {
+            match credlock_cli::server_store::ServerStore::select(&url, cli.profile.as_deref()) {
+                Ok((server, location)) => (location, cli.profile, Some(server)),
+                Err(message) => {
+                    return usage_error(&Cli::command().error(
+                        clap::error::ErrorKind::ValueValidation,
+                        format!("--store: {message}"),
+                    ));
+                }
+            }
+        }
+        store => {
+            let (store, profile) = profiles::select(&matches, store, cli.profile);
+            (store, profile, None)
+        }
+    };
     let global = Global {
         store,
+        server,
         profile,
         lock: cli.lock,
         margin: Duration::from_secs(cli.margin),

@@ -146,6 +146,10 @@ pub fn hint_if_unknown(g: &Global) {
     let Some(name) = g.profile.as_deref() else {
         return;
     };
+    // On a server the profile is a key: the file profiles say nothing about it.
+    if g.server.is_some() {
+        return;
+    }
     if g.store.exists() || crate::settings::path_for(&g.store).exists() {
         return;
     }

@@ -12,6 +12,10 @@ use serde::{Deserialize, Serialize};
 
 /// The settings file of the session file `store`: `session.json` → `session.settings.json`.
 pub fn path_for(store: &Path) -> PathBuf {
+    // A session on a server: its settings are this machine's, in the configuration directory.
+    if credlock_cli::server_store::is_server_url(store) {
+        return credlock_cli::server_store::settings_path(&store.to_string_lossy());
+    }
     let stem = store
         .file_stem()
         .map_or_else(|| "session".into(), std::ffi::OsStr::to_os_string);

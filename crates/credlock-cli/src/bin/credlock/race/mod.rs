@@ -330,9 +330,12 @@ fn run_round(exe: &Path, store: &Path, mode: LockMode, n: usize) -> Result<Round
 /// `credlock race-child`: one racer. Prints `ready`, waits for a line on stdin, asks for a
 /// token, prints `{"elapsed_us", "token_fingerprint" | "error", "exit"}`.
 pub fn child(g: &Global) -> Outcome {
-    let store = Store::new(&g.store)
-        .with_lock_mode(g.lock)
-        .with_margin(g.margin);
+    let store = match &g.server {
+        Some(server) => server.store(),
+        None => Store::new(&g.store),
+    }
+    .with_lock_mode(g.lock)
+    .with_margin(g.margin);
     outln!("ready")?;
     std::io::stdout()
         .flush()

@@ -1,0 +1,101 @@
+//! `--store redis://[user:password@]host:port[/db]?key=NAME` (and `rediss://`): a session
+//! kept on a Redis or Valkey server (`docs/fleet.md`). The key is the URL's, else the
+//! profile's, else `default`. What the rest of the CLI sees as the store is the URL without
+//! its password; the password stays inside the [`credlock::Fleet`].
+
+use std::path::{Path, PathBuf};
+
+use credlock::{Fleet, Store};
+
+/// Whether `store` names a server rather than a file.
+pub fn is_server_url(store: &Path) -> bool {
+    store
+        .to_str()
+        .is_some_and(|s| s.starts_with("redis://") || s.starts_with("rediss://"))
+}
+
+/// A session on a server: its fleet and key.
+#[derive(Debug, Clone)]
+pub struct ServerStore {
+    fleet: Fleet,
+    key: String,
+}
+
+impl ServerStore {
+    /// The server session `url` names, with `profile` choosing the key where the URL names
+    /// none. Errors never quote the URL (it may hold a password).
+    pub fn select(url: &Path, profile: Option<&str>) -> Result<(ServerStore, PathBuf), String> {
+        let url = url
+            .to_str()
+            .ok_or_else(|| "the store URL is not UTF-8".to_owned())?;
+        let fleet = Fleet::redis(url).map_err(|e| e.to_string())?;
+        let key = match (fleet.url_key(), profile) {
+            (Some(key), Some(profile)) if key != profile => {
+                return Err(format!(
+                    "the store URL names the key {key} and the profile is {profile}; name one of them"
+                ));
+            }
+            (Some(key), _) => key.to_owned(),
+            (None, Some(profile)) => profile.to_owned(),
+            (None, None) => credlock::DEFAULT_PROFILE.to_owned(),
+        };
+        let store = fleet.store(&key).map_err(|e| e.to_string())?;
+        let location = store.path().to_path_buf();
+        Ok((ServerStore { fleet, key }, location))
+    }
+
+    /// A store of the session (validated by [`ServerStore::select`]).
+    pub fn store(&self) -> Store {
+        self.fleet
+            .store(&self.key)
+            .expect("the key was checked when the store was selected")
+    }
+
+    /// What `status` and `doctor` say about the server's persistence: a name (`aof`, `rdb`,
+    /// `none`), whether it is enough, and a sentence.
+    pub fn persistence(&self) -> Result<(&'static str, bool, String), credlock::Error> {
+        let p = self.fleet.persistence()?;
+        Ok(if p.aof {
+            (
+                "aof",
+                true,
+                "the append-only file is on: saves survive a restart (with appendfsync always, a crash too)".to_owned(),
+            )
+        } else if p.rdb_saves > 0 {
+            (
+                "rdb",
+                false,
+                "RDB snapshots only: a restart loses every session saved since the last snapshot, and each such instance must log in again; turn on appendonly".to_owned(),
+            )
+        } else {
+            (
+                "none",
+                false,
+                "no persistence (no AOF, no RDB snapshot yet): a restart of the server loses every session, and every instance must log in again; turn on appendonly".to_owned(),
+            )
+        })
+    }
+}
+
+/// What `doctor` says about replication, always.
+pub const REPLICATION: &str = "replication is asynchronous: a failover to a replica that missed the last save brings back a refresh token already rotated; the invalid_grant fallback then deletes only that session and the next call needs a login (docs/fleet.md)";
+
+/// The settings file of a server session (its login settings are remembered on this machine):
+/// `<config>/credlock/servers/<the URL, without password, made a file name>.settings.json`.
+pub fn settings_path(location: &str) -> PathBuf {
+    let name: String = location
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    credlock::config_dir()
+        .unwrap_or_else(|_| PathBuf::from("."))
+        .join("credlock")
+        .join("servers")
+        .join(format!("{name}.settings.json"))
+}

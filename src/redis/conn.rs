@@ -1,0 +1,293 @@
+//! One connection to a Redis (or Valkey) server, speaking RESP2 over TCP: enough for the
+//! handful of commands the store sends (`AUTH`, `SELECT`, `HGET`, `SET … NX PX`, `EVAL`,
+//! `INFO`). Every read and write has a timeout, so a server that stops answering is an error
+//! after that long, never a hang.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::url::RedisUrl;
+
+/// A reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Value {
+    Nil,
+    Int(i64),
+    Bytes(Vec<u8>),
+    Array(Vec<Value>),
+}
+
+/// Why a command failed.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// The server could not be reached, or stopped answering (a timeout, a reset): the
+    /// connection is dropped; trying again later may work.
+    Unreachable(String),
+    /// The server answered with an error (`WRONGPASS`, `NOPERM`, a script error…).
+    Refused(String),
+}
+
+/// Replies larger than this are refused (a session is a few KiB).
+const MAX_BULK: usize = 16 * 1024 * 1024;
+
+/// The connection's byte stream: TCP, or TLS over TCP (`rediss://`).
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
+pub(crate) struct Conn {
+    reader: BufReader<Stream>,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn").finish_non_exhaustive()
+    }
+}
+
+impl Conn {
+    /// Connects, authenticates (a password never reaches an error message: the server's
+    /// `WRONGPASS` reply does not quote it) and selects the database.
+    pub(crate) fn open(
+        url: &RedisUrl,
+        tls: Option<&Arc<rustls::ClientConfig>>,
+        timeout: Duration,
+    ) -> Result<Conn, Failure> {
+        let addrs = (url.host.as_str(), url.port)
+            .to_socket_addrs()
+            .map_err(|e| Failure::Unreachable(format!("cannot resolve {}: {e}", url.host)))?;
+        let mut last = None;
+        let mut stream = None;
+        for addr in addrs {
+            match TcpStream::connect_timeout(&addr, timeout) {
+                Ok(s) => {
+                    stream = Some(s);
+                    break;
+                }
+                Err(e) => last = Some(e),
+            }
+        }
+        let stream = stream.ok_or_else(|| {
+            Failure::Unreachable(match last {
+                Some(e) => format!("cannot connect: {e}"),
+                None => "the host name resolves to no address".to_owned(),
+            })
+        })?;
+        let unreachable = |e: std::io::Error| Failure::Unreachable(e.to_string());
+        stream
+            .set_read_timeout(Some(timeout))
+            .map_err(unreachable)?;
+        stream
+            .set_write_timeout(Some(timeout))
+            .map_err(unreachable)?;
+        let _ = stream.set_nodelay(true);
+        let stream = match tls {
+            None => Stream::Plain(stream),
+            Some(config) => {
+                let name =
+                    rustls::pki_types::ServerName::try_from(url.host.clone()).map_err(|e| {
+                        Failure::Refused(format!("{} is not a TLS server name ({e})", url.host))
+                    })?;
+                let session = rustls::ClientConnection::new(Arc::clone(config), name)
+                    .map_err(|e| Failure::Refused(format!("TLS: {e}")))?;
+                let mut tls = rustls::StreamOwned::new(session, stream);
+                // The handshake now, so that a certificate the roots do not trust is said as
+                // such rather than as a failed command.
+                while tls.conn.is_handshaking() {
+                    tls.conn
+                        .complete_io(&mut tls.sock)
+                        .map_err(|e| tls_failure(&e))?;
+                }
+                Stream::Tls(Box::new(tls))
+            }
+        };
+        let mut conn = Conn {
+            reader: BufReader::new(stream),
+        };
+        if let Some(password) = url.password() {
+            let reply = match &url.user {
+                Some(user) => conn.call(&[b"AUTH", user.as_bytes(), password.as_bytes()]),
+                None => conn.call(&[b"AUTH", password.as_bytes()]),
+            };
+            reply.map_err(|f| match f {
+                // The server's own words (`WRONGPASS invalid username-password pair…`) quote
+                // no password.
+                Failure::Refused(reason) => Failure::Refused(format!("authentication: {reason}")),
+                other => other,
+            })?;
+        }
+        if url.db != 0 {
+            conn.call(&[b"SELECT", url.db.to_string().as_bytes()])?;
+        }
+        Ok(conn)
+    }
+
+    /// Sends one command and reads its reply.
+    pub(crate) fn call(&mut self, args: &[&[u8]]) -> Result<Value, Failure> {
+        let mut out = Vec::with_capacity(64);
+        out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+        for arg in args {
+            out.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+            out.extend_from_slice(arg);
+            out.extend_from_slice(b"\r\n");
+        }
+        let stream = self.reader.get_mut();
+        stream.write_all(&out).map_err(io_failure)?;
+        stream.flush().map_err(io_failure)?;
+        read_value(&mut self.reader)?
+    }
+}
+
+/// A failed TLS handshake: a certificate not trusted is a configuration error; anything else
+/// (a reset, a timeout) may pass.
+fn tls_failure(e: &std::io::Error) -> Failure {
+    match e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        Some(tls) => Failure::Refused(format!(
+            "TLS: {tls} (the server's certificate is checked against the roots the HTTP transport trusts: the platform's, or SSL_CERT_FILE / SSL_CERT_DIR)"
+        )),
+        None => io_failure(std::io::Error::new(e.kind(), e.to_string())),
+    }
+}
+
+fn io_failure(e: std::io::Error) -> Failure {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            Failure::Unreachable("the server did not answer in time".to_owned())
+        }
+        _ => Failure::Unreachable(e.to_string()),
+    }
+}
+
+fn protocol(what: &str) -> Failure {
+    Failure::Unreachable(format!("the server's reply is not RESP: {what}"))
+}
+
+/// Reads one reply; the outer `Err` is a broken connection, the inner one an error reply.
+fn read_value(reader: &mut impl BufRead) -> Result<Result<Value, Failure>, Failure> {
+    let line = read_line(reader)?;
+    let (kind, rest) = line
+        .split_first()
+        .ok_or_else(|| protocol("an empty line"))?;
+    let text = || String::from_utf8_lossy(rest).into_owned();
+    let number = || -> Result<i64, Failure> {
+        std::str::from_utf8(rest)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| protocol("a bad length or integer"))
+    };
+    Ok(match kind {
+        b'+' => Ok(Value::Bytes(rest.to_vec())),
+        b'-' => Err(Failure::Refused(text())),
+        b':' => Ok(Value::Int(number()?)),
+        b'$' => {
+            let len = number()?;
+            if len < 0 {
+                return Ok(Ok(Value::Nil));
+            }
+            let len = usize::try_from(len).map_err(|_| protocol("a bad length"))?;
+            if len > MAX_BULK {
+                return Err(protocol("a reply too large"));
+            }
+            let mut buf = vec![0; len + 2];
+            reader.read_exact(&mut buf).map_err(io_failure)?;
+            buf.truncate(len);
+            Ok(Value::Bytes(buf))
+        }
+        b'*' => {
+            let len = number()?;
+            if len < 0 {
+                return Ok(Ok(Value::Nil));
+            }
+            let mut items = Vec::new();
+            for _ in 0..len.min(1024) {
+                // An error inside an array (a script's multi-reply) fails the whole reply.
+                items.push(read_value(reader)??);
+            }
+            Ok(Value::Array(items))
+        }
+        _ => return Err(protocol("an unknown reply type")),
+    })
+}
+
+fn read_line(reader: &mut impl BufRead) -> Result<Vec<u8>, Failure> {
+    let mut line = Vec::new();
+    let n = reader
+        .take(64 * 1024)
+        .read_until(b'\n', &mut line)
+        .map_err(io_failure)?;
+    if n == 0 {
+        return Err(Failure::Unreachable(
+            "the server closed the connection".to_owned(),
+        ));
+    }
+    if !line.ends_with(b"\r\n") {
+        return Err(protocol("a line without its end"));
+    }
+    line.truncate(line.len() - 2);
+    Ok(line)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(bytes: &[u8]) -> Result<Result<Value, Failure>, Failure> {
+        read_value(&mut std::io::Cursor::new(bytes.to_vec()))
+    }
+
+    #[test]
+    fn replies_of_every_kind_parse() {
+        assert_eq!(
+            parse(b"+OK\r\n").unwrap().unwrap(),
+            Value::Bytes(b"OK".to_vec())
+        );
+        assert_eq!(parse(b":-1\r\n").unwrap().unwrap(), Value::Int(-1));
+        assert_eq!(parse(b"$-1\r\n").unwrap().unwrap(), Value::Nil);
+        assert_eq!(
+            parse(b"$4\r\na\r\nb\r\n").unwrap().unwrap(),
+            Value::Bytes(b"a\r\nb".to_vec())
+        );
+        assert_eq!(
+            parse(b"*2\r\n:1\r\n$1\r\nx\r\n").unwrap().unwrap(),
+            Value::Array(vec![Value::Int(1), Value::Bytes(b"x".to_vec())])
+        );
+        assert!(matches!(parse(b"-NOAUTH x\r\n"), Ok(Err(Failure::Refused(r))) if r == "NOAUTH x"));
+    }
+
+    #[test]
+    fn a_cut_or_garbled_reply_is_a_broken_connection() {
+        assert!(matches!(parse(b"$5\r\nab"), Err(Failure::Unreachable(_))));
+        assert!(matches!(parse(b"?x\r\n"), Err(Failure::Unreachable(_))));
+        assert!(matches!(parse(b""), Err(Failure::Unreachable(_))));
+    }
+}
