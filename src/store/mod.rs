@@ -73,6 +73,10 @@ pub use protect::Protected;
 /// A `Store` is cheap to create and `Send + Sync`. Threads exclude each other through the
 /// same OS lock as processes, so one handle per thread or one shared handle both work.
 ///
+/// With the feature `redis`, `Store::redis` (and `Fleet::store`) keeps the session on a Redis
+/// or Valkey server instead, for machines that share no disk: the same protocol, with a guard
+/// key and scripts in place of the lock and the rename (`docs/fleet.md`).
+///
 /// # Examples
 /// ```no_run
 /// let store = credlock::Store::new("/home/me/.config/my-cli/session.json");
