@@ -3,6 +3,11 @@
 //! `crate::store`; this layer offers it what the file offers: a read, a fenced guard, a save
 //! that is a compare-and-swap, and a compare-and-delete.
 //!
+//! Layer 5 of 7 in the order `api/module-graph` checks (feature `redis`): it may import
+//! `basics`, `session`, `error` and `trace`, and from `wire`, a sibling on its level, the HTTP
+//! transport's TLS configuration (`rediss://` trusts what the transport trusts); not `file` or
+//! `protection`.
+//!
 //! One session named NAME lives in two keys of one hash slot (the `{…}` hash tag), so that
 //! its scripts run on one node of a Redis Cluster:
 //! - `{credlock:NAME}:session`, a hash: `data` (the session's bytes, as a file would hold

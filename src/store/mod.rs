@@ -1,9 +1,12 @@
-//! The store and its protocol: one session file, lock-free reads, locked writes, the refresh
-//! protocol, and what a store is configured with.
+//! The store and its protocol: one session file (or one session on a Redis server), lock-free
+//! reads, guarded writes, the refresh protocol, and what a store is configured with.
 //!
 //! Layer 7 of 7, the top, in the order `api/module-graph` checks: it may import every layer.
 //!
-//! - `mod.rs`: the [`Store`], its settings and its reads;
+//! - `mod.rs`: the [`Store`], its settings and its reads, and where it keeps its session
+//!   (`Backend`: a file, or a Redis server);
+//! - `backend.rs`: the storage seam, what the protocol asks of the file or the server;
+//! - `fleet.rs`: sessions on Redis, `Store::redis` and `Fleet` (feature `redis`);
 //! - `refresh.rs`: the refresh protocol, top to bottom;
 //! - `guards.rs`: taking the guards the [`LockPlan`] calls for;
 //! - `lock_plan.rs`: which guards protect a refresh, from the lock mode and the filesystem;
@@ -69,6 +72,10 @@ pub use protect::Protected;
 ///
 /// A `Store` is cheap to create and `Send + Sync`. Threads exclude each other through the
 /// same OS lock as processes, so one handle per thread or one shared handle both work.
+///
+/// With the feature `redis`, `Store::redis` (and `Fleet::store`) keeps the session on a Redis
+/// or Valkey server instead, for machines that share no disk: the same protocol, with a guard
+/// key and scripts in place of the lock and the rename (`docs/fleet.md`).
 ///
 /// # Examples
 /// ```no_run

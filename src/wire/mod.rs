@@ -2,7 +2,8 @@
 //! what every answer means.
 //!
 //! Layer 5 of 7 in the order `api/module-graph` checks: it may import `basics`, `session`,
-//! `error` and `trace`; not `file` or `protection`, its siblings on the same level.
+//! `error` and `trace`; not `file`, `protection` or `redis`, its siblings on the same level
+//! (`redis` takes its TLS configuration from here, not the other way round).
 //!
 //! - `endpoint.rs`: endpoint URLs checked before any request;
 //! - `form.rs`: the refresh and revocation requests, with their client authentication;
