@@ -32,6 +32,12 @@ pub(crate) enum Failure {
 /// Replies larger than this are refused (a session is a few KiB).
 const MAX_BULK: usize = 16 * 1024 * 1024;
 
+/// Arrays longer than this are refused: the store's replies have a handful of items.
+const MAX_ITEMS: usize = 1024;
+
+/// Arrays nested deeper than this are refused: the store's replies nest at most twice.
+const MAX_DEPTH: usize = 8;
+
 /// The connection's byte stream: TCP, or TLS over TCP (`rediss://`).
 enum Stream {
     Plain(TcpStream),
@@ -161,7 +167,7 @@ impl Conn {
         let stream = self.reader.get_mut();
         stream.write_all(&out).map_err(io_failure)?;
         stream.flush().map_err(io_failure)?;
-        read_value(&mut self.reader)?
+        read_value(&mut self.reader, 0)?
     }
 }
 
@@ -192,8 +198,13 @@ fn protocol(what: &str) -> Failure {
     Failure::Unreachable(format!("the server's reply is not RESP: {what}"))
 }
 
-/// Reads one reply; the outer `Err` is a broken connection, the inner one an error reply.
-fn read_value(reader: &mut impl BufRead) -> Result<Result<Value, Failure>, Failure> {
+/// Reads one reply, `depth` arrays deep; the outer `Err` is a broken connection, the inner one
+/// an error reply. A reply credlock would not read whole (too long, too deep) breaks the
+/// connection rather than leaving the rest to be read as the next command's reply.
+fn read_value(
+    reader: &mut impl BufRead,
+    depth: usize,
+) -> Result<Result<Value, Failure>, Failure> {
     let line = read_line(reader)?;
     let (kind, rest) = line
         .split_first()
@@ -228,10 +239,17 @@ fn read_value(reader: &mut impl BufRead) -> Result<Result<Value, Failure>, Failu
             if len < 0 {
                 return Ok(Ok(Value::Nil));
             }
-            let mut items = Vec::new();
-            for _ in 0..len.min(1024) {
+            let len = usize::try_from(len).map_err(|_| protocol("a bad length"))?;
+            if len > MAX_ITEMS {
+                return Err(protocol("an array with too many items"));
+            }
+            if depth >= MAX_DEPTH {
+                return Err(protocol("arrays nested too deep"));
+            }
+            let mut items = Vec::with_capacity(len);
+            for _ in 0..len {
                 // An error inside an array (a script's multi-reply) fails the whole reply.
-                items.push(read_value(reader)??);
+                items.push(read_value(reader, depth + 1)??);
             }
             Ok(Value::Array(items))
         }
@@ -262,7 +280,7 @@ mod tests {
     use super::*;
 
     fn parse(bytes: &[u8]) -> Result<Result<Value, Failure>, Failure> {
-        read_value(&mut std::io::Cursor::new(bytes.to_vec()))
+        read_value(&mut std::io::Cursor::new(bytes.to_vec()), 0)
     }
 
     #[test]
@@ -282,6 +300,33 @@ mod tests {
             Value::Array(vec![Value::Int(1), Value::Bytes(b"x".to_vec())])
         );
         assert!(matches!(parse(b"-NOAUTH x\r\n"), Ok(Err(Failure::Refused(r))) if r == "NOAUTH x"));
+    }
+
+    #[test]
+    fn an_array_longer_than_the_limit_is_refused_rather_than_cut_short() {
+        // Cut short, the rest of the array would be read as the replies to the next commands.
+        let mut reply = format!("*{}\r\n", MAX_ITEMS + 1).into_bytes();
+        for _ in 0..=MAX_ITEMS {
+            reply.extend_from_slice(b":1\r\n");
+        }
+        assert!(matches!(parse(&reply), Err(Failure::Unreachable(m)) if m.contains("too many")));
+        let mut fits = format!("*{MAX_ITEMS}\r\n").into_bytes();
+        for _ in 0..MAX_ITEMS {
+            fits.extend_from_slice(b":1\r\n");
+        }
+        assert!(matches!(parse(&fits), Ok(Ok(Value::Array(items))) if items.len() == MAX_ITEMS));
+    }
+
+    #[test]
+    fn replies_nested_deeper_than_the_limit_are_refused_without_exhausting_the_stack() {
+        // A hostile or broken server (or whoever sits between on plain `redis://`) could
+        // otherwise nest arrays until the stack overflows and the process aborts.
+        let mut reply = b"*1\r\n".repeat(200_000);
+        reply.extend_from_slice(b":1\r\n");
+        assert!(matches!(parse(&reply), Err(Failure::Unreachable(m)) if m.contains("nested")));
+        let mut fits = b"*1\r\n".repeat(MAX_DEPTH);
+        fits.extend_from_slice(b":1\r\n");
+        assert!(matches!(parse(&fits), Ok(Ok(Value::Array(_)))));
     }
 
     #[test]
