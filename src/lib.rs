@@ -183,6 +183,8 @@ pub mod internal {
     pub use crate::file::lease::{Holder, LeaseRecord, release_held_leases};
     pub use crate::protection::envelope::{open_with_key, seal_with_key};
     pub use crate::protection::keys::remember_key_for_tests;
+    #[cfg(feature = "redis")]
+    pub use crate::redis::{RedisUrl, Reply, ReplyFailure, read_reply};
 }
 
 /// The README's Rust examples, compiled and run as doctests so that they stay true.

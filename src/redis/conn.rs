@@ -12,16 +12,20 @@ use super::url::RedisUrl;
 
 /// A reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Value {
+pub enum Value {
+    /// A missing key or value (`$-1`, `*-1`).
     Nil,
+    /// An integer (`:`).
     Int(i64),
+    /// A simple (`+`) or bulk (`$`) string.
     Bytes(Vec<u8>),
+    /// An array (`*`).
     Array(Vec<Value>),
 }
 
 /// Why a command failed.
 #[derive(Debug)]
-pub(crate) enum Failure {
+pub enum Failure {
     /// The server could not be reached, or stopped answering (a timeout, a reset): the
     /// connection is dropped; trying again later may work.
     Unreachable(String),
@@ -201,10 +205,7 @@ fn protocol(what: &str) -> Failure {
 /// Reads one reply, `depth` arrays deep; the outer `Err` is a broken connection, the inner one
 /// an error reply. A reply credlock would not read whole (too long, too deep) breaks the
 /// connection rather than leaving the rest to be read as the next command's reply.
-fn read_value(
-    reader: &mut impl BufRead,
-    depth: usize,
-) -> Result<Result<Value, Failure>, Failure> {
+fn read_value(reader: &mut impl BufRead, depth: usize) -> Result<Result<Value, Failure>, Failure> {
     let line = read_line(reader)?;
     let (kind, rest) = line
         .split_first()
@@ -255,6 +256,12 @@ fn read_value(
         }
         _ => return Err(protocol("an unknown reply type")),
     })
+}
+
+/// Reads one reply from `bytes`, as from a connection (for the fuzz target, through
+/// `credlock::internal`).
+pub fn read_reply(bytes: &[u8]) -> Result<Result<Value, Failure>, Failure> {
+    read_value(&mut std::io::Cursor::new(bytes), 0)
 }
 
 fn read_line(reader: &mut impl BufRead) -> Result<Vec<u8>, Failure> {

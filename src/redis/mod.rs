@@ -35,7 +35,10 @@ use std::time::Duration;
 use crate::error::Error;
 use conn::{Conn, Failure, Value};
 pub(crate) use guard::{Guard, acquire};
-pub(crate) use url::{RedisUrl, valid_key};
+pub(crate) use url::valid_key;
+// For the fuzz targets, through `credlock::internal`.
+pub use conn::{Failure as ReplyFailure, Value as Reply, read_reply};
+pub use url::RedisUrl;
 
 /// How long one command may take (connect, send, answer) before the server counts as
 /// unreachable. Far below the guard's time-to-live, so a heartbeat that times out once still

@@ -19,7 +19,7 @@ pub(crate) fn valid_key(key: &str) -> bool {
 
 /// A parsed Redis URL.
 #[derive(Clone)]
-pub(crate) struct RedisUrl {
+pub struct RedisUrl {
     pub(crate) tls: bool,
     pub(crate) host: String,
     pub(crate) port: u16,
@@ -38,7 +38,7 @@ impl std::fmt::Debug for RedisUrl {
 impl RedisUrl {
     /// Parses `url`; without a password in it, `REDISCLI_AUTH` (as `redis-cli` reads it)
     /// gives one. Errors never quote the URL (it may carry a password).
-    pub(crate) fn parse(url: &str) -> Result<RedisUrl, Error> {
+    pub fn parse(url: &str) -> Result<RedisUrl, Error> {
         let bad = |reason: &str| Error::InvalidStoreUrl {
             reason: reason.to_owned(),
         };
@@ -140,12 +140,12 @@ impl RedisUrl {
     }
 
     /// The password, for `AUTH` only.
-    pub(crate) fn password(&self) -> Option<&str> {
+    pub fn password(&self) -> Option<&str> {
         self.password.as_ref().map(Secret::secret)
     }
 
     /// The URL without its password, naming `key`: what messages and events show.
-    pub(crate) fn location(&self, key: Option<&str>) -> String {
+    pub fn location(&self, key: Option<&str>) -> String {
         let scheme = if self.tls { "rediss" } else { "redis" };
         let user = self
             .user
