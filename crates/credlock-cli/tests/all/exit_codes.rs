@@ -370,7 +370,7 @@ fn exit_code_4_is_try_again_later() {
     assert_eq!(s.fake.counters().refresh_requests, 0);
 }
 
-/// | 5 | configuration (the server rejects the client, no refresh token was issued, the stored endpoint is malformed or insecure) |
+/// | 5 | configuration (the server rejects the client, no refresh token was issued, the stored endpoint is malformed or insecure, no configuration directory: `HOME` and `XDG_CONFIG_HOME` unset and no store named) |
 ///
 /// Failure table: token endpoint is plain `http://` to a non-loopback host
 /// Failure table: endpoint malformed (does not parse, not absolute, no host, user info)
@@ -412,4 +412,23 @@ fn exit_code_5_is_configuration() {
         assert_eq!(exits(&s.run(&["token", "--json"]), 5, endpoint), kind);
         assert_eq!(s.fake.counters().refresh_requests, 0, "nothing sent");
     }
+
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let mut no_home = Command::new(env!("CARGO_BIN_EXE_credlock"));
+    no_home
+        .args(["token", "--json"])
+        .current_dir(cwd.path())
+        .env_remove("HOME")
+        .env_remove("XDG_CONFIG_HOME");
+    crate::common::clear_credlock_env(&mut no_home);
+    let out = run_with_stdin(no_home, b"");
+    assert_eq!(
+        exits(&out, 5, "no configuration directory"),
+        "configuration"
+    );
+    assert!(
+        stderr(&out).contains("no configuration directory"),
+        "{}",
+        stderr(&out)
+    );
 }
