@@ -49,8 +49,7 @@ fn readme_error_keys() -> Vec<String> {
     keys
 }
 
-fn run(mut cmd: Command) -> Output {
-    cmd.env_remove("CREDLOCK_ACCESS_TOKEN");
+fn run(cmd: Command) -> Output {
     run_with_stdin(cmd, b"")
 }
 

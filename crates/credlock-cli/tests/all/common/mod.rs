@@ -42,14 +42,7 @@ pub fn clear_credlock_env(c: &mut std::process::Command) {
 pub fn credlock(store: &std::path::Path, args: &[&str]) -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_credlock"));
     c.arg("--store").arg(store).args(args);
-    for var in [
-        "CREDLOCK_STORE",
-        "CREDLOCK_LOCK",
-        "CREDLOCK_MARGIN",
-        "CREDLOCK_FS_KIND",
-    ] {
-        c.env_remove(var);
-    }
+    clear_credlock_env(&mut c);
     c
 }
 
