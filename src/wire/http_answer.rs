@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use crate::basics::secret::{EchoGuard, Secret};
+use crate::basics::secret::{ECHO_WITHHELD, EchoGuard, Secret};
 use crate::error::Error;
 use crate::session::oauth_error::OAuthError;
 use crate::session::token_response::{TokenResponse, Unusable};
@@ -215,8 +215,7 @@ fn unavailable_reason(endpoint: Endpoint, status: u16, retry_after: Option<Durat
 pub(crate) fn transport_reason(e: &TransportError, secrets_sent: &[&str]) -> String {
     let text = e.to_string();
     if EchoGuard::new(secrets_sent).echoes(&text) {
-        "the response could not be read (details withheld: they quote a secret that was sent)"
-            .to_owned()
+        format!("the response could not be read ({ECHO_WITHHELD})")
     } else {
         text
     }
@@ -537,7 +536,11 @@ mod tests {
                     oauth: Some(oauth), ..
                 } => {
                     assert_eq!(oauth.code.as_str(), "invalid_client");
-                    assert_eq!(oauth.description, None, "{endpoint:?}");
+                    assert_eq!(
+                        oauth.description.as_deref(),
+                        Some(crate::basics::secret::ECHO_WITHHELD),
+                        "{endpoint:?}"
+                    );
                 }
                 Meaning::Refused { oauth: None, .. } | Meaning::NotHere | Meaning::Success => {
                     // The peek and discovery do not read error bodies.
@@ -552,7 +555,10 @@ mod tests {
         let e = TransportError::Other("bad header: cs-0123456789".to_owned());
         let reason = transport_reason(&e, &["cs-0123456789"]);
         assert!(!reason.contains("cs-0123456789"), "{reason}");
-        assert!(reason.contains("details withheld"), "{reason}");
+        assert!(
+            reason.contains(crate::basics::secret::ECHO_WITHHELD),
+            "{reason}"
+        );
     }
 
     #[test]
