@@ -299,7 +299,59 @@ fn exit_code_3_is_log_in_again() {
     assert!(!s.store.exists(), "the refused session is deleted");
 }
 
-/// | 4 | try again later (network, HTTP 429 or 5xx, lock timeout, an incomplete refresh, a revocation that could not be sent) |
+/// The three-digit HTTP statuses that `text` names, `5xx` as 500.
+fn statuses_named(text: &str) -> Vec<u16> {
+    text.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter_map(|w| match w {
+            "5xx" => Some(500),
+            w if w.len() == 3 => w.parse().ok().filter(|s| (100..600).contains(s)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The statuses of exit code 4 as the README's row and `--help` give them are the ones the
+/// binary treats as "try again later": every 4xx that exits 4 is named, and no other.
+#[test]
+fn the_transient_statuses_the_readme_and_help_name_are_those_that_exit_4() {
+    let row = readme_rows()
+        .into_iter()
+        .find(|r| r.starts_with("| 4 |"))
+        .expect("row 4");
+    let help =
+        String::from_utf8_lossy(&run(credlock(Path::new("unused.json"), &["--help"])).stdout)
+            .into_owned();
+    let help_row = help
+        .split_once("\n  4  ")
+        .and_then(|(_, rest)| rest.split_once("\n  5  "))
+        .expect("--help lists exit code 4")
+        .0
+        .to_owned();
+    assert_eq!(
+        statuses_named(row),
+        statuses_named(&help_row),
+        "{row}\n{help_row}"
+    );
+
+    let s = Served::new(true, |_, _| {});
+    let mut exit_4 = Vec::new();
+    for status in 400..500 {
+        s.fake.push_failure(Failure::Status {
+            status,
+            body: r#"{"error":"not_today"}"#.into(),
+            retry_after: None,
+        });
+        let out = s.run(&["token"]);
+        if out.status.code() == Some(4) {
+            exit_4.push(status);
+        }
+    }
+    exit_4.push(500);
+    assert_eq!(statuses_named(row), exit_4, "{row}");
+    assert!(s.store.exists(), "kept");
+}
+
+/// | 4 | try again later (network, HTTP 408, 425, 429 or 5xx, lock timeout, an incomplete refresh, a revocation that could not be sent) |
 #[test]
 fn exit_code_4_is_try_again_later() {
     let port = closed_port();

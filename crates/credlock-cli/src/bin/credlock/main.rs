@@ -1,7 +1,7 @@
 //! `credlock`: a valid access token for any process, from one shared session file.
 //!
-//! Exit codes: 0 success; 2 usage; 3 login required; 4 transient (network, 5xx, 429, lock
-//! timeout); 5 configuration (client rejected, no refresh token issued, bad endpoint, no
+//! Exit codes: 0 success; 2 usage; 3 login required; 4 transient (network, 408, 425, 429,
+//! 5xx, lock timeout); 5 configuration (client rejected, no refresh token issued, bad endpoint, no
 //! configuration directory); 1 anything else.
 #![forbid(unsafe_code)]
 
@@ -190,8 +190,8 @@ const EXIT_CODES: &str = "Exit codes:
   2  usage error (bad arguments, an unknown CREDLOCK_FS_KIND; at import, a malformed or
      insecure endpoint)
   3  log in again (no session; the grant expired or was revoked)
-  4  try again later (network, HTTP 429 or 5xx, lock timeout, an incomplete refresh, a
-     revocation that could not be sent)
+  4  try again later (network, HTTP 408, 425, 429 or 5xx, lock timeout, an incomplete
+     refresh, a revocation that could not be sent)
   5  configuration error (the server rejects the client, no refresh token was issued, the
      stored endpoint is malformed or insecure, or no configuration directory: HOME and
      XDG_CONFIG_HOME unset and no store named)
