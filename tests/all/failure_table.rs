@@ -26,8 +26,9 @@ const NOT_SHOWN_HERE: [(&str, &str); 2] = [
     ),
     (
         "sealed file read by a credlock built without the `keyring` feature",
-        "every test build has the `keyring` feature (the crate's dev-dependency on itself turns \
-         on every feature), so the branch that answers `NotBuiltIn` is never compiled into a test",
+        "every test build has the `keyring` feature (the dev-dependency on the test kit, \
+         crates/credlock-test, turns on every optional feature of this crate), so the branch \
+         that answers `NotBuiltIn` is never compiled into a test",
     ),
 ];
 

@@ -262,8 +262,8 @@ fn a_secret_echoed_in_any_encoding_never_reaches_an_error() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
-/// Invariant 7 (no secret in errors): the refresh path withholds a transport error that
-/// quotes a secret sent; the revocation path (`logout --revoke`) does not.
+/// Invariant 7 (no secret in errors): a transport error that quotes the refresh token sent is
+/// withheld on the revocation path (`logout --revoke`) as on the refresh path.
 #[test]
 fn review_a_revocation_transport_error_quoting_the_refresh_token_is_withheld() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);
