@@ -339,7 +339,7 @@ fn usage_errors_are_exit_code_2() {
 /// one that clap detects (an unknown lock mode, a bad flag value) must not leave clap's text
 /// on stderr as the only answer.
 #[test]
-fn review_json_usage_errors_are_one_object_on_stdout() {
+fn usage_errors_with_json_are_one_object_on_stdout() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("session.json");
     for args in [
