@@ -47,8 +47,8 @@
 //!
 //! ## Errors
 //! Every fallible call returns [`Error`]. [`Error::needs_login`] means "ask the user to log in
-//! again"; [`Error::is_transient`] means "try again later". A network error, a 429 or a 5xx
-//! never deletes credentials; a corrupt file is reported and never deleted or overwritten.
+//! again"; [`Error::is_transient`] means "try again later". A network error, a 408, 425, 429
+//! or a 5xx never deletes credentials; a corrupt file is reported and never deleted or overwritten.
 //!
 //! ## Security
 //! The session file and the lock file are created mode 0600 and their directory 0700.

@@ -57,6 +57,11 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// What stands in for a server's text that quotes a secret the request carried, wherever it
+/// would be shown (an OAuth error's description, in brackets its code, a transport error's
+/// message): one wording everywhere, so that a user sees that something was withheld, and why.
+pub(crate) const ECHO_WITHHELD: &str = "details withheld: they quote a secret that was sent";
+
 /// Recognises an echo of secrets a request carried, in the text of a response.
 ///
 /// A server may quote what it received in `error_description` or even in `error`, and not

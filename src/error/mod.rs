@@ -380,7 +380,7 @@ pub enum Error {
     },
 
     /// An endpoint of the login answered something unusable (not JSON, the wrong shape, a
-    /// redirect, an oversized body).
+    /// redirect). An oversized answer, cut unread, is [`Error::LoginUnavailable`].
     #[error("{endpoint} sent an unusable response during the login: {reason}")]
     LoginInvalidResponse {
         /// The endpoint.

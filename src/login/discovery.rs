@@ -283,13 +283,16 @@ fn fetch(
     transport: &dyn Transport,
 ) -> Result<Option<serde_json::Map<String, Value>>, Error> {
     let endpoint = display_url(url);
-    let response = transport.get(url).map_err(|e| {
-        e.as_setup_error()
-            .unwrap_or_else(|| Error::LoginUnavailable {
-                endpoint: endpoint.clone(),
-                reason: e.to_string(),
-            })
-    })?;
+    let response =
+        transport
+            .get(url)
+            .map_err(|e| match http_answer::transport_meaning(&e, &[]) {
+                Ok(reason) => Error::LoginUnavailable {
+                    endpoint: endpoint.clone(),
+                    reason,
+                },
+                Err(setup) => setup,
+            })?;
     match http_answer::interpret(Endpoint::Discovery, &response, SystemTime::now(), &[]) {
         Meaning::Success => match serde_json::from_slice::<Value>(&response.body) {
             Ok(Value::Object(map)) => Ok(Some(map)),

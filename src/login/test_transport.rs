@@ -72,6 +72,12 @@ impl Scripted {
         self
     }
 
+    /// Scripts one POST that gets no answer, failing with `e`.
+    pub(crate) fn post_fails_with(self, e: TransportError) -> Scripted {
+        self.posts.lock().unwrap().push_back(Err(e));
+        self
+    }
+
     /// Answers peeks with `answer` (without it, peeks fail as unsupported).
     pub(crate) fn peek_with(
         mut self,

@@ -229,6 +229,38 @@ fn unavailable_and_unusable_answers_are_typed_and_polls_retry_three_times() {
     assert!(matches!(device(&l), Err(Error::LoginUnavailable { .. })));
 }
 
+/// A login request that got no answer to read is a passing failure whatever the transport
+/// says, as for a refresh, a revocation or discovery; an oversized answer included (it was
+/// cut at the limit, unread, like a connection dropped mid-body).
+#[test]
+fn a_login_request_that_got_no_answer_is_transient_whatever_the_transport_error() {
+    use crate::wire::http::TransportError;
+    for e in [
+        TransportError::Connect("refused".into()),
+        TransportError::Tls("unknown issuer".into()),
+        TransportError::Timeout("slow".into()),
+        TransportError::TooLarge(65_536),
+        TransportError::Other("reset".into()),
+    ] {
+        let what = format!("{e:?}");
+        let l = Login::new(
+            Endpoints::new("https://id.example/token")
+                .unwrap()
+                .with_device_authorization("https://id.example/d")
+                .unwrap(),
+            "cli",
+            ClientAuth::None,
+        )
+        .unwrap()
+        .with_transport(Arc::new(Scripted::new().post_fails_with(e)));
+        let error = device(&l).unwrap_err();
+        assert!(
+            matches!(error, Error::LoginUnavailable { .. }) && error.is_transient(),
+            "{what}: {error:?}"
+        );
+    }
+}
+
 /// 408 Request Timeout and 425 Too Early invite the same request again: a login treats them
 /// as it treats a 429 or a 5xx (and as a refresh always has), never as a refusal.
 #[test]

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 use crate::basics::secret::display_url;
 use crate::error::Error;
 use crate::session::token_response::TokenResponse;
-use crate::wire::http::{Transport, TransportError};
+use crate::wire::http::Transport;
 use crate::wire::http_answer::{self, Endpoint, Meaning};
 
 /// What a login endpoint answered, once transport trouble, transient answers and unusable
@@ -17,9 +17,10 @@ pub(crate) enum Answer<T> {
     Refused { status: u16, meaning: Meaning },
 }
 
-/// POSTs `request` to `endpoint` and parses a 2xx body with `parse`. Network errors and the
-/// transient statuses are [`Error::LoginUnavailable`]; a redirect, a bad body or an
-/// oversized one are [`Error::LoginInvalidResponse`]. Nothing in the errors quotes a secret
+/// POSTs `request` to `endpoint` and parses a 2xx body with `parse`. A request that got no
+/// answer (`http_answer::transport_meaning`, an oversized one included) and the transient
+/// statuses are [`Error::LoginUnavailable`]; a redirect or a bad body are
+/// [`Error::LoginInvalidResponse`]. Nothing in the errors quotes a secret
 /// that was sent.
 pub(crate) fn post<T>(
     transport: &dyn Transport,
@@ -30,22 +31,16 @@ pub(crate) fn post<T>(
 ) -> Result<Answer<T>, Error> {
     let url = display_url(&request.url);
     let secrets = request.secret_values();
-    let response = transport.post_form(request).map_err(|e| {
-        if let Some(setup) = e.as_setup_error() {
-            return setup;
-        }
-        let reason = http_answer::transport_reason(&e, &secrets);
-        match e {
-            TransportError::TooLarge(_) => Error::LoginInvalidResponse {
-                endpoint: url.clone(),
-                reason,
-            },
-            _ => Error::LoginUnavailable {
-                endpoint: url.clone(),
-                reason,
-            },
-        }
-    })?;
+    let response =
+        transport.post_form(request).map_err(|e| {
+            match http_answer::transport_meaning(&e, &secrets) {
+                Ok(reason) => Error::LoginUnavailable {
+                    endpoint: url.clone(),
+                    reason,
+                },
+                Err(setup) => setup,
+            }
+        })?;
     let status = response.status;
     match http_answer::interpret(endpoint, &response, now, &secrets) {
         Meaning::Success => {

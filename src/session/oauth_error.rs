@@ -2,7 +2,7 @@
 
 use serde_json::Value;
 
-use crate::basics::secret::EchoGuard;
+use crate::basics::secret::{ECHO_WITHHELD, EchoGuard};
 
 /// The error codes of RFC 6749 §5.2.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,7 +58,8 @@ impl OAuthErrorCode {
 pub struct OAuthError {
     /// The `error` code.
     pub code: OAuthErrorCode,
-    /// `error_description`, shortened, and dropped if it echoes a secret that was sent.
+    /// `error_description`, shortened, and replaced by "details withheld: they quote a secret
+    /// that was sent" if it echoes one.
     pub description: Option<String>,
 }
 
@@ -76,10 +77,11 @@ impl OAuthError {
     /// Parses an error body; `None` if it is not a JSON object with a string `error`.
     /// The content type is not trusted: some servers send JSON as `text/plain`.
     ///
-    /// The description is shortened to 200 characters, and dropped if what is left echoes
-    /// any of `secrets_sent` in any encoding (any run of eight characters of one, decoded
-    /// from percent, base64, hex, JSON or HTML escapes, case-folded); an echoing code becomes
-    /// `[redacted]`. `error_uri` and other fields are never shown.
+    /// The description is shortened to 200 characters, and replaced by "details withheld:
+    /// they quote a secret that was sent" if what is left echoes any of `secrets_sent` in any
+    /// encoding (any run of eight characters of one, decoded from percent, base64, hex, JSON
+    /// or HTML escapes, case-folded); an echoing code becomes the same notice in brackets.
+    /// `error_uri` and other fields are never shown.
     #[must_use]
     pub fn from_json(body: &[u8], secrets_sent: &[&str]) -> Option<OAuthError> {
         let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) else {
@@ -93,9 +95,15 @@ impl OAuthError {
             .get("error_description")
             .and_then(Value::as_str)
             .map(|d| printable(d, 200))
-            .filter(|d| !guard.echoes(d));
+            .map(|d| {
+                if guard.echoes(&d) {
+                    ECHO_WITHHELD.to_owned()
+                } else {
+                    d
+                }
+            });
         let code = if guard.echoes(&code) {
-            "[redacted]".to_owned()
+            format!("[{ECHO_WITHHELD}]")
         } else {
             code
         };
@@ -117,16 +125,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn an_echoed_secret_is_dropped_from_the_description() {
+    fn an_echoed_secret_in_the_description_or_code_is_replaced_by_the_withheld_notice() {
+        let withheld = Some(crate::basics::secret::ECHO_WITHHELD.to_owned());
         let body = br#"{"error":"invalid_grant","error_description":"token rt-123 is bad"}"#;
         let e = OAuthError::from_json(body, &["rt-123"]).expect("parses");
-        assert_eq!(e.description, None);
+        assert_eq!(e.description, withheld);
+        assert_eq!(
+            e.to_string(),
+            "invalid_grant (details withheld: they quote a secret that was sent)"
+        );
         // Found by fuzzing: control characters splitting the echo.
         let body = r#"{"error":"x","error_description":"rt-1\u007f23"}"#;
         let e = OAuthError::from_json(body.as_bytes(), &["rt-123"]).expect("parses");
-        assert_eq!(e.description, None);
+        assert_eq!(e.description, withheld);
         let body = r#"{"error":"rt-123\u001b[31m"}"#;
         let e = OAuthError::from_json(body.as_bytes(), &["rt-123"]).expect("parses");
-        assert_eq!(e.code.as_str(), "[redacted]");
+        assert_eq!(
+            e.code.as_str(),
+            "[details withheld: they quote a secret that was sent]"
+        );
     }
 }

@@ -176,10 +176,13 @@ impl Store {
             reason,
         };
         let secrets_sent = request.secret_values();
-        let response = self.transport().post_form(&request).map_err(|e| {
-            e.as_setup_error()
-                .unwrap_or_else(|| unavailable(http_answer::transport_reason(&e, &secrets_sent)))
-        })?;
+        let response =
+            self.transport().post_form(&request).map_err(
+                |e| match http_answer::transport_meaning(&e, &secrets_sent) {
+                    Ok(reason) => unavailable(reason),
+                    Err(setup) => setup,
+                },
+            )?;
         let now = self.clock.now();
         // A revocation is done on a 200 only; any answer but a transient one is a refusal.
         let oauth =

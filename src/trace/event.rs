@@ -59,9 +59,9 @@ pub enum Event {
         /// The session file.
         path: PathBuf,
     },
-    /// A refresh failed for a reason that may pass (network, 5xx, 429, lock timeout), but the
-    /// stored access token has not expired yet (only the refresh margin has passed), so it was
-    /// handed out. `reason` is the failure, without secrets.
+    /// A refresh failed for a reason that may pass (network, 408, 425, 429, 5xx, lock
+    /// timeout), but the stored access token has not expired yet (only the refresh margin has
+    /// passed), so it was handed out. `reason` is the failure, without secrets.
     UsingUnexpiredToken {
         /// The session file.
         path: PathBuf,

@@ -7,7 +7,7 @@
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use crate::basics::secret::{EchoGuard, Secret};
+use crate::basics::secret::{ECHO_WITHHELD, EchoGuard, Secret};
 use crate::error::Error;
 use crate::session::oauth_error::OAuthError;
 use crate::session::token_response::{TokenResponse, Unusable};
@@ -215,10 +215,37 @@ fn unavailable_reason(endpoint: Endpoint, status: u16, retry_after: Option<Durat
 pub(crate) fn transport_reason(e: &TransportError, secrets_sent: &[&str]) -> String {
     let text = e.to_string();
     if EchoGuard::new(secrets_sent).echoes(&text) {
-        "the response could not be read (details withheld: they quote a secret that was sent)"
-            .to_owned()
+        format!("the response could not be read ({ECHO_WITHHELD})")
     } else {
         text
+    }
+}
+
+/// What a request that got no answer to read means, decided once for every endpoint
+/// (refresh, revocation, the login's requests, discovery): what an HTTP 503 means there, try
+/// again later (`Ok` with the reason, for the endpoint's "unavailable" error), whatever went
+/// wrong on the way; except a transport
+/// that cannot be set up, a configuration error ([`Error::TransportSetup`]) that no retry
+/// fixes. An answer over the size limit ([`TransportError::TooLarge`]) is in the first group:
+/// it was cut at the limit and never read, so nothing says the server refused anything (a
+/// proxy's or portal's error page is the usual cause, and passes); the session is kept and
+/// the caller may try again, as after a connection dropped mid-body.
+pub(crate) fn transport_meaning(
+    e: &TransportError,
+    secrets_sent: &[&str],
+) -> Result<String, Error> {
+    match e {
+        TransportError::Setup(_) => {
+            Err(e.as_setup_error().unwrap_or_else(|| Error::TransportSetup {
+                path: None,
+                reason: e.to_string(),
+            }))
+        }
+        TransportError::Connect(_)
+        | TransportError::Tls(_)
+        | TransportError::Timeout(_)
+        | TransportError::TooLarge(_)
+        | TransportError::Other(_) => Ok(transport_reason(e, secrets_sent)),
     }
 }
 
@@ -286,23 +313,15 @@ pub(crate) fn classify(response: &HttpResponse, now: SystemTime, secrets_sent: &
     }
 }
 
-/// The error for a refresh that got no response to read: transient, except a body too large
-/// (an unusable response).
+/// The error for a refresh that got no response to read ([`transport_meaning`]).
 pub(crate) fn transport_failure(e: &TransportError, path: &Path, secrets_sent: &[&str]) -> Error {
-    if let Some(setup) = e.as_setup_error() {
-        return setup;
-    }
-    let reason = transport_reason(e, secrets_sent);
-    match e {
-        TransportError::TooLarge(_) => Error::InvalidResponse {
-            path: path.to_path_buf(),
-            reason,
-        },
-        _ => Error::Unavailable {
+    match transport_meaning(e, secrets_sent) {
+        Ok(reason) => Error::Unavailable {
             path: path.to_path_buf(),
             reason,
             retry_after: None,
         },
+        Err(setup) => setup,
     }
 }
 
@@ -399,6 +418,61 @@ mod tests {
         }
     }
 
+    /// Every kind of transport failure, once each (the match makes a new kind a compile
+    /// error here until it is listed).
+    fn every_transport_error() -> Vec<TransportError> {
+        let all = vec![
+            TransportError::Connect("refused".into()),
+            TransportError::Tls("unknown issuer".into()),
+            TransportError::Timeout("30 s".into()),
+            TransportError::TooLarge(65_536),
+            TransportError::Other("connection reset".into()),
+            TransportError::Setup("socks5 proxy".into()),
+        ];
+        for e in &all {
+            match e {
+                TransportError::Connect(_)
+                | TransportError::Tls(_)
+                | TransportError::Timeout(_)
+                | TransportError::TooLarge(_)
+                | TransportError::Other(_)
+                | TransportError::Setup(_) => {}
+            }
+        }
+        all
+    }
+
+    /// A request that got no answer to read means one thing at every endpoint, the meaning of
+    /// an HTTP 503 (try again later), except a transport that cannot be set up (a
+    /// configuration error); and the refresh's error says the same. (The login's requests:
+    /// `login::tests`.)
+    #[test]
+    fn every_transport_error_means_one_thing_at_every_endpoint() {
+        for endpoint in ENDPOINTS {
+            let at_503 = label(&interpret(endpoint, &resp(503, None, b""), now(), &[]));
+            assert_eq!(at_503, "unavailable", "{endpoint:?}");
+        }
+        for e in every_transport_error() {
+            match (&e, transport_meaning(&e, &[])) {
+                (TransportError::Setup(_), Err(error)) => {
+                    assert!(error.is_configuration(), "{e:?}: {error}");
+                }
+                (TransportError::Setup(_), Ok(reason)) => panic!("{e:?}: unavailable, {reason}"),
+                (_, Ok(reason)) => assert_eq!(reason, e.to_string()),
+                (_, Err(error)) => panic!("{e:?}: {error}"),
+            }
+        }
+        for e in every_transport_error() {
+            let error = transport_failure(&e, Path::new("s.json"), &[]);
+            let setup = matches!(e, TransportError::Setup(_));
+            assert_eq!(
+                (error.is_transient(), error.is_configuration()),
+                (!setup, setup),
+                "{e:?} on a refresh: {error}"
+            );
+        }
+    }
+
     #[test]
     fn the_transient_statuses_are_the_same_everywhere_and_say_when_to_retry() {
         for status in 100..=700 {
@@ -462,7 +536,11 @@ mod tests {
                     oauth: Some(oauth), ..
                 } => {
                     assert_eq!(oauth.code.as_str(), "invalid_client");
-                    assert_eq!(oauth.description, None, "{endpoint:?}");
+                    assert_eq!(
+                        oauth.description.as_deref(),
+                        Some(crate::basics::secret::ECHO_WITHHELD),
+                        "{endpoint:?}"
+                    );
                 }
                 Meaning::Refused { oauth: None, .. } | Meaning::NotHere | Meaning::Success => {
                     // The peek and discovery do not read error bodies.
@@ -477,7 +555,10 @@ mod tests {
         let e = TransportError::Other("bad header: cs-0123456789".to_owned());
         let reason = transport_reason(&e, &["cs-0123456789"]);
         assert!(!reason.contains("cs-0123456789"), "{reason}");
-        assert!(reason.contains("details withheld"), "{reason}");
+        assert!(
+            reason.contains(crate::basics::secret::ECHO_WITHHELD),
+            "{reason}"
+        );
     }
 
     #[test]

@@ -26,8 +26,9 @@ const NOT_SHOWN_HERE: [(&str, &str); 2] = [
     ),
     (
         "sealed file read by a credlock built without the `keyring` feature",
-        "every test build has the `keyring` feature (the crate's dev-dependency on itself turns \
-         on every feature), so the branch that answers `NotBuiltIn` is never compiled into a test",
+        "every test build has the `keyring` feature (the dev-dependency on the test kit, \
+         crates/credlock-test, turns on every optional feature of this crate), so the branch \
+         that answers `NotBuiltIn` is never compiled into a test",
     ),
 ];
 
@@ -70,7 +71,10 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Every `/// Failure table: …` line of the crate's sources and tests, with where it is.
+/// Every `/// Failure table: …` line of the crate's sources and tests, with the file it is
+/// in: only in the doc of a `#[test]` function (`common::test_doc_blocks`) in a file its
+/// crate compiles (`common::is_compiled`), so that a marker on a constant or in a scratch file
+/// nobody declared holds nothing.
 fn markers() -> Vec<(String, String)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut files = Vec::new();
@@ -80,11 +84,15 @@ fn markers() -> Vec<(String, String)> {
     rust_files(&root.join("crates"), &mut files);
     let mut found = Vec::new();
     for file in files {
+        if !crate::common::is_compiled(&file) {
+            continue;
+        }
         let text = std::fs::read_to_string(&file).expect("read source");
-        for (n, line) in text.lines().enumerate() {
-            if let Some(row) = line.trim_start().strip_prefix(MARKER) {
-                let at = format!("{}:{}", file.display(), n + 1);
-                found.push((row.to_owned(), at));
+        for block in crate::common::test_doc_blocks(&text) {
+            for line in block {
+                if let Some(row) = line.strip_prefix(MARKER.trim_start_matches("/// ")) {
+                    found.push((row.to_owned(), file.display().to_string()));
+                }
             }
         }
     }

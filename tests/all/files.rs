@@ -142,7 +142,7 @@ fn a_directory_a_symlink_or_a_huge_file_at_the_path_is_refused() {
 /// unmodelled fields would make the session file larger than 1 MiB", and invariant 8: the
 /// file credlock writes must be one credlock reads.
 #[test]
-fn review_a_session_credlock_saved_is_one_it_can_read_back() {
+fn every_session_credlock_saves_is_one_it_can_read_back() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);
     bed.seed_expired();
     bed.server.reshape_next_success(|mut m| {

@@ -566,7 +566,7 @@ fn a_fifo_a_symlink_or_a_directory_at_the_lease_is_refused_at_once() {
 /// well within the 30 s transport timeout) overlaps the next holder's. Nothing stops a TTL
 /// shorter than the transport timeout (`with_lease_ttl` accepts any).
 #[test]
-fn review_a_lease_holder_never_sends_a_request_that_outlives_its_lease() {
+fn a_lease_holder_never_sends_a_request_that_outlives_its_lease() {
     let bed = Arc::new(Bed::with_latency(
         ReusePolicy::RevokeGrant,
         Duration::from_millis(800),
@@ -603,7 +603,7 @@ fn review_a_lease_holder_never_sends_a_request_that_outlives_its_lease() {
 /// Saving it (the fence is no reason to drop a token the server already rotated) would have
 /// let the next holder adopt it.
 #[test]
-fn review_a_fenced_holder_still_saves_the_refresh_token_the_server_rotated() {
+fn a_fenced_holder_still_saves_the_refresh_token_the_server_rotated() {
     let bed = Arc::new(Bed::with_latency(
         ReusePolicy::RejectOnly,
         Duration::from_millis(800),

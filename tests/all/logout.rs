@@ -302,7 +302,7 @@ fn a_logout_that_lost_its_lease_still_deletes_the_session_it_revoked() {
 ///
 /// Failure table: logout while a compare-and-delete has the file aside
 #[test]
-fn review_logout_during_a_compare_and_delete_does_not_leave_the_session_behind() {
+fn a_logout_during_a_compare_and_delete_does_not_leave_the_session_behind() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);
     bed.seed();
     let aside = bed
@@ -353,7 +353,7 @@ impl credlock::Transport for SlowRevocation {
 /// refresh token; deleting the new holder's session after it would leave the newest refresh
 /// token live at the server and gone locally.
 #[test]
-fn review_logout_under_a_lost_lease_never_deletes_a_newer_session_it_did_not_revoke() {
+fn a_logout_under_a_lost_lease_never_deletes_a_newer_session_it_did_not_revoke() {
     let bed = Arc::new(Bed::new(ReusePolicy::RevokeGrant));
     seed_revocable(&bed);
     bed.clock.advance(Duration::from_secs(3600));

@@ -108,7 +108,7 @@ impl Transport for WinnerSavesThenInvalidGrant {
 // wait out a write in progress it passed once under Wine, in 14 s, but is not yet run there.)
 #[cfg(unix)]
 #[test]
-fn review_a_lock_free_reader_never_sees_no_session_while_a_file_is_put_back() {
+fn a_lock_free_reader_never_sees_no_session_while_a_file_is_put_back() {
     const ROUNDS: usize = 1500;
     let bed = Bed::new(ReusePolicy::RevokeGrant);
     let now = SystemTime::now();

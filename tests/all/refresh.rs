@@ -137,7 +137,7 @@ fn server_errors_and_network_failures_are_transient_and_keep_the_session() {
 /// (`needs_login`, exit 3) of another 4xx without an OAuth body, so that the row "transient
 /// failure while the stored access token has not expired" can still hand that token out.
 #[test]
-fn review_http_408_is_transient_not_log_in_again() {
+fn http_408_from_the_token_endpoint_is_transient_not_log_in_again() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);
     bed.seed_expired();
     bed.server.push_failure(Failure::Status {
@@ -449,7 +449,7 @@ fn a_success_with_a_new_refresh_token_but_no_access_token_saves_the_refresh_toke
 /// already consumed on the server, is dropped; the next call meets invalid_grant and deletes
 /// the session.
 #[test]
-fn review_a_rotated_refresh_token_survives_a_body_serde_json_refuses() {
+fn a_rotated_refresh_token_survives_a_body_serde_json_refuses() {
     let splice = |extra: &'static [u8]| {
         move |m: serde_json::Map<String, serde_json::Value>| {
             let mut body = serde_json::to_vec(&m).expect("json");

@@ -262,10 +262,10 @@ fn a_secret_echoed_in_any_encoding_never_reaches_an_error() {
     assert!(failures.is_empty(), "{failures:#?}");
 }
 
-/// Invariant 7 (no secret in errors): the refresh path withholds a transport error that
-/// quotes a secret sent; the revocation path (`logout --revoke`) does not.
+/// Invariant 7 (no secret in errors): a transport error that quotes the refresh token sent is
+/// withheld on the revocation path (`logout --revoke`) as on the refresh path.
 #[test]
-fn review_a_revocation_transport_error_quoting_the_refresh_token_is_withheld() {
+fn a_revocation_transport_error_quoting_the_refresh_token_is_withheld() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);
     let session = seed_revocable(&bed);
     let rt = session.refresh_token().secret().to_owned();
@@ -282,7 +282,7 @@ fn review_a_revocation_transport_error_quoting_the_refresh_token_is_withheld() {
 }
 
 #[test]
-fn review_a_password_in_a_stored_endpoint_is_not_in_session_debug() {
+fn a_password_in_a_stored_endpoint_is_not_in_session_debug() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);
     let (bytes, password) = session_with_password_in_endpoint(&bed);
     let session = Session::from_json(&bytes, &bed.path).expect("the file parses");
@@ -294,7 +294,7 @@ fn review_a_password_in_a_stored_endpoint_is_not_in_session_debug() {
 /// after a `://`. A URL typed with one slash (`https:/user:pw@host/…`) is refused, and the
 /// refusal must not quote the password.
 #[test]
-fn review_an_endpoint_error_never_quotes_a_password() {
+fn an_endpoint_error_never_quotes_a_password() {
     let url = "https:/me:hunter2-endpoint-pw@auth.example.com/token";
     let err = Client::new(url, "cli", credlock::ClientAuth::None).unwrap_err();
     let shown = format!("{err} {err:?}");

@@ -2,8 +2,9 @@
 //! session, `CREDLOCK_LOCK` and `CREDLOCK_MARGIN` tune it, `CREDLOCK_KEYCHAIN_TIMEOUT` bounds a
 //! keychain call, and `CREDLOCK_ACCESS_TOKEN` replaces the store. `credlock` reads the first
 //! four through its command line parser (flags win over the environment); the docker helper,
-//! which has no flags, through [`StoreOptions::from_env`]. Both open the store with
-//! [`StoreOptions::open`]. An empty variable is the same as an unset one.
+//! which has no flags, through [`StoreOptions::from_env`]. Both choose the store with
+//! [`select`] and open it with [`StoreOptions::open`]. An empty variable is the same as an
+//! unset one.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -50,48 +51,179 @@ pub struct StoreOptions {
     pub verbose: bool,
 }
 
+/// Where a selecting value came from: the command line beats the environment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// A flag (`--store`, `--profile`), or the docker helper's own name.
+    CommandLine,
+    /// A `CREDLOCK_*` variable.
+    Environment,
+}
+
+/// Why no store can be selected. The message names what to change; each binary prefixes it
+/// and maps the kind to its own exit convention.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SelectError {
+    /// The values contradict each other or one does not parse (`credlock`: exit 2).
+    Usage(String),
+    /// The environment names no configuration directory for the default session
+    /// (`credlock`: exit 5).
+    Configuration(String),
+}
+
+impl std::fmt::Display for SelectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SelectError::Usage(m) | SelectError::Configuration(m) => f.write_str(m),
+        }
+    }
+}
+
+/// The session that the store and profile select.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    /// The session file, or the server session's URL without its password.
+    pub path: PathBuf,
+    /// The session on a server (`redis://…`), if the store names one.
+    pub server: Option<crate::server_store::ServerStore>,
+    /// The profile that chose the file or the server key, if one did.
+    pub profile: Option<String>,
+}
+
+/// The variables that name the configuration directory on this platform, for the message
+/// that asks for one.
+const CONFIG_DIR_VARS: &str = if cfg!(windows) {
+    "APPDATA"
+} else if cfg!(target_os = "macos") {
+    "HOME"
+} else {
+    "XDG_CONFIG_HOME or HOME"
+};
+
+/// The configuration directory. Never the working directory: without one, a configuration
+/// error that says which variables to set.
+///
+/// # Errors
+/// [`SelectError::Configuration`] when the environment names no configuration directory.
+pub fn config_dir() -> Result<PathBuf, SelectError> {
+    credlock::config_dir().map_err(|e| {
+        SelectError::Configuration(format!(
+            "{e}: set {CONFIG_DIR_VARS} to an absolute directory, or name the session file in CREDLOCK_STORE (or --store)"
+        ))
+    })
+}
+
+/// The session file of `profile` under the configuration directory ([`config_dir`]).
+///
+/// # Errors
+/// [`SelectError::Configuration`] without a configuration directory, [`SelectError::Usage`]
+/// for an invalid profile name.
+pub fn default_path(profile: Option<&str>) -> Result<PathBuf, SelectError> {
+    credlock::session_path_in(&config_dir()?, APP, profile)
+        .map_err(|e| SelectError::Usage(e.to_string()))
+}
+
+/// The store that `store` (`--store` / `CREDLOCK_STORE`) and `profile` (`--profile` /
+/// `CREDLOCK_PROFILE` / the docker helper's name) select, for both binaries:
+/// - a store that is a Redis URL (`redis://…`) is a session on that server, under the URL's
+///   key, else the profile's;
+/// - a file store and a profile: the one from the command line wins (so a child given
+///   `--store` ignores an inherited `CREDLOCK_PROFILE`); both from the same place is a usage
+///   error, since either could be the wrong session;
+/// - else the store's file, else the profile's under the configuration directory
+///   ([`default_path`]).
+///
+/// A `CREDLOCK_FS_KIND` credlock does not know is refused first: ignored, it would leave a
+/// `nolock` NFS home without the lease its user asked for.
+///
+/// # Errors
+/// [`SelectError`] saying what to change.
+pub fn select(
+    store: Option<(PathBuf, Origin)>,
+    profile: Option<(String, Origin)>,
+) -> Result<Selection, SelectError> {
+    fs_kind_is_known()?;
+    if let Some((url, origin)) = store
+        .as_ref()
+        .filter(|(s, _)| crate::server_store::is_server_url(s))
+    {
+        let profile = profile.map(|(p, _)| p);
+        let (server, location) = crate::server_store::ServerStore::select(url, profile.as_deref())
+            .map_err(|e| {
+                let named_by = match origin {
+                    Origin::CommandLine => "--store",
+                    Origin::Environment => "CREDLOCK_STORE",
+                };
+                SelectError::Usage(format!("{named_by}: {e}"))
+            })?;
+        return Ok(Selection {
+            path: location,
+            server: Some(server),
+            profile,
+        });
+    }
+    let file = |path: PathBuf| Selection {
+        path,
+        server: None,
+        profile: None,
+    };
+    let of_profile = |profile: Option<String>| {
+        Ok(Selection {
+            path: default_path(profile.as_deref())?,
+            server: None,
+            profile,
+        })
+    };
+    match (store, profile) {
+        (Some((store, Origin::CommandLine)), Some((_, Origin::Environment))) | (Some((store, _)), None) => {
+            Ok(file(store))
+        }
+        (Some((_, Origin::Environment)), Some((profile, Origin::CommandLine))) => {
+            of_profile(Some(profile))
+        }
+        (Some(_), Some(_)) => Err(SelectError::Usage(
+            "a store and a profile are both given; name one of them (--store or CREDLOCK_STORE, --profile or CREDLOCK_PROFILE)".to_owned(),
+        )),
+        (None, profile) => of_profile(profile.map(|(p, _)| p)),
+    }
+}
+
+/// A `CREDLOCK_FS_KIND` that is empty, unset or one the library knows.
+fn fs_kind_is_known() -> Result<(), SelectError> {
+    use credlock::filesystem::{FS_KIND_ENV, FS_KIND_NAMES};
+    let Some(value) = std::env::var_os(FS_KIND_ENV) else {
+        return Ok(());
+    };
+    let value = value.to_string_lossy();
+    let value = value.trim();
+    if value.is_empty() || FS_KIND_NAMES.contains(&value) {
+        return Ok(());
+    }
+    Err(SelectError::Usage(format!(
+        "{FS_KIND_ENV}={value:?} is not a filesystem kind credlock knows ({}); fix it, or unset it to let credlock detect the filesystem",
+        FS_KIND_NAMES.join(", ")
+    )))
+}
+
 impl StoreOptions {
-    /// The options from the environment alone: the session of `named_profile` (a profile the
-    /// caller's own name selects) if given, else `CREDLOCK_STORE`, else `CREDLOCK_PROFILE`
-    /// under the default directory; `CREDLOCK_LOCK` and `CREDLOCK_MARGIN` as for `credlock`.
-    /// A `CREDLOCK_STORE` that is a Redis URL (`redis://…`) names a session on that server,
-    /// under the URL's key, else the profile's (`named_profile`, else `CREDLOCK_PROFILE`).
+    /// The options from the environment alone, for the docker helper: the store [`select`]
+    /// chooses from `named_profile` (the profile the helper's own name selects, which counts
+    /// as the command line), `CREDLOCK_STORE` and `CREDLOCK_PROFILE`; `CREDLOCK_LOCK` and
+    /// `CREDLOCK_MARGIN` as for `credlock`.
     ///
     /// # Errors
-    /// A message for the user: no configuration directory, an invalid profile name, or a
-    /// lock mode or margin that does not parse.
+    /// A message for the user: what [`select`] refuses, or a lock mode or margin that does
+    /// not parse.
     pub fn from_env(named_profile: Option<&str>) -> Result<StoreOptions, String> {
-        let default_path = |profile: Option<&str>| {
-            credlock::default_session_path(APP, profile).map_err(|e| format!("credlock: {e}"))
+        let store = var("CREDLOCK_STORE").map(|s| (PathBuf::from(s), Origin::Environment));
+        let profile = match named_profile {
+            Some(name) => Some((name.to_owned(), Origin::CommandLine)),
+            None => var("CREDLOCK_PROFILE").map(|p| (p, Origin::Environment)),
         };
-        // A Redis URL in CREDLOCK_STORE keeps the session on that server, under the URL's
-        // key, else the profile's (the caller's own name, else CREDLOCK_PROFILE).
-        let store = var("CREDLOCK_STORE");
-        if let Some(url) = store
-            .as_deref()
-            .filter(|s| crate::server_store::is_server_url(std::path::Path::new(s)))
-        {
-            let profile = named_profile
-                .map(str::to_owned)
-                .or_else(|| var("CREDLOCK_PROFILE"));
-            let (server, location) = crate::server_store::ServerStore::select(
-                std::path::Path::new(url),
-                profile.as_deref(),
-            )
-            .map_err(|e| format!("credlock: CREDLOCK_STORE: {e}"))?;
-            return Ok(StoreOptions {
-                path: location,
-                server: Some(server),
-                ..StoreOptions::tuning_from_env()?
-            });
-        }
-        let path = match (named_profile, store) {
-            (Some(profile), _) => default_path(Some(profile))?,
-            (None, Some(p)) => PathBuf::from(p),
-            (None, None) => default_path(var("CREDLOCK_PROFILE").as_deref())?,
-        };
+        let selection = select(store, profile).map_err(|e| format!("credlock: {e}"))?;
         Ok(StoreOptions {
-            path,
+            path: selection.path,
+            server: selection.server,
             ..StoreOptions::tuning_from_env()?
         })
     }

@@ -344,3 +344,95 @@ pub fn session_with_password_in_endpoint(bed: &Bed) -> (Vec<u8>, &'static str) {
     );
     (json.into_bytes(), PASSWORD)
 }
+
+/// The `///` blocks in `text` that document a test: each block's lines (without the `///`
+/// and one space) when the block ends at a `#[test]` function, attributes such as
+/// `#[ignore]` or `#[cfg(…)]` between allowed. A marker elsewhere (above a constant, a helper,
+/// inside a body) is in no block. For the meta-tests that hold documentation tables to tests.
+pub fn test_doc_blocks(text: &str) -> Vec<Vec<&str>> {
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let mut blocks = Vec::new();
+    let mut i = 0;
+    while i < lines.len() {
+        if !lines[i].starts_with("///") {
+            i += 1;
+            continue;
+        }
+        let mut block = Vec::new();
+        while i < lines.len() && lines[i].starts_with("///") {
+            let doc = lines[i].trim_start_matches("///");
+            block.push(doc.strip_prefix(' ').unwrap_or(doc));
+            i += 1;
+        }
+        // Attributes, each possibly over several lines (brackets balanced).
+        let mut is_test = false;
+        while i < lines.len() && lines[i].starts_with("#[") {
+            let mut attribute = String::new();
+            let mut depth = 0i32;
+            loop {
+                let line = lines[i];
+                attribute.push_str(line);
+                depth += line.matches('[').count() as i32 - line.matches(']').count() as i32;
+                i += 1;
+                if depth <= 0 || i == lines.len() {
+                    break;
+                }
+            }
+            is_test |= attribute == "#[test]" || attribute.starts_with("#[tokio::test");
+        }
+        let is_fn = lines
+            .get(i)
+            .is_some_and(|l| l.starts_with("fn ") || l.starts_with("async fn "));
+        if is_test && is_fn {
+            blocks.push(block);
+        }
+    }
+    blocks
+}
+
+/// Whether `file` is compiled into its crate: a crate root (`main.rs`, `lib.rs`), or a file
+/// whose parent module (`mod.rs`, `main.rs`, `lib.rs` beside it, or `dir.rs` above it)
+/// declares it with `mod NAME;` and is compiled itself. A file nothing declares (a scratch
+/// file left in `tests/all/`) holds no test, whatever its text says.
+pub fn is_compiled(file: &std::path::Path) -> bool {
+    let Some(stem) = file.file_stem().and_then(|s| s.to_str()) else {
+        return false;
+    };
+    if stem == "main" || stem == "lib" {
+        return true;
+    }
+    let Some(dir) = file.parent() else {
+        return false;
+    };
+    let (name, parent_dir) = if stem == "mod" {
+        match (dir.file_name().and_then(|n| n.to_str()), dir.parent()) {
+            (Some(name), Some(parent)) => (name, parent),
+            _ => return false,
+        }
+    } else {
+        (stem, dir)
+    };
+    let declaration = format!("mod {name};");
+    let mut candidates = vec![
+        parent_dir.join("mod.rs"),
+        parent_dir.join("main.rs"),
+        parent_dir.join("lib.rs"),
+    ];
+    if let (Some(up), Some(dir_name)) = (parent_dir.parent(), parent_dir.file_name()) {
+        candidates.push(up.join(dir_name).with_extension("rs"));
+    }
+    candidates.into_iter().any(|parent| {
+        parent != file
+            && std::fs::read_to_string(&parent).is_ok_and(|text| {
+                text.lines().any(|l| {
+                    let l = l.trim();
+                    let l = l
+                        .strip_prefix("pub(crate) ")
+                        .or_else(|| l.strip_prefix("pub "))
+                        .unwrap_or(l);
+                    l == declaration
+                })
+            })
+            && is_compiled(&parent)
+    })
+}

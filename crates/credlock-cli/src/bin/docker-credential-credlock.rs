@@ -5,7 +5,10 @@
 //! Run under the name `docker-credential-credlock-NAME` (a symlink or a copy; docker runs it
 //! for a `credHelpers` value `credlock-NAME`), it answers from the profile NAME: two
 //! registries with two accounts need no wrapper scripts. The name wins over
-//! `CREDLOCK_PROFILE` and `CREDLOCK_STORE`; NAME must be a valid profile name. When
+//! `CREDLOCK_PROFILE` and `CREDLOCK_STORE`; NAME must be a valid profile name. The store is
+//! chosen as `credlock` chooses it (`credlock_cli::config::select`, the name counting as a
+//! flag): `CREDLOCK_STORE` and `CREDLOCK_PROFILE` both set is an error, so is an unknown
+//! `CREDLOCK_FS_KIND`, and so is no configuration directory when no store is named. When
 //! `CREDLOCK_STORE` is a Redis URL (`redis://…`, `docs/fleet.md`), the session is on that
 //! server, under the URL's key, else the profile's (the name, else `CREDLOCK_PROFILE`).
 //!

@@ -339,7 +339,7 @@ fn usage_errors_are_exit_code_2() {
 /// one that clap detects (an unknown lock mode, a bad flag value) must not leave clap's text
 /// on stderr as the only answer.
 #[test]
-fn review_json_usage_errors_are_one_object_on_stdout() {
+fn usage_errors_with_json_are_one_object_on_stdout() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = dir.path().join("session.json");
     for args in [
@@ -467,8 +467,7 @@ fn a_refresh_guarded_by_the_lease_is_silent_without_verbose_and_doctor_calls_it_
                 args.push("-v");
             }
             let mut cmd = credlock(&store, &args);
-            cmd.env("CREDLOCK_FS_KIND", kind)
-                .env_remove("CREDLOCK_ACCESS_TOKEN");
+            cmd.env("CREDLOCK_FS_KIND", kind);
             let out = run(cmd);
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(0), "{mode} on {kind}: {stderr}");
@@ -701,8 +700,7 @@ fn token_login(store: &std::path::Path, extra: &[&str]) -> Command {
     ];
     args.extend(extra);
     let mut cmd = credlock(store, &args);
-    cmd.env_remove("CREDLOCK_ACCESS_TOKEN")
-        .env_remove("KUBERNETES_EXEC_INFO");
+    cmd.env_remove("KUBERNETES_EXEC_INFO");
     cmd
 }
 
@@ -897,4 +895,51 @@ fn client_auth_and_auth_are_one_option_on_import_and_login() {
             "{name}: {stderr}"
         );
     }
+}
+
+/// Every `CREDLOCK_*` name quoted in `dir`'s Rust files, recursively.
+fn credlock_variables_in(dir: &std::path::Path, found: &mut std::collections::BTreeSet<String>) {
+    for entry in std::fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry"))
+    {
+        let path = entry.path();
+        if path.is_dir() {
+            credlock_variables_in(&path, found);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            let text = std::fs::read_to_string(&path).expect("read");
+            for (at, _) in text.match_indices("\"CREDLOCK_") {
+                let name: String = text[at + 1..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || *c == '_')
+                    .collect();
+                if text[at + 1 + name.len()..].starts_with('"') {
+                    found.insert(name);
+                }
+            }
+        }
+    }
+}
+
+/// The suite's `credlock()` clears every `CREDLOCK_*` variable the library and the binaries
+/// read (found in their sources), so that one set in the shell that runs the tests (an
+/// access-token override, a profile, a keychain timeout) cannot change what a test sees.
+#[test]
+fn the_suites_credlock_command_clears_every_credlock_variable_the_code_reads() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut read = std::collections::BTreeSet::new();
+    credlock_variables_in(&root.join("src"), &mut read);
+    credlock_variables_in(&root.join("crates/credlock-cli/src"), &mut read);
+    assert!(read.contains("CREDLOCK_STORE"), "{read:?}");
+    let cmd = credlock(std::path::Path::new("unused.json"), &["status"]);
+    let cleared: std::collections::BTreeSet<String> = cmd
+        .get_envs()
+        .filter(|(_, value)| value.is_none())
+        .map(|(name, _)| name.to_string_lossy().into_owned())
+        .collect();
+    let missing: Vec<&String> = read.difference(&cleared).collect();
+    assert!(
+        missing.is_empty(),
+        "common::credlock() leaves {missing:?} to the caller's environment"
+    );
 }

@@ -49,8 +49,7 @@ fn readme_error_keys() -> Vec<String> {
     keys
 }
 
-fn run(mut cmd: Command) -> Output {
-    cmd.env_remove("CREDLOCK_ACCESS_TOKEN");
+fn run(cmd: Command) -> Output {
     run_with_stdin(cmd, b"")
 }
 
@@ -142,10 +141,16 @@ fn every_row_of_the_readme_exit_code_table_is_quoted_by_a_test() {
     let rows = readme_rows();
     let codes: Vec<&str> = rows.iter().map(|r| &r[2..3]).collect();
     assert_eq!(codes, ["0", "1", "2", "3", "4", "5"], "{rows:#?}");
+    // Only the doc of a `#[test]` function counts: a row quoted above a constant or a helper
+    // holds nothing.
+    let quoted: Vec<&str> = crate::common::test_doc_blocks(THIS_FILE)
+        .into_iter()
+        .flatten()
+        .collect();
     for row in rows {
         assert!(
-            THIS_FILE.contains(&format!("/// {row}\n")),
-            "no test in tests/all/exit_codes.rs quotes the README row {row:?}: update the test with the row"
+            quoted.contains(&row),
+            "no test in crates/credlock-cli/tests/all/exit_codes.rs quotes the README row {row:?} in its doc: update the test with the row"
         );
     }
 }
@@ -300,7 +305,59 @@ fn exit_code_3_is_log_in_again() {
     assert!(!s.store.exists(), "the refused session is deleted");
 }
 
-/// | 4 | try again later (network, HTTP 429 or 5xx, lock timeout, an incomplete refresh, a revocation that could not be sent) |
+/// The three-digit HTTP statuses that `text` names, `5xx` as 500.
+fn statuses_named(text: &str) -> Vec<u16> {
+    text.split(|c: char| !c.is_ascii_alphanumeric())
+        .filter_map(|w| match w {
+            "5xx" => Some(500),
+            w if w.len() == 3 => w.parse().ok().filter(|s| (100..600).contains(s)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The statuses of exit code 4 as the README's row and `--help` give them are the ones the
+/// binary treats as "try again later": every 4xx that exits 4 is named, and no other.
+#[test]
+fn the_transient_statuses_the_readme_and_help_name_are_those_that_exit_4() {
+    let row = readme_rows()
+        .into_iter()
+        .find(|r| r.starts_with("| 4 |"))
+        .expect("row 4");
+    let help =
+        String::from_utf8_lossy(&run(credlock(Path::new("unused.json"), &["--help"])).stdout)
+            .into_owned();
+    let help_row = help
+        .split_once("\n  4  ")
+        .and_then(|(_, rest)| rest.split_once("\n  5  "))
+        .expect("--help lists exit code 4")
+        .0
+        .to_owned();
+    assert_eq!(
+        statuses_named(row),
+        statuses_named(&help_row),
+        "{row}\n{help_row}"
+    );
+
+    let s = Served::new(true, |_, _| {});
+    let mut exit_4 = Vec::new();
+    for status in 400..500 {
+        s.fake.push_failure(Failure::Status {
+            status,
+            body: r#"{"error":"not_today"}"#.into(),
+            retry_after: None,
+        });
+        let out = s.run(&["token"]);
+        if out.status.code() == Some(4) {
+            exit_4.push(status);
+        }
+    }
+    exit_4.push(500);
+    assert_eq!(statuses_named(row), exit_4, "{row}");
+    assert!(s.store.exists(), "kept");
+}
+
+/// | 4 | try again later (network, HTTP 408, 425, 429 or 5xx, lock timeout, an incomplete refresh, a revocation that could not be sent) |
 #[test]
 fn exit_code_4_is_try_again_later() {
     let port = closed_port();
@@ -370,7 +427,7 @@ fn exit_code_4_is_try_again_later() {
     assert_eq!(s.fake.counters().refresh_requests, 0);
 }
 
-/// | 5 | configuration (the server rejects the client, no refresh token was issued, the stored endpoint is malformed or insecure) |
+/// | 5 | configuration (the server rejects the client, no refresh token was issued, the stored endpoint is malformed or insecure, no configuration directory: `HOME` and `XDG_CONFIG_HOME` unset and no store named) |
 ///
 /// Failure table: token endpoint is plain `http://` to a non-loopback host
 /// Failure table: endpoint malformed (does not parse, not absolute, no host, user info)
@@ -412,4 +469,23 @@ fn exit_code_5_is_configuration() {
         assert_eq!(exits(&s.run(&["token", "--json"]), 5, endpoint), kind);
         assert_eq!(s.fake.counters().refresh_requests, 0, "nothing sent");
     }
+
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let mut no_home = Command::new(env!("CARGO_BIN_EXE_credlock"));
+    no_home
+        .args(["token", "--json"])
+        .current_dir(cwd.path())
+        .env_remove("HOME")
+        .env_remove("XDG_CONFIG_HOME");
+    crate::common::clear_credlock_env(&mut no_home);
+    let out = run_with_stdin(no_home, b"");
+    assert_eq!(
+        exits(&out, 5, "no configuration directory"),
+        "configuration"
+    );
+    assert!(
+        stderr(&out).contains("no configuration directory"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -35,8 +35,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 /// `credlock` with `DBUS_SESSION_BUS_ADDRESS` set to `bus`.
 fn credlock_on(bus: &str, store: &Path, args: &[&str]) -> Command {
     let mut c = credlock(store, args);
-    c.env("DBUS_SESSION_BUS_ADDRESS", bus)
-        .env_remove("CREDLOCK_KEYCHAIN_TIMEOUT");
+    c.env("DBUS_SESSION_BUS_ADDRESS", bus);
     c
 }
 

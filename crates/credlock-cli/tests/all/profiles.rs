@@ -306,3 +306,95 @@ fn a_mistyped_profile_for_status_token_and_logout_names_the_known_profiles() {
         "the mistyped profile was created"
     );
 }
+
+/// What one binary did with an environment: its exit code and everything it said.
+fn outcome(out: &std::process::Output) -> (i32, String) {
+    (
+        out.status.code().unwrap_or(-1),
+        format!("{}{}", text(&out.stdout), text(&out.stderr)),
+    )
+}
+
+/// Both binaries choose the session with one function (`credlock_cli::config::select`): on
+/// the same environment they pick the same store or fail for the same reason, each with its
+/// own exit convention (`credlock` 2 for usage, 5 for configuration; the docker helper 1, its
+/// message on stdout where docker reads it). Without a configuration directory neither falls
+/// back to a path relative to the working directory.
+#[test]
+fn credlock_and_the_docker_helper_select_the_store_alike_from_the_same_environment() {
+    let home = tempfile::tempdir().expect("tempdir");
+    let cwd = tempfile::tempdir().expect("tempdir");
+    let file = home.path().join("elsewhere.json");
+    let home_var = home.path().to_str().expect("utf-8").to_owned();
+    let config_var = home
+        .path()
+        .join("config")
+        .to_str()
+        .expect("utf-8")
+        .to_owned();
+    let file_var = file.to_str().expect("utf-8").to_owned();
+    // (environment, credlock's exit code, docker helper's, what both say)
+    type Row<'a> = (Vec<(&'a str, &'a str)>, i32, i32, &'a str);
+    let rows: [Row; 4] = [
+        (
+            vec![
+                ("HOME", &home_var),
+                ("CREDLOCK_STORE", &file_var),
+                ("CREDLOCK_PROFILE", "work"),
+            ],
+            2,
+            1,
+            "a store and a profile are both given",
+        ),
+        (
+            vec![("HOME", &home_var), ("CREDLOCK_FS_KIND", "nfs-nolck")],
+            2,
+            1,
+            "not a filesystem kind credlock knows",
+        ),
+        (vec![], 5, 1, "no configuration directory"),
+        (
+            vec![
+                ("HOME", &home_var),
+                ("XDG_CONFIG_HOME", &config_var),
+                ("CREDLOCK_STORE", "redis://127.0.0.1:notaport/?key=k"),
+            ],
+            2,
+            1,
+            "CREDLOCK_STORE: ",
+        ),
+    ];
+    for (env, credlock_code, docker_code, says) in rows {
+        let mut token = Command::new(env!("CARGO_BIN_EXE_credlock"));
+        let mut docker = Command::new(env!("CARGO_BIN_EXE_docker-credential-credlock"));
+        token.arg("token");
+        docker.arg("get");
+        for c in [&mut token, &mut docker] {
+            c.current_dir(cwd.path())
+                .env_remove("HOME")
+                .env_remove("XDG_CONFIG_HOME");
+            crate::common::clear_credlock_env(c);
+            for (k, v) in &env {
+                c.env(k, v);
+            }
+        }
+        docker.env("CREDLOCK_DOCKER_REGISTRIES", "registry.example");
+        let (token_code, token_said) = outcome(&token.output().expect("run credlock"));
+        let (docker_code_got, docker_said) =
+            outcome(&run_with_stdin(docker, b"registry.example\n"));
+        assert_eq!(
+            (token_code, token_said.contains(says)),
+            (credlock_code, true),
+            "credlock on {env:?}: {token_said}"
+        );
+        assert_eq!(
+            (docker_code_got, docker_said.contains(says)),
+            (docker_code, true),
+            "the docker helper on {env:?}: {docker_said}"
+        );
+        assert!(
+            !cwd.path().join("credlock").exists(),
+            "a session path relative to the working directory was used on {env:?}"
+        );
+    }
+}

@@ -6,7 +6,7 @@ use credlock_test::ReusePolicy;
 use crate::common::{Bed, session_with_password_in_endpoint};
 
 #[test]
-fn review_status_does_not_print_a_password_in_the_stored_endpoint() {
+fn status_does_not_print_a_password_in_the_stored_endpoint() {
     let bed = Bed::new(ReusePolicy::RevokeGrant);
     let (bytes, password) = session_with_password_in_endpoint(&bed);
     std::fs::write(&bed.path, bytes).expect("write");

@@ -9,8 +9,7 @@ use std::time::{Duration, SystemTime};
 use crate::common::tools::{Backend, run_together, text};
 use crate::common::{credlock, run_with_stdin};
 
-fn run(mut cmd: Command) -> Output {
-    cmd.env_remove("CREDLOCK_ACCESS_TOKEN");
+fn run(cmd: Command) -> Output {
     run_with_stdin(cmd, b"")
 }
 
@@ -315,11 +314,7 @@ fn min_valid_refreshes_once_for_many_jobs_only_when_less_is_left() {
     assert_eq!(b.refreshes(), 0, "ten minutes left is more than five");
 
     let jobs = (0..6)
-        .map(|_| {
-            let mut c = credlock(&b.store, &["token", "--out", out_arg, "--min-valid", "900"]);
-            c.env_remove("CREDLOCK_ACCESS_TOKEN");
-            c
-        })
+        .map(|_| credlock(&b.store, &["token", "--out", out_arg, "--min-valid", "900"]))
         .collect();
     for out in run_together(jobs, Duration::from_secs(60)) {
         assert!(out.status.success(), "{}", text(&out.stderr));
@@ -452,12 +447,11 @@ fn without_xdg_runtime_dir_the_token_file_is_tmp_bt_uid_and_a_profile_appends_it
         .save(&b.session)
         .expect("save");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_credlock"));
+    crate::common::clear_credlock_env(&mut cmd);
     cmd.args(["--profile", &profile, "token", "--out"])
         .env("XDG_CONFIG_HOME", config.path())
         .env("TMPDIR", tmpdir.path())
-        .env_remove("XDG_RUNTIME_DIR")
-        .env_remove("CREDLOCK_STORE")
-        .env_remove("CREDLOCK_PROFILE");
+        .env_remove("XDG_RUNTIME_DIR");
     let out = run(cmd);
     let uid = rustix::process::getuid().as_raw();
     let expected = Path::new("/tmp").join(format!("bt_u{uid}-{profile}"));

@@ -466,9 +466,8 @@ fn without_a_session_get_and_erase_exit_3_and_store_and_other_hosts_exit_0() {
     let dir = tempfile::tempdir().expect("tempdir");
     let missing = dir.path().join("none.json");
     let helper = |store: &Path, op: &str, request: &str| {
-        let mut cmd =
+        let cmd =
             crate::common::credlock(store, &["git-credential", "--host", "git.example.com", op]);
-        cmd.env_remove("CREDLOCK_ACCESS_TOKEN");
         run_with_stdin(cmd, request.as_bytes())
     };
     let named = "protocol=https\nhost=git.example.com\npassword=p\n\n";

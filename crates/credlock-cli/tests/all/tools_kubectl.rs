@@ -101,7 +101,6 @@ fn eight_concurrent_kubectl_calls_on_an_expired_session_cause_one_refresh() {
 
 fn exec_credential(store: &Path, exec_info: Option<&str>) -> std::process::Output {
     let mut cmd = credlock(store, &["token", "--format", "exec-credential"]);
-    cmd.env_remove("CREDLOCK_ACCESS_TOKEN");
     match exec_info {
         Some(info) => cmd.env("KUBERNETES_EXEC_INFO", info),
         None => cmd.env_remove("KUBERNETES_EXEC_INFO"),

@@ -41,8 +41,8 @@ pub struct TokenArgs {
     /// quarters of the token's lifetime (a token is used for at least a quarter of its
     /// lifetime, so 600 s tokens with --min-valid 900 are refreshed once, not on every call;
     /// a warning says when the cap applies). If that refresh fails for a reason that may pass
-    /// (network, 429, 5xx, lock timeout), a token that has not expired is still handed out,
-    /// with a warning.
+    /// (network, 408, 425, 429, 5xx, lock timeout), a token that has not expired is still
+    /// handed out, with a warning.
     #[arg(long, value_name = "SECONDS")]
     pub min_valid: Option<u64>,
 }

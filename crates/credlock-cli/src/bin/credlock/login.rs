@@ -377,7 +377,9 @@ fn run(args: &LoginArgs, started: Instant, chosen: &mut Option<Flow>) -> Result<
     // Usage errors were ruled out by `check` before the guards were taken.
     let login = args.build(left).map_err(|f| match f {
         Failure::Credlock(e) => e,
-        Failure::Usage(reason) | Failure::Other(reason) => Error::LoginAborted { reason },
+        Failure::Usage(reason) | Failure::Configuration(reason) | Failure::Other(reason) => {
+            Error::LoginAborted { reason }
+        }
         other => Error::LoginAborted {
             reason: format!("{other:?}"),
         },

@@ -1,8 +1,8 @@
 //! `credlock`: a valid access token for any process, from one shared session file.
 //!
-//! Exit codes: 0 success; 2 usage; 3 login required; 4 transient (network, 5xx, 429, lock
-//! timeout); 5 configuration (client rejected, no refresh token issued, bad endpoint); 1
-//! anything else.
+//! Exit codes: 0 success; 2 usage; 3 login required; 4 transient (network, 408, 425, 429,
+//! 5xx, lock timeout); 5 configuration (client rejected, no refresh token issued, bad endpoint, no
+//! configuration directory); 1 anything else.
 #![forbid(unsafe_code)]
 
 /// `println!` that hands a closed or full standard output back as a [`Failure`] instead of
@@ -36,7 +36,7 @@ use std::time::Duration;
 
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use credlock::{Error, LockMode, Store};
-use credlock_cli::config::StoreOptions;
+use credlock_cli::config::{self, Origin, SelectError, StoreOptions};
 use serde_json::json;
 
 #[derive(Debug, Parser)]
@@ -190,10 +190,11 @@ const EXIT_CODES: &str = "Exit codes:
   2  usage error (bad arguments, an unknown CREDLOCK_FS_KIND; at import, a malformed or
      insecure endpoint)
   3  log in again (no session; the grant expired or was revoked)
-  4  try again later (network, HTTP 429 or 5xx, lock timeout, an incomplete refresh, a
-     revocation that could not be sent)
-  5  configuration error (the server rejects the client, no refresh token was issued, or the
-     stored endpoint is malformed or insecure)
+  4  try again later (network, HTTP 408, 425, 429 or 5xx, lock timeout, an incomplete
+     refresh, a revocation that could not be sent)
+  5  configuration error (the server rejects the client, no refresh token was issued, the
+     stored endpoint is malformed or insecure, or no configuration directory: HOME and
+     XDG_CONFIG_HOME unset and no store named)
 `exec` exits with its command's status once the command runs (126/127 if it cannot run).";
 
 /// What a failed command exits with.
@@ -218,33 +219,31 @@ fn main() -> ExitCode {
         Err(e) => return usage_error(&with_exec_tip(e)),
     };
     let json_output = cli.json;
-    let (store, profile, server) = match cli.store {
-        Some(url) if credlock_cli::server_store::is_server_url(&url) => {
-            match credlock_cli::server_store::ServerStore::select(&url, cli.profile.as_deref()) {
-                Ok((server, location)) => (location, cli.profile, Some(server)),
-                Err(message) => {
-                    return usage_error(&Cli::command().error(
-                        clap::error::ErrorKind::ValueValidation,
-                        format!("--store: {message}"),
-                    ));
-                }
-            }
-        }
-        store => {
-            let (store, profile) = profiles::select(&matches, store, cli.profile);
-            (store, profile, None)
+    // The same selection as the docker helper's; clap only says where each value came from.
+    let origin = |id: &str| match matches.value_source(id) {
+        Some(clap::parser::ValueSource::CommandLine) => Origin::CommandLine,
+        _ => Origin::Environment,
+    };
+    let selection = match config::select(
+        cli.store.map(|s| (s, origin("store"))),
+        cli.profile.map(|p| (p, origin("profile"))),
+    ) {
+        Ok(selection) => selection,
+        Err(SelectError::Usage(message)) => return fail(Failure::Usage(message), json_output),
+        Err(SelectError::Configuration(message)) => {
+            return fail(Failure::Configuration(message), json_output);
         }
     };
     let global = Global {
-        store,
-        server,
-        profile,
+        store: selection.path,
+        server: selection.server,
+        profile: selection.profile,
         lock: cli.lock,
         margin: Duration::from_secs(cli.margin),
         json: cli.json,
         verbose: cli.verbose,
     };
-    let result = fs_kind_override_is_known().and_then(|()| match cli.command {
+    let result = match cli.command {
         Command::Token {
             login: true,
             login_args,
@@ -273,7 +272,7 @@ fn main() -> ExitCode {
         Command::Race(args) => race::run(&global, &args),
         Command::Bench(args) => bench::run(&global, &args),
         Command::RaceChild => race::child(&global),
-    });
+    };
     peak_rss_report();
     if let Err(
         Failure::Credlock(Error::NoSession { .. }) | Failure::Reported(Error::NoSession { .. }),
@@ -281,10 +280,14 @@ fn main() -> ExitCode {
     {
         profiles::hint_if_unknown(&global);
     }
-    let failure = match result {
-        Ok(code) => return ExitCode::from(code),
-        Err(failure) => failure,
-    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(failure) => fail(failure, json_output),
+    }
+}
+
+/// Reports `failure` on stderr (and with `--json` on stdout) and gives its exit code.
+fn fail(failure: Failure, json_output: bool) -> ExitCode {
     let (code, object) = match &failure {
         // The reader went away: nothing to tell it, and other tools exit quietly here too.
         Failure::StdoutClosed => return ExitCode::from(1),
@@ -295,6 +298,7 @@ fn main() -> ExitCode {
         Failure::Credlock(e) => (exit_code_for(e), error_json(e)),
         Failure::Other(message) => (1, plain_error_json("other", message, 1)),
         Failure::Usage(message) => (2, plain_error_json("usage", message, 2)),
+        Failure::Configuration(message) => (5, plain_error_json("configuration", message, 5)),
     };
     eprintln!(
         "credlock: error: {}",
@@ -305,25 +309,6 @@ fn main() -> ExitCode {
         let _ = write_stdout(format_args!("{}", json!({ "error": object })));
     }
     ExitCode::from(code)
-}
-
-/// A `CREDLOCK_FS_KIND` the library does not know would be ignored and the filesystem
-/// detected instead, which could leave a `nolock` NFS home without the lease its user asked
-/// for: a usage error (exit 2), before anything is read or written. Empty counts as unset.
-fn fs_kind_override_is_known() -> Result<(), Failure> {
-    use credlock::filesystem::{FS_KIND_ENV, FS_KIND_NAMES};
-    let Some(value) = std::env::var_os(FS_KIND_ENV) else {
-        return Ok(());
-    };
-    let value = value.to_string_lossy();
-    let value = value.trim();
-    if value.is_empty() || FS_KIND_NAMES.contains(&value) {
-        return Ok(());
-    }
-    Err(Failure::Usage(format!(
-        "{FS_KIND_ENV}={value:?} is not a filesystem kind credlock knows ({}); fix it, or unset it to let credlock detect the filesystem",
-        FS_KIND_NAMES.join(", ")
-    )))
 }
 
 /// The command line parser, with the environment variables that are set but empty left out:
@@ -421,7 +406,7 @@ fn plain_error_json(kind: &str, message: &str, code: u8) -> serde_json::Value {
         "exit_code": code,
         "needs_login": false,
         "transient": false,
-        "configuration": false,
+        "configuration": code == 5,
     })
 }
 
@@ -442,6 +427,8 @@ fn write_stdout(line: std::fmt::Arguments<'_>) -> Result<(), Failure> {
 enum Failure {
     Credlock(Error),
     Usage(String),
+    /// Not the session's fault and not fixed by a login: the environment (exit 5).
+    Configuration(String),
     Other(String),
     /// Standard output was closed by its reader (EPIPE).
     StdoutClosed,

@@ -8,9 +8,9 @@ use credlock::internal::rfc3339;
 use credlock::{DEFAULT_PROFILE, Session, Store};
 use serde_json::json;
 
-use crate::{Global, Outcome};
+use crate::{Failure, Global, Outcome};
 
-use credlock_cli::config::APP;
+use credlock_cli::config::{self, APP};
 
 /// clap's parser for `--profile`: a name that cannot leave its directory.
 pub fn parse_profile(name: &str) -> Result<String, String> {
@@ -19,52 +19,16 @@ pub fn parse_profile(name: &str) -> Result<String, String> {
         .map_err(|e| e.to_string())
 }
 
-/// The configuration directory, or `.` when the environment names none (`HOME` unset), as
-/// credlock always did.
-fn config_base() -> PathBuf {
-    credlock::config_dir().unwrap_or_else(|_| PathBuf::from("."))
+/// The configuration directory (a configuration error, exit 5, when the environment names
+/// none: never the working directory).
+fn config_base() -> Result<PathBuf, Failure> {
+    config::config_dir().map_err(|e| Failure::Configuration(e.to_string()))
 }
 
-/// The session file of `profile` (validated by [`parse_profile`]) under the default directory.
-pub fn store_path(profile: Option<&str>) -> PathBuf {
-    let base = config_base();
-    credlock::session_path_in(&base, APP, profile)
+/// The session file of `profile` (validated by [`parse_profile`]) under `base`.
+fn store_path(base: &Path, profile: Option<&str>) -> PathBuf {
+    credlock::session_path_in(base, APP, profile)
         .unwrap_or_else(|_| base.join(APP).join("session.json"))
-}
-
-/// The session file and profile from `--store`/`CREDLOCK_STORE` and
-/// `--profile`/`CREDLOCK_PROFILE`: the command line beats the environment (so a child given
-/// `--store` ignores an inherited `CREDLOCK_PROFILE`); both from the same place is a usage
-/// error (exit 2), since either choice could be the wrong session.
-pub fn select(
-    matches: &clap::ArgMatches,
-    store: Option<PathBuf>,
-    profile: Option<String>,
-) -> (PathBuf, Option<String>) {
-    use clap::parser::ValueSource;
-    let from_command_line = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
-    match (store, profile) {
-        (Some(store), Some(profile)) => {
-            match (from_command_line("store"), from_command_line("profile")) {
-                (true, false) => (store, None),
-                (false, true) => {
-                    let path = store_path(Some(&profile));
-                    (path, Some(profile))
-                }
-                _ => {
-                    use clap::CommandFactory;
-                    crate::Cli::command()
-                        .error(
-                            clap::error::ErrorKind::ArgumentConflict,
-                            "a store and a profile are both given; name one of them",
-                        )
-                        .exit()
-                }
-            }
-        }
-        (Some(store), None) => (store, None),
-        (None, profile) => (store_path(profile.as_deref()), profile),
-    }
 }
 
 /// One row of `credlock profiles`.
@@ -131,12 +95,15 @@ fn named_profiles(app_dir: &Path) -> Vec<String> {
 /// The profiles that exist: `default` when its session or settings file does, and every
 /// named one.
 fn known_profiles() -> Vec<String> {
-    let default = store_path(None);
+    let Ok(base) = config_base() else {
+        return Vec::new();
+    };
+    let default = store_path(&base, None);
     let mut known = Vec::new();
     if default.exists() || crate::settings::path_for(&default).exists() {
         known.push(DEFAULT_PROFILE.to_owned());
     }
-    known.extend(named_profiles(&config_base().join(APP)));
+    known.extend(named_profiles(&base.join(APP)));
     known
 }
 
@@ -165,15 +132,15 @@ pub fn hint_if_unknown(g: &Global) {
 /// `credlock profiles`: the default profile (when it has a session) and every named one.
 /// Creates nothing.
 pub fn list(g: &Global) -> Outcome {
-    let base = config_base();
+    let base = config_base()?;
     let app_dir = base.join(APP);
     let mut rows = Vec::new();
-    let default = store_path(None);
+    let default = store_path(&base, None);
     if default.exists() || crate::settings::path_for(&default).exists() {
         rows.push(row(g, DEFAULT_PROFILE.to_owned(), default));
     }
     for name in named_profiles(&app_dir) {
-        let path = store_path(Some(&name));
+        let path = store_path(&base, Some(&name));
         rows.push(row(g, name, path));
     }
     if g.json {

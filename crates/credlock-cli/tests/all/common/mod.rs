@@ -15,19 +15,34 @@ pub mod tools;
 
 use std::time::Duration;
 
+/// Every `CREDLOCK_*` variable the binaries and the library read (`grep -rhoE
+/// '"CREDLOCK_[A-Z_]+"' src crates/credlock-cli/src`), so that a test sees only what it sets.
+pub const CREDLOCK_VARS: [&str; 10] = [
+    "CREDLOCK_ACCESS_TOKEN",
+    "CREDLOCK_DOCKER_REGISTRIES",
+    "CREDLOCK_DOCKER_USERNAME",
+    "CREDLOCK_FS_KIND",
+    "CREDLOCK_KEYCHAIN_TIMEOUT",
+    "CREDLOCK_LOCK",
+    "CREDLOCK_MARGIN",
+    "CREDLOCK_PEAK_RSS",
+    "CREDLOCK_PROFILE",
+    "CREDLOCK_STORE",
+];
+
+/// Removes every variable of [`CREDLOCK_VARS`] from `c`'s environment.
+pub fn clear_credlock_env(c: &mut std::process::Command) {
+    for var in CREDLOCK_VARS {
+        c.env_remove(var);
+    }
+}
+
 /// The `credlock` binary on `store`, with credlock's own environment variables cleared so the
 /// caller's shell cannot change what a test sees.
 pub fn credlock(store: &std::path::Path, args: &[&str]) -> std::process::Command {
     let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_credlock"));
     c.arg("--store").arg(store).args(args);
-    for var in [
-        "CREDLOCK_STORE",
-        "CREDLOCK_LOCK",
-        "CREDLOCK_MARGIN",
-        "CREDLOCK_FS_KIND",
-    ] {
-        c.env_remove(var);
-    }
+    clear_credlock_env(&mut c);
     c
 }
 
