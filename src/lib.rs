@@ -184,6 +184,7 @@ pub mod internal {
     pub use crate::protection::envelope::{open_with_key, seal_with_key};
     pub use crate::protection::keys::remember_key_for_tests;
     #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub use crate::redis::{RedisUrl, Reply, ReplyFailure, read_reply};
 }
 

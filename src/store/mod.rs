@@ -57,6 +57,7 @@ use crate::trace::event::{Event, Observer};
 use crate::wire::http::{Transport, UreqTransport};
 
 #[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use fleet::{Fleet, Persistence};
 pub use login::LoggedIn;
 pub use logout::{LoggedOut, Revocation};
