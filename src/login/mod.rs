@@ -46,6 +46,7 @@
 mod browser;
 mod code;
 mod device;
+mod device_code;
 mod discovery;
 mod loopback;
 mod paste;
@@ -63,7 +64,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 pub use browser::open_browser;
-pub use device::DeviceCode;
+pub use device_code::DeviceCode;
 pub use discovery::Endpoints;
 
 use crate::basics::clock::{Clock, SystemClock};
