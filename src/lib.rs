@@ -186,7 +186,7 @@ pub mod internal {
         base64, describe_json_error, form_urldecode, form_urlencode,
     };
     pub use crate::file::atomic::{read_private_file, write_private_file};
-    pub use crate::file::filesystem::kind::{classify_f_type, classify_fstypename};
+    pub use crate::file::filesystem::kind::classify_f_type;
     pub use crate::file::filesystem::mountinfo::{MountInfo, mount_of};
     pub use crate::file::lease::{Holder, LeaseRecord, release_held_leases};
     pub use crate::protection::envelope::{open_with_key, seal_with_key};
