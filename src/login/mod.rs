@@ -43,15 +43,13 @@
 
 // Layer 6 of 7 in the order `api/module-graph` checks: login may import every layer below it
 // (it uses `basics`, `session`, `error` and `wire`); the store runs a login from above.
+mod authorization_code;
 mod browser;
-mod code;
 mod device;
 mod device_code;
 mod discovery;
 mod loopback;
 mod paste;
-#[cfg(test)]
-mod paste_tests;
 mod pkce;
 mod redirect;
 #[cfg(test)]
