@@ -114,20 +114,28 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 
-// The layers, lowest first; each imports only layers below it (`file`, `protection`, `redis`
-// and `wire` share a level and do not import each other, but for `redis`'s TLS from `wire`). `api/module-graph` checks the order, and that
-// no two files import each other.
+// The layers, lowest first, one group a level (a blank line between groups, so rustfmt keeps
+// the order); each imports only the levels above it in this list. `api/module-graph` checks
+// it (its LAYERS is this list), that a layer imports a sibling on its level only where its
+// SIBLINGS allows (`protection` reads the session file's format from `file`, `redis` takes its
+// TLS from `wire`), and that no two files import each other.
 mod basics;
+
+mod session;
+
 mod error;
+
+mod trace;
+
 mod file;
-pub mod login;
 mod protection;
 #[cfg(feature = "redis")]
 mod redis;
-mod session;
-mod store;
-mod trace;
 mod wire;
+
+pub mod login;
+
+mod store;
 
 pub use basics::clock::{Clock, SystemClock};
 pub use basics::secret::Secret;
@@ -178,7 +186,7 @@ pub mod internal {
         base64, describe_json_error, form_urldecode, form_urlencode,
     };
     pub use crate::file::atomic::{read_private_file, write_private_file};
-    pub use crate::file::filesystem::kind::{classify_f_type, classify_fstypename};
+    pub use crate::file::filesystem::kind::classify_f_type;
     pub use crate::file::filesystem::mountinfo::{MountInfo, mount_of};
     pub use crate::file::lease::{Holder, LeaseRecord, release_held_leases};
     pub use crate::protection::envelope::{open_with_key, seal_with_key};

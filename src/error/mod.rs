@@ -3,12 +3,12 @@
 //! Layer 3 of 7 in the order `api/module-graph` checks: it may import `basics` and
 //! `session`, whose sessions, token responses and OAuth errors the errors carry.
 
-mod class;
-mod clone;
+mod copy_for_waiters;
 mod keychain;
 mod rejection;
 #[cfg(test)]
 mod tests;
+mod what_to_do;
 
 use std::path::PathBuf;
 use std::time::Duration;

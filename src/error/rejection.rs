@@ -1,5 +1,5 @@
 //! Whether a server's refusal is about the client's configuration rather than the grant:
-//! the error messages (`mod.rs`) and the classification (`class.rs`) both ask.
+//! the error messages (`mod.rs`) and the classification (`what_to_do.rs`) both ask.
 
 use crate::session::oauth_error::{OAuthError, OAuthErrorCode};
 

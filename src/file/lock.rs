@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use crate::basics::wait::{self, Acquired, Attempt, Backoff, Waited};
 use crate::error::Error;
-use crate::file::files::{check_dir_of, check_regular_and_owned, ensure_dir, open_error};
+use crate::file::checked_open::{check_dir_of, check_regular_and_owned, ensure_dir, open_error};
 use crate::trace::event::{Event, Observer};
 
 /// A wait a user notices (cargo's "Blocking waiting" appears at once; credlock's waits are

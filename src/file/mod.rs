@@ -8,7 +8,8 @@
 //! - `session_file.rs`: the file's format, bytes to [`Session`](crate::Session) and back;
 //! - `atomic/`: replace a file durably and atomically, read one without seeing half of it;
 //! - `durable.rs`: `fsync` per platform (`.ci/apple-probe` includes it by path);
-//! - `files.rs`: the sidecars' names, directory creation, opening without following links;
+//! - `sidecar_names.rs`: the sidecars' names, unique names;
+//! - `checked_open.rs`: directory creation, opening without following links;
 //! - `busy.rs`: Windows' "file in use", retried;
 //! - `lock.rs`: the exclusive advisory lock, the only place that touches OS locks;
 //! - `lease/`: the lease file, its record, fence, heartbeat and breaker;
@@ -16,9 +17,10 @@
 
 pub(crate) mod atomic;
 pub(crate) mod busy;
+pub(crate) mod checked_open;
 pub(crate) mod durable;
-pub(crate) mod files;
 pub mod filesystem;
 pub(crate) mod lease;
 pub(crate) mod lock;
 pub(crate) mod session_file;
+pub(crate) mod sidecar_names;

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use super::device_code::DeviceCode;
 use super::token::{self, Answer};
 use super::{Bounded, Login};
 use crate::basics::secret::Secret;
@@ -21,23 +22,6 @@ const SLOW_DOWN_STEP: Duration = Duration::from_secs(5);
 /// Network errors and 5xx answers while polling are retried at the interval, this many in a
 /// row at most.
 const MAX_TRANSIENT_POLLS: u32 = 3;
-
-/// What the user must see to approve a device login: where to go and the code to enter.
-///
-/// Not secret (the user types the code on another device), but short-lived.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct DeviceCode {
-    /// The code the user enters at `verification_uri`.
-    pub user_code: String,
-    /// The page where the user enters the code.
-    pub verification_uri: String,
-    /// The page with the code already filled in, if the server offers one (for a QR code or
-    /// a click).
-    pub verification_uri_complete: Option<String>,
-    /// How long the code is valid.
-    pub expires_in: Duration,
-}
 
 impl Login {
     /// Logs in with the device authorization grant: requests a code, hands it to `show`

@@ -43,14 +43,13 @@
 
 // Layer 6 of 7 in the order `api/module-graph` checks: login may import every layer below it
 // (it uses `basics`, `session`, `error` and `wire`); the store runs a login from above.
+mod authorization_code;
 mod browser;
-mod code;
 mod device;
+mod device_code;
 mod discovery;
 mod loopback;
 mod paste;
-#[cfg(test)]
-mod paste_tests;
 mod pkce;
 mod redirect;
 #[cfg(test)]
@@ -63,7 +62,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 pub use browser::open_browser;
-pub use device::DeviceCode;
+pub use device_code::DeviceCode;
 pub use discovery::Endpoints;
 
 use crate::basics::clock::{Clock, SystemClock};

@@ -39,7 +39,10 @@ impl Store {
         let _ = session;
         match &self.backend {
             Backend::File => {
-                let _ = held;
+                // The fence, right before the replace: a holder whose lease was lost (paused
+                // past its TTL, broken and retaken elsewhere) must not overwrite what the new
+                // holder saved. The advisory lock alone makes this `Ok`.
+                held.still_held()?;
                 atomic::write(&self.path, bytes)
             }
             #[cfg(feature = "redis")]
@@ -105,7 +108,8 @@ impl Store {
     pub(crate) fn remove_held(&self, held: &Held) -> Result<bool, Error> {
         match &self.backend {
             Backend::File => {
-                let _ = held;
+                // As for a save: a holder whose lease was lost removes nothing.
+                held.still_held()?;
                 atomic::remove(&self.path)
             }
             #[cfg(feature = "redis")]
@@ -117,8 +121,11 @@ impl Store {
     }
 
     /// Deletes the stored session if, at the moment of deletion, it still holds `failed`'s
-    /// refresh token; whether it did. Safe however `held` fares: another holder's newer
-    /// session is never deleted.
+    /// refresh token; whether it did. Safe however `held` fares, so it asks no fence: the
+    /// compare is on the stored session itself (right before the rename, or in the server's
+    /// script), and a session that holds a token the server refused or revoked is dead
+    /// whoever saved it; another holder's newer session holds another token and is never
+    /// deleted. `held` is taken so that the signature says it runs under the guards.
     pub(crate) fn remove_if_holds(&self, held: &Held, failed: &Session) -> Result<bool, Error> {
         let _ = held;
         match &self.backend {
@@ -141,3 +148,6 @@ impl Store {
         !matches!(self.backend, Backend::File)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -39,7 +39,7 @@ pub(crate) enum Decision {
 
 /// What the fallback needs of the store: its reads, its freshness rule, its clock, and the
 /// compare-and-delete, which runs under the store's guards (`Held`).
-pub(crate) trait Store {
+pub(crate) trait StoreAccess {
     /// The store's guards, held: what the compare-and-delete runs under.
     type Held;
     /// The stored session, read as [`crate::Store::load`] reads it.
@@ -65,7 +65,7 @@ pub(crate) trait Store {
 ///
 /// The caller holds the guards (`held`) when locks are in use, so the final compare and the
 /// delete cannot interleave with a local writer.
-pub(crate) fn decide<S: Store>(
+pub(crate) fn decide<S: StoreAccess>(
     store: &S,
     held: &S::Held,
     failed: &Session,
@@ -124,7 +124,7 @@ mod tests {
         pauses: RefCell<Vec<Duration>>,
     }
 
-    impl Store for Scripted {
+    impl StoreAccess for Scripted {
         type Held = ();
         fn load(&self) -> Result<Option<Session>, Error> {
             Ok(self

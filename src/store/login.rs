@@ -209,7 +209,7 @@ impl Store {
     /// `<store>.login-ended`: how the last login that was not approved ended, for the
     /// processes that waited for it.
     fn login_ended_path(&self) -> std::path::PathBuf {
-        crate::file::files::with_suffix(&self.path, ".login-ended")
+        crate::file::sidecar_names::with_suffix(&self.path, ".login-ended")
     }
 
     /// Leaves the end of a login nobody approved (expired, or denied) where the callers
@@ -301,7 +301,7 @@ impl Store {
 /// bit (another user could plant a record that ends every login with their text); created
 /// 0600.
 fn open_sidecar(path: &std::path::Path, write: bool) -> std::io::Result<std::fs::File> {
-    crate::file::files::check_dir_of(path).map_err(std::io::Error::other)?;
+    crate::file::checked_open::check_dir_of(path).map_err(std::io::Error::other)?;
     let mut options = std::fs::OpenOptions::new();
     if write {
         // Truncated only once its owner is checked (below).
@@ -318,7 +318,7 @@ fn open_sidecar(path: &std::path::Path, write: bool) -> std::io::Result<std::fs:
             .custom_flags((OFlags::NOFOLLOW | OFlags::NONBLOCK).bits().cast_signed());
     }
     let file = options.open(path)?;
-    crate::file::files::check_regular_and_owned(&file.metadata()?, path)
+    crate::file::checked_open::check_regular_and_owned(&file.metadata()?, path)
         .map_err(std::io::Error::other)?;
     if write {
         file.set_len(0)?;

@@ -45,8 +45,8 @@ use std::time::Duration;
 use crate::basics::clock::{Clock, SystemClock};
 use crate::error::Error;
 use crate::file::atomic;
-use crate::file::files::{lease_path_for, lock_path_for};
 use crate::file::filesystem::FsKind;
+use crate::file::sidecar_names::{lease_path_for, lock_path_for};
 use crate::protection::Protection;
 use crate::session::model::Session;
 use crate::store::lock_plan::LockPlan;
@@ -306,7 +306,7 @@ impl Store {
     /// The session file's permission bits (unix), `None` if there is no file or no mode bits.
     #[must_use]
     pub fn file_mode(&self) -> Option<u32> {
-        crate::file::files::mode_of(&self.path)
+        crate::file::checked_open::mode_of(&self.path)
     }
 
     /// The validity margin.

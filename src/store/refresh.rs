@@ -253,7 +253,7 @@ impl Store {
 
 /// What the fallback reads and does: this store's reads, margin, clock and compare-and-delete
 /// (under its guards).
-impl fallback::Store for Store {
+impl fallback::StoreAccess for Store {
     type Held = Held;
 
     fn load(&self) -> Result<Option<Session>, Error> {

@@ -19,7 +19,7 @@ use std::io::Write;
 use std::path::Path;
 
 use crate::error::Error;
-use crate::file::files::{
+use crate::file::checked_open::{
     check_dir, check_dir_of, check_regular_and_owned, ensure_dir, open_no_follow, read_checked,
     split, sync_dir,
 };
@@ -41,7 +41,7 @@ pub(crate) struct FileContent {
 ///
 /// Refuses symbolic links, non-regular files, files over [`MAX_FILE_BYTES`], a file owned by
 /// another user and a directory writable by others without the sticky bit (see
-/// [`crate::file::files::open_checked`]). A file that group or others can read is tightened to 0600.
+/// [`crate::file::checked_open::open_checked`]). A file that group or others can read is tightened to 0600.
 pub(crate) fn read(path: &Path) -> Result<Option<FileContent>, Error> {
     let Some((file, meta, bytes)) = read_checked(path, MAX_FILE_BYTES, "read the session file")?
     else {

@@ -5,7 +5,7 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 use super::MAX_FILE_BYTES;
-use crate::file::files::open_no_follow;
+use crate::file::checked_open::open_no_follow;
 
 /// The ways of putting a set-aside file back, in the order [`put_back`] tries them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use super::put_back::{PutBackMethod, put_back_with, same_file};
 use super::{MAX_FILE_BYTES, rename, temp_prefix};
 use crate::error::Error;
-use crate::file::files::{check_regular_and_owned, open_no_follow, split, sync_dir, unique_token};
+use crate::file::checked_open::{check_regular_and_owned, open_no_follow, split, sync_dir};
+use crate::file::sidecar_names::unique_token;
 
 /// Removes `path` only if its content still satisfies `still_the_one` when removed: the file
 /// is renamed aside first (one atomic step that no writer can interleave with), checked, and

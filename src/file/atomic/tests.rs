@@ -1,7 +1,7 @@
 use super::put_back::{PutBackMethod, put_back_with};
 use super::remove_if::set_aside_files;
 use super::*;
-use crate::file::files::open_no_follow;
+use crate::file::checked_open::open_no_follow;
 
 #[test]
 fn write_if_replaces_only_what_the_check_accepts_and_leaves_no_temp_file() {

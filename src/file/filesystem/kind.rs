@@ -122,9 +122,10 @@ pub fn classify_f_type(f_type: u64, mount: Option<&MountInfo>) -> FsKind {
     }
 }
 
-/// Classifies a BSD/macOS `statfs` `f_fstypename`.
+/// Classifies a macOS `statfs` `f_fstypename`.
+#[cfg(any(target_os = "macos", test))]
 #[must_use]
-pub fn classify_fstypename(name: &str) -> FsKind {
+pub(crate) fn classify_fstypename(name: &str) -> FsKind {
     match name {
         // macOS does not report NFS lock options through statfs: assume locks stay local.
         "nfs" => FsKind::Nfs { local_locks: true },

@@ -28,13 +28,13 @@ pub fn ownership_problems(session_path: &Path) -> Vec<String> {
                 ));
             }
         }
-        let lease = crate::file::files::lease_path_for(session_path);
+        let lease = crate::file::sidecar_names::lease_path_for(session_path);
         let files = [
             session_path.to_path_buf(),
-            crate::file::files::lock_path_for(session_path),
-            crate::file::files::break_path_for(&lease),
+            crate::file::sidecar_names::lock_path_for(session_path),
+            crate::file::sidecar_names::break_path_for(&lease),
             lease,
-            crate::file::files::with_suffix(session_path, ".login-ended"),
+            crate::file::sidecar_names::with_suffix(session_path, ".login-ended"),
         ];
         for f in files {
             if let Ok(m) = std::fs::symlink_metadata(&f)

@@ -4,11 +4,11 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use super::file::{Seen, create_exclusive, inspect};
+use super::lease_file::{Seen, create_exclusive, inspect};
 use super::record::{Holder, LeaseRecord};
 use crate::basics::clock::unix_ms;
 use crate::error::Error;
-use crate::file::files::{break_path_for, unique_token, with_suffix};
+use crate::file::sidecar_names::{break_path_for, unique_token, with_suffix};
 
 /// The breaker lock's time-to-live: the lease's, at most 30 s. It guards a few file operations,
 /// so only a crashed breaker on another machine (a dead one on this machine is seen at once)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use super::file::{Seen, inspect};
+use super::lease_file::{Seen, inspect};
 use crate::basics::clock::unix_ms;
 use crate::error::Error;
 

@@ -7,10 +7,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, SystemTime};
 
 use super::breaker::{BreakLock, break_ttl};
-use super::file::{Seen, inspect};
+use super::lease_file::{Seen, inspect};
 use super::record::{Holder, LeaseRecord};
 use crate::basics::clock::unix_ms;
-use crate::file::files::with_suffix;
+use crate::file::sidecar_names::with_suffix;
 
 #[cfg(test)]
 mod tests;

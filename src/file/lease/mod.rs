@@ -30,15 +30,15 @@
 //! renewing, which is what lets the others break its lease.
 //!
 //! - `record.rs`: what a lease holds, and who we are (machine id, boot, PID namespace);
-//! - `file.rs`: creating and reading the lease file;
+//! - `lease_file.rs`: creating and reading the lease file;
 //! - `breaker.rs`: breaking a stale lease under the breaker lock;
 //! - `fence.rs`: the fence a holder checks before it sends or saves;
 //! - `heartbeat.rs`: renewing a held lease while its critical section runs.
 
 mod breaker;
 mod fence;
-mod file;
 mod heartbeat;
+mod lease_file;
 mod record;
 #[cfg(test)]
 mod tests;
@@ -53,8 +53,8 @@ use crate::basics::wait::{self, Acquired, Attempt, Backoff, Waited};
 use crate::error::Error;
 use breaker::{BreakLock, break_stale, break_ttl, set_aside_if, take_file};
 pub(crate) use fence::Fence;
-use file::{Seen, inspect};
 use heartbeat::Heartbeat;
+use lease_file::{Seen, inspect};
 pub use record::{Holder, LeaseRecord};
 
 /// Why a lease was not taken.

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::basics::clock::unix_ms;
-use crate::file::files::unique_token;
+use crate::file::sidecar_names::unique_token;
 
 /// What a lease file holds: who took it, and until when it protects them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

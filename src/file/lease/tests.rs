@@ -1,10 +1,10 @@
 use std::time::{Duration, SystemTime};
 
 use super::breaker::set_aside_if;
-use super::file::read_record;
+use super::lease_file::read_record;
 use super::*;
 use crate::basics::clock::unix_ms;
-use crate::file::files::break_path_for;
+use crate::file::sidecar_names::break_path_for;
 
 pub(super) fn here() -> Holder {
     Holder::this_process()

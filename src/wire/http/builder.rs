@@ -265,3 +265,6 @@ fn explicit_proxy(url: &str) -> Result<ureq::Proxy, Error> {
 fn display_proxy(url: &str) -> String {
     crate::basics::secret::display_url(url)
 }
+
+#[cfg(test)]
+mod tests;

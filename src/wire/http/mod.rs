@@ -7,8 +7,6 @@
 //! - `proxy.rs`: which requests go through a proxy.
 
 mod builder;
-#[cfg(test)]
-mod builder_tests;
 mod proxy;
 mod tls;
 mod tls_connector;

@@ -1,7 +1,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use super::super::file::read_record;
+use super::super::lease_file::read_record;
 use super::super::tests::{foreign, here};
 use super::super::*;
 use crate::basics::clock::unix_ms;

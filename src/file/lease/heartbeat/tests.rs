@@ -1,6 +1,6 @@
 use std::time::{Duration, Instant, SystemTime};
 
-use super::super::file::read_record;
+use super::super::lease_file::read_record;
 use super::super::tests::{foreign, here};
 use super::super::*;
 use super::BreakLock;

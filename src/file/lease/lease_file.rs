@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use super::record::LeaseRecord;
 use crate::basics::clock::unix_ms;
 use crate::error::Error;
-use crate::file::files::{check_dir_of, ensure_dir, read_checked, with_suffix};
+use crate::file::checked_open::{check_dir_of, ensure_dir, read_checked};
+use crate::file::sidecar_names::with_suffix;
 
 /// Creates the lease file with its full content, failing (`Ok(false)`) if it exists.
 pub(crate) fn create_exclusive(lease_path: &Path, record: &LeaseRecord) -> Result<bool, Error> {

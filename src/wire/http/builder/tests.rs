@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use super::{Roots, Transport, TransportBuilder, TransportError};
 use crate::error::Error;
+use crate::wire::http::{Roots, Transport, TransportBuilder, TransportError};
 
 /// A CA certificate, a leaf it signed and the leaf's key, as PEM files in a temp directory;
 /// and a second key that goes with nothing.
@@ -52,14 +52,14 @@ fn no_env(_: &str) -> Option<OsString> {
     None
 }
 
-fn build(builder: &TransportBuilder) -> Result<super::UreqTransport, Error> {
+fn build(builder: &TransportBuilder) -> Result<crate::wire::http::UreqTransport, Error> {
     builder.build_with_env(&no_env)
 }
 
 fn build_in(
     builder: &TransportBuilder,
     vars: &[(&str, &Path)],
-) -> Result<super::UreqTransport, Error> {
+) -> Result<crate::wire::http::UreqTransport, Error> {
     let env: HashMap<String, OsString> = vars
         .iter()
         .map(|(k, v)| ((*k).to_owned(), v.as_os_str().to_owned()))
@@ -68,7 +68,9 @@ fn build_in(
 }
 
 /// The error's path and reason, failing the test for any other error.
-fn setup_error(result: Result<super::UreqTransport, Error>) -> (Option<PathBuf>, String) {
+fn setup_error(
+    result: Result<crate::wire::http::UreqTransport, Error>,
+) -> (Option<PathBuf>, String) {
     match result {
         Err(Error::TransportSetup { path, reason }) => (path, reason),
         Err(other) => panic!("expected TransportSetup, got {other:?}"),
@@ -238,10 +240,10 @@ fn without_ssl_cert_variables_the_platform_store_or_the_bundled_roots_are_used()
 /// Failure table: `SSL_CERT_FILE` / `SSL_CERT_DIR` unusable (not a regular file, over 16 MiB, no certificate) with the store's default transport
 #[test]
 fn the_default_transport_reads_roots_at_the_first_https_request_and_refuses_if_unusable() {
-    let env: super::tls_connector::Env = Box::new(|name| {
+    let env: crate::wire::http::tls_connector::Env = Box::new(|name| {
         (name == "SSL_CERT_FILE").then(|| OsString::from("/nonexistent/credlock-ca.pem"))
     });
-    let t = super::UreqTransport::lazy(
+    let t = crate::wire::http::UreqTransport::lazy(
         std::time::Duration::from_secs(5),
         std::time::Duration::from_secs(5),
         env,
@@ -353,9 +355,9 @@ fn a_default_transport_reads_its_roots_again_after_a_failure() {
     let files = Files::new();
     let late = files.path("late-ca.pem");
     let late_env = OsString::from(late.as_os_str());
-    let env: super::tls_connector::Env =
+    let env: crate::wire::http::tls_connector::Env =
         Box::new(move |name| (name == "SSL_CERT_FILE").then(|| late_env.clone()));
-    let t = super::UreqTransport::lazy(
+    let t = crate::wire::http::UreqTransport::lazy(
         std::time::Duration::from_secs(5),
         std::time::Duration::from_secs(5),
         env,

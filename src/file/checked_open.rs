@@ -1,49 +1,11 @@
-//! The file helpers every part of credlock shares: the names of a session file's sidecars,
-//! unique names, directory creation, and opening a file without trusting what is at its name
-//! (no symbolic link followed, no FIFO blocking, owner and directory checked).
+//! Opening a file of credlock's without trusting what is at its name (no symbolic link
+//! followed, no FIFO blocking, owner and directory checked), creating and syncing its
+//! directory.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
-
-/// The sidecar lock file of a session file: `<path>.lock`.
-#[must_use]
-pub fn lock_path_for(path: &Path) -> PathBuf {
-    with_suffix(path, ".lock")
-}
-
-/// The lease file of a session file: `<path>.lease`.
-#[must_use]
-pub fn lease_path_for(path: &Path) -> PathBuf {
-    with_suffix(path, ".lease")
-}
-
-/// The breaker lock of a lease file: `<lease>.break` (`<session file>.lease.break`).
-#[must_use]
-pub(crate) fn break_path_for(lease_path: &Path) -> PathBuf {
-    with_suffix(lease_path, ".break")
-}
-
-/// `path` with `suffix` appended to its last component (`s.json` + `.lock`).
-pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
-    let mut os = path.as_os_str().to_owned();
-    os.push(suffix);
-    PathBuf::from(os)
-}
-
-/// A value unique among all the names and nonces this machine's processes make: the process
-/// id, the time in nanoseconds and a per-process counter, in hex.
-pub(crate) fn unique_token() -> String {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let t = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0);
-    let c = COUNTER.fetch_add(1, Ordering::Relaxed);
-    format!("{:x}-{:x}-{c:x}", std::process::id(), t)
-}
 
 /// Opens an existing file of credlock's (the session file, a lease) for reading, and checks what was opened, on the descriptor (no race with a rename): the
 /// directory is not writable by others without the sticky bit, the path is not a symbolic

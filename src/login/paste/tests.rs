@@ -2,9 +2,10 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::test_transport;
-use super::tests::{TOKENS, login};
 use super::*;
+use crate::login::test_transport;
+use crate::login::tests::{TOKENS, login};
+use crate::login::*;
 
 /// The authorization URL's query as pairs.
 fn query_of(url: &str) -> Vec<(String, String)> {
@@ -78,7 +79,7 @@ fn paste_sends_pkce_s256_and_exchanges_the_code_with_its_verifier() {
     let verifier = &form[3].1;
     assert_eq!(form[3].0, "code_verifier");
     let challenge = challenge_sent();
-    assert_eq!(super::pkce::challenge_s256(verifier), challenge);
+    assert_eq!(crate::login::pkce::challenge_s256(verifier), challenge);
 }
 
 thread_local! {
@@ -168,7 +169,7 @@ fn a_refused_exchange_does_not_echo_the_code() {
 
 /// An unsigned JWT-shaped id_token whose payload is `claims`.
 fn id_token_with(claims: &serde_json::Value) -> String {
-    let part = |v: &[u8]| super::pkce::base64url(v);
+    let part = |v: &[u8]| crate::login::pkce::base64url(v);
     format!(
         "{}.{}.sig",
         part(br#"{"alg":"none"}"#),
@@ -281,4 +282,50 @@ fn a_nonce_given_as_a_parameter_is_the_one_the_id_token_must_carry() {
     let l = l.with_param("nonce", "my-own-nonce");
     let (wrong, _) = paste_answering(&l, &t, |_| serde_json::json!({ "nonce": "other" }));
     assert!(matches!(wrong, Err(Error::LoginInvalidResponse { .. })));
+}
+
+fn read(s: &str) -> Result<Redirect, Error> {
+    read_redirect(&mut std::io::Cursor::new(s.as_bytes().to_vec()), "st")
+}
+
+#[test]
+fn a_bare_code_a_url_or_a_query_are_accepted() {
+    assert!(matches!(read("  abc-123 \n"), Ok(Redirect::Code(c)) if c == "abc-123"));
+    assert!(matches!(
+        read("http://127.0.0.1/callback?code=x%2By&state=st#frag\n"),
+        Ok(Redirect::Code(c)) if c == "x+y"
+    ));
+    assert!(matches!(read("code=q&state=st"), Ok(Redirect::Code(c)) if c == "q"));
+}
+
+/// Google shows the code percent-encoded (`4%2F0Ab…`); sending it as pasted would spend
+/// the single-use code on an `invalid_grant`.
+#[test]
+fn a_percent_encoded_bare_code_is_decoded_and_a_literal_percent_or_plus_is_kept() {
+    assert!(matches!(read("4%2F0AbCd-e_f\n"), Ok(Redirect::Code(c)) if c == "4/0AbCd-e_f"));
+    assert!(matches!(read("4/0Ab+x\n"), Ok(Redirect::Code(c)) if c == "4/0Ab+x"));
+    assert!(matches!(read("4%2F0Ab+x\n"), Ok(Redirect::Code(c)) if c == "4/0Ab+x"));
+    assert!(matches!(read("50%off\n"), Ok(Redirect::Code(c)) if c == "50%off"));
+}
+
+#[test]
+fn paste_errors_are_typed() {
+    assert!(matches!(read(""), Err(Error::LoginAborted { .. })));
+    assert!(matches!(read("\n"), Err(Error::LoginAborted { .. })));
+    assert!(matches!(
+        read("http://h/cb?code=q&state=other"),
+        Err(Error::LoginStateMismatch)
+    ));
+    assert!(matches!(
+        read("http://h/cb?code=q"),
+        Err(Error::LoginStateMismatch)
+    ));
+    assert!(matches!(
+        read("http://h/cb?state=st"),
+        Err(Error::LoginInvalidResponse { .. })
+    ));
+    assert!(matches!(
+        read("http://h/cb?error=access_denied&state=st"),
+        Ok(Redirect::Error { code, .. }) if code == "access_denied"
+    ));
 }
