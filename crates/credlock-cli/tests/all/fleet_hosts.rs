@@ -392,7 +392,7 @@ fn fake() -> (Arc<FakeServer>, HttpServer, Session) {
 /// p50/p99 time to a token (or an error), with Redis up and with Redis down. credlock sends
 /// one refresh and keeps the grant; with Redis down it sends nothing and exits 4.
 #[test]
-#[ignore = "a benchmark (about a minute, 4 namespaces × 64 processes per side); .ci/run runs it with the ignored suites"]
+#[ignore = "a benchmark (about 20 s, 4 namespaces × 64 processes per side); .ci/run runs it with the ignored suites"]
 fn credlock_on_simulated_hosts_against_the_hand_rolled_redis_lock_side_by_side() {
     if let Ok(side) = std::env::var(AGENT_ENV) {
         return agent(&side);
