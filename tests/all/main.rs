@@ -21,6 +21,8 @@ mod files;
 mod fleet;
 #[cfg(all(unix, feature = "redis"))]
 mod fleet_bench;
+#[cfg(all(unix, feature = "redis"))]
+mod fleet_faults;
 mod hostile;
 mod import;
 mod lease;

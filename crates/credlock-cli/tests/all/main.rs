@@ -22,6 +22,8 @@ mod faults;
 mod files;
 #[cfg(unix)]
 mod fleet_cli;
+#[cfg(target_os = "linux")]
+mod fleet_hosts;
 #[cfg(unix)]
 mod json_shapes;
 #[cfg(unix)]
