@@ -108,6 +108,9 @@ pub struct Counters {
     pub logins: u64,
     /// Code exchanges refused because the PKCE verifier does not match the challenge.
     pub pkce_failures: u64,
+    /// Client-credentials token requests (RFC 6749 §4.4), answered or not; they are not
+    /// counted in `refresh_requests`.
+    pub client_credentials_requests: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
