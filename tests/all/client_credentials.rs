@@ -188,7 +188,11 @@ fn eight_processes_of_four_threads_on_a_client_credentials_session_on_redis_send
         .expect("load")
         .expect("stored");
     assert_eq!(stored.access_token().secret(), tokens[0]);
-    assert!(!redis.cmd(&["GET", "{credlock:machine}"]).contains(SECRET));
+    let data = redis.cmd(&["HGET", "{credlock:machine}:session", "data"]);
+    assert!(
+        data.contains(SECRET_VAR) && !data.contains(SECRET),
+        "{data}"
+    );
 }
 
 fn on_fake(path: &std::path::Path, fake: &Arc<FakeServer>) -> Store {
