@@ -357,3 +357,61 @@ fn a_client_credentials_session_renews_once_per_expiry() {
     assert_ne!(second, first.secret());
     assert_eq!(fake.counters().client_credentials_requests, 2);
 }
+
+/// The fence, compared on the access token that was stale: a holder whose guard was taken
+/// over while its client-credentials request was in flight, and another holder saved a newer
+/// token meanwhile, cannot save its own over it (both sessions have the same, empty, refresh
+/// token: comparing that would let it).
+#[cfg(all(unix, feature = "redis"))]
+#[test]
+fn a_client_credentials_holder_whose_guard_was_taken_over_cannot_save_over_the_newer_token() {
+    if !in_child_with_secret(
+        "client_credentials::a_client_credentials_holder_whose_guard_was_taken_over_cannot_save_over_the_newer_token",
+    ) {
+        return;
+    }
+    let redis = crate::common::redis::RedisServer::start(None);
+    let url = redis.url("cc-fence");
+    let fake = server(Duration::ZERO);
+    let stale = session(TOKEN_ENDPOINT, SECRET_VAR);
+    Store::redis(&url).expect("url").save(&stale).expect("save");
+    let newer = stale.refreshed(
+        credlock::TokenResponse::builder(Secret::new("at-from-the-other-holder"))
+            .expires_in(Duration::from_secs(3600))
+            .build(),
+        SystemTime::now(),
+    );
+    {
+        let (url, newer, port) = (url.clone(), newer.clone(), redis.port);
+        let done = std::sync::atomic::AtomicBool::new(false);
+        fake.on_refresh(move |_| {
+            if done.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            // What the guard's TTL running out and another instance taking it would do.
+            let other = crate::common::redis::RedisServer::client(port, None);
+            other(&["DEL", "{credlock:cc-fence}:guard"]);
+            Store::redis(&url)
+                .expect("url")
+                .save(&newer)
+                .expect("the other holder saves");
+        });
+    }
+    let store = Store::redis(&url)
+        .expect("url")
+        .with_transport(Arc::new(FakeTransport::new(fake.clone())));
+    let err = within(Duration::from_secs(30), move || store.access_token()).expect_err("fenced");
+    match &err {
+        Error::NotSaved { source, .. } => {
+            assert!(matches!(**source, Error::LeaseLost { .. }), "{source:?}");
+        }
+        other => panic!("{other:?}"),
+    }
+    let stored = Store::redis(&url)
+        .expect("url")
+        .load()
+        .expect("load")
+        .expect("kept");
+    assert_eq!(stored.access_token().secret(), "at-from-the-other-holder");
+    assert_eq!(fake.counters().client_credentials_requests, 1);
+}

@@ -177,6 +177,14 @@ impl FakeServer {
         form: &[(String, String)],
         authorization: Option<&str>,
     ) -> HttpResponse {
+        let hook = self
+            .on_refresh
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(hook) = hook {
+            hook("");
+        }
         let mut st = self.state();
         st.counters.client_credentials_requests += 1;
         if let Some(Failure::Status {

@@ -362,8 +362,9 @@ impl FakeServer {
             .push_back(Box::new(reshape));
     }
 
-    /// Runs `hook` with the refresh token of every refresh request, before the server acts on
-    /// it. Tests use it to make "another process" save a session mid-refresh.
+    /// Runs `hook` with the refresh token of every refresh request (an empty string for a
+    /// client-credentials request), before the server acts on it. Tests use it to make
+    /// "another process" save a session mid-refresh.
     pub fn on_refresh(&self, hook: impl Fn(&str) + Send + Sync + 'static) {
         *self
             .on_refresh
