@@ -103,6 +103,30 @@ fn sixteen_credlock_token_processes_on_a_client_credentials_session_make_one_tok
     assert_eq!(v["has_refresh_token"], false, "{v}");
     let file = std::fs::read_to_string(&store).expect("read");
     assert!(!file.contains(SECRET) && !text.contains(SECRET));
+
+    // `exec` and the formats hand out the same token, without another request.
+    let out = credlock(
+        &store,
+        &["exec", "--", "sh", "-c", "printf %s \"$BEARER_TOKEN\""],
+    )
+    .env(VAR, SECRET)
+    .output()
+    .expect("exec");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), tokens[0]);
+    let out = credlock(&store, &["token", "--format", "header"])
+        .env(VAR, SECRET)
+        .output()
+        .expect("token");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("Authorization: Bearer {}", tokens[0])
+    );
+    assert_eq!(fake.counters().client_credentials_requests, 1);
 }
 
 #[test]
