@@ -479,7 +479,7 @@ pub fn import(g: &Global, args: &ImportArgs) -> Outcome {
     if g.json {
         outln!(
             "{}",
-            json!({"stored": true, "store": store.path(), "client_id": args.client_id})
+            json!({"stored": true, "store": store.path(), "client_id": args.client_id, "grant": "refresh_token"})
         )?;
     } else {
         outln!(
