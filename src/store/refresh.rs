@@ -39,6 +39,10 @@ impl Store {
     /// - [`Error::InvalidResponse`]: the server answered something unusable; session kept.
     /// - [`Error::InsecureEndpoint`]: the stored endpoint is plain http to a remote host; no
     ///   request was sent.
+    /// - [`Error::MissingClientSecret`]: a client-credentials session
+    ///   ([`Session::client_credentials`]) whose secret variable is not set; nothing was sent.
+    ///   Such a session is renewed by a client-credentials request under the same guards, and
+    ///   no refusal deletes it (there is no grant to lose).
     /// - [`Error::Corrupt`], [`Error::UnsupportedVersion`], [`Error::NotASessionFile`],
     ///   [`Error::Io`]: the file is left untouched.
     ///
