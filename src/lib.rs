@@ -145,7 +145,9 @@ pub use file::filesystem::FsKind;
 pub use login::{DeviceCode, Endpoints, Flow, Login, Prompt};
 pub use protection::{DEFAULT_KEYCHAIN_TIMEOUT, FileProtection, KeychainProblem, Protection};
 pub use session::claims::UnverifiedClaims;
-pub use session::model::{Client, ClientAuth, SESSION_FORMAT_VERSION, Session};
+pub use session::model::{
+    Client, ClientAuth, ClientCredentials, SESSION_FORMAT_VERSION, SecretMethod, Session,
+};
 pub use session::oauth_error::{OAuthError, OAuthErrorCode};
 pub use session::token_response::{ResponseError, TokenResponse, TokenResponseBuilder};
 pub use store::access_token::AccessToken;

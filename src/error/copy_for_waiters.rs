@@ -89,6 +89,10 @@ impl Clone for Error {
                 reason: reason.clone(),
             },
             Error::MissingRefreshToken => Error::MissingRefreshToken,
+            Error::MissingClientSecret { path, variable } => Error::MissingClientSecret {
+                path: path.clone(),
+                variable: variable.clone(),
+            },
             Error::NoRevocationEndpoint { path } => {
                 Error::NoRevocationEndpoint { path: path.clone() }
             }

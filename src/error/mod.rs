@@ -194,6 +194,21 @@ pub enum Error {
     )]
     MissingRefreshToken,
 
+    /// A client-credentials session ([`crate::ClientCredentials`]) needs a new access token,
+    /// and the environment variable that should hold its client secret is not set (or is
+    /// empty or not Unicode). Nothing was sent and the session was kept. The error names the
+    /// variable, never a value.
+    #[error(
+        "the client secret of the client-credentials session in {} is read from the environment variable {variable}, which is not set (or is empty); set it in this process's environment (the session was kept)",
+        path.display()
+    )]
+    MissingClientSecret {
+        /// The session file (or store).
+        path: PathBuf,
+        /// The name of the environment variable.
+        variable: String,
+    },
+
     /// A token response handed to credlock to start a session (an import, such as
     /// [`crate::Store::import_json`]) is unusable: not a JSON object, or without a usable
     /// access token. Nothing was stored. `?` converts a [`ResponseError`] into this variant.

@@ -27,7 +27,8 @@ impl Error {
 
     /// Whether the client's configuration is wrong, so that neither a new login nor a retry
     /// will help: the server rejects the client (`invalid_client`, `unauthorized_client`,
-    /// `unsupported_grant_type`, HTTP 401), a token response carries no refresh token, an
+    /// `unsupported_grant_type`, HTTP 401), a token response carries no refresh token, the
+    /// variable with a client-credentials session's secret is not set, an
     /// endpoint is insecure or malformed, the HTTP transport's files or proxy are unusable, or
     /// the OS keychain of a protected store does not give its key (unlock it, or unprotect
     /// the store where it does: a new login would not help).
@@ -35,6 +36,7 @@ impl Error {
     pub fn is_configuration(&self) -> bool {
         match self {
             Error::MissingRefreshToken
+            | Error::MissingClientSecret { .. }
             | Error::InsecureEndpoint { .. }
             | Error::InvalidEndpoint { .. }
             | Error::TransportSetup { .. }
@@ -92,6 +94,7 @@ impl Error {
             Error::InvalidEndpoint { .. } => "invalid_endpoint",
             Error::InvalidTokenResponse { .. } => "invalid_token_response",
             Error::MissingRefreshToken => "missing_refresh_token",
+            Error::MissingClientSecret { .. } => "missing_client_secret",
             Error::NoRevocationEndpoint { .. } => "no_revocation_endpoint",
             Error::RevocationUnavailable { .. } => "revocation_unavailable",
             Error::RevocationRefused { .. } => "revocation_refused",

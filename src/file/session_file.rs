@@ -8,8 +8,11 @@ use serde_json::Value;
 
 use crate::basics::clock::unix_ms;
 use crate::basics::encoding::describe_json_error;
+use crate::basics::secret::Secret;
 use crate::error::Error;
-use crate::session::model::{Client, SESSION_FORMAT_VERSION, Session};
+use crate::session::model::{
+    Client, ClientAuth, ClientCredentials, REFRESH_FORMAT_VERSION, SESSION_FORMAT_VERSION, Session,
+};
 use crate::session::token_response::TokenResponse;
 
 impl Session {
@@ -48,7 +51,7 @@ impl Session {
         } = response;
         let refresh_token = refresh_token.ok_or(Error::MissingRefreshToken)?;
         Ok(Session {
-            version: SESSION_FORMAT_VERSION,
+            version: REFRESH_FORMAT_VERSION,
             client,
             access_token,
             token_type,
@@ -57,6 +60,50 @@ impl Session {
             expires_at_ms: expires_in.map(|s| unix_ms(now).saturating_add(s.saturating_mul(1000))),
             scope,
             extra,
+            grant: None,
+        })
+    }
+
+    /// A client-credentials session (RFC 6749 §4.4) for `client_id` at `token_endpoint`,
+    /// holding no token yet: the first [`crate::Store::access_token`] obtains one, and every
+    /// later one is obtained once per expiry for all the processes (and, on Redis, the
+    /// instances) that share the store, under the same guards as a refresh. The session
+    /// keeps the name of the variable that holds the client secret, not the secret.
+    ///
+    /// # Errors
+    /// [`Error::InvalidEndpoint`] or [`Error::InsecureEndpoint`] for an endpoint that is not
+    /// https (or http to loopback).
+    ///
+    /// # Examples
+    /// ```
+    /// use credlock::{ClientCredentials, Session, Store};
+    /// let dir = tempfile::tempdir()?;
+    /// let store = Store::new(dir.path().join("machine.json"));
+    /// let grant = ClientCredentials::new("BILLING_CLIENT_SECRET").audience("https://api.example.com");
+    /// let session = Session::client_credentials("https://auth.example.com/oauth/token", "billing", grant)?;
+    /// assert!(session.refresh_token().secret().is_empty());
+    /// store.save(&session)?;
+    /// // `store.access_token()` now requests a token once per expiry, for every process.
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn client_credentials(
+        token_endpoint: &str,
+        client_id: &str,
+        grant: ClientCredentials,
+    ) -> Result<Session, Error> {
+        let client = Client::new(token_endpoint, client_id, ClientAuth::None)?;
+        Ok(Session {
+            version: SESSION_FORMAT_VERSION,
+            client,
+            access_token: Secret::new(""),
+            token_type: "Bearer".to_owned(),
+            refresh_token: Secret::new(""),
+            obtained_at_ms: 0,
+            // Expired since the epoch: the first use obtains a token.
+            expires_at_ms: Some(0),
+            scope: None,
+            extra: serde_json::Map::new(),
+            grant: Some(grant),
         })
     }
 
@@ -158,6 +205,7 @@ fn misshapen_field(v: &Value) -> Option<String> {
             ("expires_at_ms", Uint, false),
             ("scope", Str, false),
             ("extra", Object, false),
+            ("grant", Object, false),
         ],
     )
     .or_else(|| {

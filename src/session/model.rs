@@ -10,11 +10,17 @@ use crate::basics::secret::{Secret, display_url};
 use crate::session::claims::UnverifiedClaims;
 use crate::session::token_response::TokenResponse;
 
-/// The version of the session file format this crate writes and reads.
+/// The highest version of the session file format this crate reads (and writes).
 ///
 /// A file with a higher version is refused with [`crate::Error::UnsupportedVersion`] and left untouched,
-/// so an older credlock never overwrites a newer one's session.
-pub const SESSION_FORMAT_VERSION: u32 = 1;
+/// so an older credlock never overwrites a newer one's session. A refresh session is still
+/// written as version 1, which every credlock reads; a client-credentials session is written
+/// as version 2, so that a credlock that does not know the grant refuses it instead of sending
+/// its empty refresh token and deleting it after the `invalid_grant`.
+pub const SESSION_FORMAT_VERSION: u32 = 2;
+
+/// The format version of a session that holds a refresh token.
+pub(crate) const REFRESH_FORMAT_VERSION: u32 = 1;
 
 /// The validity margin caps at this fraction of a token's lifetime (one quarter), so that a
 /// short-lived token is not considered stale the moment it is issued.
@@ -54,6 +60,123 @@ impl ClientAuth {
             ClientAuth::Post { .. } => "client_secret_post",
             ClientAuth::None => "none",
         }
+    }
+}
+
+/// How a client-credentials request authenticates the client (RFC 6749 §2.3.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum SecretMethod {
+    /// HTTP Basic (`client_secret_basic`).
+    Basic,
+    /// `client_id` and `client_secret` in the request body (`client_secret_post`).
+    Post,
+}
+
+/// A client-credentials grant (RFC 6749 §4.4): what a session without a refresh token needs
+/// to obtain its next access token.
+///
+/// The session keeps the **name** of the environment variable that holds the client secret,
+/// never the secret: the secret alone mints tokens for as long as the client exists, and a
+/// session is copied to every instance of a fleet (or kept on a shared Redis). Each process
+/// reads the variable when, and only when, it sends a token request.
+///
+/// # Examples
+/// ```
+/// use credlock::ClientCredentials;
+/// let grant = ClientCredentials::new("BILLING_CLIENT_SECRET")
+///     .scope("invoices:read")
+///     .audience("https://api.example.com");
+/// assert_eq!(grant.secret_env(), "BILLING_CLIENT_SECRET");
+/// assert_eq!(grant.method_name(), "client_secret_basic");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientCredentials {
+    pub(crate) method: SecretMethod,
+    pub(crate) secret_env: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) scope: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) audience: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) resource: Option<String>,
+}
+
+impl ClientCredentials {
+    /// A grant whose client secret is in the environment variable `secret_env`, sent with
+    /// HTTP Basic.
+    #[must_use]
+    pub fn new(secret_env: impl Into<String>) -> ClientCredentials {
+        ClientCredentials {
+            method: SecretMethod::Basic,
+            secret_env: secret_env.into(),
+            scope: None,
+            audience: None,
+            resource: None,
+        }
+    }
+
+    /// The same grant, authenticating with `method`.
+    #[must_use]
+    pub fn method(mut self, method: SecretMethod) -> ClientCredentials {
+        self.method = method;
+        self
+    }
+
+    /// The same grant, asking for `scope` (space-separated).
+    #[must_use]
+    pub fn scope(mut self, scope: impl Into<String>) -> ClientCredentials {
+        self.scope = Some(scope.into());
+        self
+    }
+
+    /// The same grant, asking for a token for `audience` (the `audience` parameter of Auth0
+    /// and others).
+    #[must_use]
+    pub fn audience(mut self, audience: impl Into<String>) -> ClientCredentials {
+        self.audience = Some(audience.into());
+        self
+    }
+
+    /// The same grant, asking for a token for `resource` (RFC 8707).
+    #[must_use]
+    pub fn resource(mut self, resource: impl Into<String>) -> ClientCredentials {
+        self.resource = Some(resource.into());
+        self
+    }
+
+    /// The name of the environment variable that holds the client secret.
+    #[must_use]
+    pub fn secret_env(&self) -> &str {
+        &self.secret_env
+    }
+
+    /// The client authentication method as OAuth metadata spells it.
+    #[must_use]
+    pub fn method_name(&self) -> &'static str {
+        match self.method {
+            SecretMethod::Basic => "client_secret_basic",
+            SecretMethod::Post => "client_secret_post",
+        }
+    }
+
+    /// The scope asked for, if any.
+    #[must_use]
+    pub fn requested_scope(&self) -> Option<&str> {
+        self.scope.as_deref()
+    }
+
+    /// The audience asked for, if any.
+    #[must_use]
+    pub fn requested_audience(&self) -> Option<&str> {
+        self.audience.as_deref()
+    }
+
+    /// The resource asked for, if any.
+    #[must_use]
+    pub fn requested_resource(&self) -> Option<&str> {
+        self.resource.as_deref()
     }
 }
 
@@ -149,6 +272,9 @@ pub struct Session {
     pub(crate) scope: Option<String>,
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub(crate) extra: Map<String, Value>,
+    /// A client-credentials session's grant; its `refresh_token` is then empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) grant: Option<ClientCredentials>,
 }
 
 impl Session {
@@ -165,17 +291,52 @@ impl Session {
             scope,
             extra,
         } = response;
+        // A client-credentials session has no refresh token to keep: one the server sends
+        // anyway (RFC 6749 §4.4.3 says it should not) is not used.
+        let refresh_token = match (&self.grant, refresh_token) {
+            (None, Some(rotated)) => rotated,
+            _ => self.refresh_token.clone(),
+        };
         Session {
-            version: SESSION_FORMAT_VERSION,
+            version: self.format_version(),
             client: self.client.clone(),
             access_token,
             token_type,
-            refresh_token: refresh_token.unwrap_or_else(|| self.refresh_token.clone()),
+            refresh_token,
             obtained_at_ms: unix_ms(now),
             expires_at_ms: expires_in.map(|s| unix_ms(now).saturating_add(s.saturating_mul(1000))),
             scope: scope.or_else(|| self.scope.clone()),
             extra,
+            grant: self.grant.clone(),
         }
+    }
+
+    /// The format version this session is written with: 2 for a client-credentials session
+    /// (which an older credlock must refuse), else 1.
+    pub(crate) fn format_version(&self) -> u32 {
+        if self.grant.is_some() {
+            SESSION_FORMAT_VERSION
+        } else {
+            REFRESH_FORMAT_VERSION
+        }
+    }
+
+    /// What a save after a token request compares to decide that nothing newer was saved
+    /// meanwhile: the refresh token that was sent, or, for a client-credentials session (no
+    /// refresh token), the access token that was stale. Every token response replaces the
+    /// access token, so the stale one names the session the request was sent for.
+    pub(crate) fn replacement_key(&self) -> &Secret {
+        match self.grant {
+            Some(_) => &self.access_token,
+            None => &self.refresh_token,
+        }
+    }
+
+    /// The client-credentials grant of a session that renews its access token with one
+    /// (RFC 6749 §4.4) rather than a refresh token; `None` for a refresh session.
+    #[must_use]
+    pub fn client_credentials_grant(&self) -> Option<&ClientCredentials> {
+        self.grant.as_ref()
     }
 
     /// The session after a 2xx refresh response that carried a new refresh token but no
@@ -235,7 +396,8 @@ impl Session {
         &self.access_token
     }
 
-    /// The refresh token.
+    /// The refresh token; empty for a client-credentials session
+    /// ([`Session::client_credentials_grant`]).
     #[must_use]
     pub fn refresh_token(&self) -> &Secret {
         &self.refresh_token
@@ -370,6 +532,7 @@ impl std::fmt::Debug for Session {
             .field("expires_at_ms", &self.expires_at_ms)
             .field("scope", &self.scope)
             .field("extra_fields", &self.extra.keys().collect::<Vec<_>>())
+            .field("grant", &self.grant)
             .finish()
     }
 }

@@ -3,7 +3,9 @@
 //! - a read of the stored bytes;
 //! - an exclusive, renewable, fenced guard ([`Held`], taken in `guards.rs`);
 //! - a save under the guard, and a save that is a compare-and-swap on the refresh token
-//!   that was sent (a holder that lost its guard never overwrites a newer session);
+//!   that was sent, or, for a client-credentials session, on the access token that was stale
+//!   (`Session::replacement_key`): a holder that lost its guard never overwrites a newer
+//!   session;
 //! - a delete under the guard, and a compare-and-delete on the refresh token that failed.
 //!
 //! Two backends answer it: a file (the lock, the lease and the atomic replace of
@@ -48,7 +50,7 @@ impl Store {
             #[cfg(feature = "redis")]
             Backend::Redis(_) => {
                 let guard = held.redis_guard();
-                let rt = crate::redis::fingerprint(session.refresh_token().secret());
+                let rt = crate::redis::fingerprint(session.replacement_key().secret());
                 match guard.save(bytes, &rt)? {
                     crate::redis::Written::Done => Ok(()),
                     _ => Err(guard.lost_error()),
@@ -81,7 +83,7 @@ impl Store {
                 let holds_what_we_sent = |current: Option<&[u8]>| {
                     current.is_some_and(|b| {
                         self.decode(b)
-                            .is_ok_and(|s| s.refresh_token() == sent.refresh_token())
+                            .is_ok_and(|s| s.replacement_key() == sent.replacement_key())
                     })
                 };
                 if atomic::write_if(&self.path, bytes, holds_what_we_sent)? {
@@ -94,8 +96,8 @@ impl Store {
             Backend::Redis(_) => {
                 // One script: the compare and the write cannot be split by another holder.
                 let guard = held.redis_guard();
-                let replaced = crate::redis::fingerprint(sent.refresh_token().secret());
-                let rt = crate::redis::fingerprint(new.refresh_token().secret());
+                let replaced = crate::redis::fingerprint(sent.replacement_key().secret());
+                let rt = crate::redis::fingerprint(new.replacement_key().secret());
                 match guard.save_replacing(&replaced, bytes, &rt)? {
                     crate::redis::Written::Done => Ok(()),
                     _ => Err(guard.lost_error()),
@@ -132,14 +134,14 @@ impl Store {
             Backend::File => {
                 let holds_the_failed_token = |bytes: &[u8]| {
                     self.decode(bytes)
-                        .is_ok_and(|s| s.refresh_token() == failed.refresh_token())
+                        .is_ok_and(|s| s.replacement_key() == failed.replacement_key())
                 };
                 atomic::remove_if(&self.path, holds_the_failed_token)
             }
             #[cfg(feature = "redis")]
-            Backend::Redis(entry) => {
-                entry.delete_if_holds(&crate::redis::fingerprint(failed.refresh_token().secret()))
-            }
+            Backend::Redis(entry) => entry.delete_if_holds(&crate::redis::fingerprint(
+                failed.replacement_key().secret(),
+            )),
         }
     }
 

@@ -5,9 +5,11 @@
 use std::time::Duration;
 
 use super::Store;
+use crate::basics::secret::Secret;
 use crate::basics::wait::Acquired;
 use crate::error::Error;
-use crate::session::model::Session;
+use crate::session::model::{ClientCredentials, Session};
+use crate::session::oauth_error::OAuthError;
 use crate::store::access_token::AccessToken;
 use crate::store::fallback::{self, Decision, Retry};
 use crate::trace;
@@ -37,6 +39,10 @@ impl Store {
     /// - [`Error::InvalidResponse`]: the server answered something unusable; session kept.
     /// - [`Error::InsecureEndpoint`]: the stored endpoint is plain http to a remote host; no
     ///   request was sent.
+    /// - [`Error::MissingClientSecret`]: a client-credentials session
+    ///   ([`Session::client_credentials`]) whose secret variable is not set; nothing was sent.
+    ///   Such a session is renewed by a client-credentials request under the same guards, and
+    ///   no refusal deletes it (there is no grant to lose).
     /// - [`Error::Corrupt`], [`Error::UnsupportedVersion`], [`Error::NotASessionFile`],
     ///   [`Error::Io`]: the file is left untouched.
     ///
@@ -146,6 +152,9 @@ impl Store {
         session: Session,
         retry: Retry,
     ) -> Result<AccessToken, Error> {
+        if let Some(grant) = session.client_credentials_grant().cloned() {
+            return self.renew_client_credentials(held, session, &grant);
+        }
         let request = FormRequest::refresh(&session);
         require_secure_endpoint(&request.url)?;
         // Under a lease: never send once another process may have taken it over.
@@ -215,6 +224,63 @@ impl Store {
                 path: self.path.clone(),
                 reason,
             }),
+        }
+    }
+
+    /// Obtains the next access token of a client-credentials session with one token request
+    /// (RFC 6749 §4.4), under the guards the refresh takes, and saves it as a refresh's
+    /// answer is saved: compared on the access token that was stale. There is no grant to
+    /// lose, so no `invalid_grant` fallback: every refusal keeps the session.
+    fn renew_client_credentials(
+        &self,
+        held: &Held,
+        session: Session,
+        grant: &ClientCredentials,
+    ) -> Result<AccessToken, Error> {
+        let missing = || Error::MissingClientSecret {
+            path: self.path.clone(),
+            variable: grant.secret_env().to_owned(),
+        };
+        let secret = std::env::var(grant.secret_env())
+            .ok()
+            .filter(|v| !v.is_empty())
+            .ok_or_else(missing)?;
+        let request = FormRequest::client_credentials(&session, grant, Secret::new(secret));
+        require_secure_endpoint(&request.url)?;
+        held.still_held()?;
+        self.emit(Event::Refreshing {
+            path: self.path.clone(),
+        });
+        let secrets_sent = request.secret_values();
+        let response = self
+            .transport()
+            .post_form(&request)
+            .map_err(|e| http_answer::transport_failure(&e, &self.path, &secrets_sent))?;
+        let now = self.clock.now();
+        match http_answer::classify(&response, now, &secrets_sent) {
+            Outcome::Refreshed(token_response) => {
+                let renewed = session.refreshed(token_response, now);
+                self.save_refreshed(held, renewed, &session)
+            }
+            Outcome::InvalidGrant { .. } | Outcome::Rejected { .. } => Err(Error::Rejected {
+                path: self.path.clone(),
+                status: response.status,
+                oauth: OAuthError::from_json(&response.body, &secrets_sent),
+            }),
+            Outcome::Unavailable {
+                retry_after,
+                reason,
+            } => Err(Error::Unavailable {
+                path: self.path.clone(),
+                reason,
+                retry_after,
+            }),
+            Outcome::RotatedOnly { reason, .. } | Outcome::Unusable(reason) => {
+                Err(Error::InvalidResponse {
+                    path: self.path.clone(),
+                    reason,
+                })
+            }
         }
     }
 

@@ -4,7 +4,7 @@
 use crate::basics::encoding::{base64, form_urlencode};
 use crate::basics::secret::Secret;
 use crate::error::Error;
-use crate::session::model::{ClientAuth, Session};
+use crate::session::model::{ClientAuth, ClientCredentials, SecretMethod, Session};
 use crate::wire::endpoint::require_secure_endpoint;
 
 /// A form POST to an OAuth endpoint, ready for a [`crate::Transport`].
@@ -89,6 +89,39 @@ impl FormRequest {
             .insert(0, ("grant_type", Secret::new("refresh_token")));
         req.form
             .insert(1, ("refresh_token", session.refresh_token().clone()));
+        req
+    }
+
+    /// The client-credentials token request (RFC 6749 §4.4.2) for `session`'s client and
+    /// `grant`, authenticated with `secret` (read from the grant's variable by the caller).
+    #[must_use]
+    pub(crate) fn client_credentials(
+        session: &Session,
+        grant: &ClientCredentials,
+        secret: Secret,
+    ) -> FormRequest {
+        let client = session.client();
+        let auth = match grant.method {
+            SecretMethod::Basic => ClientAuth::Basic { secret },
+            SecretMethod::Post => ClientAuth::Post { secret },
+        };
+        let authenticated = crate::session::model::Client {
+            auth,
+            ..client.clone()
+        };
+        let mut req = FormRequest::for_client(&authenticated, client.token_endpoint());
+        req.form
+            .insert(0, ("grant_type", Secret::new("client_credentials")));
+        let asked = [
+            ("scope", &grant.scope),
+            ("audience", &grant.audience),
+            ("resource", &grant.resource),
+        ];
+        for (name, value) in asked {
+            if let Some(value) = value {
+                req.form.push((name, Secret::new(value.as_str())));
+            }
+        }
         req
     }
 

@@ -76,10 +76,10 @@ fn a_file_from_a_newer_version_is_refused_and_kept() {
     );
     assert_eq!(bed.bytes(), newer.as_bytes());
     // A future format that no longer parses as ours is still reported by its version.
-    std::fs::write(&bed.path, br#"{"version":2,"entirely":"different"}"#).expect("write");
+    std::fs::write(&bed.path, br#"{"version":3,"entirely":"different"}"#).expect("write");
     let err = bed.store().load().unwrap_err();
     assert!(
-        matches!(err, Error::UnsupportedVersion { found: 2, .. }),
+        matches!(err, Error::UnsupportedVersion { found: 3, .. }),
         "{err:?}"
     );
 }

@@ -14,6 +14,7 @@ mod common;
 #[cfg(feature = "tokio")]
 mod async_store;
 
+mod client_credentials;
 mod failure_table;
 mod fallback;
 mod files;

@@ -223,6 +223,16 @@ CLIENTS.push(
     id_token_signed_response_alg: 'ES256',
   },
 );
+// A machine client (RFC 6749 §4.4): client credentials only, no user, no refresh token.
+CLIENTS.push({
+  client_id: 'cli-machine',
+  client_secret: 'machine-secret-9z',
+  token_endpoint_auth_method: 'client_secret_basic',
+  grant_types: ['client_credentials'],
+  response_types: [],
+  redirect_uris: [],
+  id_token_signed_response_alg: 'ES256',
+});
 const CLIENT_IDS = new Set(CLIENTS.map((c) => c.client_id));
 
 const SCOPE = 'openid offline_access';
@@ -271,6 +281,8 @@ const provider = new Provider(issuer, {
     // --revocation 0: a server whose metadata names no revocation endpoint.
     revocation: { enabled: opts.revocation === 1 },
     introspection: { enabled: true },
+    // For the machine client (cli-machine) only: no other client lists the grant.
+    clientCredentials: { enabled: true },
   },
   // Rotate on every refresh, for confidential and public clients alike.
   rotateRefreshToken: () => true,
@@ -291,6 +303,8 @@ const provider = new Provider(issuer, {
 // ---------------------------------------------------------------- stats
 
 const stats = {
+  client_credentials_requests: 0,
+  client_credentials_ok: 0,
   refresh_ok: 0,
   refresh_invalid_grant: 0,
   refresh_other_error: 0,
@@ -317,6 +331,10 @@ provider.use(async (ctx, next) => {
   if (gty === DEVICE_GRANT) stats.device_polls += 1;
   if (gty === DEVICE_GRANT && ctx.status === 200) stats.device_grants += 1;
   if (gty === 'authorization_code' && ctx.status === 200) stats.code_grants += 1;
+  if (gty === 'client_credentials') {
+    stats.client_credentials_requests += 1;
+    if (ctx.status === 200) stats.client_credentials_ok += 1;
+  }
   if (ctx.oidc?.params?.grant_type !== 'refresh_token') return;
   if (ctx.status === 200) stats.refresh_ok += 1;
   else if (ctx.status === 400 && ctx.body?.error === 'invalid_grant') stats.refresh_invalid_grant += 1;

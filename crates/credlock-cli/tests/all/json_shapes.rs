@@ -274,6 +274,30 @@ fn every_json_object_has_the_keys_and_types_that_docs_json_md_lists() {
     );
     let v = json_of(&out, "import");
     c.check("import", &v, "import");
+    // A client-credentials import: the same keys, and a status of such a session.
+    let machine = empty.path().join("machine.json");
+    let v = json_of(
+        &run(on(
+            &machine,
+            &[
+                "import",
+                "--json",
+                "--grant",
+                "client-credentials",
+                "--token-endpoint",
+                "https://auth.example.com/token",
+                "--client-id",
+                "machine",
+                "--client-secret-env",
+                "MACHINE_SECRET",
+            ],
+        )),
+        "import --grant client-credentials",
+    );
+    c.check("import", &v, "import (client credentials)");
+    assert_eq!(v["grant"], "client_credentials", "{v}");
+    let v = json_of(&run(on(&machine, &["status", "--json"])), "status");
+    c.check("status", &v, "status (a client-credentials session)");
     let v = json_of(&run(on(&imported, &["logout", "--json"])), "logout");
     c.check("logout", &v, "logout");
     assert_eq!(v["deleted"], true, "{v}");

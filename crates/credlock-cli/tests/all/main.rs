@@ -13,6 +13,7 @@ mod common;
 mod cli;
 #[cfg(unix)]
 mod cli_unix_tool;
+mod client_credentials_cli;
 mod config_errors;
 #[cfg(unix)]
 mod exit_codes;

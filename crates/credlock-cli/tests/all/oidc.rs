@@ -362,3 +362,66 @@ fn ninety_six_processes_on_a_redis_store_refresh_once_per_round_against_node_oid
             .expect("expire it for the next round");
     }
 }
+
+/// node-oidc-provider's client-credentials grant (its machine client `cli-machine`, HTTP
+/// Basic): sixteen `credlock token` processes on a session made by `credlock import --grant
+/// client-credentials` make one token request, every one prints the token the provider
+/// issued, and it is the one stored.
+#[test]
+#[ignore = "needs Node.js and `npm ci` in tests/e2e/oidc-server; .ci/run runs it"]
+fn sixteen_processes_on_a_client_credentials_session_make_one_request_to_node_oidc_provider() {
+    const VAR: &str = "CREDLOCK_E2E_MACHINE_SECRET";
+    let server = OidcServer::start(&["--slow-storage-ms", "100"]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("machine.json");
+    let out = credlock(
+        &store,
+        &[
+            "import",
+            "--grant",
+            "client-credentials",
+            "--token-endpoint",
+            &server.token_endpoint(),
+            "--client-id",
+            "cli-machine",
+            "--client-secret-env",
+            VAR,
+        ],
+    )
+    .output()
+    .expect("import");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let children: Vec<Child> = (0..16)
+        .map(|_| {
+            credlock(&store, &["token"])
+                .env(VAR, "machine-secret-9z")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn")
+        })
+        .collect();
+    let tokens: Vec<String> = children
+        .into_iter()
+        .map(|c| {
+            let out = finish(c, Duration::from_secs(60));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        })
+        .collect();
+    assert!(tokens.iter().all(|t| *t == tokens[0]), "one token for all");
+    let stats = server.stats();
+    assert_eq!(stats["client_credentials_requests"], 1, "{stats}");
+    assert_eq!(stats["client_credentials_ok"], 1, "{stats}");
+    assert!(!tokens[0].is_empty());
+    let stored = Store::new(&store).load().expect("load").expect("stored");
+    assert_eq!(stored.access_token().secret(), tokens[0]);
+}

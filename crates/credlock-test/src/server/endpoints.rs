@@ -83,6 +83,9 @@ impl FakeServer {
             return answer;
         }
         let field = |k: &str| form.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        if field("grant_type") == Some("client_credentials") {
+            return self.handle_client_credentials(form, authorization);
+        }
         if let Some(rt) = field("refresh_token") {
             let hook = self
                 .on_refresh
@@ -163,6 +166,72 @@ impl FakeServer {
                 self.refusal()
             }
         }
+    }
+
+    /// Answers a client-credentials token request (RFC 6749 §4.4): counted in
+    /// [`super::Counters::client_credentials_requests`], served the scripted failures first,
+    /// then a new access token (no refresh token) to a client that authenticates with a
+    /// secret; a public client is `unauthorized_client`.
+    fn handle_client_credentials(
+        &self,
+        form: &[(String, String)],
+        authorization: Option<&str>,
+    ) -> HttpResponse {
+        let hook = self
+            .on_refresh
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone();
+        if let Some(hook) = hook {
+            hook("");
+        }
+        let mut st = self.state();
+        st.counters.client_credentials_requests += 1;
+        if let Some(Failure::Status {
+            status,
+            body,
+            retry_after,
+        }) = st.scripted.front().cloned()
+        {
+            st.scripted.pop_front();
+            st.counters.scripted_failures += 1;
+            let response = HttpResponse::new(status, body);
+            return match retry_after {
+                Some(value) => response.with_retry_after(value),
+                None => response,
+            };
+        }
+        if !self.client_authenticated(form, authorization) {
+            st.counters.invalid_client += 1;
+            return error(401, "invalid_client", "client authentication failed");
+        }
+        if matches!(self.auth, ClientAuth::None) {
+            return error(
+                400,
+                "unauthorized_client",
+                "a public client cannot use client_credentials",
+            );
+        }
+        st.next_id += 1;
+        let access = format!("at-cc-{:x}-{}", self.nonce, st.next_id);
+        // Machine tokens belong to no user grant: a grant of their own, never revoked.
+        let grant = u64::MAX;
+        st.grants.entry(grant).or_default();
+        st.access_tokens
+            .insert(access.clone(), (grant, self.clock.now() + self.access_ttl));
+        let scope = form
+            .iter()
+            .find(|(n, _)| n == "scope")
+            .map(|(_, v)| v.clone());
+        let mut body = serde_json::json!({
+            "access_token": access,
+            "token_type": "Bearer",
+            "expires_in": self.access_ttl.as_secs(),
+        });
+        if let Some(scope) = scope {
+            body["scope"] = Value::String(scope);
+        }
+        ok(body.to_string().into_bytes())
     }
 
     /// The answer to a refresh token that is refused.

@@ -108,6 +108,9 @@ pub struct Counters {
     pub logins: u64,
     /// Code exchanges refused because the PKCE verifier does not match the challenge.
     pub pkce_failures: u64,
+    /// Client-credentials token requests (RFC 6749 §4.4), answered or not; they are not
+    /// counted in `refresh_requests`.
+    pub client_credentials_requests: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -359,8 +362,9 @@ impl FakeServer {
             .push_back(Box::new(reshape));
     }
 
-    /// Runs `hook` with the refresh token of every refresh request, before the server acts on
-    /// it. Tests use it to make "another process" save a session mid-refresh.
+    /// Runs `hook` with the refresh token of every refresh request (an empty string for a
+    /// client-credentials request), before the server acts on it. Tests use it to make
+    /// "another process" save a session mid-refresh.
     pub fn on_refresh(&self, hook: impl Fn(&str) + Send + Sync + 'static) {
         *self
             .on_refresh

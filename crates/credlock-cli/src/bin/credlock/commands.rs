@@ -5,8 +5,8 @@ use std::time::SystemTime;
 
 use credlock::internal::rfc3339;
 use credlock::{
-    Client, ClientAuth, LoggedOut, Protected, Protection, Revocation, Secret, Session, Store,
-    TokenResponse,
+    Client, ClientAuth, ClientCredentials, LoggedOut, Protected, Protection, Revocation, Secret,
+    SecretMethod, Session, Store, TokenResponse,
 };
 use serde_json::json;
 
@@ -103,7 +103,17 @@ pub fn status(g: &Global) -> Outcome {
         "has_refresh_token": s.map(|s| !s.refresh_token().secret().is_empty()),
         "token_endpoint": s.map(|s| s.client().token_endpoint_for_display()),
         "client_id": s.map(|s| s.client().client_id()),
-        "client_auth": s.map(|s| s.client().auth().method_name()),
+        "client_auth": s.map(|s| match s.client_credentials_grant() {
+            Some(grant) => grant.method_name(),
+            None => s.client().auth().method_name(),
+        }),
+        "grant": s.map(|s| match s.client_credentials_grant() {
+            Some(_) => "client_credentials",
+            None => "refresh_token",
+        }),
+        "client_secret_env": s
+            .and_then(Session::client_credentials_grant)
+            .map(ClientCredentials::secret_env),
         "scope": s.and_then(Session::scope),
         "file_mode": s.and(mode.as_deref()),
         "protection": s.and(protection.as_ref()).map(ToString::to_string),
@@ -204,16 +214,30 @@ pub fn status(g: &Global) -> Outcome {
                 )?,
                 _ => outln!("expires at:     unknown (the server gave no expires_in)")?,
             }
-            outln!("refresh token:  present")?;
+            match s.client_credentials_grant() {
+                Some(grant) => {
+                    outln!(
+                        "grant:          client credentials (no refresh token: each expiry, one token request for every process)"
+                    )?;
+                    outln!(
+                        "client secret:  read from ${} at each request (never stored)",
+                        grant.secret_env()
+                    )?;
+                }
+                None => outln!("refresh token:  present")?,
+            }
             outln!(
                 "token endpoint: {}",
                 s.client().token_endpoint_for_display()
             )?;
             outln!("client id:      {}", s.client().client_id())?;
-            outln!(
-                "client auth:    {}",
-                describe_client_auth(s.client().auth())
-            )?;
+            match s.client_credentials_grant() {
+                Some(grant) => outln!("client auth:    {}", grant.method_name())?,
+                None => outln!(
+                    "client auth:    {}",
+                    describe_client_auth(s.client().auth())
+                )?,
+            }
             outln!("file mode:      {}", mode.as_deref().unwrap_or("n/a"))?;
             if let Some(p) = &protection {
                 outln!("protection:     {p}")?;
@@ -308,10 +332,90 @@ pub struct ImportArgs {
     /// --protect), else none.
     #[arg(long, value_parser = PROTECTIONS)]
     protect: Option<String>,
+    /// How the session gets its next access token: refresh-token (a token response on stdin
+    /// starts the session) or client-credentials (RFC 6749 §4.4, machine to machine: nothing
+    /// on stdin; the first `credlock token` requests a token with the secret read from
+    /// --client-secret-env, which the session names but never stores, and every expiry costs
+    /// one request for all the processes that share the store).
+    #[arg(long, value_parser = ["refresh-token", "client-credentials"], default_value = "refresh-token")]
+    grant: String,
+    /// With --grant client-credentials: the scope to ask for (space-separated).
+    #[arg(long)]
+    scope: Option<String>,
+    /// With --grant client-credentials: the audience to ask for (Auth0 and others).
+    #[arg(long)]
+    audience: Option<String>,
+    /// With --grant client-credentials: the resource to ask for (RFC 8707).
+    #[arg(long)]
+    resource: Option<String>,
+}
+
+/// `credlock import --grant client-credentials`: a session that holds the grant and no token
+/// yet, so nothing is requested (or read from stdin) until the first `credlock token`.
+fn import_client_credentials(g: &Global, args: &ImportArgs) -> Outcome {
+    let var = args.client_secret_env.as_deref().ok_or_else(|| {
+        Failure::Usage("--grant client-credentials needs --client-secret-env VAR".into())
+    })?;
+    let method = match args.client_auth.as_deref() {
+        None | Some("basic") => SecretMethod::Basic,
+        Some("post") => SecretMethod::Post,
+        Some(other) => {
+            return Err(Failure::Usage(format!(
+                "--grant client-credentials needs a client secret: --client-auth {other} is not possible"
+            )));
+        }
+    };
+    if args.revocation_endpoint.is_some() {
+        return Err(Failure::Usage(
+            "--grant client-credentials has no refresh token to revoke: drop --revocation-endpoint"
+                .into(),
+        ));
+    }
+    let mut grant = ClientCredentials::new(var).method(method);
+    if let Some(scope) = &args.scope {
+        grant = grant.scope(scope);
+    }
+    if let Some(audience) = &args.audience {
+        grant = grant.audience(audience);
+    }
+    if let Some(resource) = &args.resource {
+        grant = grant.resource(resource);
+    }
+    let session = Session::client_credentials(&args.token_endpoint, &args.client_id, grant)
+        .map_err(|e| match e {
+            credlock::Error::InvalidEndpoint { .. } | credlock::Error::InsecureEndpoint { .. } => {
+                Failure::Usage(e.to_string())
+            }
+            other => Failure::Credlock(other),
+        })?;
+    let store = with_protection(g, g.store(), args.protect.as_deref())?;
+    store.save(&session)?;
+    remember_protection(g, args.protect.as_deref());
+    if g.json {
+        outln!(
+            "{}",
+            json!({"stored": true, "store": store.path(), "client_id": args.client_id, "grant": "client_credentials"})
+        )?;
+    } else {
+        outln!(
+            "Stored the client-credentials session for client {} in {} (its first token is requested on first use)",
+            args.client_id,
+            store.path().display()
+        )?;
+    }
+    Ok(0)
 }
 
 /// `credlock import`
 pub fn import(g: &Global, args: &ImportArgs) -> Outcome {
+    if args.grant == "client-credentials" {
+        return import_client_credentials(g, args);
+    }
+    if args.scope.is_some() || args.audience.is_some() || args.resource.is_some() {
+        return Err(Failure::Usage(
+            "--scope, --audience and --resource ask a client-credentials request for a token: they need --grant client-credentials".into(),
+        ));
+    }
     // As at login: a client secret without a method is basic, and none without a secret.
     let method = args
         .client_auth
@@ -375,7 +479,7 @@ pub fn import(g: &Global, args: &ImportArgs) -> Outcome {
     if g.json {
         outln!(
             "{}",
-            json!({"stored": true, "store": store.path(), "client_id": args.client_id})
+            json!({"stored": true, "store": store.path(), "client_id": args.client_id, "grant": "refresh_token"})
         )?;
     } else {
         outln!(

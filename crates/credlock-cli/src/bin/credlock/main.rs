@@ -103,7 +103,8 @@ enum Command {
     Login(Box<login::LoginArgs>),
     /// Describe the stored session without printing any secret.
     Status,
-    /// Store an RFC 6749 token response read from stdin as the session (after a login).
+    /// Store an RFC 6749 token response read from stdin as the session (after a login), or,
+    /// with --grant client-credentials, a machine session that requests its own tokens.
     Import(commands::ImportArgs),
     /// Delete the session (under the lock). Without --revoke only the local copy goes; the
     /// refresh token stays valid at the server until it expires. The remembered login
