@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::url::RedisUrl;
+use crate::basics::secret::Secret;
 
 /// A reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +75,8 @@ impl Write for Stream {
 
 pub(crate) struct Conn {
     reader: BufReader<Stream>,
+    /// Scrubbed from every error reply.
+    password: Option<Secret>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -83,8 +86,8 @@ impl std::fmt::Debug for Conn {
 }
 
 impl Conn {
-    /// Connects, authenticates (a password never reaches an error message: the server's
-    /// `WRONGPASS` reply does not quote it) and selects the database.
+    /// Connects, authenticates (a password never reaches an error message: of the server's
+    /// reply to `AUTH` only its code word is kept) and selects the database.
     pub(crate) fn open(
         url: &RedisUrl,
         tls: Option<&Arc<rustls::ClientConfig>>,
@@ -140,6 +143,7 @@ impl Conn {
         };
         let mut conn = Conn {
             reader: BufReader::new(stream),
+            password: url.password().map(Secret::new),
         };
         if let Some(password) = url.password() {
             let reply = match &url.user {
@@ -147,9 +151,13 @@ impl Conn {
                 None => conn.call(&[b"AUTH", password.as_bytes()]),
             };
             reply.map_err(|f| match f {
-                // The server's own words (`WRONGPASS invalid username-password pair…`) quote
-                // no password.
-                Failure::Refused(reason) => Failure::Refused(format!("authentication: {reason}")),
+                // Only the error's code word: a server that does not know AUTH (renamed, a
+                // proxy, a Redis-like) answers with the arguments it was given, the password
+                // among them.
+                Failure::Refused(reason) => Failure::Refused(format!(
+                    "authentication refused ({}; if it is ERR, AUTH may be renamed or unsupported by the server or a proxy)",
+                    code_word(&reason)
+                )),
                 other => other,
             })?;
         }
@@ -171,8 +179,34 @@ impl Conn {
         let stream = self.reader.get_mut();
         stream.write_all(&out).map_err(io_failure)?;
         stream.flush().map_err(io_failure)?;
-        read_value(&mut self.reader, 0)?
+        read_value(&mut self.reader, 0)?.map_err(|f| match f {
+            Failure::Refused(reason) => Failure::Refused(scrub(&reason, self.password.as_ref())),
+            other => other,
+        })
     }
+}
+
+/// The first word of an error reply (`WRONGPASS`, `NOPERM`, `ERR`…), if it is one: capitals
+/// only, so that nothing the server echoes can pass for it.
+fn code_word(reason: &str) -> &str {
+    match reason.split_whitespace().next() {
+        Some(word) if !word.is_empty() && word.bytes().all(|b| b.is_ascii_uppercase()) => word,
+        _ => "an error",
+    }
+}
+
+/// An error reply as it may be shown: without what Redis echoes of the command it refused
+/// (`unknown command 'X', with args beginning with: …` quotes its arguments, a password or
+/// a session among them), and without the password wherever else it might appear.
+fn scrub(reason: &str, password: Option<&Secret>) -> String {
+    let mut shown = match reason.find(", with args beginning with:") {
+        Some(at) => format!("{} (its arguments not shown)", &reason[..at]),
+        None => reason.to_owned(),
+    };
+    if let Some(password) = password.map(Secret::secret).filter(|p| !p.is_empty()) {
+        shown = shown.replace(password, "[password]");
+    }
+    shown
 }
 
 /// A failed TLS handshake: a certificate not trusted is a configuration error; anything else
@@ -334,6 +368,22 @@ mod tests {
         let mut fits = b"*1\r\n".repeat(MAX_DEPTH);
         fits.extend_from_slice(b":1\r\n");
         assert!(matches!(parse(&fits), Ok(Ok(Value::Array(_)))));
+    }
+
+    #[test]
+    fn an_error_reply_is_shown_without_the_arguments_it_echoes_or_the_password() {
+        let pw = Secret::new("hunter2-SECRET");
+        let echoed = "ERR unknown command 'AUTH', with args beginning with: 'hunter2-SECRET' ";
+        assert_eq!(
+            scrub(echoed, Some(&pw)),
+            "ERR unknown command 'AUTH' (its arguments not shown)"
+        );
+        assert_eq!(
+            scrub("ERR x hunter2-SECRET y", Some(&pw)),
+            "ERR x [password] y"
+        );
+        assert_eq!(code_word(echoed), "ERR");
+        assert_eq!(code_word("hunter2-SECRET is wrong"), "an error");
     }
 
     #[test]

@@ -663,3 +663,25 @@ fn a_read_after_a_redis_restart_reconnects_instead_of_failing_once() {
         seeded.refresh_token().secret()
     );
 }
+
+/// A server that does not know `AUTH` (renamed, or a proxy or Redis-like that lacks it)
+/// answers with the command's arguments, the password among them: the error says what
+/// failed, but none of the server's words that quote what was sent.
+///
+/// Failure table: `AUTH` renamed or unsupported, the server's reply quoting the password
+#[test]
+fn a_server_whose_reply_to_auth_quotes_the_password_never_gets_it_into_an_error() {
+    let redis = RedisServer::start_with_args(&["--rename-command", "AUTH", "XAUTH"]);
+    for url in [
+        format!("redis://:{PASSWORD}@127.0.0.1:{}/0?key=k", redis.port),
+        format!("redis://app:{PASSWORD}@127.0.0.1:{}/0?key=k", redis.port),
+    ] {
+        let store = Store::redis(&url).expect("url");
+        let err = store.load().expect_err("AUTH is unknown");
+        assert!(matches!(err, Error::StoreRefused { .. }), "{err:?}");
+        assert!(err.is_configuration(), "{err}");
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("pw-Zq81"), "{shown}");
+        assert!(shown.contains("authentication"), "{shown}");
+    }
+}

@@ -15,6 +15,8 @@ pub struct RedisServer {
     pub persistent: bool,
     /// A TLS port beside the plain one: (port, certificate, key) files.
     pub tls: Option<(u16, std::path::PathBuf, std::path::PathBuf)>,
+    /// More arguments for `redis-server`.
+    pub args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -36,6 +38,23 @@ impl RedisServer {
             password: password.map(str::to_owned),
             persistent: true,
             tls: None,
+            args: Vec::new(),
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    /// Starts a server without a password, with `args` added to its command line (e.g.
+    /// `--rename-command AUTH XAUTH`).
+    pub fn start_with_args(args: &[&str]) -> RedisServer {
+        let mut server = RedisServer {
+            dir: tempfile::tempdir().expect("tempdir"),
+            port: free_port(),
+            password: None,
+            persistent: true,
+            tls: None,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
             child: None,
         };
         server.restart();
@@ -51,6 +70,7 @@ impl RedisServer {
             password: None,
             persistent: true,
             tls: Some((free_port(), cert.to_path_buf(), key.to_path_buf())),
+            args: Vec::new(),
             child: None,
         };
         server.restart();
@@ -65,6 +85,7 @@ impl RedisServer {
             password: None,
             persistent: false,
             tls: None,
+            args: Vec::new(),
             child: None,
         };
         server.restart();
@@ -100,6 +121,7 @@ impl RedisServer {
                 .arg("--tls-key-file")
                 .arg(key);
         }
+        c.args(&self.args);
         self.child = Some(c.spawn().expect(
             "redis-server runs (install it: apt-get install -y redis-server; .ci/run does)",
         ));
