@@ -27,8 +27,9 @@ pub enum Value {
 /// Why a command failed.
 #[derive(Debug)]
 pub enum Failure {
-    /// The server could not be reached, or stopped answering (a timeout, a reset): the
-    /// connection is dropped; trying again later may work.
+    /// The server could not be reached, stopped answering (a timeout, a reset), or answered
+    /// that it cannot serve the request now (`LOADING`, `BUSY`, `READONLY`, `MASTERDOWN`…):
+    /// the connection is dropped; trying again later may work.
     Unreachable(String),
     /// The server answered with an error (`WRONGPASS`, `NOPERM`, a script error…).
     Refused(String),
@@ -181,7 +182,9 @@ impl Conn {
         stream.flush().map_err(io_failure)?;
         read_value(&mut self.reader, 0)?.map_err(|f| match f {
             Failure::Refused(reason) => Failure::Refused(scrub(&reason, self.password.as_ref())),
-            other => other,
+            Failure::Unreachable(reason) => {
+                Failure::Unreachable(scrub(&reason, self.password.as_ref()))
+            }
         })
     }
 }
@@ -232,6 +235,29 @@ fn io_failure(e: std::io::Error) -> Failure {
     }
 }
 
+/// The error replies of a server that cannot serve the request now but will: loading its
+/// data after a restart, busy with a script, a replica (read-only, or cut off from its
+/// primary), a failover or resharding under way, too few replicas to accept a write.
+const TRANSIENT: [&str; 7] = [
+    "LOADING",
+    "BUSY",
+    "READONLY",
+    "MASTERDOWN",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "NOREPLICAS",
+];
+
+/// An error reply: transient (try again later) for the codes of [`TRANSIENT`], else a
+/// refusal (configuration: a password, an ACL, a script).
+fn error_reply(text: String) -> Failure {
+    if TRANSIENT.contains(&code_word(&text)) {
+        Failure::Unreachable(format!("the server cannot serve the request now: {text}"))
+    } else {
+        Failure::Refused(text)
+    }
+}
+
 fn protocol(what: &str) -> Failure {
     Failure::Unreachable(format!("the server's reply is not RESP: {what}"))
 }
@@ -253,7 +279,7 @@ fn read_value(reader: &mut impl BufRead, depth: usize) -> Result<Result<Value, F
     };
     Ok(match kind {
         b'+' => Ok(Value::Bytes(rest.to_vec())),
-        b'-' => Err(Failure::Refused(text())),
+        b'-' => Err(error_reply(text())),
         b':' => Ok(Value::Int(number()?)),
         b'$' => {
             let len = number()?;
@@ -341,6 +367,13 @@ mod tests {
             Value::Array(vec![Value::Int(1), Value::Bytes(b"x".to_vec())])
         );
         assert!(matches!(parse(b"-NOAUTH x\r\n"), Ok(Err(Failure::Refused(r))) if r == "NOAUTH x"));
+        for code in TRANSIENT {
+            let reply = format!("-{code} try later\r\n");
+            assert!(
+                matches!(parse(reply.as_bytes()), Ok(Err(Failure::Unreachable(r))) if r.contains(code)),
+                "{code}"
+            );
+        }
     }
 
     #[test]

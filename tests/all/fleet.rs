@@ -685,3 +685,38 @@ fn a_server_whose_reply_to_auth_quotes_the_password_never_gets_it_into_an_error(
         assert!(shown.contains("authentication"), "{shown}");
     }
 }
+
+/// A server that is loading its data, busy with a script, a replica (read-only) or cut off
+/// from its primary answers with an error that passes: a transient `StoreUnavailable`
+/// (exit 4), not a configuration error, and nothing is sent.
+///
+/// Failure table: Redis answers that it is loading, busy, or a read-only replica
+#[test]
+fn a_read_only_replica_or_a_replica_cut_off_from_its_primary_is_a_transient_error() {
+    let redis = RedisServer::start(None);
+    let url = redis.url("replica");
+    let fake = fake(Duration::ZERO);
+    seed_expired(&url, &fake, TOKEN_ENDPOINT);
+    // A replica of a primary that is not there keeps its data and refuses writes.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead_port = dead.local_addr().expect("addr").port().to_string();
+    drop(dead);
+    assert_eq!(redis.cmd(&["REPLICAOF", "127.0.0.1", &dead_port]), "OK");
+    let store =
+        on_fake(Store::redis(&url).expect("url"), &fake).with_poll_schedule(vec![Duration::ZERO]);
+    let err = within(Duration::from_secs(30), move || store.access_token())
+        .expect_err("a replica takes no guard");
+    assert!(matches!(err, Error::StoreUnavailable { .. }), "{err:?}");
+    assert!(err.is_transient(), "{err}");
+    assert!(err.to_string().contains("READONLY"), "{err}");
+    assert_eq!(redis.cmd(&["EXISTS", "{credlock:replica}:session"]), "1");
+    // Told not to serve stale data, it refuses reads too (MASTERDOWN).
+    assert_eq!(
+        redis.cmd(&["CONFIG", "SET", "replica-serve-stale-data", "no"]),
+        "OK"
+    );
+    let err = Store::redis(&url).expect("url").load().expect_err("stale");
+    assert!(matches!(err, Error::StoreUnavailable { .. }), "{err:?}");
+    assert!(err.to_string().contains("MASTERDOWN"), "{err}");
+    assert_eq!(fake.counters().refresh_requests, 0);
+}
