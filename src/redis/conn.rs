@@ -1,12 +1,13 @@
 //! One connection to a Redis (or Valkey) server, speaking RESP2 over TCP: enough for the
 //! handful of commands the store sends (`AUTH`, `SELECT`, `HGET`, `SET … NX PX`, `EVAL`,
-//! `INFO`). Every read and write has a timeout, so a server that stops answering is an error
-//! after that long, never a hang.
+//! `INFO`). Every command has one deadline, checked before every socket call (connect, TLS
+//! handshake, write, read): a server that stops answering, or trickles its reply a byte at a
+//! time, is an error once it has passed, never a hang.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::url::RedisUrl;
 use crate::basics::secret::Secret;
@@ -44,10 +45,57 @@ const MAX_ITEMS: usize = 1024;
 /// Arrays nested deeper than this are refused: the store's replies nest at most twice.
 const MAX_DEPTH: usize = 8;
 
+/// A TCP stream whose reads and writes share one deadline (the command's): the socket's
+/// timeout is set to what is left of it before each call, so a peer that sends a byte now
+/// and then cannot stretch a command past it.
+struct Timed {
+    tcp: TcpStream,
+    deadline: Instant,
+}
+
+impl Timed {
+    fn left(&self) -> std::io::Result<Duration> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the command's deadline passed",
+            ));
+        }
+        Ok(left)
+    }
+}
+
+impl Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.tcp.set_read_timeout(Some(self.left()?))?;
+        self.tcp.read(buf)
+    }
+}
+
+impl Write for Timed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tcp.set_write_timeout(Some(self.left()?))?;
+        self.tcp.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
 /// The connection's byte stream: TCP, or TLS over TCP (`rediss://`).
 enum Stream {
-    Plain(TcpStream),
-    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+    Plain(Timed),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, Timed>>),
+}
+
+impl Stream {
+    fn set_deadline(&mut self, deadline: Instant) {
+        match self {
+            Stream::Plain(s) => s.deadline = deadline,
+            Stream::Tls(s) => s.sock.deadline = deadline,
+        }
+    }
 }
 
 impl Read for Stream {
@@ -92,15 +140,17 @@ impl Conn {
     pub(crate) fn open(
         url: &RedisUrl,
         tls: Option<&Arc<rustls::ClientConfig>>,
-        timeout: Duration,
+        deadline: Instant,
     ) -> Result<Conn, Failure> {
-        let addrs = (url.host.as_str(), url.port)
-            .to_socket_addrs()
-            .map_err(|e| Failure::Unreachable(format!("cannot resolve {}: {e}", url.host)))?;
+        let addrs = resolve(&url.host, url.port, deadline)?;
         let mut last = None;
         let mut stream = None;
         for addr in addrs {
-            match TcpStream::connect_timeout(&addr, timeout) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match TcpStream::connect_timeout(&addr, left) {
                 Ok(s) => {
                     stream = Some(s);
                     break;
@@ -111,17 +161,15 @@ impl Conn {
         let stream = stream.ok_or_else(|| {
             Failure::Unreachable(match last {
                 Some(e) => format!("cannot connect: {e}"),
+                None if Instant::now() >= deadline => "cannot connect in time".to_owned(),
                 None => "the host name resolves to no address".to_owned(),
             })
         })?;
-        let unreachable = |e: std::io::Error| Failure::Unreachable(e.to_string());
-        stream
-            .set_read_timeout(Some(timeout))
-            .map_err(unreachable)?;
-        stream
-            .set_write_timeout(Some(timeout))
-            .map_err(unreachable)?;
         let _ = stream.set_nodelay(true);
+        let stream = Timed {
+            tcp: stream,
+            deadline,
+        };
         let stream = match tls {
             None => Stream::Plain(stream),
             Some(config) => {
@@ -148,8 +196,8 @@ impl Conn {
         };
         if let Some(password) = url.password() {
             let reply = match &url.user {
-                Some(user) => conn.call(&[b"AUTH", user.as_bytes(), password.as_bytes()]),
-                None => conn.call(&[b"AUTH", password.as_bytes()]),
+                Some(user) => conn.call(&[b"AUTH", user.as_bytes(), password.as_bytes()], deadline),
+                None => conn.call(&[b"AUTH", password.as_bytes()], deadline),
             };
             reply.map_err(|f| match f {
                 // Only the error's code word: a server that does not know AUTH (renamed, a
@@ -163,13 +211,13 @@ impl Conn {
             })?;
         }
         if url.db != 0 {
-            conn.call(&[b"SELECT", url.db.to_string().as_bytes()])?;
+            conn.call(&[b"SELECT", url.db.to_string().as_bytes()], deadline)?;
         }
         Ok(conn)
     }
 
-    /// Sends one command and reads its reply.
-    pub(crate) fn call(&mut self, args: &[&[u8]]) -> Result<Value, Failure> {
+    /// Sends one command and reads its reply, by `deadline`.
+    pub(crate) fn call(&mut self, args: &[&[u8]], deadline: Instant) -> Result<Value, Failure> {
         let mut out = Vec::with_capacity(64);
         out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
         for arg in args {
@@ -178,6 +226,7 @@ impl Conn {
             out.extend_from_slice(b"\r\n");
         }
         let stream = self.reader.get_mut();
+        stream.set_deadline(deadline);
         stream.write_all(&out).map_err(io_failure)?;
         stream.flush().map_err(io_failure)?;
         read_value(&mut self.reader, 0)?.map_err(|f| match f {
@@ -210,6 +259,31 @@ fn scrub(reason: &str, password: Option<&Secret>) -> String {
         shown = shown.replace(password, "[password]");
     }
     shown
+}
+
+/// The addresses of `host`, by `deadline`. The system's resolver has timeouts of its own
+/// (`/etc/resolv.conf`), often longer: a name is resolved on a thread of its own, given up on
+/// (the thread ends when the resolver does) once the deadline has passed. An IP address is
+/// not resolved.
+fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, Failure> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let name = host.to_owned();
+    std::thread::Builder::new()
+        .name("credlock-redis-resolve".to_owned())
+        .spawn(move || {
+            let _ = tx.send((name.as_str(), port).to_socket_addrs().map(Vec::from_iter));
+        })
+        .map_err(|e| Failure::Unreachable(format!("cannot resolve {host}: {e}")))?;
+    match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        Ok(Ok(addrs)) => Ok(addrs),
+        Ok(Err(e)) => Err(Failure::Unreachable(format!("cannot resolve {host}: {e}"))),
+        Err(_) => Err(Failure::Unreachable(format!(
+            "cannot resolve {host} in time"
+        ))),
+    }
 }
 
 /// A failed TLS handshake: a certificate not trusted is a configuration error; anything else

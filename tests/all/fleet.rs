@@ -720,3 +720,51 @@ fn a_read_only_replica_or_a_replica_cut_off_from_its_primary_is_a_transient_erro
     assert!(err.to_string().contains("MASTERDOWN"), "{err}");
     assert_eq!(fake.counters().refresh_requests, 0);
 }
+
+/// One deadline per command, not per socket call: a server (or whatever sits between) that
+/// trickles its reply a byte at a time is given up on after the command's timeout (5 s),
+/// never waited for indefinitely.
+///
+/// Failure table: Redis unreachable or not answering
+#[test]
+fn a_server_that_trickles_its_reply_is_given_up_on_after_the_command_timeout() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let server = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            listener.set_nonblocking(true).expect("nonblocking");
+            let started = Instant::now();
+            let mut clients = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst)
+                && started.elapsed() < Duration::from_secs(60)
+            {
+                if let Ok((mut c, _)) = listener.accept() {
+                    c.set_read_timeout(Some(Duration::from_millis(200))).ok();
+                    let _ = c.read(&mut [0u8; 4096]);
+                    let _ = c.write_all(b"$40\r\n");
+                    clients.push(c);
+                }
+                // One byte of the 40 promised, every 500 ms, to every client.
+                for c in &mut clients {
+                    let _ = c.write_all(b"x");
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        })
+    };
+    let url = format!("redis://127.0.0.1:{port}/0?key=trickle");
+    let started = Instant::now();
+    let err = within(Duration::from_secs(15), move || {
+        Store::redis(&url).expect("url").load()
+    })
+    .expect_err("no reply in time");
+    let took = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    server.join().expect("joined");
+    assert!(matches!(err, Error::StoreUnavailable { .. }), "{err:?}");
+    assert!(err.is_transient(), "{err}");
+    assert!(took < Duration::from_secs(12), "{took:?}");
+}
