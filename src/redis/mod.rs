@@ -183,6 +183,18 @@ return 0";
     pub(super) const RENEW: &str = "\
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0";
+    /// The fence. KEYS[1] the session, KEYS[2] the guard, KEYS[3] a key that never exists;
+    /// ARGV: token, ttl ms. 1 if the guard holds `token`, renewed to its full TTL; else 0.
+    /// It also runs every write the refresh that follows will need, harmlessly (the
+    /// session's `rt` rewritten with its own value, a delete of nothing), so that an ACL
+    /// lacking one of them refuses here, before the refresh token is sent.
+    pub(super) const FENCE: &str = "\
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+local rt = redis.call('HGET', KEYS[1], 'rt')
+if rt then redis.call('HSET', KEYS[1], 'rt', rt) end
+redis.call('DEL', KEYS[3])
+return 1";
     /// KEYS[1] the guard; ARGV: token. Removes only our own guard.
     pub(super) const RELEASE: &str = "\
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -206,6 +218,8 @@ pub(crate) struct Entry {
     name: String,
     session_key: String,
     guard_key: String,
+    /// Never written: the fence deletes it to prove the user may delete.
+    probe_key: String,
 }
 
 impl Entry {
@@ -213,6 +227,7 @@ impl Entry {
         Entry {
             session_key: format!("{{credlock:{name}}}:session"),
             guard_key: format!("{{credlock:{name}}}:guard"),
+            probe_key: format!("{{credlock:{name}}}:fence-probe"),
             name: name.to_owned(),
             server,
         }

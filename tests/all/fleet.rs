@@ -768,3 +768,80 @@ fn a_server_that_trickles_its_reply_is_given_up_on_after_the_command_timeout() {
     assert!(err.is_transient(), "{err}");
     assert!(took < Duration::from_secs(12), "{took:?}");
 }
+
+/// The `ACL SETUSER` line of `docs/fleet.md`, with `PASSWORD` given and `drop` left out.
+fn documented_acl(password: &str, drop: &[&str]) -> Vec<String> {
+    let doc = include_str!("../../docs/fleet.md");
+    let at = doc.find("`ACL SETUSER credlock").expect("the ACL line");
+    let line = &doc[at + 1..];
+    let line = &line[..line.find('`').expect("its end")];
+    line.split_whitespace()
+        .map(|w| w.replace("PASSWORD", password))
+        .filter(|w| !drop.contains(&w.as_str()))
+        .collect()
+}
+
+/// The ACL the docs give is enough: a user created exactly as documented refreshes an
+/// expired session, saves it and releases its guard.
+#[test]
+fn a_user_with_the_documented_acl_refreshes_saves_and_releases_its_guard() {
+    let redis = RedisServer::start(None);
+    let fake = fake(Duration::ZERO);
+    seed_expired(&redis.url("acl-ok"), &fake, TOKEN_ENDPOINT);
+    let acl = documented_acl("acl-pw", &[]);
+    let acl: Vec<&str> = acl.iter().map(String::as_str).collect();
+    assert_eq!(redis.cmd(&acl), "OK");
+    let url = format!(
+        "redis://credlock:acl-pw@127.0.0.1:{}/0?key=acl-ok",
+        redis.port
+    );
+    let store = on_fake(Store::redis(&url).expect("url"), &fake);
+    let token = within(Duration::from_secs(30), move || store.access_token()).expect("a token");
+    assert!(token.refreshed());
+    let stored = Store::redis(&redis.url("acl-ok"))
+        .expect("url")
+        .load()
+        .expect("load")
+        .expect("saved");
+    assert_eq!(stored.access_token().secret(), token.secret());
+    assert_eq!(redis.cmd(&["EXISTS", "{credlock:acl-ok}:guard"]), "0");
+}
+
+/// A user that may take the guard but not run every command the scripts call learns it at
+/// the fence, before the refresh token is sent, never after the server consumed it.
+///
+/// Failure table: the ACL lacks a command the scripts call (`HSET`, `DEL`, `PEXPIRE`)
+#[test]
+fn a_user_whose_acl_lacks_a_command_the_scripts_call_sends_nothing() {
+    for missing in ["+hset", "+pexpire", "+del"] {
+        let redis = RedisServer::start(None);
+        let fake = fake(Duration::ZERO);
+        let seeded = seed_expired(&redis.url("acl-short"), &fake, TOKEN_ENDPOINT);
+        let acl = documented_acl("acl-pw", &[missing]);
+        let acl: Vec<&str> = acl.iter().map(String::as_str).collect();
+        assert_eq!(redis.cmd(&acl), "OK");
+        let url = format!(
+            "redis://credlock:acl-pw@127.0.0.1:{}/0?key=acl-short",
+            redis.port
+        );
+        let store = on_fake(Store::redis(&url).expect("url"), &fake)
+            .with_poll_schedule(vec![Duration::ZERO]);
+        let err = within(Duration::from_secs(30), move || store.access_token())
+            .expect_err("the fence is refused");
+        assert!(
+            matches!(err, Error::StoreRefused { .. }),
+            "{missing}: {err:?}"
+        );
+        assert!(err.is_configuration(), "{err}");
+        assert_eq!(fake.counters().refresh_requests, 0, "{missing}");
+        let stored = Store::redis(&redis.url("acl-short"))
+            .expect("url")
+            .load()
+            .expect("load")
+            .expect("kept");
+        assert_eq!(
+            stored.refresh_token().secret(),
+            seeded.refresh_token().secret()
+        );
+    }
+}
