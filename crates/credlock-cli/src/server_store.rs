@@ -7,11 +7,28 @@ use std::path::{Path, PathBuf};
 
 use credlock::{Fleet, Store};
 
+/// The schemes of a store kept on a server, matched whatever their case (as URL schemes are).
+pub const SCHEMES: [&str; 4] = ["redis", "rediss", "valkey", "valkeys"];
+
+/// The scheme of `store` if it starts as a URL does (`scheme://`, the scheme a letter then
+/// letters, digits, `+`, `-` or `.`).
+fn scheme(store: &Path) -> Option<&str> {
+    let (scheme, _) = store.to_str()?.split_once("://")?;
+    let mut chars = scheme.chars();
+    (chars.next()?.is_ascii_alphabetic()
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')))
+    .then_some(scheme)
+}
+
 /// Whether `store` names a server rather than a file.
 pub fn is_server_url(store: &Path) -> bool {
-    store
-        .to_str()
-        .is_some_and(|s| s.starts_with("redis://") || s.starts_with("rediss://"))
+    scheme(store).is_some_and(|s| SCHEMES.iter().any(|k| s.eq_ignore_ascii_case(k)))
+}
+
+/// Whether `store` is a URL, but of a scheme no store has: refused, since taken for a file
+/// path it would create files named after it (a password and all) and print it.
+pub fn is_unknown_url(store: &Path) -> bool {
+    scheme(store).is_some() && !is_server_url(store)
 }
 
 /// A session on a server: its fleet and key.
