@@ -845,3 +845,24 @@ fn a_user_whose_acl_lacks_a_command_the_scripts_call_sends_nothing() {
         );
     }
 }
+
+/// Protection at rest is the server's on a session kept there: a change of protection, to
+/// none as to the keychain, is refused as such, never answered from a local file that
+/// happens to be named like the URL (which said there was no session).
+#[test]
+fn a_change_of_protection_on_a_session_kept_on_redis_is_refused() {
+    let redis = RedisServer::start(None);
+    let url = redis.url("protect");
+    let fake = fake(Duration::ZERO);
+    seed_expired(&url, &fake, TOKEN_ENDPOINT);
+    let store = Store::redis(&url).expect("url");
+    for to in [credlock::Protection::None, credlock::Protection::Keyring] {
+        let err = store.protect(to).expect_err("refused");
+        assert!(
+            matches!(err, Error::ProtectionRefused { .. }),
+            "{to:?}: {err:?}"
+        );
+    }
+    assert_eq!(store.file_mode(), None);
+    assert!(store.load().expect("load").is_some(), "the session is kept");
+}
