@@ -69,20 +69,44 @@ pub(crate) fn acquire<R>(
 ) -> Result<Acquired<Guard, R>, GuardFailure> {
     let token = new_token();
     let ttl_ms = ms(ttl).max(1).to_string();
+    let set: [&[u8]; 6] = [
+        b"SET",
+        entry.guard_key.as_bytes(),
+        token.as_bytes(),
+        b"NX",
+        b"PX",
+        ttl_ms.as_bytes(),
+    ];
     let attempt = || {
         let before = Instant::now();
-        let set = entry.server.call(&[
-            b"SET",
-            entry.guard_key.as_bytes(),
-            token.as_bytes(),
-            b"NX",
-            b"PX",
-            ttl_ms.as_bytes(),
-        ]);
-        match set {
-            Ok(Value::Nil) => Attempt::Pending(()),
-            Ok(_) => Attempt::Done(Ok(before + ttl)),
-            Err(f) => Attempt::Done(Err(entry.error(f))),
+        let taken = |reply: Value| match reply {
+            Value::Nil => Ok(false),
+            Value::Bytes(ok) if ok == b"OK" => Ok(true),
+            other => Err(entry.error(Failure::Refused(format!(
+                "the guard's SET answered {other:?} instead of OK or nil"
+            )))),
+        };
+        let answered = match entry.server.call(&set) {
+            // The SET may have run and only its answer been lost: asked again with the same
+            // token (on a new connection), a guard that holds our token is ours, rather than
+            // left to block every instance for its TTL.
+            Err(Failure::Unreachable(_)) => entry.server.call(&set).and_then(|again| match again {
+                Value::Nil => entry
+                    .server
+                    .call(&[b"GET", entry.guard_key.as_bytes()])
+                    .map(|held| match held {
+                        Value::Bytes(b) if b == token.as_bytes() => Value::Bytes(b"OK".to_vec()),
+                        _ => Value::Nil,
+                    }),
+                other => Ok(other),
+            }),
+            other => other,
+        };
+        match answered.map_err(|f| entry.error(f)).and_then(taken) {
+            Ok(false) => Attempt::Pending(()),
+            // Counted from before the first SET: the earliest it may have run.
+            Ok(true) => Attempt::Done(Ok(before + ttl)),
+            Err(e) => Attempt::Done(Err(e)),
         }
     };
     let pauses = Backoff::new(Duration::from_millis(2), Duration::from_millis(50));

@@ -866,3 +866,25 @@ fn a_change_of_protection_on_a_session_kept_on_redis_is_refused() {
     assert_eq!(store.file_mode(), None);
     assert!(store.load().expect("load").is_some(), "the session is kept");
 }
+
+/// The answer to the `SET NX` that took the guard is lost (the connection breaks after the
+/// server ran it): the taker asks again with the same token, finds its own token in the
+/// guard and goes on as its holder, instead of failing and leaving a guard nobody owns to
+/// block every instance for its whole TTL.
+///
+/// Failure table: the answer to the guard's `SET` is lost
+#[test]
+fn a_guard_whose_set_answer_was_lost_is_recognised_as_ours_and_released() {
+    let redis = RedisServer::start(None);
+    let url = redis.url("lost-set");
+    let fake = fake(Duration::ZERO);
+    seed_expired(&url, &fake, TOKEN_ENDPOINT);
+    let proxy = crate::common::redis::ReplyDroppingProxy::start(redis.port);
+    let via_proxy = format!("redis://127.0.0.1:{}/0?key=lost-set", proxy.port);
+    let store = on_fake(Store::redis(&via_proxy).expect("url"), &fake);
+    let token =
+        within(Duration::from_secs(30), move || store.access_token()).expect("the guard is ours");
+    assert!(token.refreshed());
+    assert_eq!(fake.counters().refresh_requests, 1);
+    assert_eq!(redis.cmd(&["EXISTS", "{credlock:lost-set}:guard"]), "0");
+}

@@ -295,3 +295,70 @@ impl StallingProxy {
         StallingProxy { port }
     }
 }
+
+/// A TCP proxy in front of a Redis server that forwards the first `SET …:guard … NX` it sees,
+/// then drops the server's answer to it and closes that client's connection: the guard is
+/// taken, and its taker never hears so (a proxy or network that fails at the worst moment).
+pub struct ReplyDroppingProxy {
+    pub port: u16,
+}
+
+impl ReplyDroppingProxy {
+    pub fn start(upstream: u16) -> ReplyDroppingProxy {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU8, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        // 0: no SET NX seen; 1: its answer is the next to drop; 2: dropped.
+        let state = Arc::new(AtomicU8::new(0));
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let (mut c_in, mut s_out) = (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                );
+                let (mut s_in, mut c_out) = (server, client);
+                let up = Arc::clone(&state);
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16 * 1024];
+                    while let Ok(n) = std::io::Read::read(&mut c_in, &mut buf) {
+                        if n == 0 {
+                            return;
+                        }
+                        let chunk = &buf[..n];
+                        let takes_guard = chunk.windows(6).any(|w| w == b":guard")
+                            && chunk.windows(2).any(|w| w == b"NX");
+                        if takes_guard {
+                            let _ = up.compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst);
+                        }
+                        if s_out.write_all(chunk).is_err() {
+                            return;
+                        }
+                    }
+                });
+                let down = Arc::clone(&state);
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16 * 1024];
+                    while let Ok(n) = std::io::Read::read(&mut s_in, &mut buf) {
+                        if n == 0 {
+                            return;
+                        }
+                        if down.load(Ordering::SeqCst) == 1 && &buf[..n] == b"+OK\r\n" {
+                            down.store(2, Ordering::SeqCst);
+                            let _ = c_out.shutdown(std::net::Shutdown::Both);
+                            return;
+                        }
+                        if c_out.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        ReplyDroppingProxy { port }
+    }
+}
