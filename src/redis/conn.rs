@@ -382,11 +382,22 @@ fn read_value(reader: &mut impl BufRead, depth: usize) -> Result<Result<Value, F
                 return Err(protocol("arrays nested too deep"));
             }
             let mut items = Vec::with_capacity(len);
+            let mut failed = None;
             for _ in 0..len {
-                // An error inside an array (a script's multi-reply) fails the whole reply.
-                items.push(read_value(reader, depth + 1)??);
+                // An error inside an array (a script's multi-reply) fails the whole reply,
+                // once the rest is read: left unread, it would be taken for the answer to the
+                // next command on this connection.
+                match read_value(reader, depth + 1)? {
+                    Ok(item) => items.push(item),
+                    Err(f) => {
+                        failed.get_or_insert(f);
+                    }
+                }
             }
-            Ok(Value::Array(items))
+            match failed {
+                Some(f) => Err(f),
+                None => Ok(Value::Array(items)),
+            }
         }
         _ => return Err(protocol("an unknown reply type")),
     })
@@ -491,6 +502,18 @@ mod tests {
         );
         assert_eq!(code_word(echoed), "ERR");
         assert_eq!(code_word("hunter2-SECRET is wrong"), "an error");
+    }
+
+    #[test]
+    fn an_error_inside_an_array_fails_the_reply_only_once_the_whole_array_is_read() {
+        // Left unread, the rest of the array would be taken for the next command's reply on
+        // a connection that goes back to the pool.
+        let bytes = b"*3\r\n-ERR first\r\n$1\r\nx\r\n-ERR second\r\n:7\r\n";
+        let mut reader = std::io::Cursor::new(bytes.to_vec());
+        assert!(
+            matches!(read_value(&mut reader, 0), Ok(Err(Failure::Refused(r))) if r == "ERR first")
+        );
+        assert_eq!(read_value(&mut reader, 0).unwrap().unwrap(), Value::Int(7));
     }
 
     #[test]
