@@ -888,3 +888,19 @@ fn a_guard_whose_set_answer_was_lost_is_recognised_as_ours_and_released() {
     assert_eq!(fake.counters().refresh_requests, 1);
     assert_eq!(redis.cmd(&["EXISTS", "{credlock:lost-set}:guard"]), "0");
 }
+
+/// A long-lived handle whose pooled connections died with a Redis restart writes at once
+/// after it too: the guard's `SET NX`, which failed on the dead connection, is asked again
+/// with the same token on a new one (any other write is never retried, since it may have
+/// run; the save follows on the new connection).
+#[test]
+fn a_write_after_a_redis_restart_uses_a_new_connection_instead_of_failing_once() {
+    let mut redis = RedisServer::start(None);
+    let url = redis.url("restarted-write");
+    let fake = fake(Duration::ZERO);
+    let seeded = seed_expired(&url, &fake, TOKEN_ENDPOINT);
+    let store = Store::redis(&url).expect("url");
+    assert!(store.load().expect("load").is_some());
+    redis.restart();
+    store.save(&seeded).expect("saved on a new connection");
+}
