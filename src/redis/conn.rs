@@ -1,14 +1,16 @@
 //! One connection to a Redis (or Valkey) server, speaking RESP2 over TCP: enough for the
 //! handful of commands the store sends (`AUTH`, `SELECT`, `HGET`, `SET … NX PX`, `EVAL`,
-//! `INFO`). Every read and write has a timeout, so a server that stops answering is an error
-//! after that long, never a hang.
+//! `INFO`). Every command has one deadline, checked before every socket call (connect, TLS
+//! handshake, write, read): a server that stops answering, or trickles its reply a byte at a
+//! time, is an error once it has passed, never a hang.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::url::RedisUrl;
+use crate::basics::secret::Secret;
 
 /// A reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,8 +28,9 @@ pub enum Value {
 /// Why a command failed.
 #[derive(Debug)]
 pub enum Failure {
-    /// The server could not be reached, or stopped answering (a timeout, a reset): the
-    /// connection is dropped; trying again later may work.
+    /// The server could not be reached, stopped answering (a timeout, a reset), or answered
+    /// that it cannot serve the request now (`LOADING`, `BUSY`, `READONLY`, `MASTERDOWN`…):
+    /// the connection is dropped; trying again later may work.
     Unreachable(String),
     /// The server answered with an error (`WRONGPASS`, `NOPERM`, a script error…).
     Refused(String),
@@ -42,10 +45,57 @@ const MAX_ITEMS: usize = 1024;
 /// Arrays nested deeper than this are refused: the store's replies nest at most twice.
 const MAX_DEPTH: usize = 8;
 
+/// A TCP stream whose reads and writes share one deadline (the command's): the socket's
+/// timeout is set to what is left of it before each call, so a peer that sends a byte now
+/// and then cannot stretch a command past it.
+struct Timed {
+    tcp: TcpStream,
+    deadline: Instant,
+}
+
+impl Timed {
+    fn left(&self) -> std::io::Result<Duration> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the command's deadline passed",
+            ));
+        }
+        Ok(left)
+    }
+}
+
+impl Read for Timed {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.tcp.set_read_timeout(Some(self.left()?))?;
+        self.tcp.read(buf)
+    }
+}
+
+impl Write for Timed {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tcp.set_write_timeout(Some(self.left()?))?;
+        self.tcp.write(buf)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.tcp.flush()
+    }
+}
+
 /// The connection's byte stream: TCP, or TLS over TCP (`rediss://`).
 enum Stream {
-    Plain(TcpStream),
-    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+    Plain(Timed),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, Timed>>),
+}
+
+impl Stream {
+    fn set_deadline(&mut self, deadline: Instant) {
+        match self {
+            Stream::Plain(s) => s.deadline = deadline,
+            Stream::Tls(s) => s.sock.deadline = deadline,
+        }
+    }
 }
 
 impl Read for Stream {
@@ -74,6 +124,8 @@ impl Write for Stream {
 
 pub(crate) struct Conn {
     reader: BufReader<Stream>,
+    /// Scrubbed from every error reply.
+    password: Option<Secret>,
 }
 
 impl std::fmt::Debug for Conn {
@@ -83,20 +135,22 @@ impl std::fmt::Debug for Conn {
 }
 
 impl Conn {
-    /// Connects, authenticates (a password never reaches an error message: the server's
-    /// `WRONGPASS` reply does not quote it) and selects the database.
+    /// Connects, authenticates (a password never reaches an error message: of the server's
+    /// reply to `AUTH` only its code word is kept) and selects the database.
     pub(crate) fn open(
         url: &RedisUrl,
         tls: Option<&Arc<rustls::ClientConfig>>,
-        timeout: Duration,
+        deadline: Instant,
     ) -> Result<Conn, Failure> {
-        let addrs = (url.host.as_str(), url.port)
-            .to_socket_addrs()
-            .map_err(|e| Failure::Unreachable(format!("cannot resolve {}: {e}", url.host)))?;
+        let addrs = resolve(&url.host, url.port, deadline)?;
         let mut last = None;
         let mut stream = None;
         for addr in addrs {
-            match TcpStream::connect_timeout(&addr, timeout) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            match TcpStream::connect_timeout(&addr, left) {
                 Ok(s) => {
                     stream = Some(s);
                     break;
@@ -107,17 +161,15 @@ impl Conn {
         let stream = stream.ok_or_else(|| {
             Failure::Unreachable(match last {
                 Some(e) => format!("cannot connect: {e}"),
+                None if Instant::now() >= deadline => "cannot connect in time".to_owned(),
                 None => "the host name resolves to no address".to_owned(),
             })
         })?;
-        let unreachable = |e: std::io::Error| Failure::Unreachable(e.to_string());
-        stream
-            .set_read_timeout(Some(timeout))
-            .map_err(unreachable)?;
-        stream
-            .set_write_timeout(Some(timeout))
-            .map_err(unreachable)?;
         let _ = stream.set_nodelay(true);
+        let stream = Timed {
+            tcp: stream,
+            deadline,
+        };
         let stream = match tls {
             None => Stream::Plain(stream),
             Some(config) => {
@@ -140,27 +192,32 @@ impl Conn {
         };
         let mut conn = Conn {
             reader: BufReader::new(stream),
+            password: url.password().map(Secret::new),
         };
         if let Some(password) = url.password() {
             let reply = match &url.user {
-                Some(user) => conn.call(&[b"AUTH", user.as_bytes(), password.as_bytes()]),
-                None => conn.call(&[b"AUTH", password.as_bytes()]),
+                Some(user) => conn.call(&[b"AUTH", user.as_bytes(), password.as_bytes()], deadline),
+                None => conn.call(&[b"AUTH", password.as_bytes()], deadline),
             };
             reply.map_err(|f| match f {
-                // The server's own words (`WRONGPASS invalid username-password pair…`) quote
-                // no password.
-                Failure::Refused(reason) => Failure::Refused(format!("authentication: {reason}")),
+                // Only the error's code word: a server that does not know AUTH (renamed, a
+                // proxy, a Redis-like) answers with the arguments it was given, the password
+                // among them.
+                Failure::Refused(reason) => Failure::Refused(format!(
+                    "authentication refused ({}; if it is ERR, AUTH may be renamed or unsupported by the server or a proxy)",
+                    code_word(&reason)
+                )),
                 other => other,
             })?;
         }
         if url.db != 0 {
-            conn.call(&[b"SELECT", url.db.to_string().as_bytes()])?;
+            conn.call(&[b"SELECT", url.db.to_string().as_bytes()], deadline)?;
         }
         Ok(conn)
     }
 
-    /// Sends one command and reads its reply.
-    pub(crate) fn call(&mut self, args: &[&[u8]]) -> Result<Value, Failure> {
+    /// Sends one command and reads its reply, by `deadline`.
+    pub(crate) fn call(&mut self, args: &[&[u8]], deadline: Instant) -> Result<Value, Failure> {
         let mut out = Vec::with_capacity(64);
         out.extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
         for arg in args {
@@ -169,9 +226,63 @@ impl Conn {
             out.extend_from_slice(b"\r\n");
         }
         let stream = self.reader.get_mut();
+        stream.set_deadline(deadline);
         stream.write_all(&out).map_err(io_failure)?;
         stream.flush().map_err(io_failure)?;
-        read_value(&mut self.reader, 0)?
+        read_value(&mut self.reader, 0)?.map_err(|f| match f {
+            Failure::Refused(reason) => Failure::Refused(scrub(&reason, self.password.as_ref())),
+            Failure::Unreachable(reason) => {
+                Failure::Unreachable(scrub(&reason, self.password.as_ref()))
+            }
+        })
+    }
+}
+
+/// The first word of an error reply (`WRONGPASS`, `NOPERM`, `ERR`…), if it is one: capitals
+/// only, so that nothing the server echoes can pass for it.
+fn code_word(reason: &str) -> &str {
+    match reason.split_whitespace().next() {
+        Some(word) if !word.is_empty() && word.bytes().all(|b| b.is_ascii_uppercase()) => word,
+        _ => "an error",
+    }
+}
+
+/// An error reply as it may be shown: without what Redis echoes of the command it refused
+/// (`unknown command 'X', with args beginning with: …` quotes its arguments, a password or
+/// a session among them), and without the password wherever else it might appear.
+fn scrub(reason: &str, password: Option<&Secret>) -> String {
+    let mut shown = match reason.find(", with args beginning with:") {
+        Some(at) => format!("{} (its arguments not shown)", &reason[..at]),
+        None => reason.to_owned(),
+    };
+    if let Some(password) = password.map(Secret::secret).filter(|p| !p.is_empty()) {
+        shown = shown.replace(password, "[password]");
+    }
+    shown
+}
+
+/// The addresses of `host`, by `deadline`. The system's resolver has timeouts of its own
+/// (`/etc/resolv.conf`), often longer: a name is resolved on a thread of its own, given up on
+/// (the thread ends when the resolver does) once the deadline has passed. An IP address is
+/// not resolved.
+fn resolve(host: &str, port: u16, deadline: Instant) -> Result<Vec<SocketAddr>, Failure> {
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let (tx, rx) = std::sync::mpsc::channel();
+    let name = host.to_owned();
+    std::thread::Builder::new()
+        .name("credlock-redis-resolve".to_owned())
+        .spawn(move || {
+            let _ = tx.send((name.as_str(), port).to_socket_addrs().map(Vec::from_iter));
+        })
+        .map_err(|e| Failure::Unreachable(format!("cannot resolve {host}: {e}")))?;
+    match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        Ok(Ok(addrs)) => Ok(addrs),
+        Ok(Err(e)) => Err(Failure::Unreachable(format!("cannot resolve {host}: {e}"))),
+        Err(_) => Err(Failure::Unreachable(format!(
+            "cannot resolve {host} in time"
+        ))),
     }
 }
 
@@ -198,6 +309,29 @@ fn io_failure(e: std::io::Error) -> Failure {
     }
 }
 
+/// The error replies of a server that cannot serve the request now but will: loading its
+/// data after a restart, busy with a script, a replica (read-only, or cut off from its
+/// primary), a failover or resharding under way, too few replicas to accept a write.
+const TRANSIENT: [&str; 7] = [
+    "LOADING",
+    "BUSY",
+    "READONLY",
+    "MASTERDOWN",
+    "TRYAGAIN",
+    "CLUSTERDOWN",
+    "NOREPLICAS",
+];
+
+/// An error reply: transient (try again later) for the codes of [`TRANSIENT`], else a
+/// refusal (configuration: a password, an ACL, a script).
+fn error_reply(text: String) -> Failure {
+    if TRANSIENT.contains(&code_word(&text)) {
+        Failure::Unreachable(format!("the server cannot serve the request now: {text}"))
+    } else {
+        Failure::Refused(text)
+    }
+}
+
 fn protocol(what: &str) -> Failure {
     Failure::Unreachable(format!("the server's reply is not RESP: {what}"))
 }
@@ -219,7 +353,7 @@ fn read_value(reader: &mut impl BufRead, depth: usize) -> Result<Result<Value, F
     };
     Ok(match kind {
         b'+' => Ok(Value::Bytes(rest.to_vec())),
-        b'-' => Err(Failure::Refused(text())),
+        b'-' => Err(error_reply(text())),
         b':' => Ok(Value::Int(number()?)),
         b'$' => {
             let len = number()?;
@@ -248,11 +382,22 @@ fn read_value(reader: &mut impl BufRead, depth: usize) -> Result<Result<Value, F
                 return Err(protocol("arrays nested too deep"));
             }
             let mut items = Vec::with_capacity(len);
+            let mut failed = None;
             for _ in 0..len {
-                // An error inside an array (a script's multi-reply) fails the whole reply.
-                items.push(read_value(reader, depth + 1)??);
+                // An error inside an array (a script's multi-reply) fails the whole reply,
+                // once the rest is read: left unread, it would be taken for the answer to the
+                // next command on this connection.
+                match read_value(reader, depth + 1)? {
+                    Ok(item) => items.push(item),
+                    Err(f) => {
+                        failed.get_or_insert(f);
+                    }
+                }
             }
-            Ok(Value::Array(items))
+            match failed {
+                Some(f) => Err(f),
+                None => Ok(Value::Array(items)),
+            }
         }
         _ => return Err(protocol("an unknown reply type")),
     })
@@ -307,6 +452,13 @@ mod tests {
             Value::Array(vec![Value::Int(1), Value::Bytes(b"x".to_vec())])
         );
         assert!(matches!(parse(b"-NOAUTH x\r\n"), Ok(Err(Failure::Refused(r))) if r == "NOAUTH x"));
+        for code in TRANSIENT {
+            let reply = format!("-{code} try later\r\n");
+            assert!(
+                matches!(parse(reply.as_bytes()), Ok(Err(Failure::Unreachable(r))) if r.contains(code)),
+                "{code}"
+            );
+        }
     }
 
     #[test]
@@ -334,6 +486,34 @@ mod tests {
         let mut fits = b"*1\r\n".repeat(MAX_DEPTH);
         fits.extend_from_slice(b":1\r\n");
         assert!(matches!(parse(&fits), Ok(Ok(Value::Array(_)))));
+    }
+
+    #[test]
+    fn an_error_reply_is_shown_without_the_arguments_it_echoes_or_the_password() {
+        let pw = Secret::new("hunter2-SECRET");
+        let echoed = "ERR unknown command 'AUTH', with args beginning with: 'hunter2-SECRET' ";
+        assert_eq!(
+            scrub(echoed, Some(&pw)),
+            "ERR unknown command 'AUTH' (its arguments not shown)"
+        );
+        assert_eq!(
+            scrub("ERR x hunter2-SECRET y", Some(&pw)),
+            "ERR x [password] y"
+        );
+        assert_eq!(code_word(echoed), "ERR");
+        assert_eq!(code_word("hunter2-SECRET is wrong"), "an error");
+    }
+
+    #[test]
+    fn an_error_inside_an_array_fails_the_reply_only_once_the_whole_array_is_read() {
+        // Left unread, the rest of the array would be taken for the next command's reply on
+        // a connection that goes back to the pool.
+        let bytes = b"*3\r\n-ERR first\r\n$1\r\nx\r\n-ERR second\r\n:7\r\n";
+        let mut reader = std::io::Cursor::new(bytes.to_vec());
+        assert!(
+            matches!(read_value(&mut reader, 0), Ok(Err(Failure::Refused(r))) if r == "ERR first")
+        );
+        assert_eq!(read_value(&mut reader, 0).unwrap().unwrap(), Value::Int(7));
     }
 
     #[test]

@@ -3,15 +3,16 @@
 //! compares the token (a holder that lost its guard never removes the next holder's).
 //!
 //! The fence: right before a step that must never overlap another holder's (sending the
-//! refresh, an unconditional write), [`Guard::still_held`] checks that our TTL has not run
-//! out by our own clock and that the guard key still holds our token. The saves and deletes
+//! refresh, an unconditional write), [`Guard::still_held`] runs a script that checks the
+//! guard key still holds our token and renews it to the full TTL, then checks by our own
+//! monotonic clock that the TTL, counted from before that round trip, has not run out. The saves and deletes
 //! check the token again inside their scripts.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::conn::{Failure, Value};
 use super::{Entry, GuardFailure, Written, scripts};
@@ -25,7 +26,9 @@ pub(crate) struct Guard {
     entry: Entry,
     token: String,
     ttl: Duration,
-    expires_ms: Arc<AtomicU64>,
+    /// When our guard runs out by our clock (monotonic): from before the last command that
+    /// set or renewed it, plus the TTL.
+    expires: Arc<Mutex<Instant>>,
     lost: Arc<AtomicBool>,
     heartbeat: Option<(Sender<()>, JoinHandle<()>)>,
 }
@@ -66,20 +69,44 @@ pub(crate) fn acquire<R>(
 ) -> Result<Acquired<Guard, R>, GuardFailure> {
     let token = new_token();
     let ttl_ms = ms(ttl).max(1).to_string();
+    let set: [&[u8]; 6] = [
+        b"SET",
+        entry.guard_key.as_bytes(),
+        token.as_bytes(),
+        b"NX",
+        b"PX",
+        ttl_ms.as_bytes(),
+    ];
     let attempt = || {
-        let before = SystemTime::now();
-        let set = entry.server.call(&[
-            b"SET",
-            entry.guard_key.as_bytes(),
-            token.as_bytes(),
-            b"NX",
-            b"PX",
-            ttl_ms.as_bytes(),
-        ]);
-        match set {
-            Ok(Value::Nil) => Attempt::Pending(()),
-            Ok(_) => Attempt::Done(Ok(unix_ms(before).saturating_add(ms(ttl)))),
-            Err(f) => Attempt::Done(Err(entry.error(f))),
+        let before = Instant::now();
+        let taken = |reply: Value| match reply {
+            Value::Nil => Ok(false),
+            Value::Bytes(ok) if ok == b"OK" => Ok(true),
+            other => Err(entry.error(Failure::Refused(format!(
+                "the guard's SET answered {other:?} instead of OK or nil"
+            )))),
+        };
+        let answered = match entry.server.call(&set) {
+            // The SET may have run and only its answer been lost: asked again with the same
+            // token (on a new connection), a guard that holds our token is ours, rather than
+            // left to block every instance for its TTL.
+            Err(Failure::Unreachable(_)) => entry.server.call(&set).and_then(|again| match again {
+                Value::Nil => entry
+                    .server
+                    .call(&[b"GET", entry.guard_key.as_bytes()])
+                    .map(|held| match held {
+                        Value::Bytes(b) if b == token.as_bytes() => Value::Bytes(b"OK".to_vec()),
+                        _ => Value::Nil,
+                    }),
+                other => Ok(other),
+            }),
+            other => other,
+        };
+        match answered.map_err(|f| entry.error(f)).and_then(taken) {
+            Ok(false) => Attempt::Pending(()),
+            // Counted from before the first SET: the earliest it may have run.
+            Ok(true) => Attempt::Done(Ok(before + ttl)),
+            Err(e) => Attempt::Done(Err(e)),
         }
     };
     let pauses = Backoff::new(Duration::from_millis(2), Duration::from_millis(50));
@@ -96,14 +123,14 @@ pub(crate) fn acquire<R>(
 }
 
 impl Guard {
-    fn start(entry: &Entry, token: String, ttl: Duration, expires: u64) -> Guard {
-        let expires_ms = Arc::new(AtomicU64::new(expires));
+    fn start(entry: &Entry, token: String, ttl: Duration, expires: Instant) -> Guard {
+        let expires = Arc::new(Mutex::new(expires));
         let lost = Arc::new(AtomicBool::new(false));
         let (stop, stopped) = mpsc::channel::<()>();
         let heartbeat = {
             let entry = entry.clone();
             let token = token.clone();
-            let expires_ms = Arc::clone(&expires_ms);
+            let expires = Arc::clone(&expires);
             let lost = Arc::clone(&lost);
             std::thread::Builder::new()
                 .name("credlock-redis-heartbeat".to_owned())
@@ -115,7 +142,7 @@ impl Guard {
                             Err(RecvTimeoutError::Timeout) => {}
                             _ => return,
                         }
-                        let before = SystemTime::now();
+                        let before = Instant::now();
                         let renewed = entry.server.call(&[
                             b"EVAL",
                             scripts::RENEW.as_bytes(),
@@ -125,8 +152,7 @@ impl Guard {
                             ttl_ms.as_bytes(),
                         ]);
                         match renewed {
-                            Ok(Value::Int(1)) => expires_ms
-                                .store(unix_ms(before).saturating_add(ms(ttl)), Ordering::SeqCst),
+                            Ok(Value::Int(1)) => extend(&expires, before + ttl),
                             // Taken over (our TTL ran out while we were paused): stop.
                             Ok(_) | Err(Failure::Refused(_)) => {
                                 lost.store(true, Ordering::SeqCst);
@@ -145,7 +171,7 @@ impl Guard {
             entry: entry.clone(),
             token,
             ttl,
-            expires_ms,
+            expires,
             lost,
             heartbeat,
         }
@@ -211,9 +237,14 @@ impl Guard {
         Ok((n >= 0).then_some(n == 1))
     }
 
-    /// The fence: `Ok` if our TTL has not run out by our clock and the guard still holds our
-    /// token. Otherwise [`Error::LeaseLost`] (or [`Error::StoreUnavailable`] if the server
-    /// cannot say): the caller must neither send nor save unconditionally.
+    /// The fence: `Ok` if the guard still holds our token, renewed by the same script to its
+    /// full TTL, and that TTL, counted from before the round trip, has not run out by our
+    /// clock once the answer is in (a slow round trip cannot eat the time the request
+    /// needs). The script also runs, harmlessly, every write the refresh will need, so a
+    /// user the ACL does not allow them is refused here, before anything is sent. Otherwise
+    /// [`Error::LeaseLost`] (or [`Error::StoreUnavailable`] if the server cannot say,
+    /// [`Error::StoreRefused`] if it refuses): the caller must neither send nor save
+    /// unconditionally.
     ///
     /// # Errors
     /// [`Error::LeaseLost`], [`Error::StoreUnavailable`], [`Error::StoreRefused`].
@@ -221,20 +252,28 @@ impl Guard {
         let lost = || Error::LeaseLost {
             lease_path: self.entry.guard_location().into(),
         };
-        if self.lost.load(Ordering::SeqCst)
-            || unix_ms(SystemTime::now()) >= self.expires_ms.load(Ordering::SeqCst)
-        {
+        if self.lost.load(Ordering::SeqCst) || Instant::now() >= current(&self.expires) {
             return Err(lost());
         }
-        match self
-            .entry
-            .server
-            .call(&[b"GET", self.entry.guard_key.as_bytes()])
-            .map_err(|f| self.entry.error(f))?
-        {
-            Value::Bytes(b) if b == self.token.as_bytes() => Ok(()),
-            _ => Err(lost()),
+        let before = Instant::now();
+        let ttl_ms = ms(self.ttl).max(1).to_string();
+        let held = self.entry.eval(
+            scripts::FENCE,
+            &[
+                &self.entry.session_key,
+                &self.entry.guard_key,
+                &self.entry.probe_key,
+            ],
+            &[self.token.as_bytes(), ttl_ms.as_bytes()],
+        )?;
+        if held != 1 {
+            return Err(lost());
         }
+        extend(&self.expires, before + self.ttl);
+        if self.lost.load(Ordering::SeqCst) || Instant::now() >= current(&self.expires) {
+            return Err(lost());
+        }
+        Ok(())
     }
 
     /// The error for a write the scripts refused because the guard is no longer ours.
@@ -242,6 +281,22 @@ impl Guard {
         Error::LeaseLost {
             lease_path: self.entry.guard_location().into(),
         }
+    }
+}
+
+fn current(expires: &Mutex<Instant>) -> Instant {
+    *expires
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Moves our deadline on to `to`, never back (a heartbeat and the fence may both renew).
+fn extend(expires: &Mutex<Instant>, to: Instant) {
+    let mut at = expires
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if to > *at {
+        *at = to;
     }
 }
 

@@ -17,7 +17,7 @@
 //!   heartbeat while held, removed by its owner only (a script compares the token).
 //!
 //! - `url.rs`: the URL and its password (never shown);
-//! - `conn.rs`: one RESP2 connection with timeouts, over TCP or TLS (`rediss://`, with the
+//! - `conn.rs`: one RESP2 connection with a deadline per command, over TCP or TLS (`rediss://`, with the
 //!   roots the HTTP transport trusts);
 //! - `guard.rs`: the guard, its heartbeat and its fence.
 //!
@@ -30,7 +30,7 @@ mod guard;
 mod url;
 
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use conn::{Conn, Failure, Value};
@@ -40,7 +40,7 @@ pub(crate) use url::valid_key;
 pub use conn::{Failure as ReplyFailure, Value as Reply, read_reply};
 pub use url::RedisUrl;
 
-/// How long one command may take (connect, send, answer) before the server counts as
+/// How long one command may take in all (connect, send, answer, a retry) before the server counts as
 /// unreachable. Far below the guard's time-to-live, so a heartbeat that times out once still
 /// renews in time.
 pub(crate) const COMMAND_TIMEOUT: Duration = Duration::from_secs(5);
@@ -85,8 +85,10 @@ impl Server {
     /// Runs `args` on a pooled connection (a new one if none is idle). A connection that
     /// failed is dropped, never reused. A read that fails on a reused connection (one the
     /// server closed while it was idle: a restart, an idle timeout) is tried once more on a
-    /// new one; a write is not, since it may have run before the connection broke.
+    /// new one; a write is not, since it may have run before the connection broke. One
+    /// deadline bounds it all (connecting, the command, the retry).
     fn call(&self, args: &[&[u8]]) -> Result<Value, Failure> {
+        let deadline = Instant::now() + self.timeout;
         let idle = self
             .idle
             .lock()
@@ -95,13 +97,13 @@ impl Server {
         let reused = idle.is_some();
         let mut conn = match idle {
             Some(conn) => conn,
-            None => self.connect()?,
+            None => self.connect(deadline)?,
         };
-        let mut answered = conn.call(args);
+        let mut answered = conn.call(args, deadline);
         let read_only = matches!(args.first(), Some(&(b"GET" | b"HGET" | b"INFO" | b"PING")));
         if reused && read_only && matches!(answered, Err(Failure::Unreachable(_))) {
-            conn = self.connect()?;
-            answered = conn.call(args);
+            conn = self.connect(deadline)?;
+            answered = conn.call(args, deadline);
         }
         match answered {
             Err(Failure::Unreachable(reason)) => {
@@ -125,8 +127,8 @@ impl Server {
         }
     }
 
-    fn connect(&self) -> Result<Conn, Failure> {
-        Conn::open(&self.url, self.tls()?.as_ref(), self.timeout)
+    fn connect(&self, deadline: Instant) -> Result<Conn, Failure> {
+        Conn::open(&self.url, self.tls()?.as_ref(), deadline)
     }
 
     /// An error for a failed command that concerns no one session.
@@ -181,6 +183,18 @@ return 0";
     pub(super) const RENEW: &str = "\
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
 return 0";
+    /// The fence. KEYS[1] the session, KEYS[2] the guard, KEYS[3] a key that never exists;
+    /// ARGV: token, ttl ms. 1 if the guard holds `token`, renewed to its full TTL; else 0.
+    /// It also runs every write the refresh that follows will need, harmlessly (the
+    /// session's `rt` rewritten with its own value, a delete of nothing), so that an ACL
+    /// lacking one of them refuses here, before the refresh token is sent.
+    pub(super) const FENCE: &str = "\
+if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[2], ARGV[2])
+local rt = redis.call('HGET', KEYS[1], 'rt')
+if rt then redis.call('HSET', KEYS[1], 'rt', rt) end
+redis.call('DEL', KEYS[3])
+return 1";
     /// KEYS[1] the guard; ARGV: token. Removes only our own guard.
     pub(super) const RELEASE: &str = "\
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
@@ -204,6 +218,8 @@ pub(crate) struct Entry {
     name: String,
     session_key: String,
     guard_key: String,
+    /// Never written: the fence deletes it to prove the user may delete.
+    probe_key: String,
 }
 
 impl Entry {
@@ -211,6 +227,7 @@ impl Entry {
         Entry {
             session_key: format!("{{credlock:{name}}}:session"),
             guard_key: format!("{{credlock:{name}}}:guard"),
+            probe_key: format!("{{credlock:{name}}}:fence-probe"),
             name: name.to_owned(),
             server,
         }

@@ -42,12 +42,14 @@ impl RedisUrl {
         let bad = |reason: &str| Error::InvalidStoreUrl {
             reason: reason.to_owned(),
         };
-        let (tls, rest) = if let Some(rest) = url.strip_prefix("redis://") {
-            (false, rest)
-        } else if let Some(rest) = url.strip_prefix("rediss://") {
-            (true, rest)
-        } else {
-            return Err(bad("it does not start with redis:// or rediss://"));
+        // A scheme is read whatever its case; Valkey's are Redis's.
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| bad("it does not start with redis:// or rediss://"))?;
+        let tls = match scheme.to_ascii_lowercase().as_str() {
+            "redis" | "valkey" => false,
+            "rediss" | "valkeys" => true,
+            _ => return Err(bad("it does not start with redis:// or rediss://")),
         };
         let (rest, query) = match rest.split_once('?') {
             Some((r, q)) => (r, Some(q)),
@@ -197,6 +199,13 @@ mod tests {
         assert!(u.tls);
         assert_eq!((u.host.as_str(), u.port, u.db), ("::1", 6379, 0));
         assert_eq!(u.user, None);
+        for (url, tls) in [
+            ("REDIS://h", false),
+            ("valkey://h", false),
+            ("ValKeyS://h", true),
+        ] {
+            assert_eq!(RedisUrl::parse(url).expect(url).tls, tls, "{url}");
+        }
     }
 
     #[test]

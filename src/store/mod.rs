@@ -303,9 +303,13 @@ impl Store {
         self.options.lock_mode
     }
 
-    /// The session file's permission bits (unix), `None` if there is no file or no mode bits.
+    /// The session file's permission bits (unix), `None` if there is no file or no mode bits
+    /// (and for a session kept on a server, which has no file).
     #[must_use]
     pub fn file_mode(&self) -> Option<u32> {
+        if self.on_server() {
+            return None;
+        }
         crate::file::checked_open::mode_of(&self.path)
     }
 

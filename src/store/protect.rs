@@ -147,7 +147,8 @@ impl Store {
     ///
     /// # Errors
     /// - [`Error::ProtectionRefused`]: [`Protection::Keyring`] for a file on a network or FUSE
-    ///   filesystem, or under a lease (other machines could not read the key);
+    ///   filesystem, or under a lease (other machines could not read the key); any
+    ///   protection for a session kept on a server;
     /// - [`Error::NoSession`]: nothing to convert;
     /// - [`Error::Keychain`]: the keychain did not take or give the key;
     /// - the read errors of [`Store::load`], [`Error::LockTimeout`], [`Error::Io`].
@@ -164,6 +165,14 @@ impl Store {
     /// # Ok::<(), credlock::Error>(())
     /// ```
     pub fn protect(&self, to: Protection) -> Result<Protected, Error> {
+        // A session on a server is kept as the server keeps it (plain, and never sealed with
+        // one machine's key): there is nothing to convert, and no file to convert.
+        if self.on_server() {
+            return Err(Error::ProtectionRefused {
+                path: self.path.clone(),
+                reason: "the session is kept on a server, which protects it (ACL users, TLS, persistence files readable by no one else): there is no file to convert".to_owned(),
+            });
+        }
         if to == Protection::Keyring {
             self.refuse_keyring_if_shared()?;
         }

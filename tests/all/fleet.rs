@@ -663,3 +663,244 @@ fn a_read_after_a_redis_restart_reconnects_instead_of_failing_once() {
         seeded.refresh_token().secret()
     );
 }
+
+/// A server that does not know `AUTH` (renamed, or a proxy or Redis-like that lacks it)
+/// answers with the command's arguments, the password among them: the error says what
+/// failed, but none of the server's words that quote what was sent.
+///
+/// Failure table: `AUTH` renamed or unsupported, the server's reply quoting the password
+#[test]
+fn a_server_whose_reply_to_auth_quotes_the_password_never_gets_it_into_an_error() {
+    let redis = RedisServer::start_with_args(&["--rename-command", "AUTH", "XAUTH"]);
+    for url in [
+        format!("redis://:{PASSWORD}@127.0.0.1:{}/0?key=k", redis.port),
+        format!("redis://app:{PASSWORD}@127.0.0.1:{}/0?key=k", redis.port),
+    ] {
+        let store = Store::redis(&url).expect("url");
+        let err = store.load().expect_err("AUTH is unknown");
+        assert!(matches!(err, Error::StoreRefused { .. }), "{err:?}");
+        assert!(err.is_configuration(), "{err}");
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("pw-Zq81"), "{shown}");
+        assert!(shown.contains("authentication"), "{shown}");
+    }
+}
+
+/// A server that is loading its data, busy with a script, a replica (read-only) or cut off
+/// from its primary answers with an error that passes: a transient `StoreUnavailable`
+/// (exit 4), not a configuration error, and nothing is sent.
+///
+/// Failure table: Redis answers that it is loading, busy, or a read-only replica
+#[test]
+fn a_read_only_replica_or_a_replica_cut_off_from_its_primary_is_a_transient_error() {
+    let redis = RedisServer::start(None);
+    let url = redis.url("replica");
+    let fake = fake(Duration::ZERO);
+    seed_expired(&url, &fake, TOKEN_ENDPOINT);
+    // A replica of a primary that is not there keeps its data and refuses writes.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let dead_port = dead.local_addr().expect("addr").port().to_string();
+    drop(dead);
+    assert_eq!(redis.cmd(&["REPLICAOF", "127.0.0.1", &dead_port]), "OK");
+    let store =
+        on_fake(Store::redis(&url).expect("url"), &fake).with_poll_schedule(vec![Duration::ZERO]);
+    let err = within(Duration::from_secs(30), move || store.access_token())
+        .expect_err("a replica takes no guard");
+    assert!(matches!(err, Error::StoreUnavailable { .. }), "{err:?}");
+    assert!(err.is_transient(), "{err}");
+    assert!(err.to_string().contains("READONLY"), "{err}");
+    assert_eq!(redis.cmd(&["EXISTS", "{credlock:replica}:session"]), "1");
+    // Told not to serve stale data, it refuses reads too (MASTERDOWN).
+    assert_eq!(
+        redis.cmd(&["CONFIG", "SET", "replica-serve-stale-data", "no"]),
+        "OK"
+    );
+    let err = Store::redis(&url).expect("url").load().expect_err("stale");
+    assert!(matches!(err, Error::StoreUnavailable { .. }), "{err:?}");
+    assert!(err.to_string().contains("MASTERDOWN"), "{err}");
+    assert_eq!(fake.counters().refresh_requests, 0);
+}
+
+/// One deadline per command, not per socket call: a server (or whatever sits between) that
+/// trickles its reply a byte at a time is given up on after the command's timeout (5 s),
+/// never waited for indefinitely.
+///
+/// Failure table: Redis unreachable or not answering
+#[test]
+fn a_server_that_trickles_its_reply_is_given_up_on_after_the_command_timeout() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let server = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            listener.set_nonblocking(true).expect("nonblocking");
+            let started = Instant::now();
+            let mut clients = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst)
+                && started.elapsed() < Duration::from_secs(60)
+            {
+                if let Ok((mut c, _)) = listener.accept() {
+                    c.set_read_timeout(Some(Duration::from_millis(200))).ok();
+                    let _ = c.read(&mut [0u8; 4096]);
+                    let _ = c.write_all(b"$40\r\n");
+                    clients.push(c);
+                }
+                // One byte of the 40 promised, every 500 ms, to every client.
+                for c in &mut clients {
+                    let _ = c.write_all(b"x");
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        })
+    };
+    let url = format!("redis://127.0.0.1:{port}/0?key=trickle");
+    let started = Instant::now();
+    let err = within(Duration::from_secs(15), move || {
+        Store::redis(&url).expect("url").load()
+    })
+    .expect_err("no reply in time");
+    let took = started.elapsed();
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    server.join().expect("joined");
+    assert!(matches!(err, Error::StoreUnavailable { .. }), "{err:?}");
+    assert!(err.is_transient(), "{err}");
+    assert!(took < Duration::from_secs(12), "{took:?}");
+}
+
+/// The `ACL SETUSER` line of `docs/fleet.md`, with `PASSWORD` given and `drop` left out.
+fn documented_acl(password: &str, drop: &[&str]) -> Vec<String> {
+    let doc = include_str!("../../docs/fleet.md");
+    let at = doc.find("`ACL SETUSER credlock").expect("the ACL line");
+    let line = &doc[at + 1..];
+    let line = &line[..line.find('`').expect("its end")];
+    line.split_whitespace()
+        .map(|w| w.replace("PASSWORD", password))
+        .filter(|w| !drop.contains(&w.as_str()))
+        .collect()
+}
+
+/// The ACL the docs give is enough: a user created exactly as documented refreshes an
+/// expired session, saves it and releases its guard.
+#[test]
+fn a_user_with_the_documented_acl_refreshes_saves_and_releases_its_guard() {
+    let redis = RedisServer::start(None);
+    let fake = fake(Duration::ZERO);
+    seed_expired(&redis.url("acl-ok"), &fake, TOKEN_ENDPOINT);
+    let acl = documented_acl("acl-pw", &[]);
+    let acl: Vec<&str> = acl.iter().map(String::as_str).collect();
+    assert_eq!(redis.cmd(&acl), "OK");
+    let url = format!(
+        "redis://credlock:acl-pw@127.0.0.1:{}/0?key=acl-ok",
+        redis.port
+    );
+    let store = on_fake(Store::redis(&url).expect("url"), &fake);
+    let token = within(Duration::from_secs(30), move || store.access_token()).expect("a token");
+    assert!(token.refreshed());
+    let stored = Store::redis(&redis.url("acl-ok"))
+        .expect("url")
+        .load()
+        .expect("load")
+        .expect("saved");
+    assert_eq!(stored.access_token().secret(), token.secret());
+    assert_eq!(redis.cmd(&["EXISTS", "{credlock:acl-ok}:guard"]), "0");
+}
+
+/// A user that may take the guard but not run every command the scripts call learns it at
+/// the fence, before the refresh token is sent, never after the server consumed it.
+///
+/// Failure table: the ACL lacks a command the scripts call (`HSET`, `DEL`, `PEXPIRE`)
+#[test]
+fn a_user_whose_acl_lacks_a_command_the_scripts_call_sends_nothing() {
+    for missing in ["+hset", "+pexpire", "+del"] {
+        let redis = RedisServer::start(None);
+        let fake = fake(Duration::ZERO);
+        let seeded = seed_expired(&redis.url("acl-short"), &fake, TOKEN_ENDPOINT);
+        let acl = documented_acl("acl-pw", &[missing]);
+        let acl: Vec<&str> = acl.iter().map(String::as_str).collect();
+        assert_eq!(redis.cmd(&acl), "OK");
+        let url = format!(
+            "redis://credlock:acl-pw@127.0.0.1:{}/0?key=acl-short",
+            redis.port
+        );
+        let store = on_fake(Store::redis(&url).expect("url"), &fake)
+            .with_poll_schedule(vec![Duration::ZERO]);
+        let err = within(Duration::from_secs(30), move || store.access_token())
+            .expect_err("the fence is refused");
+        assert!(
+            matches!(err, Error::StoreRefused { .. }),
+            "{missing}: {err:?}"
+        );
+        assert!(err.is_configuration(), "{err}");
+        assert_eq!(fake.counters().refresh_requests, 0, "{missing}");
+        let stored = Store::redis(&redis.url("acl-short"))
+            .expect("url")
+            .load()
+            .expect("load")
+            .expect("kept");
+        assert_eq!(
+            stored.refresh_token().secret(),
+            seeded.refresh_token().secret()
+        );
+    }
+}
+
+/// Protection at rest is the server's on a session kept there: a change of protection, to
+/// none as to the keychain, is refused as such, never answered from a local file that
+/// happens to be named like the URL (which said there was no session).
+#[test]
+fn a_change_of_protection_on_a_session_kept_on_redis_is_refused() {
+    let redis = RedisServer::start(None);
+    let url = redis.url("protect");
+    let fake = fake(Duration::ZERO);
+    seed_expired(&url, &fake, TOKEN_ENDPOINT);
+    let store = Store::redis(&url).expect("url");
+    for to in [credlock::Protection::None, credlock::Protection::Keyring] {
+        let err = store.protect(to).expect_err("refused");
+        assert!(
+            matches!(err, Error::ProtectionRefused { .. }),
+            "{to:?}: {err:?}"
+        );
+    }
+    assert_eq!(store.file_mode(), None);
+    assert!(store.load().expect("load").is_some(), "the session is kept");
+}
+
+/// The answer to the `SET NX` that took the guard is lost (the connection breaks after the
+/// server ran it): the taker asks again with the same token, finds its own token in the
+/// guard and goes on as its holder, instead of failing and leaving a guard nobody owns to
+/// block every instance for its whole TTL.
+///
+/// Failure table: the answer to the guard's `SET` is lost
+#[test]
+fn a_guard_whose_set_answer_was_lost_is_recognised_as_ours_and_released() {
+    let redis = RedisServer::start(None);
+    let url = redis.url("lost-set");
+    let fake = fake(Duration::ZERO);
+    seed_expired(&url, &fake, TOKEN_ENDPOINT);
+    let proxy = crate::common::redis::ReplyDroppingProxy::start(redis.port);
+    let via_proxy = format!("redis://127.0.0.1:{}/0?key=lost-set", proxy.port);
+    let store = on_fake(Store::redis(&via_proxy).expect("url"), &fake);
+    let token =
+        within(Duration::from_secs(30), move || store.access_token()).expect("the guard is ours");
+    assert!(token.refreshed());
+    assert_eq!(fake.counters().refresh_requests, 1);
+    assert_eq!(redis.cmd(&["EXISTS", "{credlock:lost-set}:guard"]), "0");
+}
+
+/// A long-lived handle whose pooled connections died with a Redis restart writes at once
+/// after it too: the guard's `SET NX`, which failed on the dead connection, is asked again
+/// with the same token on a new one (any other write is never retried, since it may have
+/// run; the save follows on the new connection).
+#[test]
+fn a_write_after_a_redis_restart_uses_a_new_connection_instead_of_failing_once() {
+    let mut redis = RedisServer::start(None);
+    let url = redis.url("restarted-write");
+    let fake = fake(Duration::ZERO);
+    let seeded = seed_expired(&url, &fake, TOKEN_ENDPOINT);
+    let store = Store::redis(&url).expect("url");
+    assert!(store.load().expect("load").is_some());
+    redis.restart();
+    store.save(&seeded).expect("saved on a new connection");
+}

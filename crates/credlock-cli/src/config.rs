@@ -127,6 +127,7 @@ pub fn default_path(profile: Option<&str>) -> Result<PathBuf, SelectError> {
 /// `CREDLOCK_PROFILE` / the docker helper's name) select, for both binaries:
 /// - a store that is a Redis URL (`redis://…`) is a session on that server, under the URL's
 ///   key, else the profile's;
+/// - a store that is a URL of another scheme (`http://…`) is refused, unquoted;
 /// - a file store and a profile: the one from the command line wins (so a child given
 ///   `--store` ignores an inherited `CREDLOCK_PROFILE`); both from the same place is a usage
 ///   error, since either could be the wrong session;
@@ -143,6 +144,18 @@ pub fn select(
     profile: Option<(String, Origin)>,
 ) -> Result<Selection, SelectError> {
     fs_kind_is_known()?;
+    if let Some((_, origin)) = store
+        .as_ref()
+        .filter(|(s, _)| crate::server_store::is_unknown_url(s))
+    {
+        let named_by = match origin {
+            Origin::CommandLine => "--store",
+            Origin::Environment => "CREDLOCK_STORE",
+        };
+        return Err(SelectError::Usage(format!(
+            "{named_by} is a URL whose scheme credlock does not know (not quoted: it may hold a password); a store is a file path, or redis://, rediss://, valkey:// or valkeys://"
+        )));
+    }
     if let Some((url, origin)) = store
         .as_ref()
         .filter(|(s, _)| crate::server_store::is_server_url(s))

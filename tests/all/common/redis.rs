@@ -15,6 +15,8 @@ pub struct RedisServer {
     pub persistent: bool,
     /// A TLS port beside the plain one: (port, certificate, key) files.
     pub tls: Option<(u16, std::path::PathBuf, std::path::PathBuf)>,
+    /// More arguments for `redis-server`.
+    pub args: Vec<String>,
     child: Option<Child>,
 }
 
@@ -36,6 +38,23 @@ impl RedisServer {
             password: password.map(str::to_owned),
             persistent: true,
             tls: None,
+            args: Vec::new(),
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    /// Starts a server without a password, with `args` added to its command line (e.g.
+    /// `--rename-command AUTH XAUTH`).
+    pub fn start_with_args(args: &[&str]) -> RedisServer {
+        let mut server = RedisServer {
+            dir: tempfile::tempdir().expect("tempdir"),
+            port: free_port(),
+            password: None,
+            persistent: true,
+            tls: None,
+            args: args.iter().map(|a| (*a).to_owned()).collect(),
             child: None,
         };
         server.restart();
@@ -51,6 +70,7 @@ impl RedisServer {
             password: None,
             persistent: true,
             tls: Some((free_port(), cert.to_path_buf(), key.to_path_buf())),
+            args: Vec::new(),
             child: None,
         };
         server.restart();
@@ -65,6 +85,7 @@ impl RedisServer {
             password: None,
             persistent: false,
             tls: None,
+            args: Vec::new(),
             child: None,
         };
         server.restart();
@@ -100,6 +121,7 @@ impl RedisServer {
                 .arg("--tls-key-file")
                 .arg(key);
         }
+        c.args(&self.args);
         self.child = Some(c.spawn().expect(
             "redis-server runs (install it: apt-get install -y redis-server; .ci/run does)",
         ));
@@ -271,5 +293,72 @@ impl StallingProxy {
             }
         });
         StallingProxy { port }
+    }
+}
+
+/// A TCP proxy in front of a Redis server that forwards the first `SET …:guard … NX` it sees,
+/// then drops the server's answer to it and closes that client's connection: the guard is
+/// taken, and its taker never hears so (a proxy or network that fails at the worst moment).
+pub struct ReplyDroppingProxy {
+    pub port: u16,
+}
+
+impl ReplyDroppingProxy {
+    pub fn start(upstream: u16) -> ReplyDroppingProxy {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU8, Ordering};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        // 0: no SET NX seen; 1: its answer is the next to drop; 2: dropped.
+        let state = Arc::new(AtomicU8::new(0));
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                let Ok(client) = client else { return };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let (mut c_in, mut s_out) = (
+                    client.try_clone().expect("clone"),
+                    server.try_clone().expect("clone"),
+                );
+                let (mut s_in, mut c_out) = (server, client);
+                let up = Arc::clone(&state);
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16 * 1024];
+                    while let Ok(n) = std::io::Read::read(&mut c_in, &mut buf) {
+                        if n == 0 {
+                            return;
+                        }
+                        let chunk = &buf[..n];
+                        let takes_guard = chunk.windows(6).any(|w| w == b":guard")
+                            && chunk.windows(2).any(|w| w == b"NX");
+                        if takes_guard {
+                            let _ = up.compare_exchange(0, 1, Ordering::SeqCst, Ordering::SeqCst);
+                        }
+                        if s_out.write_all(chunk).is_err() {
+                            return;
+                        }
+                    }
+                });
+                let down = Arc::clone(&state);
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16 * 1024];
+                    while let Ok(n) = std::io::Read::read(&mut s_in, &mut buf) {
+                        if n == 0 {
+                            return;
+                        }
+                        if down.load(Ordering::SeqCst) == 1 && &buf[..n] == b"+OK\r\n" {
+                            down.store(2, Ordering::SeqCst);
+                            let _ = c_out.shutdown(std::net::Shutdown::Both);
+                            return;
+                        }
+                        if c_out.write_all(&buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        ReplyDroppingProxy { port }
     }
 }

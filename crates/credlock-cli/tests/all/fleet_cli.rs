@@ -389,3 +389,49 @@ fn rediss_uses_tls_with_the_roots_of_the_http_transport() {
         stored.access_token().secret()
     );
 }
+
+/// A store URL's scheme is read as URLs are, whatever its case (`REDIS://`), and `valkey://`
+/// is `redis://`; a `--store` that is a URL of a scheme credlock does not know is refused,
+/// unquoted, rather than taken for a file path (which would create files named after the
+/// URL, password and all, and print it).
+#[test]
+fn a_store_url_of_any_case_is_a_server_and_one_of_an_unknown_scheme_is_refused_unquoted() {
+    let redis = RedisServer::start(Some(PASSWORD));
+    let fake = fake(Duration::ZERO);
+    let seeded = fake.seed_session("http://127.0.0.1:1/token").expect("seed");
+    Store::redis(&redis.url("cased"))
+        .expect("url")
+        .save(&seeded)
+        .expect("save");
+    let cwd = tempfile::tempdir().expect("cwd");
+    let config = tempfile::tempdir().expect("config dir");
+    let in_cwd = |url: &str, args: &[&str]| {
+        let mut c = credlock(Path::new(url), args);
+        c.current_dir(cwd.path())
+            .env("XDG_CONFIG_HOME", config.path())
+            .env("HOME", config.path());
+        run(c)
+    };
+    for scheme in ["REDIS", "Redis", "valkey", "VALKEY"] {
+        let url = format!(
+            "{scheme}://:{PASSWORD}@127.0.0.1:{}/0?key=cased",
+            redis.port
+        );
+        let out = in_cwd(&url, &["token"]);
+        assert!(out.status.success(), "{scheme}: {}", text(&out));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            seeded.access_token().secret()
+        );
+    }
+    for url in [
+        format!("http://:{PASSWORD}@127.0.0.1:{}/0?key=cased", redis.port),
+        format!("memcached://:{PASSWORD}@127.0.0.1:{}/0", redis.port),
+    ] {
+        let out = in_cwd(&url, &["token"]);
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+        assert!(!text(&out).contains(PASSWORD), "{}", text(&out));
+    }
+    let left: Vec<_> = std::fs::read_dir(cwd.path()).expect("cwd").collect();
+    assert!(left.is_empty(), "files made of a URL: {left:?}");
+}

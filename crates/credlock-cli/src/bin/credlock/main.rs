@@ -49,8 +49,9 @@ use serde_json::json;
 struct Cli {
     /// The session file [default: $XDG_CONFIG_HOME/credlock/session.json, or
     /// profiles/PROFILE/session.json there with --profile], or a session on a Redis or
-    /// Valkey server: redis://[user:password@]host:port[/db]?key=NAME (the key defaults to
-    /// the profile; the password may come from REDISCLI_AUTH and is never shown).
+    /// Valkey server: redis://[user:password@]host:port[/db]?key=NAME (or rediss://,
+    /// valkey://, valkeys://, in any case; the key defaults to the profile; the password may
+    /// come from REDISCLI_AUTH and is never shown). A URL of another scheme is refused.
     #[arg(long, global = true, env = "CREDLOCK_STORE")]
     store: Option<PathBuf>,
     /// A named session (its own file, lock and lease) under the default directory. Nothing
